@@ -1,0 +1,5 @@
+import sys
+
+from photozsom.cli import main
+
+sys.exit(main())

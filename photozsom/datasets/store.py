@@ -1,0 +1,198 @@
+"""An HDF5 store of g,r,i,z image cutouts that can be written and read in chunks.
+
+Layout of the file (the contract between the cutout reader, the simulator and the
+embedders)::
+
+    /images      float32 [N, 4, H, W]  surface brightness, nanomaggies per pixel; NaN in
+                                       bands without imaging (the i-band in the north)
+    /band_mask   bool    [N, 4]        True where the band has imaging
+    /sigma       float32 [N, 4]        per-pixel sky noise, nanomaggies (NaN if unknown)
+    /OBJID       int64   [N]           object identifier: join on this, never on row number
+    attrs: bands = "g,r,i,z", pixscale = 0.262 (arcsec/pixel), size = H
+
+Rows are appended; ``images`` is chunked one cutout per HDF5 chunk row-block so that
+reading a slice of rows touches only those rows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["CutoutStore", "BANDS", "PIXSCALE"]
+
+#: Band order of the store's second axis.
+BANDS: tuple[str, ...] = ("g", "r", "i", "z")
+#: Legacy Survey pixel scale, arcsec per pixel.
+PIXSCALE: float = 0.262
+
+
+class CutoutStore:
+    """Chunked HDF5 store of cutouts keyed by OBJID.
+
+    Parameters
+    ----------
+    path : str or Path
+        HDF5 file.
+    mode : {"r", "a"}
+        Read only, or append (the file must exist; use :meth:`create` for a new one).
+
+    Examples
+    --------
+    >>> store = CutoutStore.create(tmp / "c.h5", size=64)          # doctest: +SKIP
+    >>> store.append(images, band_mask, objid)                      # doctest: +SKIP
+    >>> for sl, batch in CutoutStore(tmp / "c.h5").iter_chunks(256):  # doctest: +SKIP
+    ...     ...
+    """
+
+    def __init__(self, path: "str | os.PathLike", mode: str = "r"):
+        import h5py
+
+        self.path = Path(path)
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        if not self.path.exists():
+            raise FileNotFoundError(f"cutout store {self.path} does not exist; create it with CutoutStore.create")
+        try:
+            self._h5 = h5py.File(self.path, mode)
+        except OSError as err:
+            raise ValueError(f"{self.path} is not a readable HDF5 cutout store ({err})") from err
+        for key in ("images", "band_mask", "OBJID"):
+            if key not in self._h5:
+                self._h5.close()
+                raise ValueError(f"{self.path} lacks dataset /{key}: not a photozsom cutout store")
+
+    # -- creation ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: "str | os.PathLike", size: int, *, overwrite: bool = False,
+               pixscale: float = PIXSCALE, compression: "str | None" = None) -> "CutoutStore":
+        """Create an empty store for ``size`` x ``size`` pixel cutouts and open it for appending."""
+        import h5py
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True or open it with CutoutStore(path, 'a')")
+        if size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("images", shape=(0, 4, size, size), maxshape=(None, 4, size, size),
+                              dtype="f4", chunks=(16, 4, size, size), compression=compression)
+            h5.create_dataset("band_mask", shape=(0, 4), maxshape=(None, 4), dtype="?", chunks=(4096, 4))
+            h5.create_dataset("sigma", shape=(0, 4), maxshape=(None, 4), dtype="f4", chunks=(4096, 4))
+            h5.create_dataset("OBJID", shape=(0,), maxshape=(None,), dtype="i8", chunks=(16384,))
+            h5.attrs["bands"] = ",".join(BANDS)
+            h5.attrs["pixscale"] = float(pixscale)
+            h5.attrs["size"] = int(size)
+        return cls(path, "a")
+
+    # -- writing ----------------------------------------------------------------------
+    def append(self, images: np.ndarray, band_mask: np.ndarray, objid: np.ndarray,
+               sigma: "np.ndarray | None" = None) -> None:
+        """Append cutouts.
+
+        Parameters
+        ----------
+        images : ndarray, shape (B, 4, H, W)
+            Nanomaggies per pixel, bands g, r, i, z.
+        band_mask : ndarray, shape (B, 4), bool
+        objid : ndarray, shape (B,), int
+        sigma : ndarray, shape (B, 4), optional
+            Per-pixel sky noise, nanomaggies.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        band_mask = np.asarray(band_mask, dtype=bool)
+        objid = np.asarray(objid, dtype=np.int64)
+        size = self.size
+        if images.ndim != 4 or images.shape[1:] != (4, size, size):
+            raise ValueError(f"images must have shape (B, 4, {size}, {size}), got {images.shape}")
+        b = len(images)
+        if band_mask.shape != (b, 4) or objid.shape != (b,):
+            raise ValueError(f"band_mask must be ({b}, 4) and objid ({b},); got {band_mask.shape}, {objid.shape}")
+        sigma = np.full((b, 4), np.nan, np.float32) if sigma is None else np.asarray(sigma, np.float32)
+        n = len(self)
+        for key, arr in (("images", images), ("band_mask", band_mask), ("sigma", sigma), ("OBJID", objid)):
+            ds = self._h5[key]
+            ds.resize(n + b, axis=0)
+            ds[n:] = arr
+        self._h5.flush()
+
+    # -- reading ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._h5["OBJID"].shape[0])
+
+    @property
+    def size(self) -> int:
+        """Cutout side, pixels."""
+        return int(self._h5["images"].shape[-1])
+
+    @property
+    def pixscale(self) -> float:
+        """Pixel scale, arcsec per pixel."""
+        return float(self._h5.attrs.get("pixscale", PIXSCALE))
+
+    @property
+    def objid(self) -> np.ndarray:
+        """All OBJIDs, int64 [N]."""
+        return self._h5["OBJID"][:]
+
+    def read(self, rows: "slice | np.ndarray") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read ``(images, band_mask, objid)`` for a slice or sorted index array of rows."""
+        if not isinstance(rows, slice):
+            rows = np.asarray(rows)
+            order = np.argsort(rows, kind="stable")
+            srt = rows[order]
+            if len(srt) and (srt[0] < 0 or srt[-1] >= len(self)):
+                raise IndexError(f"row index out of range [0, {len(self)})")
+            uniq, inv = np.unique(srt, return_inverse=True)
+            imgs = self._h5["images"][uniq][inv]
+            mask = self._h5["band_mask"][uniq][inv]
+            ids = self._h5["OBJID"][uniq][inv]
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            return imgs[back], mask[back], ids[back]
+        return self._h5["images"][rows], self._h5["band_mask"][rows], self._h5["OBJID"][rows]
+
+    def sigma(self, rows: "slice | np.ndarray" = slice(None)) -> np.ndarray:
+        """Per-pixel sky noise [n, 4], nanomaggies."""
+        if isinstance(rows, slice):
+            return self._h5["sigma"][rows]
+        return self._h5["sigma"][:][np.asarray(rows)]
+
+    def rows_of(self, objid: np.ndarray) -> np.ndarray:
+        """Row numbers of the given OBJIDs; raises ``KeyError`` naming IDs not in the store."""
+        ids = self.objid
+        order = np.argsort(ids, kind="stable")
+        objid = np.asarray(objid, dtype=np.int64)
+        pos = np.searchsorted(ids[order], objid)
+        pos = np.clip(pos, 0, max(len(ids) - 1, 0))
+        found = len(ids) > 0
+        ok = ids[order][pos] == objid if found else np.zeros(len(objid), bool)
+        if not np.all(ok):
+            missing = objid[~ok]
+            raise KeyError(f"{len(missing)} OBJID(s) not in {self.path.name}, e.g. {missing[:5].tolist()}")
+        return order[pos]
+
+    def iter_chunks(self, chunk: int = 256, start: int = 0) -> Iterator[tuple[slice, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Yield ``(slice, (images, band_mask, objid))`` for consecutive row blocks."""
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        n = len(self)
+        for lo in range(start, n, chunk):
+            sl = slice(lo, min(lo + chunk, n))
+            yield sl, self.read(sl)
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> "CutoutStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CutoutStore({str(self.path)!r}, n={len(self)}, size={self.size})"

@@ -1,0 +1,231 @@
+"""Catalogue fluxes to extinction-corrected asinh magnitudes, colours and feature matrices.
+
+Fluxes are DR10 nanomaggies. Magnitudes are Lupton et al. (1999) asinh magnitudes,
+
+.. math:: m = 22.5 - 2.5\\log_{10} b - \\frac{2.5}{\\ln 10}\\,\\mathrm{asinh}\\left(\\frac{f}{2b}\\right),
+
+which equal the AB magnitude ``22.5 - 2.5 log10(f)`` for ``f >> b`` and stay finite for
+zero and negative fluxes (normal for faint galaxies in noisy bands). The softening ``b``
+of each band is close to the 1-sigma flux noise of a DR10 galaxy at the survey depth
+(:data:`SOFTENING`).
+
+Two feature matrices are defined here so that training data and a user's catalogue go
+through exactly the same transform:
+
+- :func:`som_features` — the SOM's colours and one magnitude (south, with i-band):
+  ``g-r, r-i, i-z, z-W1, W1-W2, r``.
+- :func:`catalog_features` — the random-forest baseline's features after Zhou et al.
+  (2021, 2023): ``r, g-r, r-z, z-W1, W1-W2, log10 SHAPE_R, axis ratio q, Sersic n``
+  (no i-band, so north and south share it, as in the DR9/DR10 photo-z catalogue).
+
+:class:`Standardizer` stores the mean and standard deviation of a training matrix and is
+saved inside each model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from photozsom.datasets.schema import validate
+
+__all__ = [
+    "SOFTENING",
+    "SOM_FEATURES",
+    "CATALOG_FEATURES",
+    "asinh_mag",
+    "dereddened_flux",
+    "magnitudes",
+    "som_features",
+    "catalog_features",
+    "Standardizer",
+]
+
+#: Asinh softening parameter ``b`` per band, nanomaggies: about the 1-sigma flux error of a
+#: small galaxy at the DR10 median depth (5-sigma galaxy depths g 24.0, r 23.4, i 23.0,
+#: z 22.5, W1 21.0, W2 20.3 AB; Dey et al. 2019, DR10 documentation).
+SOFTENING: dict[str, float] = {
+    "G": 0.050,
+    "R": 0.087,
+    "I": 0.126,
+    "Z": 0.200,
+    "W1": 0.796,
+    "W2": 1.514,
+}
+
+#: Names of the columns of :func:`som_features`.
+SOM_FEATURES: list[str] = ["g-r", "r-i", "i-z", "z-W1", "W1-W2", "r"]
+#: Names of the columns of :func:`catalog_features`.
+CATALOG_FEATURES: list[str] = ["r", "g-r", "r-z", "z-W1", "W1-W2", "log10_shape_r", "axis_ratio", "sersic"]
+
+_LN10 = np.log(10.0)
+
+
+def asinh_mag(flux: np.ndarray, softening: float) -> np.ndarray:
+    """Asinh (luptitude) AB magnitude of a flux in nanomaggies.
+
+    Parameters
+    ----------
+    flux : ndarray
+        Flux, nanomaggies; zero and negative values are valid.
+    softening : float
+        Softening ``b``, nanomaggies (> 0).
+
+    Returns
+    -------
+    ndarray
+        Magnitude, AB mag; NaN where ``flux`` is NaN.
+
+    Examples
+    --------
+    >>> float(np.round(asinh_mag(np.array([100.0]), 0.05)[0], 4))  # bright: = 22.5 - 2.5 log10(100)
+    17.5
+    """
+    if softening <= 0:
+        raise ValueError(f"softening must be > 0 nanomaggies, got {softening}")
+    flux = np.asarray(flux, dtype=np.float64)
+    return 22.5 - 2.5 * np.log10(softening) - (2.5 / _LN10) * np.arcsinh(flux / (2.0 * softening))
+
+
+def dereddened_flux(catalog: pd.DataFrame, band: str) -> np.ndarray:
+    """Flux corrected for Galactic extinction: ``FLUX_<b> / MW_TRANSMISSION_<b>`` (nanomaggies)."""
+    b = band.upper()
+    flux = catalog[f"FLUX_{b}"].to_numpy(dtype=np.float64)
+    mw = catalog[f"MW_TRANSMISSION_{b}"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mw > 0, flux / mw, np.nan)
+
+
+def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "catalogue") -> pd.DataFrame:
+    """Extinction-corrected asinh magnitudes of ``bands``.
+
+    Parameters
+    ----------
+    catalog : DataFrame or astropy Table
+        DR10 columns ``FLUX_<b>`` (nanomaggies), ``FLUX_IVAR_<b>`` and ``MW_TRANSMISSION_<b>``.
+    bands : sequence of str
+        Bands to convert.
+
+    Returns
+    -------
+    DataFrame
+        One column per band (lower case: ``g, r, i, z, w1, w2``), AB mag, in input order.
+        A band with no data (``FLUX_IVAR == 0`` or NaN flux, e.g. the i-band in the north)
+        is NaN.
+    """
+    cols = []
+    for b in bands:
+        b = b.upper()
+        cols += [f"FLUX_{b}", f"FLUX_IVAR_{b}", f"MW_TRANSMISSION_{b}"]
+    df = validate(catalog, cols, name=name, allow_nan=cols)
+    out = {}
+    for b in bands:
+        b = b.upper()
+        f = dereddened_flux(df, b)
+        ivar = df[f"FLUX_IVAR_{b}"].to_numpy(dtype=np.float64)
+        m = asinh_mag(f, SOFTENING[b])
+        m[~(ivar > 0)] = np.nan
+        out[b.lower()] = m
+    return pd.DataFrame(out, index=df.index)
+
+
+def som_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
+    """The SOM's feature matrix: ``g-r, r-i, i-z, z-W1, W1-W2, r`` (AB mag).
+
+    Parameters
+    ----------
+    catalog : DataFrame or astropy Table
+        DR10 columns for g, r, i, z, W1, W2.
+
+    Returns
+    -------
+    X : ndarray, shape (N, 6), float32
+        Features in :data:`SOM_FEATURES` order; rows with a missing band hold NaN.
+    valid : ndarray, shape (N,), bool
+        True where every feature is finite (false e.g. for northern rows without i-band).
+    """
+    m = magnitudes(catalog, ("G", "R", "I", "Z", "W1", "W2"), name=name)
+    X = np.column_stack(
+        [m.g - m.r, m.r - m.i, m.i - m.z, m.z - m.w1, m.w1 - m.w2, m.r]
+    ).astype(np.float32)
+    return X, np.isfinite(X).all(axis=1)
+
+
+def catalog_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
+    """The random-forest baseline's features (Zhou et al. 2021, 2023 recipe).
+
+    Columns (:data:`CATALOG_FEATURES`): r-band magnitude, colours ``g-r, r-z, z-W1, W1-W2``
+    (no i-band, so north and south are treated alike), ``log10 SHAPE_R`` (arcsec, with
+    point sources at 0.01 arcsec), the axis ratio ``q = (1-|e|)/(1+|e|)`` from
+    ``SHAPE_E1, SHAPE_E2``, and the Sersic index.
+
+    Returns
+    -------
+    X : ndarray, shape (N, 8), float32
+    valid : ndarray, shape (N,), bool
+        True where every feature is finite.
+    """
+    df = validate(catalog, ["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"], name=name,
+                  allow_nan=["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"])
+    m = magnitudes(df, ("G", "R", "Z", "W1", "W2"), name=name)
+    r_half = np.clip(df["SHAPE_R"].to_numpy(dtype=np.float64), 0.01, None)
+    e = np.hypot(df["SHAPE_E1"].to_numpy(dtype=np.float64), df["SHAPE_E2"].to_numpy(dtype=np.float64))
+    e = np.clip(e, 0.0, 0.99)
+    q = (1.0 - e) / (1.0 + e)
+    X = np.column_stack(
+        [m.r, m.g - m.r, m.r - m.z, m.z - m.w1, m.w1 - m.w2, np.log10(r_half), q,
+         df["SERSIC"].to_numpy(dtype=np.float64)]
+    ).astype(np.float32)
+    return X, np.isfinite(X).all(axis=1)
+
+
+@dataclass
+class Standardizer:
+    """Per-feature standardisation ``(X - mean) / std`` with statistics kept for reuse.
+
+    Attributes
+    ----------
+    mean, std : ndarray, shape (D,)
+        Set by :meth:`fit`; features of zero spread get ``std = 1``.
+    """
+
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    names: list[str] = field(default_factory=list)
+
+    def fit(self, X: np.ndarray, names: "list[str] | None" = None) -> "Standardizer":
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) == 0:
+            raise ValueError(f"Standardizer.fit needs a non-empty [N, D] array, got shape {X.shape}")
+        finite = np.isfinite(X).all(axis=1)
+        if not finite.any():
+            raise ValueError("Standardizer.fit: no row has all features finite")
+        self.mean = X[finite].mean(axis=0)
+        std = X[finite].std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        self.names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("Standardizer is not fitted: call fit(X) first")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.mean):
+            raise ValueError(f"expected [N, {len(self.mean)}] features {self.names}, got shape {X.shape}")
+        return ((X - self.mean) / self.std).astype(np.float32)
+
+    def inverse_transform(self, Xs: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("Standardizer is not fitted: call fit(X) first")
+        return np.asarray(Xs, dtype=np.float64) * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": None if self.mean is None else self.mean.tolist(),
+                "std": None if self.std is None else self.std.tolist(), "names": list(self.names)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Standardizer":
+        return cls(None if d["mean"] is None else np.asarray(d["mean"]),
+                   None if d["std"] is None else np.asarray(d["std"]), list(d.get("names", [])))
