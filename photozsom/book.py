@@ -1,0 +1,295 @@
+"""Execute the book's jupytext chapters with papermill and render them with Jupyter Book 1.x.
+
+The chapters live in ``book/*.py`` (jupytext percent format, the single source of truth);
+``_toc.yml`` at the project root fixes their order. :func:`run_book`
+
+1. converts each chapter to a notebook with deterministic cell ids,
+2. executes it with papermill (``parameters`` cell: ``scale``, ``data_dir``, ``seed``, ...)
+   into ``book/executed/<name>.ipynb``, stopping at the first failing cell and naming it,
+3. removes execution timestamps so that the same seed gives the same notebooks,
+4. builds the HTML with ``jupyter-book build -W -n --keep-going`` (warnings fail).
+
+Chapters pass files to each other through ``data_dir`` (default ``runs/<scale>``): each
+chapter reads what earlier chapters wrote (:func:`require`) and lists what it wrote
+(:func:`outputs`), so any chapter can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ["chapters", "run_book", "require", "outputs", "find_root", "cli_main", "ChapterFailed"]
+
+#: Chapter that writes each run-directory sub-folder, for helpful errors in :func:`require`.
+PRODUCERS = {
+    "sky": "data",
+    "som": "som",
+    "embed": "embeddings",
+    "mdn": "mdn",
+    "baseline": "results",
+    "results": "results",
+    "cells": "density",
+    "flags": "flagging",
+}
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised; the message names the chapter, the cell and the error."""
+
+
+def find_root(start: "str | os.PathLike | None" = None) -> Path:
+    """The project root: the first parent of ``start`` (default: cwd) holding ``_toc.yml`` and ``book/``."""
+    here = Path(start or os.getcwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "_toc.yml").exists() and (p / "book").is_dir():
+            return p
+    pkg = Path(__file__).resolve().parent.parent
+    if (pkg / "_toc.yml").exists():
+        return pkg
+    raise FileNotFoundError(f"no _toc.yml with a book/ folder above {here}: run from the photozsom checkout or pass --root")
+
+
+def chapters(root: "str | os.PathLike") -> list[str]:
+    """Chapter names in ``_toc.yml`` order (``book/executed/<name>`` entries)."""
+    import yaml
+
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    files: list[str] = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("chapters", []) if isinstance(e.get("chapters"), list) else []:
+                files.append(part["file"])
+
+    for key in ("chapters", "parts"):
+        for e in toc.get(key, []) or []:
+            if "chapters" in e:
+                walk(e["chapters"])
+            else:
+                walk([e])
+    return [Path(f).name for f in files]
+
+
+def _declared_parameters(nb) -> set[str]:
+    """Names assigned in the cell tagged ``parameters``."""
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", cell.source, flags=re.M))
+    return set()
+
+
+def _to_notebook(src: Path):
+    import jupytext
+
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata.pop("jupytext", None)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{src.stem}-{i:03d}"
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    return nb
+
+
+def _scrub(path: Path) -> None:
+    """Remove timestamps and durations papermill/nbclient write, hide the injected cell."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for i, cell in enumerate(nb.cells):
+        md = cell.setdefault("metadata", {})
+        md.pop("papermill", None)
+        md.pop("execution", None)
+        tags = md.get("tags", [])
+        if "injected-parameters" in tags:
+            cell["id"] = f"{path.stem}-injected"
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+        if cell.cell_type == "code":
+            cell["execution_count"] = None
+            for out in cell.get("outputs", []):
+                if "execution_count" in out:
+                    out["execution_count"] = None
+    nbformat.write(nb, path)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_book(
+    root: "str | os.PathLike | None" = None,
+    scale: str = "default",
+    only: "Iterable[str] | None" = None,
+    params: "dict | None" = None,
+    html: bool = True,
+    data_dir: "str | None" = None,
+    log=print,
+) -> dict[str, float]:
+    """Execute the chapters and build the HTML book.
+
+    Parameters
+    ----------
+    root : path, optional
+        Project root (holds ``_toc.yml``, ``_config.yml``, ``book/``); found from cwd by default.
+    scale : {"ci", "default"} or str
+        Passed to every chapter as ``scale``; ``ci`` runs in minutes.
+    only : iterable of str, optional
+        Run only these chapters (names as in ``_toc.yml``, e.g. ``"som"``).
+    params : dict, optional
+        Extra papermill parameters, given to each chapter that declares them.
+    html : bool
+        Build the HTML with Jupyter Book after executing.
+    data_dir : str, optional
+        Run directory shared by the chapters (default ``runs/<scale>`` under ``root``).
+
+    Returns
+    -------
+    dict
+        Seconds per chapter (and ``"html"`` for the build).
+
+    Raises
+    ------
+    ChapterFailed
+        At the first failing cell, naming the chapter, cell and error.
+    """
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    root = find_root(root) if root is None else Path(root).resolve()
+    names = chapters(root)
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"unknown chapter(s) {unknown}; the book has {names}")
+        names = [n for n in names if n in set(only)]
+    out_dir = root / "book" / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir or str(Path("runs") / scale)
+    base = {"scale": scale, "data_dir": data_dir, **(params or {})}
+    timings: dict[str, float] = {}
+    env_backend = os.environ.pop("MPLBACKEND", None)  # executed notebooks need the inline backend
+    try:
+        for name in names:
+            src = root / "book" / f"{name}.py"
+            if not src.exists():
+                raise FileNotFoundError(f"_toc.yml lists {name} but {src} does not exist")
+            nb = _to_notebook(src)
+            declared = _declared_parameters(nb)
+            todo = {k: v for k, v in base.items() if k in declared}
+            tmp = out_dir / f".{name}.input.ipynb"
+            nbformat.write(nb, tmp)
+            out = out_dir / f"{name}.ipynb"
+            log(f"[book] {name}: executing ({', '.join(f'{k}={v!r}' for k, v in todo.items())})")
+            t0 = time.time()
+            try:
+                pm.execute_notebook(str(tmp), str(out), parameters=todo, kernel_name="python3",
+                                    progress_bar=False, cwd=str(root), log_output=False)
+            except PapermillExecutionError as err:
+                raise ChapterFailed(
+                    f"chapter {name!r} failed in cell {err.cell_index} (execution count {err.exec_count}):\n"
+                    f"{err.source}\n{err.ename}: {err.evalue}\n(see {out})"
+                ) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            timings[name] = time.time() - t0
+            _scrub(out)
+            log(f"[book] {name}: done in {timings[name]:.0f} s")
+        if html:
+            t0 = time.time()
+            build = root / "_build" / "html"
+            jb = Path(sys.executable).with_name("jupyter-book")
+            cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
+            log("[book] " + " ".join(cmd))
+            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.stdout.write(proc.stdout[-6000:])
+                sys.stderr.write(proc.stderr[-6000:])
+                raise ChapterFailed(f"jupyter-book build failed (exit {proc.returncode}); see output above")
+            timings["html"] = time.time() - t0
+            log(f"[book] HTML in {build / 'index.html'}")
+    finally:
+        if env_backend is not None:
+            os.environ["MPLBACKEND"] = env_backend
+    log("[book] time per chapter: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {sum(timings.values()):.0f} s")
+    return timings
+
+
+def require(path: "str | os.PathLike", data_dir: "str | os.PathLike | None" = None) -> Path:
+    """Return ``path`` if it exists, else raise an error naming the chapter that writes it.
+
+    Parameters
+    ----------
+    path : path
+        A file a previous chapter wrote, e.g. ``runs/ci/som/som.pt``.
+    data_dir : path, optional
+        The run directory, to find which sub-folder (and so which chapter) the file belongs to.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    chapter = None
+    if data_dir is not None:
+        try:
+            first = path.resolve().relative_to(Path(data_dir).resolve()).parts[0]
+            chapter = PRODUCERS.get(first)
+        except (ValueError, IndexError):
+            pass
+    how = (f"run the '{chapter}' chapter first (`photozsom book --only {chapter} -p data_dir=...`)"
+           if chapter else "run the earlier chapters first")
+    raise FileNotFoundError(f"{path} does not exist: {how}, with the same data_dir")
+
+
+def outputs(*paths: "str | os.PathLike"):
+    """A table of files a chapter wrote: path, size (MB) — shown at the end of each chapter."""
+    import pandas as pd
+
+    rows = []
+    for p in paths:
+        p = Path(p)
+        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+        for f in files:
+            rows.append({"file": str(f), "size_MB": round(f.stat().st_size / 1e6, 3) if f.exists() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def cli_main(args) -> int:
+    """Entry point of ``photozsom book``."""
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            raise ValueError(f"-p expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k.strip()] = _parse_value(v)
+    try:
+        run_book(args.root, scale=args.scale, only=args.only, params=params, html=not args.no_html,
+                 data_dir=params.pop("data_dir", None))
+    except ChapterFailed as err:
+        print(f"photozsom book: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def clean(root: "str | os.PathLike") -> None:
+    """Remove executed notebooks and the HTML build."""
+    root = Path(root)
+    shutil.rmtree(root / "book" / "executed", ignore_errors=True)
+    shutil.rmtree(root / "_build", ignore_errors=True)

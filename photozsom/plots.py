@@ -1,0 +1,388 @@
+"""One function per figure of the paper (and of the book), in one seaborn style.
+
+Every function returns the matplotlib ``Figure`` and never calls ``plt.show()``; chapters
+display and save it (:func:`save`). Axes carry units; colour bars are labelled.
+
+=========================  ==============================================================
+function                   figure
+=========================  ==============================================================
+:func:`redshift_distributions`  Figure 3: N(z) per survey and combined
+:func:`som_maps`           Figure 7 (and occupancy maps): values on the SOM grid
+:func:`metric_vs_count`    Figures 1 and 8: cell metric vs training count
+:func:`cutout_grid`        Figure 2: cutouts from flagged cells
+:func:`zphot_vs_zspec`     Figures 4 and 5: KDE of z_phot vs z_spec, intervals / PCOs
+:func:`pit_histogram`      Figure 6: PIT with widened outer bins
+:func:`loss_curves`        MDN train / validation CRPS per epoch
+:func:`example_pdfs`       a few P(z|X) with the true redshift
+:func:`threshold_curve`    fraction kept and metrics of what is kept vs threshold
+=========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "style",
+    "save",
+    "redshift_distributions",
+    "som_maps",
+    "metric_vs_count",
+    "cutout_grid",
+    "zphot_vs_zspec",
+    "pit_histogram",
+    "loss_curves",
+    "example_pdfs",
+    "threshold_curve",
+]
+
+#: Axis labels of the paper's metrics.
+METRIC_LABELS = {
+    "mad": r"MAD of $\Delta z$",
+    "bias": r"bias $\langle \Delta z \rangle$",
+    "eta": r"outlier fraction $\eta$ [%]",
+    "pco": "PCO fraction [%]",
+    "z_mean": "mean spectroscopic redshift",
+    "n_train": r"$\log_{10}$ training count",
+    "count": "test galaxies in cell",
+}
+_PERCENT = {"eta", "pco"}
+
+
+def style() -> None:
+    """The book's plotting style (seaborn 'ticks', colour-blind palette, readable fonts)."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="ticks", palette="colorblind",
+                  rc={"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold",
+                      "figure.constrained_layout.use": True})
+
+
+def save(fig: plt.Figure, path: "str | Path") -> Path:
+    """Save ``fig`` as PNG (parents created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def redshift_distributions(z: np.ndarray, survey: Sequence[str], *, bins: int = 64,
+                           z_range: tuple[float, float] = (0.0, 1.6), ncols: int = 4) -> plt.Figure:
+    """Figure 3: the combined N(z) (left) and the normalised N(z) of each survey (right).
+
+    Parameters
+    ----------
+    z : ndarray, shape (N,)
+        Spectroscopic redshifts.
+    survey : sequence of str, shape (N,)
+        Survey of each redshift; panels are ordered by size, with N in each title.
+    """
+    z = np.asarray(z, dtype=float)
+    survey = np.asarray(survey).astype(str)
+    names, counts = np.unique(survey, return_counts=True)
+    order = np.argsort(-counts)
+    names, counts = names[order], counts[order]
+    edges = np.linspace(*z_range, bins + 1)
+    nrows = int(np.ceil(len(names) / ncols))
+    fig = plt.figure(figsize=(4 + 2.6 * ncols, max(4.0, 1.7 * nrows)))
+    gs = fig.add_gridspec(nrows, ncols + 2)
+    ax0 = fig.add_subplot(gs[:, :2])
+    ax0.hist(z, bins=edges, color="0.3")
+    ax0.set_xlabel("spectroscopic redshift $z$")
+    ax0.set_ylabel("galaxies per bin")
+    ax0.set_title(f"All surveys, N={len(z):,}")
+    for k, (name, n) in enumerate(zip(names, counts)):
+        ax = fig.add_subplot(gs[k // ncols, 2 + k % ncols])
+        ax.hist(z[survey == name], bins=edges, density=True, color=f"C{k % 10}")
+        ax.set_title(f"{name}, N={n:,}", fontsize=9)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+        if k // ncols == nrows - 1 or k + ncols >= len(names):
+            ax.set_xlabel("$z$", fontsize=9)
+    return fig
+
+
+def _grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.size != shape[0] * shape[1]:
+        raise ValueError(f"expected {shape[0] * shape[1]} cell values for a {shape} map, got {values.size}")
+    return values.reshape(shape)
+
+
+def som_maps(maps: Mapping[str, np.ndarray], shape: tuple[int, int], *, ncols: int = 2,
+             cmaps: "Mapping[str, str] | None" = None, clip: "tuple[float, float] | None" = (2, 98),
+             labels: "Mapping[str, str] | None" = None, centered: Sequence[str] = ("bias",)) -> plt.Figure:
+    """Values on the SOM grid, one panel per map (Figure 7, occupancy maps).
+
+    Parameters
+    ----------
+    maps : mapping of name -> ndarray, shape (rows * cols,)
+        One value per cell, flat index ``row * cols + col``; NaN (empty cells) is grey.
+    shape : (rows, cols)
+    clip : (lo, hi) percentiles or None
+        Colour range clipped to these percentiles of the finite values, "so as to keep a
+        sensible dynamic range" as in the paper.
+    centered : names whose colour scale is symmetric about zero (diverging map).
+    """
+    labels = {**METRIC_LABELS, **(labels or {})}
+    cmaps = dict(cmaps or {})
+    n = len(maps)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.0 * nrows), squeeze=False)
+    for ax, (name, vals) in zip(axes.flat, maps.items()):
+        g = _grid(vals, shape)
+        finite = g[np.isfinite(g)]
+        vmin = vmax = None
+        if clip is not None and finite.size:
+            vmin, vmax = np.percentile(finite, clip)
+        cmap = cmaps.get(name, "viridis")
+        if name in centered and finite.size:
+            lim = np.nanmax(np.abs([vmin, vmax])) if vmin is not None else np.abs(finite).max()
+            vmin, vmax, cmap = -lim, lim, cmaps.get(name, "RdBu_r")
+        cm = plt.get_cmap(cmap).copy()
+        cm.set_bad("0.85")
+        im = ax.imshow(np.ma.masked_invalid(g), origin="lower", cmap=cm, vmin=vmin, vmax=vmax,
+                       interpolation="nearest")
+        ax.set_xlabel("SOM column")
+        ax.set_ylabel("SOM row")
+        label = labels.get(name, name)
+        ax.set_title(label.split(" [")[0] if len(label) < 40 else name)
+        fig.colorbar(im, ax=ax, shrink=0.85, label=label)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
+                    mask_zero_outliers: bool = True, global_values: "Mapping[str, float] | None" = None,
+                    count_col: str = "n_train") -> plt.Figure:
+    """Figures 1 and 8: each cell's metric against its training count.
+
+    Parameters
+    ----------
+    report : DataFrame
+        :func:`photozsom.cells.report` output (columns ``<metric>``, ``<metric>_err``,
+        ``<metric>_ref``, ``<metric>_signif``, ``n_train``, ``count``, ``status``).
+    mask_zero_outliers : bool
+        Figure 1 hides cells with no outlier (eta and PCO of exactly 0) "for clarity";
+        Figure 8 shows them.
+    global_values : mapping, optional
+        Global metric values (default ``report.attrs["global"]``).
+
+    Notes
+    -----
+    Error bars are the bootstrap errors; the dashed red lines are the global value plus and
+    minus the reference sigma for a sample of that size (standard error of the standard
+    deviation for MAD, of the mean for bias, binomial for eta and PCO); significant cells
+    (Benjamini-Hochberg) are drawn in red.
+    """
+    glob = dict(global_values or report.attrs.get("global", {}))
+    rep = report[report["status"] != "empty"] if "status" in report else report
+    rep = rep[rep[count_col] > 0]
+    if mask_zero_outliers and {"eta", "pco"} <= set(rep.columns):
+        rep = rep[(rep["eta"] > 0) | (rep["pco"] > 0)]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        scale = 100.0 if m in _PERCENT else 1.0
+        x = rep[count_col].to_numpy(float)
+        y = rep[m].to_numpy(float) * scale
+        err = rep.get(f"{m}_err", pd.Series(np.nan, index=rep.index)).to_numpy(float) * scale
+        sig = rep.get(f"{m}_signif", pd.Series(False, index=rep.index)).to_numpy(bool)
+        ax.errorbar(x[~sig], y[~sig], yerr=err[~sig], fmt="o", ms=3, alpha=0.5, lw=0.8, color="C0",
+                    label="cell")
+        if sig.any():
+            ax.errorbar(x[sig], y[sig], yerr=err[sig], fmt="o", ms=3.5, lw=0.8, color="C3",
+                        label="significant (BH)")
+        g = glob.get(m)
+        if g is not None and np.isfinite(g):
+            ax.axhline(g * scale, color="k", lw=1.2, label=f"global {METRIC_LABELS[m].split(' [')[0]} = {g * scale:.3g}")
+            if f"{m}_ref" in rep:
+                xs = np.logspace(np.log10(max(x.min(), 1)), np.log10(x.max() + 1), 100)
+                ref = rep[[count_col, "count", f"{m}_ref"]].dropna()
+                if len(ref):
+                    # reference sigma scales as 1/sqrt(count); draw it against training count via the
+                    # cells' own test counts (interpolated in log count)
+                    srt = np.argsort(ref[count_col].to_numpy())
+                    band = np.interp(np.log(xs), np.log(ref[count_col].to_numpy()[srt] + 1e-9),
+                                     ref[f"{m}_ref"].to_numpy()[srt]) * scale
+                    ax.plot(xs, g * scale + band, "r--", lw=1, label=r"global $\pm 1\sigma$ for cell size")
+                    ax.plot(xs, g * scale - band, "r--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("training galaxies in cell [log scale]")
+        ax.set_ylabel(METRIC_LABELS.get(m, m))
+        ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def cutout_grid(images: np.ndarray, titles: Sequence[str], *, ncols: int = 4,
+                bands: tuple[int, int, int] = (3, 1, 0), stretch: float = 0.5,
+                pixscale: float = 0.262) -> plt.Figure:
+    """Figure 2: colour (z, r, g as R, G, B) asinh-stretched cutouts in a grid.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, 4, H, W)
+        Nanomaggies per pixel, bands g, r, i, z.
+    titles : sequence of str
+        One title per cutout (e.g. cell, bias, z_spec, z_phot).
+    pixscale : float
+        Arcsec per pixel, for the axis scale.
+    """
+    images = np.asarray(images, dtype=float)
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.0 * nrows), squeeze=False)
+    half = images.shape[-1] * pixscale / 2
+    for ax, img, title in zip(axes.flat, images, titles):
+        rgb = np.stack([np.nan_to_num(img[b]) for b in bands], axis=-1)
+        scale = np.nanpercentile(rgb, 99.5) or 1.0
+        rgb = np.arcsinh(rgb / (stretch * scale)) / np.arcsinh(1.0 / stretch)
+        ax.imshow(np.clip(rgb, 0, 1), origin="lower", extent=(-half, half, -half, half))
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("arcsec", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("arcsec", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def _kde_background(ax, z_true, z_pred, zmax, seed, n_kde=4000, gridsize=120):
+    from scipy.stats import gaussian_kde
+
+    rng = np.random.default_rng(seed)
+    sel = rng.choice(len(z_true), size=min(n_kde, len(z_true)), replace=False)
+    kde = gaussian_kde(np.vstack([z_true[sel], z_pred[sel]]))
+    g = np.linspace(0, zmax, gridsize)
+    xx, yy = np.meshgrid(g, g)
+    dens = kde(np.vstack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
+    im = ax.imshow(np.log10(dens + dens.max() * 1e-4), origin="lower", extent=(0, zmax, 0, zmax),
+                   cmap="Greys", aspect="auto")
+    ax.plot([0, zmax], [0, zmax], "k:", lw=1)
+    zz = np.linspace(0, zmax, 50)
+    for s in (1, -1):
+        ax.plot(zz, zz + s * 0.15 * (1 + zz), color="0.5", lw=0.8, ls="--")
+    ax.set_xlim(0, zmax)
+    ax.set_ylim(0, zmax)
+    ax.set_xlabel("spectroscopic redshift $z$")
+    ax.set_ylabel(r"photometric redshift $\hat z$")
+    return im
+
+
+def zphot_vs_zspec(z_true: np.ndarray, z_pred: np.ndarray, *, lo: "np.ndarray | None" = None,
+                   hi: "np.ndarray | None" = None, highlight: "np.ndarray | None" = None,
+                   n_points: int = 300, zmax: float = 1.6, seed: int = 0, title: str = "") -> plt.Figure:
+    """Figures 4 and 5: Gaussian-KDE density of (z_spec, z_phot) with points on top.
+
+    Parameters
+    ----------
+    z_true, z_pred : ndarray, shape (N,)
+    lo, hi : ndarray, shape (N,), optional
+        Interval bounds drawn as error bars on ``n_points`` random galaxies (Figure 4: 90%).
+    highlight : ndarray of bool, shape (N,), optional
+        Galaxies drawn as red points instead (Figure 5: the PCOs).
+    """
+    z_true = np.asarray(z_true, float)
+    z_pred = np.asarray(z_pred, float)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    im = _kde_background(ax, z_true, z_pred, zmax, seed)
+    fig.colorbar(im, ax=ax, label=r"$\log_{10}$ KDE density")
+    rng = np.random.default_rng(seed + 1)
+    if highlight is not None:
+        idx = np.flatnonzero(np.asarray(highlight, bool))
+        ax.scatter(z_true[idx], z_pred[idx], s=6, color="C3", alpha=0.7,
+                   label=f"truth outside 99% interval ({len(idx):,})")
+        ax.legend(loc="upper left", fontsize=8)
+    elif lo is not None and hi is not None:
+        idx = rng.choice(len(z_true), size=min(n_points, len(z_true)), replace=False)
+        yerr = np.vstack([z_pred[idx] - np.asarray(lo)[idx], np.asarray(hi)[idx] - z_pred[idx]])
+        ax.errorbar(z_true[idx], z_pred[idx], yerr=np.clip(yerr, 0, None), fmt="o", ms=2.5, lw=0.6,
+                    color="C0", alpha=0.7, label="90% interval (random subset)")
+        ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def pit_histogram(pit: np.ndarray, *, bins: int = 50, outer_width: float = 0.05) -> plt.Figure:
+    """Figure 6: PIT histogram with the outermost bins widened for readability.
+
+    The inner bins are ``1 / bins`` wide; the two outer bins span ``[0, outer_width]`` and
+    ``[1 - outer_width, 1]``. Heights are densities, so a calibrated model lies on 1.
+    """
+    pit = np.asarray(pit, float)
+    inner = np.linspace(outer_width, 1 - outer_width, int(round(bins * (1 - 2 * outer_width))) + 1)
+    edges = np.concatenate([[0.0], inner, [1.0]])
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    ax.hist(pit, bins=edges, density=True, color="C0", edgecolor="white", lw=0.4)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="perfect calibration")
+    ax.set_xlabel(r"PIT $= \mathrm{CDF}(z_{\rm spec})$")
+    ax.set_ylabel("density")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def loss_curves(history: pd.DataFrame) -> plt.Figure:
+    """Train and validation CRPS per epoch (``history`` from :meth:`photozsom.mdn.MDN.fit`)."""
+    h = pd.DataFrame(history)
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    ax.plot(h["epoch"], h["train_crps"], label="training")
+    ax.plot(h["epoch"], h["val_crps"], label="validation (10%)")
+    best = h["val_crps"].idxmin()
+    ax.axvline(h.loc[best, "epoch"], color="0.5", ls=":", label="best epoch (kept)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean CRPS [redshift]")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def example_pdfs(pdf, z_true: np.ndarray, index: Sequence[int], *, ncols: int = 3) -> plt.Figure:
+    """A few P(z|X) (a :class:`photozsom.pdf.MixturePDF`) with the true redshift marked."""
+    index = list(index)
+    grid = np.linspace(0, 1.6, 801)
+    dens = pdf[np.asarray(index)].evaluate(grid)
+    nrows = int(np.ceil(len(index) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False, sharex=True)
+    for ax, i, d in zip(axes.flat, index, dens):
+        ax.plot(grid, d, color="C0")
+        ax.axvline(z_true[i], color="C3", ls="--", lw=1, label="$z_{\\rm spec}$")
+        ax.set_ylabel("P(z|X)")
+        ax.set_title(f"galaxy {i}", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("redshift $z$")
+    axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(index):]:
+        ax.set_visible(False)
+    return fig
+
+
+def threshold_curve(curve: pd.DataFrame, *, x: str = "threshold", xlabel: str = "threshold") -> plt.Figure:
+    """Fraction of a sample kept and the metrics of what is kept, against a flag threshold."""
+    c = pd.DataFrame(curve)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(c[x], 100 * c["fraction_kept"], "k-o", ms=3)
+    axes[0].set_xlabel(xlabel)
+    axes[0].set_ylabel("galaxies kept [%]")
+    ax = axes[1]
+    ax.plot(c[x], c["mad"], "-o", ms=3, label="MAD")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("MAD of kept galaxies")
+    ax2 = ax.twinx()
+    ax2.plot(c[x], 100 * c["eta"], "-s", ms=3, color="C1", label=r"$\eta$")
+    if "pco" in c:
+        ax2.plot(c[x], 100 * c["pco"], "-^", ms=3, color="C2", label="PCO")
+    ax2.set_ylabel("outlier / PCO fraction of kept [%]")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
+    for a in axes:
+        if c[x].min() > 0 and c[x].max() / max(c[x].min(), 1e-12) > 50:
+            a.set_xscale("log")
+    return fig
