@@ -15,6 +15,8 @@ function                   figure
 :func:`loss_curves`        MDN train / validation CRPS per epoch
 :func:`example_pdfs`       a few P(z|X) with the true redshift
 :func:`threshold_curve`    fraction kept and metrics of what is kept vs threshold
+:func:`spec_vs_random`     magnitudes and colours of the spectroscopic vs random sample
+:func:`embedding_map`      embedding principal components coloured by a property
 =========================  ==============================================================
 """
 
@@ -39,6 +41,8 @@ __all__ = [
     "loss_curves",
     "example_pdfs",
     "threshold_curve",
+    "spec_vs_random",
+    "embedding_map",
 ]
 
 #: Axis labels of the paper's metrics.
@@ -385,4 +389,55 @@ def threshold_curve(curve: pd.DataFrame, *, x: str = "threshold", xlabel: str = 
     for a in axes:
         if c[x].min() > 0 and c[x].max() / max(c[x].min(), 1e-12) > 50:
             a.set_xscale("log")
+    return fig
+
+
+def spec_vs_random(spec: pd.DataFrame, random: pd.DataFrame, *, n_points: int = 4000,
+                   seed: int = 0) -> plt.Figure:
+    """The spectroscopic sample against the random sample (southern rows, with i-band).
+
+    Left: r-band magnitude distributions (extinction-corrected asinh AB mag). Right: g-r
+    against r-z for a random subset of each.
+    """
+    from photozsom.features import magnitudes
+
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(14, 25, 56)
+    for df, lab in ((random, "random sample"), (spec, "spectroscopic")):
+        m = magnitudes(df[df["PHOTSYS"] == "S"], ("G", "R", "Z"))
+        axes[0].hist(m.r, bins=bins, density=True, histtype="step", lw=2, label=lab)
+        sel = rng.choice(len(m), size=min(n_points, len(m)), replace=False)
+        axes[1].scatter((m.r - m.z).to_numpy()[sel], (m.g - m.r).to_numpy()[sel], s=1, alpha=0.3, label=lab)
+    axes[0].set_xlabel("r [AB mag, extinction-corrected]")
+    axes[0].set_ylabel("density [1/mag]")
+    axes[0].legend()
+    axes[1].set_xlim(-0.5, 2.5)
+    axes[1].set_ylim(-0.5, 2.5)
+    axes[1].set_xlabel("r - z [mag]")
+    axes[1].set_ylabel("g - r [mag]")
+    axes[1].legend(markerscale=8)
+    return fig
+
+
+def embedding_map(pcs: np.ndarray, colour_by: Mapping[str, np.ndarray], *, n_points: int = 20000,
+                  seed: int = 0) -> plt.Figure:
+    """First two principal components of an embedding, one panel per colouring quantity.
+
+    Parameters
+    ----------
+    pcs : ndarray, shape (N, >=2)
+    colour_by : mapping label -> ndarray, shape (N,)
+        Label (with unit) -> value used for the colour of each point.
+    """
+    rng = np.random.default_rng(seed)
+    sel = rng.choice(len(pcs), size=min(n_points, len(pcs)), replace=False)
+    fig, axes = plt.subplots(1, len(colour_by), figsize=(5.2 * len(colour_by), 4.3), squeeze=False)
+    for ax, (label, v) in zip(axes.flat, colour_by.items()):
+        v = np.asarray(v, float)[sel]
+        lo, hi = np.nanpercentile(v, [2, 98])
+        sc = ax.scatter(pcs[sel, 0], pcs[sel, 1], c=v, s=2, cmap="viridis", vmin=lo, vmax=hi, rasterized=True)
+        ax.set_xlabel("embedding PC 1")
+        ax.set_ylabel("embedding PC 2")
+        fig.colorbar(sc, ax=ax, label=label)
     return fig

@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Is local training density predictive of performance?
+#
+# *Paper section 3, "Is Local Density Predictive of Performance?", Figures 1 and 8.*
+#
+# Every test galaxy with SOM features falls in a SOM cell. For each cell we compute the
+# metrics of its test galaxies (MAD, bias, η, PCO), a **bootstrap** error on each, and compare
+# them with the global value measured on the whole test set. The paper's reference band is
+# the statistical noise expected when the global metric is computed from a sample as small
+# as the cell: the standard error of the standard deviation for MAD, of the mean for bias,
+# and binomial noise for η and PCO. A cell whose metric lies beyond that noise, after a
+# Benjamini-Hochberg correction for testing hundreds of cells at once, deviates
+# significantly.
+#
+# The x-axis is the number of *training* galaxies in the cell: if more training data helps,
+# metrics should improve to the right.
+
+# %% tags=["parameters"]
+scale = "ci"
+data_dir = "runs/ci"
+seed = 0
+n_boot = 1000        # bootstrap resamples per cell
+fdr = 0.05           # false discovery rate of the Benjamini-Hochberg decision
+
+# %%
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from photozsom import cells, plots
+from photozsom.book import outputs
+from photozsom.rundir import RunDir
+
+plots.style()
+run = RunDir(data_dir)
+spec = run.spec()
+som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet")).set_index("OBJID")
+split = run.split().set_index("OBJID")
+pred = pd.read_parquet(run.need("mdn", "predictions.parquet")).set_index("OBJID")
+
+# %% [markdown]
+# ## Training count and test metrics per cell
+
+# %%
+from photozsom.som import SOM
+
+som = SOM.load(run.need("som", "som.pt"))
+train_ids = split.index[split["SPLIT"] == "train"]
+train_cells = som_cells.loc[train_ids, "CELL"].to_numpy()
+train_counts = np.bincount(train_cells[train_cells >= 0], minlength=som.n_cells)
+np.save(run.path("cells", "train_counts.npy"), train_counts)
+
+test = pred.join(som_cells, how="left")
+has_cell = test["CELL"].to_numpy() >= 0
+print(f"{len(test):,} test galaxies, {has_cell.sum():,} with a SOM cell "
+      f"({(~has_cell).sum():,} northern / incomplete: evaluated globally only)")
+t = test[has_cell]
+report = cells.report(t["CELL"].to_numpy(), t["Z"].to_numpy(), t["Z_PHOT"].to_numpy(), t["PIT"].to_numpy(),
+                      n_cells=som.n_cells, train_counts=train_counts, n_boot=n_boot, seed=seed, fdr=fdr)
+report.to_parquet(run.path("cells", "report.parquet"))
+print("global values:", {k: round(float(v), 4) for k, v in report.attrs["global"].items()})
+report[report["status"] == "ok"].describe().T[["count", "mean", "50%", "min", "max"]].round(4)
+
+# %% [markdown]
+# ## Figure 1: metrics against training count
+
+# %%
+fig1 = plots.metric_vs_count(report, mask_zero_outliers=True)
+plots.save(fig1, run.figure("figure1_metric_vs_count.png"))
+glue("fig1", fig1, display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig1
+# :name: "figure-1"
+#
+# **Figure 1:** MAD, bias, η and PCO of each SOM cell against the number of training
+# galaxies in the cell (log scale), with bootstrap error bars. The black line is the value on
+# the whole test set; the red dashed lines are the 1σ noise expected from a sample of the
+# cell's size. Cells with no outlier are masked for clarity (Figure 8 shows them); red points
+# deviate significantly (Benjamini-Hochberg at the chosen false discovery rate). Look for a
+# downward trend to the right, and for significant cells even at high training count.
+# ```
+#
+# ## The trend, in numbers
+#
+# The Spearman rank correlation of each metric with the training count (negative: the metric
+# improves with more training data; for the bias, its absolute value).
+
+# %%
+trend = cells.trend(report)
+trend.to_csv(run.path("cells", "trend.csv"))
+trend.round(3)
+
+# %%
+sig = {m: int(report[f"{m}_signif"].sum()) for m in ("mad", "bias", "eta", "pco")}
+worse = {m: int(report[f"{m}_worse"].sum()) for m in ("mad", "bias", "eta", "pco")}
+n_ok = int((report["status"] == "ok").sum())
+print(f"of {n_ok} cells with at least two test galaxies, significantly deviating cells: {sig}; "
+      f"of which worse than global: {worse}")
+
+# %% [markdown]
+# ## Figure 8: the same, with zero-outlier cells
+#
+# *Paper appendix F.*
+
+# %%
+fig8 = plots.metric_vs_count(report, mask_zero_outliers=False)
+plots.save(fig8, run.figure("figure8_metric_vs_count_unmasked.png"))
+glue("fig8", fig8, display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig8
+# :name: "figure-8"
+#
+# **Figure 8:** as Figure 1 but including the cells with no outlier. At low count many cells
+# have η = 0 or PCO = 0 by chance alone; the reference band shows how likely that is.
+# ```
+#
+# ## What this chapter wrote
+
+# %%
+outputs(run.path("cells"), run.figure("figure1_metric_vs_count.png"),
+        run.figure("figure8_metric_vs_count_unmasked.png"))

@@ -1,0 +1,146 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Foundation-model embeddings of the images
+#
+# *Paper section 2, "Astronomical Foundation Models & Downstream Training".*
+#
+# A foundation model is pretrained *without labels* on a large set of images and maps each
+# image to a vector, an *embedding*, that downstream models use instead of raw pixels. The
+# paper uses AION-1 (Parker et al. 2025), a 4M-style multimodal transformer that accepts
+# g, r, z images in the north and g, r, i, z in the south without retraining.
+#
+# `photozsom.embed` provides two embedders behind one protocol,
+# `embed(cutouts[N, 4, H, W], band_mask[N, 4]) -> [N, D]`:
+#
+# * `AIONEmbedder` — the paper's model, for readers who have the AION-1 weights
+#   (`embedder="aion"` below; steps at the end of this chapter);
+# * `Encoder` — the default here: a compact convolutional network pretrained
+#   self-supervised (contrastive) on the **unlabelled** random-sample cutouts, with
+#   astronomy-appropriate augmentations (flips, 90° rotations, small shifts, noise re-drawn
+#   from each band's sky noise, PSF jitter) and random band dropout so that northern (no
+#   i-band) and southern galaxies share one encoder. It never sees a redshift.
+
+# %% tags=["parameters"]
+scale = "ci"
+data_dir = "runs/ci"
+seed = 0
+embedder = "encoder"    # "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
+aion_model = "polymathic-ai/aion-base"   # Hugging Face id or a local directory with the weights
+dim = 64                # embedding dimension of the built-in encoder
+epochs = None           # pretraining epochs; None: 3 (ci) / 12 (default)
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from photozsom import plots
+from photozsom.book import outputs
+from photozsom.embed import AIONEmbedder, Encoder, embed_to_file, load_embeddings
+from photozsom.rundir import RunDir
+
+plots.style()
+run = RunDir(data_dir)
+store_path = run.cutouts_path()
+epochs = int(epochs or (3 if scale == "ci" else 12))
+random = run.random()
+spec = run.spec()
+
+# %% [markdown]
+# ## Pretraining on unlabelled cutouts
+#
+# Only random-sample galaxies are used for pretraining, so the encoder never sees the
+# spectroscopic sample's images before it embeds them.
+
+# %%
+if embedder == "encoder":
+    pretrain_ids = random.loc[random["HAS_CUTOUT"], "OBJID"].to_numpy()
+    enc = Encoder(dim=dim, seed=seed)
+    t0 = time.time()
+    history = enc.fit(store_path, epochs=epochs, objid=pretrain_ids,
+                      checkpoint=run.path("embed", "encoder.ckpt"))
+    print(f"pretrained on {len(pretrain_ids):,} unlabelled cutouts in {time.time() - t0:.0f} s")
+    enc.save(run.path("embed", "encoder.pt"))
+    pd.DataFrame(history).to_csv(run.path("embed", "history.csv"), index=False)
+    model = enc
+else:
+    model = AIONEmbedder(aion_model)
+    print("AION-1 loaded from", aion_model)
+
+# %% [markdown]
+# ## Embedding every cutout
+#
+# `embed_to_file` streams the cutout store through the embedder in chunks, writes
+# `embeddings.h5` keyed by `OBJID` and resumes if interrupted; later chapters join on
+# `OBJID`, never on row order.
+
+# %%
+emb_path = run.path("embed", "embeddings.h5")
+t0 = time.time()
+embed_to_file(model, store_path, emb_path)
+emb, ids = load_embeddings(emb_path, objid=spec["OBJID"].to_numpy())
+print(f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]} ({time.time() - t0:.0f} s)")
+
+# %% [markdown]
+# ## What does the embedding hold?
+#
+# The encoder was never told a redshift, yet if it has learned what galaxies look like, the
+# main directions of its embedding should follow colour, brightness and size, and through
+# them redshift. Below: the first two principal components of the embeddings of the
+# spectroscopic galaxies, coloured by spectroscopic redshift and by r-band magnitude, and
+# the rank correlation of the leading components with physical properties.
+
+# %%
+from photozsom.embed.inspect import embedding_summary
+
+pcs, corr = embedding_summary(emb, spec, n_components=5)
+fig = plots.embedding_map(pcs, {"spectroscopic redshift": spec["Z"].to_numpy(),
+                                "r [AB mag]": 22.5 - 2.5 * np.log10(np.clip(spec["FLUX_R"].to_numpy(), 1e-2, None))})
+plots.save(fig, run.figure("embedding_pca.png"))
+glue("fig_emb", fig, display=False)
+corr.round(2)
+
+# %% [markdown]
+# ```{glue:figure} fig_emb
+# :name: "figure-embedding"
+#
+# The first two principal components of the image embeddings of the spectroscopic galaxies,
+# coloured by spectroscopic redshift (left) and r-band magnitude (right). Smooth gradients
+# mean the embedding carries redshift information it was never trained on.
+# ```
+#
+# ## Using AION-1 instead
+#
+# With access to the gated AION-1 weights (`polymathic-ai/aion-base` on Hugging Face):
+#
+# 1. `pip install "photozsom[aion]"` (installs `polymathic-aion` and `safetensors`);
+# 2. `huggingface-cli login` and download the weights once, or point `aion_model` at a local
+#    copy;
+# 3. re-run this chapter with `-p embedder=aion` (cutouts must be at least 96 pixels: AION's
+#    image codec centre-crops to 96×96, so simulate with `--cutout-size 160` or use real
+#    160-pixel cutouts).
+#
+# `AIONEmbedder` batches southern (griz) and northern (grz) galaxies separately, passes all
+# 576 image tokens to the encoder (`num_encoder_tokens=600`; the library default of 256
+# silently drops most of them) and mean-pools the encoder tokens. It checks that the loaded
+# weights are not randomly initialised, because `from_pretrained` loads non-strictly. AION
+# was trained on DR10-south images; northern BASS/MzLS images are out of its training
+# distribution.
+#
+# ## What this chapter wrote
+
+# %%
+outputs(run.path("embed"), run.figure("embedding_pca.png"))

@@ -1,0 +1,625 @@
+"""The built-in image encoder: a compact CNN pretrained self-supervised on unlabelled cutouts.
+
+AION-1 is a foundation model pretrained without labels on millions of survey objects; its
+weights are gated and large. :class:`Encoder` is photozsom's stand-in that a laptop or a CI
+machine trains in minutes on the (unlabelled) random-sample cutouts, the same way: it never
+sees a redshift, yet its embedding carries redshift information, because what it learns to
+keep is what distinguishes one galaxy from another (colour, brightness, size, profile).
+
+Objective
+---------
+Contrastive (SimCLR, Chen et al. 2020): each cutout is augmented twice, both views go
+through the network and a small projection head, and the NT-Xent loss (temperature
+``temperature``) pulls the two views of a galaxy together and pushes the other galaxies of
+the batch away. The embedding is the layer *before* the projection head, as in SimCLR.
+
+Augmentations (all on the raw fluxes, nanomaggies/pixel, before the stretch) are chosen
+to be nuisances an astronomer would accept as "the same galaxy":
+
+- the 8 flips and 90-degree rotations (dihedral group D4): galaxies have no preferred
+  orientation on the sky;
+- small shifts, up to ``max_shift`` pixels: centroiding errors;
+- PSF jitter: a Gaussian blur of width drawn in [0, ``psf_jitter``] pixels per band,
+  the seeing varies between exposures and bands;
+- noise re-draws: extra Gaussian sky noise of standard deviation ``u * sigma`` with
+  ``u ~ U(0, noise_scale)``, ``sigma`` the per-pixel sky noise from the store (or a robust
+  estimate from the cutout border); a different realisation of the same sky at up to
+  sqrt(2) times the noise;
+- random band dropout: a band is removed (zeroed, mask False) with probability
+  ``band_dropout`` per band (i-band 0.5 by default), so DR10-north objects (g, r, z) and
+  DR10-south objects (g, r, i, z) share one encoder and one embedding space.
+
+No flux scaling or colour jitter is applied: brightness and colour carry redshift.
+
+Network input
+-------------
+Eight channels on a ``size`` x ``size`` centre crop: the four bands stretched as
+``asinh(flux / s_b)`` with ``s_b`` the median per-pixel sky noise of band ``b`` (so noise
+is linear, galaxy cores are compressed), absent bands set to 0, followed by the four
+band-mask values as constant planes (1 present, 0 absent). Four convolutional blocks
+(each a stride-2 3x3 convolution and a 3x3 convolution, batch norm, ReLU) reduce it to a
+few pixels; global average and max pooling and a linear layer give the ``dim``-vector.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from photozsom.device import default_device
+from photozsom.embed.base import validate_cutouts
+
+__all__ = ["Encoder", "stretch", "estimate_sky_sigma"]
+
+#: Default per-pixel sky noise (nanomaggies/pixel) used as the asinh softening when the data
+#: give none: typical DR10 values for g, r, i, z.
+DEFAULT_SOFTENING: tuple[float, float, float, float] = (0.006, 0.01, 0.015, 0.025)
+
+
+def estimate_sky_sigma(images: np.ndarray, border: int = 4) -> np.ndarray:
+    """Robust per-pixel sky noise of each cutout and band from its border.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, 4, H, W)
+        Nanomaggies per pixel.
+    border : int
+        Width of the border ring used, pixels.
+
+    Returns
+    -------
+    ndarray, shape (N, 4), float32
+        ``1.4826 * MAD`` of the border pixels, nanomaggies/pixel (NaN for an all-NaN band).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    b = max(1, min(border, images.shape[-1] // 4, images.shape[-2] // 4))
+    ring = np.concatenate(
+        [images[..., :b, :].reshape(*images.shape[:2], -1),
+         images[..., -b:, :].reshape(*images.shape[:2], -1),
+         images[..., b:-b, :b].reshape(*images.shape[:2], -1),
+         images[..., b:-b, -b:].reshape(*images.shape[:2], -1)], axis=-1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(ring, axis=-1, keepdims=True)
+            mad = np.nanmedian(np.abs(ring - med), axis=-1)
+    return (1.4826 * mad).astype(np.float32)
+
+
+def stretch(flux, mask, softening):
+    """Network input from fluxes: ``asinh(flux / s_b)`` for present bands plus mask planes.
+
+    Parameters
+    ----------
+    flux : torch.Tensor, shape (B, 4, H, W)
+        Nanomaggies per pixel; absent bands may hold anything (they are zeroed).
+    mask : torch.Tensor, shape (B, 4), bool
+    softening : torch.Tensor, shape (4,)
+        Softening per band, nanomaggies/pixel.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 8, H, W)
+    """
+    import torch
+
+    m = mask.to(flux.dtype)[:, :, None, None]
+    x = torch.asinh(torch.nan_to_num(flux, nan=0.0) / softening[None, :, None, None]) * m
+    return torch.cat([x, m.expand_as(x)], dim=1)
+
+
+def _build_network(dim: int, widths: tuple[int, ...], in_ch: int = 8):
+    import torch
+    from torch import nn
+
+    layers = []
+    c = in_ch
+    for w in widths:
+        layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                   nn.ReLU(inplace=True),
+                   nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                   nn.ReLU(inplace=True)]
+        c = w
+
+    class _Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.embed = nn.Linear(2 * c, dim)
+            self.project = nn.Sequential(nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
+                                         nn.Linear(dim, dim))
+
+        def forward(self, x):
+            h = self.features(x)
+            h = self.embed(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+            return h
+
+    return _Net()
+
+
+def _nt_xent(z1, z2, temperature: float):
+    """SimCLR NT-Xent loss of two views ``z1, z2`` [B, P]."""
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    b = len(z1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(logits, target)
+
+
+class Encoder:
+    """Self-supervised convolutional image encoder (the offline default embedder).
+
+    Parameters
+    ----------
+    dim : int
+        Embedding length ``D``.
+    size : int, optional
+        Side of the centre crop the network sees, pixels. ``None``: ``min(H, 48)`` of the
+        first data seen (at 0.262 arcsec/pixel, 48 px = 12.6 arcsec).
+    seed : int
+        Seeds the weight initialisation, the data order and the augmentations: the same
+        seed and data give the same weights and embeddings.
+    device : str, optional
+        Torch device; ``None`` picks CUDA when present (:func:`photozsom.device.default_device`).
+    widths : tuple of int
+        Channels of the four convolutional blocks.
+    temperature : float
+        NT-Xent temperature.
+    lr, weight_decay : float
+        AdamW learning rate (one-cycle schedule) and weight decay.
+    max_shift : int
+        Largest random shift, pixels.
+    psf_jitter : float
+        Largest Gaussian blur sigma, pixels.
+    noise_scale : float
+        Largest extra noise, in units of the sky sigma.
+    band_dropout : tuple of 4 float
+        Probability of dropping g, r, i, z in a view (at least two bands always stay).
+    amp : bool, optional
+        Mixed precision (float16 autocast); ``None``: on for CUDA, off on CPU.
+
+    Examples
+    --------
+    >>> enc = Encoder(dim=64, seed=0)                                    # doctest: +SKIP
+    >>> history = enc.fit("run/cutouts.h5", epochs=8, checkpoint="run/enc.ckpt")  # doctest: +SKIP
+    >>> emb = enc.embed(images, band_mask)        # float32 [N, 64]      # doctest: +SKIP
+    >>> enc.save("run/encoder.pt"); enc = Encoder.load("run/encoder.pt")  # doctest: +SKIP
+    """
+
+    def __init__(self, dim: int = 64, size: "int | None" = None, seed: int = 0,
+                 device: "str | None" = None, *, widths: tuple[int, ...] = (32, 48, 64, 64),
+                 temperature: float = 0.2, lr: float = 3e-3, weight_decay: float = 1e-4,
+                 max_shift: int = 4, psf_jitter: float = 0.8, noise_scale: float = 1.0,
+                 band_dropout: tuple[float, float, float, float] = (0.1, 0.1, 0.5, 0.1),
+                 amp: "bool | None" = None):
+        import torch
+
+        if dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim}")
+        if size is not None and size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {size}")
+        if len(band_dropout) != 4 or not all(0.0 <= p < 1.0 for p in band_dropout):
+            raise ValueError(f"band_dropout must be 4 probabilities in [0, 1) for g, r, i, z, got {band_dropout}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.dim = int(dim)
+        self.size = None if size is None else int(size)
+        self.seed = int(seed)
+        self.device = default_device(device)
+        self.widths = tuple(int(w) for w in widths)
+        self.temperature = float(temperature)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.max_shift = int(max_shift)
+        self.psf_jitter = float(psf_jitter)
+        self.noise_scale = float(noise_scale)
+        self.band_dropout = tuple(float(p) for p in band_dropout)
+        self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
+        self.softening: "np.ndarray | None" = None
+        self.history: dict = {"loss": [], "epoch_time_s": [], "steps": 0}
+        self.fitted = False
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net = _build_network(self.dim, self.widths).to(self.device)
+        self.net.eval()
+
+    # -- configuration ------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {"dim": self.dim, "size": self.size, "seed": self.seed, "widths": list(self.widths),
+                "temperature": self.temperature, "lr": self.lr, "weight_decay": self.weight_decay,
+                "max_shift": self.max_shift, "psf_jitter": self.psf_jitter,
+                "noise_scale": self.noise_scale, "band_dropout": list(self.band_dropout)}
+
+    def identity(self) -> str:
+        """``Encoder(dim=.., size=.., sha1=..)``: identifies these weights in embedding files."""
+        buf = io.BytesIO()
+        for k, v in sorted(self.net.state_dict().items()):
+            buf.write(k.encode())
+            buf.write(v.detach().cpu().contiguous().numpy().tobytes())
+        if self.softening is not None:
+            buf.write(np.asarray(self.softening, np.float32).tobytes())
+        return f"Encoder(dim={self.dim}, size={self.size}, sha1={hashlib.sha1(buf.getvalue()).hexdigest()[:12]})"
+
+    def __repr__(self) -> str:
+        state = f"fitted, {self.history['steps']} steps" if self.fitted else "not fitted"
+        return f"Encoder(dim={self.dim}, size={self.size}, device={self.device!r}, {state})"
+
+    # -- data -----------------------------------------------------------------------------
+    def _crop_side(self, h: int) -> tuple[int, int]:
+        """(network crop side, shift margin) for cutouts of side ``h``."""
+        if self.size is None:
+            self.size = min(h, 48)
+        if h < self.size:
+            raise ValueError(f"cutouts are {h} px but this Encoder was built for {self.size} px "
+                             f"centre crops; pass cutouts of at least {self.size} px")
+        return self.size, min(self.max_shift, (h - self.size) // 2)
+
+    @staticmethod
+    def _centre(images: np.ndarray, side: int) -> np.ndarray:
+        h, w = images.shape[-2:]
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        return images[..., y0:y0 + side, x0:x0 + side]
+
+    def _augment(self, flux, mask, sigma, gen, side: int, shift: int):
+        """Two-view augmentation of a batch in flux space (see the module docstring)."""
+        import torch
+        import torch.nn.functional as F
+
+        dev = flux.device
+        b, c = flux.shape[:2]
+        flux = torch.where(mask[:, :, None, None], flux, torch.zeros((), device=dev))
+        # D4: rotation k in 0..3 and flip, one of 8 per galaxy.
+        code = torch.randint(0, 8, (b,), generator=gen, device=dev)
+        out = torch.empty_like(flux)
+        for k in range(8):
+            sel = code == k
+            if sel.any():
+                x = flux[sel]
+                if k >= 4:
+                    x = x.flip(-1)
+                out[sel] = torch.rot90(x, k % 4, dims=(-2, -1))
+        flux = out
+        # Shift: crop `side` pixels at a random offset in [0, 2*shift].
+        full = flux.shape[-1]
+        off0 = (full - side) // 2 - shift
+        oy = off0 + torch.randint(0, 2 * shift + 1, (b,), generator=gen, device=dev)
+        ox = off0 + torch.randint(0, 2 * shift + 1, (b,), generator=gen, device=dev)
+        ar = torch.arange(side, device=dev)
+        rows = (oy[:, None] + ar[None, :])[:, None, :, None]
+        cols = (ox[:, None] + ar[None, :])[:, None, None, :]
+        flux = flux[torch.arange(b, device=dev)[:, None, None, None],
+                    torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+        # PSF jitter: separable Gaussian blur, sigma ~ U(0, psf_jitter) per galaxy and band.
+        if self.psf_jitter > 0:
+            s = torch.rand(b * c, generator=gen, device=dev) * self.psf_jitter + 1e-3
+            r = max(1, int(math.ceil(2.5 * self.psf_jitter)))
+            t = torch.arange(-r, r + 1, device=dev, dtype=flux.dtype)
+            k1 = torch.exp(-0.5 * (t[None, :] / s[:, None]) ** 2)
+            k1 = k1 / k1.sum(dim=1, keepdim=True)
+            x = flux.reshape(1, b * c, side, side)
+            x = F.conv2d(x, k1[:, None, None, :], padding=(0, r), groups=b * c)
+            x = F.conv2d(x, k1[:, None, :, None], padding=(r, 0), groups=b * c)
+            flux = x.reshape(b, c, side, side)
+        # Noise re-draw: extra sky noise of u * sigma, u ~ U(0, noise_scale).
+        if self.noise_scale > 0:
+            u = torch.rand(b, c, 1, 1, generator=gen, device=dev) * self.noise_scale
+            noise = torch.randn(flux.shape, generator=gen, device=dev, dtype=flux.dtype)
+            flux = flux + noise * (u * sigma[:, :, None, None])
+        # Band dropout, keeping at least two bands.
+        p = torch.tensor(self.band_dropout, device=dev)
+        drop = (torch.rand(b, c, generator=gen, device=dev) < p) & mask
+        keep = mask & ~drop
+        too_few = keep.sum(dim=1) < 2
+        keep = torch.where(too_few[:, None], mask, keep)
+        return flux, keep
+
+    def _prepare_sigma(self, sigma: np.ndarray, images: np.ndarray) -> np.ndarray:
+        sigma = np.asarray(sigma, dtype=np.float32).copy()
+        bad = ~(np.isfinite(sigma) & (sigma > 0))
+        if bad.any():
+            est = estimate_sky_sigma(images)
+            sigma[bad] = est[bad]
+        bad = ~(np.isfinite(sigma) & (sigma > 0))
+        if bad.any():
+            soft = self.softening if self.softening is not None else np.asarray(DEFAULT_SOFTENING)
+            sigma[bad] = np.broadcast_to(soft[None, :], sigma.shape)[bad]
+        return sigma
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, data, epochs: int = 10, batch_size: int = 256, *,
+            objid: "np.ndarray | None" = None, rows: "np.ndarray | None" = None,
+            band_mask: "np.ndarray | None" = None, sigma: "np.ndarray | None" = None,
+            checkpoint: "str | os.PathLike | None" = None, buffer: int = 8192,
+            max_steps: "int | None" = None, progress: bool = True) -> dict:
+        """Pretrain self-supervised (SimCLR) on unlabelled cutouts.
+
+        Parameters
+        ----------
+        data : CutoutStore, str, Path or ndarray
+            A cutout store (object or path), or cutouts ``[N, 4, H, W]`` in nanomaggies/pixel.
+        epochs : int
+            Passes over the data (total, including epochs restored from ``checkpoint``).
+        batch_size : int
+            Galaxies per step (each seen as two views).
+        objid : array_like of int, optional
+            Train only on these objects of a store (e.g. exclude the test set).
+        rows : array_like of int, optional
+            Train only on these rows (alternative to ``objid``).
+        band_mask : ndarray, shape (N, 4), optional
+            For array input: True where the band has imaging (default: bands with all pixels
+            finite).
+        sigma : ndarray, shape (N, 4), optional
+            For array input: per-pixel sky noise, nanomaggies; default estimated from the
+            cutout borders. Stores provide it.
+        checkpoint : str or Path, optional
+            File written after every epoch; when it exists, training resumes from it.
+        buffer : int
+            Rows read from disk at a time; the data are shuffled in blocks of this size.
+        max_steps : int, optional
+            Stop after this many optimisation steps in total (for tests and quick looks).
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        dict
+            ``loss`` (mean NT-Xent per epoch), ``epoch_time_s``, ``steps``, ``n_train``.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        from photozsom.datasets.store import CutoutStore
+
+        if epochs < 1 or batch_size < 2:
+            raise ValueError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
+        close = False
+        if isinstance(data, (str, os.PathLike)):
+            data = CutoutStore(data)
+            close = True
+        try:
+            if isinstance(data, CutoutStore):
+                n_all = len(data)
+                if objid is not None:
+                    rows = data.rows_of(np.asarray(objid))
+                h_side = data.size
+
+                def read(idx):
+                    lo, hi = int(idx[0]), int(idx[-1]) + 1
+                    if hi - lo <= 4 * len(idx):
+                        imgs, mask, _ = data.read(slice(lo, hi))
+                        sig = data.sigma(slice(lo, hi))
+                        sub = idx - lo
+                        return imgs[sub], mask[sub], sig[sub]
+                    imgs, mask, _ = data.read(idx)
+                    return imgs, mask, data.sigma(idx)
+            else:
+                arr = np.asarray(data)
+                if arr.ndim != 4 or arr.shape[1] != 4:
+                    raise ValueError(f"data must be a CutoutStore or cutouts [N, 4, H, W], got shape {arr.shape}")
+                if objid is not None:
+                    raise ValueError("objid selects rows of a CutoutStore; for arrays pass rows=")
+                n_all = len(arr)
+                if band_mask is None:
+                    band_mask = np.isfinite(arr).all(axis=(2, 3))
+                band_mask = np.asarray(band_mask, bool)
+                if band_mask.shape != (n_all, 4):
+                    raise ValueError(f"band_mask must have shape ({n_all}, 4), got {band_mask.shape}")
+                if sigma is None:
+                    sigma = np.full((n_all, 4), np.nan, np.float32)
+                sigma = np.asarray(sigma, np.float32)
+                if sigma.shape != (n_all, 4):
+                    raise ValueError(f"sigma must have shape ({n_all}, 4), got {sigma.shape}")
+                h_side = arr.shape[-1]
+
+                def read(idx):
+                    return arr[idx], band_mask[idx], sigma[idx]
+
+            rows = np.arange(n_all) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+            if len(rows) == 0:
+                raise ValueError("no cutouts to train on")
+            if rows[0] < 0 or rows[-1] >= n_all:
+                raise IndexError(f"rows must lie in [0, {n_all})")
+            side, shift = self._crop_side(h_side)
+            load_side = side + 2 * shift
+            n = len(rows)
+            bs = min(batch_size, n)
+            steps_per_epoch = max(1, n // bs)
+
+            if self.softening is None:
+                probe = rows[:: max(1, n // 2048)][:2048]
+                imgs, mask, sig = read(np.sort(probe))
+                sig = self._prepare_sigma(sig, imgs)
+                sig = np.where(mask, sig, np.nan)
+                soft = np.nanmedian(sig, axis=0) if np.isfinite(sig).any() else np.full(4, np.nan)
+                self.softening = np.where(np.isfinite(soft) & (soft > 0), soft,
+                                          np.asarray(DEFAULT_SOFTENING)).astype(np.float32)
+
+            dev = self.device
+            net = self.net
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            total = steps_per_epoch * epochs
+            if max_steps is not None:
+                total = min(total, int(max_steps))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(total, 1),
+                                                        pct_start=0.1)
+            scaler = torch.amp.GradScaler("cuda", enabled=self.amp and dev.startswith("cuda"))
+            start_epoch = 0
+            if checkpoint is not None and Path(checkpoint).exists():
+                ck = torch.load(checkpoint, map_location=dev, weights_only=False)
+                net.load_state_dict(ck["state_dict"])
+                opt.load_state_dict(ck["optimizer"])
+                sched.load_state_dict(ck["scheduler"])
+                self.softening = np.asarray(ck["softening"], np.float32)
+                self.history = ck["history"]
+                start_epoch = int(ck["epoch"])
+            soft_t = torch.as_tensor(self.softening, device=dev)
+            step = int(self.history.get("steps", 0))
+            self.history["n_train"] = int(n)
+
+            def batches(epoch):
+                rng = np.random.default_rng([self.seed, epoch])
+                nblk = max(1, math.ceil(n / buffer))
+                carry = None
+                for blk in rng.permutation(nblk):
+                    idx = rows[blk * buffer:(blk + 1) * buffer]
+                    imgs, mask, sig = read(idx)
+                    imgs = np.ascontiguousarray(self._centre(imgs, load_side))
+                    imgs, mask = validate_cutouts(imgs, mask, name="training cutouts")
+                    sig = self._prepare_sigma(sig, imgs)
+                    perm = rng.permutation(len(idx))
+                    imgs, mask, sig = imgs[perm], mask[perm], sig[perm]
+                    if carry is not None:
+                        imgs = np.concatenate([carry[0], imgs])
+                        mask = np.concatenate([carry[1], mask])
+                        sig = np.concatenate([carry[2], sig])
+                    m = len(imgs) // bs * bs
+                    for lo in range(0, m, bs):
+                        yield imgs[lo:lo + bs], mask[lo:lo + bs], sig[lo:lo + bs]
+                    carry = (imgs[m:], mask[m:], sig[m:]) if m < len(imgs) else None
+
+            autocast = torch.autocast(device_type="cuda", dtype=torch.float16,
+                                      enabled=self.amp and dev.startswith("cuda"))
+            for epoch in range(start_epoch, epochs):
+                if max_steps is not None and step >= max_steps:
+                    break
+                gen = torch.Generator(device=dev)
+                gen.manual_seed(self.seed * 100003 + epoch)
+                net.train()
+                t0 = time.perf_counter()
+                losses = []
+                bar = tqdm(total=steps_per_epoch, disable=None if progress else True,
+                           desc=f"pretrain epoch {epoch + 1}/{epochs}", unit="step")
+                for imgs, mask, sig in batches(epoch):
+                    if max_steps is not None and step >= max_steps:
+                        break
+                    x = torch.from_numpy(imgs).to(dev, non_blocking=True)
+                    mk = torch.from_numpy(mask).to(dev)
+                    sg = torch.from_numpy(sig).to(dev)
+                    f1, m1 = self._augment(x, mk, sg, gen, side, shift)
+                    f2, m2 = self._augment(x, mk, sg, gen, side, shift)
+                    inp = torch.cat([stretch(f1, m1, soft_t), stretch(f2, m2, soft_t)])
+                    with autocast:
+                        h = net(inp)
+                        z = net.project(h)
+                        loss = _nt_xent(z[:len(x)], z[len(x):], self.temperature)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    if sched.last_epoch < sched.total_steps - 1:
+                        sched.step()
+                    step += 1
+                    losses.append(float(loss.detach()))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.close()
+                self.history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+                self.history["epoch_time_s"].append(time.perf_counter() - t0)
+                self.history["steps"] = step
+                self.fitted = True
+                if checkpoint is not None:
+                    ck = {"state_dict": net.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "softening": self.softening,
+                          "history": copy.deepcopy(self.history), "epoch": epoch + 1,
+                          "config": self._config()}
+                    tmp = Path(str(checkpoint) + ".tmp")
+                    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(ck, tmp)
+                    os.replace(tmp, checkpoint)
+            if start_epoch >= epochs:
+                self.fitted = True
+        finally:
+            if close:
+                data.close()
+        net.eval()
+        return self.history
+
+    # -- inference ------------------------------------------------------------------------
+    def embed(self, cutouts: np.ndarray, band_mask: np.ndarray, *, batch_size: int = 512,
+              progress: bool = True) -> np.ndarray:
+        """Embed cutouts with the network in evaluation mode (deterministic).
+
+        Parameters
+        ----------
+        cutouts : ndarray, shape (N, 4, H, W)
+            Nanomaggies per pixel, bands g, r, i, z; ``H, W >= size`` (the centre
+            ``size`` x ``size`` pixels are used).
+        band_mask : ndarray, shape (N, 4), bool
+            True where the band has imaging. Absent bands may hold NaN.
+        batch_size : int
+            Galaxies per forward pass.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        ndarray, shape (N, dim), float32
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        if not self.fitted:
+            raise RuntimeError("Encoder is not pretrained: call fit(store, epochs=...) or "
+                               "Encoder.load(path) before embed")
+        cutouts, band_mask = validate_cutouts(cutouts, band_mask, min_size=self.size or 8)
+        side, _ = self._crop_side(cutouts.shape[-1])
+        dev = self.device
+        soft_t = torch.as_tensor(self.softening, device=dev)
+        n = len(cutouts)
+        out = np.empty((n, self.dim), np.float32)
+        self.net.eval()
+        autocast = torch.autocast(device_type="cuda", dtype=torch.float16,
+                                  enabled=self.amp and dev.startswith("cuda"))
+        with torch.inference_mode(), autocast:
+            for lo in tqdm(range(0, n, batch_size), disable=None if progress else True,
+                           desc="Encoder.embed", unit="batch"):
+                x = np.ascontiguousarray(self._centre(cutouts[lo:lo + batch_size], side))
+                xt = torch.from_numpy(x).to(dev)
+                mt = torch.from_numpy(band_mask[lo:lo + batch_size]).to(dev)
+                out[lo:lo + len(x)] = self.net(stretch(xt, mt, soft_t)).float().cpu().numpy()
+        return out
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Save configuration, weights, softening and history with ``torch.save``."""
+        import torch
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": "photozsom.Encoder/1", "config": self._config(),
+                    "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                    "softening": None if self.softening is None else self.softening.tolist(),
+                    "history": self.history, "fitted": self.fitted}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike", device: "str | None" = None) -> "Encoder":
+        """Load an encoder written by :meth:`save` onto ``device``."""
+        import torch
+
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ck, dict) or ck.get("format") != "photozsom.Encoder/1":
+            raise ValueError(f"{path} is not a photozsom Encoder file (written by Encoder.save)")
+        cfg = dict(ck["config"])
+        cfg["widths"] = tuple(cfg["widths"])
+        cfg["band_dropout"] = tuple(cfg["band_dropout"])
+        enc = cls(device=device, **cfg)
+        enc.net.load_state_dict(ck["state_dict"])
+        enc.net.eval()
+        enc.softening = None if ck["softening"] is None else np.asarray(ck["softening"], np.float32)
+        enc.history = ck["history"]
+        enc.fitted = bool(ck["fitted"])
+        return enc
