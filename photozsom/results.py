@@ -15,7 +15,7 @@ import pandas as pd
 
 from photozsom import metrics
 
-__all__ = ["POINT_ESTIMATE", "PAPER_TABLE1", "prediction_table", "matched", "table1"]
+__all__ = ["POINT_ESTIMATE", "PAPER_TABLE1", "prediction_table", "matched", "table1", "deviating_cells"]
 
 #: The point estimate used throughout: the mean of P(z|X), the paper's <P(z|X)>.
 POINT_ESTIMATE = "mean"
@@ -85,3 +85,29 @@ def table1(tables: Mapping[str, pd.DataFrame], *, with_paper: bool = True) -> pd
         out = pd.concat([out, PAPER_TABLE1])
     out["N"] = out["N"].astype("Int64") if "N" in out else None
     return out
+
+
+def deviating_cells(report: pd.DataFrame, metric: str = "bias", n: int = 16) -> pd.DataFrame:
+    """The ``n`` cells whose ``metric`` deviates most from the global value (Figure 2).
+
+    Cells that are significant after the Benjamini-Hochberg correction come first, ordered
+    by the size of their deviation ``|value - global|``; if fewer than ``n`` are significant
+    the list is filled with the largest non-significant deviations (column ``significant``
+    says which).
+
+    Parameters
+    ----------
+    report : DataFrame
+        :func:`photozsom.cells.report` output.
+    metric : str
+        ``"bias"``, ``"mad"``, ``"eta"`` or ``"pco"``.
+    """
+    if metric not in ("bias", "mad", "eta", "pco"):
+        raise ValueError(f"metric must be one of bias, mad, eta, pco; got {metric!r}")
+    glob = report.attrs["global"][metric]
+    ok = report[report["status"] == "ok"].copy()
+    ok["deviation"] = ok[metric] - glob
+    ok["significant"] = ok[f"{metric}_signif"].astype(bool)
+    ok["_key"] = ok["deviation"].abs()
+    ok = ok.sort_values(["significant", "_key"], ascending=[False, False]).drop(columns="_key")
+    return ok.head(n)[[metric, "deviation", "significant", "count", "n_train", "z_mean"]]

@@ -1,0 +1,127 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Appendices: expanded views of performance and the SOM
+#
+# *Paper appendices D (Figures 4, 5, 6) and E (Figure 7).*
+
+# %% tags=["parameters"]
+scale = "ci"
+data_dir = "runs/ci"
+seed = 0
+n_points = 300          # galaxies with error bars in Figure 4
+
+# %%
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from photozsom import metrics, plots
+from photozsom.book import outputs
+from photozsom.rundir import RunDir
+from photozsom.som import SOM
+
+plots.style()
+run = RunDir(data_dir)
+pred = pd.read_parquet(run.need("mdn", "predictions.parquet"))
+z, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
+
+# %% [markdown]
+# ## Figure 4: photometric against spectroscopic redshift
+
+# %%
+fig4 = plots.zphot_vs_zspec(z, zp, lo=pred["Z_LO90"].to_numpy(), hi=pred["Z_HI90"].to_numpy(),
+                            n_points=n_points, seed=seed, title="Embedding MDN: 90% credible regions")
+plots.save(fig4, run.figure("figure4_zphot_vs_zspec.png"))
+glue("fig4", fig4, display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig4
+# :name: "figure-4"
+#
+# **Figure 4:** photometric (mean of P(z|X)) against spectroscopic redshift of the test set
+# as a Gaussian kernel density (grey, log scale), with the central 90% interval of P(z|X) as
+# error bars on a random subset. The dotted line is $\hat z = z$; the dashed lines bound the
+# catastrophic-outlier region $|\Delta z| > 0.15$.
+# ```
+#
+# ## Figure 5: where the probabilistic outliers are
+
+# %%
+pco = (z < pred["Z_LO99"].to_numpy()) | (z > pred["Z_HI99"].to_numpy())
+fig5 = plots.zphot_vs_zspec(z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)")
+plots.save(fig5, run.figure("figure5_pco.png"))
+glue("fig5", fig5, display=False)
+print(f"PCO: {pco.mean():.2%} of {len(z):,} test galaxies (1% expected for a calibrated model)")
+
+# %% [markdown]
+# ```{glue:figure} fig5
+# :name: "figure-5"
+#
+# **Figure 5:** the same density with the galaxies whose spectroscopic redshift lies outside
+# the central 99% interval of their P(z|X) (red). The paper finds them among nearby objects
+# that look distant and high-redshift objects the network cannot constrain.
+# ```
+#
+# ## Figure 6: calibration (PIT)
+
+# %%
+fig6 = plots.pit_histogram(pred["PIT"].to_numpy())
+plots.save(fig6, run.figure("figure6_pit.png"))
+glue("fig6", fig6, display=False)
+pd.Series(metrics.pit_stats(pred["PIT"].to_numpy())).to_frame("PIT vs uniform").T.round(4)
+
+# %% [markdown]
+# ```{glue:figure} fig6
+# :name: "figure-6"
+#
+# **Figure 6:** histogram of the probability integral transform, PIT = CDF(z_spec), with the
+# outermost bins widened for readability. A calibrated model is flat at 1 (dashed). Peaks
+# in the outer bins are over-confident P(z|X) (the PCOs); a peak at the left edge means the
+# truth tends to lie below the P(z|X), i.e. redshifts over-estimated.
+# ```
+#
+# ## Figure 7: the SOM coloured by performance
+
+# %%
+som = SOM.load(run.need("som", "som.pt"))
+report = pd.read_parquet(run.need("cells", "report.parquet"))
+maps = {
+    "mad": report["mad"].to_numpy(),
+    "bias": report["bias"].to_numpy(),
+    "eta": 100 * report["eta"].to_numpy(),
+    "pco": 100 * report["pco"].to_numpy(),
+    "n_train": np.log10(np.where(report["n_train"] > 0, report["n_train"], np.nan)),
+    "z_mean": report["z_mean"].to_numpy(),
+}
+fig7 = plots.som_maps(maps, som.shape, ncols=2)
+plots.save(fig7, run.figure("figure7_som_maps.png"))
+glue("fig7", fig7, display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig7
+# :name: "figure-7"
+#
+# **Figure 7:** the SOM cells coloured by MAD (upper left), bias (upper right), η (middle
+# left), PCO (middle right), the log of the number of spectroscopic training galaxies
+# (bottom left) and the mean spectroscopic redshift of the test galaxies (bottom right).
+# Colour ranges are clipped to the 2nd-98th percentiles; grey cells have no test galaxy.
+# Compare the bottom-right panel with the MAD panel: better performance goes with lower
+# redshift, as in the paper.
+# ```
+#
+# ## What this chapter wrote
+
+# %%
+outputs(*[run.figure(f) for f in ("figure4_zphot_vs_zspec.png", "figure5_pco.png", "figure6_pit.png",
+                                   "figure7_som_maps.png")])
