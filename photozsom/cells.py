@@ -24,17 +24,25 @@ Statistical choices (all in the docstrings below, collected here):
   standard error of the standard deviation ``MAD_global / sqrt(2 (n - 1))`` for MAD,
   standard error of the mean ``std(Δz) / sqrt(n)`` for bias, binomial
   ``sqrt(p (1 - p) / n)`` for η and PCO (the paper's "Poisson noise").
-- **Significance** tests the null hypothesis "the cell's galaxies are a random draw of
-  ``n`` galaxies from the global test population". The z-score divides the deviation from
-  the global value by the null standard error ``*_sigma0`` (equal to ``*_ref`` except for
-  MAD, whose true sampling error ``1.4826 / (2 f(m) sqrt(n))`` — ``1.166 sigma / sqrt(n)``
-  for Gaussian residuals — is 1.65 times the paper's standard-error-of-STD band; ``f(m)``,
-  the density of ``|Δz|`` at its median, is estimated from the global sample). The p-value
-  comes from the exact test where one exists: binomial for η and PCO, the sign test
-  (number of ``|Δz|`` above the global median, binomial) for MAD, and normal for bias.
+- **Significance** tests, metric by metric, the null hypothesis that the cell's value
+  equals the global one. The z-score divides the deviation from the global value by a
+  null standard error ``*_sigma0``:
+
+  - MAD: the sampling error of the global MAD at the cell's size,
+    ``1.4826 / (2 f(m) sqrt(n))`` with ``f(m)`` the density of ``|Δz|`` at its median,
+    estimated from the global sample (``1.166 sigma / sqrt(n)`` for Gaussian residuals,
+    1.65 times the paper's standard-error-of-STD band, which would flag too many cells);
+    the p-value is the exact sign test: the number of the cell's ``|Δz|`` above the global
+    median is ``Binomial(n, 1/2)`` under the null.
+  - bias: a one-sample t-test of the cell's residuals against the global bias with the
+    cell's own standard deviation, so a cell that merely scatters more is not called
+    biased (``*_ref`` keeps the paper's band from the global standard deviation).
+  - η and PCO: ``sqrt(p (1 - p) / n)`` with the global ``p``, and the exact two-sided
+    binomial p-value ``min(1, 2 min(P(K <= k), P(K >= k)))``.
+
   The bootstrap error is *not* used for testing: a cell with no outlier has a bootstrap
-  error of zero, which would make every such cell infinitely significant, whereas the
-  null distribution is known.
+  error of zero, which would make every such cell infinitely significant, whereas the null
+  distribution is known.
 - **Multiple testing**: Benjamini-Hochberg at false discovery rate ``fdr``, separately for
   each metric, over cells with at least two test galaxies
   (:func:`scipy.stats.false_discovery_control`). Empty cells get NaN metrics and status
@@ -189,17 +197,17 @@ def _bootstrap_means(values, start, count, n_boot, seed_seq, n_jobs, progress):
         g = values[idx]
         del idx
         out[b0:b1, nz] = np.add.reduceat(g, offsets, axis=1, dtype=np.complex128) / cnt
+        return b1 - b0
 
     jobs = range(len(bounds) - 1)
     bar = tqdm(total=n_boot, desc="bootstrap", unit="resample", disable=None if progress else True)
     if n_jobs > 1 and len(bounds) > 2:
         with ThreadPoolExecutor(n_jobs) as pool:  # numpy releases the GIL in these kernels
-            for j in pool.map(lambda j: (run(j), j)[1], jobs):
-                bar.update(bounds[j + 1] - bounds[j])
+            for done in pool.map(run, jobs):
+                bar.update(done)
     else:
         for j in jobs:
-            run(j)
-            bar.update(bounds[j + 1] - bounds[j])
+            bar.update(run(j))
     bar.close()
     return out.real, out.imag
 
@@ -239,7 +247,7 @@ def report(
         Training galaxies per cell (``np.bincount(som.predict(X_train), minlength=n_cells)``);
         column ``n_train`` (NaN when not given).
     n_boot : int
-        Bootstrap resamples per cell (0 skips the errors).
+        Bootstrap resamples per cell (0 or 1 skips the errors, which are then NaN).
     seed : int or SeedSequence
         Seed of the bootstrap; the same seed gives the same errors whatever ``n_jobs``.
     fdr : float
@@ -263,7 +271,8 @@ def report(
         - for each metric ``m`` in ``mad, bias, eta, pco`` (η and PCO as fractions):
           ``m`` (cell value), ``m_err`` (bootstrap standard deviation), ``m_ref`` (the
           paper's 1-sigma band of the global value at the cell's size), ``m_sigma0`` (null
-          standard error used for ``m_z``), ``m_z``, ``m_p`` (two-sided p-value), ``m_q``
+          standard error used for ``m_z``; for bias the cell's own standard error),
+          ``m_z``, ``m_p`` (two-sided p-value), ``m_q``
           (Benjamini-Hochberg adjusted p-value), ``m_signif`` (``m_q <= fdr``) and
           ``m_worse`` (significant and worse than global: larger MAD, η or PCO, or larger
           ``|bias|``).
@@ -385,6 +394,10 @@ def report(
         }
         sigma0 = dict(ref)
         sigma0["mad"] = np.where(has, MAD_SCALE * sparsity_at_median(adz) / (2.0 * np.sqrt(n)), np.nan)
+        # bias: the cell's own standard deviation (one-sample t-test), so that a cell with a
+        # larger scatter is not mistaken for a biased one
+        ss = np.bincount(cell_s, (dz[order] - bias_c[cell_s]) ** 2, minlength=n_cells)
+        sigma0["bias"] = np.where(ok, np.sqrt(ss / np.maximum(n - 1.0, 1.0) / n), np.nan)
 
     values = {"mad": mad_c, "bias": bias_c, "eta": eta_c, "pco": pco_c}
     df = pd.DataFrame(index=pd.RangeIndex(n_cells, name="cell"))
@@ -409,7 +422,7 @@ def report(
             z = np.where(s0 > 0, diff / s0, np.where(diff == 0, 0.0, np.sign(diff) * np.inf))
         z = np.where(ok & np.isfinite(g), z, np.nan)
         if m == "bias":
-            p = np.where(np.isfinite(z), 2.0 * stats.norm.sf(np.abs(z)), np.nan)
+            p = np.where(ok, 2.0 * stats.t.sf(np.abs(z), np.maximum(n - 1.0, 1.0)), np.nan)
         else:
             p = pvals[m]
         p = np.where(ok & np.isfinite(g), p, np.nan)

@@ -205,7 +205,7 @@ def pco_mask(pit_values: np.ndarray, level: float = 0.99) -> np.ndarray:
     pit = _as_1d(pit_values, "pit_values", allow_empty=True)
     if np.any((pit < 0) | (pit > 1)):
         raise ValueError("pit_values must lie in [0, 1]; pass CDF values at the true redshift")
-    tail = (1.0 - level) / 2.0
+    tail = round((1.0 - level) / 2.0, 12)  # 0.005 exactly for level=0.99, not 0.005000000000000004
     return (pit < tail) | (pit > 1.0 - tail)
 
 

@@ -160,8 +160,9 @@ class SOM:
     sigma_final : float
         Final neighbourhood width of the torch backend, cells (default 1). The minisom
         backend always decays to 1.
-    init : {"pca", "random"}
-        Prototype initialisation (both backends).
+    init : {"pca", "random"} or ndarray
+        Prototype initialisation (both backends): the PCA plane, random samples, or given
+        prototypes of shape ``(n_cells, D)`` in standardised units.
 
     Attributes
     ----------
@@ -171,6 +172,8 @@ class SOM:
         Torch backend: per epoch ``sigma``, ``learning_rate`` and ``qe`` (mean distance of
         the training samples to their BMU at the start of the epoch, standardised units).
     epochs_trained : int
+    initial_prototypes_ : ndarray, shape (n_cells, D)
+        The prototypes training started from (standardised units).
     """
 
     def __init__(
@@ -187,7 +190,7 @@ class SOM:
         device: str | None = None,
         *,
         sigma_final: float = 1.0,
-        init: str = "pca",
+        init: str | np.ndarray = "pca",
     ) -> None:
         try:
             rows, cols = (int(s) for s in shape)
@@ -201,8 +204,15 @@ class SOM:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         if topology not in _TOPOLOGIES:
             raise ValueError(f"topology must be one of {_TOPOLOGIES}, got {topology!r}")
-        if init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        if isinstance(init, str):
+            if init not in _INITS:
+                raise ValueError(f"init must be one of {_INITS} or an array, got {init!r}")
+        else:
+            init = np.array(init, dtype=np.float64)
+            if init.shape != (rows * cols, int(n_features)) or not np.isfinite(init).all():
+                raise ValueError(f"init as an array must be finite prototypes of shape "
+                                 f"(rows*cols, n_features) = ({rows * cols}, {n_features}), got "
+                                 f"{init.shape}")
         self._shape = (rows, cols)
         self.n_features = int(n_features)
         self.backend = backend
@@ -232,6 +242,7 @@ class SOM:
         self.standardizer: Standardizer | None = None
         self.history: list[dict[str, float]] = []
         self.epochs_trained = 0
+        self.initial_prototypes_: np.ndarray | None = None
         self._positions = _grid_positions(rows, cols, topology)
         self._weights: torch.Tensor | None = None  # torch backend, [K, D] float32
         self._minisom: Any = None  # minisom backend
@@ -412,6 +423,12 @@ class SOM:
         return (mean + ai.ravel()[:, None] * scales[0] * pcs[0]
                 + bj.ravel()[:, None] * scales[1] * pcs[1])
 
+    def _initial(self, Xs: np.ndarray) -> np.ndarray:
+        """Initial prototypes for standardised training data ``Xs``, ``(n_cells, D)``."""
+        if isinstance(self.init, np.ndarray):
+            return self.init.copy()
+        return self._pca_init(Xs) if self.init == "pca" else self._random_init(Xs)
+
     def _random_init(self, Xs: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
         idx = rng.choice(len(Xs), self.n_cells, replace=len(Xs) < self.n_cells)
@@ -440,8 +457,7 @@ class SOM:
         return num, den
 
     def _fit_torch(self, Xs: np.ndarray, epochs: int, progress: bool, chunk: int) -> None:
-        init = self._pca_init(Xs) if self.init == "pca" else self._random_init(Xs)
-        self._set_weights(init)
+        self._set_weights(self.initial_prototypes_)
         K, D = self.n_cells, self.n_features
         on_device = self.device == "cpu" or Xs.size <= 2**28
         Xt = torch.from_numpy(Xs)
@@ -498,12 +514,9 @@ class SOM:
     def _fit_minisom(self, Xs: np.ndarray, epochs: int, progress: bool) -> None:
         ms = self._new_minisom()
         Xd = Xs.astype(np.float64)
-        if self.init == "pca" and self.n_features > 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                ms.pca_weights_init(Xd)
-        else:
-            ms.random_weights_init(Xd)
+        # same initial prototypes as the torch backend (minisom's own pca_weights_init spans
+        # only +-1 unit vector along each component)
+        ms._weights = self.initial_prototypes_.reshape(*self.shape, -1).copy()
         # train_batch: samples in order, one update each, `epochs` passes over the data
         ms.train(Xd, epochs * len(Xd), random_order=False, verbose=False)
         self._minisom = ms
@@ -547,6 +560,7 @@ class SOM:
             self.standardizer = None
         Xs = np.ascontiguousarray(self._standardized(X), dtype=np.float32)
         self._weights, self._minisom = None, None
+        self.initial_prototypes_ = self._initial(Xs)
         if self.backend == "torch":
             self._fit_torch(Xs, epochs, progress, chunk)
         else:
@@ -773,6 +787,7 @@ class SOM:
                                   seed=self.seed, init=self.init,
                                   sigma_final=self.sigma_final)
         som.epochs_trained, som.history = self.epochs_trained, list(self.history)
+        som.initial_prototypes_ = self.initial_prototypes_
         return som
 
     # ------------------------------------------------------------------ persistence
@@ -794,14 +809,17 @@ class SOM:
             "sigma_final": self.sigma_final,
             "learning_rate": self.learning_rate,
             "seed": self.seed,
-            "init": self.init,
+            "init": self.init if isinstance(self.init, str) else "array",
             "epochs_trained": self.epochs_trained,
             "history": self.history,
             "standardizer": None if self.standardizer is None else self.standardizer.to_dict(),
         }
         path = os.fspath(path)
+        arrays = {"prototypes": self.prototypes, "meta": np.array(json.dumps(meta))}
+        if self.initial_prototypes_ is not None:
+            arrays["initial_prototypes"] = self.initial_prototypes_
         with open(path, "wb") as fh:  # keep the name as given (np.savez would add .npz)
-            np.savez(fh, prototypes=self.prototypes, meta=np.array(json.dumps(meta)))
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expect_shape: tuple[int, int] | None = None,
@@ -827,6 +845,7 @@ class SOM:
             with np.load(path, allow_pickle=False) as f:
                 w = f["prototypes"]
                 meta = json.loads(str(f["meta"]))
+                w0 = f["initial_prototypes"] if "initial_prototypes" in f.files else None
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"{path} is not a SOM file written by SOM.save: {e}") from None
         if meta.get("format_version", 0) > FILE_FORMAT_VERSION:
@@ -847,11 +866,15 @@ class SOM:
                                  f"{list(expect_features)}; map the same features in the same "
                                  f"order or retrain")
         std = meta["standardizer"]
+        init = w0 if meta["init"] == "array" and w0 is not None else meta["init"]
+        if isinstance(init, str) and init not in _INITS:
+            init = "pca"
         som = cls.from_prototypes(
             w, shape, Standardizer.from_dict(std) if std is not None else None,
             backend=backend or meta["backend"], topology=meta["topology"], feature_names=names,
             sigma=meta["sigma"], learning_rate=None if backend else meta["learning_rate"],
-            seed=meta["seed"], device=device, init=meta["init"], sigma_final=meta["sigma_final"])
+            seed=meta["seed"], device=device, init=init, sigma_final=meta["sigma_final"])
         som.epochs_trained = int(meta["epochs_trained"])
+        som.initial_prototypes_ = w0
         som.history = list(meta["history"])
         return som

@@ -49,6 +49,7 @@ import io
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,6 @@ def estimate_sky_sigma(images: np.ndarray, border: int = 4) -> np.ndarray:
          images[..., b:-b, :b].reshape(*images.shape[:2], -1),
          images[..., b:-b, -b:].reshape(*images.shape[:2], -1)], axis=-1)
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(ring, axis=-1, keepdims=True)
@@ -123,11 +122,14 @@ def _build_network(dim: int, widths: tuple[int, ...], in_ch: int = 8):
 
     layers = []
     c = in_ch
-    for w in widths:
+    for i, w in enumerate(widths):
+        # Each block halves the resolution with a strided 3x3 convolution; all but the first
+        # (at the largest resolution, where it would cost most) add a second 3x3 convolution.
         layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
-                   nn.ReLU(inplace=True),
-                   nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
                    nn.ReLU(inplace=True)]
+        if i > 0:
+            layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                       nn.ReLU(inplace=True)]
         c = w
 
     class _Net(nn.Module):
@@ -281,38 +283,32 @@ class Encoder:
         dev = flux.device
         b, c = flux.shape[:2]
         flux = torch.where(mask[:, :, None, None], flux, torch.zeros((), device=dev))
-        # D4: rotation k in 0..3 and flip, one of 8 per galaxy.
-        code = torch.randint(0, 8, (b,), generator=gen, device=dev)
-        out = torch.empty_like(flux)
-        for k in range(8):
-            sel = code == k
-            if sel.any():
-                x = flux[sel]
-                if k >= 4:
-                    x = x.flip(-1)
-                out[sel] = torch.rot90(x, k % 4, dims=(-2, -1))
-        flux = out
-        # Shift: crop `side` pixels at a random offset in [0, 2*shift].
+        # Shift, flips and 90-degree rotations in one gather: crop `side` pixels at a random
+        # offset within +-shift of the centre, read rows and/or columns backwards (flips),
+        # then transpose half of the galaxies; flips x transpose span the 8 elements of D4.
         full = flux.shape[-1]
         off0 = (full - side) // 2 - shift
         oy = off0 + torch.randint(0, 2 * shift + 1, (b,), generator=gen, device=dev)
         ox = off0 + torch.randint(0, 2 * shift + 1, (b,), generator=gen, device=dev)
+        flips = torch.randint(0, 2, (3, b), generator=gen, device=dev).bool()
         ar = torch.arange(side, device=dev)
-        rows = (oy[:, None] + ar[None, :])[:, None, :, None]
-        cols = (ox[:, None] + ar[None, :])[:, None, None, :]
+        ry = torch.where(flips[0][:, None], side - 1 - ar, ar)
+        rx = torch.where(flips[1][:, None], side - 1 - ar, ar)
+        rows = (oy[:, None] + ry)[:, None, :, None]
+        cols = (ox[:, None] + rx)[:, None, None, :]
         flux = flux[torch.arange(b, device=dev)[:, None, None, None],
                     torch.arange(c, device=dev)[None, :, None, None], rows, cols]
-        # PSF jitter: separable Gaussian blur, sigma ~ U(0, psf_jitter) per galaxy and band.
+        flux = torch.where(flips[2][:, None, None, None], flux.transpose(-1, -2), flux)
+        # PSF jitter: Gaussian blur, sigma ~ U(0, psf_jitter) pixels per galaxy and band.
         if self.psf_jitter > 0:
             s = torch.rand(b * c, generator=gen, device=dev) * self.psf_jitter + 1e-3
             r = max(1, int(math.ceil(2.5 * self.psf_jitter)))
             t = torch.arange(-r, r + 1, device=dev, dtype=flux.dtype)
             k1 = torch.exp(-0.5 * (t[None, :] / s[:, None]) ** 2)
             k1 = k1 / k1.sum(dim=1, keepdim=True)
-            x = flux.reshape(1, b * c, side, side)
-            x = F.conv2d(x, k1[:, None, None, :], padding=(0, r), groups=b * c)
-            x = F.conv2d(x, k1[:, None, :, None], padding=(r, 0), groups=b * c)
-            flux = x.reshape(b, c, side, side)
+            k2 = k1[:, :, None] * k1[:, None, :]
+            flux = F.conv2d(flux.reshape(1, b * c, side, side), k2[:, None], padding=r,
+                            groups=b * c).reshape(b, c, side, side)
         # Noise re-draw: extra sky noise of u * sigma, u ~ U(0, noise_scale).
         if self.noise_scale > 0:
             u = torch.rand(b, c, 1, 1, generator=gen, device=dev) * self.noise_scale
@@ -365,11 +361,15 @@ class Encoder:
             For array input: per-pixel sky noise, nanomaggies; default estimated from the
             cutout borders. Stores provide it.
         checkpoint : str or Path, optional
-            File written after every epoch; when it exists, training resumes from it.
+            File written after every complete epoch (weights, optimiser, schedule, history);
+            when it exists, training resumes after its last epoch. Data order and
+            augmentations are seeded per epoch, so a resumed run equals an uninterrupted one.
         buffer : int
             Rows read from disk at a time; the data are shuffled in blocks of this size.
         max_steps : int, optional
-            Stop after this many optimisation steps in total (for tests and quick looks).
+            Stop after this many optimisation steps in total (for tests and quick looks);
+            the learning-rate schedule still spans ``epochs``, and a partial epoch is not
+            checkpointed.
         progress : bool
             Show a progress bar.
 
@@ -450,20 +450,29 @@ class Encoder:
             dev = self.device
             net = self.net
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            total = steps_per_epoch * epochs
-            if max_steps is not None:
-                total = min(total, int(max_steps))
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(total, 1),
-                                                        pct_start=0.1)
+            # The one-cycle schedule spans `epochs` (max_steps only stops early), so an
+            # interrupted run resumed from its checkpoint follows the same schedule.
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, pct_start=0.1,
+                                                        total_steps=steps_per_epoch * epochs)
             scaler = torch.amp.GradScaler("cuda", enabled=self.amp and dev.startswith("cuda"))
             start_epoch = 0
             if checkpoint is not None and Path(checkpoint).exists():
                 ck = torch.load(checkpoint, map_location=dev, weights_only=False)
+                if ck.get("config") != self._config():
+                    raise ValueError(f"checkpoint {checkpoint} was written by an Encoder with config "
+                                     f"{ck.get('config')}, not {self._config()}; delete it or use "
+                                     "another checkpoint path")
                 net.load_state_dict(ck["state_dict"])
                 opt.load_state_dict(ck["optimizer"])
-                sched.load_state_dict(ck["scheduler"])
+                if ck.get("epochs") == epochs and ck.get("steps_per_epoch") == steps_per_epoch:
+                    sched.load_state_dict(ck["scheduler"])
+                else:
+                    warnings.warn(f"checkpoint {checkpoint} was planned for {ck.get('epochs')} epochs; "
+                                  f"continuing to {epochs} with a fresh learning-rate schedule",
+                                  stacklevel=2)
                 self.softening = np.asarray(ck["softening"], np.float32)
                 self.history = ck["history"]
+                self.fitted = True
                 start_epoch = int(ck["epoch"])
             soft_t = torch.as_tensor(self.softening, device=dev)
             step = int(self.history.get("steps", 0))
@@ -526,21 +535,23 @@ class Encoder:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.close()
+                if not losses:
+                    break
+                complete = len(losses) == steps_per_epoch
                 self.history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
                 self.history["epoch_time_s"].append(time.perf_counter() - t0)
                 self.history["steps"] = step
                 self.fitted = True
-                if checkpoint is not None:
+                if checkpoint is not None and complete:
                     ck = {"state_dict": net.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "softening": self.softening,
                           "history": copy.deepcopy(self.history), "epoch": epoch + 1,
+                          "epochs": epochs, "steps_per_epoch": steps_per_epoch,
                           "config": self._config()}
                     tmp = Path(str(checkpoint) + ".tmp")
                     Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
                     torch.save(ck, tmp)
                     os.replace(tmp, checkpoint)
-            if start_epoch >= epochs:
-                self.fitted = True
         finally:
             if close:
                 data.close()

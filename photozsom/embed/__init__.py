@@ -1,0 +1,17 @@
+"""Image embeddings: the :class:`Embedder` protocol, AION-1 and the built-in encoder.
+
+- :class:`Encoder` — a compact CNN pretrained self-supervised (SimCLR) on unlabelled
+  cutouts; the offline default, no extra dependency.
+- :class:`AIONEmbedder` — the AION-1 foundation model (``pip install 'photozsom[aion]'``,
+  gated weights).
+- :func:`embed_to_file` / :func:`load_embeddings` — stream a cutout store into an HDF5
+  embedding file keyed by OBJID (resumable), and read it back joined on OBJID.
+"""
+
+from photozsom.embed.aion import AIONEmbedder  # imports polymathic-aion only when used
+from photozsom.embed.base import Embedder, embed_to_file, load_embeddings, validate_cutouts
+from photozsom.embed.encoder import Encoder
+
+__all__ = ["Embedder", "Encoder", "AIONEmbedder", "embed_to_file", "load_embeddings",
+           "validate_cutouts"]
+

@@ -1,0 +1,280 @@
+"""Tests of the Embedder protocol, embed_to_file/load_embeddings and the built-in Encoder."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from photozsom.datasets.store import CutoutStore
+from photozsom.embed import Embedder, Encoder, embed_to_file, load_embeddings
+from photozsom.embed.encoder import estimate_sky_sigma
+
+SIGMA = np.array([0.006, 0.01, 0.015, 0.025], np.float32)   # sky noise, nanomaggies/pixel
+
+
+def toy_galaxies(n: int, size: int = 24, seed: int = 0, north_frac: float = 0.0):
+    """Elliptical exponential discs of random size, orientation, flux and colour plus sky noise.
+
+    Returns images [n, 4, size, size] (nanomaggies/pixel), band_mask [n, 4], sigma [n, 4];
+    a fraction ``north_frac`` has no i-band (NaN, mask False), like DR10-north.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    r_half = rng.uniform(0.8, 4.0, n)[:, None, None]
+    q = rng.uniform(0.3, 1.0, n)[:, None, None]
+    th = rng.uniform(0.0, np.pi, n)[:, None, None]
+    u = xx * np.cos(th) + yy * np.sin(th)
+    v = (-xx * np.sin(th) + yy * np.cos(th)) / q
+    prof = np.exp(-1.678 * np.hypot(u, v) / r_half)
+    prof /= prof.sum(axis=(1, 2), keepdims=True)
+    total = 10 ** rng.uniform(0.3, 1.5, n)                     # r-band flux, nanomaggies
+    colour = 10 ** (-0.4 * rng.uniform(-1.5, 1.5, (n, 4)))    # flux ratio to r
+    colour[:, 1] = 1.0
+    images = (total[:, None, None, None] * colour[:, :, None, None] * prof[:, None]).astype(np.float32)
+    images += rng.normal(size=images.shape).astype(np.float32) * SIGMA[None, :, None, None]
+    mask = np.ones((n, 4), bool)
+    north = rng.random(n) < north_frac
+    mask[north, 2] = False
+    images[north, 2] = np.nan
+    sigma = np.broadcast_to(SIGMA, (n, 4)).copy()
+    return images, mask, sigma
+
+
+def tiny_encoder(seed: int = 0) -> Encoder:
+    return Encoder(dim=16, size=16, seed=seed, widths=(8, 16, 16, 16), lr=5e-3, max_shift=2)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_galaxies(192, size=20, seed=1, north_frac=0.3)
+
+
+@pytest.fixture(scope="module")
+def trained(toy):
+    images, mask, sigma = toy
+    enc = tiny_encoder()
+    enc.fit(images, epochs=12, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    return enc
+
+
+class MomentEmbedder:
+    """Hand-written embedder for the file tests: total flux and second moment per band."""
+
+    dim = 8
+    device = "cpu"
+
+    def __init__(self, fail_after: "int | None" = None):
+        self.fail_after = fail_after
+        self.calls = 0
+        self.rows = 0
+
+    def embed(self, cutouts, band_mask, *, batch_size=256, progress=True):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls += 1
+        self.rows += len(cutouts)
+        x = np.where(band_mask[:, :, None, None], np.nan_to_num(cutouts), 0.0)
+        h = x.shape[-1]
+        r2 = ((np.arange(h) - (h - 1) / 2) ** 2)[None, :] + ((np.arange(h) - (h - 1) / 2) ** 2)[:, None]
+        return np.concatenate([x.sum(axis=(2, 3)), (x * r2).sum(axis=(2, 3))], axis=1).astype(np.float32)
+
+
+@pytest.fixture()
+def store_path(tmp_path):
+    images, mask, sigma = toy_galaxies(50, size=20, seed=3, north_frac=0.4)
+    path = tmp_path / "cutouts.h5"
+    with CutoutStore.create(path, size=20) as store:
+        store.append(images, mask, np.arange(1000, 1050), sigma)
+    return path
+
+
+# -- protocol ------------------------------------------------------------------------------
+def test_encoder_satisfies_protocol_shapes_and_dtype(trained, toy):
+    images, mask, _ = toy
+    assert isinstance(trained, Embedder)
+    emb = trained.embed(images[:37], mask[:37], batch_size=10, progress=False)
+    assert emb.shape == (37, trained.dim) and emb.dtype == np.float32
+    assert np.isfinite(emb).all()
+
+
+def test_untrained_encoder_refuses_to_embed(toy):
+    images, mask, _ = toy
+    with pytest.raises(RuntimeError, match="not pretrained"):
+        tiny_encoder().embed(images[:2], mask[:2])
+
+
+# -- what the encoder learned ----------------------------------------------------------------
+def test_flipped_and_rotated_copies_embed_closer_than_other_galaxies(trained, toy):
+    images, mask, _ = toy
+    south = mask.all(axis=1)
+    images, mask = images[south], mask[south]
+    emb = trained.embed(images, mask, progress=False)
+    other = np.roll(emb, 1, axis=0)                    # a different galaxy for each one
+    for k, flip in ((1, False), (2, True), (3, False)):
+        aug = np.rot90(images, k, axes=(2, 3))
+        aug = np.ascontiguousarray(aug[..., ::-1] if flip else aug)
+        emb_aug = trained.embed(aug, mask, progress=False)
+        d_self = np.linalg.norm(emb - emb_aug, axis=1)
+        d_other = np.linalg.norm(emb - other, axis=1)
+        assert np.median(d_self) < 0.6 * np.median(d_other)
+        assert np.mean(d_self < d_other) > 0.75
+
+
+def test_training_reduces_contrastive_loss(trained):
+    loss = trained.history["loss"]
+    # log(2B - 1) is the loss of an embedding that cannot tell galaxies apart.
+    assert loss[0] == pytest.approx(np.log(2 * 64 - 1), abs=0.3)
+    assert loss[-1] < loss[0] - 0.3
+
+
+def test_embeddings_deterministic_for_a_seed(toy, trained):
+    images, mask, sigma = toy
+    again = tiny_encoder(seed=0)
+    again.fit(images, epochs=12, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    a = trained.embed(images[:20], mask[:20], progress=False)
+    np.testing.assert_array_equal(a, trained.embed(images[:20], mask[:20], progress=False))
+    np.testing.assert_array_equal(a, again.embed(images[:20], mask[:20], progress=False))
+    other = tiny_encoder(seed=1)
+    other.fit(images, epochs=1, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    assert not np.allclose(a, other.embed(images[:20], mask[:20], progress=False))
+
+
+def test_checkpoint_resume_equals_uninterrupted_training(tmp_path, toy):
+    images, mask, sigma = toy
+    images, mask, sigma = images[:128], mask[:128], sigma[:128]
+    straight = tiny_encoder()
+    straight.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    ck = tmp_path / "enc.ckpt"
+    first = tiny_encoder()
+    first.fit(images, epochs=1, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck, progress=False)
+    resumed = tiny_encoder()
+    hist = resumed.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck,
+                       progress=False)
+    assert len(hist["loss"]) == 2 and hist["steps"] == 4
+    np.testing.assert_allclose(resumed.embed(images, mask, progress=False),
+                               straight.embed(images, mask, progress=False), rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_roundtrip(tmp_path, trained, toy):
+    images, mask, _ = toy
+    path = trained.save(tmp_path / "enc.pt")
+    loaded = Encoder.load(path)
+    np.testing.assert_array_equal(loaded.embed(images[:10], mask[:10], progress=False),
+                                  trained.embed(images[:10], mask[:10], progress=False))
+    assert loaded.identity() == trained.identity()
+
+
+# -- north and south ---------------------------------------------------------------------------
+def test_north_and_south_both_embed_and_absent_band_content_is_ignored(trained, toy):
+    images, mask, _ = toy
+    south = images[mask.all(axis=1)][:10]
+    m_south = np.ones((10, 4), bool)
+    m_north = m_south.copy()
+    m_north[:, 2] = False
+    north_nan = south.copy()
+    north_nan[:, 2] = np.nan
+    north_junk = south.copy()
+    north_junk[:, 2] = 1e6
+    e_s = trained.embed(south, m_south, progress=False)
+    e_n = trained.embed(north_nan, m_north, progress=False)
+    assert np.isfinite(e_s).all() and np.isfinite(e_n).all()
+    np.testing.assert_array_equal(e_n, trained.embed(north_junk, m_north, progress=False))
+    assert not np.allclose(e_s, e_n)
+
+
+def test_nan_in_band_marked_present_is_a_clear_error(trained, toy):
+    images, mask, _ = toy
+    bad = images[:4].copy()
+    bad[2, 1, 5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"row 2 band r"):
+        trained.embed(bad, np.ones((4, 4), bool))
+
+
+@pytest.mark.parametrize("shape, mask_shape, match", [
+    ((4, 3, 20, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
+    ((4, 4, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
+    ((4, 4, 20, 20), (4, 3), "band_mask must have shape"),
+    ((4, 4, 12, 12), (4, 4), "at least 16x16"),
+])
+def test_wrong_shapes_are_clear_errors(trained, shape, mask_shape, match):
+    with pytest.raises(ValueError, match=match):
+        trained.embed(np.zeros(shape, np.float32), np.ones(mask_shape, bool))
+
+
+def test_sky_sigma_estimate_matches_injected_noise():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(20, 4, 40, 40)).astype(np.float32) * SIGMA[None, :, None, None]
+    est = estimate_sky_sigma(images)
+    np.testing.assert_allclose(np.median(est, axis=0), SIGMA, rtol=0.05)
+
+
+def test_fit_from_store_uses_store_rows_and_objid_subset(tmp_path, store_path):
+    enc = tiny_encoder()
+    with CutoutStore(store_path) as store:
+        hist = enc.fit(store, epochs=1, batch_size=16, objid=np.arange(1010, 1042), progress=False)
+    assert hist["n_train"] == 32 and hist["steps"] == 2
+    # Softening = median per-pixel sky noise of the store, per band.
+    np.testing.assert_allclose(enc.softening, SIGMA, rtol=1e-6)
+
+
+# -- embedding files ---------------------------------------------------------------------------
+def test_embed_to_file_keys_rows_by_objid(tmp_path, store_path):
+    out = embed_to_file(MomentEmbedder(), store_path, tmp_path / "emb.h5", chunk=16, progress=False)
+    with CutoutStore(store_path) as store:
+        images, mask, ids = store.read(slice(None))
+    expected = MomentEmbedder().embed(images, mask)
+    emb, objid = load_embeddings(out)
+    np.testing.assert_array_equal(objid, ids)
+    np.testing.assert_allclose(emb, expected, rtol=1e-6)
+    want = np.array([1049, 1003, 1020])
+    sub, sub_ids = load_embeddings(out, objid=want)
+    np.testing.assert_array_equal(sub_ids, want)
+    np.testing.assert_allclose(sub, expected[want - 1000], rtol=1e-6)
+    with pytest.raises(KeyError, match="7777"):
+        load_embeddings(out, objid=[1001, 7777])
+
+
+def test_embed_to_file_resumes_without_duplicating_or_losing_rows(tmp_path, store_path):
+    out = tmp_path / "emb.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(MomentEmbedder(fail_after=2), store_path, out, chunk=16, progress=False)
+    with h5py.File(out, "r") as h5:
+        assert int(h5.attrs["n_done"]) == 32 and not bool(h5.attrs["complete"])
+    with pytest.raises(ValueError, match="incomplete"):
+        load_embeddings(out)
+    second = MomentEmbedder()
+    embed_to_file(second, store_path, out, chunk=16, progress=False)
+    assert second.rows == 50 - 32                     # only the uncommitted rows recomputed
+    reference = embed_to_file(MomentEmbedder(), store_path, tmp_path / "ref.h5", chunk=50,
+                              progress=False)
+    emb, ids = load_embeddings(out)
+    emb_ref, ids_ref = load_embeddings(reference)
+    assert len(ids) == 50 and len(np.unique(ids)) == 50
+    np.testing.assert_array_equal(ids, ids_ref)
+    np.testing.assert_array_equal(emb, emb_ref)
+
+
+def test_embed_to_file_discards_rows_written_after_last_commit(tmp_path, store_path):
+    out = tmp_path / "emb.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(MomentEmbedder(fail_after=1), store_path, out, chunk=16, progress=False)
+    with h5py.File(out, "a") as h5:                 # a crash between write and commit
+        h5["embedding"].resize(40, axis=0)
+        h5["OBJID"].resize(40, axis=0)
+        h5["OBJID"][16:40] = -1
+    embed_to_file(MomentEmbedder(), store_path, out, chunk=16, progress=False)
+    emb, ids = load_embeddings(out)
+    with CutoutStore(store_path) as store:
+        np.testing.assert_array_equal(ids, store.objid)
+
+
+def test_embed_to_file_refuses_to_resume_with_another_embedder(tmp_path, store_path, trained):
+    out = embed_to_file(MomentEmbedder(), store_path, tmp_path / "emb.h5", progress=False)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        embed_to_file(trained, store_path, out, progress=False)
+    embed_to_file(trained, store_path, out, progress=False, overwrite=True)
+    emb, ids = load_embeddings(out)
+    with CutoutStore(store_path) as store:
+        images, mask, _ = store.read(slice(None))
+    np.testing.assert_allclose(emb, trained.embed(images, mask, progress=False), rtol=1e-5, atol=1e-6)

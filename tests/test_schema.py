@@ -1,0 +1,115 @@
+"""schema.validate: one clear ValueError per kind of bad catalogue, and the inputs it accepts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.table import Table
+
+from photozsom.datasets import schema
+from photozsom.datasets.schema import validate
+
+
+def _cat(n: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "RA": rng.uniform(0, 360, n), "DEC": rng.uniform(-30, 30, n),
+        "FLUX_G": rng.normal(1, 1, n), "FLUX_I": rng.normal(1, 1, n),
+        "MASKBITS": np.arange(n, dtype=np.int32), "TYPE": ["PSF"] * n,
+    })
+
+
+def test_valid_catalogue_is_returned_unchanged():
+    df = _cat()
+    out = validate(df, ["RA", "DEC", "FLUX_G", "MASKBITS", "TYPE"])
+    pd.testing.assert_frame_equal(out, df)
+
+
+def test_missing_column_is_named():
+    with pytest.raises(ValueError, match=r"cat\.fits lacks column\(s\) FLUX_W1"):
+        validate(_cat(), ["RA", "FLUX_W1"], name="cat.fits")
+
+
+def test_missing_i_band_error_explains_the_north():
+    df = _cat().drop(columns="FLUX_I")
+    with pytest.raises(ValueError, match="no i-band: add FLUX_I=NaN and FLUX_IVAR_I=0"):
+        validate(df, ["FLUX_I"])
+
+
+def test_wrong_dtype_text_in_flux_column():
+    df = _cat()
+    df["FLUX_G"] = ["a"] * len(df)
+    with pytest.raises(ValueError, match="column FLUX_G must be numeric"):
+        validate(df, ["FLUX_G"])
+
+
+def test_integer_column_accepts_integral_floats_only():
+    df = _cat()
+    df["MASKBITS"] = df["MASKBITS"].astype(float)
+    validate(df, ["MASKBITS"])  # 0.0, 1.0, ... are integers in float clothing
+    df.loc[2, "MASKBITS"] = 1.5
+    with pytest.raises(ValueError, match="column MASKBITS must be integer"):
+        validate(df, ["MASKBITS"])
+
+
+def test_text_column_rejects_numbers():
+    df = _cat()
+    df["TYPE"] = 1.0
+    with pytest.raises(ValueError, match="column TYPE must be text"):
+        validate(df, ["TYPE"])
+
+
+def test_nan_in_ra_names_column_and_rows():
+    df = _cat(8)
+    df.loc[[3, 6], "RA"] = np.nan
+    with pytest.raises(ValueError, match=r"column RA has 2 non-finite value\(s\) \(first rows: \[3, 6\]\)"):
+        validate(df, ["RA", "DEC"])
+    df = _cat()
+    df.loc[1, "DEC"] = np.inf
+    with pytest.raises(ValueError, match="column DEC has 1 non-finite"):
+        validate(df, ["RA", "DEC"])
+
+
+def test_nan_allowed_where_schema_or_caller_says_so():
+    df = _cat()
+    df.loc[0, "FLUX_I"] = np.nan  # schema: nan_ok (no i-band in the north)
+    df.loc[1, "FLUX_G"] = np.nan
+    assert schema.COLUMNS["FLUX_I"].nan_ok and not schema.COLUMNS["FLUX_G"].nan_ok
+    validate(df, ["FLUX_I"])
+    with pytest.raises(ValueError, match="FLUX_G"):
+        validate(df, ["FLUX_G"])
+    validate(df, ["FLUX_G"], allow_nan=["flux_g"])  # case-insensitive
+
+
+def test_empty_table():
+    with pytest.raises(ValueError, match=r"sweep\.fits is empty \(0 rows\)"):
+        validate(_cat().iloc[:0], ["RA"], name="sweep.fits")
+    assert len(validate(_cat().iloc[:0], ["RA"], allow_empty=True)) == 0
+
+
+def test_astropy_table_lower_case_big_endian():
+    t = Table()
+    t["ra"] = np.array([1.0, 2.0], dtype=">f8")  # FITS columns are big-endian
+    t["dec"] = np.array([3.0, 4.0], dtype=">f8")
+    t["flux_g"] = np.array([5.0, 6.0], dtype=">f4")
+    t["dchisq"] = np.zeros((2, 5))  # a vector column: not representable, left out
+    out = validate(t, ["RA", "dec", "FLUX_G"])
+    assert list(out.columns) == ["RA", "DEC", "FLUX_G"]
+    assert all(out[c].dtype.byteorder in "=|" for c in out.columns)
+    np.testing.assert_array_equal(out["FLUX_G"], [5.0, 6.0])
+
+
+def test_structured_array_and_dict_inputs():
+    arr = np.zeros(3, dtype=[("RA", "f8"), ("DEC", "f8")])
+    assert list(validate(arr, ["RA", "DEC"]).columns) == ["RA", "DEC"]
+    assert len(validate({"ra": [1.0], "dec": [2.0]}, ["RA", "DEC"])) == 1
+    with pytest.raises(ValueError, match="expected a catalogue"):
+        validate([1, 2, 3], ["RA"])
+
+
+def test_schema_units_and_flux_columns():
+    assert schema.COLUMNS["FLUX_G"].unit == "nanomaggy"
+    assert schema.COLUMNS["RA"].unit == "deg"
+    assert schema.flux_columns(["g", "W1"]) == ["FLUX_G", "FLUX_W1"]
+    assert set(schema.NORTH_BANDS) < set(schema.SOUTH_BANDS)
