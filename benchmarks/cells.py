@@ -21,7 +21,6 @@ import argparse
 import os
 import tempfile
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -67,8 +66,10 @@ def bench_report(n_gal, n_cells, n_boot, n_jobs, subset_cells):
     from photozsom import cells
 
     cell, z, zp, pit = make_sample(n_gal, n_cells)
-    print(f"report: {n_gal:,} galaxies, {n_cells} cells, {n_boot} bootstrap resamples, "
-          f"n_jobs={n_jobs} (os.cpu_count()={os.cpu_count()})")
+    print(
+        f"report: {n_gal:,} galaxies, {n_cells} cells, {n_boot} bootstrap resamples, "
+        f"n_jobs={n_jobs} (os.cpu_count()={os.cpu_count()})"
+    )
     t = time.perf_counter()
     rep = cells.report(cell, z, zp, pit, n_cells, n_boot=n_boot, seed=0, n_jobs=n_jobs)
     t_ours = time.perf_counter() - t
@@ -81,20 +82,34 @@ def bench_report(n_gal, n_cells, n_boot, n_jobs, subset_cells):
     counts = np.bincount(cell, minlength=n_cells)
     rng = np.random.default_rng(1)
     occupied = np.flatnonzero(counts >= 2)
-    sub = occupied if subset_cells >= occupied.size else rng.choice(occupied, subset_cells, replace=False)
+    sub = (
+        occupied
+        if subset_cells >= occupied.size
+        else rng.choice(occupied, subset_cells, replace=False)
+    )
     t = time.perf_counter()
     naive = naive_report(cell, z, zp, pit, sub, n_boot)
     t_sub = time.perf_counter() - t
     frac = counts[sub].sum() / counts[occupied].sum()
     t_naive = t_sub / frac
-    note = "" if sub.size == occupied.size else (
-        f" (extrapolated: timed {sub.size} of {occupied.size} cells holding {frac:.1%} of the "
-        f"galaxies in {t_sub:.1f} s)")
+    note = (
+        ""
+        if sub.size == occupied.size
+        else (
+            f" (extrapolated: timed {sub.size} of {occupied.size} cells holding {frac:.1%} of the "
+            f"galaxies in {t_sub:.1f} s)"
+        )
+    )
     print(f"  pandas groupby + numpy loop   {t_naive:8.2f} s{note}")
     print(f"  speed-up                      {t_naive / t_ours:8.1f} x")
     for m in ("mad", "bias", "eta", "pco", "z_mean"):
-        r = (rep.loc[naive.index, f"{m}_err"] / naive[f"{m}_err"]).replace([np.inf, -np.inf], np.nan)
-        print(f"  {m + '_err':>10s} ours / loop: median ratio {np.nanmedian(r):.3f} over {r.notna().sum()} cells")
+        r = (rep.loc[naive.index, f"{m}_err"] / naive[f"{m}_err"]).replace(
+            [np.inf, -np.inf], np.nan
+        )
+        print(
+            f"  {m + '_err':>10s} ours / loop: median ratio {np.nanmedian(r):.3f} "
+            f"over {r.notna().sum()} cells"
+        )
     return t_ours, t_naive
 
 
@@ -138,11 +153,15 @@ def bench_flag(n_rows, chunk):
     assert n_out == n_rows
     print(f"flag: {n_rows:,} rows, 32x32 SOM, chunk {chunk:,}")
     print(f"  Flagger.flag in memory        {n_rows / t_mem:12,.0f} rows/s")
-    print(f"  photozsom flag (Parquet->Parquet, incl. load and write) {n_rows / t_cli:12,.0f} rows/s")
+    print(
+        f"  photozsom flag (Parquet->Parquet, incl. load and write) {n_rows / t_cli:12,.0f} rows/s"
+    )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="10x fewer galaxies, 200 resamples")
     ap.add_argument("--n-jobs", type=int, default=2, help="threads for cells.report (default 2)")
     args = ap.parse_args()

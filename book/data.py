@@ -78,19 +78,27 @@ else:
     from photozsom.datasets import crossmatch, cutouts, legacysurvey, specz
 
     readers = {"DESI": specz.read_desi, "SDSS": specz.read_sdss}
-    catalogs = []
+    catalogs, reports = [], []
     for survey, path in spec_files.items():
         reader = readers.get(survey.upper())
-        catalogs.append(reader(path) if reader else specz.read_generic(path, survey=survey))
-    compiled = specz.compile_surveys(catalogs)
-    phot = legacysurvey.read_catalogs(sweep_files)
-    matched = crossmatch.crossmatch(compiled.table, phot, radius_arcsec=2.0)
-    matched[matched["MATCHED"]].to_parquet(sky / "spec.parquet")
-    legacysurvey.read_catalogs(random_files).to_parquet(sky / "random.parquet")
+        cat, rep = reader(path) if reader else specz.read_generic(path, survey=survey)
+        catalogs.append(cat)
+        reports.append(rep)
+    display(specz.cut_table(*reports))             # rows removed by each quality cut
+    compiled, counts = specz.compile_surveys(catalogs)
+    display(counts)                                # duplicates and redshift range, per survey
+    matched = crossmatch.crossmatch_stream(compiled, legacysurvey.iter_catalogs(sweep_files),
+                                           radius_arcsec=2.0)
+    print(f"{matched['MATCHED'].sum():,} of {len(matched):,} matched within 2 arcsec; "
+          "the unmatched rows lie outside the footprint")
+    matched[matched["MATCHED"].to_numpy(bool)].to_parquet(sky / "spec.parquet")
+    pd.concat(legacysurvey.iter_catalogs(random_files)).to_parquet(sky / "random.parquet")
     if download:
-        ok = matched[matched["MATCHED"]]
+        ok = matched[matched["MATCHED"].to_numpy(bool)]
         got = cutouts.download_cutouts(ok["RA"], ok["DEC"], ok["OBJID"], cutout_dir)
-        cutouts.fits_to_store(got.paths, got.objid, sky / "cutouts.h5")
+        print(got)
+        good = got.table[got.table["STATUS"] != "failed"]
+        cutouts.fits_to_store(good["PATH"], good["OBJID"], sky / "cutouts.h5")
 
 # %%
 spec = run.spec()

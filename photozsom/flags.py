@@ -41,12 +41,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,11 +59,18 @@ from photozsom.datasets.schema import BANDS, COLUMNS, as_dataframe
 from photozsom.features import SOM_FEATURES, magnitudes, som_features
 from photozsom.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
 
-__all__ = ["Flagger", "threshold_curve", "cli_main", "FLAG_COLUMNS", "CLI_COLUMNS"]
+__all__ = ["CLI_COLUMNS", "FLAG_COLUMNS", "Flagger", "cli_main", "threshold_curve"]
 
 #: Columns of :meth:`Flagger.flag`, in order.
-FLAG_COLUMNS: tuple[str, ...] = ("cell", "distance", "n_train", "ood", "underperforming", "flag",
-                                 "reason")
+FLAG_COLUMNS: tuple[str, ...] = (
+    "cell",
+    "distance",
+    "n_train",
+    "ood",
+    "underperforming",
+    "flag",
+    "reason",
+)
 #: Names the command line gives the flag columns in the output catalogue.
 CLI_COLUMNS: dict[str, str] = {
     "cell": "PZ_SOM_CELL",
@@ -141,8 +150,10 @@ class Flagger:
     ) -> None:
         n_cells = int(som.n_cells)
         if len(report) != n_cells:
-            raise ValueError(f"report has {len(report)} rows but the SOM has {n_cells} cells; "
-                             f"build the report with n_cells=som.n_cells")
+            raise ValueError(
+                f"report has {len(report)} rows but the SOM has {n_cells} cells; "
+                f"build the report with n_cells=som.n_cells"
+            )
         metrics = tuple(metrics)
         bad = [m for m in metrics if m not in METRICS]
         if bad:
@@ -152,13 +163,17 @@ class Flagger:
             raise ValueError(f"report lacks {missing}: build it with photozsom.cells.report")
         if train_counts is None:
             if "n_train" not in report or not np.isfinite(report["n_train"].to_numpy(float)).all():
-                raise ValueError("pass train_counts (training galaxies per cell) or a report "
-                                 "built with train_counts=")
+                raise ValueError(
+                    "pass train_counts (training galaxies per cell) or a report "
+                    "built with train_counts="
+                )
             train_counts = report["n_train"].to_numpy()
         train_counts = np.asarray(train_counts)
         if train_counts.shape != (n_cells,) or np.any(train_counts < 0):
-            raise ValueError(f"train_counts must hold {n_cells} non-negative counts, got shape "
-                             f"{train_counts.shape}")
+            raise ValueError(
+                f"train_counts must hold {n_cells} non-negative counts, got shape "
+                f"{train_counts.shape}"
+            )
         if not (int(min_count) == min_count and min_count >= 0):
             raise ValueError(f"min_count must be a non-negative integer, got {min_count}")
         if not 0 < distance_quantile <= 1:
@@ -195,8 +210,9 @@ class Flagger:
                 mw = self.report[f"{m}_worse"].to_numpy(dtype=bool)
             else:
                 if f"{m}_q" not in self.report or m not in glob:
-                    raise ValueError(f"report lacks {m}_q or the global {m}: build it with "
-                                     f"cells.report")
+                    raise ValueError(
+                        f"report lacks {m}_q or the global {m}: build it with cells.report"
+                    )
                 v = self.report[m].to_numpy(dtype=float)
                 g = float(glob[m])
                 with np.errstate(invalid="ignore"):
@@ -210,7 +226,7 @@ class Flagger:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_training(cls, som: Any, X_train: Any, report: pd.DataFrame, **kwargs: Any) -> "Flagger":
+    def from_training(cls, som: Any, X_train: Any, report: pd.DataFrame, **kwargs: Any) -> Flagger:
         """A flagger whose training counts and distance threshold come from the training set.
 
         Parameters
@@ -234,19 +250,26 @@ class Flagger:
         glob = self.report.attrs.get("global", {})
         n_cells = len(self.train_counts)
         tab = np.empty((n_cells, 2), dtype=object)
-        far = (f"outside the training colours: distance to the prototype > "
-               f"{self.distance_threshold:.3g} (the {self.distance_quantile:.3g} quantile of the "
-               f"training galaxies)")
+        far = (
+            f"outside the training colours: distance to the prototype > "
+            f"{self.distance_threshold:.3g} (the {self.distance_quantile:.3g} quantile of the "
+            f"training galaxies)"
+        )
         rep = self.report
         for c in range(n_cells):  # once per cell at construction, not per galaxy
             parts = []
             if self.thin[c]:
-                parts.append(f"thin training data: cell {c} holds {self.train_counts[c]} training "
-                             f"galaxies (< min_count={self.min_count})")
+                parts.append(
+                    f"thin training data: cell {c} holds {self.train_counts[c]} training "
+                    f"galaxies (< min_count={self.min_count})"
+                )
             if self.underperforming_cells[c]:
-                bad = [f"{_LABELS[m]} {_fmt(m, rep[m].iat[c])} vs global "
-                       f"{_fmt(m, glob.get(m, np.nan))}"
-                       for m in self.metrics if self._metric_worse[m][c]]
+                bad = [
+                    f"{_LABELS[m]} {_fmt(m, rep[m].iat[c])} vs global "
+                    f"{_fmt(m, glob.get(m, np.nan))}"
+                    for m in self.metrics
+                    if self._metric_worse[m][c]
+                ]
                 parts.append(f"under-performing cell {c}: " + ", ".join(bad))
             tab[c, 0] = "; ".join(parts)
             tab[c, 1] = "; ".join([far] + parts)
@@ -299,18 +322,32 @@ class Flagger:
         reason[~valid] = bad_reason
         index = data.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(n)
         return pd.DataFrame(
-            {"cell": cell, "distance": dist, "n_train": n_train.astype(np.int64), "ood": ood,
-             "underperforming": under, "flag": flag, "reason": pd.array(reason, dtype="str")},
-            index=index)
+            {
+                "cell": cell,
+                "distance": dist,
+                "n_train": n_train.astype(np.int64),
+                "ood": ood,
+                "underperforming": under,
+                "flag": flag,
+                "reason": pd.array(reason, dtype="str"),
+            },
+            index=index,
+        )
 
-    def threshold_curve(self, cell: np.ndarray, z_true: np.ndarray, z_pred: np.ndarray,
-                        pit_values: np.ndarray | None = None, **kwargs: Any) -> pd.DataFrame:
+    def threshold_curve(
+        self,
+        cell: np.ndarray,
+        z_true: np.ndarray,
+        z_pred: np.ndarray,
+        pit_values: np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
         """:func:`threshold_curve` with this flagger's report (training counts included)."""
         return threshold_curve(self.report, cell, z_true, z_pred, pit_values, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the flagger to directory ``path``: ``som.npz``, ``report.parquet``, ``flagger.json``.
+        """Write the flagger to a directory: ``som.npz``, ``report.parquet``, ``flagger.json``.
 
         Returns
         -------
@@ -319,7 +356,9 @@ class Flagger:
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} exists and is not a directory; Flagger.save writes a directory")
+            raise ValueError(
+                f"{path} exists and is not a directory; Flagger.save writes a directory"
+            )
         path.mkdir(parents=True, exist_ok=True)
         self.som.save(path / "som.npz")
         rep = self.report.copy()
@@ -334,45 +373,60 @@ class Flagger:
             "metrics": list(self.metrics),
             "fdr": self.fdr,
             "train_counts": self.train_counts.tolist(),
-            "global": {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                       for k, v in self.report.attrs.get("global", {}).items()},
+            "global": {
+                k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                for k, v in self.report.attrs.get("global", {}).items()
+            },
         }
         (path / "flagger.json").write_text(json.dumps(config, indent=1))
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "Flagger":
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> Flagger:
         """Read a flagger written by :meth:`save` (the SOM with :meth:`photozsom.som.SOM.load`)."""
         from photozsom.som import SOM
 
         path = Path(path)
         cfg_path = path / "flagger.json"
         if not cfg_path.is_file():
-            raise ValueError(f"{path} is not a saved Flagger (no flagger.json); write one with "
-                             f"Flagger.save(directory)")
+            raise ValueError(
+                f"{path} is not a saved Flagger (no flagger.json); write one with "
+                f"Flagger.save(directory)"
+            )
         config = json.loads(cfg_path.read_text())
         if config.get("format_version", 0) > _FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer photozsom (flagger format "
-                             f"{config['format_version']}); upgrade photozsom")
+            raise ValueError(
+                f"{path} was written by a newer photozsom (flagger format "
+                f"{config['format_version']}); upgrade photozsom"
+            )
         som = SOM.load(path / "som.npz", device=device)
         rep = pd.read_parquet(path / "report.parquet")
-        rep.attrs = {"global": {k: (np.nan if v is None else v)
-                                for k, v in config.get("global", {}).items()}}
+        rep.attrs = {
+            "global": {k: (np.nan if v is None else v) for k, v in config.get("global", {}).items()}
+        }
         thr = config["distance_threshold"]
-        return cls(som, rep, np.asarray(config["train_counts"]), min_count=config["min_count"],
-                   distance_quantile=config["distance_quantile"],
-                   max_distance=None if thr is None else float(thr), metrics=config["metrics"],
-                   fdr=config.get("fdr"))
+        return cls(
+            som,
+            rep,
+            np.asarray(config["train_counts"]),
+            min_count=config["min_count"],
+            distance_quantile=config["distance_quantile"],
+            max_distance=None if thr is None else float(thr),
+            metrics=config["metrics"],
+            fdr=config.get("fdr"),
+        )
 
     def __repr__(self) -> str:
-        return (f"Flagger(n_cells={len(self.train_counts)}, min_count={self.min_count}, "
-                f"distance_threshold={self.distance_threshold:.3g}, metrics={list(self.metrics)}, "
-                f"thin cells={int(self.thin.sum())}, under-performing cells="
-                f"{int(self.underperforming_cells.sum())})")
+        return (
+            f"Flagger(n_cells={len(self.train_counts)}, min_count={self.min_count}, "
+            f"distance_threshold={self.distance_threshold:.3g}, metrics={list(self.metrics)}, "
+            f"thin cells={int(self.thin.sum())}, under-performing cells="
+            f"{int(self.underperforming_cells.sum())})"
+        )
 
 
 def _features(data: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SOM features of a catalogue or feature matrix, the valid mask and reasons for invalid rows."""
+    """SOM features of a catalogue or matrix, the valid-row mask and reasons for invalid rows."""
     is_matrix = isinstance(data, np.ndarray) and data.dtype.names is None
     if is_matrix:
         X = np.asarray(data, dtype=np.float64)
@@ -382,13 +436,18 @@ def _features(data: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, np.nd
             raise ValueError("feature matrix is empty (0 rows): nothing to flag")
         bad = ~np.isfinite(X)
         valid = ~bad.any(axis=1)
-        names = SOM_FEATURES if n_features == len(SOM_FEATURES) else [f"x{i}" for i in range(n_features)]
-        reasons = _mask_reasons(bad[~valid], names,
-                                "no SOM features: non-finite feature(s) {}")
+        names = (
+            SOM_FEATURES
+            if n_features == len(SOM_FEATURES)
+            else [f"x{i}" for i in range(n_features)]
+        )
+        reasons = _mask_reasons(bad[~valid], names, "no SOM features: non-finite feature(s) {}")
         return X, valid, reasons
     if n_features != len(SOM_FEATURES):
-        raise ValueError(f"this SOM has {n_features} features, not the {len(SOM_FEATURES)} catalogue "
-                         f"SOM features {SOM_FEATURES}: pass its feature matrix instead of a catalogue")
+        raise ValueError(
+            f"this SOM has {n_features} features, not the {len(SOM_FEATURES)} catalogue "
+            f"SOM features {SOM_FEATURES}: pass its feature matrix instead of a catalogue"
+        )
     df = as_dataframe(data)
     if len(df) == 0:
         raise ValueError("catalogue is empty (0 rows): nothing to flag")
@@ -401,9 +460,11 @@ def _features(data: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, np.nd
         mags = magnitudes(df.iloc[np.flatnonzero(~valid)])
         bad = ~np.isfinite(mags.to_numpy())
         reasons = _mask_reasons(
-            bad, [b for b in BANDS],
+            bad,
+            list(BANDS),
             "no SOM features: no valid flux in band(s) {} (FLUX_IVAR <= 0, non-finite FLUX or "
-            "MW_TRANSMISSION <= 0; northern BASS/MzLS rows have no i-band)")
+            "MW_TRANSMISSION <= 0; northern BASS/MzLS rows have no i-band)",
+        )
     return X.astype(np.float64), valid, reasons
 
 
@@ -412,8 +473,15 @@ def _mask_reasons(bad: np.ndarray, names: Sequence[str], template: str) -> np.nd
     if len(bad) == 0:
         return np.empty(0, dtype=object)
     patterns, inverse = np.unique(bad, axis=0, return_inverse=True)
-    texts = np.array([template.format(", ".join(n for n, b in zip(names, p) if b))
-                      if p.any() else "no SOM features" for p in patterns], dtype=object)
+    texts = np.array(
+        [
+            template.format(", ".join(n for n, b in zip(names, p, strict=True) if b))
+            if p.any()
+            else "no SOM features"
+            for p in patterns
+        ],
+        dtype=object,
+    )
     return texts[np.ravel(inverse)]
 
 
@@ -515,7 +583,9 @@ def threshold_curve(
 
     if criterion == "n_train":
         if "n_train" not in report:
-            raise ValueError("report has no n_train: build it with train_counts or use Flagger.report")
+            raise ValueError(
+                "report has no n_train: build it with train_counts or use Flagger.report"
+            )
         per_cell = report["n_train"].to_numpy(dtype=np.float64)
         larger_keeps = True
     elif criterion == "distance":
@@ -531,16 +601,22 @@ def threshold_curve(
             per_cell = np.abs(per_cell)
         larger_keeps = False
     else:
-        raise ValueError(f"criterion must be 'n_train', 'distance' or one of {list(METRICS)}, "
-                         f"got {criterion!r}")
+        raise ValueError(
+            f"criterion must be 'n_train', 'distance' or one of {list(METRICS)}, got {criterion!r}"
+        )
 
     if per_cell is not None:
         score = cell_score(per_cell, cell)
         s_score = None if sample_cell is None else cell_score(per_cell, np.asarray(sample_cell))
     else:
         score = np.where(cell >= 0, np.asarray(distance, dtype=np.float64), np.nan)
-        s_score = None if sample_cell is None else np.where(
-            np.asarray(sample_cell) >= 0, np.asarray(sample_distance, dtype=np.float64), np.nan)
+        s_score = (
+            None
+            if sample_cell is None
+            else np.where(
+                np.asarray(sample_cell) >= 0, np.asarray(sample_distance, dtype=np.float64), np.nan
+            )
+        )
     ref_score = score if s_score is None else s_score
 
     if thresholds is None:
@@ -549,7 +625,9 @@ def threshold_curve(
             hi = max(float(fin.max()) if fin.size else 1.0, 1.0)
             thresholds = np.unique(np.concatenate([[0.0], np.round(np.geomspace(1, hi, 29))]))
         else:
-            thresholds = np.unique(np.quantile(fin, np.linspace(0.05, 1.0, 30))) if fin.size else [0.0]
+            thresholds = (
+                np.unique(np.quantile(fin, np.linspace(0.05, 1.0, 30))) if fin.size else [0.0]
+            )
     thresholds = np.asarray(thresholds, dtype=np.float64)
 
     # weights: reweight test galaxies to the user's cell occupancy
@@ -577,16 +655,22 @@ def threshold_curve(
                 sk = ((s_score >= t) if larger_keeps else (s_score <= t)) & np.isfinite(s_score)
                 n_kept = int(sk.sum())
                 frac = n_kept / s_score.size
-            rows.append({
-                "threshold": float(t),
-                "n_kept": n_kept,
-                "fraction_kept": frac,
-                "n_test_kept": int((keep & ok).sum()),
-                "mad": MAD_SCALE * _weighted_median(adz_s, w_s * keep[order]) if tot > 0 else np.nan,
-                "bias": float((kw * dz).sum() / tot) if tot > 0 else np.nan,
-                "eta": float((kw * outl).sum() / tot) if tot > 0 else np.nan,
-                "pco": float((kw * pco).sum() / tot) if (tot > 0 and pco is not None) else np.nan,
-            })
+            rows.append(
+                {
+                    "threshold": float(t),
+                    "n_kept": n_kept,
+                    "fraction_kept": frac,
+                    "n_test_kept": int((keep & ok).sum()),
+                    "mad": MAD_SCALE * _weighted_median(adz_s, w_s * keep[order])
+                    if tot > 0
+                    else np.nan,
+                    "bias": float((kw * dz).sum() / tot) if tot > 0 else np.nan,
+                    "eta": float((kw * outl).sum() / tot) if tot > 0 else np.nan,
+                    "pco": float((kw * pco).sum() / tot)
+                    if (tot > 0 and pco is not None)
+                    else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -594,16 +678,16 @@ def threshold_curve(
 def _kind(path: str) -> str:
     name = os.path.basename(str(path)).lower()
     for suffix in (".gz", ".bz2", ".xz", ".zst"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+        name = name.removesuffix(suffix)
     if name.endswith((".fits", ".fit", ".fts")):
         return "fits"
     if name.endswith((".parquet", ".pq")):
         return "parquet"
     if name.endswith((".csv", ".txt")):
         return "csv"
-    raise ValueError(f"cannot tell the format of {path} from its extension: use .fits, .parquet "
-                     f"or .csv")
+    raise ValueError(
+        f"cannot tell the format of {path} from its extension: use .fits, .parquet or .csv"
+    )
 
 
 def _flatten_table(t) -> pd.DataFrame:
@@ -630,11 +714,18 @@ def _open_reader(path: str, chunk: int) -> tuple[list[str], int | None, Iterator
 
         try:
             with fits.open(path, memmap=True) as hdul:
-                idx = next((i for i, h in enumerate(hdul)
-                            if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
+                idx = next(
+                    (
+                        i
+                        for i, h in enumerate(hdul)
+                        if isinstance(h, (fits.BinTableHDU, fits.TableHDU))
+                    ),
+                    None,
+                )
                 if idx is None:
-                    raise ValueError(f"{path} has no table HDU: expected a FITS binary table of "
-                                     f"DR10 columns")
+                    raise ValueError(
+                        f"{path} has no table HDU: expected a FITS binary table of DR10 columns"
+                    )
                 names = list(hdul[idx].columns.names)
                 n = int(hdul[idx].header.get("NAXIS2", 0))
         except (OSError, TypeError) as err:
@@ -643,7 +734,8 @@ def _open_reader(path: str, chunk: int) -> tuple[list[str], int | None, Iterator
         def it():
             t = Table.read(path, format="fits", hdu=idx, memmap=True, character_as_bytes=False)
             for s in range(0, len(t), chunk):
-                yield _flatten_table(t[s:s + chunk])
+                yield _flatten_table(t[s : s + chunk])
+
         return names, n, it()
     if kind == "parquet":
         import pyarrow as pa
@@ -657,19 +749,24 @@ def _open_reader(path: str, chunk: int) -> tuple[list[str], int | None, Iterator
         def it():
             for batch in pf.iter_batches(batch_size=chunk):
                 yield batch.to_pandas()
+
         return list(pf.schema_arrow.names), int(pf.metadata.num_rows), it()
     try:
         names = list(pd.read_csv(path, nrows=0).columns)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a readable CSV file ({err})") from None
-    dtypes = {c: np.float64 for c in names if COLUMNS.get(c.upper()) is not None
-              and COLUMNS[c.upper()].kind == "f"}
+    dtypes = {
+        c: np.float64
+        for c in names
+        if COLUMNS.get(c.upper()) is not None and COLUMNS[c.upper()].kind == "f"
+    }
 
     def it():
         try:
             yield from pd.read_csv(path, chunksize=chunk, dtype=dtypes)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             raise ValueError(f"{path}: cannot parse CSV ({err})") from None
+
     return names, None, it()
 
 
@@ -679,7 +776,9 @@ class _Writer:
     def __init__(self, path: str):
         self.path = path
         self.kind = _kind(path)
-        self.tmp = f"{path}.partial-{os.getpid()}"
+        # same directory (atomic rename) and same extension (pandas/astropy compress by it)
+        head, tail = os.path.split(path)
+        self.tmp = os.path.join(head, f".partial-{os.getpid()}-{tail}")
         self._pq = None
         self._schema = None
         self._tables: list[Any] = []
@@ -698,16 +797,20 @@ class _Writer:
                 try:
                     table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-                    raise ValueError(f"a column changed type between chunks ({err}); convert the "
-                                     f"input or raise --chunk-size") from None
+                    raise ValueError(
+                        f"a column changed type between chunks ({err}); convert the "
+                        f"input or raise --chunk-size"
+                    ) from None
             self._pq.write_table(table)
         elif self.kind == "csv":
             df.to_csv(self.tmp, mode="w" if self._first else "a", header=self._first, index=False)
         else:
             from astropy.table import Table
 
-            obj = {c: df[c].astype(object) if isinstance(df[c].dtype, pd.StringDtype) else df[c]
-                   for c in df.columns}
+            obj = {
+                c: df[c].astype(object) if isinstance(df[c].dtype, pd.StringDtype) else df[c]
+                for c in df.columns
+            }
             for c, v in obj.items():
                 if v.dtype == object:
                     obj[c] = np.asarray(v.fillna("").astype(str).to_numpy(), dtype=str)
@@ -725,10 +828,8 @@ class _Writer:
 
     def abort(self) -> None:
         if self._pq is not None:
-            try:
+            with contextlib.suppress(Exception):  # best-effort cleanup after an error
                 self._pq.close()
-            except Exception:  # noqa: BLE001 - best effort cleanup
-                pass
         if os.path.exists(self.tmp):
             os.remove(self.tmp)
 
@@ -770,13 +871,17 @@ def cli_main(args: Any) -> int:
         need = _SOM_BAND_COLUMNS
     missing = [c for c in need if c not in upper]
     if missing:
-        raise ValueError(f"{inp} lacks DR10 column(s) {', '.join(missing)}: photozsom flag needs "
-                         f"FLUX_<b> (nanomaggies), FLUX_IVAR_<b> and MW_TRANSMISSION_<b> for "
-                         f"b = G, R, I, Z, W1, W2 (I may be absent in the north)")
+        raise ValueError(
+            f"{inp} lacks DR10 column(s) {', '.join(missing)}: photozsom flag needs "
+            f"FLUX_<b> (nanomaggies), FLUX_IVAR_<b> and MW_TRANSMISSION_<b> for "
+            f"b = G, R, I, Z, W1, W2 (I may be absent in the north)"
+        )
     clash = [v for v in CLI_COLUMNS.values() if v.upper() in upper]
     if clash:
-        raise ValueError(f"{inp} already has column(s) {clash} (an earlier photozsom flag output?); "
-                         f"drop them first")
+        raise ValueError(
+            f"{inp} already has column(s) {clash} (an earlier photozsom flag output?); "
+            f"drop them first"
+        )
     writer = _Writer(out)
     t0 = time.perf_counter()
     n_done = n_flag = n_ood = n_under = n_unmapped = 0
@@ -805,8 +910,10 @@ def cli_main(args: Any) -> int:
     finally:
         bar.close()
     dt = time.perf_counter() - t0
-    print(f"photozsom flag: {n_done} rows -> {out}: {n_flag} flagged ({n_flag / n_done:.1%}; "
-          f"{n_ood} out of distribution, {n_under} in under-performing cells, {n_unmapped} "
-          f"without SOM features) in {dt:.1f} s ({n_done / max(dt, 1e-9):,.0f} rows/s)",
-          file=sys.stderr)
+    print(
+        f"photozsom flag: {n_done} rows -> {out}: {n_flag} flagged ({n_flag / n_done:.1%}; "
+        f"{n_ood} out of distribution, {n_under} in under-performing cells, {n_unmapped} "
+        f"without SOM features) in {dt:.1f} s ({n_done / max(dt, 1e-9):,.0f} rows/s)",
+        file=sys.stderr,
+    )
     return 0

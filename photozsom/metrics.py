@@ -47,16 +47,16 @@ from scipy import stats
 __all__ = [
     "MAD_SCALE",
     "OUTLIER_THRESHOLD",
-    "scaled_residuals",
+    "bias",
     "mad",
     "nmad",
-    "bias",
     "outlier_fraction",
-    "r2",
     "pco_fraction",
     "pco_mask",
     "pit_stats",
     "point_metrics",
+    "r2",
+    "scaled_residuals",
     "summary",
 ]
 
@@ -256,8 +256,12 @@ def pit_stats(pit_values: np.ndarray) -> dict[str, float]:
         raise ValueError("pit_values must lie in [0, 1]")
     ks = stats.kstest(pit, "uniform")
     cvm = stats.cramervonmises(pit, "uniform")
-    return {"ks": float(ks.statistic), "ks_p": float(ks.pvalue),
-            "cvm": float(cvm.statistic), "cvm_p": float(cvm.pvalue)}
+    return {
+        "ks": float(ks.statistic),
+        "ks_p": float(ks.pvalue),
+        "cvm": float(cvm.statistic),
+        "cvm_p": float(cvm.pvalue),
+    }
 
 
 def point_metrics(

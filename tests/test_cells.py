@@ -1,4 +1,4 @@
-"""Per-cell report: values, bootstrap errors, significance and trend, against independent references."""
+"""Per-cell report: values, bootstrap errors, significance and trend vs independent references."""
 
 from __future__ import annotations
 
@@ -36,17 +36,23 @@ def test_cell_values_match_pandas_groupby():
 
     df = pd.DataFrame({"cell": cell, "z": z, "dz": (zp - z) / (1 + z), "pit": pit})
     g = df.groupby("cell")
-    ref = pd.DataFrame({
-        "count": g.size(),
-        "z_mean": g["z"].mean(),
-        "mad": g["dz"].apply(lambda d: 1.4826 * np.median(np.abs(d))),
-        "bias": g["dz"].mean(),
-        "eta": g["dz"].apply(lambda d: np.mean(np.abs(d) > 0.15)),
-        "pco": g["pit"].apply(lambda p: np.mean((p < 0.005) | (p > 0.995))),
-    }).reindex(range(21))
+    ref = pd.DataFrame(
+        {
+            "count": g.size(),
+            "z_mean": g["z"].mean(),
+            "mad": g["dz"].apply(lambda d: 1.4826 * np.median(np.abs(d))),
+            "bias": g["dz"].mean(),
+            "eta": g["dz"].apply(lambda d: np.mean(np.abs(d) > 0.15)),
+            "pco": g["pit"].apply(lambda p: np.mean((p < 0.005) | (p > 0.995))),
+        }
+    ).reindex(range(21))
     for col in ref:
-        np.testing.assert_allclose(rep[col].to_numpy(float), ref[col].fillna(0 if col == "count" else np.nan),
-                                   rtol=1e-12, err_msg=col)
+        np.testing.assert_allclose(
+            rep[col].to_numpy(float),
+            ref[col].fillna(0 if col == "count" else np.nan),
+            rtol=1e-12,
+            err_msg=col,
+        )
     assert rep.loc[7, "status"] == "empty" and np.isnan(rep.loc[7, "mad"])
     assert rep.loc[11, "status"] == "single" and rep.loc[20, "status"] == "empty"
     glob = rep.attrs["global"]
@@ -117,6 +123,17 @@ def test_bootstrap_median_and_mean_errors_match_brute_force_resampling(n):
     assert rep.loc[0, "bias_err"] == pytest.approx(bias_b.std(ddof=1), rel=0.03)
     # the exact bootstrap s.d. of a mean is the plug-in s.d. / sqrt(n)
     assert rep.loc[0, "bias_err"] == pytest.approx(dz.std() / np.sqrt(n), rel=0.03)
+
+
+def test_float64_resampling_path_for_huge_cells_agrees(monkeypatch):
+    """Cells above 2^20 galaxies are resampled with float64 uniforms: same statistics."""
+    cell, z, zp, pit, _ = _sample(20, 300, seed=9)
+    a = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    monkeypatch.setattr(cells, "_FLOAT32_MAX_COUNT", 0)
+    b = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    assert not np.array_equal(a["bias_err"], b["bias_err"])  # the other path did run
+    np.testing.assert_allclose(b["bias_err"], a["bias_err"], rtol=0.08)
+    assert (b["bias_err"] / a["bias_err"]).mean() == pytest.approx(1.0, abs=0.01)
 
 
 def test_same_seed_same_report_whatever_n_jobs():
@@ -200,12 +217,12 @@ def test_reference_bands_follow_the_paper():
 
 
 def test_binomial_p_values_match_scipy_binomtest():
-    cell, z, zp, pit, rng = _sample(30, 80, seed=7)
+    cell, z, zp, pit, _ = _sample(30, 80, seed=7)
     pit[cell == 3] = 0.999
     rep = cells.report(cell, z, zp, pit, n_cells=30, n_boot=0)
     g = rep.attrs["global"]["pco"]
     for c in (0, 3, 17):
-        k = int(round(rep.loc[c, "pco"] * 80))
+        k = round(rep.loc[c, "pco"] * 80)
         # scipy's 'two-sided' uses the likelihood ordering; ours doubles the smaller tail:
         # they agree to within a factor 2 and both are tiny for cell 3
         lo = stats.binomtest(k, 80, g, alternative="less").pvalue
@@ -229,7 +246,9 @@ def test_trend_matches_scipy_spearman():
     assert tr.loc["mad", "rho"] == pytest.approx(ref.statistic)
     assert tr.loc["mad", "p"] == pytest.approx(ref.pvalue)
     assert tr.loc["mad", "rho"] < -0.5
-    assert tr.loc["abs_bias", "rho"] == pytest.approx(stats.spearmanr(n_train, rep["bias"].abs()).statistic)
+    assert tr.loc["abs_bias", "rho"] == pytest.approx(
+        stats.spearmanr(n_train, rep["bias"].abs()).statistic
+    )
     assert np.isnan(tr.loc["pco", "rho"])  # no PIT
     with pytest.raises(ValueError, match="train_counts"):
         cells.trend(cells.report(cell, z, zp, None, n_cells=n_cells, n_boot=0))

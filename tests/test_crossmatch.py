@@ -72,7 +72,8 @@ def test_crossmatch_equals_brute_force_nearest_neighbour(chunk_size):
     np.testing.assert_array_equal(out["MATCHED"].to_numpy(), j >= 0)
     m = j >= 0
     assert 150 <= m.sum() < 250  # the near rows match; most far rows don't
-    np.testing.assert_array_equal(out["OBJID"].to_numpy(dtype=float)[m], phot.OBJID.to_numpy()[j[m]])
+    np.testing.assert_array_equal(out["OBJID"].to_numpy(dtype=float)[m],
+                                  phot.OBJID.to_numpy()[j[m]])
     np.testing.assert_allclose(out["SEP_ARCSEC"].to_numpy()[m], s[m], atol=1e-6)
     # astropy's own separation of each matched pair
     ref = SkyCoord(out.RA[m].to_numpy() * u.deg, out.DEC[m].to_numpy() * u.deg).separation(
@@ -123,6 +124,9 @@ def test_crossmatch_bad_input():
         crossmatch(pd.DataFrame({"RA": [1.0], "DEC": [120.0]}), phot, progress=False)
     with pytest.raises(ValueError, match="radius_arcsec"):
         crossmatch(phot, phot, 0.0, progress=False)
+    done = crossmatch(phot, phot, progress=False)
+    with pytest.raises(ValueError, match=r"already has column\(s\) \['MATCHED', 'SEP_ARCSEC'\]"):
+        crossmatch(done, phot, progress=False)
 
 
 def test_stream_equals_in_memory_match():
@@ -209,6 +213,9 @@ def test_sweep_reader_lower_case_tractor_north_parquet(tmp_path):
     assert (df["PHOTSYS"] == "N").all()
     assert np.isnan(df["FLUX_I"]).all() and (df["FLUX_IVAR_I"] == 0).all()  # no i-band
     np.testing.assert_array_equal(df["FLUX_R"], t["flux_r"][10:])
+    with pytest.warns(UserWarning, match="removed 10 of 300 rows with BRICK_PRIMARY == False"):
+        chunks = list(legacysurvey.iter_catalog(tmp_path / "tractor.fits", photsys="N"))
+    assert sum(map(len, chunks)) == 290
     # the same table as Parquet reads identically
     pq = t.copy()
     pq.remove_column("dchisq")
@@ -228,7 +235,7 @@ def test_sweep_reader_errors_name_file_and_column(tmp_path):
         next(legacysurvey.iter_catalog(tmp_path / "s.fits", photsys="S"))
     t = _sweep_table(rng, 20)
     t.write(tmp_path / "nophotsys.fits")
-    with pytest.raises(ValueError, match="PHOTSYS.*photsys='S'"):
+    with pytest.raises(ValueError, match=r"PHOTSYS.*photsys=.S."):
         next(legacysurvey.iter_catalog(tmp_path / "nophotsys.fits"))  # no north/south in path
     t["RA"][5] = np.nan
     t.write(tmp_path / "nan.fits")

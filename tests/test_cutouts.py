@@ -139,7 +139,7 @@ class _Server:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-            def do_GET(self):  # noqa: N802 (http.server API)
+            def do_GET(self):
                 q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 key = int(float(q["ra"][0]))
                 with server.lock:

@@ -146,8 +146,9 @@ def test_checkpoint_resume_equals_uninterrupted_training(tmp_path, toy):
     straight = tiny_encoder()
     straight.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
     ck = tmp_path / "enc.ckpt"
-    first = tiny_encoder()
-    first.fit(images, epochs=1, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck, progress=False)
+    interrupted = tiny_encoder()                    # stops during epoch 2: only epoch 1 is saved
+    interrupted.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck,
+                    max_steps=3, progress=False)
     resumed = tiny_encoder()
     hist = resumed.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck,
                        progress=False)

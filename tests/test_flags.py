@@ -29,9 +29,13 @@ def make_catalogue(n, seed, colours=(0.8, 0.4, 0.3, 0.6, -0.2), spread=0.12):
     z = i - c[:, 2]
     w1 = z - c[:, 3]
     w2 = w1 - c[:, 4]
-    cat = {"OBJID": np.arange(n, dtype=np.int64), "RA": rng.uniform(0, 360, n),
-           "DEC": rng.uniform(-30, 30, n), "TYPE": np.array(["REX"] * n)}
-    for b, m in zip(BANDS, (g, r, i, z, w1, w2)):
+    cat = {
+        "OBJID": np.arange(n, dtype=np.int64),
+        "RA": rng.uniform(0, 360, n),
+        "DEC": rng.uniform(-30, 30, n),
+        "TYPE": np.array(["REX"] * n),
+    }
+    for b, m in zip(BANDS, (g, r, i, z, w1, w2), strict=True):
         flux = 10 ** ((22.5 - m) / 2.5)
         cat[f"FLUX_{b}"] = flux
         cat[f"FLUX_IVAR_{b}"] = 1.0 / (0.05 * flux) ** 2
@@ -61,14 +65,32 @@ def fitted():
     zp = z + dz * (1 + z)
     pit = rng.uniform(size=z.size)
     rep = cells.report(c_test, z, zp, pit, som.n_cells, counts, n_boot=200, seed=0)
-    return dict(som=som, counts=counts, d_train=d_train, X_train=X_train, train=train, test=test,
-                z=z, zp=zp, pit=pit, c_test=c_test, rep=rep, bad_cell=bad_cell)
+    return {
+        "som": som,
+        "counts": counts,
+        "d_train": d_train,
+        "X_train": X_train,
+        "train": train,
+        "test": test,
+        "z": z,
+        "zp": zp,
+        "pit": pit,
+        "c_test": c_test,
+        "rep": rep,
+        "bad_cell": bad_cell,
+    }
 
 
 @pytest.fixture(scope="module")
 def flagger(fitted):
-    return flags.Flagger(fitted["som"], fitted["rep"], fitted["counts"], min_count=10,
-                         distance_quantile=0.99, train_distances=fitted["d_train"])
+    return flags.Flagger(
+        fitted["som"],
+        fitted["rep"],
+        fitted["counts"],
+        min_count=10,
+        distance_quantile=0.99,
+        train_distances=fitted["d_train"],
+    )
 
 
 def test_from_training_matches_explicit_construction(fitted, flagger):
@@ -83,7 +105,11 @@ def test_planted_underperforming_cell_is_flagged_with_reason(fitted, flagger):
     out = flagger.flag(fitted["test"])
     in_bad = out["cell"] == fitted["bad_cell"]
     assert out.loc[in_bad, "underperforming"].all() and out.loc[in_bad, "flag"].all()
-    assert out.loc[in_bad, "reason"].str.contains(f"under-performing cell {fitted['bad_cell']}: MAD").all()
+    assert (
+        out.loc[in_bad, "reason"]
+        .str.contains(f"under-performing cell {fitted['bad_cell']}: MAD")
+        .all()
+    )
     # every flagged galaxy sits in a cell the report marks worse on one of the chosen metrics
     rep = fitted["rep"]
     worse = rep[[f"{m}_worse" for m in flagger.metrics]].any(axis=1).to_numpy()
@@ -98,7 +124,9 @@ def test_planted_underperforming_cell_is_flagged_with_reason(fitted, flagger):
     q_bad = rep.loc[fitted["bad_cell"], "mad_q"]
     strict = flags.Flagger(fitted["som"], rep, fitted["counts"], fdr=q_bad * 1.01)
     assert strict.underperforming_cells[fitted["bad_cell"]]
-    stricter = flags.Flagger(fitted["som"], rep, fitted["counts"], metrics=("mad",), fdr=q_bad * 0.99)
+    stricter = flags.Flagger(
+        fitted["som"], rep, fitted["counts"], metrics=("mad",), fdr=q_bad * 0.99
+    )
     assert not stricter.underperforming_cells.any()
     # ... and a flagger on bias alone does not flag the scatter cell: the bias test uses the
     # cell's own scatter
@@ -233,23 +261,28 @@ def _user_catalogue():
     return cat
 
 
-@pytest.mark.parametrize("fmt_in,fmt_out", [("parquet", "parquet"), ("csv", "csv"),
-                                            ("fits", "fits"), ("fits", "parquet")])
+@pytest.mark.parametrize(
+    "fmt_in,fmt_out",
+    [("parquet", "parquet"), ("csv", "csv"), ("fits", "fits"), ("fits", "parquet"),
+     ("fits.gz", "csv.gz")],
+)
 def test_cli_keeps_every_row_in_order(tmp_path, model_dir, flagger, fmt_in, fmt_out):
     cat = _user_catalogue()
     inp = tmp_path / f"in.{fmt_in}"
     if fmt_in == "parquet":
         cat.to_parquet(inp)
-    elif fmt_in == "csv":
+    elif fmt_in.startswith("csv"):
         cat.to_csv(inp, index=False)
     else:
         Table.from_pandas(cat).write(inp)
     out = tmp_path / f"out.{fmt_out}"
     rc = cli(["flag", str(inp), "-o", str(out), "--model", str(model_dir), "--chunk-size", "7"])
     assert rc == 0
+    if fmt_out.endswith(".gz"):
+        assert out.read_bytes()[:2] == b"\x1f\x8b"  # compressed as the extension asks
     if fmt_out == "parquet":
         res = pd.read_parquet(out)
-    elif fmt_out == "csv":
+    elif fmt_out.startswith("csv"):
         res = pd.read_csv(out, keep_default_na=False, na_values=[""])
     else:
         res = Table.read(out).to_pandas()
@@ -280,17 +313,32 @@ def test_cli_refuses_to_overwrite_and_names_bad_files(tmp_path, model_dir, capsy
 
     fake = tmp_path / "fake.fits"
     fake.write_text("this is not a FITS file\n" * 10)
-    assert cli(["flag", str(fake), "-o", str(tmp_path / "o1.parquet"), "--model", str(model_dir)]) == 2
+    assert (
+        cli(["flag", str(fake), "-o", str(tmp_path / "o1.parquet"), "--model", str(model_dir)]) == 2
+    )
     assert "not a readable FITS file" in capsys.readouterr().err
 
     fake_pq = tmp_path / "fake.parquet"
     fake_pq.write_bytes(b"\x00\x01garbage" * 20)
-    assert cli(["flag", str(fake_pq), "-o", str(tmp_path / "o2.csv"), "--model", str(model_dir)]) == 2
+    assert (
+        cli(["flag", str(fake_pq), "-o", str(tmp_path / "o2.csv"), "--model", str(model_dir)]) == 2
+    )
     assert "not a readable Parquet file" in capsys.readouterr().err
 
     Table.from_pandas(cat.drop(columns=["FLUX_W1"])).write(tmp_path / "nocol.fits")
-    assert cli(["flag", str(tmp_path / "nocol.fits"), "-o", str(tmp_path / "o3.fits"),
-                "--model", str(model_dir)]) == 2
+    assert (
+        cli(
+            [
+                "flag",
+                str(tmp_path / "nocol.fits"),
+                "-o",
+                str(tmp_path / "o3.fits"),
+                "--model",
+                str(model_dir),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "lacks DR10 column(s) FLUX_W1" in err
     assert not (tmp_path / "o3.fits").exists()
@@ -299,6 +347,17 @@ def test_cli_refuses_to_overwrite_and_names_bad_files(tmp_path, model_dir, capsy
     assert "extension" in capsys.readouterr().err
     assert cli(["flag", str(inp), "-o", str(tmp_path / "o4.csv"), "--model", str(tmp_path)]) == 2
     assert "not a saved Flagger" in capsys.readouterr().err
-    assert cli(["flag", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o5.csv"),
-                "--model", str(model_dir)]) == 2
+    assert (
+        cli(
+            [
+                "flag",
+                str(tmp_path / "missing.csv"),
+                "-o",
+                str(tmp_path / "o5.csv"),
+                "--model",
+                str(model_dir),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

@@ -30,7 +30,9 @@ class GaussianPDFs:
 
     def crps(self, z):  # Gneiting & Raftery (2007), eq. 21
         w = (z - self.mu) / self.sigma
-        return self.sigma * (w * (2 * stats.norm.cdf(w) - 1) + 2 * stats.norm.pdf(w) - 1 / np.sqrt(np.pi))
+        return self.sigma * (
+            w * (2 * stats.norm.cdf(w) - 1) + 2 * stats.norm.pdf(w) - 1 / np.sqrt(np.pi)
+        )
 
 
 Z_TRUE = np.array([0.1, 0.2, 0.5, 1.0, 0.3])
@@ -48,7 +50,9 @@ def test_point_metrics_match_hand_computation():
     assert metrics.mad(Z_PRED, Z_TRUE) == pytest.approx(1.4826 * 0.02, rel=1e-12)
     # DZ sorted: -0.025, 0, 0.01, 0.02, 0.1 -> median 0.01; |DZ - 0.01| = .035 .01 0 .01 .09 -> 0.01
     assert metrics.nmad(Z_PRED, Z_TRUE) == pytest.approx(1.4826 * 0.01, rel=1e-12)
-    assert metrics.bias(Z_PRED, Z_TRUE) == pytest.approx((0.01 - 0.025 + 0.02 + 0.1 + 0) / 5, rel=1e-12)
+    assert metrics.bias(Z_PRED, Z_TRUE) == pytest.approx(
+        (0.01 - 0.025 + 0.02 + 0.1 + 0) / 5, rel=1e-12
+    )
     assert metrics.outlier_fraction(Z_PRED, Z_TRUE) == 0.0  # 0.1 < 0.15
     assert metrics.outlier_fraction(Z_PRED, Z_TRUE, threshold=0.05) == pytest.approx(0.2)
     pm = metrics.point_metrics(Z_PRED, Z_TRUE)
@@ -64,8 +68,9 @@ def test_mad_and_nmad_match_scipy_median_abs_deviation():
     dz = (zp - z) / (1 + z)
     # scipy's scale="normal" is 1/Phi^-1(3/4) = 1.482602..., the paper rounds to 1.4826
     nm = stats.median_abs_deviation(dz, scale="normal")
-    ma = stats.median_abs_deviation(dz, center=lambda x, axis: np.zeros(x.shape[:axis] + x.shape[axis + 1:]),
-                                    scale="normal")
+    ma = stats.median_abs_deviation(
+        dz, center=lambda x, axis: np.zeros(x.shape[:axis] + x.shape[axis + 1 :]), scale="normal"
+    )
     assert metrics.nmad(zp, z) == pytest.approx(nm, rel=1e-5)
     assert metrics.mad(zp, z) == pytest.approx(ma, rel=1e-5)
     # with a bias of 0.01 the paper's MAD exceeds the NMAD
@@ -111,8 +116,18 @@ def test_one_outlier_moves_eta_and_bias_not_mad():
     assert out["mad"] < 2 * base["mad"]
 
 
-@pytest.mark.parametrize("fn", [metrics.mad, metrics.nmad, metrics.bias, metrics.outlier_fraction,
-                                metrics.r2, metrics.point_metrics, metrics.scaled_residuals])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        metrics.mad,
+        metrics.nmad,
+        metrics.bias,
+        metrics.outlier_fraction,
+        metrics.r2,
+        metrics.point_metrics,
+        metrics.scaled_residuals,
+    ],
+)
 def test_empty_and_bad_input_raise(fn):
     with pytest.raises(ValueError, match="empty"):
         fn(np.array([]), np.array([]))
@@ -174,7 +189,7 @@ def test_summary_uses_pdf_mean_and_collects_every_metric():
     assert s["mad"] == pytest.approx(metrics.mad(mu, z))
     assert s["pco"] == pytest.approx(metrics.pco_fraction(pdf.pit(z)))
     assert s["crps_mean"] == pytest.approx(np.mean(pdf.crps(z)))
-    # calibrated: PCO near 1%, PIT near uniform, CRPS of a N(0, s) forecast ~ s (sqrt2 - 1)/sqrt(pi)... >0
+    # calibrated PDFs: PCO near 1% and PIT near uniform
     assert 0.005 < s["pco"] < 0.02 and s["ks_p"] > 1e-3
     assert s["pit_mean"] == pytest.approx(0.5, abs=0.02)
     # a point estimate overrides the PDF mean
@@ -196,3 +211,26 @@ def test_crps_of_stand_in_matches_numerical_integral():
     z = 0.56
     integrand = (stats.norm.cdf(x, 0.5, 0.05) - (x >= z)) ** 2
     assert pdf.crps(np.array([z]))[0] == pytest.approx(np.trapezoid(integrand, x), rel=1e-4)
+
+
+def test_summary_with_mixture_pdfs_sampled_truth_is_calibrated():
+    """Real MixturePDFs; truths drawn from each galaxy's own mixture give PCO ~ 1%, uniform PIT."""
+    from photozsom.pdf import CENTRES, SIGMA, Z_MAX, Z_MIN, MixturePDF
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    mu = rng.uniform(0.1, 1.4, n)
+    s = rng.uniform(0.01, 0.06, n)
+    w = stats.norm.pdf(CENTRES[None, :], mu[:, None], s[:, None])
+    w /= w.sum(axis=1, keepdims=True)
+    pdf = MixturePDF(w)
+    # draw a component per galaxy, then the truncated Gaussian of that component
+    k = (w.cumsum(axis=1) < rng.uniform(size=(n, 1))).sum(axis=1)
+    a, b = (Z_MIN - CENTRES[k]) / SIGMA, (Z_MAX - CENTRES[k]) / SIGMA
+    z = stats.truncnorm.rvs(a, b, loc=CENTRES[k], scale=SIGMA, random_state=rng)
+    s_all = metrics.summary(pdf, z)
+    assert s_all["mad"] == pytest.approx(metrics.mad(pdf.mean(), z))
+    assert s_all["crps_mean"] == pytest.approx(np.mean(pdf.crps(z)))
+    assert s_all["pco"] == pytest.approx(metrics.pco_fraction(pdf.pit(z)))
+    assert abs(s_all["pco"] - 0.01) < 4 * np.sqrt(0.01 * 0.99 / n)
+    assert s_all["ks_p"] > 1e-3 and s_all["cvm_p"] > 1e-3

@@ -63,7 +63,8 @@ def test_text_column_rejects_numbers():
 def test_nan_in_ra_names_column_and_rows():
     df = _cat(8)
     df.loc[[3, 6], "RA"] = np.nan
-    with pytest.raises(ValueError, match=r"column RA has 2 non-finite value\(s\) \(first rows: \[3, 6\]\)"):
+    msg = r"column RA has 2 non-finite value\(s\) \(first rows: \[3, 6\]\)"
+    with pytest.raises(ValueError, match=msg):
         validate(df, ["RA", "DEC"])
     df = _cat()
     df.loc[1, "DEC"] = np.inf

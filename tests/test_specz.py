@@ -1,4 +1,4 @@
-"""Spectroscopic readers (hand-made DESI / SDSS / generic files) and the de-duplicated compilation."""
+"""Spectroscopic readers (hand-made DESI, SDSS and generic files) and the compilation."""
 
 from __future__ import annotations
 

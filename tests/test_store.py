@@ -28,7 +28,7 @@ def filled(tmp_path):
     with CutoutStore.create(tmp_path / "c.h5", size=H) as st:
         st.append(a[0], a[1], a[2], sigma=a[3])
         st.append(b[0], b[1], b[2])  # no sigma: NaN
-    full = [np.concatenate([x, y]) for x, y in zip(a[:3], b[:3])]
+    full = [np.concatenate([x, y]) for x, y in zip(a[:3], b[:3], strict=True)]
     return tmp_path / "c.h5", full, a[3]
 
 
@@ -66,7 +66,7 @@ def test_rows_of_finds_objids_and_names_missing(filled):
     with CutoutStore(path) as st:
         rows = st.rows_of(query)
         np.testing.assert_array_equal(st.objid[rows], query)
-        with pytest.raises(KeyError, match="1 OBJID.*999"):
+        with pytest.raises(KeyError, match=r"1 OBJID.*999"):
             st.rows_of(np.array([objid[1], 999]))
 
 

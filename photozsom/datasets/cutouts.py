@@ -1,7 +1,8 @@
-"""Legacy Survey image cutouts: service URLs, a cached downloader, a FITS reader, and the HDF5 store.
+"""Legacy Survey image cutouts: service URLs, a cached downloader, a FITS reader, the HDF5 store.
 
-The Legacy Survey viewer serves cutouts of the coadded images at any position
-(https://www.legacysurvey.org/viewer ; see "cutout service" on https://www.legacysurvey.org/dr10/description/)::
+The Legacy Survey viewer (https://www.legacysurvey.org/viewer; the "cutout service" of
+https://www.legacysurvey.org/dr10/description/) serves cutouts of the coadded images at any
+position::
 
     https://www.legacysurvey.org/viewer/cutout.fits?ra=<deg>&dec=<deg>&layer=ls-dr10&pixscale=0.262&size=160&bands=griz
 
@@ -117,7 +118,7 @@ def cutout_url(
                          f"first at index {int(np.flatnonzero(bad)[0])}")
     tail = urllib.parse.urlencode({"layer": layer, "pixscale": f"{pixscale:g}",
                                    "size": int(size), "bands": bands})
-    urls = [f"{base_url}?ra={r:.7f}&dec={d:.7f}&{tail}" for r, d in zip(ra_a, dec_a)]
+    urls = [f"{base_url}?ra={r:.7f}&dec={d:.7f}&{tail}" for r, d in zip(ra_a, dec_a, strict=True)]
     return urls[0] if scalar else urls
 
 
@@ -142,7 +143,9 @@ def _band_names(header, n: int, path: Path, expected: str) -> list[str]:
                      f"BANDS keywords); pass bands= with the {n} bands requested")
 
 
-def read_cutout_fits(path: str | os.PathLike, *, bands: str = "griz") -> tuple[np.ndarray, np.ndarray]:
+def read_cutout_fits(
+    path: str | os.PathLike, *, bands: str = "griz"
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one cutout-service FITS file into the g, r, i, z layout of the store.
 
     Parameters
@@ -189,7 +192,7 @@ def read_cutout_fits(path: str | os.PathLike, *, bands: str = "griz") -> tuple[n
     h, w = data.shape[1:]
     image = np.full((len(BANDS), h, w), np.nan, dtype=np.float32)
     mask = np.zeros(len(BANDS), dtype=bool)
-    for plane, b in zip(data, names):
+    for plane, b in zip(data, names, strict=True):
         k = BANDS.index(b)
         plane = plane.astype(np.float32)
         has = np.isfinite(plane).any() and np.any(plane[np.isfinite(plane)] != 0)
@@ -199,7 +202,9 @@ def read_cutout_fits(path: str | os.PathLike, *, bands: str = "griz") -> tuple[n
     return image, mask
 
 
-def read_cutouts(paths: Sequence[str | os.PathLike], *, bands: str = "griz") -> tuple[np.ndarray, np.ndarray]:
+def read_cutouts(
+    paths: Sequence[str | os.PathLike], *, bands: str = "griz"
+) -> tuple[np.ndarray, np.ndarray]:
     """Stack :func:`read_cutout_fits` of several files: ``images [N, 4, H, W]``, ``mask [N, 4]``.
 
     All files must have the same size; the error names the first that differs.
@@ -246,7 +251,8 @@ class DownloadReport:
 
     def counts(self) -> dict[str, int]:
         """Number of objects per status."""
-        return {s: int((self.table["STATUS"] == s).sum()) for s in ("downloaded", "cached", "failed")}
+        status = self.table["STATUS"]
+        return {s: int((status == s).sum()) for s in ("downloaded", "cached", "failed")}
 
     def raise_if_failed(self) -> None:
         """Raise ``RuntimeError`` listing the failures, if any."""
@@ -283,11 +289,13 @@ def _fetch(url: str, path: Path, *, retries: int, timeout: float, backoff: float
             return "downloaded", attempts, ""
         except urllib.error.HTTPError as err:
             error = f"HTTP {err.code} {err.reason}"
+            err.close()
             retry = err.code >= 500 or err.code in (408, 429)
         except CutoutNoOverlapError as err:
             error = str(err)
             retry = False
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, ValueError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
+                ConnectionError, ValueError) as err:
             error = f"{type(err).__name__}: {err}"
         finally:
             if part.exists():
@@ -488,10 +496,12 @@ def fits_to_store(
         for lo in tqdm(starts, total=len(starts), desc="cutouts -> store", unit="chunk",
                        disable=not progress or None):
             imgs, masks, ids = [], [], []
-            for p, o in zip(paths[lo:lo + chunk_size], objid_a[lo:lo + chunk_size]):
+            for p, o in zip(paths[lo:lo + chunk_size], objid_a[lo:lo + chunk_size], strict=True):
                 try:
                     im, m = read_cutout_fits(p, bands=bands)
-                    size = store.size if store is not None else (imgs[0].shape[-1] if imgs else None)
+                    size = store.size if store is not None else None
+                    if size is None and imgs:
+                        size = imgs[0].shape[-1]
                     if im.shape[1] != im.shape[2] or (size is not None and im.shape[-1] != size):
                         raise ValueError(f"{p}: cutout is {im.shape[1]}x{im.shape[2]} pixels, "
                                          f"the store holds {size}x{size}")

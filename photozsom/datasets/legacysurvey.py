@@ -32,6 +32,7 @@ Photo-z columns (``Z_PHOT_*``) live in the row-matched DR10 photo-z sweeps
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -146,7 +147,7 @@ class _Source:
             for lo in range(0, self.nrows, chunk_size):
                 sub = self._data[lo:lo + chunk_size]  # slice rows first: converts only these
                 out = {}
-                for c, a in zip(cols, actual):
+                for c, a in zip(cols, actual, strict=True):
                     v = sub.field(a)
                     if v.ndim > 1:
                         raise ValueError(f"{self.path}: column {c} has shape {v.shape[1:]} per "
@@ -158,7 +159,7 @@ class _Source:
             for batch in self._pf.iter_batches(batch_size=chunk_size, columns=actual):
                 df = batch.to_pandas()
                 out = {c: _text(df[a]) if df[a].dtype.kind in "OSU" else df[a].to_numpy()
-                       for c, a in zip(cols, actual)}
+                       for c, a in zip(cols, actual, strict=True)}
                 yield lo, out
                 lo += len(df)
 
@@ -211,6 +212,7 @@ def iter_catalog(
         Overrides the guess from the file name.
     report : CutReport, optional
         Receives the row counts (input rows, ``BRICK_PRIMARY`` cut), accumulated over chunks.
+        Without one, removed rows are announced with a ``UserWarning`` once the file is read.
 
     Yields
     ------
@@ -230,6 +232,9 @@ def iter_catalog(
     wanted = [c.upper() for c in (SWEEP_COLUMNS if columns is None else columns)]
     src = _Source(path, hdu, format)
     pz = None
+    own_report = report is None
+    if own_report:
+        report = CutReport(source=path.name)
     try:
         have = set(src.cmap)
         fill_i = fill_missing_i and not any(c in have for c in _I_FILL)
@@ -276,12 +281,10 @@ def iter_catalog(
                 df["BRICK_OBJID"] = df["OBJID"].to_numpy()
                 df["OBJID"] = pack_objid(df["RELEASE"].to_numpy(), df["BRICKID"].to_numpy(),
                                          df["OBJID"].to_numpy())
-            if report is not None:
-                report.n_input += n
+            report.n_input += n
             if primary_only and "BRICK_PRIMARY" in df:
                 keep = df["BRICK_PRIMARY"].to_numpy().astype(bool)
-                if report is not None:
-                    _accumulate(report, "BRICK_PRIMARY", n - int(keep.sum()), report.n_input)
+                _accumulate(report, "BRICK_PRIMARY", n - int(keep.sum()), report.n_input)
                 if not keep.all():
                     df = df.loc[keep].reset_index(drop=True)
             if len(df) == 0:
@@ -289,6 +292,12 @@ def iter_catalog(
             df = validate(df, wanted, name=f"{path.name} rows {lo}-{lo + n - 1}",
                           allow_nan=_NAN_OK)
             yield df
+        removed = sum(s["removed"] for s in report.steps)
+        if own_report and removed:
+            warnings.warn(f"{path.name}: removed {removed} of {report.n_input} rows with "
+                          f"BRICK_PRIMARY == False (duplicates in brick overlaps); pass "
+                          f"report=CutReport(...) to record the counts instead, or "
+                          f"primary_only=False to keep them", UserWarning, stacklevel=2)
     finally:
         src.close()
         if pz is not None:

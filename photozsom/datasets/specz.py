@@ -69,6 +69,8 @@ __all__ = [
     "CutReport",
     "compile_surveys",
     "cut_table",
+    "duplicate_groups",
+    "read_columns",
     "read_desi",
     "read_generic",
     "read_sdss",

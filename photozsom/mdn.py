@@ -1,0 +1,579 @@
+"""The paper's mixture density network: embedding -> P(z|X), trained on the CRPS.
+
+A 4-layer densely connected network maps an input vector ``X`` (an image embedding,
+catalogue features, or both) to the 200 weights of the fixed truncated-Gaussian mixture
+of :mod:`photozsom.pdf` (centres evenly spaced on [0, 1.6], sigma 0.0037). "4-layer" is
+read as four ``Linear`` layers: three hidden layers (ReLU; widths ``hidden``, default
+256 each) and the 200-wide output layer, whose softmax gives the mixture weights.
+
+It is trained to minimise the mean continuous ranked probability score (Matheson &
+Winkler 1976) of the training redshifts, which :func:`crps_mixture` computes in closed form
+and differentiably:
+
+.. math::
+
+    \\mathrm{CRPS}(F, y) = \\int (F(z) - 1\\{z \\ge y\\})^2\\,dz
+                        = \\sum_k w_k\\, E|X_k - y| - \\tfrac12\\, w^\\top D\\, w,
+
+where ``E|X_k - y|`` is a closed form for each truncated component and
+``D_jk = E|X_j - X_k'|`` depends only on the fixed centres and width, so it is computed
+once per process (:attr:`photozsom.pdf.MixtureGrid.pair_matrix`). The truncation is
+included exactly, not approximated.
+
+Training: inputs standardised with :class:`photozsom.features.Standardizer` (kept with the
+model), AdamW on shuffled mini-batches, learning rate halved when the validation CRPS
+stalls, early stopping on the validation CRPS with the best epoch's weights restored. The
+output bias starts at the log of the training redshift distribution, so epoch 0 already
+predicts n(z). Mixed precision (bfloat16 autocast of the network only; the softmax and the
+loss stay float32) is used only on CUDA.
+
+:func:`train_val_test_split` makes the paper's 80/10/10 split, by seed, either of ``n``
+rows or, stably when rows are added, of an array of object IDs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from photozsom.device import default_device
+from photozsom.features import Standardizer
+from photozsom.pdf import MixtureGrid, MixturePDF, default_grid
+
+__all__ = ["crps_mixture", "MDN", "train_val_test_split"]
+
+_FORMAT = "photozsom.MDN"
+_SQRT2PI = math.sqrt(2.0 * math.pi)
+_CONSTS: dict[tuple, dict[str, Any]] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# closed-form CRPS in torch
+# --------------------------------------------------------------------------------------------
+def _torch_consts(grid: MixtureGrid, device, dtype) -> dict[str, Any]:
+    import torch
+
+    key = (grid.key(), str(device), dtype)
+    if key not in _CONSTS:
+        def t(a):
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device).to(dtype)
+
+        _CONSTS[key] = {
+            "mu": t(grid.centres), "g_lo": t(grid.g_lo), "q_hi": t(grid.q_hi),
+            "inv_norm": t(1.0 / grid.norm), "psi_alpha": t(grid.psi_alpha),
+            "psi_mbeta": t(grid.psi_mbeta), "D": t(grid.pair_matrix),
+        }
+    return _CONSTS[key]
+
+
+def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool = True):
+    """Exact CRPS of truncated Gaussian mixtures on the fixed grid, differentiable in torch.
+
+    ``CRPS = sum_k w_k E|X_k - y| - 0.5 w^T D w`` with, for component ``k`` truncated to
+    ``[a, b]`` (``u = (y - mu_k)/sigma``, ``Psi(u) = u Phi(u) + phi(u)``),
+
+    ``E|X_k - y| = [sigma (Psi(u) - Psi(alpha_k)) - (y - a) Phi(alpha_k)
+    + sigma (Psi(-u) - Psi(-beta_k)) - (b - y) Phi(-beta_k)] / Z_k``,
+
+    and the pair matrix ``D_jk = E|X_j - X_k'|`` precomputed once per grid, device and dtype.
+
+    Parameters
+    ----------
+    weights : torch.Tensor, shape (N, K)
+        Mixture weights (rows summing to 1, e.g. a softmax), float32 or float64.
+    y : torch.Tensor, shape (N,)
+        True redshifts, inside the support [0, 1.6].
+    grid : MixtureGrid, optional
+        Components; default :func:`photozsom.pdf.default_grid`.
+    validate : bool
+        Check shapes and the redshift range (a device sync; the training loop turns it off
+        after validating its inputs once).
+
+    Returns
+    -------
+    torch.Tensor, shape (N,)
+        CRPS per galaxy, redshift units, in the dtype of ``weights``.
+    """
+    import torch
+
+    g = grid or default_grid()
+    if validate:
+        if weights.ndim != 2 or weights.shape[1] != g.K:
+            raise ValueError(f"weights must have shape (N, {g.K}), got {tuple(weights.shape)}")
+        if y.ndim != 1 or y.shape[0] != weights.shape[0]:
+            raise ValueError(f"y must have shape ({weights.shape[0]},) (one redshift per row of "
+                             f"weights), got {tuple(y.shape)}")
+        bad = ~torch.isfinite(y) | (y < g.lo) | (y > g.hi)
+        if bool(bad.any()):
+            raise ValueError(f"y has {int(bad.sum())} value(s) outside the support "
+                             f"[{g.lo:g}, {g.hi:g}] or non-finite; drop those galaxies")
+    c = _torch_consts(g, weights.device, weights.dtype)
+    y = y.to(weights.dtype)[:, None]
+    s = g.sigma
+    u = (y - c["mu"]) / s
+    pu = torch.exp(-0.5 * u * u) / _SQRT2PI
+    below = s * (u * torch.special.ndtr(u) + pu - c["psi_alpha"]) - (y - g.lo) * c["g_lo"]
+    above = s * (pu - u * torch.special.ndtr(-u) - c["psi_mbeta"]) - (g.hi - y) * c["q_hi"]
+    e_abs = (weights * (below + above) * c["inv_norm"]).sum(dim=1)
+    e_pair = ((weights @ c["D"]) * weights).sum(dim=1)
+    return e_abs - 0.5 * e_pair
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def _check_X(X, name: str, n_inputs: int) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [N, {n_inputs}] (one row per galaxy), got "
+                         f"shape {X.shape}")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {X.shape[1]} features per galaxy but the model was built "
+                         f"for n_inputs={n_inputs}; pass the same feature columns as in training")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{name} has NaN/inf in {bad.size} row(s) (first {bad[:5].tolist()}); the network "
+            "cannot score them: drop those galaxies (features.catalog_features returns a "
+            "`valid` mask) or fill the missing features explicitly")
+    return X
+
+
+def _check_z(z, name: str, n: int, grid: MixtureGrid) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 1 or z.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D with one redshift per row ({n}), got shape {z.shape}")
+    bad = ~np.isfinite(z) | (z < grid.lo) | (z > grid.hi)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has {idx.size} redshift(s) outside [{grid.lo:g}, {grid.hi:g}] or non-finite "
+            f"(first indices {idx[:5].tolist()}, values {z[idx[:3]].tolist()}); the mixture's "
+            "support is that range: drop those galaxies before training")
+    return z
+
+
+# --------------------------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------------------------
+class MDN:
+    """Mixture density network: ``X`` (N, D) -> :class:`~photozsom.pdf.MixturePDF` (N, 200).
+
+    Parameters
+    ----------
+    n_inputs : int
+        Input features per galaxy (embedding dimension and/or catalogue features).
+    hidden : sequence of int
+        Widths of the hidden layers; the default three give the paper's 4 dense layers
+        (3 hidden + the output layer of K = 200 logits).
+    seed : int
+        Seeds the weight initialisation and the mini-batch order: same seed, same model.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ...; default :func:`photozsom.device.default_device`.
+    lr : float
+        AdamW learning rate.
+    weight_decay : float
+        AdamW (decoupled) weight decay.
+    batch_size : int
+        Galaxies per training step.
+    max_epochs : int
+        Upper limit on the passes over the training set.
+    patience : int
+        Stop after this many epochs without a lower validation CRPS; the learning rate is
+        halved after ``max(1, patience // 3)`` such epochs.
+    dropout : float
+        Dropout probability after each hidden layer (0 disables it).
+    amp : bool, optional
+        bfloat16 autocast of the network on CUDA; default: on for CUDA, never on CPU.
+    grid : MixtureGrid, optional
+        Mixture components; default the paper's grid.
+
+    Attributes
+    ----------
+    network : torch.nn.Sequential
+    standardizer : photozsom.features.Standardizer
+        Fitted on the first call of :meth:`fit`; applied in :meth:`predict`.
+    history_ : pandas.DataFrame
+        ``epoch, train_crps, val_crps, lr, seconds`` of the last :meth:`fit`.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+
+    Examples
+    --------
+    >>> model = MDN(n_inputs=8, seed=0, max_epochs=50)             # doctest: +SKIP
+    >>> history = model.fit(X_train, z_train, X_val, z_val)          # doctest: +SKIP
+    >>> pdf = model.predict(X_test); pdf.mean(), pdf.interval(0.9)   # doctest: +SKIP
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int] = (256, 256, 256), *, seed: int = 0,
+                 device: str | None = None, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 batch_size: int = 256, max_epochs: int = 100, patience: int = 10,
+                 dropout: float = 0.0, amp: bool | None = None,
+                 grid: MixtureGrid | None = None) -> None:
+        import torch
+
+        if int(n_inputs) < 1:
+            raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {hidden}")
+        for name, v in (("batch_size", batch_size), ("max_epochs", max_epochs),
+                        ("patience", patience)):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.n_inputs = int(n_inputs)
+        self.hidden = hidden
+        self.seed = int(seed)
+        self.device = default_device(device)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
+        self.patience, self.dropout = int(patience), float(dropout)
+        self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
+        if self.amp and not self.device.startswith("cuda"):
+            raise ValueError("amp=True (mixed precision) is only supported on CUDA; use amp=None")
+        self.grid = grid or default_grid()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.network = self._build().to(self.device)
+        self.standardizer: Standardizer | None = None
+        self.history_ = pd.DataFrame(columns=["epoch", "train_crps", "val_crps", "lr", "seconds"])
+        self.best_epoch_: int | None = None
+
+    def _build(self):
+        from torch import nn
+
+        layers: list[nn.Module] = []
+        width = self.n_inputs
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
+            width = h
+        layers.append(nn.Linear(width, self.grid.K))
+        return nn.Sequential(*layers)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (for :meth:`save`)."""
+        return {"n_inputs": self.n_inputs, "hidden": list(self.hidden), "seed": self.seed,
+                "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
+                "max_epochs": self.max_epochs, "patience": self.patience,
+                "dropout": self.dropout}
+
+    def __repr__(self) -> str:
+        return (f"MDN(n_inputs={self.n_inputs}, hidden={self.hidden}, K={self.grid.K}, "
+                f"device={self.device!r}, fitted={self.standardizer is not None})")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _tensor(self, a: np.ndarray, dtype=None):
+        import torch
+
+        return torch.as_tensor(a, dtype=dtype or torch.float32).to(self.device)
+
+    def _logits(self, xb):
+        import torch
+
+        if self.amp:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                out = self.network(xb)
+            return out.float()
+        return self.network(xb)
+
+    def _init_output_bias(self, z: np.ndarray) -> None:
+        """Start the output layer at the training n(z) (linear binning onto the centres)."""
+        import torch
+
+        g = self.grid
+        k = np.clip(np.searchsorted(g.centres, z, side="right") - 1, 0, g.K - 2)
+        f = np.clip((z - g.centres[k]) / (g.centres[k + 1] - g.centres[k]), 0.0, 1.0)
+        counts = (np.bincount(k, 1.0 - f, minlength=g.K)
+                  + np.bincount(k + 1, f, minlength=g.K))
+        logp = np.log((counts + 0.5) / (counts.sum() + 0.5 * g.K))
+        last = self.network[-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.as_tensor(logp - logp.mean(), dtype=last.bias.dtype))
+            last.weight.mul_(0.1)
+
+    def _mean_crps(self, Xs, z, batch_size: int = 8192) -> float:
+        import torch
+
+        total = 0.0
+        self.network.eval()
+        with torch.inference_mode():
+            for s in range(0, Xs.shape[0], batch_size):
+                w = torch.softmax(self._logits(Xs[s:s + batch_size]), dim=1)
+                total += float(crps_mixture(w, z[s:s + batch_size], grid=self.grid,
+                                            validate=False).sum())
+        return total / Xs.shape[0]
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X_train: np.ndarray, z_train: np.ndarray, X_val: np.ndarray | None = None,
+            z_val: np.ndarray | None = None, *, progress: bool = True) -> pd.DataFrame:
+        """Train on the CRPS with early stopping on the validation CRPS.
+
+        Parameters
+        ----------
+        X_train : ndarray, shape (N, D)
+            Training inputs (finite; D = ``n_inputs``).
+        z_train : ndarray, shape (N,)
+            Training redshifts in [0, 1.6].
+        X_val, z_val : ndarray, optional
+            Validation set (the paper's 10%) for early stopping and the learning-rate
+            schedule. Without it all ``max_epochs`` run and the last weights are kept.
+        progress : bool
+            Show a tqdm bar with the running train and validation CRPS (quiet when the
+            output is not a terminal).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch: ``epoch`` (1-based), ``train_crps`` (mean over the epoch's
+            mini-batches), ``val_crps`` (after the epoch; NaN without validation data),
+            ``lr`` and ``seconds``. Also stored as ``history_``.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        Xt = _check_X(X_train, "X_train", self.n_inputs)
+        zt = _check_z(z_train, "z_train", len(Xt), self.grid)
+        has_val = X_val is not None or z_val is not None
+        if has_val:
+            if X_val is None or z_val is None:
+                raise ValueError("pass both X_val and z_val (or neither)")
+            Xv = _check_X(X_val, "X_val", self.n_inputs)
+            zv = _check_z(z_val, "z_val", len(Xv), self.grid)
+        if self.standardizer is None:
+            self.standardizer = Standardizer().fit(Xt)
+            self._init_output_bias(zt)
+        Xs = self._tensor(self.standardizer.transform(Xt))
+        ys = self._tensor(zt)
+        if has_val:
+            Xvs, yvs = self._tensor(self.standardizer.transform(Xv)), self._tensor(zv)
+
+        net = self.network
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=0.5, patience=max(1, self.patience // 3))
+        gen = torch.Generator().manual_seed(self.seed)
+        n, bs = Xs.shape[0], self.batch_size
+        rows: list[dict[str, float]] = []
+        best, best_state, best_epoch, stale = math.inf, None, 0, 0
+        bar = tqdm(range(1, self.max_epochs + 1), desc="MDN", unit="epoch",
+                   disable=None if progress else True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)   # dropout masks
+            for epoch in bar:
+                t0 = time.perf_counter()
+                net.train()
+                order = torch.randperm(n, generator=gen).to(self.device)
+                total = torch.zeros((), device=self.device)
+                for s in range(0, n, bs):
+                    idx = order[s:s + bs]
+                    w = torch.softmax(self._logits(Xs[idx]), dim=1)
+                    loss_vec = crps_mixture(w, ys[idx], grid=self.grid, validate=False)
+                    loss = loss_vec.mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss_vec.detach().sum()
+                train_crps = float(total) / n
+                val_crps = self._mean_crps(Xvs, yvs) if has_val else float("nan")
+                lr_now = opt.param_groups[0]["lr"]
+                rows.append({"epoch": epoch, "train_crps": train_crps, "val_crps": val_crps,
+                             "lr": lr_now, "seconds": time.perf_counter() - t0})
+                bar.set_postfix(train=f"{train_crps:.5f}", val=f"{val_crps:.5f}")
+                if not has_val:
+                    best_epoch = epoch
+                    continue
+                sched.step(val_crps)
+                if val_crps < best:
+                    best, best_epoch, stale = val_crps, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+        bar.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.best_epoch_ = best_epoch
+        self.history_ = pd.DataFrame(rows, columns=["epoch", "train_crps", "val_crps", "lr",
+                                                    "seconds"])
+        return self.history_
+
+    # -- inference -----------------------------------------------------------------------------
+    def predict_weights(self, X: np.ndarray, batch_size: int = 16384) -> np.ndarray:
+        """Mixture weights, shape (N, K), float32 (rows sum to 1)."""
+        import torch
+
+        if self.standardizer is None:
+            raise RuntimeError("the MDN is not trained: call fit(...) or MDN.load(path) first")
+        X = _check_X(X, "X", self.n_inputs)
+        out = np.empty((X.shape[0], self.grid.K), dtype=np.float32)
+        self.network.eval()
+        with torch.inference_mode():
+            for s in range(0, X.shape[0], int(batch_size)):
+                xb = self._tensor(self.standardizer.transform(X[s:s + batch_size]))
+                w = torch.softmax(self._logits(xb).float(), dim=1)
+                out[s:s + batch_size] = w.cpu().numpy()
+        return out
+
+    def predict(self, X: np.ndarray, batch_size: int = 16384) -> MixturePDF:
+        """P(z|X) for every row of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (N, D)
+            Inputs in the training feature order (finite).
+        batch_size : int
+            Galaxies per forward pass.
+
+        Returns
+        -------
+        MixturePDF
+            N PDFs on the model's grid (weights stored as float32).
+        """
+        g = self.grid
+        return MixturePDF(self.predict_weights(X, batch_size), centres=g.centres, sigma=g.sigma,
+                          bounds=(g.lo, g.hi))
+
+    # -- files -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights, the configuration, the standardisation and the history (torch.save)."""
+        import torch
+
+        if self.standardizer is None:
+            raise RuntimeError("nothing to save: the MDN is not trained")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        g = self.grid
+        torch.save({
+            "format": _FORMAT, "version": 1, "config": self.config(),
+            "grid": {"centres": g.centres.tolist(), "sigma": g.sigma, "bounds": [g.lo, g.hi]},
+            "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+            "standardizer": self.standardizer.to_dict(),
+            "history": self.history_.to_dict(orient="list"),
+            "best_epoch": self.best_epoch_,
+        }, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "MDN":
+        """Read a model written by :meth:`save`, onto ``device`` (default: CUDA if present)."""
+        import torch
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no MDN file at {path}")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a photozsom MDN file (written by MDN.save)")
+        gd = blob["grid"]
+        grid = MixtureGrid(np.asarray(gd["centres"]), gd["sigma"], tuple(gd["bounds"]))
+        model = cls(**blob["config"], device=device, grid=grid)
+        model.network.load_state_dict(blob["state_dict"])
+        model.network.eval()
+        model.standardizer = Standardizer.from_dict(blob["standardizer"])
+        model.history_ = pd.DataFrame(blob["history"])
+        model.best_epoch_ = blob.get("best_epoch")
+        return model
+
+
+# --------------------------------------------------------------------------------------------
+# the 80/10/10 split
+# --------------------------------------------------------------------------------------------
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele et al. 2014), elementwise on uint64 (wrapping)."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _hash_uniform(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per ID, fixed by (ID, seed) alone."""
+    if ids.dtype.kind in "iu":
+        h = ids.astype(np.int64, copy=False).view(np.uint64) if ids.dtype.kind == "i" \
+            else ids.astype(np.uint64)
+    elif ids.dtype.kind in "USO" or isinstance(ids.dtype, pd.StringDtype):
+        h = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+    else:
+        raise ValueError(f"object IDs must be integers or strings, got dtype {ids.dtype}")
+    s = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    x = _splitmix64(h ^ s)
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def train_val_test_split(n_or_ids: int | np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint train / validation / test row indices (the paper's 80/10/10).
+
+    Parameters
+    ----------
+    n_or_ids : int or array_like, shape (N,)
+        Either the number of rows — a seeded random permutation is cut into parts of exactly
+        ``round(fraction * n)`` rows — or one object ID per row (integers or strings, e.g.
+        ``OBJID``): each ID goes to a part by a seeded hash of the ID alone, so a galaxy keeps
+        its part when rows are added, removed or reordered (part sizes then follow the
+        fractions up to binomial noise; repeated IDs share a part).
+    fractions : (float, float, float)
+        Train, validation and test fractions (>= 0, summing to 1).
+    seed : int
+        Same seed, same split.
+
+    Returns
+    -------
+    idx_train, idx_val, idx_test : ndarray of int64
+        Sorted row indices; together they cover ``range(N)`` exactly once.
+
+    Examples
+    --------
+    >>> tr, va, te = train_val_test_split(10, seed=0)
+    >>> len(tr), len(va), len(te)
+    (8, 1, 1)
+    """
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0, atol=1e-9):
+        raise ValueError(f"fractions must be three numbers >= 0 summing to 1, got {fractions}")
+    seed = int(seed)
+    if np.ndim(n_or_ids) == 0:
+        n = int(n_or_ids)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        n_val, n_test = int(round(fr[1] * n)), int(round(fr[2] * n))
+        n_train = n - n_val - n_test
+        if n_train < 0:
+            raise ValueError(f"fractions {tuple(fr)} leave no room for {n} rows")
+        perm = np.random.default_rng(seed).permutation(n)
+        parts = (perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:])
+        return tuple(np.sort(p).astype(np.int64) for p in parts)  # type: ignore[return-value]
+    ids = np.asarray(n_or_ids) if not isinstance(n_or_ids, pd.Series) else n_or_ids.to_numpy()
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"IDs must be a non-empty 1-D array, got shape {ids.shape}")
+    u = _hash_uniform(ids, seed)
+    edges = np.cumsum(fr)
+    part = np.searchsorted(edges[:2], u, side="right")
+    out = tuple(np.flatnonzero(part == i).astype(np.int64) for i in range(3))
+    for name, f, p in zip(("train", "validation", "test"), fr, out):
+        if f > 0 and p.size == 0:
+            raise ValueError(f"the hash split of {ids.size} IDs left the {name} part empty; use "
+                             "more rows or pass the row count n for an exact split")
+    return out  # type: ignore[return-value]
