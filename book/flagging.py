@@ -57,7 +57,6 @@ run = RunDir(data_dir)
 spec = run.spec()
 som = SOM.load(run.need("som", "som.pt"))
 report = pd.read_parquet(run.need("cells", "report.parquet"))
-report.attrs["global"] = pd.read_parquet(run.need("cells", "report.parquet")).attrs.get("global", {})
 train_counts = np.load(run.need("cells", "train_counts.npy"))
 split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
 
@@ -130,15 +129,16 @@ display_reasons
 # ## Choosing your own threshold
 #
 # The paper leaves it to future work to let users set thresholds for their own analysis.
-# `flags.threshold_curve` does it: for a range of minimum training counts it gives the
-# fraction of the test set kept and the MAD, η and PCO of what is kept. A user who needs few
+# `Flagger.threshold_curve` does it: for a range of minimum training counts it gives the
+# fraction of the user's sample kept and the MAD, η and PCO expected for what is kept (the
+# test galaxies reweighted, cell by cell, to the user's cell occupancy). A user who needs few
 # outliers (e.g. for clustering) can read off how much of the sample a stricter cut costs.
 
 # %%
-test = pred[pred["OBJID"].isin(spec["OBJID"][split == "test"])]
-test_cat = spec.set_index("OBJID").loc[test["OBJID"]].reset_index()
-curve = flags.threshold_curve(flagger, test_cat, test["Z"].to_numpy(), test["Z_PHOT"].to_numpy(),
-                              test["PIT"].to_numpy())
+test = pred[pred["CELL"] >= 0]            # test galaxies with a SOM cell
+user_cells = flagged["cell"].to_numpy()   # the user's sample: its cell occupancy reweights the test set
+curve = flagger.threshold_curve(test["CELL"].to_numpy(), test["Z"].to_numpy(), test["Z_PHOT"].to_numpy(),
+                                test["PIT"].to_numpy(), criterion="n_train", sample_cell=user_cells)
 curve.to_csv(run.path("flags", "threshold_curve.csv"), index=False)
 fig = plots.threshold_curve(curve, x="threshold", xlabel="minimum training galaxies per cell")
 plots.save(fig, run.figure("threshold_curve.png"))

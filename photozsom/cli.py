@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flag", help="flag a catalogue's galaxies where training data is thin or the model under-performs")
     f.add_argument("input", help="FITS, Parquet or CSV catalogue with DR10 columns")
     f.add_argument("-o", "--output", required=True, help="output file (format from the extension)")
-    f.add_argument("--model", required=True, help="a saved Flagger (file written by Flagger.save)")
+    f.add_argument("--model", required=True, help="a saved Flagger (the directory written by Flagger.save)")
     f.add_argument("--chunk-size", type=int, default=1_000_000, help="rows per chunk")
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=_run_flag)

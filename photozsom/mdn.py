@@ -44,7 +44,7 @@ import pandas as pd
 
 from photozsom.device import default_device
 from photozsom.features import Standardizer
-from photozsom.pdf import MixtureGrid, MixturePDF, default_grid
+from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
 __all__ = ["crps_mixture", "MDN", "train_val_test_split"]
 
@@ -62,7 +62,7 @@ def _torch_consts(grid: MixtureGrid, device, dtype) -> dict[str, Any]:
     key = (grid.key(), str(device), dtype)
     if key not in _CONSTS:
         def t(a):
-            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device).to(dtype)
+            return torch.tensor(np.array(a, dtype=np.float64), device=device).to(dtype)
 
         _CONSTS[key] = {
             "mu": t(grid.centres), "g_lo": t(grid.g_lo), "q_hi": t(grid.q_hi),
@@ -482,7 +482,7 @@ class MDN:
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a photozsom MDN file (written by MDN.save)")
         gd = blob["grid"]
-        grid = MixtureGrid(np.asarray(gd["centres"]), gd["sigma"], tuple(gd["bounds"]))
+        grid = get_grid(np.asarray(gd["centres"]), gd["sigma"], tuple(gd["bounds"]))
         model = cls(**blob["config"], device=device, grid=grid)
         model.network.load_state_dict(blob["state_dict"])
         model.network.eval()

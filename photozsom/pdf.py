@@ -57,6 +57,7 @@ __all__ = [
     "CENTRES",
     "MixtureGrid",
     "default_grid",
+    "get_grid",
     "MixturePDF",
 ]
 
@@ -268,10 +269,12 @@ _GRIDS: dict[tuple, MixtureGrid] = {}
 
 def default_grid() -> MixtureGrid:
     """The paper's grid: 200 centres on [0, 1.6], sigma 0.0037, truncated to [0, 1.6]."""
-    return _get_grid(CENTRES, SIGMA, (Z_MIN, Z_MAX))
+    return get_grid(CENTRES, SIGMA, (Z_MIN, Z_MAX))
 
 
-def _get_grid(centres, sigma, bounds) -> MixtureGrid:
+def get_grid(centres: np.ndarray = CENTRES, sigma: float = SIGMA,
+             bounds: Sequence[float] = (Z_MIN, Z_MAX)) -> MixtureGrid:
+    """The (cached) :class:`MixtureGrid` for these components: constants are computed once."""
     g = MixtureGrid(centres, sigma, bounds)
     return _GRIDS.setdefault(g.key(), g)
 
@@ -314,7 +317,7 @@ class MixturePDF:
 
     def __init__(self, weights: np.ndarray, *, centres: np.ndarray = CENTRES,
                  sigma: float = SIGMA, bounds: Sequence[float] = (Z_MIN, Z_MAX)) -> None:
-        grid = _get_grid(centres, sigma, bounds)
+        grid = get_grid(centres, sigma, bounds)
         self._init(self._validate(weights, grid), grid)
 
     @classmethod
@@ -741,9 +744,10 @@ class MixturePDF:
             with np.errstate(divide="ignore", invalid="ignore"):
                 step = -g.sigma * d1 / d2
             ok = np.isfinite(step) & (d2 < 0) & (np.abs(step) < h)
-            x = np.where(ok, x + step, x)
-            edge = (best == 0) | (best == n_fine - 1)
-            out[sl] = np.clip(np.where(edge, z[r, best], x), g.lo, g.hi)
+            x = np.clip(np.where(ok, x + step, x), g.lo, g.hi)
+            # keep the refined point unless the best grid point is higher (e.g. at an edge)
+            better = self._local_sum(x[:, None], w, "pdf")[:, 0] >= d[r, best]
+            out[sl] = np.where(better, x, z[r, best])
         return out
 
     # -- sampling ------------------------------------------------------------------------------
@@ -846,7 +850,8 @@ class MixturePDF:
         kind : {"interp", "mixmod"}
             ``"interp"`` (default, faithful): the exact density tabulated on a regular grid
             over the support and linearly interpolated by qp (zero outside the support, so the
-            truncation is kept). ``"mixmod"``: qp's Gaussian mixture with the same centres,
+            truncation is kept; a leading zero-density node 1.6e-9 below 0 cancels qp's
+            half-cell of mass before the first node). ``"mixmod"``: qp's Gaussian mixture with the same centres,
             width and weights; exact in the interior but qp does not truncate, so the end
             components leak up to half their mass outside [0, 1.6].
         n_grid : int, optional
@@ -869,7 +874,12 @@ class MixturePDF:
             if n_grid < 2:
                 raise ValueError(f"n_grid must be >= 2, got {n_grid}")
             x = np.linspace(g.lo, g.hi, int(n_grid))
-            return qp.Ensemble(qp.interp, data=dict(xvals=x, yvals=self.evaluate(x)))
+            # qp.interp counts half a cell (0.5 p(x0) dx) before the first node; a leading node
+            # of zero density 1e-9 below the support makes that term vanish.
+            x = np.r_[g.lo - 1e-9 * (g.hi - g.lo), x]
+            y = self.evaluate(x)
+            y[:, 0] = 0.0
+            return qp.Ensemble(qp.interp, data=dict(xvals=x, yvals=y))
         if kind == "mixmod":
             w = self._rows(slice(None))
             shape = w.shape

@@ -187,7 +187,7 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
     """
     glob = dict(global_values or report.attrs.get("global", {}))
     rep = report[report["status"] != "empty"] if "status" in report else report
-    rep = rep[rep[count_col] > 0]
+    rep = full = rep[rep[count_col] > 0]
     if mask_zero_outliers and {"eta", "pco"} <= set(rep.columns):
         rep = rep[(rep["eta"] > 0) | (rep["pco"] > 0)]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), squeeze=False)
@@ -205,17 +205,16 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
         g = glob.get(m)
         if g is not None and np.isfinite(g):
             ax.axhline(g * scale, color="k", lw=1.2, label=f"global {METRIC_LABELS[m].split(' [')[0]} = {g * scale:.3g}")
-            if f"{m}_ref" in rep:
+            if f"{m}_ref" in rep and len(rep):
+                # The reference sigma scales as k / sqrt(n_test) (standard error of the mean or
+                # std, binomial); the expected test count of a cell is its training count times
+                # the test/train ratio of the whole sample.
+                k = np.nanmedian(full[f"{m}_ref"].to_numpy(float) * np.sqrt(full["count"].to_numpy(float)))
+                ratio = full["count"].sum() / max(full[count_col].sum(), 1)
                 xs = np.logspace(np.log10(max(x.min(), 1)), np.log10(x.max() + 1), 100)
-                ref = rep[[count_col, "count", f"{m}_ref"]].dropna()
-                if len(ref):
-                    # reference sigma scales as 1/sqrt(count); draw it against training count via the
-                    # cells' own test counts (interpolated in log count)
-                    srt = np.argsort(ref[count_col].to_numpy())
-                    band = np.interp(np.log(xs), np.log(ref[count_col].to_numpy()[srt] + 1e-9),
-                                     ref[f"{m}_ref"].to_numpy()[srt]) * scale
-                    ax.plot(xs, g * scale + band, "r--", lw=1, label=r"global $\pm 1\sigma$ for cell size")
-                    ax.plot(xs, g * scale - band, "r--", lw=1)
+                band = k / np.sqrt(np.maximum(xs * ratio, 1.0)) * scale
+                ax.plot(xs, g * scale + band, "r--", lw=1, label=r"global $\pm 1\sigma$ for cell size")
+                ax.plot(xs, g * scale - band, "r--", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("training galaxies in cell [log scale]")
         ax.set_ylabel(METRIC_LABELS.get(m, m))

@@ -121,8 +121,13 @@ def test_bootstrap_median_and_mean_errors_match_brute_force_resampling(n):
     bias_b = dz[idx].mean(axis=1)
     assert rep.loc[0, "mad_err"] == pytest.approx(mad_b.std(ddof=1), rel=0.03)
     assert rep.loc[0, "bias_err"] == pytest.approx(bias_b.std(ddof=1), rel=0.03)
-    # the exact bootstrap s.d. of a mean is the plug-in s.d. / sqrt(n)
+    # the exact bootstrap s.d. of a mean is the plug-in s.d. / sqrt(n), which "ideal" reports
     assert rep.loc[0, "bias_err"] == pytest.approx(dz.std() / np.sqrt(n), rel=0.03)
+    ideal = cells.report(np.zeros(n, int), z, zp, None, n_cells=1, bootstrap="ideal")
+    assert ideal.loc[0, "bias_err"] == pytest.approx(dz.std() / np.sqrt(n), rel=1e-12)
+    assert ideal.loc[0, "eta_err"] == pytest.approx(
+        np.sqrt(ideal.loc[0, "eta"] * (1 - ideal.loc[0, "eta"]) / n), rel=1e-12
+    )
 
 
 def test_float64_resampling_path_for_huge_cells_agrees(monkeypatch):
@@ -134,6 +139,19 @@ def test_float64_resampling_path_for_huge_cells_agrees(monkeypatch):
     assert not np.array_equal(a["bias_err"], b["bias_err"])  # the other path did run
     np.testing.assert_allclose(b["bias_err"], a["bias_err"], rtol=0.08)
     assert (b["bias_err"] / a["bias_err"]).mean() == pytest.approx(1.0, abs=0.01)
+
+
+def test_ideal_bootstrap_agrees_with_resampling():
+    cell, z, zp, pit, _ = _sample(50, 200, seed=10)
+    res = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2)
+    ideal = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2, bootstrap="ideal")
+    for m in ("bias", "z_mean", "pco"):
+        r = (res[f"{m}_err"] / ideal[f"{m}_err"]).dropna()
+        assert r.mean() == pytest.approx(1.0, abs=0.01), m  # MC noise 1/sqrt(2 n_boot) per cell
+        assert r.std() < 0.05, m
+    pd.testing.assert_series_equal(res["mad_err"], ideal["mad_err"])  # drawn in both modes
+    with pytest.raises(ValueError, match="bootstrap"):
+        cells.report(cell, z, zp, pit, n_cells=50, bootstrap="jackknife")
 
 
 def test_same_seed_same_report_whatever_n_jobs():

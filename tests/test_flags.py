@@ -181,6 +181,9 @@ def test_rows_without_features_are_kept_in_order_and_flagged(fitted, flagger):
     good = np.setdiff1d(np.arange(12), bad)
     X, _ = som_features(cat)
     np.testing.assert_array_equal(out["cell"].iloc[good], fitted["som"].predict(X[good]))
+    # the same catalogue as an astropy Table
+    out_t = flagger.flag(Table.from_pandas(cat.reset_index(drop=True)))
+    pd.testing.assert_frame_equal(out_t, out.reset_index(drop=True))
     # a feature matrix with NaN rows
     out_x = flagger.flag(X)
     np.testing.assert_array_equal(out_x["cell"], out["cell"].to_numpy())

@@ -95,55 +95,61 @@ def estimate_sky_sigma(images: np.ndarray, border: int = 4) -> np.ndarray:
 
 
 def stretch(flux, mask, softening):
-    """Network input from fluxes: ``asinh(flux / s_b)`` for present bands plus mask planes.
+    """Network input from fluxes: ``asinh(flux / s_b)`` for present bands, 0 for absent ones.
 
     Parameters
     ----------
     flux : torch.Tensor, shape (B, 4, H, W)
-        Nanomaggies per pixel; absent bands may hold anything (they are zeroed).
+        Nanomaggies per pixel; absent bands may hold anything, NaN included.
     mask : torch.Tensor, shape (B, 4), bool
+        True where the band has imaging.
     softening : torch.Tensor, shape (4,)
         Softening per band, nanomaggies/pixel.
 
     Returns
     -------
-    torch.Tensor, shape (B, 8, H, W)
+    torch.Tensor, shape (B, 4, H, W)
     """
     import torch
 
-    m = mask.to(flux.dtype)[:, :, None, None]
-    x = torch.asinh(torch.nan_to_num(flux, nan=0.0) / softening[None, :, None, None]) * m
-    return torch.cat([x, m.expand_as(x)], dim=1)
+    x = torch.where(mask[:, :, None, None], flux, torch.zeros((), dtype=flux.dtype, device=flux.device))
+    return torch.asinh(x / softening[None, :, None, None])
 
 
-def _build_network(dim: int, widths: tuple[int, ...], in_ch: int = 8):
+def _build_network(dim: int, widths: tuple[int, ...], stem: int = 4, in_ch: int = 4):
     import torch
     from torch import nn
 
-    layers = []
-    c = in_ch
-    for i, w in enumerate(widths):
-        # Each block halves the resolution with a strided 3x3 convolution; all but the first
-        # (at the largest resolution, where it would cost most) add a second 3x3 convolution.
-        layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
-                   nn.ReLU(inplace=True)]
-        if i > 0:
-            layers += [nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                       nn.ReLU(inplace=True)]
-        c = w
-
     class _Net(nn.Module):
+        """Stem, conv blocks, avg+max pooling, linear embedding; ``project`` is the SimCLR head."""
+
         def __init__(self):
             super().__init__()
+            # Block 1 is a "patchify" stem: a stem x stem convolution with stride stem, a
+            # learned downsampling stem**2 times cheaper than a full-resolution convolution.
+            # The band mask enters as a learned per-channel offset of the stem output, which
+            # is exactly what four constant 0/1 mask planes would contribute to this
+            # unpadded convolution, at no per-pixel cost.
+            self.stem = nn.Conv2d(in_ch, widths[0], stem, stride=stem, bias=False)
+            self.mask_offset = nn.Linear(in_ch, widths[0])
+            layers = [nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+            c = widths[0]
+            # Blocks 2.. halve the resolution with a strided 3x3 convolution and add a 3x3 one.
+            for w in widths[1:]:
+                layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                           nn.ReLU(inplace=True),
+                           nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                           nn.ReLU(inplace=True)]
+                c = w
             self.features = nn.Sequential(*layers)
             self.embed = nn.Linear(2 * c, dim)
             self.project = nn.Sequential(nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
                                          nn.Linear(dim, dim))
 
-        def forward(self, x):
-            h = self.features(x)
-            h = self.embed(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
-            return h
+        def forward(self, x, mask):
+            h = self.stem(x) + self.mask_offset(mask.to(x.dtype))[:, :, None, None]
+            h = self.features(h)
+            return self.embed(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
 
     return _Net()
 
@@ -177,7 +183,9 @@ class Encoder:
     device : str, optional
         Torch device; ``None`` picks CUDA when present (:func:`photozsom.device.default_device`).
     widths : tuple of int
-        Channels of the four convolutional blocks.
+        Channels of the convolutional blocks (the first is the patchify stem).
+    stem : int
+        Patch size and stride of the stem convolution, pixels.
     temperature : float
         NT-Xent temperature.
     lr, weight_decay : float
@@ -202,7 +210,8 @@ class Encoder:
     """
 
     def __init__(self, dim: int = 64, size: "int | None" = None, seed: int = 0,
-                 device: "str | None" = None, *, widths: tuple[int, ...] = (32, 48, 64, 64),
+                 device: "str | None" = None, *, widths: tuple[int, ...] = (32, 64, 64, 64),
+                 stem: int = 4,
                  temperature: float = 0.2, lr: float = 3e-3, weight_decay: float = 1e-4,
                  max_shift: int = 4, psf_jitter: float = 0.8, noise_scale: float = 1.0,
                  band_dropout: tuple[float, float, float, float] = (0.1, 0.1, 0.5, 0.1),
@@ -222,6 +231,9 @@ class Encoder:
         self.seed = int(seed)
         self.device = default_device(device)
         self.widths = tuple(int(w) for w in widths)
+        self.stem = int(stem)
+        if len(self.widths) < 1 or self.stem < 1:
+            raise ValueError(f"widths must name at least one block and stem >= 1, got {widths}, {stem}")
         self.temperature = float(temperature)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
@@ -235,12 +247,12 @@ class Encoder:
         self.fitted = False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = _build_network(self.dim, self.widths).to(self.device)
+            self.net = _build_network(self.dim, self.widths, self.stem).to(self.device)
         self.net.eval()
 
     # -- configuration ------------------------------------------------------------------
     def _config(self) -> dict:
-        return {"dim": self.dim, "size": self.size, "seed": self.seed, "widths": list(self.widths),
+        return {"dim": self.dim, "size": self.size, "seed": self.seed, "widths": list(self.widths), "stem": self.stem,
                 "temperature": self.temperature, "lr": self.lr, "weight_decay": self.weight_decay,
                 "max_shift": self.max_shift, "psf_jitter": self.psf_jitter,
                 "noise_scale": self.noise_scale, "band_dropout": list(self.band_dropout)}
@@ -521,7 +533,7 @@ class Encoder:
                     f2, m2 = self._augment(x, mk, sg, gen, side, shift)
                     inp = torch.cat([stretch(f1, m1, soft_t), stretch(f2, m2, soft_t)])
                     with autocast:
-                        h = net(inp)
+                        h = net(inp, torch.cat([m1, m2]))
                         z = net.project(h)
                         loss = _nt_xent(z[:len(x)], z[len(x):], self.temperature)
                     opt.zero_grad(set_to_none=True)
@@ -600,7 +612,7 @@ class Encoder:
                 x = np.ascontiguousarray(self._centre(cutouts[lo:lo + batch_size], side))
                 xt = torch.from_numpy(x).to(dev)
                 mt = torch.from_numpy(band_mask[lo:lo + batch_size]).to(dev)
-                out[lo:lo + len(x)] = self.net(stretch(xt, mt, soft_t)).float().cpu().numpy()
+                out[lo:lo + len(x)] = self.net(stretch(xt, mt, soft_t), mt).float().cpu().numpy()
         return out
 
     # -- persistence ----------------------------------------------------------------------

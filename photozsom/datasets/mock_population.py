@@ -1,0 +1,406 @@
+"""The galaxy population of the simulated sky: luminosity functions, spectra, sizes, positions.
+
+Model (every number is a module constant, with its source)
+-----------------------------------------------------------
+- **Luminosity functions.** Two Schechter functions in rest-frame DECam r (AB), one for a
+  red and one for a blue population, with the parametrisation of Lin et al. (1999) /
+  Loveday et al. (2012): ``M*(z) = M*_0 - Q (z - 0.1)`` and
+  ``phi*(z) = phi*_0 10^(0.4 P (z - 0.1))``. The z = 0.1 values are close to the GAMA r-band
+  colour-split fits of Loveday et al. (2012) converted to h = 0.677; Q and P follow the
+  evolution measured by Faber et al. (2007, DEEP2) and Loveday et al. (2012): both
+  populations brighten by ~1.3 mag per unit redshift, red galaxies were ~2x rarer at z = 1,
+  the blue number density is roughly constant. Red and blue fractions therefore depend on
+  luminosity and redshift without being imposed.
+- **Light cone.** Galaxies fill the comoving volume of Planck18 (astropy.cosmology) from
+  z = 5e-4 to 3. Sampling to a flux limit uses the smallest K-correction of any template
+  mixture (:meth:`SEDGrid.kcorr_min`) so that no galaxy that could pass the limit is lost;
+  the exact cut is applied after the photometry is computed.
+- **Spectra.** Non-negative mixtures of the five kcorrect templates: red galaxies are
+  dominated by the old template 3 with metal-rich (0) and younger (2, 4) admixtures that
+  grow with luminosity and redshift respectively (colour-magnitude relation, younger red
+  galaxies in the past); blue galaxies mix the star-forming templates 1, 2 and 4 with more
+  starburst light in faint and high-redshift galaxies. Mixture fractions are Dirichlet draws
+  of the *rest-frame r-band light*. Internal dust: Calzetti E(B-V), exponential with mean
+  0.03 for red galaxies; gamma-distributed for blue galaxies with a mean that rises with
+  luminosity and with inclination (edge-on discs are dustier).
+- **Sizes and shapes.** Half-light radii from the r-band size-luminosity relations of Shen
+  et al. (2003, SDSS; their eq. 14-16 and Table 1), with log-normal scatter, evolving as
+  ``(1+z)^-1.0`` (red) and ``(1+z)^-0.6`` (blue) after van der Wel et al. (2014). Sersic
+  index log-normal around 3.5 (red) and 1.1 (blue); axis ratios from a Beta distribution
+  (red) and from randomly inclined thick discs with intrinsic thickness 0.2 (blue).
+- **Sky.** The footprint is the Legacy Survey's: |b| > 20 deg; PHOTSYS 'N' at Dec > 32.375
+  deg in the northern Galactic cap, 'S' elsewhere. E(B-V) follows a cosecant law in
+  Galactic latitude (0.016 / sin|b|) modulated by a smooth random field (deterministic in
+  the seed) with log-normal small-scale scatter, median ~0.03 like the SFD map at |b|>20.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from photozsom.datasets.mock_sed import N_TEMPLATES, SEDGrid
+
+__all__ = [
+    "Schechter",
+    "POPULATIONS",
+    "Z_MIN",
+    "Z_MAX",
+    "Cosmology",
+    "LightCone",
+    "sed_coefficients",
+    "morphology",
+    "sky_positions",
+    "ebv_map",
+    "DEC_NORTH",
+]
+
+Z_MIN: float = 5e-4
+Z_MAX: float = 3.0
+#: Dec boundary between the BASS/MzLS north and the DECam south (DR9/DR10).
+DEC_NORTH: float = 32.375
+
+
+@dataclass(frozen=True)
+class Schechter:
+    """Evolving Schechter luminosity function in absolute magnitude.
+
+    Attributes
+    ----------
+    phi_star : float
+        Normalisation at ``z0``, Mpc^-3 mag^-1.
+    m_star : float
+        Characteristic absolute magnitude at ``z0`` (rest-frame DECam r, AB).
+    alpha : float
+        Faint-end slope.
+    q : float
+        Luminosity evolution, mag per unit redshift: ``M*(z) = m_star - q (z - z0)``.
+    p : float
+        Density evolution: ``phi*(z) = phi_star 10^(0.4 p (z - z0))``.
+    z0 : float
+        Reference redshift.
+    """
+
+    phi_star: float
+    m_star: float
+    alpha: float
+    q: float
+    p: float
+    z0: float = 0.1
+
+    def __call__(self, mag: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Number density per unit magnitude, Mpc^-3 mag^-1."""
+        ms = self.m_star - self.q * (z - self.z0)
+        phi = self.phi_star * 10 ** (0.4 * self.p * (z - self.z0))
+        x = 10 ** (-0.4 * (mag - ms))
+        return 0.4 * np.log(10) * phi * x ** (self.alpha + 1) * np.exp(-x)
+
+
+#: Red and blue luminosity functions (see the module docstring for sources).
+POPULATIONS: dict[str, Schechter] = {
+    "red": Schechter(phi_star=2.9e-3, m_star=-21.45, alpha=-0.55, q=1.3, p=-1.2),
+    "blue": Schechter(phi_star=3.8e-3, m_star=-21.0, alpha=-1.35, q=1.5, p=0.0),
+}
+
+
+class Cosmology:
+    """Distances and volumes of Planck18 tabulated for fast interpolation.
+
+    Parameters
+    ----------
+    z_max : float
+        Largest redshift tabulated.
+    """
+
+    def __init__(self, z_max: float = Z_MAX):
+        from astropy.cosmology import Planck18
+
+        self.cosmo = Planck18
+        self.z = np.concatenate([[0.0], np.geomspace(1e-5, z_max, 4000)])
+        dl = Planck18.luminosity_distance(self.z[1:]).to_value("pc")
+        self._dm = np.concatenate([[-np.inf], 5 * np.log10(dl / 10.0)])
+        self._da = np.concatenate([[0.0], Planck18.angular_diameter_distance(self.z[1:]).to_value("kpc")])
+        self._dvdz = Planck18.differential_comoving_volume(self.z).to_value("Mpc3 / sr")
+
+    def distmod(self, z: np.ndarray) -> np.ndarray:
+        """Distance modulus, mag (interpolated in log z)."""
+        z = np.clip(np.asarray(z, np.float64), 1e-5, self.z[-1])
+        return np.interp(np.log(z), np.log(self.z[1:]), self._dm[1:])
+
+    def kpc_per_arcsec(self, z: np.ndarray) -> np.ndarray:
+        """Proper transverse kpc per arcsec."""
+        z = np.clip(np.asarray(z, np.float64), 1e-5, self.z[-1])
+        return np.interp(np.log(z), np.log(self.z[1:]), self._da[1:]) / 206264.806
+
+    def dvdz(self, z: np.ndarray) -> np.ndarray:
+        """Comoving volume per unit redshift per steradian, Mpc^3 sr^-1."""
+        return np.interp(z, self.z, self._dvdz)
+
+
+@functools.lru_cache(maxsize=1)
+def _cosmology() -> Cosmology:
+    return Cosmology()
+
+
+class LightCone:
+    """Draw (z, M_r, population) of galaxies from the luminosity functions to a flux limit.
+
+    Parameters
+    ----------
+    grid : SEDGrid
+        The template photometry grid (for the K-correction bound).
+    populations : dict of Schechter, optional
+    m_range : (float, float)
+        Brightest and faintest absolute magnitudes simulated.
+    """
+
+    def __init__(self, grid: SEDGrid, populations: "dict[str, Schechter] | None" = None,
+                 m_range: tuple[float, float] = (-25.0, -8.0), n_z: int = 1500, dmag: float = 0.05):
+        self.grid = grid
+        self.pops = dict(POPULATIONS if populations is None else populations)
+        self.cosmo = _cosmology()
+        self.z_edges = np.geomspace(Z_MIN, min(Z_MAX, grid.z_max), n_z + 1)
+        self.zc = 0.5 * (self.z_edges[1:] + self.z_edges[:-1])
+        self.dz = np.diff(self.z_edges)
+        self.m_edges = np.arange(m_range[0], m_range[1] + 0.5 * dmag, dmag)
+        self.mc = 0.5 * (self.m_edges[1:] + self.m_edges[:-1])
+        self.dmag = dmag
+        self.dm_c = self.cosmo.distmod(self.zc)
+        # dN per sr per cell, per population: (P, Z, M)
+        vol = self.cosmo.dvdz(self.zc) * self.dz
+        self.dens = np.stack([vol[:, None] * lf(self.mc[None, :], self.zc[:, None]) * dmag
+                              for lf in self.pops.values()])
+        self._kmin = {}
+
+    def kmin(self, band: str) -> np.ndarray:
+        """Lower bound of the K-correction in ``band`` at the cell redshifts."""
+        if band not in self._kmin:
+            self._kmin[band] = np.interp(self.zc, self.grid.z, self.grid.kcorr_min(band))
+        return self._kmin[band]
+
+    def m_limit(self, limits: dict) -> np.ndarray:
+        """Faintest absolute magnitude at each cell redshift that can pass any of ``limits``."""
+        mlim = np.full(self.zc.size, -np.inf)
+        for band, m in limits.items():
+            mlim = np.maximum(mlim, m - self.dm_c - self.kmin(band))
+        return mlim + 0.05
+
+    @functools.lru_cache(maxsize=64)
+    def _cdf(self, key):
+        limits, z_range = dict(key[0]), key[1]
+        mlim = self.m_limit(limits)
+        w = self.dens * (self.m_edges[None, None, :-1] < mlim[None, :, None])
+        if z_range is not None:
+            w = w * ((self.z_edges[1:] > z_range[0]) & (self.z_edges[:-1] < z_range[1]))[None, :, None]
+        flat = w.ravel()
+        total = flat.sum()
+        if total <= 0:
+            raise ValueError(f"no galaxies can pass limits {limits} in z range {z_range}")
+        return np.cumsum(flat) / total, total
+
+    def expected_per_sr(self, limits: dict, z_range=None) -> float:
+        """Expected number of candidate galaxies per steradian for ``limits``."""
+        return float(self._cdf(self._key(limits, z_range))[1])
+
+    @staticmethod
+    def _key(limits, z_range):
+        return (tuple(sorted((str(k), float(v)) for k, v in limits.items())),
+                None if z_range is None else (float(z_range[0]), float(z_range[1])))
+
+    def sample(self, rng: np.random.Generator, n: int, limits: dict,
+               z_range: "tuple[float, float] | None" = None) -> dict:
+        """Draw ``n`` candidates that may be brighter than ``limits``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        n : int
+            Number of galaxies.
+        limits : dict
+            Band name (SED-grid band) -> apparent magnitude limit; a galaxy is a candidate if
+            it can be brighter than the limit in *any* band.
+        z_range : (float, float), optional
+            Restrict the redshift range (a survey's physical volume).
+
+        Returns
+        -------
+        dict
+            ``z`` (N,), ``mag_abs`` (N,) rest-frame DECam r, ``red`` (N,) bool.
+        """
+        cdf, _ = self._cdf(self._key(limits, z_range))
+        idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+        idx = np.minimum(idx, cdf.size - 1)
+        n_z, n_m = self.zc.size, self.mc.size
+        pop, rem = np.divmod(idx, n_z * n_m)
+        iz, im = np.divmod(rem, n_m)
+        lo, hi = self.z_edges[iz], self.z_edges[iz + 1]
+        z = lo * (hi / lo) ** rng.random(n)
+        mag = self.m_edges[im] + self.dmag * rng.random(n)
+        names = list(self.pops)
+        return {"z": z, "mag_abs": mag, "red": np.asarray([names[p] == "red" for p in range(len(names))])[pop]}
+
+
+def sed_coefficients(rng: np.random.Generator, grid: SEDGrid, z: np.ndarray, mag_abs: np.ndarray,
+                     red: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Template coefficients and internal dust of each galaxy.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    grid : SEDGrid
+    z, mag_abs : ndarray, shape (N,)
+        Redshift and rest-frame DECam r absolute magnitude (AB).
+    red : ndarray, shape (N,), bool
+        Population.
+    q : ndarray, shape (N,)
+        Axis ratio (for inclination-dependent dust of discs).
+
+    Returns
+    -------
+    coeffs : ndarray, shape (N, 5)
+        Non-negative template coefficients, scaled so that the galaxy has absolute magnitude
+        ``mag_abs`` (dust included) at 10 pc in rest-frame DECam r.
+    ebv : ndarray, shape (N,)
+        Internal E(B-V), mag.
+    """
+    n = z.size
+    lum = np.clip(mag_abs + 21.0, -4.0, 8.0)  # > 0: fainter than -21
+    # Dirichlet concentrations of the r-band light fractions [t0, t1, t2, t3, t4]
+    a_red = np.empty((n, N_TEMPLATES))
+    a_red[:, 0] = 1.2 * 10 ** (-0.25 * lum)          # metal-rich old: bright red galaxies
+    a_red[:, 1] = 0.04
+    a_red[:, 2] = 0.35 * 10 ** (0.15 * lum) * (1 + z)  # younger populations in faint / distant reds
+    a_red[:, 3] = 14.0
+    a_red[:, 4] = 0.25 * (1 + 2.5 * z)
+    a_blue = np.empty((n, N_TEMPLATES))
+    lum_b = np.clip(mag_abs + 20.0, -5.0, 10.0)
+    a_blue[:, 0] = 0.5 * 10 ** (-0.15 * lum_b)
+    a_blue[:, 1] = 0.45 * 10 ** (0.12 * lum_b) * (1 + z) ** 1.5   # starbursts: faint, distant
+    a_blue[:, 2] = 4.0
+    a_blue[:, 3] = 0.7 * 10 ** (-0.2 * lum_b)                    # bulges of bright spirals
+    a_blue[:, 4] = 0.8 * (1 + z)
+    alpha = np.where(red[:, None], a_red, a_blue)
+    gam = rng.standard_gamma(np.clip(alpha, 1e-3, None))
+    frac = gam / gam.sum(axis=1, keepdims=True)
+    # internal dust
+    ebv_red = rng.exponential(0.03, n)
+    mean_blue = np.clip(0.13 * 10 ** (-0.08 * lum_b), 0.03, 0.3) + 0.10 * (1 - q)
+    ebv_blue = rng.gamma(2.0, mean_blue / 2.0)
+    ebv = np.clip(np.where(red, ebv_red, ebv_blue), 0.0, grid.ebv[-1])
+    # light fractions -> coefficients (dust-free rest r-band maggies of each template)
+    rest = grid.template_maggies(np.zeros(1), np.zeros(1), ["R_S"])[0, :, 0]  # (T,)
+    coeffs = frac / rest[None, :]
+    # normalise to the absolute magnitude (with dust)
+    m_now = grid.maggies(coeffs, np.zeros(n), ebv, ["R_S"])[:, 0]
+    coeffs *= (10 ** (-0.4 * mag_abs) / m_now)[:, None]
+    return coeffs, ebv
+
+
+def morphology(rng: np.random.Generator, z: np.ndarray, mag_abs: np.ndarray,
+               red: np.ndarray) -> dict:
+    """True structural parameters.
+
+    Returns
+    -------
+    dict
+        ``r_half_kpc`` physical half-light radius along the major axis, ``r_half`` the
+        same in arcsec, ``sersic`` index, ``q`` axis ratio, ``phi`` position angle (radian).
+    """
+    n = z.size
+    mag = mag_abs
+    m0 = -20.52
+    # Shen et al. (2003) late-type: log R = -0.4 a M + (b - a) log(1 + 10^(-0.4 (M - M0))) + g
+    a_l, b_l, g_l = 0.21, 0.53, -1.31
+    log_late = -0.4 * a_l * mag + (b_l - a_l) * np.log10(1 + 10 ** (-0.4 * (mag - m0))) + g_l
+    # early-type: log R = -0.4 a M + b  (a = 0.65, b = -5.06); bright end only
+    log_early = -0.4 * 0.65 * mag - 5.06
+    log_early = np.where(mag < m0, log_early, np.maximum(log_early, log_late - 0.15))
+    s1_l, s2_l, s1_e, s2_e = 0.48, 0.25, 0.45, 0.27
+    sig_l = s2_l + (s1_l - s2_l) / (1 + 10 ** (-0.8 * (mag - m0)))
+    sig_e = s2_e + (s1_e - s2_e) / (1 + 10 ** (-0.8 * (mag - m0)))
+    log_r = np.where(red, log_early, log_late)
+    sig_ln = np.where(red, sig_e, sig_l)
+    evol = np.where(red, -1.0, -0.6) * np.log10(1 + z)
+    r_kpc = 10 ** (log_r + evol) * np.exp(sig_ln * rng.standard_normal(n))
+    r_kpc = np.clip(r_kpc, 0.05, 60.0)
+    sersic = np.where(red, 3.5 * np.exp(0.25 * rng.standard_normal(n)),
+                      1.1 * np.exp(0.3 * rng.standard_normal(n)) + 0.25 * np.clip(-20.5 - mag, 0, 4))
+    sersic = np.clip(sersic, 0.5, 6.0)
+    # axis ratios
+    q_red = np.clip(rng.beta(6.0, 2.5, n), 0.25, 1.0)
+    cosi = rng.random(n)
+    q0 = 0.2
+    q_blue = np.sqrt(cosi**2 * (1 - q0**2) + q0**2)
+    q = np.where(red, q_red, q_blue)
+    phi = rng.uniform(0.0, np.pi, n)
+    r_arcsec = r_kpc / _cosmology().kpc_per_arcsec(z)
+    return {"r_half_kpc": r_kpc, "r_half": np.clip(r_arcsec, 0.01, 120.0), "sersic": sersic,
+            "q": q, "phi": phi}
+
+
+def _galactic_lat(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    c = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic
+    return c.l.deg, c.b.deg
+
+
+def sky_positions(rng: np.random.Generator, photsys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform positions in the Legacy Survey footprint of each region.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    photsys : ndarray of str, shape (N,)
+        'S' or 'N' per object.
+
+    Returns
+    -------
+    ra, dec, b : ndarray, shape (N,)
+        ICRS degrees and Galactic latitude (degrees).
+    """
+    photsys = np.asarray(photsys)
+    n = photsys.size
+    ra = np.empty(n)
+    dec = np.empty(n)
+    bb = np.empty(n)
+    todo = np.arange(n)
+    while todo.size:
+        m = todo.size
+        r = rng.uniform(0, 360, 3 * m + 100)
+        d = np.degrees(np.arcsin(rng.uniform(-1, 1, 3 * m + 100)))
+        _, b = _galactic_lat(r, d)
+        ok_s = (np.abs(b) > 20) & (d < DEC_NORTH) & (d > -70)
+        ok_n = (b > 20) & (d > DEC_NORTH) & (d < 84)
+        for want, ok in (("S", ok_s), ("N", ok_n)):
+            need = todo[photsys[todo] == want]
+            got = np.flatnonzero(ok)[: need.size]
+            ra[need[: got.size]] = r[got]
+            dec[need[: got.size]] = d[got]
+            bb[need[: got.size]] = b[got]
+            done = need[: got.size]
+            todo = np.setdiff1d(todo, done, assume_unique=True)
+    return ra, dec, bb
+
+
+def ebv_map(ra: np.ndarray, dec: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
+    """Galactic E(B-V) (SFD-like) at the given positions, deterministic in ``seed``.
+
+    ``E = 0.016 / sin|b| * exp(0.35 G(x) + 0.1 e)`` where G is a smooth unit-variance random
+    field on the sphere (30 random plane waves, coherence ~5 deg) and e per-object noise.
+    """
+    rng = np.random.default_rng([seed, 7])
+    ra_r, dec_r = np.radians(ra), np.radians(dec)
+    xyz = np.stack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)], axis=1)
+    n_modes = 30
+    dirs = rng.standard_normal((n_modes, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    kappa = rng.uniform(5.0, 20.0, n_modes)
+    phase = rng.uniform(0, 2 * np.pi, n_modes)
+    field = np.sqrt(2.0 / n_modes) * np.cos(xyz @ (dirs * kappa[:, None]).T + phase).sum(axis=1)
+    jitter = np.random.default_rng([seed, 8, ra.size]).standard_normal(ra.size)
+    ebv = 0.016 / np.sin(np.radians(np.clip(np.abs(b), 5.0, 90.0))) * np.exp(0.35 * field + 0.1 * jitter)
+    return np.clip(ebv, 0.002, 0.5)

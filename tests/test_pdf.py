@@ -1,0 +1,220 @@
+"""MixturePDF against scipy.stats.truncnorm, scipy.integrate and qp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize, stats
+
+from photozsom.pdf import CENTRES, N_COMPONENTS, SIGMA, Z_MAX, Z_MIN, MixturePDF
+
+A = (Z_MIN - CENTRES) / SIGMA
+B = (Z_MAX - CENTRES) / SIGMA
+TN = stats.truncnorm(A, B, loc=CENTRES, scale=SIGMA)  # the K truncated components, by scipy
+
+
+def random_weights(n: int, seed: int = 0) -> np.ndarray:
+    """Mixtures of all kinds: sparse, dense, multi-modal, and piled on both support edges."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((n, N_COMPONENTS))
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:    # a few random components
+            k = rng.choice(N_COMPONENTS, size=rng.integers(1, 6), replace=False)
+            w[i, k] = rng.random(k.size)
+        elif kind == 1:  # dense Dirichlet
+            w[i] = rng.dirichlet(np.full(N_COMPONENTS, 0.3))
+        elif kind == 2:  # the truncated edge components
+            w[i, [0, 1, 2, N_COMPONENTS - 2, N_COMPONENTS - 1]] = rng.random(5) + 0.1
+        else:            # a smooth bump, as a trained network gives
+            c = rng.uniform(5, 195)
+            w[i] = np.exp(-0.5 * ((np.arange(N_COMPONENTS) - c) / rng.uniform(1, 8)) ** 2)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def scipy_cdf(w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """F(z) from scipy's truncnorm, z of shape (N,) or (N, G)."""
+    z = np.asarray(z, dtype=float)
+    return np.einsum("nk,n...k->n...", w, TN.cdf(z[..., None]))
+
+
+def numerical_crps(w_row: np.ndarray, y: float) -> float:
+    """int_0^1.6 (F(z) - 1{z >= y})^2 dz by adaptive quadrature, breaking at y and the peaks."""
+    def F(t):
+        return float(w_row @ TN.cdf(t))
+
+    pts = CENTRES[w_row > 1e-12]
+    kw = dict(limit=2000, epsabs=1e-13, epsrel=1e-12)
+    left = integrate.quad(lambda t: F(t) ** 2, 0.0, y, points=pts[(pts > 0) & (pts < y)],
+                          **kw)[0] if y > 0 else 0.0
+    right = integrate.quad(lambda t: (1.0 - F(t)) ** 2, y, Z_MAX,
+                           points=pts[(pts > y) & (pts < Z_MAX)], **kw)[0] if y < Z_MAX else 0.0
+    return left + right
+
+
+W = random_weights(24)
+PDF = MixturePDF(W)
+RNG = np.random.default_rng(7)
+Z_TRUE = np.r_[0.0, Z_MAX, RNG.uniform(Z_MIN, Z_MAX, len(W) - 2)]
+
+
+def test_mean_and_std_match_scipy_truncnorm_moments():
+    mean = W @ TN.mean()
+    var = W @ (TN.var() + TN.mean() ** 2) - mean**2
+    np.testing.assert_allclose(PDF.mean(), mean, atol=1e-12)
+    np.testing.assert_allclose(PDF.std(), np.sqrt(var), atol=1e-12)
+
+
+def test_cdf_matches_scipy_for_scalar_per_galaxy_and_grid_inputs():
+    np.testing.assert_allclose(PDF.cdf(Z_TRUE), scipy_cdf(W, Z_TRUE), atol=1e-13)
+    np.testing.assert_allclose(PDF.cdf(0.7), scipy_cdf(W, np.full(len(W), 0.7)), atol=1e-13)
+    zg = RNG.uniform(-0.1, 1.7, (len(W), 9))          # outside the support too
+    expect = np.where(zg < 0, 0.0, np.where(zg > Z_MAX, 1.0, scipy_cdf(W, np.clip(zg, 0, 1.6))))
+    np.testing.assert_allclose(PDF.cdf(zg), expect, atol=1e-13)
+
+
+def test_evaluate_matches_scipy_density_and_integrates_to_one():
+    grid = np.linspace(-0.05, 1.65, 1201)
+    expect = W @ TN.pdf(grid[:, None]).T
+    np.testing.assert_allclose(PDF.evaluate(grid), expect, rtol=1e-10, atol=1e-10)
+    per_galaxy = RNG.uniform(0, 1.6, (len(W), 5))
+    np.testing.assert_allclose(PDF.evaluate(per_galaxy),
+                               np.einsum("nk,ngk->ng", W, TN.pdf(per_galaxy[..., None])),
+                               rtol=1e-10, atol=1e-10)
+    fine = np.linspace(0, 1.6, 64001)
+    np.testing.assert_allclose(integrate.trapezoid(PDF.evaluate(fine), fine, axis=1), 1.0,
+                               atol=1e-4)
+
+
+def test_ppf_inverts_the_scipy_cdf_and_interval_is_central():
+    q = RNG.uniform(0.001, 0.999, len(W))
+    z = PDF.ppf(q)
+    np.testing.assert_allclose(scipy_cdf(W, z), q, atol=1e-12)
+    lo, hi = PDF.interval(0.9)
+    np.testing.assert_allclose(scipy_cdf(W, lo), 0.05, atol=1e-12)
+    np.testing.assert_allclose(scipy_cdf(W, hi), 0.95, atol=1e-12)
+    np.testing.assert_allclose(scipy_cdf(W, PDF.median()), 0.5, atol=1e-12)
+    qg = RNG.uniform(0, 1, (len(W), 3))
+    np.testing.assert_allclose(scipy_cdf(W, PDF.ppf(qg)), qg, atol=1e-12)
+
+
+def test_ppf_of_a_single_component_matches_scipy_truncnorm_ppf():
+    k = np.array([0, 3, 100, 199])
+    w = np.zeros((4, N_COMPONENTS))
+    w[np.arange(4), k] = 1.0
+    q = np.array([0.3, 0.01, 0.999, 0.7])
+    expect = stats.truncnorm.ppf(q, A[k], B[k], loc=CENTRES[k], scale=SIGMA)
+    np.testing.assert_allclose(MixturePDF(w).ppf(q), expect, atol=1e-12)
+
+
+def test_crps_matches_numerical_integral_of_squared_cdf_difference():
+    crps = PDF.crps(Z_TRUE)
+    expect = np.array([numerical_crps(W[i], Z_TRUE[i]) for i in range(len(W))])
+    np.testing.assert_allclose(crps, expect, atol=1e-9)
+
+
+def test_crps_of_an_interior_component_is_the_gaussian_closed_form():
+    # Gneiting & Raftery (2007) eq. 21 for N(mu, sigma^2); truncation is negligible at 0.8.
+    w = np.zeros((3, N_COMPONENTS))
+    w[:, 100] = 1.0
+    y = CENTRES[100] + SIGMA * np.array([-1.3, 0.0, 2.5])
+    x = (y - CENTRES[100]) / SIGMA
+    expect = SIGMA * (x * (2 * stats.norm.cdf(x) - 1) + 2 * stats.norm.pdf(x) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(MixturePDF(w).crps(y), expect, rtol=1e-12)
+
+
+def test_pit_of_draws_from_the_pdfs_is_uniform():
+    w = random_weights(3000, seed=3)
+    pdf = MixturePDF(w)
+    z = pdf.sample(1, seed=11)[:, 0]
+    assert stats.kstest(pdf.pit(z), "uniform").pvalue > 0.01
+    # and many draws from one edge-heavy mixture follow scipy's CDF
+    draws = pdf[2].sample(4000, seed=5)[0]
+    assert stats.kstest(draws, lambda t: scipy_cdf(np.repeat(w[2:3], len(t), 0), t)).pvalue > 0.01
+    assert draws.min() >= Z_MIN and draws.max() <= Z_MAX
+
+
+def test_sample_is_reproducible_for_a_seed():
+    np.testing.assert_array_equal(PDF.sample(5, seed=1), PDF.sample(5, seed=1))
+    assert not np.array_equal(PDF.sample(5, seed=1), PDF.sample(5, seed=2))
+
+
+def test_mode_is_the_maximum_of_the_scipy_density():
+    fine = np.linspace(0, 1.6, 16001)
+    dens = W @ TN.pdf(fine[:, None]).T
+    mode = PDF.mode()
+    for i in range(len(W)):   # refine the fine-grid maximum with scipy's bounded optimiser
+        x0 = fine[np.argmax(dens[i])]
+        res = optimize.minimize_scalar(lambda t: -float(W[i] @ TN.pdf(t)), method="bounded",
+                                       bounds=(max(x0 - 2e-4, 0.0), min(x0 + 2e-4, 1.6)),
+                                       options={"xatol": 1e-10})
+        at_mode = float(W[i] @ TN.pdf(mode[i]))
+        assert at_mode >= -res.fun * (1 - 1e-9)
+        if i % 4 == 3:   # single smooth bump: the location is unique
+            assert abs(mode[i] - res.x) < 1e-6
+
+
+def test_indexing_and_concatenation_keep_rows():
+    np.testing.assert_array_equal(PDF[3].weights, W[3:4])
+    np.testing.assert_array_equal(PDF[-1].weights, W[-1:])
+    mask = np.arange(len(W)) % 3 == 0
+    np.testing.assert_allclose(PDF[mask].mean(), PDF.mean()[mask])
+    np.testing.assert_allclose(PDF[[5, 1]].cdf(0.4), PDF.cdf(0.4)[[5, 1]])
+    both = MixturePDF.concatenate([PDF[:10], PDF[10:]])
+    np.testing.assert_array_equal(both.weights, W)
+    assert len(PDF[2:7]) == 5
+    with pytest.raises(IndexError):
+        PDF[len(W)]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_save_load_round_trip(tmp_path, suffix):
+    path = PDF.save(tmp_path / f"pdf{suffix}")
+    back = MixturePDF.load(path)
+    np.testing.assert_array_equal(back.weights, W)
+    np.testing.assert_array_equal(back.centres, CENTRES)
+    assert back.sigma == SIGMA and back.bounds == (Z_MIN, Z_MAX)
+    np.testing.assert_allclose(back.crps(Z_TRUE), PDF.crps(Z_TRUE))
+
+
+def test_to_qp_interp_reproduces_the_cdf_and_mixmod_the_interior():
+    qp = pytest.importorskip("qp")
+    ens = PDF.to_qp()
+    assert isinstance(ens, qp.Ensemble) and ens.npdf == len(W)
+    z = np.linspace(0.0, 1.6, 41)
+    np.testing.assert_allclose(ens.cdf(z), PDF.cdf(np.broadcast_to(z, (len(W), z.size))),
+                               atol=2e-4)
+    interior = np.zeros((2, N_COMPONENTS))
+    interior[:, 60:140] = 1.0 / 80
+    mix = MixturePDF(interior).to_qp(kind="mixmod")
+    np.testing.assert_allclose(mix.cdf(z), MixturePDF(interior).cdf(np.broadcast_to(z, (2, 41))),
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((2, N_COMPONENTS)), "sum to 1"),
+    (np.full((2, 10), 0.1), "shape"),
+    (np.full(N_COMPONENTS, 1 / N_COMPONENTS), "shape"),
+    (np.where(np.arange(N_COMPONENTS) == 0, np.nan, 1 / N_COMPONENTS)[None], "non-finite"),
+    (np.where(np.arange(N_COMPONENTS) < 2, [-0.5, 1.5] + [0] * 198, 0.0)[None], ">= 0"),
+])
+def test_invalid_weights_raise_clear_errors(bad, message):
+    with pytest.raises(ValueError, match=message):
+        MixturePDF(bad)
+
+
+def test_pit_and_crps_reject_redshifts_outside_the_support_or_nan():
+    z = Z_TRUE.copy()
+    z[3] = 1.7
+    with pytest.raises(ValueError, match="outside the support"):
+        PDF.crps(z)
+    z[3] = -0.01
+    with pytest.raises(ValueError, match="outside the support"):
+        PDF.pit(z)
+    z[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        PDF.cdf(z)
+    with pytest.raises(ValueError, match="values but there are"):
+        PDF.crps(Z_TRUE[:5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        PDF.ppf(1.5)

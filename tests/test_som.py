@@ -1,0 +1,339 @@
+"""Tests of photozsom.som: the torch batch SOM against minisom and direct numpy/scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from minisom import MiniSom
+from scipy.spatial.distance import cdist
+
+from photozsom.features import SOM_FEATURES, som_features
+from photozsom.som import SOM
+
+
+def _clusters(n_per=300, centres=None, scale=0.15, seed=0):
+    """Well-separated Gaussian clusters in 3-D; returns X [n, 3] and labels."""
+    if centres is None:
+        centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0], [6, 6, 6]], dtype=float)
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([c + scale * rng.normal(size=(n_per, centres.shape[1])) for c in centres])
+    return X, np.repeat(np.arange(len(centres)), n_per)
+
+
+def _minisom_with(w: np.ndarray, shape, topology="rectangular") -> MiniSom:
+    ms = MiniSom(*shape, w.shape[1], sigma=1.0, topology=topology, random_seed=0)
+    ms._weights = w.reshape(*shape, -1).copy()
+    return ms
+
+
+def _direct_te(Xs: np.ndarray, w: np.ndarray, ms: MiniSom, topology: str) -> float:
+    """Topographic error from scratch: scipy distances and minisom's cell coordinates."""
+    order = np.argsort(cdist(Xs, w), axis=1)[:, :2]
+    xx, yy = ms.get_euclidean_coordinates()
+    rows, cols = xx.shape
+    i, j = np.divmod(order, cols)
+    sep = np.hypot(xx[i[:, 0], j[:, 0]] - xx[i[:, 1], j[:, 1]],
+                   yy[i[:, 0], j[:, 0]] - yy[i[:, 1], j[:, 1]])
+    if topology == "hexagonal":
+        return float(np.mean(~np.isclose(sep, 1.0)))
+    return float(np.mean(sep > 1.42))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A 7x6 torch SOM trained on 4 clusters, and its training data."""
+    X, labels = _clusters()
+    som = SOM((7, 6), 3, seed=0, feature_names=["a", "b", "c"]).fit(X, epochs=8, progress=False)
+    return som, X, labels
+
+
+# ---------------------------------------------------------------- agreement with minisom
+def test_torch_and_minisom_backends_agree_on_predict_for_same_prototypes():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(8 * 9, 5))
+    X = rng.normal(size=(3000, 5))
+    t = SOM.from_prototypes(w, (8, 9), backend="torch")
+    m = SOM.from_prototypes(w, (8, 9), backend="minisom")
+    m._minisom._weights = w.reshape(8, 9, 5).copy()  # minisom's own weights, as a user sets them
+    ct, dt = t.predict_with_distances(X)
+    cm, dm = m.predict_with_distances(X)
+    # minisom's own winner() on a few rows, as (i, j) -> i * cols + j
+    for k in range(0, 3000, 300):
+        i, j = m._minisom.winner(X[k])
+        assert cm[k] == i * 9 + j
+    D = cdist(X, w)
+    differ = ct != cm
+    assert differ.mean() < 1e-3
+    # any disagreement is a float32 near-tie between equally distant prototypes
+    assert np.allclose(D[differ, ct[differ]], D[differ, cm[differ]], rtol=1e-5)
+    np.testing.assert_allclose(dt, D.min(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(dm, D.min(axis=1), rtol=1e-6)
+
+
+def test_quantization_error_matches_direct_numpy(trained):
+    som, X, _ = trained
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    direct = cdist(Xs, som.prototypes).min(axis=1).mean()
+    assert som.quantization_error(X) == pytest.approx(direct, rel=1e-5)
+    ms = _minisom_with(som.prototypes, som.shape)
+    # the stored transform hands float32 to minisom: agreement to float32 rounding
+    assert som.with_backend("minisom").quantization_error(X) == pytest.approx(
+        ms.quantization_error(Xs), rel=1e-6)
+    assert ms.quantization_error(Xs) == pytest.approx(direct, rel=1e-9)
+
+
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+def test_topographic_error_matches_direct_numpy_and_minisom(topology):
+    X, _ = _clusters(n_per=200, seed=3)
+    som = SOM((6, 8), 3, topology=topology, seed=0).fit(X, epochs=6, progress=False)
+    Xs = som.standardizer.transform(X).astype(np.float64)
+    w = som.prototypes
+    ms = _minisom_with(w, som.shape, topology)
+    direct = _direct_te(Xs, w, ms, topology)
+    assert 0 < direct < 1  # a non-trivial value, so the comparison means something
+    assert som.topographic_error(X) == pytest.approx(direct, abs=2 / len(X))
+    assert som.with_backend("minisom").topographic_error(X) == pytest.approx(
+        ms.topographic_error(Xs), abs=1 / len(X))
+    assert ms.topographic_error(Xs) == pytest.approx(direct, abs=1e-12)
+
+
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+def test_grid_positions_have_minisom_geometry(topology):
+    shape = (5, 6)
+    som = SOM(shape, 2, topology=topology)
+    xx, yy = MiniSom(*shape, 2, topology=topology).get_euclidean_coordinates()
+    ref = np.column_stack([xx.ravel(), yy.ravel()])  # minisom's (i, j) -> i * cols + j order
+    np.testing.assert_allclose(cdist(som.grid_positions, som.grid_positions), cdist(ref, ref),
+                               atol=1e-12)
+    d = cdist(som.grid_positions, som.grid_positions)
+    interior = 2 * shape[1] + 2  # cell (2, 2)
+    n_neigh = int(np.sum(np.isclose(d[interior], 1.0)))
+    assert n_neigh == (6 if topology == "hexagonal" else 4)
+
+
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+def test_neighbourhood_sums_equal_dense_gaussian_matrix(topology):
+    som = SOM((5, 7), 2, topology=topology)
+    A = np.random.default_rng(2).normal(size=(35, 3))
+    pos = som.grid_positions
+    H = np.exp(-cdist(pos, pos, "sqeuclidean") / (2 * 1.3**2))
+    np.testing.assert_allclose(som.neighbourhood_sums(A, 1.3).numpy(), H @ A, atol=1e-12)
+
+
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+def test_one_batch_epoch_equals_numpy_batch_map(topology):
+    """One full-batch update from given prototypes = Kohonen's batch map in numpy."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 3))
+    w0 = rng.normal(size=(4 * 5, 3))
+    som = SOM((4, 5), 3, topology=topology, sigma=1.5, standardize=False, init=w0,
+              learning_rate=0.7).fit(X, epochs=1, progress=False)
+    bmu = cdist(X, w0).argmin(axis=1)
+    S = np.zeros_like(w0)
+    np.add.at(S, bmu, X)
+    n = np.bincount(bmu, minlength=20)
+    xx, yy = MiniSom(4, 5, 3, topology=topology).get_euclidean_coordinates()
+    pos = np.column_stack([xx.ravel(), yy.ravel()])
+    # one epoch = one update, at sigma_final = min(1, sigma) = 1
+    H = np.exp(-cdist(pos, pos, "sqeuclidean") / 2.0)
+    expected = w0 + 0.7 * ((H @ S) / (H @ n)[:, None] - w0)
+    np.testing.assert_allclose(som.prototypes, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- map quality
+@pytest.mark.parametrize("backend,topology", [("torch", "rectangular"), ("torch", "hexagonal"),
+                                              ("minisom", "rectangular")])
+def test_separated_clusters_get_own_regions_and_map_is_ordered(backend, topology):
+    X, labels = _clusters(n_per=150, seed=5)
+    som = SOM((8, 8), 3, backend=backend, topology=topology, seed=0)
+    som.fit(X, epochs=6, progress=False)
+    cells = som.predict(X)
+    # each cell holds samples of a single cluster
+    for c in np.unique(cells):
+        assert len(np.unique(labels[cells == c])) == 1
+    # each cluster's cells are compact on the grid: closer to each other than to other clusters
+    pos = som.grid_positions
+    centre = np.array([pos[cells[labels == k]].mean(axis=0) for k in range(4)])
+    spread = np.array([np.linalg.norm(pos[cells[labels == k]] - centre[k], axis=1).mean()
+                       for k in range(4)])
+    sep = cdist(centre, centre)[np.triu_indices(4, 1)]
+    assert sep.min() > 2 * spread.max()
+    # neighbouring cells have nearer prototypes than distant cells
+    g = cdist(pos, pos)
+    p = cdist(som.prototypes, som.prototypes)
+    near = p[(g > 0.5) & (g < 1.01)].mean()
+    far = p[g > 4].mean()
+    assert near < 0.5 * far
+
+
+def test_embedding_width_map_agrees_with_scipy():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(600, 256)).astype(np.float32)
+    som = SOM((5, 5), 256, seed=0).fit(X, epochs=3, progress=False)
+    cells, dist = som.predict_with_distances(X)
+    D = cdist(som.standardizer.transform(X).astype(np.float64), som.prototypes)
+    np.testing.assert_allclose(dist, D.min(axis=1), rtol=1e-4)
+    differ = cells != D.argmin(axis=1)
+    assert np.allclose(D[differ, cells[differ]], D.min(axis=1)[differ], rtol=1e-5)
+
+
+def test_standardisation_is_stored_and_applied(trained):
+    som, X, _ = trained
+    np.testing.assert_allclose(som.standardizer.mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(som.standardizer.std, X.std(axis=0), rtol=1e-12)
+    # mapping raw X equals mapping hand-standardised X with the same prototypes
+    plain = SOM.from_prototypes(som.prototypes, som.shape)
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    np.testing.assert_array_equal(som.predict(X), plain.predict(Xs))
+    np.testing.assert_allclose(som.prototypes_raw, som.prototypes * X.std(axis=0) + X.mean(axis=0))
+
+
+def test_chunked_prediction_equals_single_pass(trained):
+    som, X, _ = trained
+    Xn = X.copy()
+    Xn[[5, 6, 700], 1] = np.nan
+    a, da = som.predict_with_distances(Xn, nan_policy="mark", chunk_size=7)
+    b, db = som.predict_with_distances(Xn, nan_policy="mark", chunk_size=100_000)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(da, db)
+
+
+def test_occupancy_counts_cells(trained):
+    som, X, _ = trained
+    occ = som.occupancy(X)
+    assert occ.dtype == np.int64 and occ.shape == (som.n_cells,)
+    np.testing.assert_array_equal(occ, np.bincount(som.predict(X), minlength=som.n_cells))
+    assert occ.sum() == len(X)
+
+
+def test_fit_is_deterministic_for_a_seed():
+    X, _ = _clusters(n_per=100, seed=7)
+    a = SOM((5, 5), 3, seed=3, init="random", batch_size=64).fit(X, epochs=4, progress=False)
+    b = SOM((5, 5), 3, seed=3, init="random", batch_size=64).fit(X, epochs=4, progress=False)
+    c = SOM((5, 5), 3, seed=4, init="random", batch_size=64).fit(X, epochs=4, progress=False)
+    np.testing.assert_array_equal(a.prototypes, b.prototypes)
+    assert not np.allclose(a.prototypes, c.prototypes)
+    assert a.n_updates(4, len(X)) == (6, 19)
+    m1 = SOM((4, 4), 3, backend="minisom", seed=1).fit(X, epochs=2, progress=False)
+    m2 = SOM((4, 4), 3, backend="minisom", seed=1).fit(X, epochs=2, progress=False)
+    np.testing.assert_array_equal(m1.prototypes, m2.prototypes)
+
+
+def test_sigma_schedule_decays_from_sigma_to_sigma_final():
+    som = SOM((10, 20), 2, batch_size=100)
+    s = som.sigma_schedule(epochs=4, n_samples=1000)
+    assert len(s) == 3 * 10 + 1
+    assert s[0] == pytest.approx(10.0) and s[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(s) < 0)
+    tau = np.arange(len(s)) / (len(s) - 1)
+    np.testing.assert_allclose(1 / s, 1 / 10 + tau * (1 - 1 / 10))  # 1/sigma linear in tau
+
+
+# ---------------------------------------------------------------- persistence
+def test_save_load_round_trip(trained, tmp_path):
+    som, X, _ = trained
+    path = tmp_path / "som.npz"
+    som.save(path)
+    back = SOM.load(path, expect_shape=(7, 6), expect_features=["a", "b", "c"])
+    np.testing.assert_array_equal(back.prototypes, som.prototypes)
+    np.testing.assert_array_equal(back.predict(X), som.predict(X))
+    assert back.feature_names == ["a", "b", "c"] and back.topology == som.topology
+    assert back.history == som.history and back.epochs_trained == 8
+    np.testing.assert_array_equal(back.standardizer.mean, som.standardizer.mean)
+    np.testing.assert_array_equal(back.initial_prototypes_, som.initial_prototypes_)
+    via_minisom = SOM.load(path, backend="minisom")
+    np.testing.assert_array_equal(via_minisom.predict(X), som.predict(X))
+
+
+def test_load_refuses_other_shape_or_features(trained, tmp_path):
+    som, _, _ = trained
+    path = tmp_path / "som.npz"
+    som.save(path)
+    with pytest.raises(ValueError, match=r"7x6 SOM, expected \(32, 32\)"):
+        SOM.load(path, expect_shape=(32, 32))
+    with pytest.raises(ValueError, match="trained on features"):
+        SOM.load(path, expect_features=["a", "c", "b"])
+    with pytest.raises(ValueError, match="of 3 features"):
+        SOM.load(path, expect_features=6)
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a SOM file"):
+        SOM.load(bogus)
+
+
+# ---------------------------------------------------------------- bad input
+def test_nan_rows_are_refused_with_indices_or_marked(trained):
+    som, X, _ = trained
+    Xn = X.copy()
+    Xn[3, 0] = np.nan
+    Xn[7, 2] = np.inf
+    with pytest.raises(ValueError, match=r"2 of 1200 rows .*first row indices: \[3, 7\]"):
+        som.predict(Xn)
+    with pytest.raises(ValueError, match=r"first row indices: \[3, 7\]"):
+        SOM((3, 3), 3).fit(Xn, progress=False)
+    cells, dist = som.predict_with_distances(Xn, nan_policy="mark")
+    assert cells[3] == -1 and cells[7] == -1 and np.isinf(dist[[3, 7]]).all()
+    good = np.setdiff1d(np.arange(len(X)), [3, 7])
+    np.testing.assert_array_equal(cells[good], som.predict(X)[good])
+    assert som.occupancy(Xn, nan_policy="mark").sum() == len(X) - 2
+    np.testing.assert_array_equal(som.distances(Xn, nan_policy="mark")[good],
+                                  som.distances(X)[good])
+    with pytest.raises(ValueError, match="nan_policy"):
+        som.predict(Xn, nan_policy="drop")
+
+
+def test_wrong_feature_count_empty_and_untrained_give_clear_errors(trained):
+    som, X, _ = trained
+    with pytest.raises(ValueError, match=r"has 2 features but this SOM was built for 3 \(a, b, c\)"):
+        som.predict(X[:, :2])
+    with pytest.raises(ValueError, match="empty"):
+        som.predict(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="empty"):
+        SOM((3, 3), 3).fit(np.zeros((0, 3)), progress=False)
+    with pytest.raises(ValueError, match="2-D"):
+        som.predict(np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match="numeric"):
+        som.predict(np.array([["a", "b", "c"]]))
+    with pytest.raises(RuntimeError, match="not trained"):
+        SOM((3, 3), 3).predict(X)
+    with pytest.raises(ValueError, match="backend"):
+        SOM((3, 3), 3, backend="sklearn")
+    with pytest.raises(ValueError, match="topology"):
+        SOM((3, 3), 3, topology="toroidal")
+    with pytest.raises(ValueError, match="feature_names"):
+        SOM((3, 3), 3, feature_names=["a"])
+
+
+def test_dataframe_columns_are_selected_by_name(trained):
+    som, X, _ = trained
+    df = pd.DataFrame(X[:, ::-1], columns=["c", "b", "a"])
+    np.testing.assert_array_equal(som.predict(df), som.predict(X))
+
+
+# ---------------------------------------------------------------- catalogues
+def _catalogue(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for b, base in zip(["G", "R", "I", "Z", "W1", "W2"], [3.0, 5.0, 7.0, 9.0, 15.0, 12.0]):
+        cols[f"FLUX_{b}"] = base * rng.lognormal(0.0, 0.6, n)
+        cols[f"FLUX_IVAR_{b}"] = np.full(n, 100.0)
+        cols[f"MW_TRANSMISSION_{b}"] = np.full(n, 0.95)
+    return pd.DataFrame(cols)
+
+
+def test_fit_and_predict_catalog_use_som_features():
+    cat = _catalogue(500)
+    som = SOM((4, 4), 6, seed=0).fit_catalog(cat, epochs=3, progress=False)
+    assert som.feature_names == SOM_FEATURES
+    X, valid = som_features(cat)
+    assert valid.all()
+    np.testing.assert_array_equal(som.predict_catalog(cat), som.predict(X))
+    north = cat.copy()
+    north.loc[[2, 9], "FLUX_IVAR_I"] = 0.0  # no i-band data
+    with pytest.raises(ValueError, match=r"first row indices: \[2, 9\]"):
+        SOM((4, 4), 6).fit_catalog(north, progress=False)
+    with pytest.warns(UserWarning, match="2 of 500 rows"):
+        SOM((4, 4), 6).fit_catalog(north, epochs=2, progress=False, skip_invalid=True)
+    cells = som.predict_catalog(north, nan_policy="mark")
+    assert (cells[[2, 9]] == -1).all() and (np.delete(cells, [2, 9]) >= 0).all()
