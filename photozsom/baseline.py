@@ -24,7 +24,8 @@ Wand 1994: the weighted centre equals ``t_i``), giving weights
 ``w_k = (1/T) sum_i max(0, 1 - |t_i - mu_k| / Delta)``. The mixture is then a binned kernel
 density estimate of the tree predictions with the component width (sigma = 0.0037) as
 Gaussian kernel; ``bandwidth`` adds extra Gaussian smoothing. The PDF mean equals the
-forest's prediction (away from the support edges, where truncation shifts it slightly).
+forest's prediction (the mean of the trees) unless some trees predict within ~3 sigma of a
+support edge, where truncation shifts the component means by up to 0.8 sigma.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class RandomForestPhotoZ:
     """
 
     def __init__(self, n_estimators: int = 100, *, seed: int = 0, min_samples_leaf: int = 1,
-                 max_features: float | int | str = 1.0, bandwidth: float = 0.0,
+                 max_features: float | str = 1.0, bandwidth: float = 0.0,
                  n_jobs: int | None = None, grid: MixtureGrid | None = None,
                  **forest_kwargs: Any) -> None:
         if int(n_estimators) < 1:
@@ -117,7 +118,7 @@ class RandomForestPhotoZ:
         return (f"RandomForestPhotoZ(n_estimators={self.n_estimators}, seed={self.seed}, "
                 f"fitted={self.forest_ is not None})")
 
-    def fit(self, X: np.ndarray, z: np.ndarray) -> "RandomForestPhotoZ":
+    def fit(self, X: np.ndarray, z: np.ndarray) -> RandomForestPhotoZ:
         """Train on catalogue features ``X`` (N, D) and spectroscopic redshifts ``z`` (N,).
 
         Redshifts must lie in the PDF support [0, 1.6].
@@ -230,7 +231,7 @@ class RandomForestPhotoZ:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RandomForestPhotoZ":
+    def load(cls, path: str | os.PathLike) -> RandomForestPhotoZ:
         """Read a model written by :meth:`save` (a joblib pickle: load only files you trust)."""
         import joblib
 

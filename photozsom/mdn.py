@@ -36,8 +36,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ from photozsom.device import default_device
 from photozsom.features import Standardizer
 from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
-__all__ = ["crps_mixture", "MDN", "train_val_test_split"]
+__all__ = ["MDN", "crps_mixture", "train_val_test_split"]
 
 _FORMAT = "photozsom.MDN"
 _SQRT2PI = math.sqrt(2.0 * math.pi)
@@ -65,9 +66,10 @@ def _torch_consts(grid: MixtureGrid, device, dtype) -> dict[str, Any]:
             return torch.tensor(np.array(a, dtype=np.float64), device=device).to(dtype)
 
         _CONSTS[key] = {
-            "mu": t(grid.centres), "g_lo": t(grid.g_lo), "q_hi": t(grid.q_hi),
-            "inv_norm": t(1.0 / grid.norm), "psi_alpha": t(grid.psi_alpha),
+            "mu": t(grid.centres), "tmean": t(grid.tmean), "g_lo": t(grid.g_lo),
+            "q_hi": t(grid.q_hi), "inv_norm": t(1.0 / grid.norm), "psi_alpha": t(grid.psi_alpha),
             "psi_mbeta": t(grid.psi_mbeta), "D": t(grid.pair_matrix),
+            "window": torch.arange(grid.window, device=device),
         }
     return _CONSTS[key]
 
@@ -82,6 +84,10 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
     + sigma (Psi(-u) - Psi(-beta_k)) - (b - y) Phi(-beta_k)] / Z_k``,
 
     and the pair matrix ``D_jk = E|X_j - X_k'|`` precomputed once per grid, device and dtype.
+    A component more than 10 sigma from ``y`` lies entirely on one side of it, so its
+    ``E|X_k - y|`` is exactly ``|mean_k - y|`` (to ``Phi(-10) ~ 1e-23``); the closed form is
+    evaluated only for the ~11 components near ``y`` (gathered per galaxy), which makes the
+    loss about 3x cheaper than evaluating all 200.
 
     Parameters
     ----------
@@ -98,7 +104,8 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
     Returns
     -------
     torch.Tensor, shape (N,)
-        CRPS per galaxy, redshift units, in the dtype of ``weights``.
+        CRPS per galaxy, redshift units, in the dtype of ``weights``; differentiable with
+        respect to ``weights`` and ``y``.
     """
     import torch
 
@@ -114,14 +121,20 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
             raise ValueError(f"y has {int(bad.sum())} value(s) outside the support "
                              f"[{g.lo:g}, {g.hi:g}] or non-finite; drop those galaxies")
     c = _torch_consts(g, weights.device, weights.dtype)
-    y = y.to(weights.dtype)[:, None]
     s = g.sigma
-    u = (y - c["mu"]) / s
+    y = y.to(weights.dtype)
+    yc = y[:, None]
+    # the components within 10 sigma of y (a window of fixed width, kept inside the grid)
+    start = torch.searchsorted(c["mu"], (y.detach() - g.cut).contiguous())
+    idx = start.clamp_(max=g.K - g.window)[:, None] + c["window"]
+    u = (yc - c["mu"][idx]) / s
     pu = torch.exp(-0.5 * u * u) / _SQRT2PI
-    below = s * (u * torch.special.ndtr(u) + pu - c["psi_alpha"]) - (y - g.lo) * c["g_lo"]
-    above = s * (pu - u * torch.special.ndtr(-u) - c["psi_mbeta"]) - (g.hi - y) * c["q_hi"]
-    e_abs = (weights * (below + above) * c["inv_norm"]).sum(dim=1)
-    e_pair = ((weights @ c["D"]) * weights).sum(dim=1)
+    below = s * (u * torch.special.ndtr(u) + pu - c["psi_alpha"][idx]) - (yc - g.lo) * c["g_lo"][idx]
+    above = s * (pu - u * torch.special.ndtr(-u) - c["psi_mbeta"][idx]) - (g.hi - yc) * c["q_hi"][idx]
+    near = (below + above) * c["inv_norm"][idx] - (c["tmean"][idx] - yc).abs()
+    e_abs = (torch.einsum("nk,nk->n", weights, (c["tmean"] - yc).abs())
+             + (weights.gather(1, idx) * near).sum(dim=1))
+    e_pair = torch.einsum("nk,nk->n", weights @ c["D"], weights)
     return e_abs - 0.5 * e_pair
 
 
@@ -471,7 +484,7 @@ class MDN:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | None = None) -> "MDN":
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> MDN:
         """Read a model written by :meth:`save`, onto ``device`` (default: CUDA if present)."""
         import torch
 
@@ -558,7 +571,7 @@ def train_val_test_split(n_or_ids: int | np.ndarray, fractions: Sequence[float] 
         n = int(n_or_ids)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        n_val, n_test = int(round(fr[1] * n)), int(round(fr[2] * n))
+        n_val, n_test = round(fr[1] * n), round(fr[2] * n)
         n_train = n - n_val - n_test
         if n_train < 0:
             raise ValueError(f"fractions {tuple(fr)} leave no room for {n} rows")

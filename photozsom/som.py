@@ -23,7 +23,7 @@ Two backends share the API:
 
     with ``r_k`` the cell's position on the grid (:attr:`SOM.grid_positions`).
     Each epoch but the last visits the samples in a fresh seeded random order, in
-    sub-batches of ``batch_size`` samples (default ``16 * n_cells``, so ~16 samples per
+    sub-batches of ``batch_size`` samples (default ``8 * n_cells``, so ~8 samples per
     cell and about ``N / batch_size`` updates per pass, like a mini-batch k-means); the
     last epoch is one update on all samples (the classic batch map, which removes the
     sub-batch noise). With ``N <= batch_size`` every epoch is a single full batch update.
@@ -89,7 +89,8 @@ import json
 import math
 import os
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ from tqdm.auto import tqdm
 from photozsom.device import default_device
 from photozsom.features import SOM_FEATURES, Standardizer, som_features
 
-__all__ = ["SOM", "FILE_FORMAT_VERSION"]
+__all__ = ["FILE_FORMAT_VERSION", "SOM"]
 
 #: Version of the ``.npz`` layout written by :meth:`SOM.save`.
 FILE_FORMAT_VERSION = 1
@@ -174,7 +175,7 @@ class SOM:
         backend always decays to 1.
     batch_size : int, optional
         Torch backend: samples per prototype update within an epoch (default
-        ``16 * n_cells``, about 16 samples per cell); see the module docstring.
+        ``8 * n_cells``, about 8 samples per cell); see the module docstring.
     init : {"pca", "random"} or ndarray
         Prototype initialisation (both backends): the PCA plane, random samples, or given
         prototypes of shape ``(n_cells, D)`` in standardised units.
@@ -184,8 +185,10 @@ class SOM:
     standardizer : Standardizer or None
         Statistics of the training data (None before :meth:`fit` or if not standardising).
     history : list of dict
-        Torch backend: per epoch ``sigma``, ``learning_rate`` and ``qe`` (mean distance of
-        the training samples to their BMU at the start of the epoch, standardised units).
+        Torch backend, one dict per epoch: ``epoch``, ``updates`` (prototype updates made),
+        ``sigma`` (width at the epoch's last update, cells), ``learning_rate`` and ``qe``
+        (mean distance of the samples to their BMU as they were mapped during the epoch,
+        standardised units; a training diagnostic, not :meth:`quantization_error`).
     epochs_trained : int
     initial_prototypes_ : ndarray, shape (n_cells, D)
         The prototypes training started from (standardised units).
@@ -254,7 +257,7 @@ class SOM:
         self.feature_names = feature_names
         self.seed = int(seed)
         self.init = init
-        self.batch_size = int(batch_size) if batch_size is not None else 16 * rows * cols
+        self.batch_size = int(batch_size) if batch_size is not None else 8 * rows * cols
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 samples, got {batch_size}")
         self.device = default_device(device) if backend == "torch" else "cpu"
@@ -379,7 +382,15 @@ class SOM:
             if int(chunk_size) < 1:
                 raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
             return int(chunk_size)
-        # ~16 MB of float32 distances per chunk: fits the last-level cache of a CPU.
+        if self.backend == "minisom":  # minisom forms float64 [rows, n_cells] distances
+            return self._block_rows()
+        # ~64 MB of float32 input per chunk, at most 2**18 rows; the distance matrix is
+        # formed in smaller blocks (_block_rows) inside each chunk.
+        return int(min(2**18, max(self._block_rows(), 2**24 // self.n_features)))
+
+    def _block_rows(self) -> int:
+        """Rows per block of the ``[rows, n_cells]`` score matrix: ~16 MB of float32, which
+        stays in the last-level cache of a CPU."""
         return int(min(65536, max(256, 2**22 // self.n_cells)))
 
     # ------------------------------------------------------------------ torch kernels
@@ -406,8 +417,20 @@ class SOM:
 
         Equals ``scores.argmin(1)`` (first minimum on ties), found in two stages (``amin``
         over groups of cells, then ``argmin`` within the winning group), which vectorises
-        better on the CPU. With ``return_score`` also the winning ``||w||^2 - 2 x.w``.
+        better on the CPU, in blocks of :meth:`_block_rows` rows. With ``return_score``
+        also the winning ``||w||^2 - 2 x.w``.
         """
+        blk = self._block_rows()
+        if xs.shape[0] <= blk:
+            return self._bmu_block(xs, return_score)
+        idx = torch.empty(xs.shape[0], dtype=torch.int64, device=xs.device)
+        score = torch.empty(xs.shape[0], dtype=torch.float32, device=xs.device)
+        for s in range(0, xs.shape[0], blk):
+            idx[s:s + blk], score[s:s + blk] = self._bmu_block(xs[s:s + blk], True)
+        return (idx, score) if return_score else idx
+
+    def _bmu_block(self, xs: torch.Tensor, return_score: bool = False
+                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         d = self._scores(xs)
         c, g = d.shape[0], self._group
         if g == d.shape[1]:
@@ -467,7 +490,7 @@ class SOM:
         Every epoch but the last makes ``U = max(1, round(n_samples / batch_size))`` updates;
         the last epoch makes one update on all samples.
         """
-        per_epoch = max(1, int(round(n_samples / self.batch_size)))
+        per_epoch = max(1, round(n_samples / self.batch_size))
         return per_epoch, (epochs - 1) * per_epoch + 1
 
     def sigma_schedule(self, epochs: int, n_samples: int) -> np.ndarray:
@@ -576,12 +599,19 @@ class SOM:
         # same initial prototypes as the torch backend (minisom's own pca_weights_init spans
         # only +-1 unit vector along each component)
         ms._weights = self.initial_prototypes_.reshape(*self.shape, -1).copy()
-        # train_batch: samples in order, one update each, `epochs` passes over the data
-        ms.train(Xd, epochs * len(Xd), random_order=False, verbose=False)
+        # = ms.train_batch(Xd, epochs * N): samples in order, one online update each, the
+        # decay clock t running over all epochs * N updates; written out (with minisom's own
+        # winner/update) only to show a progress bar per epoch
+        N = len(Xd)
+        total = epochs * N
+        for ep in tqdm(range(epochs), desc="minisom epochs", unit="epoch",
+                       disable=None if progress else True):
+            for i in range(N):
+                ms.update(Xd[i], ms.winner(Xd[i]), ep * N + i, total)
         self._minisom = ms
 
     def fit(self, X: Any, epochs: int = 20, progress: bool = True,
-            chunk_size: int | None = None) -> "SOM":
+            chunk_size: int | None = None) -> SOM:
         """Train the map on ``X`` (fits the standardisation first, if enabled).
 
         Parameters
@@ -755,16 +785,19 @@ class SOM:
         thr = _TE_THRESHOLD[self.topology]
         errors = 0
         with torch.no_grad():
+            blk = self._block_rows()
             for _, _, xs in self._iter_mapped(X, chunk, False, None):
-                d = self._scores(self._to_device(xs))[:, : self.n_cells]
-                top2 = torch.topk(d, 2, dim=1, largest=False, sorted=True).indices
-                sep = (pos[top2[:, 0]] - pos[top2[:, 1]]).norm(dim=1)
-                errors += int((sep > thr).sum())
+                x = self._to_device(xs)
+                for s in range(0, len(x), blk):
+                    d = self._scores(x[s:s + blk])[:, : self.n_cells]
+                    top2 = torch.topk(d, 2, dim=1, largest=False, sorted=True).indices
+                    sep = (pos[top2[:, 0]] - pos[top2[:, 1]]).norm(dim=1)
+                    errors += int((sep > thr).sum())
         return errors / len(X)
 
     # ------------------------------------------------------------------ catalogues
     def fit_catalog(self, catalog: Any, epochs: int = 20, progress: bool = True,
-                    skip_invalid: bool = False) -> "SOM":
+                    skip_invalid: bool = False) -> SOM:
         """Train on :func:`photozsom.features.som_features` of a DR10 catalogue.
 
         Parameters
@@ -813,7 +846,7 @@ class SOM:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_prototypes(cls, prototypes: np.ndarray, shape: tuple[int, int],
-                        standardizer: Standardizer | None = None, **kwargs: Any) -> "SOM":
+                        standardizer: Standardizer | None = None, **kwargs: Any) -> SOM:
         """A trained map from given prototypes (standardised units), shape ``(n_cells, D)``.
 
         ``kwargs`` are passed to :class:`SOM` (``backend``, ``topology``, ...). Without
@@ -837,7 +870,7 @@ class SOM:
             som._minisom._weights = w.reshape(rows, cols, -1).copy()
         return som
 
-    def with_backend(self, backend: str) -> "SOM":
+    def with_backend(self, backend: str) -> SOM:
         """A copy of this trained map that maps with the other backend (same prototypes)."""
         self._check_fitted()
         som = SOM.from_prototypes(self.prototypes, self.shape, self.standardizer,
@@ -884,7 +917,7 @@ class SOM:
     @classmethod
     def load(cls, path: str | os.PathLike, expect_shape: tuple[int, int] | None = None,
              expect_features: Sequence[str] | int | None = None, device: str | None = None,
-             backend: str | None = None) -> "SOM":
+             backend: str | None = None) -> SOM:
         """Read a map written by :meth:`save`.
 
         Parameters

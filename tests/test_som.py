@@ -31,8 +31,7 @@ def _direct_te(Xs: np.ndarray, w: np.ndarray, ms: MiniSom, topology: str) -> flo
     """Topographic error from scratch: scipy distances and minisom's cell coordinates."""
     order = np.argsort(cdist(Xs, w), axis=1)[:, :2]
     xx, yy = ms.get_euclidean_coordinates()
-    rows, cols = xx.shape
-    i, j = np.divmod(order, cols)
+    i, j = np.divmod(order, xx.shape[1])
     sep = np.hypot(xx[i[:, 0], j[:, 0]] - xx[i[:, 1], j[:, 1]],
                    yy[i[:, 0], j[:, 0]] - yy[i[:, 1], j[:, 1]])
     if topology == "hexagonal":
@@ -139,6 +138,20 @@ def test_one_batch_epoch_equals_numpy_batch_map(topology):
     H = np.exp(-cdist(pos, pos, "sqeuclidean") / 2.0)
     expected = w0 + 0.7 * ((H @ S) / (H @ n)[:, None] - w0)
     np.testing.assert_allclose(som.prototypes, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("topology", ["rectangular", "hexagonal"])
+def test_minisom_backend_trains_exactly_like_minisom_train_batch(topology):
+    X, _ = _clusters(n_per=50, seed=8)
+    som = SOM((4, 5), 3, backend="minisom", topology=topology, sigma=2.0, learning_rate=0.4,
+              seed=0).fit(X, epochs=3, progress=False)
+    Xs = som.standardizer.transform(X).astype(np.float64)
+    ms = MiniSom(4, 5, 3, sigma=2.0, learning_rate=0.4, topology=topology,
+                 neighborhood_function="gaussian", decay_function="linear_decay_to_zero",
+                 sigma_decay_function="inverse_decay_to_one", random_seed=0)
+    ms._weights = som.initial_prototypes_.reshape(4, 5, 3).copy()
+    ms.train_batch(Xs, 3 * len(Xs))
+    np.testing.assert_allclose(som.prototypes, ms.get_weights().reshape(20, 3), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- map quality

@@ -351,7 +351,7 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
     spread = np.sqrt(np.bincount(owner, weights=w_nb * d**2, minlength=n)
                      / np.maximum(true[:, 1] + np.bincount(owner, weights=w_nb, minlength=n), 1e-12))
     r_meas = np.sqrt(t["r_half"] ** 2 + spread**2) * np.exp(2.0 / np.maximum(snr, 1) * rng.standard_normal(n))
-    r_min = 0.25 * fwhm[:, 1] * np.sqrt(25.0 / np.maximum(snr, 1.0))
+    r_min = 0.15 * fwhm[:, 1] * np.sqrt(25.0 / np.maximum(snr, 1.0))
     resolved = r_meas * np.sqrt(t["q"]) > r_min
     n_meas = t["sersic"] * np.exp((0.1 + 3.0 / np.maximum(snr, 1)) * rng.standard_normal(n))
     e_true = (1 - t["q"]) / (1 + t["q"])

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photozsom.datasets.mock_sed import N_TEMPLATES, SEDGrid
+from photozsom.datasets.mock_sed import LINE_TEMPLATE, N_TEMPLATES, SEDGrid
 
 __all__ = [
     "Schechter",
@@ -59,6 +59,8 @@ __all__ = [
 
 Z_MIN: float = 5e-4
 Z_MAX: float = 3.0
+#: Strength of the redshift evolution of emission-line equivalent widths of blue galaxies.
+LINE_BOOST: float = 0.7
 #: Dec boundary between the BASS/MzLS north and the DECam south (DR9/DR10).
 DEC_NORTH: float = 32.375
 
@@ -100,8 +102,8 @@ class Schechter:
 
 #: Red and blue luminosity functions (see the module docstring for sources).
 POPULATIONS: dict[str, Schechter] = {
-    "red": Schechter(phi_star=2.9e-3, m_star=-21.45, alpha=-0.55, q=1.3, p=-1.2),
-    "blue": Schechter(phi_star=3.8e-3, m_star=-21.0, alpha=-1.35, q=1.5, p=0.0),
+    "red": Schechter(phi_star=3.2e-3, m_star=-21.45, alpha=-0.55, q=1.0, p=-1.2),
+    "blue": Schechter(phi_star=4.2e-3, m_star=-21.0, alpha=-1.35, q=1.4, p=-0.6),
 }
 
 
@@ -268,13 +270,13 @@ def sed_coefficients(rng: np.random.Generator, grid: SEDGrid, z: np.ndarray, mag
     n = z.size
     lum = np.clip(mag_abs + 21.0, -4.0, 8.0)  # > 0: fainter than -21
     # Dirichlet concentrations of the r-band light fractions [t0, t1, t2, t3, t4]
-    a_red = np.empty((n, N_TEMPLATES))
-    a_red[:, 0] = 1.2 * 10 ** (-0.25 * lum)          # metal-rich old: bright red galaxies
-    a_red[:, 1] = 0.04
+    a_red = np.empty((n, 5))
+    a_red[:, 0] = 0.4 * (1 + z)                        # intermediate-age (0.3-1 Gyr), metal-rich
+    a_red[:, 1] = 0.02
     a_red[:, 2] = 0.35 * 10 ** (0.15 * lum) * (1 + z)  # younger populations in faint / distant reds
-    a_red[:, 3] = 14.0
+    a_red[:, 3] = 14.0                                 # old
     a_red[:, 4] = 0.25 * (1 + 2.5 * z)
-    a_blue = np.empty((n, N_TEMPLATES))
+    a_blue = np.empty((n, 5))
     lum_b = np.clip(mag_abs + 20.0, -5.0, 10.0)
     a_blue[:, 0] = 0.5 * 10 ** (-0.15 * lum_b)
     a_blue[:, 1] = 0.45 * 10 ** (0.12 * lum_b) * (1 + z) ** 1.5   # starbursts: faint, distant
@@ -283,15 +285,20 @@ def sed_coefficients(rng: np.random.Generator, grid: SEDGrid, z: np.ndarray, mag
     a_blue[:, 4] = 0.8 * (1 + z)
     alpha = np.where(red[:, None], a_red, a_blue)
     gam = rng.standard_gamma(np.clip(alpha, 1e-3, None))
-    frac = gam / gam.sum(axis=1, keepdims=True)
+    frac = np.zeros((n, N_TEMPLATES))
+    frac[:, :5] = gam / gam.sum(axis=1, keepdims=True)
     # internal dust
-    ebv_red = rng.exponential(0.03, n)
-    mean_blue = np.clip(0.13 * 10 ** (-0.08 * lum_b), 0.03, 0.3) + 0.10 * (1 - q)
+    ebv_red = rng.exponential(0.02, n)
+    mean_blue = np.clip(0.05 * 10 ** (-0.08 * lum_b), 0.02, 0.15) + 0.06 * (1 - q)
     ebv_blue = rng.gamma(2.0, mean_blue / 2.0)
     ebv = np.clip(np.where(red, ebv_red, ebv_blue), 0.0, grid.ebv[-1])
     # light fractions -> coefficients (dust-free rest r-band maggies of each template)
     rest = grid.template_maggies(np.zeros(1), np.zeros(1), ["R_S"])[0, :, 0]  # (T,)
     coeffs = frac / rest[None, :]
+    # emission-line equivalent widths rise with redshift like the specific star-formation rate
+    # (EW ~ (1+z)^2; e.g. Khostovan et al. 2016): extra lines in proportion to template 2
+    boost = np.where(red, 0.0, LINE_BOOST * ((1 + z) ** 2 - 1))
+    coeffs[:, LINE_TEMPLATE] = coeffs[:, 2] * boost
     # normalise to the absolute magnitude (with dust)
     m_now = grid.maggies(coeffs, np.zeros(n), ebv, ["R_S"])[:, 0]
     coeffs *= (10 ** (-0.4 * mag_abs) / m_now)[:, None]

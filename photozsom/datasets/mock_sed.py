@@ -34,6 +34,7 @@ __all__ = [
     "LINES",
     "template_path",
     "load_templates",
+    "LINE_TEMPLATE",
     "calzetti_k",
     "madau_transmission",
     "line_strengths",
@@ -41,8 +42,13 @@ __all__ = [
     "get_grid",
 ]
 
-#: Number of kcorrect templates.
-N_TEMPLATES: int = 5
+#: Number of spectral components: the five kcorrect templates and one emission-line spectrum.
+N_TEMPLATES: int = 6
+#: Index of the emission-line component (the continuum-subtracted lines of kcorrect template 2).
+LINE_TEMPLATE: int = 5
+#: Rest wavelengths (A) around which the line component keeps the template's emission.
+_LINE_CENTRES = (1215.7, 3727.1, 3729.9, 3869.8, 4102.9, 4341.7, 4862.7, 4960.3, 5008.2, 6549.9,
+                 6564.6, 6585.3, 6718.3, 6732.7, 9071.1, 9533.2)
 
 #: Grid band name -> speclite filter name. ``*_S``: DECam (south); ``*_N``: BASS/MzLS (north).
 GRID_FILTERS: dict[str, str] = {
@@ -95,24 +101,39 @@ def template_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def load_templates() -> tuple[np.ndarray, np.ndarray]:
-    """Rest-frame wavelengths and fluxes of the five kcorrect templates.
+    """Rest-frame wavelengths and fluxes of the spectral components.
+
+    Components 0-4 are the kcorrect v4 templates as shipped. Component 5
+    (:data:`LINE_TEMPLATE`) holds only the nebular emission lines of template 2 (its
+    continuum removed with a running median), so that a galaxy's line equivalent widths can
+    grow with redshift like its specific star-formation rate (see
+    :func:`photozsom.datasets.mock_population.sed_coefficients`).
 
     Returns
     -------
     wave : ndarray, shape (L,)
         Rest-frame wavelength, Angstrom (600 A to 320 micron).
-    flux : ndarray, shape (5, L)
+    flux : ndarray, shape (6, L)
         Flux density f_lambda, erg s^-1 cm^-2 A^-1 (per unit stellar mass at 10 pc in
         kcorrect's normalisation; only ratios matter here).
     """
     from astropy.io import fits
+    from scipy.ndimage import median_filter
 
     with fits.open(template_path()) as hdul:
         wave = np.asarray(hdul["FLUX"].data["wave"][0], dtype=np.float64)
         flux = np.asarray(hdul["FLUX"].data["flux"][0], dtype=np.float64)
-    if flux.shape != (N_TEMPLATES, wave.size):
+    if flux.shape != (5, wave.size):
         raise ValueError(f"unexpected template shape {flux.shape} in {_TEMPLATE_FILE}")
-    return wave, flux
+    # emission lines of template 2: spectrum minus a running median (~+-60 A at 5000 A),
+    # kept within +-15 A (x lambda/5000) of the strong nebular lines
+    cont = median_filter(flux[2], size=81, mode="nearest")
+    lines = np.clip(flux[2] - cont, 0.0, None)
+    near = np.zeros(wave.size, bool)
+    for lam in _LINE_CENTRES:
+        near |= np.abs(wave - lam) < 15.0 * lam / 5000.0
+    lines[~near] = 0.0
+    return wave, np.vstack([flux, lines])
 
 
 def calzetti_k(wave: np.ndarray) -> np.ndarray:
@@ -351,10 +372,12 @@ class SEDGrid:
             raise ValueError("template coefficients must be non-negative")
         return np.einsum("nt,ntb->nb", coeffs, self.template_maggies(z, ebv, bands))
 
-    def line_fluxes(self, coeffs: np.ndarray, ebv: np.ndarray, gas_factor: float = 1 / 0.44) -> dict:
+    def line_fluxes(self, coeffs: np.ndarray, ebv: np.ndarray, gas_factor: float = 1.0) -> dict:
         """Emission-line fluxes at 10 pc after internal dust, erg s^-1 cm^-2.
 
-        The nebular reddening is ``gas_factor`` times the stellar E(B-V) (Calzetti 2000).
+        The templates already carry the dust of the galaxies they were fitted to; the extra
+        internal E(B-V) attenuates lines and continuum alike unless ``gas_factor`` (the
+        nebular-to-stellar reddening ratio; 1/0.44 in Calzetti 2000) says otherwise.
         """
         coeffs = np.asarray(coeffs, np.float64)
         ebv = np.asarray(ebv, np.float64)
@@ -374,7 +397,8 @@ class SEDGrid:
         """
         ib = self.band_index([band])[0]
         ir = self.band_index([rest_band])[0]
-        k = -2.5 / np.log(10) * (self.logflux[:, :, :, ib] - self.logflux[:, :, :1, ir])
+        cont = [t for t in range(N_TEMPLATES) if t != LINE_TEMPLATE]  # lines never come alone
+        k = -2.5 / np.log(10) * (self.logflux[cont, :, :, ib] - self.logflux[cont, :, :1, ir])
         return k.min(axis=(0, 1))
 
 

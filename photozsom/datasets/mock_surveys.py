@@ -286,7 +286,8 @@ def _smudges(T):
 
 
 def _elves(T):
-    return (T.own("g_sdss", 0.1) < 21.4) & (T.mu_mean("g_sdss") < 27.5)
+    g = T.own("g_sdss", 0.1)
+    return (g > 12.0) & (g < 21.4) & (T.mu_mean("g_sdss") < 27.5)
 
 
 def _vipers(T):
@@ -301,9 +302,8 @@ def _wigglez(T):
 
 def _deep2(T):
     b, r, i = T.own("B", 0.05), T.own("R", 0.05), T.own("I", 0.05)
-    egs = T.photsys == "N"  # field 1 (EGS, north) has no colour pre-selection
     colour = (b - r < 2.35 * (r - i) - 0.45) | (r - i > 1.15) | (b - r < 0.5)
-    return (r < 24.1) & (egs | colour)
+    return (r < 24.1) & colour
 
 
 def _deep3(T):
@@ -346,7 +346,7 @@ def _succ_lrg(T):
 
 
 def _succ_elg(T):
-    return T.p_lines(3600, 9800, 7e-17, 0.95)
+    return T.p_lines(3600, 9800, 4.5e-17, 0.95)
 
 
 def _succ_2df(T):
@@ -457,14 +457,14 @@ SURVEYS: list[Survey] = [
     Survey("SMUDGes", "SMUDGes", 0.001, "ultra-diffuse: <mu_g>_e > 25.1 (mu_0,g > 24), r_e > 4\", g < 21.5",
            _smudges, _succ_bright(0.6), {"g_sdss": 21.7}, 0.6, 0.03, "random", 50.0,
            "Zaritsky et al. 2019, ApJS 240, 1; 2023", z_range=(0.001, 0.06)),
-    Survey("ELVES", "ELVES", 0.001, "Local Volume satellites: D < 12 Mpc, M_V < -9 (g < 21.4)", _elves,
+    Survey("ELVES", "ELVES", 0.001, "Local Volume satellites: D < 12 Mpc, M_V < -9 (12 < g < 21.4; hosts excluded)", _elves,
            _succ_bright(0.7), {"g_sdss": 21.6}, 0.6, 0.01, "lines", 30.0,
            "Carlsten et al. 2022, ApJ 933, 47", z_range=(0.0005, 0.0028)),
     Survey("VIPERS", "VIPERS", 0.008, "17.5 < i < 22.5 and (r-i > 0.5(u-g) or r-i > 0.7)", _vipers,
            _succ_vipers, {"i_cfht": 22.6}, 1.0, 0.03, "lines", 141.0, "Scodeggio et al. 2018, A&A 609, A84"),
     Survey("WiggleZ", "WiggleZ", 0.014, "20 < r < 22.5, NUV < 22.8, NUV-r < 2, FUV-NUV > 1", _wigglez,
            _succ_wigglez, {"r_sdss": 22.6}, 1.0, 0.03, "lines", 100.0, "Drinkwater et al. 2010, MNRAS 401, 1429"),
-    Survey("DEEP2", "DEEP2", 0.006, "R < 24.1 with BRI pre-selection of z > 0.7 (none in EGS)", _deep2,
+    Survey("DEEP2", "DEEP2", 0.006, "R < 24.1 with the BRI pre-selection of z > 0.7 (fields 2-4; the EGS is under DEEP3)", _deep2,
            lambda T: _succ_deep(T, 23.0), {"R": 24.2}, 0.5, 0.015, "lines", 30.0,
            "Newman et al. 2013, ApJS 208, 5"),
     Survey("DEEP3", "DEEP3", 0.003, "R < 25.3 in the Extended Groth Strip", _deep3,

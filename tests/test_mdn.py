@@ -1,0 +1,217 @@
+"""The torch CRPS loss, the mixture density network and the 80/10/10 split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, special, stats
+
+from photozsom.mdn import MDN, crps_mixture, train_val_test_split
+from photozsom.pdf import CENTRES, N_COMPONENTS, SIGMA, Z_MAX, Z_MIN, MixturePDF
+
+A = (Z_MIN - CENTRES) / SIGMA
+B = (Z_MAX - CENTRES) / SIGMA
+
+
+def reference_crps(w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """int_0^1.6 (F(z) - 1{z >= y})^2 dz by adaptive quadrature (scipy quad_vec), with F
+    the truncated-normal mixture CDF written from its definition."""
+    Z = special.ndtr(B) - special.ndtr(A)
+
+    def F(t):
+        return np.einsum("nk,nk->n", w, (special.ndtr((t[:, None] - CENTRES) / SIGMA)
+                                         - special.ndtr(A)) / Z)
+
+    def integrand(s):
+        return y * F(y * s) ** 2 + (Z_MAX - y) * (1.0 - F(y + (Z_MAX - y) * s)) ** 2
+
+    return integrate.quad_vec(integrand, 0.0, 1.0, epsabs=1e-13, epsrel=1e-13, limit=20000)[0]
+
+
+def test_crps_mixture_equals_numerical_integration_including_the_edges():
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.full(N_COMPONENTS, 0.05), size=12)
+    w[0] = 0.0
+    w[0, [0, 1]] = 0.5            # piled on the truncated lower edge
+    w[1] = 0.0
+    w[1, [198, 199]] = 0.5        # and on the upper edge
+    y = np.r_[0.0, Z_MAX, 0.002, 1.5985, rng.uniform(0, 1.6, 8)]
+    got = crps_mixture(torch.tensor(w), torch.tensor(y)).numpy()
+    np.testing.assert_allclose(got, reference_crps(w, y), atol=1e-12)
+    got32 = crps_mixture(torch.tensor(w, dtype=torch.float32),
+                         torch.tensor(y, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got32, reference_crps(w, y), atol=2e-6)
+    # and the numpy evaluation agrees
+    np.testing.assert_allclose(MixturePDF(w).crps(y), got, atol=1e-13)
+
+
+def test_crps_mixture_passes_gradcheck():
+    rng = np.random.default_rng(1)
+    logits = torch.tensor(rng.normal(size=(3, N_COMPONENTS)), requires_grad=True)
+    y = torch.tensor([0.003, 0.81, 1.597], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda lg, yy: crps_mixture(torch.softmax(lg, dim=1), yy), (logits, y))
+
+
+def test_crps_mixture_gradient_in_y_is_2F_minus_1():
+    # d CRPS / dy = 2 F(y) - 1 (differentiating the integral), F from scipy's truncnorm
+    rng = np.random.default_rng(2)
+    w = rng.dirichlet(np.full(N_COMPONENTS, 0.1), size=4)
+    y = torch.tensor(rng.uniform(0.1, 1.5, 4), requires_grad=True)
+    crps_mixture(torch.tensor(w), y).sum().backward()
+    F = np.einsum("nk,nk->n", w, stats.truncnorm.cdf(y.detach().numpy()[:, None], A, B,
+                                                     loc=CENTRES, scale=SIGMA))
+    np.testing.assert_allclose(y.grad.numpy(), 2 * F - 1, atol=1e-10)
+
+
+def test_crps_mixture_rejects_bad_shapes_and_redshifts():
+    w = torch.full((2, N_COMPONENTS), 1.0 / N_COMPONENTS)
+    with pytest.raises(ValueError, match="outside the support"):
+        crps_mixture(w, torch.tensor([0.5, 1.7]))
+    with pytest.raises(ValueError, match="shape"):
+        crps_mixture(w[:, :10], torch.tensor([0.5, 0.7]))
+    with pytest.raises(ValueError, match="one redshift per row"):
+        crps_mixture(w, torch.tensor([0.5]))
+
+
+# ---------------------------------------------------------------------------------------------
+# a synthetic problem with a known conditional density: z | x ~ N(0.5 + 0.3 x0, 0.05) on [0, 1.6]
+# ---------------------------------------------------------------------------------------------
+S_TRUE = 0.05
+
+
+def synthetic(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    mu = 0.5 + 0.3 * x[:, 0]
+    z = stats.truncnorm.rvs((Z_MIN - mu) / S_TRUE, (Z_MAX - mu) / S_TRUE, loc=mu, scale=S_TRUE,
+                            random_state=seed + 1)
+    return x, z, mu
+
+
+def true_crps(mu: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """CRPS of the true conditional density, by trapezoid on a fine grid."""
+    t = np.linspace(Z_MIN, Z_MAX, 16001)
+    lo, hi = special.ndtr((Z_MIN - mu) / S_TRUE), special.ndtr((Z_MAX - mu) / S_TRUE)
+    F = (special.ndtr((t - mu[:, None]) / S_TRUE) - lo[:, None]) / (hi - lo)[:, None]
+    return integrate.trapezoid((F - (t >= z[:, None])) ** 2, t, axis=1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, z, mu = synthetic(4000)
+    tr, va, te = train_val_test_split(len(z), seed=0)
+    model = MDN(3, hidden=(64, 64, 64), seed=0, lr=3e-3, batch_size=256, max_epochs=60,
+                patience=8, device="cpu")
+    history = model.fit(x[tr], z[tr], x[va], z[va], progress=False)
+    return model, history, (x, z, mu, tr, va, te)
+
+
+def test_mdn_recovers_a_known_conditional_density(fitted):
+    model, _, (x, z, mu, _, _, te) = fitted
+    pdf = model.predict(x[te])
+    model_crps = pdf.crps(z[te]).mean()
+    best = true_crps(mu[te], z[te]).mean()
+    assert model_crps < 1.05 * best                       # within 5% of the true density's CRPS
+    assert np.median(np.abs(pdf.mean() - mu[te])) < 0.01  # conditional mean 0.5 + 0.3 x0
+    assert abs(np.median(pdf.std()) / S_TRUE - 1) < 0.15  # and its width 0.05
+    pit = pdf.pit(z[te])
+    assert np.mean((pit < 0.005) | (pit > 0.995)) < 0.04      # PCO: 1% when calibrated
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(fitted):
+    model, history, (x, z, _, _, va, _) = fitted
+    assert list(history.columns[:3]) == ["epoch", "train_crps", "val_crps"]
+    best = history.loc[history["val_crps"].idxmin()]
+    assert model.best_epoch_ == int(best["epoch"])
+    assert len(history) < model.max_epochs or model.best_epoch_ == model.max_epochs
+    # the restored weights reproduce the best validation CRPS (independent numpy evaluation)
+    np.testing.assert_allclose(model.predict(x[va]).crps(z[va]).mean(), best["val_crps"],
+                               rtol=1e-4)
+
+
+def test_mdn_save_load_round_trip(fitted, tmp_path):
+    model, _, (x, *_rest) = fitted
+    path = model.save(tmp_path / "mdn.pt")
+    back = MDN.load(path, device="cpu")
+    np.testing.assert_array_equal(back.predict_weights(x[:50]), model.predict_weights(x[:50]))
+    np.testing.assert_allclose(back.standardizer.mean, model.standardizer.mean)
+    assert back.hidden == model.hidden and back.best_epoch_ == model.best_epoch_
+    pd_hist = back.history_
+    np.testing.assert_allclose(pd_hist["val_crps"], model.history_["val_crps"])
+
+
+def test_mdn_training_is_reproducible_for_a_seed():
+    x, z, _ = synthetic(600, seed=3)
+    runs = []
+    for seed in (5, 5, 6):
+        m = MDN(3, hidden=(16, 16, 16), seed=seed, max_epochs=2, device="cpu")
+        m.fit(x[:500], z[:500], x[500:], z[500:], progress=False)
+        runs.append(m.predict_weights(x[:20]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_mdn_has_four_dense_layers_ending_in_the_mixture_weights():
+    m = MDN(7, seed=0, device="cpu")
+    linear = [layer for layer in m.network if isinstance(layer, torch.nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in linear] == [
+        (7, 256), (256, 256), (256, 256), (256, N_COMPONENTS)]
+
+
+def test_mdn_rejects_nan_wrong_width_and_out_of_range_redshifts():
+    x, z, _ = synthetic(100)
+    m = MDN(3, hidden=(8,), max_epochs=1, device="cpu")
+    bad = x.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        m.fit(bad, z)
+    with pytest.raises(ValueError, match="n_inputs=3"):
+        m.fit(x[:, :2], z)
+    zb = z.copy()
+    zb[7] = 1.9
+    with pytest.raises(ValueError, match=r"outside \[0, 1.6\]"):
+        m.fit(x, zb)
+    with pytest.raises(RuntimeError, match="not trained"):
+        m.predict(x)
+    m.fit(x, z, progress=False)
+    with pytest.raises(ValueError, match="n_inputs=3"):
+        m.predict(np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        m.predict(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the split
+# ---------------------------------------------------------------------------------------------
+def test_split_of_n_rows_is_disjoint_complete_exact_and_seeded():
+    tr, va, te = train_val_test_split(1003, seed=4)
+    assert (len(tr), len(va), len(te)) == (803, 100, 100)
+    np.testing.assert_array_equal(np.sort(np.r_[tr, va, te]), np.arange(1003))
+    again = train_val_test_split(1003, seed=4)
+    for a, b in zip((tr, va, te), again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(train_val_test_split(1003, seed=5)[2], te)
+
+
+def test_split_by_objid_is_stable_when_rows_are_added_and_reordered():
+    rng = np.random.default_rng(0)
+    ids = rng.choice(10**9, size=20000, replace=False).astype(np.int64)
+    parts = train_val_test_split(ids, seed=1)
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(ids.size))
+    fr = np.array([len(p) for p in parts]) / ids.size
+    np.testing.assert_allclose(fr, [0.8, 0.1, 0.1], atol=0.01)     # binomial noise ~0.002
+    label = np.empty(ids.size, dtype=int)
+    for i, p in enumerate(parts):
+        label[p] = i
+    more = np.r_[rng.choice(10**9, 500) + 10**9, ids][::-1]     # new rows, reversed order
+    parts2 = train_val_test_split(more, seed=1)
+    label2 = {}
+    for i, p in enumerate(parts2):
+        label2.update(zip(more[p].tolist(), [i] * len(p)))
+    assert all(label2[k] == v for k, v in zip(ids.tolist(), label.tolist()))
+    strings = train_val_test_split(ids.astype(str), seed=1)
+    assert sum(len(p) for p in strings) == ids.size
+    with pytest.raises(ValueError, match="fractions"):
+        train_val_test_split(10, fractions=(0.8, 0.1, 0.2))
