@@ -81,9 +81,9 @@ def main(argv: list) -> int:
     py = ensure_env(EXTRAS[what])
     env = dict(os.environ, PYTHONHASHSEED="0")
     if what == "book":
-        return subprocess.run([str(py), "-m", "photozsom", "book", *rest], cwd=ROOT, env=env).returncode
+        return subprocess.run([str(py), "-m", "photozsom", "book", *rest], cwd=ROOT, env=env, check=False).returncode
     _ensure_chromium()
-    return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
+    return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env, check=False).returncode
 
 
 if __name__ == "__main__":

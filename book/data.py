@@ -46,7 +46,6 @@ download = False        # never contact the cutout service unless asked
 import json
 import time
 
-import numpy as np
 import pandas as pd
 from IPython.display import display
 from myst_nb import glue

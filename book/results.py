@@ -55,7 +55,6 @@ from photozsom.baseline import RandomForestPhotoZ
 from photozsom.book import outputs
 from photozsom.features import catalog_features
 from photozsom.mdn import MDN
-from photozsom.pdf import MixturePDF
 from photozsom.results import prediction_table, table1
 from photozsom.rundir import RunDir
 

@@ -13,6 +13,6 @@ Modules, one per stage of the pipeline:
 
 __version__ = "0.1.0"
 
-from photozsom.device import default_device  # noqa: E402
+from photozsom.device import default_device
 
 __all__ = ["__version__", "default_device"]

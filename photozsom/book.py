@@ -23,10 +23,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-__all__ = ["chapters", "run_book", "require", "outputs", "find_root", "cli_main", "ChapterFailed"]
+__all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "require", "run_book"]
 
 #: Chapter that writes each run-directory sub-folder, for helpful errors in :func:`require`.
 PRODUCERS = {
@@ -45,7 +45,7 @@ class ChapterFailed(RuntimeError):
     """A chapter raised; the message names the chapter, the cell and the error."""
 
 
-def find_root(start: "str | os.PathLike | None" = None) -> Path:
+def find_root(start: str | os.PathLike | None = None) -> Path:
     """The project root: the first parent of ``start`` (default: cwd) holding ``_toc.yml`` and ``book/``."""
     here = Path(start or os.getcwd()).resolve()
     for p in (here, *here.parents):
@@ -57,7 +57,7 @@ def find_root(start: "str | os.PathLike | None" = None) -> Path:
     raise FileNotFoundError(f"no _toc.yml with a book/ folder above {here}: run from the photozsom checkout or pass --root")
 
 
-def chapters(root: "str | os.PathLike") -> list[str]:
+def chapters(root: str | os.PathLike) -> list[str]:
     """Chapter names in ``_toc.yml`` order (``book/executed/<name>`` entries)."""
     import yaml
 
@@ -85,7 +85,7 @@ def _declared_parameters(nb) -> set[str]:
     """Names assigned in the cell tagged ``parameters``."""
     for cell in nb.cells:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            return set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", cell.source, flags=re.M))
+            return set(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", cell.source, flags=re.MULTILINE))
     return set()
 
 
@@ -134,12 +134,12 @@ def _parse_value(text: str):
 
 
 def run_book(
-    root: "str | os.PathLike | None" = None,
+    root: str | os.PathLike | None = None,
     scale: str = "default",
-    only: "Iterable[str] | None" = None,
-    params: "dict | None" = None,
+    only: Iterable[str] | None = None,
+    params: dict | None = None,
     html: bool = True,
-    data_dir: "str | None" = None,
+    data_dir: str | None = None,
     log=print,
 ) -> dict[str, float]:
     """Execute the chapters and build the HTML book.
@@ -218,7 +218,7 @@ def run_book(
             jb = Path(sys.executable).with_name("jupyter-book")
             cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
             log("[book] " + " ".join(cmd))
-            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 sys.stdout.write(proc.stdout[-6000:])
                 sys.stderr.write(proc.stderr[-6000:])
@@ -233,7 +233,7 @@ def run_book(
     return timings
 
 
-def require(path: "str | os.PathLike", data_dir: "str | os.PathLike | None" = None) -> Path:
+def require(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Return ``path`` if it exists, else raise an error naming the chapter that writes it.
 
     Parameters
@@ -258,7 +258,7 @@ def require(path: "str | os.PathLike", data_dir: "str | os.PathLike | None" = No
     raise FileNotFoundError(f"{path} does not exist: {how}, with the same data_dir")
 
 
-def outputs(*paths: "str | os.PathLike"):
+def outputs(*paths: str | os.PathLike):
     """A table of files a chapter wrote: path, size (MB) — shown at the end of each chapter."""
     import pandas as pd
 
@@ -288,7 +288,7 @@ def cli_main(args) -> int:
     return 0
 
 
-def clean(root: "str | os.PathLike") -> None:
+def clean(root: str | os.PathLike) -> None:
     """Remove executed notebooks and the HTML build."""
     root = Path(root)
     shutil.rmtree(root / "book" / "executed", ignore_errors=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def default_device(device: "str | None" = None) -> str:
+def default_device(device: str | None = None) -> str:
     """Return the torch device to use.
 
     Parameters

@@ -32,15 +32,15 @@ import pandas as pd
 from photozsom.datasets.schema import validate
 
 __all__ = [
+    "CATALOG_FEATURES",
     "SOFTENING",
     "SOM_FEATURES",
-    "CATALOG_FEATURES",
+    "Standardizer",
     "asinh_mag",
+    "catalog_features",
     "dereddened_flux",
     "magnitudes",
     "som_features",
-    "catalog_features",
-    "Standardizer",
 ]
 
 #: Asinh softening parameter ``b`` per band, nanomaggies: about the 1-sigma flux error of a
@@ -195,7 +195,7 @@ class Standardizer:
     std: np.ndarray | None = None
     names: list[str] = field(default_factory=list)
 
-    def fit(self, X: np.ndarray, names: "list[str] | None" = None) -> "Standardizer":
+    def fit(self, X: np.ndarray, names: list[str] | None = None) -> Standardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
             raise ValueError(f"Standardizer.fit needs a non-empty [N, D] array, got shape {X.shape}")
@@ -226,6 +226,6 @@ class Standardizer:
                 "std": None if self.std is None else self.std.tolist(), "names": list(self.names)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Standardizer":
+    def from_dict(cls, d: dict) -> Standardizer:
         return cls(None if d["mean"] is None else np.asarray(d["mean"]),
                    None if d["std"] is None else np.asarray(d["std"]), list(d.get("names", [])))

@@ -22,27 +22,27 @@ function                   figure
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "style",
-    "save",
-    "redshift_distributions",
-    "som_maps",
-    "metric_vs_count",
     "cutout_grid",
-    "zphot_vs_zspec",
-    "pit_histogram",
-    "loss_curves",
-    "example_pdfs",
-    "threshold_curve",
-    "spec_vs_random",
     "embedding_map",
+    "example_pdfs",
+    "loss_curves",
+    "metric_vs_count",
+    "pit_histogram",
+    "redshift_distributions",
+    "save",
+    "som_maps",
+    "spec_vs_random",
+    "style",
+    "threshold_curve",
+    "zphot_vs_zspec",
 ]
 
 #: Axis labels of the paper's metrics.
@@ -67,7 +67,7 @@ def style() -> None:
                       "figure.constrained_layout.use": True})
 
 
-def save(fig: plt.Figure, path: "str | Path") -> Path:
+def save(fig: plt.Figure, path: str | Path) -> Path:
     """Save ``fig`` as PNG (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +119,8 @@ def _grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def som_maps(maps: Mapping[str, np.ndarray], shape: tuple[int, int], *, ncols: int = 2,
-             cmaps: "Mapping[str, str] | None" = None, clip: "tuple[float, float] | None" = (2, 98),
-             labels: "Mapping[str, str] | None" = None, centered: Sequence[str] = ("bias",)) -> plt.Figure:
+             cmaps: Mapping[str, str] | None = None, clip: tuple[float, float] | None = (2, 98),
+             labels: Mapping[str, str] | None = None, centered: Sequence[str] = ("bias",)) -> plt.Figure:
     """Values on the SOM grid, one panel per map (Figure 7, occupancy maps).
 
     Parameters
@@ -163,7 +163,7 @@ def som_maps(maps: Mapping[str, np.ndarray], shape: tuple[int, int], *, ncols: i
 
 
 def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
-                    mask_zero_outliers: bool = True, global_values: "Mapping[str, float] | None" = None,
+                    mask_zero_outliers: bool = True, global_values: Mapping[str, float] | None = None,
                     count_col: str = "n_train") -> plt.Figure:
     """Figures 1 and 8: each cell's metric against its training count.
 
@@ -279,8 +279,8 @@ def _kde_background(ax, z_true, z_pred, zmax, seed, n_kde=4000, gridsize=120):
     return im
 
 
-def zphot_vs_zspec(z_true: np.ndarray, z_pred: np.ndarray, *, lo: "np.ndarray | None" = None,
-                   hi: "np.ndarray | None" = None, highlight: "np.ndarray | None" = None,
+def zphot_vs_zspec(z_true: np.ndarray, z_pred: np.ndarray, *, lo: np.ndarray | None = None,
+                   hi: np.ndarray | None = None, highlight: np.ndarray | None = None,
                    n_points: int = 300, zmax: float = 1.6, seed: int = 0, title: str = "") -> plt.Figure:
     """Figures 4 and 5: Gaussian-KDE density of (z_spec, z_phot) with points on top.
 

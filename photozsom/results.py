@@ -8,14 +8,14 @@ and puts the paper's own values beside ours.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from photozsom import metrics
 
-__all__ = ["POINT_ESTIMATE", "PAPER_TABLE1", "prediction_table", "matched", "table1", "deviating_cells"]
+__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "deviating_cells", "matched", "prediction_table", "table1"]
 
 #: The point estimate used throughout: the mean of P(z|X), the paper's <P(z|X)>.
 POINT_ESTIMATE = "mean"

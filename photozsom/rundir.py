@@ -45,7 +45,7 @@ class RunDir:
     PosixPath('runs/ci/som/som.pt')
     """
 
-    def __init__(self, data_dir: "str | os.PathLike"):
+    def __init__(self, data_dir: str | os.PathLike):
         self.root = Path(data_dir)
 
     def path(self, stage: str, name: str = "", *, make: bool = True) -> Path:

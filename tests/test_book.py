@@ -52,7 +52,7 @@ def test_failing_cell_is_named_and_later_chapters_do_not_run(tmp_path):
     nb = nbformat.read(root / "book" / "executed" / "one.ipynb", as_version=4)
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "one ci 0" in out
-    assert [c["id"] for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])][0] == "one-000"
+    assert next(c["id"] for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])) == "one-000"
 
 
 def test_executed_notebooks_have_no_timestamps_and_are_reproducible(tmp_path):
@@ -91,7 +91,7 @@ def built_book(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_chapter_executes_and_html_is_built(built_book):
-    data_dir, timings = built_book
+    _, timings = built_book
     assert set(book.chapters(ROOT)) <= set(timings)
     assert "html" in timings
     for name in book.chapters(ROOT):
@@ -119,7 +119,7 @@ def test_table1_is_finite_for_both_models(built_book):
     assert (ours["MAD"] > 0).all() and (ours["eta_%"].between(0, 100)).all()
 
 
-def _chromium() -> "str | None":
+def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)

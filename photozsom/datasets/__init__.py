@@ -2,7 +2,7 @@
 
 from photozsom.datasets.schema import COLUMNS, validate
 
-__all__ = ["COLUMNS", "validate", "simulate"]
+__all__ = ["COLUMNS", "simulate", "validate"]
 
 
 def simulate(*args, **kwargs):

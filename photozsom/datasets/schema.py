@@ -12,24 +12,24 @@ Every entry point that takes a catalogue calls :func:`validate`, which raises on
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "Column",
-    "COLUMNS",
-    "OPTICAL_BANDS",
-    "WISE_BANDS",
     "BANDS",
-    "SOUTH_BANDS",
+    "COLUMNS",
     "NORTH_BANDS",
+    "OPTICAL_BANDS",
+    "SOUTH_BANDS",
     "SPECZ_COLUMNS",
+    "WISE_BANDS",
+    "Column",
+    "as_dataframe",
     "flux_columns",
     "validate",
-    "as_dataframe",
 ]
 
 #: Optical bands of DR10 (the north, BASS/MzLS, has no i-band).

@@ -17,12 +17,12 @@ reading a slice of rows touches only those rows.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-__all__ = ["CutoutStore", "BANDS", "PIXSCALE"]
+__all__ = ["BANDS", "PIXSCALE", "CutoutStore"]
 
 #: Band order of the store's second axis.
 BANDS: tuple[str, ...] = ("g", "r", "i", "z")
@@ -48,7 +48,7 @@ class CutoutStore:
     ...     ...
     """
 
-    def __init__(self, path: "str | os.PathLike", mode: str = "r"):
+    def __init__(self, path: str | os.PathLike, mode: str = "r"):
         import h5py
 
         self.path = Path(path)
@@ -67,8 +67,8 @@ class CutoutStore:
 
     # -- creation ---------------------------------------------------------------------
     @classmethod
-    def create(cls, path: "str | os.PathLike", size: int, *, overwrite: bool = False,
-               pixscale: float = PIXSCALE, compression: "str | None" = None) -> "CutoutStore":
+    def create(cls, path: str | os.PathLike, size: int, *, overwrite: bool = False,
+               pixscale: float = PIXSCALE, compression: str | None = None) -> CutoutStore:
         """Create an empty store for ``size`` x ``size`` pixel cutouts and open it for appending."""
         import h5py
 
@@ -91,7 +91,7 @@ class CutoutStore:
 
     # -- writing ----------------------------------------------------------------------
     def append(self, images: np.ndarray, band_mask: np.ndarray, objid: np.ndarray,
-               sigma: "np.ndarray | None" = None) -> None:
+               sigma: np.ndarray | None = None) -> None:
         """Append cutouts.
 
         Parameters
@@ -139,7 +139,7 @@ class CutoutStore:
         """All OBJIDs, int64 [N]."""
         return self._h5["OBJID"][:]
 
-    def read(self, rows: "slice | np.ndarray") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read ``(images, band_mask, objid)`` for a slice or sorted index array of rows."""
         if not isinstance(rows, slice):
             rows = np.asarray(rows)
@@ -156,7 +156,7 @@ class CutoutStore:
             return imgs[back], mask[back], ids[back]
         return self._h5["images"][rows], self._h5["band_mask"][rows], self._h5["OBJID"][rows]
 
-    def sigma(self, rows: "slice | np.ndarray" = slice(None)) -> np.ndarray:
+    def sigma(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
         """Per-pixel sky noise [n, 4], nanomaggies."""
         if isinstance(rows, slice):
             return self._h5["sigma"][rows]
@@ -188,7 +188,7 @@ class CutoutStore:
     def close(self) -> None:
         self._h5.close()
 
-    def __enter__(self) -> "CutoutStore":
+    def __enter__(self) -> CutoutStore:
         return self
 
     def __exit__(self, *exc) -> None:
