@@ -13,8 +13,8 @@ All three SOMs train on the same standardised matrix, with the same number of pa
 over the data (``--epochs``), on 2 CPU threads, from the same PCA-plane initial
 prototypes where the library allows it:
 
-- photozsom ``SOM(backend="torch")``: batch map on sub-batches of 8 samples per cell
-  (~24 updates per pass at N = 200,000), the last pass one full batch update; sigma 16 -> 1.
+- photozsom ``SOM(backend="torch")``: batch map on sub-batches of 4 samples per cell
+  (~49 updates per pass at N = 200,000), the last pass one full batch update; sigma 16 -> 1.
 - minisom ``MiniSom.train_batch(X, epochs * N)``: one online update per sample, cycling
   through the data ``epochs`` times in order; sigma 16 -> 1 (``inverse_decay_to_one``),
   learning rate 0.5 -> 0 (``linear_decay_to_zero``). (minisom >= 2.3.5 also has

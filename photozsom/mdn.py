@@ -258,7 +258,8 @@ class MDN:
         if self.amp and not self.device.startswith("cuda"):
             raise ValueError("amp=True (mixed precision) is only supported on CUDA; use amp=None")
         self.grid = grid or default_grid()
-        with torch.random.fork_rng(devices=[]):
+        cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):   # seeded, without touching the caller's RNG
             torch.manual_seed(self.seed)
             self.network = self._build().to(self.device)
         self.standardizer: Standardizer | None = None
@@ -385,8 +386,9 @@ class MDN:
         best, best_state, best_epoch, stale = math.inf, None, 0, 0
         bar = tqdm(range(1, self.max_epochs + 1), desc="MDN", unit="epoch",
                    disable=None if progress else True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + 1)   # dropout masks
+        cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed + 1)   # dropout masks; the caller's RNG state is kept
             for epoch in bar:
                 t0 = time.perf_counter()
                 net.train()
@@ -402,6 +404,9 @@ class MDN:
                     opt.step()
                     total += loss_vec.detach().sum()
                 train_crps = float(total) / n
+                if not math.isfinite(train_crps):
+                    raise RuntimeError(f"training diverged at epoch {epoch} (non-finite CRPS); "
+                                       "lower lr or check the inputs")
                 val_crps = self._mean_crps(Xvs, yvs) if has_val else float("nan")
                 lr_now = opt.param_groups[0]["lr"]
                 rows.append({"epoch": epoch, "train_crps": train_crps, "val_crps": val_crps,

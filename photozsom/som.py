@@ -23,7 +23,7 @@ Two backends share the API:
 
     with ``r_k`` the cell's position on the grid (:attr:`SOM.grid_positions`).
     Each epoch but the last visits the samples in a fresh seeded random order, in
-    sub-batches of ``batch_size`` samples (default ``8 * n_cells``, so ~8 samples per
+    sub-batches of ``batch_size`` samples (default ``4 * n_cells``, so ~4 samples per
     cell and about ``N / batch_size`` updates per pass, like a mini-batch k-means); the
     last epoch is one update on all samples (the classic batch map, which removes the
     sub-batch noise). With ``N <= batch_size`` every epoch is a single full batch update.
@@ -175,7 +175,7 @@ class SOM:
         backend always decays to 1.
     batch_size : int, optional
         Torch backend: samples per prototype update within an epoch (default
-        ``8 * n_cells``, about 8 samples per cell); see the module docstring.
+        ``4 * n_cells``, about 4 samples per cell); see the module docstring.
     init : {"pca", "random"} or ndarray
         Prototype initialisation (both backends): the PCA plane, random samples, or given
         prototypes of shape ``(n_cells, D)`` in standardised units.
@@ -257,7 +257,7 @@ class SOM:
         self.feature_names = feature_names
         self.seed = int(seed)
         self.init = init
-        self.batch_size = int(batch_size) if batch_size is not None else 8 * rows * cols
+        self.batch_size = int(batch_size) if batch_size is not None else 4 * rows * cols
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 samples, got {batch_size}")
         self.device = default_device(device) if backend == "torch" else "cpu"
@@ -319,15 +319,17 @@ class SOM:
             raise RuntimeError("the SOM is not trained: call fit(X) or SOM.load(path) first")
 
     def _as_array(self, X: Any, name: str = "X") -> np.ndarray:
-        """``X`` as a 2-D float array of ``n_features`` columns (no copy when possible)."""
-        if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: select by name
-            missing = [f for f in self.feature_names if f not in X.columns]
-            if not missing:
-                X = X[self.feature_names]
-            X = X.to_numpy(dtype=np.float64)
+        """``X`` as a 2-D float array of ``n_features`` columns (no copy when possible).
+
+        A DataFrame holding every feature name has those columns taken, in the model's
+        order; otherwise its columns are used as they are."""
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
         try:
+            if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # DataFrame: columns by name
+                if all(f in X.columns for f in self.feature_names):
+                    X = X[self.feature_names]
+                X = X.to_numpy(dtype=np.float64)
             X = np.asarray(X)
             if X.dtype.kind not in "fiub":
                 raise TypeError

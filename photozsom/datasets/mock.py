@@ -41,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from photozsom.datasets import mock_images, mock_photometry as mph, mock_population as mpop
+from photozsom.datasets import mock_images
+from photozsom.datasets import mock_photometry as mph
+from photozsom.datasets import mock_population as mpop
 from photozsom.datasets.mock_sed import get_grid
 from photozsom.datasets.mock_surveys import SURVEYS, Survey, Targets, assign_redshifts, survey_table
 
-__all__ = ["SCALES", "resolve_scale", "simulate", "cli_main", "FILES"]
+__all__ = ["FILES", "SCALES", "cli_main", "resolve_scale", "simulate"]
 
 #: Named sizes: spectroscopic galaxies, random sample, random-sample cutouts, cutout side.
 SCALES: dict[str, dict] = {
@@ -65,9 +67,13 @@ Z_SPEC_RANGE: tuple[float, float] = (0.0, 1.6)
 #: Smallest number of galaxies per survey programme.
 MIN_PER_SURVEY: int = 8
 _VERSION = 1
+#: Wall-clock seconds of each stage of the last :func:`simulate` run in this process (for
+#: benchmarks; not written to settings.json, which stays deterministic).
+LAST_RUN: dict = {}
+_COUNTS = {"drawn": 0, "observed": 0}
 
 
-def resolve_scale(scale, cutout_size: "int | None" = None) -> dict:
+def resolve_scale(scale, cutout_size: int | None = None) -> dict:
     """Sizes of a simulation.
 
     Parameters
@@ -105,7 +111,7 @@ def resolve_scale(scale, cutout_size: "int | None" = None) -> dict:
         out = {"n_spec": n, "n_random": 10 * n, "n_random_cutouts": max(n // 4, 1), "cutout_size": 64}
         out.update({k: int(v) for k, v in scale.items()})
     else:
-        raise ValueError(f"scale must be a name, a number or a dict, got {type(scale).__name__}")
+        raise TypeError(f"scale must be a name, a number or a dict, got {type(scale).__name__}")
     if cutout_size is not None:
         out["cutout_size"] = int(cutout_size)
     if out["n_spec"] < len({s.name for s in SURVEYS}):
@@ -132,6 +138,7 @@ def _concat(parts: list) -> dict:
 def _draw_truth(rng, grid, lc, n, limits, z_range=None, south_fraction=SOUTH_FRACTION,
                 margin: float = 0.5) -> dict:
     """Candidates from the light cone with true photometry, pre-filtered on true magnitudes."""
+    _COUNTS["drawn"] += n
     s = lc.sample(rng, n, limits, z_range)
     t = {"z": s["z"], "mag_abs": s["mag_abs"], "red": s["red"]}
     t.update(mpop.morphology(rng, t["z"], t["mag_abs"], t["red"]))
@@ -174,6 +181,7 @@ def _build_pool(rng, grid, lc, n_pool: int) -> mph.NeighbourPool:
 
 
 def _observe(rng, t, pool, seed):
+    _COUNTS["observed"] += t["z"].size
     _place(rng, t)
     nb = mph.draw_neighbours(rng, t["z"], pool)
     cat, obs = mph.observe(rng, t, nb, pool, seed)
@@ -379,7 +387,7 @@ def _settings_request(sizes: dict, seed: int) -> dict:
     return {"version": _VERSION, "seed": int(seed), **sizes}
 
 
-def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_size: "int | None" = None,
+def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size: int | None = None,
              overwrite: bool = False, progress: bool = True) -> dict:
     """Simulate the Legacy Survey sky, its spectroscopic compilation and image cutouts.
 
@@ -438,6 +446,10 @@ def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_siz
     if paths["settings"].exists():
         paths["settings"].unlink()
 
+    import time
+
+    clock = {"start": time.perf_counter()}
+    _COUNTS.update(drawn=0, observed=0)
     ss = np.random.SeedSequence(seed)
     (s_pool, s_rand, s_spec, s_img, s_id) = ss.spawn(5)
     grid = get_grid()
@@ -446,8 +458,10 @@ def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_siz
     pool = _build_pool(np.random.default_rng(s_pool), grid, lc, n_pool)
 
     # -- random sample --------------------------------------------------------------------------
+    clock["setup"] = time.perf_counter()
     t_r, cat_r, obs_r, nb_r = _random_sample(np.random.default_rng(s_rand), grid, lc, pool,
                                              sizes["n_random"], seed, progress)
+    clock["random"] = time.perf_counter()
     # -- spectroscopic surveys ----------------------------------------------------------------------
     from tqdm.auto import tqdm
 
@@ -481,8 +495,10 @@ def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_siz
     has_cut[rng_id.choice(n_r, sizes["n_random_cutouts"], replace=False)] = True
     cat_r["HAS_CUTOUT"] = has_cut
     cat_s["HAS_CUTOUT"] = np.ones(n_s, bool)
+    clock["spec"] = time.perf_counter()
     _write_parquet(cat_r, paths["random"])
     _write_parquet(cat_s, paths["spec"])
+    clock["catalogues"] = time.perf_counter()
 
     # -- cutouts --------------------------------------------------------------------------------------
     size = sizes["cutout_size"]
@@ -496,6 +512,7 @@ def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_siz
                         cat_r["OBJID"][sub], size, progress)
     finally:
         store.close()
+    clock["cutouts"] = time.perf_counter()
 
     # -- settings ---------------------------------------------------------------------------------------
     survey_n = {}
@@ -523,6 +540,15 @@ def simulate(out_dir: "str | os.PathLike", scale="ci", seed: int = 0, cutout_siz
         "templates": "kcorrect-default-v4 (Blanton & Roweis 2007)",
     }
     paths["settings"].write_text(json.dumps(settings, indent=1, default=float))
+    c = clock
+    LAST_RUN.clear()
+    LAST_RUN.update({
+        "seconds_setup": c["setup"] - c["start"], "seconds_random": c["random"] - c["setup"],
+        "seconds_spec": c["spec"] - c["random"], "seconds_write": c["catalogues"] - c["spec"],
+        "seconds_cutouts": c["cutouts"] - c["catalogues"], "seconds_total": time.perf_counter() - c["start"],
+        "n_random": int(n_r), "n_spec": int(n_s), "n_cutouts": int(n_s + sub.size), "cutout_size": size,
+        "n_candidates_drawn": _COUNTS["drawn"], "n_candidates_observed": _COUNTS["observed"],
+    })
     return paths
 
 
@@ -534,7 +560,7 @@ def cli_main(args) -> int:
     try:
         paths = simulate(args.out_dir, scale=args.scale, seed=args.seed, cutout_size=args.cutout_size,
                          overwrite=args.overwrite, progress=True)
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, TypeError, FileExistsError) as err:
         print(f"photozsom simulate: {err}")
         return 2
     settings = json.loads(paths["settings"].read_text())

@@ -39,15 +39,15 @@ import numpy as np
 from scipy import optimize, special
 
 __all__ = [
-    "PIXSCALE",
     "MOFFAT_BETA",
+    "PIXSCALE",
+    "aperture_fraction",
+    "moffat_ft",
+    "nea_ratio",
+    "psf_nea",
+    "render_batch",
     "sersic_b",
     "sersic_ft",
-    "moffat_ft",
-    "psf_nea",
-    "nea_ratio",
-    "aperture_fraction",
-    "render_batch",
 ]
 
 #: Legacy Survey pixel scale, arcsec per pixel.
@@ -92,7 +92,7 @@ def _fit_mog(n: float) -> tuple[np.ndarray, np.ndarray]:
     amp, v = amp[keep], v[keep]
     amp = amp / amp.sum()
     # rescale so that the half-light radius of the mixture is exactly 1
-    enclosed = lambda R: np.sum(amp * (1 - np.exp(-0.5 * R**2 / v))) - 0.5  # noqa: E731
+    enclosed = lambda R: np.sum(amp * (1 - np.exp(-0.5 * R**2 / v))) - 0.5
     rh = optimize.brentq(enclosed, 1e-4, 50.0)
     return amp, v / rh**2
 
@@ -330,7 +330,7 @@ def aperture_fraction(n: np.ndarray, r_half: np.ndarray, radius: float = 0.75,
 def render_batch(size: int, cutout_of: np.ndarray, x: np.ndarray, y: np.ndarray,
                  flux: np.ndarray, n: np.ndarray, r_half: np.ndarray, q: np.ndarray,
                  phi: np.ndarray, fwhm: np.ndarray, pixscale: float = PIXSCALE,
-                 pad: "int | None" = None) -> np.ndarray:
+                 pad: int | None = None) -> np.ndarray:
     """Render noiseless cutouts of many sources at once (one inverse FFT per cutout band).
 
     Parameters

@@ -39,16 +39,16 @@ from photozsom.datasets import mock_images
 from photozsom.datasets.mock_sed import GRID_FILTERS, SEDGrid
 
 __all__ = [
-    "LS_GRID_BANDS",
-    "SELECTION_BANDS",
     "DEPTH_PSF",
-    "SEEING",
+    "LS_GRID_BANDS",
     "R_EXT",
-    "add_photometry",
-    "region_fluxes",
+    "SEEING",
+    "SELECTION_BANDS",
     "NeighbourPool",
+    "add_photometry",
     "draw_neighbours",
     "observe",
+    "region_fluxes",
 ]
 
 #: Grid bands of the Legacy Survey photometry (both regions).
@@ -159,7 +159,7 @@ class NeighbourPool:
 
 
 def draw_neighbours(rng: np.random.Generator, z: np.ndarray, pool: NeighbourPool,
-                    radius: float = NEIGHBOUR_RADIUS, annulus: "tuple[float, float] | None" = None) -> dict:
+                    radius: float = NEIGHBOUR_RADIUS, annulus: tuple[float, float] | None = None) -> dict:
     """Neighbours of each object: field galaxies and same-redshift companions.
 
     Parameters
@@ -321,7 +321,7 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
     maskbits[t["r_half"] > 15.0] |= 1 << 12
     halo = np.zeros((n, 6))
     star_colour = np.array([1.0, 1.3, 1.5, 1.6, 0.0, 0.0])
-    level = np.where(bright, rng.uniform(1.0, 4.0, n), np.where(medium, rng.uniform(0.3, 1.5, n), 0.0))
+    level = np.where(bright, rng.uniform(0.5, 2.5, n), np.where(medium, rng.uniform(0.2, 1.0, n), 0.0))
     halo[:, :4] = level[:, None] * star_colour[None, :4] * sigma_pix[:, 1:2]
     halo[~south, 2] = np.nan
     halo_grad = rng.normal(0.0, 0.5, (n, 2)) * (level > 0)[:, None]

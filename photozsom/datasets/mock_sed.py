@@ -29,17 +29,17 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "N_TEMPLATES",
     "GRID_FILTERS",
     "LINES",
-    "template_path",
-    "load_templates",
     "LINE_TEMPLATE",
-    "calzetti_k",
-    "madau_transmission",
-    "line_strengths",
+    "N_TEMPLATES",
     "SEDGrid",
+    "calzetti_k",
     "get_grid",
+    "line_strengths",
+    "load_templates",
+    "madau_transmission",
+    "template_path",
 ]
 
 #: Number of spectral components: the five kcorrect templates and one emission-line spectrum.
@@ -268,7 +268,7 @@ class SEDGrid:
 
     @classmethod
     def build(cls, z_max: float = 3.0, dlnz: float = 0.005, ebv_max: float = 0.8,
-              debv: float = 0.05) -> "SEDGrid":
+              debv: float = 0.05) -> SEDGrid:
         """Compute the grid with speclite (a few seconds).
 
         Parameters

@@ -31,12 +31,12 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-__all__ = ["Survey", "SURVEYS", "Targets", "survey_table", "assign_redshifts", "LINE_WAVELENGTHS"]
+__all__ = ["LINE_WAVELENGTHS", "SURVEYS", "Survey", "Targets", "assign_redshifts", "survey_table"]
 
 C_KMS = 299792.458
 #: Rest wavelengths (A) of the lines used for redshift measurement and confusion.
@@ -176,7 +176,7 @@ class Survey:
     wrong_kind: str
     sigma_v: float
     source: str
-    z_range: "tuple[float, float] | None" = None
+    z_range: tuple[float, float] | None = None
     zerr_frac: float = 0.0
     meta: dict = field(default_factory=dict)
 
@@ -479,7 +479,7 @@ SURVEYS: list[Survey] = [
 ]
 
 
-def survey_table() -> "pandas.DataFrame":  # noqa: F821
+def survey_table() -> pandas.DataFrame:  # noqa: F821
     """:data:`SURVEYS` as a DataFrame (name, program, share, rule, wrong-z rate, errors, source)."""
     import pandas as pd
 
@@ -491,8 +491,8 @@ def survey_table() -> "pandas.DataFrame":  # noqa: F821
 
 
 def assign_redshifts(rng: np.random.Generator, survey: Survey, z: np.ndarray,
-                     z_neighbour: "np.ndarray | None" = None,
-                     neighbour_dominates: "np.ndarray | None" = None) -> tuple[np.ndarray, np.ndarray]:
+                     z_neighbour: np.ndarray | None = None,
+                     neighbour_dominates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Measured redshifts and errors of securely measured targets.
 
     Parameters

@@ -141,15 +141,17 @@ def _build_network(dim: int, widths: tuple[int, ...], stem: int = 4, in_ch: int 
                            nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
                            nn.ReLU(inplace=True)]
                 c = w
+            # Backbone output as in ResNet/SimCLR: a 1x1 convolution to `dim` channels, batch
+            # norm, ReLU and global average pooling; the embedding is this pooled vector.
+            layers += [nn.Conv2d(c, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)]
             self.features = nn.Sequential(*layers)
-            self.embed = nn.Linear(2 * c, dim)
-            self.project = nn.Sequential(nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
-                                         nn.Linear(dim, dim))
+            # SimCLR projection head (used only by the contrastive loss).
+            self.project = nn.Sequential(nn.Linear(dim, 2 * dim, bias=False), nn.BatchNorm1d(2 * dim),
+                                         nn.ReLU(inplace=True), nn.Linear(2 * dim, dim))
 
         def forward(self, x, mask):
             h = self.stem(x) + self.mask_offset(mask.to(x.dtype))[:, :, None, None]
-            h = self.features(h)
-            return self.embed(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+            return self.features(h).mean(dim=(2, 3))
 
     return _Net()
 
