@@ -34,9 +34,10 @@ def nz_per_survey(spec: pd.DataFrame, path: Path) -> None:
     ax0 = fig.add_axes([0.05, 0.1, 0.3, 0.8])
     ax0.hist(spec["Z"], bins=bins, color="k", histtype="stepfilled", alpha=0.3)
     bottom = np.zeros(bins.size - 1)
-    for name in names:
+    for i, name in enumerate(names):
         h, _ = np.histogram(spec.loc[spec["SURVEY"] == name, "Z"], bins=bins)
-        ax0.bar(bins[:-1], h, width=np.diff(bins), bottom=bottom, align="edge", label=name, lw=0)
+        ax0.bar(bins[:-1], h, width=np.diff(bins), bottom=bottom, align="edge", label=name, lw=0,
+                color=f"C{i % 10}")
         bottom += h
     ax0.set_xlabel("spectroscopic redshift Z")
     ax0.set_ylabel("galaxies per bin")

@@ -39,7 +39,7 @@ seed = 0                # the simulated sky is deterministic in the seed
 spec_files = None       # real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
 sweep_files = None      # real data: list of DR10 sweep FITS files (photometry to match)
 random_files = None     # real data: list of DR10 sweep/random-galaxy files for the SOM
-cutout_dir = None       # real data: folder for downloaded cutouts (download=True to fetch)
+cutout_dir = None       # real data: folder for downloaded cutouts, used when download is True
 download = False        # never contact the cutout service unless asked
 
 # %%

@@ -70,7 +70,8 @@ t = test[has_cell]
 report = cells.report(t["CELL"].to_numpy(), t["Z"].to_numpy(), t["Z_PHOT"].to_numpy(), t["PIT"].to_numpy(),
                       n_cells=som.n_cells, train_counts=train_counts, n_boot=n_boot, seed=seed, fdr=fdr)
 report.to_parquet(run.path("cells", "report.parquet"))
-print("global values:", {k: round(float(v), 4) for k, v in report.attrs["global"].items()})
+glob = report.attrs["global"]
+print("global values:", {k: round(glob[k], 4) for k in ("n", "mad", "bias", "eta", "pco", "z_mean")})
 report[report["status"] == "ok"].describe().T[["count", "mean", "50%", "min", "max"]].round(4)
 
 # %% [markdown]

@@ -391,9 +391,9 @@ class SOM:
         return int(min(2**18, max(self._block_rows(), 2**24 // self.n_features)))
 
     def _block_rows(self) -> int:
-        """Rows per block of the ``[rows, n_cells]`` score matrix: ~16 MB of float32, which
+        """Rows per block of the ``[rows, n_cells]`` score matrix: ~8 MB of float32, which
         stays in the last-level cache of a CPU."""
-        return int(min(65536, max(256, 2**22 // self.n_cells)))
+        return int(min(65536, max(256, 2**21 // self.n_cells)))
 
     # ------------------------------------------------------------------ torch kernels
     def _set_weights(self, w: np.ndarray | torch.Tensor) -> None:

@@ -6,8 +6,10 @@ unchanged on the mock or on real data:
 
 ``random.parquet``
     The representative random sample: every galaxy the Legacy Survey would detect
-    (optical S/N >= 6) in random sky positions of the footprint (~70% DECam south with
-    i-band, ~30% BASS/MzLS north without). DR10 columns plus ``PSFSIZE_*``, ``PSFDEPTH_*``,
+    (optical S/N >= 6) in random sky positions of the footprint (70% of the area is DECam
+    south with i-band, 30% BASS/MzLS north without; the deeper south holds ~78% of the
+    detections). A pair that the pipeline merges is one source, credited to the member that
+    dominates its r-band flux. DR10 columns plus ``PSFSIZE_*``, ``PSFDEPTH_*``,
     ``FIBERFLUX_*``, ``HAS_CUTOUT`` (the galaxy has an image in ``cutouts.h5``) and the
     simulation-only truth ``Z_TRUE`` and ``BLEND_FRAC_TRUE`` (fraction of the r-band
     catalogue flux that belongs to neighbours) -- a real catalogue has neither; use them for
@@ -64,7 +66,7 @@ SOUTH_FRACTION: float = 0.7
 DETECTION_SNR: float = 6.0
 #: Redshift range of the spectroscopic compilation (the paper's).
 Z_SPEC_RANGE: tuple[float, float] = (0.0, 1.6)
-#: Smallest number of galaxies per survey programme.
+#: Smallest number of galaxies per survey programme (fewer for very small simulations).
 MIN_PER_SURVEY: int = 8
 _VERSION = 1
 #: Wall-clock seconds of each stage of the last :func:`simulate` run in this process (for
@@ -114,8 +116,8 @@ def resolve_scale(scale, cutout_size: int | None = None) -> dict:
         raise TypeError(f"scale must be a name, a number or a dict, got {type(scale).__name__}")
     if cutout_size is not None:
         out["cutout_size"] = int(cutout_size)
-    if out["n_spec"] < len({s.name for s in SURVEYS}):
-        raise ValueError(f"n_spec must be at least {len({s.name for s in SURVEYS})} (one per survey), "
+    if out["n_spec"] < 2 * len(SURVEYS):
+        raise ValueError(f"n_spec must be at least {2 * len(SURVEYS)} (two per survey programme), "
                          f"got {out['n_spec']}")
     if out["n_random"] < 1 or out["cutout_size"] < 8:
         raise ValueError(f"n_random must be >= 1 and cutout_size >= 8 pixels, got {out}")
@@ -204,7 +206,11 @@ def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict,
             batch = int(np.clip(1.2 * want / max(eff, 0.01) + 200, 1000, 200_000))
             t = _draw_truth(rng, grid, lc, batch, limits, margin=0.0)
             nb, cat, obs = _observe(rng, t, pool, seed)
-            det = np.flatnonzero(_detected(cat))[:want]
+            # a pair merged by the pipeline is one catalogue source, credited to its brighter
+            # member: an object whose r-band catalogue flux is mostly a neighbour's is that
+            # neighbour's detection, drawn (with its own redshift) when the neighbour is a primary
+            own = ~(np.nan_to_num(cat["BLEND_FRAC_TRUE"]) > 0.5)
+            det = np.flatnonzero(_detected(cat) & own)[:want]
             drawn += batch
             have += det.size
             eff = max(have / drawn, 1e-3)
@@ -227,7 +233,8 @@ def _merge(parts):
 def _survey_counts(n_spec: int) -> list[int]:
     share = np.array([s.share for s in SURVEYS])
     share = share / share.sum()
-    counts = np.maximum(np.round(share * n_spec).astype(int), MIN_PER_SURVEY)
+    floor = int(np.clip(n_spec // 200, 2, MIN_PER_SURVEY))
+    counts = np.maximum(np.round(share * n_spec).astype(int), floor)
     # keep the total: take the excess from the largest programmes
     excess = counts.sum() - n_spec
     order = np.argsort(-counts, kind="stable")
@@ -441,7 +448,8 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
         if old.get("request") == request and all(p.exists() for p in paths.values()):
             return paths
         raise FileExistsError(f"{out} holds a different simulation ({old.get('request')}); "
-                              f"pass overwrite=True or choose another directory")
+                              f"pass overwrite=True (--overwrite on the command line) or choose "
+                              f"another directory")
     out.mkdir(parents=True, exist_ok=True)
     if paths["settings"].exists():
         paths["settings"].unlink()

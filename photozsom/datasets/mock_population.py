@@ -36,7 +36,7 @@ Model (every number is a module constant, with its source)
   (red) and from randomly inclined thick discs with intrinsic thickness 0.2 (blue).
 - **Sky.** The footprint is the Legacy Survey's: |b| > 20 deg; PHOTSYS 'N' at Dec > 32.375
   deg in the northern Galactic cap, 'S' elsewhere. E(B-V) follows a cosecant law in
-  Galactic latitude (0.016 / sin|b|) modulated by a smooth random field (deterministic in
+  Galactic latitude (0.02 / sin|b|) modulated by a smooth random field (deterministic in
   the seed) with log-normal small-scale scatter, median ~0.03 like the SFD map at |b|>20.
 """
 
@@ -405,7 +405,7 @@ def sky_positions(rng: np.random.Generator, photsys: np.ndarray) -> tuple[np.nda
 def ebv_map(ra: np.ndarray, dec: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
     """Galactic E(B-V) (SFD-like) at the given positions, deterministic in ``seed``.
 
-    ``E = 0.016 / sin|b| * exp(0.35 G(x) + 0.1 e)`` where G is a smooth unit-variance random
+    ``E = 0.02 / sin|b| * exp(0.35 G(x) + 0.1 e)`` where G is a smooth unit-variance random
     field on the sphere (30 random plane waves, coherence ~5 deg) and e per-object noise.
     """
     rng = np.random.default_rng([seed, 7])
@@ -418,5 +418,5 @@ def ebv_map(ra: np.ndarray, dec: np.ndarray, b: np.ndarray, seed: int) -> np.nda
     phase = rng.uniform(0, 2 * np.pi, n_modes)
     field = np.sqrt(2.0 / n_modes) * np.cos(xyz @ (dirs * kappa[:, None]).T + phase).sum(axis=1)
     jitter = np.random.default_rng([seed, 8, ra.size]).standard_normal(ra.size)
-    ebv = 0.016 / np.sin(np.radians(np.clip(np.abs(b), 5.0, 90.0))) * np.exp(0.35 * field + 0.1 * jitter)
+    ebv = 0.02 / np.sin(np.radians(np.clip(np.abs(b), 5.0, 90.0))) * np.exp(0.35 * field + 0.1 * jitter)
     return np.clip(ebv, 0.002, 0.5)

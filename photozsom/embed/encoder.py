@@ -116,12 +116,13 @@ def stretch(flux, mask, softening):
     return torch.asinh(x / softening[None, :, None, None])
 
 
-def _build_network(dim: int, widths: tuple[int, ...], stem: int = 4, in_ch: int = 4):
+def _build_network(dim: int, widths: tuple[int, ...], stem: int = 4, in_ch: int = 4,
+                   n_photometry: int = 12):
     import torch
     from torch import nn
 
     class _Net(nn.Module):
-        """Stem, conv blocks, avg+max pooling, linear embedding; ``project`` is the SimCLR head."""
+        """Stem, conv blocks, pooled embedding; ``project`` and ``photometry`` are training heads."""
 
         def __init__(self):
             super().__init__()
@@ -148,6 +149,9 @@ def _build_network(dim: int, widths: tuple[int, ...], stem: int = 4, in_ch: int 
             # SimCLR projection head (used only by the contrastive loss).
             self.project = nn.Sequential(nn.Linear(dim, 2 * dim, bias=False), nn.BatchNorm1d(2 * dim),
                                          nn.ReLU(inplace=True), nn.Linear(2 * dim, dim))
+            # Masked-band photometry head (used only by the auxiliary loss).
+            self.photometry = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(inplace=True),
+                                            nn.Linear(2 * dim, n_photometry))
 
         def forward(self, x, mask):
             h = self.stem(x) + self.mask_offset(mask.to(x.dtype))[:, :, None, None]
@@ -217,6 +221,7 @@ class Encoder:
                  temperature: float = 0.2, lr: float = 3e-3, weight_decay: float = 1e-4,
                  max_shift: int = 4, psf_jitter: float = 0.8, noise_scale: float = 1.0,
                  band_dropout: tuple[float, float, float, float] = (0.1, 0.1, 0.5, 0.1),
+                 photometry_weight: float = 1.0, apertures: tuple[float, ...] = (2.0, 4.0, 8.0),
                  amp: "bool | None" = None):
         import torch
 
@@ -243,13 +248,16 @@ class Encoder:
         self.psf_jitter = float(psf_jitter)
         self.noise_scale = float(noise_scale)
         self.band_dropout = tuple(float(p) for p in band_dropout)
+        self.photometry_weight = float(photometry_weight)
+        self.apertures = tuple(float(r) for r in apertures)
         self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
         self.softening: "np.ndarray | None" = None
         self.history: dict = {"loss": [], "epoch_time_s": [], "steps": 0}
         self.fitted = False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = _build_network(self.dim, self.widths, self.stem).to(self.device)
+            self.net = _build_network(self.dim, self.widths, self.stem,
+                                      n_photometry=4 * len(self.apertures)).to(self.device)
         self.net.eval()
 
     # -- configuration ------------------------------------------------------------------
@@ -257,7 +265,8 @@ class Encoder:
         return {"dim": self.dim, "size": self.size, "seed": self.seed, "widths": list(self.widths), "stem": self.stem,
                 "temperature": self.temperature, "lr": self.lr, "weight_decay": self.weight_decay,
                 "max_shift": self.max_shift, "psf_jitter": self.psf_jitter,
-                "noise_scale": self.noise_scale, "band_dropout": list(self.band_dropout)}
+                "noise_scale": self.noise_scale, "band_dropout": list(self.band_dropout),
+                "photometry_weight": self.photometry_weight, "apertures": list(self.apertures)}
 
     def identity(self) -> str:
         """``Encoder(dim=.., size=.., sha1=..)``: identifies these weights in embedding files."""
@@ -335,6 +344,27 @@ class Encoder:
         too_few = keep.sum(dim=1) < 2
         keep = torch.where(too_few[:, None], mask, keep)
         return flux, keep
+
+    def _photometry(self, flux, mask, softening):
+        """Targets of the auxiliary task: band-wise aperture means of the stretched crop.
+
+        The mean of ``asinh(flux / s_b)`` over centred circular apertures of radii
+        :attr:`apertures` (pixels) of the un-augmented crop, in every band the object has
+        (including bands dropped from the network's view); shape ``(B, 4, A)``. For
+        well-detected pixels ``asinh(x) ~ ln 2x``, so band differences of these means are
+        colours, and the aperture series is the light profile.
+        """
+        import torch
+
+        side = flux.shape[-1]
+        key = (side, flux.device.type)
+        if getattr(self, "_ap_cache", (None,))[0] != key:
+            yy, xx = np.mgrid[:side, :side] - (side - 1) / 2.0
+            rad = np.hypot(xx, yy)
+            w = np.stack([(rad <= r).astype(np.float32) for r in self.apertures])
+            w /= w.sum(axis=(1, 2), keepdims=True)
+            self._ap_cache = (key, torch.as_tensor(w, device=flux.device))
+        return torch.einsum("bchw,ahw->bca", stretch(flux, mask, softening), self._ap_cache[1])
 
     def _prepare_sigma(self, sigma: np.ndarray, images: np.ndarray) -> np.ndarray:
         sigma = np.asarray(sigma, dtype=np.float32).copy()
@@ -538,6 +568,12 @@ class Encoder:
                         h = net(inp, torch.cat([m1, m2]))
                         z = net.project(h)
                         loss = _nt_xent(z[:len(x)], z[len(x):], self.temperature)
+                        if self.photometry_weight > 0:
+                            target = self._photometry(x, mk, soft_t)
+                            valid = mk[:, :, None].expand_as(target).reshape(len(x), -1).float()
+                            pred = net.photometry(h).float().view(2, len(x), -1)
+                            err = (pred - target.reshape(1, len(x), -1)) ** 2 * valid
+                            loss = loss + self.photometry_weight * err.sum() / (2 * valid.sum())
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(opt)
@@ -641,6 +677,7 @@ class Encoder:
         cfg = dict(ck["config"])
         cfg["widths"] = tuple(cfg["widths"])
         cfg["band_dropout"] = tuple(cfg["band_dropout"])
+        cfg["apertures"] = tuple(cfg["apertures"])
         enc = cls(device=device, **cfg)
         enc.net.load_state_dict(ck["state_dict"])
         enc.net.eval()
