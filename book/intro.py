@@ -16,7 +16,7 @@
 # This book rebuilds, step by step, the study *"Self-organized maps and astronomical
 # foundation-model embeddings for photometric redshifts in the DESI Legacy Survey
 # footprint"*. Every table and figure of the paper is recomputed here by the
-# [`photozsom`](https://github.com/) package, and the paper's own numbers are shown beside
+# `photozsom` package, and the paper's own numbers are shown beside
 # ours.
 #
 # ## Why photometric redshifts, and why a flag

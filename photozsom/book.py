@@ -91,8 +91,16 @@ def _declared_parameters(nb) -> set[str]:
 
 def _to_notebook(src: Path):
     import jupytext
+    import nbformat
 
     nb = jupytext.read(src)
+    # A hidden first cell: tqdm.auto warns in kernels without ipywidgets; its bars are off
+    # in executed notebooks anyway (stderr is not a terminal), so the warning is noise.
+    setup = nbformat.v4.new_code_cell(
+        'import warnings\nwarnings.filterwarnings("ignore", message="IProgress not found")',
+        metadata={"tags": ["remove-cell"]},
+    )
+    nb.cells.insert(0, setup)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata.pop("jupytext", None)
     for i, cell in enumerate(nb.cells):
