@@ -15,7 +15,9 @@
 #
 # *Paper section 3, "Is Local Density Predictive of Performance?", Figures 1 and 8.*
 #
-# Every test galaxy with SOM features falls in a SOM cell. For each cell we compute the
+# Every evaluated galaxy with SOM features falls in a SOM cell (by default every labelled
+# galaxy, through the out-of-fold predictions of the MDN chapter; `evaluate_on="test"` uses
+# the 10% test split as the paper does). For each cell we compute the
 # metrics of its test galaxies (MAD, bias, η, PCO), a **bootstrap** error on each, and compare
 # them with the global value measured on the whole test set. The paper's reference band is
 # the statistical noise expected when the global metric is computed from a sample as small
@@ -33,6 +35,7 @@ data_dir = "runs/ci"
 seed = 0
 n_boot = 1000        # bootstrap resamples per cell
 fdr = 0.05           # false discovery rate of the Benjamini-Hochberg decision
+evaluate_on = "out-of-fold"   # "out-of-fold" (every labelled galaxy, see the MDN chapter) or "test"
 
 # %%
 import numpy as np
@@ -48,7 +51,8 @@ run = RunDir(data_dir)
 spec = run.spec()
 som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet")).set_index("OBJID")
 split = run.split().set_index("OBJID")
-pred = pd.read_parquet(run.need("mdn", "predictions.parquet")).set_index("OBJID")
+name = {"out-of-fold": "oof_predictions.parquet", "test": "predictions.parquet"}[evaluate_on]
+pred = pd.read_parquet(run.need("mdn", name)).set_index("OBJID")
 
 # %% [markdown]
 # ## Training count and test metrics per cell
@@ -64,15 +68,17 @@ np.save(run.path("cells", "train_counts.npy"), train_counts)
 
 test = pred.join(som_cells, how="left")
 has_cell = test["CELL"].to_numpy() >= 0
-print(f"{len(test):,} test galaxies, {has_cell.sum():,} with a SOM cell "
+print(f"{len(test):,} {evaluate_on} galaxies, {has_cell.sum():,} with a SOM cell "
       f"({(~has_cell).sum():,} northern / incomplete: evaluated globally only)")
+test[has_cell].reset_index().to_parquet(run.path("cells", "evaluated.parquet"), index=False)
 t = test[has_cell]
 report = cells.report(t["CELL"].to_numpy(), t["Z"].to_numpy(), t["Z_PHOT"].to_numpy(), t["PIT"].to_numpy(),
                       n_cells=som.n_cells, train_counts=train_counts, n_boot=n_boot, seed=seed, fdr=fdr)
 report.to_parquet(run.path("cells", "report.parquet"))
 glob = report.attrs["global"]
 print("global values:", {k: round(glob[k], 4) for k in ("n", "mad", "bias", "eta", "pco", "z_mean")})
-report[report["status"] == "ok"].describe().T[["count", "mean", "50%", "min", "max"]].round(4)
+main = ["n_train", "count", "z_mean", "mad", "bias", "eta", "pco"]
+report.loc[report["status"] == "ok", main].describe().T[["mean", "50%", "min", "max"]].round(4)
 
 # %% [markdown]
 # ## Figure 1: metrics against training count

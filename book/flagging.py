@@ -63,14 +63,12 @@ split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
 # %% [markdown]
 # ## Figure 2: galaxies from cells with a significant bias
 #
-# One test galaxy from each of the 16 cells whose bias deviates most from the global bias
+# One evaluated galaxy from each of the 16 cells whose bias deviates most from the global bias
 # (significant cells first).
 
 # %%
 top = deviating_cells(report, "bias", n=16)
-pred = pd.read_parquet(run.need("mdn", "predictions.parquet"))
-cells_of = pd.read_parquet(run.need("som", "spec_cells.parquet"))
-pred = pred.merge(cells_of, on="OBJID")
+pred = pd.read_parquet(run.need("cells", "evaluated.parquet"))   # galaxies the report measured
 examples = (pred[pred["CELL"].isin(top.index)].sort_values("OBJID").groupby("CELL").head(1)
             .set_index("CELL").loc[[c for c in top.index if c in set(pred["CELL"])]])
 with CutoutStore(run.cutouts_path()) as store:
@@ -135,7 +133,7 @@ display_reasons
 # outliers (e.g. for clustering) can read off how much of the sample a stricter cut costs.
 
 # %%
-test = pred[pred["CELL"] >= 0]            # test galaxies with a SOM cell
+test = pred                                # evaluated galaxies (all have a SOM cell)
 user_cells = flagged["cell"].to_numpy()   # the user's sample: its cell occupancy reweights the test set
 curve = flagger.threshold_curve(test["CELL"].to_numpy(), test["Z"].to_numpy(), test["Z_PHOT"].to_numpy(),
                                 test["PIT"].to_numpy(), criterion="n_train", sample_cell=user_cells)

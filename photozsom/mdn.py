@@ -47,7 +47,7 @@ from photozsom.device import default_device
 from photozsom.features import Standardizer
 from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
-__all__ = ["MDN", "crps_mixture", "train_val_test_split"]
+__all__ = ["MDN", "crps_mixture", "cross_val_predict", "train_val_test_split"]
 
 _FORMAT = "photozsom.MDN"
 _SQRT2PI = math.sqrt(2.0 * math.pi)
@@ -595,3 +595,66 @@ def train_val_test_split(n_or_ids: int | np.ndarray, fractions: Sequence[float] 
             raise ValueError(f"the hash split of {ids.size} IDs left the {name} part empty; use "
                              "more rows or pass the row count n for an exact split")
     return out  # type: ignore[return-value]
+
+
+def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds: int = 5,
+                      val_fraction: float = 0.1, seed: int = 0, progress: bool = True,
+                      **mdn_kwargs: Any) -> tuple[MixturePDF, np.ndarray]:
+    """Out-of-fold P(z|X) for every galaxy: each row predicted by an MDN that never saw it.
+
+    The rows are cut into ``n_folds`` folds by a seeded hash of their ID (stable when rows are
+    added or reordered, as :func:`train_val_test_split`). For each fold an MDN is trained on
+    the other folds, with ``val_fraction`` of them held out for early stopping, and predicts
+    the fold. The per-cell analysis then has a held-out prediction for *every* labelled galaxy
+    instead of only the 10% test split, which matters when the sample is small (the book's
+    simulated default has tens of thousands of galaxies, the paper twelve million).
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, D)
+    z : ndarray, shape (N,)
+        Spectroscopic redshifts in [0, 1.6].
+    ids : ndarray, shape (N,)
+        Object IDs (integers or strings).
+    n_folds : int
+        Number of folds (>= 2).
+    val_fraction : float
+        Fraction of each training part held out for early stopping.
+    seed : int
+        Seeds the folds and the networks.
+    **mdn_kwargs
+        Passed to :class:`MDN` (``hidden``, ``max_epochs``, ...).
+
+    Returns
+    -------
+    pdf : MixturePDF, N rows, in input order
+    fold : ndarray of int, shape (N,)
+        The fold of each row (its predicting model was trained without that fold).
+    """
+    from tqdm.auto import tqdm
+
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    X = np.asarray(X, dtype=np.float32)
+    z = np.asarray(z, dtype=np.float64)
+    ids = np.asarray(ids)
+    if not (len(X) == len(z) == len(ids)):
+        raise ValueError(f"X ({len(X)}), z ({len(z)}) and ids ({len(ids)}) differ in length")
+    fold = np.minimum((_hash_uniform(ids, seed) * n_folds).astype(np.int64), n_folds - 1)
+    is_val = _hash_uniform(ids, seed + 1) < val_fraction
+    weights = None
+    for k in tqdm(range(n_folds), desc="folds", unit="fold", disable=None if progress else True):
+        held = fold == k
+        if not held.any():
+            continue
+        tr, va = ~held & ~is_val, ~held & is_val
+        model = MDN(n_inputs=X.shape[1], seed=seed + k, **mdn_kwargs)
+        model.fit(X[tr], z[tr], X[va] if va.any() else None, z[va] if va.any() else None,
+                  progress=False)
+        w = model.predict_weights(X[held])
+        if weights is None:
+            weights = np.zeros((len(X), w.shape[1]), dtype=w.dtype)
+        weights[held] = w
+    return MixturePDF(weights), fold
