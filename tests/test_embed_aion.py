@@ -15,21 +15,33 @@ import pytest
 torch = pytest.importorskip("torch")
 aion = pytest.importorskip("aion")
 
-from aion import AION  # noqa: E402
-from aion.codecs import CodecManager, ImageCodec, LogScalarCodec  # noqa: E402
-from aion.modalities import LegacySurveyFluxG, LegacySurveyFluxZ, LegacySurveyImage  # noqa: E402
+from aion import AION
+from aion.codecs import CodecManager, ImageCodec, LogScalarCodec
+from aion.modalities import LegacySurveyFluxG, LegacySurveyFluxZ, LegacySurveyImage
 
-from photozsom.embed import AIONEmbedder, Embedder  # noqa: E402
+from photozsom.embed import AIONEmbedder, Embedder
 
-CONFIG = dict(domains_in=["tok_image", "tok_flux_g", "tok_flux_z"], domains_out=["tok_image"],
-              dim=64, encoder_depth=2, decoder_depth=2, num_heads=4, mlp_ratio=2.0, qkv_bias=False,
-              proj_bias=False, mlp_bias=False, norm_bias=False, act_layer="SiLU", gated_mlp=True,
-              qk_norm=False)
+CONFIG = {
+    "domains_in": ["tok_image", "tok_flux_g", "tok_flux_z"],
+    "domains_out": ["tok_image"],
+    "dim": 64,
+    "encoder_depth": 2,
+    "decoder_depth": 2,
+    "num_heads": 4,
+    "mlp_ratio": 2.0,
+    "qkv_bias": False,
+    "proj_bias": False,
+    "mlp_bias": False,
+    "norm_bias": False,
+    "act_layer": "SiLU",
+    "gated_mlp": True,
+    "qk_norm": False,
+}
 
 
 def tiny_scalar_codec(name: str) -> LogScalarCodec:
     codec = LogScalarCodec(name, codebook_size=1024, reservoir_size=2048)
-    q = codec.quantizer                        # spread the reservoir over 1e-3..1e3 nanomaggies
+    q = codec.quantizer  # spread the reservoir over 1e-3..1e3 nanomaggies
     q._reservoir.copy_(torch.linspace(np.log(1e-3), np.log(1e3), 2048))
     q._generate_index_to_val()
     return codec.eval()
@@ -39,12 +51,15 @@ def tiny_scalar_codec(name: str) -> LogScalarCodec:
 def parts():
     torch.manual_seed(0)
     model = AION(CONFIG).eval()
-    codecs = {LegacySurveyImage: ImageCodec(quantizer_levels=[7, 5, 5, 5, 5], hidden_dims=16,
-                                            n_compressions=2, num_consecutive=1).eval(),
-              LegacySurveyFluxG: tiny_scalar_codec("FLUX_G"),
-              LegacySurveyFluxZ: tiny_scalar_codec("FLUX_Z")}
+    codecs = {
+        LegacySurveyImage: ImageCodec(
+            quantizer_levels=[7, 5, 5, 5, 5], hidden_dims=16, n_compressions=2, num_consecutive=1
+        ).eval(),
+        LegacySurveyFluxG: tiny_scalar_codec("FLUX_G"),
+        LegacySurveyFluxZ: tiny_scalar_codec("FLUX_Z"),
+    }
     manager = CodecManager(device="cpu")
-    manager._load_codec = lambda modality_type: codecs[modality_type]   # no download
+    manager._load_codec = lambda modality_type: codecs[modality_type]  # no download
     return model, manager
 
 
@@ -59,7 +74,7 @@ def galaxies(n: int, size: int = 100, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
     r = rng.uniform(2, 8, n)[:, None, None]
     prof = np.exp(-np.hypot(xx, yy) / r)
-    amp = rng.uniform(1, 40, (n, 4))          # peaks above the codec's clamp (6 nmgy in g)
+    amp = rng.uniform(1, 40, (n, 4))  # peaks above the codec's clamp (6 nmgy in g)
     img = amp[:, :, None, None] * prof[:, None] + rng.normal(0, 0.01, (n, 4, size, size))
     return img.astype(np.float32)
 
@@ -82,36 +97,46 @@ def test_embeds_north_and_south_like_direct_aion_calls(parts, embedder):
     model, manager = parts
     images = galaxies(7)
     mask = np.ones((7, 4), bool)
-    mask[[1, 4, 5], 2] = False                 # northern objects: no i-band
+    mask[[1, 4, 5], 2] = False  # northern objects: no i-band
     images[[1, 4, 5], 2] = np.nan
     before = images.copy()
     emb = embedder.embed(images, mask, batch_size=2, progress=False)
     assert isinstance(embedder, Embedder)
     assert emb.shape == (7, 64) and emb.dtype == np.float32 and np.isfinite(emb).all()
-    np.testing.assert_array_equal(images, before)         # the codec clamps a copy, not ours
+    np.testing.assert_array_equal(images, before)  # the codec clamps a copy, not ours
     crop = images[:, :, 2:98, 2:98]
-    south = direct_embedding(model, manager, crop[[0, 2, 3, 6]],
-                             ["DES-G", "DES-R", "DES-I", "DES-Z"])
-    north = direct_embedding(model, manager, crop[[1, 4, 5]][:, [0, 1, 3]],
-                             ["DES-G", "DES-R", "DES-Z"])
+    south = direct_embedding(
+        model, manager, crop[[0, 2, 3, 6]], ["DES-G", "DES-R", "DES-I", "DES-Z"]
+    )
+    north = direct_embedding(
+        model, manager, crop[[1, 4, 5]][:, [0, 1, 3]], ["DES-G", "DES-R", "DES-Z"]
+    )
     np.testing.assert_allclose(emb[[0, 2, 3, 6]], south, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(emb[[1, 4, 5]], north, rtol=1e-4, atol=1e-5)
 
 
 def test_catalog_scalars_join_the_tokens(parts):
     model, manager = parts
-    emb_cat = AIONEmbedder(model, codec_manager=manager, device="cpu", include_catalog=True,
-                           verify_weights=False)
+    emb_cat = AIONEmbedder(
+        model, codec_manager=manager, device="cpu", include_catalog=True, verify_weights=False
+    )
     images = galaxies(4, size=96, seed=2)
     cat = pd.DataFrame({"FLUX_G": [1.0, 5.0, 20.0, 2.0], "FLUX_Z": [3.0, np.nan, 40.0, 9.0]})
     emb = emb_cat.embed(images, np.ones((4, 4), bool), progress=False, catalog=cat)
     bands = ["DES-G", "DES-R", "DES-I", "DES-Z"]
     with_both = direct_embedding(
-        model, manager, images[[0, 2, 3]], bands,
-        [LegacySurveyFluxG(value=torch.tensor([1.0, 20.0, 2.0])),
-         LegacySurveyFluxZ(value=torch.tensor([3.0, 40.0, 9.0]))])
-    g_only = direct_embedding(model, manager, images[[1]], bands,
-                              [LegacySurveyFluxG(value=torch.tensor([5.0]))])
+        model,
+        manager,
+        images[[0, 2, 3]],
+        bands,
+        [
+            LegacySurveyFluxG(value=torch.tensor([1.0, 20.0, 2.0])),
+            LegacySurveyFluxZ(value=torch.tensor([3.0, 40.0, 9.0])),
+        ],
+    )
+    g_only = direct_embedding(
+        model, manager, images[[1]], bands, [LegacySurveyFluxG(value=torch.tensor([5.0]))]
+    )
     np.testing.assert_allclose(emb[[0, 2, 3]], with_both, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(emb[[1]], g_only, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="catalog="):
@@ -140,12 +165,17 @@ def test_local_directory_loads_and_missing_weights_fail(tmp_path, parts, embedde
 
     model, manager = parts
     model.save_pretrained(tmp_path / "full")
-    loaded = AIONEmbedder(str(tmp_path / "full"), codec_manager=manager, device="cpu",
-                          verify_weights=False)
+    loaded = AIONEmbedder(
+        str(tmp_path / "full"), codec_manager=manager, device="cpu", verify_weights=False
+    )
     images = galaxies(3, seed=5)
     mask = np.ones((3, 4), bool)
-    np.testing.assert_allclose(loaded.embed(images, mask, progress=False),
-                               embedder.embed(images, mask, progress=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.embed(images, mask, progress=False),
+        embedder.embed(images, mask, progress=False),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # A checkpoint lacking tensors loads silently in from_pretrained; the embedder must not.
     model.save_pretrained(tmp_path / "partial")
     wfile = tmp_path / "partial" / "model.safetensors"
@@ -164,6 +194,6 @@ def test_known_input_fingerprint_pins_the_weights(parts, embedder):
     pinned = AIONEmbedder(model, codec_manager=manager, device="cpu", expected_fingerprint=fp)
     assert pinned.weights_verified
     torch.manual_seed(1)
-    other = AION(CONFIG).eval()                       # different (random) weights
+    other = AION(CONFIG).eval()  # different (random) weights
     with pytest.raises(RuntimeError, match="fingerprint"):
         AIONEmbedder(other, codec_manager=manager, device="cpu", expected_fingerprint=fp)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from photozsom.datasets.store import CutoutStore
 from photozsom.embed import Embedder, Encoder, embed_to_file, load_embeddings
-from photozsom.embed.encoder import estimate_sky_sigma
+from photozsom.embed.encoder import estimate_sky_sigma, stretch
 
-SIGMA = np.array([0.006, 0.01, 0.015, 0.025], np.float32)   # sky noise, nanomaggies/pixel
+SIGMA = np.array([0.006, 0.01, 0.015, 0.025], np.float32)  # sky noise, nanomaggies/pixel
 
 
 def toy_galaxies(n: int, size: int = 24, seed: int = 0, north_frac: float = 0.0):
@@ -28,10 +29,12 @@ def toy_galaxies(n: int, size: int = 24, seed: int = 0, north_frac: float = 0.0)
     v = (-xx * np.sin(th) + yy * np.cos(th)) / q
     prof = np.exp(-1.678 * np.hypot(u, v) / r_half)
     prof /= prof.sum(axis=(1, 2), keepdims=True)
-    total = 10 ** rng.uniform(0.3, 1.5, n)                     # r-band flux, nanomaggies
-    colour = 10 ** (-0.4 * rng.uniform(-1.5, 1.5, (n, 4)))    # flux ratio to r
+    total = 10 ** rng.uniform(0.3, 1.5, n)  # r-band flux, nanomaggies
+    colour = 10 ** (-0.4 * rng.uniform(-1.5, 1.5, (n, 4)))  # flux ratio to r
     colour[:, 1] = 1.0
-    images = (total[:, None, None, None] * colour[:, :, None, None] * prof[:, None]).astype(np.float32)
+    images = (total[:, None, None, None] * colour[:, :, None, None] * prof[:, None]).astype(
+        np.float32
+    )
     images += rng.normal(size=images.shape).astype(np.float32) * SIGMA[None, :, None, None]
     mask = np.ones((n, 4), bool)
     north = rng.random(n) < north_frac
@@ -64,7 +67,7 @@ class MomentEmbedder:
     dim = 8
     device = "cpu"
 
-    def __init__(self, fail_after: "int | None" = None):
+    def __init__(self, fail_after: int | None = None):
         self.fail_after = fail_after
         self.calls = 0
         self.rows = 0
@@ -76,8 +79,12 @@ class MomentEmbedder:
         self.rows += len(cutouts)
         x = np.where(band_mask[:, :, None, None], np.nan_to_num(cutouts), 0.0)
         h = x.shape[-1]
-        r2 = ((np.arange(h) - (h - 1) / 2) ** 2)[None, :] + ((np.arange(h) - (h - 1) / 2) ** 2)[:, None]
-        return np.concatenate([x.sum(axis=(2, 3)), (x * r2).sum(axis=(2, 3))], axis=1).astype(np.float32)
+        r2 = ((np.arange(h) - (h - 1) / 2) ** 2)[None, :] + ((np.arange(h) - (h - 1) / 2) ** 2)[
+            :, None
+        ]
+        return np.concatenate([x.sum(axis=(2, 3)), (x * r2).sum(axis=(2, 3))], axis=1).astype(
+            np.float32
+        )
 
 
 @pytest.fixture()
@@ -110,7 +117,7 @@ def test_flipped_and_rotated_copies_embed_closer_than_other_galaxies(trained, to
     south = mask.all(axis=1)
     images, mask = images[south], mask[south]
     emb = trained.embed(images, mask, progress=False)
-    other = np.roll(emb, 1, axis=0)                    # a different galaxy for each one
+    other = np.roll(emb, 1, axis=0)  # a different galaxy for each one
     for k, flip in ((1, False), (2, True), (3, False)):
         aug = np.rot90(images, k, axes=(2, 3))
         aug = np.ascontiguousarray(aug[..., ::-1] if flip else aug)
@@ -121,11 +128,41 @@ def test_flipped_and_rotated_copies_embed_closer_than_other_galaxies(trained, to
         assert np.mean(d_self < d_other) > 0.75
 
 
-def test_training_reduces_contrastive_loss(trained):
-    loss = trained.history["loss"]
-    # log(2B - 1) is the loss of an embedding that cannot tell galaxies apart.
-    assert loss[0] == pytest.approx(np.log(2 * 64 - 1), abs=0.3)
-    assert loss[-1] < loss[0] - 0.3
+def _conv_branch(enc: Encoder, images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    side = enc.size
+    off = (images.shape[-1] - side) // 2
+    x = torch.from_numpy(np.ascontiguousarray(images[:, :, off : off + side, off : off + side]))
+    m = torch.from_numpy(mask)
+    enc.net.eval()
+    with torch.no_grad():
+        return enc.net.conv_features(stretch(x, m, torch.as_tensor(enc.softening)), m).numpy()
+
+
+def test_contrastive_training_makes_the_convolutional_branch_rotation_invariant(trained, toy):
+    # The profile branch is rotation invariant by construction; the convolutional branch
+    # must learn it from the flip/rotation augmentations.
+    images, mask, _ = toy
+    south = mask.all(axis=1)
+    images, mask = images[south], mask[south]
+    untrained = tiny_encoder()
+    untrained.softening = trained.softening
+    aug = np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3))[..., ::-1])
+    ratios = []
+    for enc in (untrained, trained):
+        e, e_aug = _conv_branch(enc, images, mask), _conv_branch(enc, aug, mask)
+        d_self = np.linalg.norm(e - e_aug, axis=1)
+        d_other = np.linalg.norm(e - np.roll(e, 1, axis=0), axis=1)
+        ratios.append(np.median(d_self) / np.median(d_other))
+    assert ratios[1] < 0.85 * ratios[0]
+
+
+def test_training_reduces_contrastive_and_photometry_losses(trained):
+    assert trained.history["photometry"][-1] < 0.5 * trained.history["photometry"][0]
+    loss = trained.history["contrastive"]
+    # log(2B - 1) is the NT-Xent of an embedding that cannot tell galaxies apart; there are
+    # two such terms (whole embedding, convolutional branch alone).
+    assert loss[0] == pytest.approx(2 * np.log(2 * 64 - 1), abs=0.5)
+    assert loss[-1] < loss[0] - 0.5
 
 
 def test_embeddings_deterministic_for_a_seed(toy, trained):
@@ -146,23 +183,38 @@ def test_checkpoint_resume_equals_uninterrupted_training(tmp_path, toy):
     straight = tiny_encoder()
     straight.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
     ck = tmp_path / "enc.ckpt"
-    interrupted = tiny_encoder()                    # stops during epoch 2: only epoch 1 is saved
-    interrupted.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck,
-                    max_steps=3, progress=False)
+    interrupted = tiny_encoder()  # stops during epoch 2: only epoch 1 is saved
+    interrupted.fit(
+        images,
+        epochs=2,
+        batch_size=64,
+        band_mask=mask,
+        sigma=sigma,
+        checkpoint=ck,
+        max_steps=3,
+        progress=False,
+    )
     resumed = tiny_encoder()
-    hist = resumed.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck,
-                       progress=False)
+    hist = resumed.fit(
+        images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, checkpoint=ck, progress=False
+    )
     assert len(hist["loss"]) == 2 and hist["steps"] == 4
-    np.testing.assert_allclose(resumed.embed(images, mask, progress=False),
-                               straight.embed(images, mask, progress=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        resumed.embed(images, mask, progress=False),
+        straight.embed(images, mask, progress=False),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_save_load_roundtrip(tmp_path, trained, toy):
     images, mask, _ = toy
     path = trained.save(tmp_path / "enc.pt")
     loaded = Encoder.load(path)
-    np.testing.assert_array_equal(loaded.embed(images[:10], mask[:10], progress=False),
-                                  trained.embed(images[:10], mask[:10], progress=False))
+    np.testing.assert_array_equal(
+        loaded.embed(images[:10], mask[:10], progress=False),
+        trained.embed(images[:10], mask[:10], progress=False),
+    )
     assert loaded.identity() == trained.identity()
 
 
@@ -185,19 +237,22 @@ def test_north_and_south_both_embed_and_absent_band_content_is_ignored(trained, 
 
 
 def test_nan_in_band_marked_present_is_a_clear_error(trained, toy):
-    images, mask, _ = toy
+    images, _, _ = toy
     bad = images[:4].copy()
     bad[2, 1, 5, 5] = np.nan
     with pytest.raises(ValueError, match=r"row 2 band r"):
         trained.embed(bad, np.ones((4, 4), bool))
 
 
-@pytest.mark.parametrize("shape, mask_shape, match", [
-    ((4, 3, 20, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
-    ((4, 4, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
-    ((4, 4, 20, 20), (4, 3), "band_mask must have shape"),
-    ((4, 4, 12, 12), (4, 4), "at least 16x16"),
-])
+@pytest.mark.parametrize(
+    "shape, mask_shape, match",
+    [
+        ((4, 3, 20, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
+        ((4, 4, 20), (4, 4), "shape \\(N, 4, H, W\\)"),
+        ((4, 4, 20, 20), (4, 3), "band_mask must have shape"),
+        ((4, 4, 12, 12), (4, 4), "at least 16x16"),
+    ],
+)
 def test_wrong_shapes_are_clear_errors(trained, shape, mask_shape, match):
     with pytest.raises(ValueError, match=match):
         trained.embed(np.zeros(shape, np.float32), np.ones(mask_shape, bool))
@@ -246,9 +301,10 @@ def test_embed_to_file_resumes_without_duplicating_or_losing_rows(tmp_path, stor
         load_embeddings(out)
     second = MomentEmbedder()
     embed_to_file(second, store_path, out, chunk=16, progress=False)
-    assert second.rows == 50 - 32                     # only the uncommitted rows recomputed
-    reference = embed_to_file(MomentEmbedder(), store_path, tmp_path / "ref.h5", chunk=50,
-                              progress=False)
+    assert second.rows == 50 - 32  # only the uncommitted rows recomputed
+    reference = embed_to_file(
+        MomentEmbedder(), store_path, tmp_path / "ref.h5", chunk=50, progress=False
+    )
     emb, ids = load_embeddings(out)
     emb_ref, ids_ref = load_embeddings(reference)
     assert len(ids) == 50 and len(np.unique(ids)) == 50
@@ -260,12 +316,12 @@ def test_embed_to_file_discards_rows_written_after_last_commit(tmp_path, store_p
     out = tmp_path / "emb.h5"
     with pytest.raises(KeyboardInterrupt):
         embed_to_file(MomentEmbedder(fail_after=1), store_path, out, chunk=16, progress=False)
-    with h5py.File(out, "a") as h5:                 # a crash between write and commit
+    with h5py.File(out, "a") as h5:  # a crash between write and commit
         h5["embedding"].resize(40, axis=0)
         h5["OBJID"].resize(40, axis=0)
         h5["OBJID"][16:40] = -1
     embed_to_file(MomentEmbedder(), store_path, out, chunk=16, progress=False)
-    emb, ids = load_embeddings(out)
+    _, ids = load_embeddings(out)
     with CutoutStore(store_path) as store:
         np.testing.assert_array_equal(ids, store.objid)
 
@@ -275,7 +331,9 @@ def test_embed_to_file_refuses_to_resume_with_another_embedder(tmp_path, store_p
     with pytest.raises(ValueError, match="overwrite=True"):
         embed_to_file(trained, store_path, out, progress=False)
     embed_to_file(trained, store_path, out, progress=False, overwrite=True)
-    emb, ids = load_embeddings(out)
+    emb, _ = load_embeddings(out)
     with CutoutStore(store_path) as store:
         images, mask, _ = store.read(slice(None))
-    np.testing.assert_allclose(emb, trained.embed(images, mask, progress=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        emb, trained.embed(images, mask, progress=False), rtol=1e-5, atol=1e-6
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from minisom import MiniSom
 from scipy.spatial.distance import cdist
 
@@ -213,6 +216,28 @@ def test_chunked_prediction_equals_single_pass(trained):
     np.testing.assert_array_equal(da, db)
 
 
+def test_block_workers_give_the_serial_result(trained, monkeypatch):
+    """Row blocks mapped on worker threads = one thread; thread setting restored."""
+    som, X, _ = trained
+    monkeypatch.setattr(SOM, "_block_rows", lambda self: 50)  # many blocks over the workers
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = som.predict_with_distances(X)
+        serial_te = som.topographic_error(X)
+        fit1 = SOM((5, 5), 3, seed=0, batch_size=300).fit(X, epochs=3, progress=False)
+        torch.set_num_threads(2)
+        pooled = som.predict_with_distances(X)
+        assert som.topographic_error(X) == serial_te
+        fit2 = SOM((5, 5), 3, seed=0, batch_size=300).fit(X, epochs=3, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(pooled[0], serial[0])
+    np.testing.assert_array_equal(pooled[1], serial[1])
+    np.testing.assert_array_equal(fit1.prototypes, fit2.prototypes)
+
+
 def test_occupancy_counts_cells(trained):
     som, X, _ = trained
     occ = som.occupancy(X)
@@ -258,6 +283,7 @@ def test_save_load_round_trip(trained, tmp_path):
     np.testing.assert_array_equal(back.initial_prototypes_, som.initial_prototypes_)
     via_minisom = SOM.load(path, backend="minisom")
     np.testing.assert_array_equal(via_minisom.predict(X), som.predict(X))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(som)).predict(X), som.predict(X))
 
 
 def test_load_refuses_other_shape_or_features(trained, tmp_path):

@@ -12,6 +12,11 @@ from photozsom.embed.aion import AIONEmbedder  # imports polymathic-aion only wh
 from photozsom.embed.base import Embedder, embed_to_file, load_embeddings, validate_cutouts
 from photozsom.embed.encoder import Encoder
 
-__all__ = ["Embedder", "Encoder", "AIONEmbedder", "embed_to_file", "load_embeddings",
-           "validate_cutouts"]
-
+__all__ = [
+    "AIONEmbedder",
+    "Embedder",
+    "Encoder",
+    "embed_to_file",
+    "load_embeddings",
+    "validate_cutouts",
+]

@@ -42,7 +42,7 @@ import numpy as np
 from photozsom.device import default_device
 from photozsom.embed.base import validate_cutouts
 
-__all__ = ["AIONEmbedder", "AION_BANDS", "CATALOG_COLUMNS", "REFERENCE_FINGERPRINTS"]
+__all__ = ["AION_BANDS", "CATALOG_COLUMNS", "REFERENCE_FINGERPRINTS", "AIONEmbedder"]
 
 #: AION band names of the store's g, r, i, z axis (Legacy Survey DR10 south is DECam = DES filters).
 AION_BANDS: tuple[str, ...] = ("DES-G", "DES-R", "DES-I", "DES-Z")
@@ -52,9 +52,15 @@ CROP: int = 96
 N_IMAGE_TOKENS: int = 576
 #: DR10 catalogue columns usable as AION scalar inputs, with their modality class names.
 CATALOG_COLUMNS: dict[str, str] = {
-    "FLUX_G": "LegacySurveyFluxG", "FLUX_R": "LegacySurveyFluxR", "FLUX_I": "LegacySurveyFluxI",
-    "FLUX_Z": "LegacySurveyFluxZ", "FLUX_W1": "LegacySurveyFluxW1", "FLUX_W2": "LegacySurveyFluxW2",
-    "FLUX_W3": "LegacySurveyFluxW3", "FLUX_W4": "LegacySurveyFluxW4", "EBV": "LegacySurveyEBV",
+    "FLUX_G": "LegacySurveyFluxG",
+    "FLUX_R": "LegacySurveyFluxR",
+    "FLUX_I": "LegacySurveyFluxI",
+    "FLUX_Z": "LegacySurveyFluxZ",
+    "FLUX_W1": "LegacySurveyFluxW1",
+    "FLUX_W2": "LegacySurveyFluxW2",
+    "FLUX_W3": "LegacySurveyFluxW3",
+    "FLUX_W4": "LegacySurveyFluxW4",
+    "EBV": "LegacySurveyEBV",
 }
 #: Known-input fingerprints (:meth:`AIONEmbedder.fingerprint`) of released weights, keyed by
 #: repository id. Empty in this release: the gated weights could not be downloaded where
@@ -66,12 +72,13 @@ REFERENCE_FINGERPRINTS: dict[str, np.ndarray] = {}
 def _import_aion():
     try:
         import aion  # noqa: F401
-        from aion import AION
+        from aion import AION, modalities
         from aion.codecs import CodecManager
-        from aion import modalities
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError("AIONEmbedder needs the optional extra: pip install 'photozsom[aion]' "
-                          "(polymathic-aion==0.0.2 and safetensors)") from err
+        raise ImportError(
+            "AIONEmbedder needs the optional extra: pip install 'photozsom[aion]' "
+            "(polymathic-aion==0.0.2 and safetensors)"
+        ) from err
     return AION, CodecManager, modalities
 
 
@@ -90,7 +97,9 @@ def known_input(size: int = CROP) -> np.ndarray:
     prof = np.exp(-r / 3.0)
     prof /= prof.sum()
     flux = np.array([3.0, 6.0, 9.0, 12.0])[:, None, None] * prof[None]
-    pattern = 0.01 * np.sin(0.7 * xx + 1.3 * yy)[None] * np.array([1.0, 1.2, 1.5, 2.0])[:, None, None]
+    pattern = (
+        0.01 * np.sin(0.7 * xx + 1.3 * yy)[None] * np.array([1.0, 1.2, 1.5, 2.0])[:, None, None]
+    )
     return (flux + pattern)[None].astype(np.float32)
 
 
@@ -131,51 +140,76 @@ class AIONEmbedder:
     >>> emb = AIONEmbedder("polymathic-ai/aion-base").embed(images, band_mask)  # doctest: +SKIP
     """
 
-    def __init__(self, model="polymathic-ai/aion-base", codec_manager=None, num_encoder_tokens: int = 600,
-                 device: "str | None" = None, include_catalog: bool = False, *,
-                 verify_weights: bool = True, expected_fingerprint=None):
+    def __init__(
+        self,
+        model="polymathic-ai/aion-base",
+        codec_manager=None,
+        num_encoder_tokens: int = 600,
+        device: str | None = None,
+        include_catalog: bool = False,
+        *,
+        verify_weights: bool = True,
+        expected_fingerprint=None,
+    ):
         AION, CodecManager, _ = _import_aion()
         self.device = default_device(device)
         if num_encoder_tokens < N_IMAGE_TOKENS:
             raise ValueError(
                 f"num_encoder_tokens={num_encoder_tokens} would drop image tokens (an image is "
                 f"{N_IMAGE_TOKENS} tokens, and model.encode keeps only the first N); use >= "
-                f"{N_IMAGE_TOKENS + (len(CATALOG_COLUMNS) if include_catalog else 0)}")
+                f"{N_IMAGE_TOKENS + (len(CATALOG_COLUMNS) if include_catalog else 0)}"
+            )
         self.num_encoder_tokens = int(num_encoder_tokens)
         self.include_catalog = bool(include_catalog)
         source = None
         if isinstance(model, (str, os.PathLike)):
             source = str(model)
             if source in ("aion-base", "aion-large", "aion-xlarge"):
-                raise ValueError(f"model={source!r} is not a Hugging Face repository id; use "
-                                 f"'polymathic-ai/{source}' or a local directory")
+                raise ValueError(
+                    f"model={source!r} is not a Hugging Face repository id; use "
+                    f"'polymathic-ai/{source}' or a local directory"
+                )
             try:
                 import safetensors  # noqa: F401
             except ImportError as err:  # pragma: no cover
-                raise ImportError("loading AION weights needs safetensors: pip install safetensors") from err
+                raise ImportError(
+                    "loading AION weights needs safetensors: pip install safetensors"
+                ) from err
             model = AION.from_pretrained(source)
         elif not isinstance(model, AION):
-            raise TypeError(f"model must be a repository id, a directory or an aion.AION, got {type(model).__name__}")
+            raise TypeError(
+                "model must be a repository id, a directory or an aion.AION, got "
+                f"{type(model).__name__}"
+            )
         self.source = source if source is not None else f"<{type(model).__name__} instance>"
         self.model = model.to(self.device).eval()
         self.dim = int(model.dim)
-        self.codec_manager = codec_manager if codec_manager is not None else CodecManager(device=self.device)
+        self.codec_manager = (
+            codec_manager if codec_manager is not None else CodecManager(device=self.device)
+        )
         if expected_fingerprint is None and source in REFERENCE_FINGERPRINTS:
             expected_fingerprint = REFERENCE_FINGERPRINTS[source]
-        self.expected_fingerprint = (None if expected_fingerprint is None
-                                     else np.asarray(expected_fingerprint, dtype=np.float64))
+        self.expected_fingerprint = (
+            None
+            if expected_fingerprint is None
+            else np.asarray(expected_fingerprint, dtype=np.float64)
+        )
         self.weights_verified = False
         if verify_weights:
             self.verify(source)
 
     def identity(self) -> str:
-        return f"AIONEmbedder(model={self.source}, dim={self.dim}, tokens={self.num_encoder_tokens}, catalog={self.include_catalog})"
+        """``AIONEmbedder(model=.., dim=.., tokens=.., catalog=..)``: kept in embedding files."""
+        return (
+            f"AIONEmbedder(model={self.source}, dim={self.dim}, "
+            f"tokens={self.num_encoder_tokens}, catalog={self.include_catalog})"
+        )
 
     def __repr__(self) -> str:
         return self.identity()
 
     # -- weight checks --------------------------------------------------------------------
-    def _weights_file(self, source: str) -> "Path | None":
+    def _weights_file(self, source: str) -> Path | None:
         if os.path.isdir(source):
             p = Path(source) / "model.safetensors"
             return p if p.exists() else None
@@ -186,7 +220,7 @@ class AIONEmbedder:
         except Exception:  # noqa: BLE001 - any hub failure means: cannot inspect the file
             return None
 
-    def verify(self, source: "str | None" = None) -> None:
+    def verify(self, source: str | None = None) -> None:
         """Fail loudly unless the model's weights are trained weights.
 
         Checks, in order:
@@ -213,32 +247,42 @@ class AIONEmbedder:
 
                 # Reloading the same file into the model is harmless and reports what the
                 # non-strict from_pretrained silently skipped (shared tensors accounted for).
-                missing, _ = safetensors.torch.load_model(self.model, str(wfile), strict=False,
-                                                          device=self.device)
+                missing, _ = safetensors.torch.load_model(
+                    self.model, str(wfile), strict=False, device=self.device
+                )
                 if missing:
                     raise RuntimeError(
                         f"AION weights in {wfile} lack {len(missing)} of the model's tensors "
                         f"(e.g. {sorted(missing)[:5]}); from_pretrained left them at random "
                         "initialisation. Use the weights that match this polymathic-aion "
-                        "version (0.0.2) or re-download them")
+                        "version (0.0.2) or re-download them"
+                    )
         if self.expected_fingerprint is not None:
             fp = self.fingerprint()
             ref = self.expected_fingerprint
-            if fp.shape != ref.shape or not np.allclose(fp, ref, rtol=1e-2, atol=1e-3 * np.abs(ref).max()):
+            if fp.shape != ref.shape or not np.allclose(
+                fp, ref, rtol=1e-2, atol=1e-3 * np.abs(ref).max()
+            ):
                 raise RuntimeError(
                     f"AION known-input fingerprint {np.round(fp, 5).tolist()} does not match the "
                     f"expected {np.round(ref, 5).tolist()}: these are not the expected (trained) "
-                    "weights or codecs")
+                    "weights or codecs"
+                )
             self.weights_verified = True
             return
-        gains = [m.weight for m in self.model.modules()
-                 if "norm" in type(m).__name__.lower() and isinstance(getattr(m, "weight", None), torch.Tensor)]
+        gains = [
+            m.weight
+            for m in self.model.modules()
+            if "norm" in type(m).__name__.lower()
+            and isinstance(getattr(m, "weight", None), torch.Tensor)
+        ]
         if gains and all(bool(torch.all(g == 1.0)) for g in gains):
             raise RuntimeError(
                 f"AION model from {self.source} has every layer-norm gain exactly 1.0: its weights "
                 "are at their random initialisation, not trained. Load trained weights "
                 "(AION.from_pretrained('polymathic-ai/aion-base') with a Hugging Face token, or a "
-                "local copy); pass verify_weights=False only for a deliberately random model")
+                "local copy); pass verify_weights=False only for a deliberately random model"
+            )
         self.weights_verified = True
 
     def fingerprint(self) -> np.ndarray:
@@ -260,18 +304,29 @@ class AIONEmbedder:
     # -- embedding ------------------------------------------------------------------------
     def _catalog_values(self, catalog, n: int) -> tuple[list[str], np.ndarray]:
         if catalog is None:
-            raise ValueError("include_catalog=True needs catalog= (a DataFrame row-aligned with "
-                             f"the cutouts holding some of {list(CATALOG_COLUMNS)})")
+            raise ValueError(
+                "include_catalog=True needs catalog= (a DataFrame row-aligned with "
+                f"the cutouts holding some of {list(CATALOG_COLUMNS)})"
+            )
         if len(catalog) != n:
-            raise ValueError(f"catalog has {len(catalog)} rows but there are {n} cutouts; align them on OBJID")
+            raise ValueError(
+                f"catalog has {len(catalog)} rows but there are {n} cutouts; align them on OBJID"
+            )
         cols = [c for c in CATALOG_COLUMNS if c in catalog.columns]
         if not cols:
             raise ValueError(f"catalog has none of the AION scalar columns {list(CATALOG_COLUMNS)}")
         vals = np.column_stack([np.asarray(catalog[c], dtype=np.float64) for c in cols])
         return cols, vals
 
-    def embed(self, cutouts: np.ndarray, band_mask: np.ndarray, *, batch_size: int = 32,
-              progress: bool = True, catalog=None) -> np.ndarray:
+    def embed(
+        self,
+        cutouts: np.ndarray,
+        band_mask: np.ndarray,
+        *,
+        batch_size: int = 32,
+        progress: bool = True,
+        catalog=None,
+    ) -> np.ndarray:
         """Mean-pooled AION-1 encoder embeddings.
 
         Parameters
@@ -299,7 +354,7 @@ class AIONEmbedder:
         _, _, mods = _import_aion()
         cutouts, band_mask = validate_cutouts(cutouts, band_mask, min_size=CROP)
         n, _, h, w = cutouts.shape
-        y0, x0 = (h - CROP) // 2, (w - CROP) // 2        # the codec's own CenterCrop arithmetic
+        y0, x0 = (h - CROP) // 2, (w - CROP) // 2  # the codec's own CenterCrop arithmetic
         key = band_mask
         cols: list[str] = []
         vals = np.zeros((n, 0))
@@ -310,7 +365,9 @@ class AIONEmbedder:
         inverse = inverse.ravel()
         out = np.empty((n, self.dim), np.float32)
         n_batches = sum(-(-int((inverse == g).sum()) // batch_size) for g in range(len(groups)))
-        bar = tqdm(total=n_batches, disable=None if progress else True, desc="AION embed", unit="batch")
+        bar = tqdm(
+            total=n_batches, disable=None if progress else True, desc="AION embed", unit="batch"
+        )
         with torch.inference_mode():
             for g, gkey in enumerate(groups):
                 idx = np.flatnonzero(inverse == g)
@@ -318,21 +375,26 @@ class AIONEmbedder:
                 use_cols = [c for c, k in zip(cols, gkey[4:]) if k]
                 n_tok = N_IMAGE_TOKENS + len(use_cols)
                 if self.num_encoder_tokens < n_tok:
-                    raise ValueError(f"num_encoder_tokens={self.num_encoder_tokens} < {n_tok} input "
-                                     "tokens: model.encode would drop some; raise it")
+                    raise ValueError(
+                        f"num_encoder_tokens={self.num_encoder_tokens} < {n_tok} input "
+                        "tokens: model.encode would drop some; raise it"
+                    )
                 for lo in range(0, len(idx), batch_size):
-                    sel = idx[lo:lo + batch_size]
+                    sel = idx[lo : lo + batch_size]
                     # Fancy indexing copies: the codec's in-place clamp cannot touch `cutouts`.
-                    flux = cutouts[sel][:, bands, y0:y0 + CROP, x0:x0 + CROP]
+                    flux = cutouts[sel][:, bands, y0 : y0 + CROP, x0 : x0 + CROP]
                     flux = np.nan_to_num(flux, nan=0.0, posinf=0.0, neginf=0.0)
                     image = mods.LegacySurveyImage(
                         flux=torch.tensor(flux, dtype=torch.float32, device=self.device),
-                        bands=[AION_BANDS[b] for b in bands])
+                        bands=[AION_BANDS[b] for b in bands],
+                    )
                     inputs = [image]
                     for c in use_cols:
                         cls = getattr(mods, CATALOG_COLUMNS[c])
                         v = vals[sel, cols.index(c)]
-                        inputs.append(cls(value=torch.tensor(v, dtype=torch.float32, device=self.device)))
+                        inputs.append(
+                            cls(value=torch.tensor(v, dtype=torch.float32, device=self.device))
+                        )
                     tokens = self.codec_manager.encode(*inputs)
                     emb = self.model.encode(tokens, num_encoder_tokens=self.num_encoder_tokens)
                     if emb.shape[1] != n_tok:

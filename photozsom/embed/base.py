@@ -29,10 +29,10 @@ import numpy as np
 
 __all__ = [
     "Embedder",
-    "validate_cutouts",
     "embed_to_file",
-    "load_embeddings",
     "embedder_identity",
+    "load_embeddings",
+    "validate_cutouts",
 ]
 
 #: Band names of the cutouts' second axis.
@@ -54,8 +54,14 @@ class Embedder(Protocol):
     dim: int
     device: str
 
-    def embed(self, cutouts: np.ndarray, band_mask: np.ndarray, *, batch_size: int = ...,
-              progress: bool = True) -> np.ndarray:
+    def embed(
+        self,
+        cutouts: np.ndarray,
+        band_mask: np.ndarray,
+        *,
+        batch_size: int = ...,
+        progress: bool = True,
+    ) -> np.ndarray:
         """Embed cutouts ``[N, 4, H, W]`` (nanomaggies/pixel) with ``band_mask [N, 4]``.
 
         Returns
@@ -65,8 +71,9 @@ class Embedder(Protocol):
         ...
 
 
-def validate_cutouts(cutouts: np.ndarray, band_mask: np.ndarray, *, min_size: int = 1,
-                     name: str = "cutouts") -> tuple[np.ndarray, np.ndarray]:
+def validate_cutouts(
+    cutouts: np.ndarray, band_mask: np.ndarray, *, min_size: int = 1, name: str = "cutouts"
+) -> tuple[np.ndarray, np.ndarray]:
     """Check cutouts and band mask against the store convention.
 
     Parameters
@@ -110,7 +117,9 @@ def validate_cutouts(cutouts: np.ndarray, band_mask: np.ndarray, *, min_size: in
         )
     band_mask = np.asarray(band_mask)
     if band_mask.shape != (n, 4):
-        raise ValueError(f"band_mask must have shape ({n}, 4) to match {name}, got {band_mask.shape}")
+        raise ValueError(
+            f"band_mask must have shape ({n}, 4) to match {name}, got {band_mask.shape}"
+        )
     if band_mask.dtype != bool:
         if not np.isin(band_mask, (0, 1)).all():
             raise ValueError("band_mask must be boolean (True where the band has imaging)")
@@ -150,9 +159,17 @@ def _objid_hash(objid: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(objid, dtype=np.int64).tobytes()).hexdigest()
 
 
-def embed_to_file(embedder: Embedder, store_path: "str | os.PathLike", out_path: "str | os.PathLike",
-                  *, chunk: int = 4096, batch_size: int = 256, progress: bool = True,
-                  overwrite: bool = False, catalog=None) -> Path:
+def embed_to_file(
+    embedder: Embedder,
+    store_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk: int = 4096,
+    batch_size: int = 256,
+    progress: bool = True,
+    overwrite: bool = False,
+    catalog=None,
+) -> Path:
     """Embed every cutout of a store into an HDF5 file, in chunks, resuming if interrupted.
 
     The output holds ``/embedding`` (float32 ``[N, D]``) and ``/OBJID`` (int64 ``[N]``) in
@@ -212,7 +229,9 @@ def embed_to_file(embedder: Embedder, store_path: "str | os.PathLike", out_path:
             raise ValueError("catalog must have an OBJID column to be joined with the cutout store")
         cat_index = catalog.set_index("OBJID", drop=False)
         if not cat_index.index.is_unique:
-            raise ValueError("catalog has duplicated OBJIDs; the join with the cutout store is ambiguous")
+            raise ValueError(
+                "catalog has duplicated OBJIDs; the join with the cutout store is ambiguous"
+            )
 
     with CutoutStore(store_path) as store:
         n_total = len(store)
@@ -224,13 +243,31 @@ def embed_to_file(embedder: Embedder, store_path: "str | os.PathLike", out_path:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(out_path, mode) as h5:
             if mode == "w":
-                h5.create_dataset("embedding", shape=(0, dim), maxshape=(None, dim), dtype="f4",
-                                  chunks=(min(max(chunk, 1), 4096), dim))
-                h5.create_dataset("OBJID", shape=(0,), maxshape=(None,), dtype="i8",
-                                  chunks=(min(max(chunk, 1), 16384),))
-                h5.attrs.update({"n_done": 0, "n_total": n_total, "complete": False,
-                                 "embedder": ident, "dim": dim, "objid_sha1": id_hash,
-                                 "store": str(Path(store_path).resolve())})
+                h5.create_dataset(
+                    "embedding",
+                    shape=(0, dim),
+                    maxshape=(None, dim),
+                    dtype="f4",
+                    chunks=(min(max(chunk, 1), 4096), dim),
+                )
+                h5.create_dataset(
+                    "OBJID",
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype="i8",
+                    chunks=(min(max(chunk, 1), 16384),),
+                )
+                h5.attrs.update(
+                    {
+                        "n_done": 0,
+                        "n_total": n_total,
+                        "complete": False,
+                        "embedder": ident,
+                        "dim": dim,
+                        "objid_sha1": id_hash,
+                        "store": str(Path(store_path).resolve()),
+                    }
+                )
                 h5.flush()
             else:
                 problems = []
@@ -241,7 +278,10 @@ def embed_to_file(embedder: Embedder, store_path: "str | os.PathLike", out_path:
                         problems.append(f"dimension {int(h5.attrs['dim'])} != embedder.dim {dim}")
                     if str(h5.attrs["embedder"]) != ident:
                         problems.append(f"written by {h5.attrs['embedder']!s}, not {ident}")
-                    if str(h5.attrs["objid_sha1"]) != id_hash or int(h5.attrs["n_total"]) != n_total:
+                    if (
+                        str(h5.attrs["objid_sha1"]) != id_hash
+                        or int(h5.attrs["n_total"]) != n_total
+                    ):
                         problems.append("the cutout store's OBJIDs have changed")
                 if problems:
                     raise ValueError(
@@ -253,36 +293,47 @@ def embed_to_file(embedder: Embedder, store_path: "str | os.PathLike", out_path:
             # Discard rows written after the last commit (an interrupted chunk).
             emb_ds.resize(start, axis=0)
             id_ds.resize(start, axis=0)
-            with tqdm(total=n_total, initial=start, disable=None if progress else True,
-                      desc="embedding", unit="obj") as bar:
+            with tqdm(
+                total=n_total,
+                initial=start,
+                disable=None if progress else True,
+                desc="embedding",
+                unit="obj",
+            ) as bar:
                 for sl, (imgs, mask, objid) in store.iter_chunks(chunk, start=start):
                     kwargs = {}
                     if cat_index is not None:
                         missing = ~np.isin(objid, cat_index.index.to_numpy())
                         if missing.any():
-                            raise KeyError(f"{int(missing.sum())} OBJID(s) of the store are not in "
-                                           f"catalog, e.g. {objid[missing][:5].tolist()}")
+                            raise KeyError(
+                                f"{int(missing.sum())} OBJID(s) of the store are not in "
+                                f"catalog, e.g. {objid[missing][:5].tolist()}"
+                            )
                         kwargs["catalog"] = cat_index.loc[objid].reset_index(drop=True)
-                    emb = np.asarray(embedder.embed(imgs, mask, batch_size=batch_size,
-                                                    progress=False, **kwargs), dtype=np.float32)
+                    emb = np.asarray(
+                        embedder.embed(imgs, mask, batch_size=batch_size, progress=False, **kwargs),
+                        dtype=np.float32,
+                    )
                     if emb.shape != (len(objid), dim):
-                        raise ValueError(f"embedder returned shape {emb.shape}, expected "
-                                         f"({len(objid)}, {dim})")
+                        raise ValueError(
+                            f"embedder returned shape {emb.shape}, expected ({len(objid)}, {dim})"
+                        )
                     lo, hi = sl.start, sl.stop
                     emb_ds.resize(hi, axis=0)
                     id_ds.resize(hi, axis=0)
                     emb_ds[lo:hi] = emb
                     id_ds[lo:hi] = objid
                     h5.flush()
-                    h5.attrs["n_done"] = hi          # the commit
+                    h5.attrs["n_done"] = hi  # the commit
                     h5.flush()
                     bar.update(hi - lo)
             h5.attrs["complete"] = int(h5.attrs["n_done"]) == n_total
     return out_path
 
 
-def load_embeddings(path: "str | os.PathLike", objid: "np.ndarray | None" = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def load_embeddings(
+    path: str | os.PathLike, objid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an embedding file written by :func:`embed_to_file`, optionally joined on OBJID.
 
     Parameters
@@ -310,15 +361,19 @@ def load_embeddings(path: "str | os.PathLike", objid: "np.ndarray | None" = None
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"embedding file {path} does not exist; create it with embed_to_file")
+        raise FileNotFoundError(
+            f"embedding file {path} does not exist; create it with embed_to_file"
+        )
     with h5py.File(path, "r") as h5:
         if "embedding" not in h5 or "OBJID" not in h5:
             raise ValueError(f"{path} lacks /embedding or /OBJID: not a photozsom embedding file")
         n_done = int(h5.attrs.get("n_done", h5["OBJID"].shape[0]))
         n_total = int(h5.attrs.get("n_total", n_done))
         if not bool(h5.attrs.get("complete", True)):
-            raise ValueError(f"{path} is incomplete ({n_done} of {n_total} rows); rerun "
-                             "embed_to_file with the same arguments to finish it")
+            raise ValueError(
+                f"{path} is incomplete ({n_done} of {n_total} rows); rerun "
+                "embed_to_file with the same arguments to finish it"
+            )
         emb = h5["embedding"][:n_done]
         ids = h5["OBJID"][:n_done]
     if objid is None:
