@@ -46,9 +46,9 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-user_seed = 1000        # seed of the second simulated sky
-user_scale = "ci"       # its size
-r_min = 20.0            # the user's selection: r-band magnitude fainter than this [AB mag]
+user_seed = 1000  # seed of the second simulated sky
+user_scale = "ci"  # its size
+r_min = 20.0  # the user's selection: r-band magnitude fainter than this [AB mag]
 
 # %%
 import numpy as np
@@ -71,7 +71,9 @@ simulate(user_dir, scale=user_scale, seed=user_seed, overwrite=False)
 user = pd.read_parquet(user_dir / "spec.parquet")
 r = magnitudes(user, ("R",))["r"].to_numpy()
 user = user[r > r_min].reset_index(drop=True)
-print(f"user sample: {len(user):,} galaxies with r > {r_min} from a sky simulated with seed {user_seed}")
+print(
+    f"user sample: {len(user):,} galaxies with r > {r_min} from a sky simulated with seed {user_seed}"
+)
 
 # %% [markdown]
 # The trained models, loaded from the files earlier chapters wrote:
@@ -94,12 +96,22 @@ pred.to_parquet(user_dir / "predictions_flagged.parquet", index=False)
 
 # %%
 rows = {}
-for name, sel in {"all": np.ones(len(pred), bool), "flagged": pred["flag"].to_numpy(),
-                  "not flagged": ~pred["flag"].to_numpy()}.items():
+for name, sel in {
+    "all": np.ones(len(pred), bool),
+    "flagged": pred["flag"].to_numpy(),
+    "not flagged": ~pred["flag"].to_numpy(),
+}.items():
     if sel.sum() >= 2:
-        m = metrics.point_metrics(pred.loc[sel, "Z_PHOT"].to_numpy(), pred.loc[sel, "Z"].to_numpy())
-        rows[name] = {"N": int(sel.sum()), "MAD": m["mad"], "bias": m["bias"], "eta_%": 100 * m["eta"],
-                      "PCO_%": 100 * metrics.pco_fraction(pred.loc[sel, "PIT"].to_numpy())}
+        m = metrics.point_metrics(
+            pred.loc[sel, "Z_PHOT"].to_numpy(), pred.loc[sel, "Z"].to_numpy()
+        )
+        rows[name] = {
+            "N": int(sel.sum()),
+            "MAD": m["mad"],
+            "bias": m["bias"],
+            "eta_%": 100 * m["eta"],
+            "PCO_%": 100 * metrics.pco_fraction(pred.loc[sel, "PIT"].to_numpy()),
+        }
 comparison = pd.DataFrame(rows).T
 comparison.round(4)
 

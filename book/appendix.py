@@ -19,7 +19,7 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-n_points = 300          # galaxies with error bars in Figure 4
+n_points = 300  # galaxies with error bars in Figure 4
 
 # %%
 import numpy as np
@@ -40,8 +40,15 @@ z, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
 # ## Figure 4: photometric against spectroscopic redshift
 
 # %%
-fig4 = plots.zphot_vs_zspec(z, zp, lo=pred["Z_LO90"].to_numpy(), hi=pred["Z_HI90"].to_numpy(),
-                            n_points=n_points, seed=seed, title="Embedding MDN: 90% credible regions")
+fig4 = plots.zphot_vs_zspec(
+    z,
+    zp,
+    lo=pred["Z_LO90"].to_numpy(),
+    hi=pred["Z_HI90"].to_numpy(),
+    n_points=n_points,
+    seed=seed,
+    title="Embedding MDN: 90% credible regions",
+)
 plots.save(fig4, run.figure("figure4_zphot_vs_zspec.png"))
 glue("fig4", fig4, display=False)
 
@@ -59,10 +66,14 @@ glue("fig4", fig4, display=False)
 
 # %%
 pco = (z < pred["Z_LO99"].to_numpy()) | (z > pred["Z_HI99"].to_numpy())
-fig5 = plots.zphot_vs_zspec(z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)")
+fig5 = plots.zphot_vs_zspec(
+    z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)"
+)
 plots.save(fig5, run.figure("figure5_pco.png"))
 glue("fig5", fig5, display=False)
-print(f"PCO: {pco.mean():.2%} of {len(z):,} test galaxies (1% expected for a calibrated model)")
+print(
+    f"PCO: {pco.mean():.2%} of {len(z):,} test galaxies (1% expected for a calibrated model)"
+)
 
 # %% [markdown]
 # ```{glue:figure} fig5
@@ -79,7 +90,9 @@ print(f"PCO: {pco.mean():.2%} of {len(z):,} test galaxies (1% expected for a cal
 fig6 = plots.pit_histogram(pred["PIT"].to_numpy())
 plots.save(fig6, run.figure("figure6_pit.png"))
 glue("fig6", fig6, display=False)
-pd.Series(metrics.pit_stats(pred["PIT"].to_numpy())).to_frame("PIT vs uniform").T.round(4)
+pd.Series(metrics.pit_stats(pred["PIT"].to_numpy())).to_frame(
+    "PIT vs uniform"
+).T.round(4)
 
 # %% [markdown]
 # ```{glue:figure} fig6
@@ -123,5 +136,14 @@ glue("fig7", fig7, display=False)
 # ## What this chapter wrote
 
 # %%
-outputs(*[run.figure(f) for f in ("figure4_zphot_vs_zspec.png", "figure5_pco.png", "figure6_pit.png",
-                                   "figure7_som_maps.png")])
+outputs(
+    *[
+        run.figure(f)
+        for f in (
+            "figure4_zphot_vs_zspec.png",
+            "figure5_pco.png",
+            "figure6_pit.png",
+            "figure7_som_maps.png",
+        )
+    ]
+)

@@ -33,14 +33,18 @@
 # real files is shown below and used when `spec_files` is set.
 
 # %% tags=["parameters"]
-scale = "ci"            # "ci" (minutes) or "default" (the published book)
-data_dir = "runs/ci"    # where every chapter reads and writes
-seed = 0                # the simulated sky is deterministic in the seed
-spec_files = None       # real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
-sweep_files = None      # real data: list of DR10 sweep FITS files (photometry to match)
-random_files = None     # real data: list of DR10 sweep/random-galaxy files for the SOM
-cutout_dir = None       # real data: folder for downloaded cutouts, used when download is True
-download = False        # never contact the cutout service unless asked
+scale = "ci"  # "ci" (minutes) or "default" (the published book)
+data_dir = "runs/ci"  # where every chapter reads and writes
+seed = 0  # the simulated sky is deterministic in the seed
+spec_files = (
+    None  # real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
+)
+sweep_files = None  # real data: list of DR10 sweep FITS files (photometry to match)
+random_files = None  # real data: list of DR10 sweep/random-galaxy files for the SOM
+cutout_dir = (
+    None  # real data: folder for downloaded cutouts, used when download is True
+)
+download = False  # never contact the cutout service unless asked
 
 # %%
 import json
@@ -72,7 +76,11 @@ if spec_files is None:
     paths = simulate(sky, scale=scale, seed=seed, overwrite=False)
     settings = json.loads((sky / "settings.json").read_text())
     print(f"simulated sky in {sky} ({time.time() - t0:.0f} s)")
-    print(json.dumps({k: settings[k] for k in list(settings)[:12]}, indent=1, default=str))
+    print(
+        json.dumps(
+            {k: settings[k] for k in list(settings)[:12]}, indent=1, default=str
+        )
+    )
 else:
     from photozsom.datasets import crossmatch, cutouts, legacysurvey, specz
 
@@ -80,18 +88,25 @@ else:
     catalogs, reports = [], []
     for survey, path in spec_files.items():
         reader = readers.get(survey.upper())
-        cat, rep = reader(path) if reader else specz.read_generic(path, survey=survey)
+        cat, rep = (
+            reader(path) if reader else specz.read_generic(path, survey=survey)
+        )
         catalogs.append(cat)
         reports.append(rep)
-    display(specz.cut_table(*reports))             # rows removed by each quality cut
+    display(specz.cut_table(*reports))  # rows removed by each quality cut
     compiled, counts = specz.compile_surveys(catalogs)
-    display(counts)                                # duplicates and redshift range, per survey
-    matched = crossmatch.crossmatch_stream(compiled, legacysurvey.iter_catalogs(sweep_files),
-                                           radius_arcsec=2.0)
-    print(f"{matched['MATCHED'].sum():,} of {len(matched):,} matched within 2 arcsec; "
-          "the unmatched rows lie outside the footprint")
+    display(counts)  # duplicates and redshift range, per survey
+    matched = crossmatch.crossmatch_stream(
+        compiled, legacysurvey.iter_catalogs(sweep_files), radius_arcsec=2.0
+    )
+    print(
+        f"{matched['MATCHED'].sum():,} of {len(matched):,} matched within 2 arcsec; "
+        "the unmatched rows lie outside the footprint"
+    )
     matched[matched["MATCHED"].to_numpy(bool)].to_parquet(sky / "spec.parquet")
-    pd.concat(legacysurvey.iter_catalogs(random_files)).to_parquet(sky / "random.parquet")
+    pd.concat(legacysurvey.iter_catalogs(random_files)).to_parquet(
+        sky / "random.parquet"
+    )
     if download:
         ok = matched[matched["MATCHED"].to_numpy(bool)]
         got = cutouts.download_cutouts(ok["RA"], ok["DEC"], ok["OBJID"], cutout_dir)
@@ -174,7 +189,10 @@ with CutoutStore(run.cutouts_path()) as store:
     rows = store.rows_of(spec["OBJID"].to_numpy()[:8])
     images, mask, ids = store.read(rows)
     size, pixscale = store.size, store.pixscale
-titles = [f"z = {z:.2f} ({s})" for z, s in zip(spec["Z"].to_numpy()[:8], spec["SURVEY"].to_numpy()[:8])]
+titles = [
+    f"z = {z:.2f} ({s})"
+    for z, s in zip(spec["Z"].to_numpy()[:8], spec["SURVEY"].to_numpy()[:8])
+]
 fig = plots.cutout_grid(images, titles, pixscale=pixscale)
 plots.save(fig, run.figure("data_cutouts.png"))
 glue("fig_cutouts", fig, display=False)

@@ -33,9 +33,9 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-n_boot = 1000        # bootstrap resamples per cell
-fdr = 0.05           # false discovery rate of the Benjamini-Hochberg decision
-evaluate_on = "out-of-fold"   # "out-of-fold" (every labelled galaxy, see the MDN chapter) or "test"
+n_boot = 1000  # bootstrap resamples per cell
+fdr = 0.05  # false discovery rate of the Benjamini-Hochberg decision
+evaluate_on = "out-of-fold"  # "out-of-fold" (every labelled galaxy, see the MDN chapter) or "test"
 
 # %%
 import numpy as np
@@ -49,9 +49,13 @@ from photozsom.rundir import RunDir
 plots.style()
 run = RunDir(data_dir)
 spec = run.spec()
-som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet")).set_index("OBJID")
+som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet")).set_index(
+    "OBJID"
+)
 split = run.split().set_index("OBJID")
-name = {"out-of-fold": "oof_predictions.parquet", "test": "predictions.parquet"}[evaluate_on]
+name = {"out-of-fold": "oof_predictions.parquet", "test": "predictions.parquet"}[
+    evaluate_on
+]
 pred = pd.read_parquet(run.need("mdn", name)).set_index("OBJID")
 
 # %% [markdown]
@@ -68,17 +72,35 @@ np.save(run.path("cells", "train_counts.npy"), train_counts)
 
 test = pred.join(som_cells, how="left")
 has_cell = test["CELL"].to_numpy() >= 0
-print(f"{len(test):,} {evaluate_on} galaxies, {has_cell.sum():,} with a SOM cell "
-      f"({(~has_cell).sum():,} northern / incomplete: evaluated globally only)")
-test[has_cell].reset_index().to_parquet(run.path("cells", "evaluated.parquet"), index=False)
+print(
+    f"{len(test):,} {evaluate_on} galaxies, {has_cell.sum():,} with a SOM cell "
+    f"({(~has_cell).sum():,} northern / incomplete: evaluated globally only)"
+)
+test[has_cell].reset_index().to_parquet(
+    run.path("cells", "evaluated.parquet"), index=False
+)
 t = test[has_cell]
-report = cells.report(t["CELL"].to_numpy(), t["Z"].to_numpy(), t["Z_PHOT"].to_numpy(), t["PIT"].to_numpy(),
-                      n_cells=som.n_cells, train_counts=train_counts, n_boot=n_boot, seed=seed, fdr=fdr)
+report = cells.report(
+    t["CELL"].to_numpy(),
+    t["Z"].to_numpy(),
+    t["Z_PHOT"].to_numpy(),
+    t["PIT"].to_numpy(),
+    n_cells=som.n_cells,
+    train_counts=train_counts,
+    n_boot=n_boot,
+    seed=seed,
+    fdr=fdr,
+)
 report.to_parquet(run.path("cells", "report.parquet"))
 glob = report.attrs["global"]
-print("global values:", {k: round(glob[k], 4) for k in ("n", "mad", "bias", "eta", "pco", "z_mean")})
+print(
+    "global values:",
+    {k: round(glob[k], 4) for k in ("n", "mad", "bias", "eta", "pco", "z_mean")},
+)
 main = ["n_train", "count", "z_mean", "mad", "bias", "eta", "pco"]
-report.loc[report["status"] == "ok", main].describe().T[["mean", "50%", "min", "max"]].round(4)
+report.loc[report["status"] == "ok", main].describe().T[
+    ["mean", "50%", "min", "max"]
+].round(4)
 
 # %% [markdown]
 # ## Figure 1: metrics against training count
@@ -114,8 +136,10 @@ trend.round(3)
 sig = {m: int(report[f"{m}_signif"].sum()) for m in ("mad", "bias", "eta", "pco")}
 worse = {m: int(report[f"{m}_worse"].sum()) for m in ("mad", "bias", "eta", "pco")}
 n_ok = int((report["status"] == "ok").sum())
-print(f"of {n_ok} cells with at least two test galaxies, significantly deviating cells: {sig}; "
-      f"of which worse than global: {worse}")
+print(
+    f"of {n_ok} cells with at least two test galaxies, significantly deviating cells: {sig}; "
+    f"of which worse than global: {worse}"
+)
 
 # %% [markdown]
 # ## Figure 8: the same, with zero-outlier cells
@@ -138,5 +162,8 @@ glue("fig8", fig8, display=False)
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("cells"), run.figure("figure1_metric_vs_count.png"),
-        run.figure("figure8_metric_vs_count_unmasked.png"))
+outputs(
+    run.path("cells"),
+    run.figure("figure1_metric_vs_count.png"),
+    run.figure("figure8_metric_vs_count_unmasked.png"),
+)

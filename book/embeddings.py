@@ -35,10 +35,12 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-embedder = "encoder"    # "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
-aion_model = "polymathic-ai/aion-base"   # Hugging Face id or a local directory with the weights
-dim = 64                # embedding dimension of the built-in encoder
-epochs = None           # pretraining epochs; None: 3 (ci) / 12 (default)
+embedder = (
+    "encoder"  # "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
+)
+aion_model = "polymathic-ai/aion-base"  # Hugging Face id or a local directory with the weights
+dim = 64  # embedding dimension of the built-in encoder
+epochs = None  # pretraining epochs; None: 3 (ci) / 12 (default)
 
 # %%
 import time
@@ -70,9 +72,15 @@ if embedder == "encoder":
     pretrain_ids = random.loc[random["HAS_CUTOUT"], "OBJID"].to_numpy()
     enc = Encoder(dim=dim, seed=seed)
     t0 = time.time()
-    history = enc.fit(store_path, epochs=epochs, objid=pretrain_ids,
-                      checkpoint=run.path("embed", "encoder.ckpt"))
-    print(f"pretrained on {len(pretrain_ids):,} unlabelled cutouts in {time.time() - t0:.0f} s")
+    history = enc.fit(
+        store_path,
+        epochs=epochs,
+        objid=pretrain_ids,
+        checkpoint=run.path("embed", "encoder.ckpt"),
+    )
+    print(
+        f"pretrained on {len(pretrain_ids):,} unlabelled cutouts in {time.time() - t0:.0f} s"
+    )
     enc.save(run.path("embed", "encoder.pt"))
     pd.DataFrame(history).to_csv(run.path("embed", "history.csv"), index=False)
     model = enc
@@ -92,7 +100,9 @@ emb_path = run.path("embed", "embeddings.h5")
 t0 = time.time()
 embed_to_file(model, store_path, emb_path)
 emb, ids = load_embeddings(emb_path, objid=spec["OBJID"].to_numpy())
-print(f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]} ({time.time() - t0:.0f} s)")
+print(
+    f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]} ({time.time() - t0:.0f} s)"
+)
 
 # %% [markdown]
 # ## What does the embedding hold?
@@ -107,8 +117,14 @@ print(f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]} ({time
 from photozsom.embed.inspect import embedding_summary
 
 pcs, corr = embedding_summary(emb, spec, n_components=5)
-fig = plots.embedding_map(pcs, {"spectroscopic redshift": spec["Z"].to_numpy(),
-                                "r [AB mag]": 22.5 - 2.5 * np.log10(np.clip(spec["FLUX_R"].to_numpy(), 1e-2, None))})
+fig = plots.embedding_map(
+    pcs,
+    {
+        "spectroscopic redshift": spec["Z"].to_numpy(),
+        "r [AB mag]": 22.5
+        - 2.5 * np.log10(np.clip(spec["FLUX_R"].to_numpy(), 1e-2, None)),
+    },
+)
 plots.save(fig, run.figure("embedding_pca.png"))
 glue("fig_emb", fig, display=False)
 corr.round(2)

@@ -35,9 +35,16 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-min_count = 5                      # cells with fewer training galaxies are out of distribution
-distance_quantile = 0.99           # distances beyond this training quantile are out of distribution
-flag_metrics = ["mad", "eta", "pco", "bias"]   # which significant deviations count as under-performing
+min_count = 5  # cells with fewer training galaxies are out of distribution
+distance_quantile = (
+    0.99  # distances beyond this training quantile are out of distribution
+)
+flag_metrics = [
+    "mad",
+    "eta",
+    "pco",
+    "bias",
+]  # which significant deviations count as under-performing
 
 # %%
 import numpy as np
@@ -68,18 +75,31 @@ split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
 
 # %%
 top = deviating_cells(report, "bias", n=16)
-pred = pd.read_parquet(run.need("cells", "evaluated.parquet"))   # galaxies the report measured
-examples = (pred[pred["CELL"].isin(top.index)].sort_values("OBJID").groupby("CELL").head(1)
-            .set_index("CELL").loc[[c for c in top.index if c in set(pred["CELL"])]])
+pred = pd.read_parquet(
+    run.need("cells", "evaluated.parquet")
+)  # galaxies the report measured
+examples = (
+    pred[pred["CELL"].isin(top.index)]
+    .sort_values("OBJID")
+    .groupby("CELL")
+    .head(1)
+    .set_index("CELL")
+    .loc[[c for c in top.index if c in set(pred["CELL"])]]
+)
 with CutoutStore(run.cutouts_path()) as store:
     images, _, _ = store.read(store.rows_of(examples["OBJID"].to_numpy()))
-titles = [f"cell {c}: bias {top.loc[c, 'bias']:+.3f}{'*' if top.loc[c, 'significant'] else ''}\n"
-          f"z_spec {r.Z:.2f}, z_phot {r.Z_PHOT:.2f}" for c, r in examples.iterrows()]
+titles = [
+    f"cell {c}: bias {top.loc[c, 'bias']:+.3f}{'*' if top.loc[c, 'significant'] else ''}\n"
+    f"z_spec {r.Z:.2f}, z_phot {r.Z_PHOT:.2f}"
+    for c, r in examples.iterrows()
+]
 fig2 = plots.cutout_grid(images, titles)
 plots.save(fig2, run.figure("figure2_flagged_cutouts.png"))
 glue("fig2", fig2, display=False)
-print(f"{int(top['significant'].sum())} of the {len(top)} cells shown are significant "
-      f"(marked *); global bias {report.attrs['global']['bias']:+.4f}")
+print(
+    f"{int(top['significant'].sum())} of the {len(top)} cells shown are significant "
+    f"(marked *); global bias {report.attrs['global']['bias']:+.4f}"
+)
 
 # %% [markdown]
 # ```{glue:figure} fig2
@@ -97,8 +117,15 @@ print(f"{int(top['significant'].sum())} of the {len(top)} cells shown are signif
 # %%
 train_X, train_ok = som_features(spec[split == "train"], name="spec.parquet")
 train_dist = som.distances(train_X[train_ok])
-flagger = flags.Flagger(som, report, train_counts, min_count=min_count, distance_quantile=distance_quantile,
-                        train_distances=train_dist, metrics=tuple(flag_metrics))
+flagger = flags.Flagger(
+    som,
+    report,
+    train_counts,
+    min_count=min_count,
+    distance_quantile=distance_quantile,
+    train_distances=train_dist,
+    metrics=tuple(flag_metrics),
+)
 flagger.save(run.path("flags", "flagger"))
 flagger
 
@@ -111,13 +138,20 @@ flagger
 # %%
 random = run.random()
 flagged = flagger.flag(random)
-assert len(flagged) == len(random)   # one row per input row, in input order
+assert len(flagged) == len(random)  # one row per input row, in input order
 flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
 flagged.to_parquet(run.path("flags", "user_flags.parquet"), index=False)
-summary = pd.DataFrame({"galaxies": [len(flagged)], "flagged_%": [100 * flagged["flag"].mean()],
-                        "out_of_distribution_%": [100 * flagged["ood"].mean()],
-                        "under-performing_%": [100 * flagged["underperforming"].mean()]})
-display_reasons = flagged["reason"].value_counts().head(8).rename("galaxies").to_frame()
+summary = pd.DataFrame(
+    {
+        "galaxies": [len(flagged)],
+        "flagged_%": [100 * flagged["flag"].mean()],
+        "out_of_distribution_%": [100 * flagged["ood"].mean()],
+        "under-performing_%": [100 * flagged["underperforming"].mean()],
+    }
+)
+display_reasons = (
+    flagged["reason"].value_counts().head(8).rename("galaxies").to_frame()
+)
 summary.round(2)
 
 # %%
@@ -133,12 +167,22 @@ display_reasons
 # outliers (e.g. for clustering) can read off how much of the sample a stricter cut costs.
 
 # %%
-test = pred                                # evaluated galaxies (all have a SOM cell)
-user_cells = flagged["cell"].to_numpy()   # the user's sample: its cell occupancy reweights the test set
-curve = flagger.threshold_curve(test["CELL"].to_numpy(), test["Z"].to_numpy(), test["Z_PHOT"].to_numpy(),
-                                test["PIT"].to_numpy(), criterion="n_train", sample_cell=user_cells)
+test = pred  # evaluated galaxies (all have a SOM cell)
+user_cells = flagged[
+    "cell"
+].to_numpy()  # the user's sample: its cell occupancy reweights the test set
+curve = flagger.threshold_curve(
+    test["CELL"].to_numpy(),
+    test["Z"].to_numpy(),
+    test["Z_PHOT"].to_numpy(),
+    test["PIT"].to_numpy(),
+    criterion="n_train",
+    sample_cell=user_cells,
+)
 curve.to_csv(run.path("flags", "threshold_curve.csv"), index=False)
-fig = plots.threshold_curve(curve, x="threshold", xlabel="minimum training galaxies per cell")
+fig = plots.threshold_curve(
+    curve, x="threshold", xlabel="minimum training galaxies per cell"
+)
 plots.save(fig, run.figure("threshold_curve.png"))
 glue("fig_threshold", fig, display=False)
 curve.round(4)
@@ -154,4 +198,8 @@ curve.round(4)
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("flags"), run.figure("figure2_flagged_cutouts.png"), run.figure("threshold_curve.png"))
+outputs(
+    run.path("flags"),
+    run.figure("figure2_flagged_cutouts.png"),
+    run.figure("threshold_curve.png"),
+)

@@ -100,14 +100,39 @@ import pandas as pd
 
 import photozsom
 
-modules = ["datasets.schema", "datasets.specz", "datasets.crossmatch", "datasets.cutouts",
-           "datasets.mock", "features", "som", "embed", "pdf", "mdn", "baseline", "metrics",
-           "cells", "flags", "plots", "book"]
+modules = [
+    "datasets.schema",
+    "datasets.specz",
+    "datasets.crossmatch",
+    "datasets.cutouts",
+    "datasets.mock",
+    "features",
+    "som",
+    "embed",
+    "pdf",
+    "mdn",
+    "baseline",
+    "metrics",
+    "cells",
+    "flags",
+    "plots",
+    "book",
+]
 rows = []
 for m in modules:
     mod = importlib.import_module(f"photozsom.{m}")
-    rows.append({"module": f"photozsom.{m}", "what it does": (mod.__doc__ or "").strip().splitlines()[0]})
-print("photozsom", photozsom.__version__, "| torch device:", photozsom.default_device())
+    rows.append(
+        {
+            "module": f"photozsom.{m}",
+            "what it does": (mod.__doc__ or "").strip().splitlines()[0],
+        }
+    )
+print(
+    "photozsom",
+    photozsom.__version__,
+    "| torch device:",
+    photozsom.default_device(),
+)
 pd.set_option("display.max_colwidth", 120)
 pd.DataFrame(rows)
 

@@ -25,7 +25,7 @@
 # It is trained to minimise the **continuous ranked probability score**
 # (Matheson & Winkler 1976),
 #
-# $$ \mathrm{CRPS}(F, z) = \int \big(F(z') - \mathbb{1}\{z' \ge z\}\big)^2\, dz', $$
+# $$ \mathrm{CRPS}(F, z) = \int \big(F(z') - \mathbf{1}\{z' \ge z\}\big)^2\, dz', $$
 #
 # a proper score in units of redshift that rewards sharp *and* calibrated $P(z|X)$.
 # For this fixed mixture it has a closed form, $\mathrm{CRPS} = w^\top A w - 2 w^\top b(z) + c(z)$,
@@ -39,10 +39,18 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-inputs = "embedding"    # "embedding" (the paper), "catalog" or "embedding+catalog"
-hidden = [256, 256, 256]   # widths of the three hidden layers (+ the 200-wide output layer)
-max_epochs = None       # None: 40 (ci) / 150 (default); early stopping usually ends sooner
-cv_folds = 5            # out-of-fold predictions for the per-cell analysis (0: test split only)
+inputs = "embedding"  # "embedding" (the paper), "catalog" or "embedding+catalog"
+hidden = [
+    256,
+    256,
+    256,
+]  # widths of the three hidden layers (+ the 200-wide output layer)
+max_epochs = (
+    None  # None: 40 (ci) / 150 (default); early stopping usually ends sooner
+)
+cv_folds = (
+    5  # out-of-fold predictions for the per-cell analysis (0: test split only)
+)
 
 # %%
 import numpy as np
@@ -68,21 +76,31 @@ spec = run.spec()
 # %%
 blocks = []
 if "embedding" in inputs:
-    emb, _ = load_embeddings(run.need("embed", "embeddings.h5"), objid=spec["OBJID"].to_numpy())
+    emb, _ = load_embeddings(
+        run.need("embed", "embeddings.h5"), objid=spec["OBJID"].to_numpy()
+    )
     blocks.append(emb)
 if "catalog" in inputs:
     Xc, ok = catalog_features(spec, name="spec.parquet")
-    blocks.append(np.where(np.isfinite(Xc), Xc, 0.0))   # missing bands -> 0 after standardisation
+    blocks.append(
+        np.where(np.isfinite(Xc), Xc, 0.0)
+    )  # missing bands -> 0 after standardisation
 X = np.hstack(blocks).astype(np.float32)
 z = spec["Z"].to_numpy(np.float64)
 objid = spec["OBJID"].to_numpy()
-i_train, i_val, i_test = train_val_test_split(objid, fractions=(0.8, 0.1, 0.1), seed=seed)
+i_train, i_val, i_test = train_val_test_split(
+    objid, fractions=(0.8, 0.1, 0.1), seed=seed
+)
 split = pd.Series("train", index=range(len(spec)))
 split.iloc[i_val] = "val"
 split.iloc[i_test] = "test"
-pd.DataFrame({"OBJID": objid, "SPLIT": split.to_numpy()}).to_parquet(run.path("mdn", "split.parquet"), index=False)
-print(f"inputs: {inputs} ({X.shape[1]} features); train {len(i_train):,}, validation {len(i_val):,}, "
-      f"test {len(i_test):,}")
+pd.DataFrame({"OBJID": objid, "SPLIT": split.to_numpy()}).to_parquet(
+    run.path("mdn", "split.parquet"), index=False
+)
+print(
+    f"inputs: {inputs} ({X.shape[1]} features); train {len(i_train):,}, validation {len(i_val):,}, "
+    f"test {len(i_test):,}"
+)
 
 # %% [markdown]
 # ## Training
@@ -91,7 +109,9 @@ print(f"inputs: {inputs} ({X.shape[1]} features); train {len(i_train):,}, valida
 # kept). The progress bar shows the running training and validation CRPS.
 
 # %%
-model = MDN(n_inputs=X.shape[1], hidden=tuple(hidden), seed=seed, max_epochs=max_epochs)
+model = MDN(
+    n_inputs=X.shape[1], hidden=tuple(hidden), seed=seed, max_epochs=max_epochs
+)
 history = model.fit(X[i_train], z[i_train], X[i_val], z[i_val])
 history = pd.DataFrame(history)
 history.to_csv(run.path("mdn", "history.csv"), index=False)
@@ -99,8 +119,10 @@ model.save(run.path("mdn", "mdn.pt"))
 fig = plots.loss_curves(history)
 plots.save(fig, run.figure("mdn_loss.png"))
 glue("fig_loss", fig, display=False)
-print(f"best validation CRPS {history['val_crps'].min():.4f} at epoch "
-      f"{int(history.loc[history['val_crps'].idxmin(), 'epoch'])}")
+print(
+    f"best validation CRPS {history['val_crps'].min():.4f} at epoch "
+    f"{int(history.loc[history['val_crps'].idxmin(), 'epoch'])}"
+)
 
 # %% [markdown]
 # ```{glue:figure} fig_loss
@@ -122,7 +144,9 @@ show = rng.choice(len(pred), size=6, replace=False)
 fig = plots.example_pdfs(pdf, z[i_test], show)
 plots.save(fig, run.figure("mdn_example_pdfs.png"))
 glue("fig_pdfs", fig, display=False)
-pd.Series(metrics.summary(pdf, z[i_test], z_pred=pred["Z_PHOT"].to_numpy())).to_frame("test set").T
+pd.Series(
+    metrics.summary(pdf, z[i_test], z_pred=pred["Z_PHOT"].to_numpy())
+).to_frame("test set").T
 
 # %% [markdown]
 # ```{glue:figure} fig_pdfs
@@ -147,16 +171,27 @@ pd.Series(metrics.summary(pdf, z[i_test], z_pred=pred["Z_PHOT"].to_numpy())).to_
 # %%
 if cv_folds:
     pool = np.sort(np.concatenate([i_train, i_val]))
-    oof_pdf, fold = cross_val_predict(X[pool], z[pool], objid[pool], n_folds=cv_folds, seed=seed,
-                                      hidden=tuple(hidden), max_epochs=max_epochs)
+    oof_pdf, fold = cross_val_predict(
+        X[pool],
+        z[pool],
+        objid[pool],
+        n_folds=cv_folds,
+        seed=seed,
+        hidden=tuple(hidden),
+        max_epochs=max_epochs,
+    )
     oof = prediction_table(oof_pdf, objid[pool], z[pool])
     oof["FOLD"] = fold
     oof.to_parquet(run.path("mdn", "oof_predictions.parquet"), index=False)
-    print(f"out-of-fold P(z|X) for {len(oof):,} galaxies; mean CRPS {oof['CRPS'].mean():.4f} "
-          f"(test split: {pred['CRPS'].mean():.4f})")
+    print(
+        f"out-of-fold P(z|X) for {len(oof):,} galaxies; mean CRPS {oof['CRPS'].mean():.4f} "
+        f"(test split: {pred['CRPS'].mean():.4f})"
+    )
 
 # %% [markdown]
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("mdn"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png"))
+outputs(
+    run.path("mdn"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png")
+)

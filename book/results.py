@@ -42,8 +42,8 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-n_estimators = 200        # trees of the random forest
-catalog_mdn = True        # also train an MDN on the catalogue features, for reference
+n_estimators = 200  # trees of the random forest
+catalog_mdn = True  # also train an MDN on the catalogue features, for reference
 
 # %%
 import numpy as np
@@ -75,25 +75,37 @@ objid = spec["OBJID"].to_numpy()
 # %%
 Xc, ok = catalog_features(spec, name="spec.parquet")
 train, test = (split == "train") & ok, (split == "test") & ok
-print(f"catalogue features valid for {ok.mean():.1%} of the spectroscopic sample; "
-      f"{((split == 'test') & ~ok).sum():,} test galaxies lack one")
-rf = RandomForestPhotoZ(n_estimators=n_estimators, seed=seed).fit(Xc[train], z[train])
+print(
+    f"catalogue features valid for {ok.mean():.1%} of the spectroscopic sample; "
+    f"{((split == 'test') & ~ok).sum():,} test galaxies lack one"
+)
+rf = RandomForestPhotoZ(n_estimators=n_estimators, seed=seed).fit(
+    Xc[train], z[train]
+)
 rf.save(run.path("baseline", "rf.joblib"))
 rf_pdf = rf.predict(Xc[test])
 rf_pdf.save(run.path("baseline", "test_pdf.npz"))
 rf_pred = prediction_table(rf_pdf, objid[test], z[test])
 rf_pred.to_parquet(run.path("baseline", "predictions.parquet"), index=False)
 
-tables = {"embedding MDN (this book)": pd.read_parquet(run.need("mdn", "predictions.parquet")),
-          "random forest, Zhou et al. recipe (this book)": rf_pred}
+tables = {
+    "embedding MDN (this book)": pd.read_parquet(
+        run.need("mdn", "predictions.parquet")
+    ),
+    "random forest, Zhou et al. recipe (this book)": rf_pred,
+}
 
 # %%
 if catalog_mdn:
     val = (split == "val") & ok
     Xz = np.where(np.isfinite(Xc), Xc, 0.0)
-    cat_mdn = MDN(n_inputs=Xz.shape[1], seed=seed, max_epochs=40 if scale == "ci" else 150)
+    cat_mdn = MDN(
+        n_inputs=Xz.shape[1], seed=seed, max_epochs=40 if scale == "ci" else 150
+    )
     cat_mdn.fit(Xz[train], z[train], Xz[val], z[val], progress=False)
-    tables["catalogue-feature MDN (this book)"] = prediction_table(cat_mdn.predict(Xz[test]), objid[test], z[test])
+    tables["catalogue-feature MDN (this book)"] = prediction_table(
+        cat_mdn.predict(Xz[test]), objid[test], z[test]
+    )
 
 # %% [markdown]
 # ## Table 1
@@ -101,10 +113,23 @@ if catalog_mdn:
 # %%
 t1 = table1(tables)
 t1.to_csv(run.path("results", "table1.csv"))
-display(Markdown("**Table 1:** point and probabilistic performance on the matched test subset "
-                 f"(N = {int(t1['N'].dropna().iloc[0]):,} galaxies), with the paper's values for reference."))
-t1.style.format({"MAD": "{:.4f}", "bias": "{:+.4f}", "eta_%": "{:.2f}", "PCO_%": "{:.2f}",
-                 "R2": "{:.3f}", "CRPS": "{:.4f}"}, na_rep="—")
+display(
+    Markdown(
+        "**Table 1:** point and probabilistic performance on the matched test subset "
+        f"(N = {int(t1['N'].dropna().iloc[0]):,} galaxies), with the paper's values for reference."
+    )
+)
+t1.style.format(
+    {
+        "MAD": "{:.4f}",
+        "bias": "{:+.4f}",
+        "eta_%": "{:.2f}",
+        "PCO_%": "{:.2f}",
+        "R2": "{:.3f}",
+        "CRPS": "{:.4f}",
+    },
+    na_rep="—",
+)
 
 # %% [markdown]
 # **How to read Table 1.** The paper finds its AION-1 MDN better calibrated, less biased and

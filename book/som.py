@@ -36,9 +36,9 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-som_shape = None        # (rows, cols); None: 12x12 at ci scale, 24x24 at default scale
-epochs = None           # passes over the random sample; None: 10 (ci) / 30 (default)
-backend = "torch"       # "torch" or "minisom"
+som_shape = None  # (rows, cols); None: 12x12 at ci scale, 24x24 at default scale
+epochs = None  # passes over the random sample; None: 10 (ci) / 30 (default)
+backend = "torch"  # "torch" or "minisom"
 
 # %%
 import time
@@ -70,15 +70,26 @@ random = run.random()
 X_rand, ok_rand = som_features(random, name="random.parquet")
 south = (random["PHOTSYS"] == "S").to_numpy()
 train = ok_rand & south
-print(f"random sample: {len(random):,} galaxies, {train.sum():,} southern with all SOM features "
-      f"({(~ok_rand & south).sum():,} southern rows lack a band)")
+print(
+    f"random sample: {len(random):,} galaxies, {train.sum():,} southern with all SOM features "
+    f"({(~ok_rand & south).sum():,} southern rows lack a band)"
+)
 t0 = time.time()
-som = SOM(shape=som_shape, n_features=X_rand.shape[1], backend=backend, feature_names=SOM_FEATURES,
-          seed=seed)
+som = SOM(
+    shape=som_shape,
+    n_features=X_rand.shape[1],
+    backend=backend,
+    feature_names=SOM_FEATURES,
+    seed=seed,
+)
 som.fit(X_rand[train], epochs=epochs)
-print(f"{backend} SOM {som_shape} trained in {time.time() - t0:.1f} s on {train.sum():,} galaxies")
-print(f"quantization error {som.quantization_error(X_rand[train]):.3f} (standardised units), "
-      f"topographic error {som.topographic_error(X_rand[train]):.3f}")
+print(
+    f"{backend} SOM {som_shape} trained in {time.time() - t0:.1f} s on {train.sum():,} galaxies"
+)
+print(
+    f"quantization error {som.quantization_error(X_rand[train]):.3f} (standardised units), "
+    f"topographic error {som.topographic_error(X_rand[train]):.3f}"
+)
 som.save(run.path("som", "som.pt"))
 
 # %% [markdown]
@@ -88,15 +99,21 @@ som.save(run.path("som", "som.pt"))
 spec = run.spec()
 X_spec, ok_spec = som_features(spec, name="spec.parquet")
 cells, dist = som.predict_with_distances(X_spec, nan_policy="mark")
-spec_cells = pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(), "CELL": cells, "DIST": dist})
+spec_cells = pd.DataFrame(
+    {"OBJID": spec["OBJID"].to_numpy(), "CELL": cells, "DIST": dist}
+)
 spec_cells.to_parquet(run.path("som", "spec_cells.parquet"), index=False)
-print(f"{(cells >= 0).sum():,} of {len(spec):,} spectroscopic galaxies have a SOM cell "
-      f"({(cells < 0).sum():,} northern or incomplete rows: cell -1)")
+print(
+    f"{(cells >= 0).sum():,} of {len(spec):,} spectroscopic galaxies have a SOM cell "
+    f"({(cells < 0).sum():,} northern or incomplete rows: cell -1)"
+)
 
 n_random = som.occupancy(X_rand[train])
 n_spec = np.bincount(cells[cells >= 0], minlength=som.n_cells)
 coverage = pd.DataFrame({"random": n_random, "spec": n_spec})
-coverage["spec_per_1000_random"] = 1000 * coverage["spec"] / coverage["random"].where(coverage["random"] > 0)
+coverage["spec_per_1000_random"] = (
+    1000 * coverage["spec"] / coverage["random"].where(coverage["random"] > 0)
+)
 coverage.describe().round(2)
 
 # %% [markdown]
@@ -108,7 +125,9 @@ coverage.describe().round(2)
 # empty. The ratio (bottom right) is the spectroscopic completeness of each cell.
 
 # %%
-z_cell = pd.Series(spec["Z"].to_numpy()[cells >= 0]).groupby(cells[cells >= 0]).mean()
+z_cell = (
+    pd.Series(spec["Z"].to_numpy()[cells >= 0]).groupby(cells[cells >= 0]).mean()
+)
 maps = {
     "log10 random-sample count": np.log10(np.maximum(n_random, 0.5)),
     "log10 spectroscopic count": np.log10(np.maximum(n_spec, 0.5)),
@@ -131,8 +150,10 @@ glue("fig_occupancy", fig, display=False)
 
 # %%
 thin = coverage.sort_values("spec_per_1000_random").head(10)
-print(f"{(n_spec == 0).sum()} of {som.n_cells} cells hold no spectroscopic galaxy; "
-      f"{(n_spec < 10).sum()} hold fewer than 10. The ten least covered cells:")
+print(
+    f"{(n_spec == 0).sum()} of {som.n_cells} cells hold no spectroscopic galaxy; "
+    f"{(n_spec < 10).sum()} hold fewer than 10. The ten least covered cells:"
+)
 thin
 
 # %% [markdown]

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from photozsom.features import check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
 __all__ = ["RandomForestPhotoZ"]
@@ -44,22 +45,9 @@ _FORMAT = "photozsom.RandomForestPhotoZ"
 
 
 def _check_X(X, name: str, n_features: int | None) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array [N, D] of catalogue features, got "
-                         f"shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features but the forest was trained on "
-                         f"{n_features}; use the same columns (features.catalog_features)")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-    finite = np.isfinite(X).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"{name} has NaN/inf in {bad.size} row(s) (first {bad[:5].tolist()}): a missing band "
-            "or shape; select rows with the `valid` mask of features.catalog_features")
-    return np.ascontiguousarray(X, dtype=np.float32)
+    return check_matrix(X, name, n_features, what="the forest was trained on {n}",
+                        nonfinite_hint="a missing band or shape; select rows with the `valid` "
+                                       "mask of features.catalog_features")
 
 
 class RandomForestPhotoZ:

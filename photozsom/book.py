@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "require", "run_book"]
@@ -223,6 +223,7 @@ def run_book(
         if html:
             t0 = time.time()
             build = root / "_build" / "html"
+            _vendor_mathjax(root, log)
             jb = Path(sys.executable).with_name("jupyter-book")
             cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
             log("[book] " + " ".join(cmd))
@@ -239,6 +240,26 @@ def run_book(
     log("[book] time per chapter: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + f"; total {sum(timings.values()):.0f} s")
     return timings
+
+
+def _vendor_mathjax(root: Path, log: Callable[[str], None]) -> None:
+    """Copy a local MathJax 2.7 (shipped by ``jupyter-server-mathjax``) to ``book/_static/mathjax``.
+
+    ``_config.yml`` points Sphinx's ``mathjax_path`` there, so equations render in a book read
+    offline (Sphinx's default loads MathJax 3 from a CDN). Without the package the folder stays
+    empty and equations show as LaTeX source.
+    """
+    dest = root / "book" / "_static" / "mathjax"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if (dest / "MathJax.js").exists():
+        return
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        log("[book] jupyter-server-mathjax is not installed: equations will show as LaTeX offline")
+        dest.mkdir(exist_ok=True)
+        return
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest, dirs_exist_ok=True)
 
 
 def require(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:

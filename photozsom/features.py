@@ -38,6 +38,7 @@ __all__ = [
     "Standardizer",
     "asinh_mag",
     "catalog_features",
+    "check_matrix",
     "dereddened_flux",
     "magnitudes",
     "som_features",
@@ -179,6 +180,34 @@ def catalog_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, n
          df["SERSIC"].to_numpy(dtype=np.float64)]
     ).astype(np.float32)
     return X, np.isfinite(X).all(axis=1)
+
+
+def check_matrix(X, name: str = "X", n_features: int | None = None, *,
+                 what: str = "the model was trained on {n}",
+                 nonfinite_hint: str = "select rows with the `valid` mask that "
+                                       "features.som_features / catalog_features return") -> np.ndarray:
+    """Check a feature matrix ``[N, D]`` before a model sees it; return it as float32.
+
+    One galaxy per row. Raises :class:`ValueError` naming ``name`` when the array is not 2-D,
+    is empty, has ``D != n_features`` (unless ``n_features`` is None; ``what`` words that
+    case, ``{n}`` standing for ``n_features``), is not numeric, or
+    holds NaN/inf (the message lists the first offending rows and ``nonfinite_hint``).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array [N, D] (one row per galaxy), "
+                         f"got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features per galaxy but {what.format(n=n_features)}; "
+                         "pass the same feature columns as in training")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{name} has NaN/inf in {bad.size} row(s) (first {bad[:5].tolist()}): "
+                         f"{nonfinite_hint}")
+    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 @dataclass

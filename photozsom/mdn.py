@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 
 from photozsom.device import default_device
-from photozsom.features import Standardizer
+from photozsom.features import Standardizer, check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
-__all__ = ["MDN", "crps_mixture", "cross_val_predict", "train_val_test_split"]
+__all__ = ["MDN", "cross_val_predict", "crps_mixture", "train_val_test_split"]
 
 _FORMAT = "photozsom.MDN"
 _SQRT2PI = math.sqrt(2.0 * math.pi)
@@ -142,25 +142,10 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
 # input checks
 # --------------------------------------------------------------------------------------------
 def _check_X(X, name: str, n_inputs: int) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array [N, {n_inputs}] (one row per galaxy), got "
-                         f"shape {X.shape}")
-    if X.shape[1] != n_inputs:
-        raise ValueError(f"{name} has {X.shape[1]} features per galaxy but the model was built "
-                         f"for n_inputs={n_inputs}; pass the same feature columns as in training")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-    finite = np.isfinite(X).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"{name} has NaN/inf in {bad.size} row(s) (first {bad[:5].tolist()}); the network "
-            "cannot score them: drop those galaxies (features.catalog_features returns a "
-            "`valid` mask) or fill the missing features explicitly")
-    return X
+    return check_matrix(X, name, n_inputs, what="the model was built for n_inputs={n}",
+                        nonfinite_hint="the network cannot score them: drop those galaxies "
+                                       "(features.catalog_features returns a `valid` mask) or "
+                                       "fill the missing features explicitly")
 
 
 def _check_z(z, name: str, n: int, grid: MixtureGrid) -> np.ndarray:

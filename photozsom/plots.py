@@ -321,7 +321,7 @@ def pit_histogram(pit: np.ndarray, *, bins: int = 50, outer_width: float = 0.05)
     ``[1 - outer_width, 1]``. Heights are densities, so a calibrated model lies on 1.
     """
     pit = np.asarray(pit, float)
-    inner = np.linspace(outer_width, 1 - outer_width, int(round(bins * (1 - 2 * outer_width))) + 1)
+    inner = np.linspace(outer_width, 1 - outer_width, round(bins * (1 - 2 * outer_width)) + 1)
     edges = np.concatenate([[0.0], inner, [1.0]])
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     ax.hist(pit, bins=edges, density=True, color="C0", edgecolor="white", lw=0.4)

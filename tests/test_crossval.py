@@ -16,7 +16,7 @@ def _noise_problem(n=600, d=16, seed=0):
 
 def test_out_of_fold_predictions_do_not_memorise_the_labels():
     X, z, ids = _noise_problem()
-    kw = dict(hidden=(64, 64, 64), max_epochs=60, patience=60, batch_size=64, lr=3e-3)
+    kw = {"hidden": (64, 64, 64), "max_epochs": 60, "patience": 60, "batch_size": 64, "lr": 3e-3}
     pdf, fold = cross_val_predict(X, z, ids, n_folds=4, seed=0, progress=False, **kw)
     assert isinstance(pdf, MixturePDF) and len(pdf) == len(z)
     assert set(np.unique(fold)) == {0, 1, 2, 3}
@@ -33,7 +33,7 @@ def test_out_of_fold_predictions_do_not_memorise_the_labels():
 
 def test_folds_are_stable_under_reordering():
     X, z, ids = _noise_problem(n=200)
-    kw = dict(hidden=(8, 8, 8), max_epochs=1, batch_size=64)
+    kw = {"hidden": (8, 8, 8), "max_epochs": 1, "batch_size": 64}
     _, fold = cross_val_predict(X, z, ids, n_folds=3, seed=1, progress=False, **kw)
     perm = np.random.default_rng(0).permutation(len(z))
     _, fold_p = cross_val_predict(X[perm], z[perm], ids[perm], n_folds=3, seed=1, progress=False, **kw)

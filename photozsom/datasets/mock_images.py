@@ -37,6 +37,7 @@ import functools
 
 import numpy as np
 from scipy import optimize, special
+from scipy.interpolate import RegularGridInterpolator
 
 __all__ = [
     "MOFFAT_BETA",
@@ -49,6 +50,14 @@ __all__ = [
     "sersic_b",
     "sersic_ft",
 ]
+
+
+def _bilinear(n_vals: np.ndarray, x_vals: np.ndarray, table: np.ndarray, n, x) -> np.ndarray:
+    """Bilinear interpolation of ``table[n_vals, x_vals]`` at (n, x), already clipped to the grid."""
+    n, x = np.broadcast_arrays(n, x)
+    interp = RegularGridInterpolator((n_vals, x_vals), table, method="linear")
+    return interp(np.stack([n.ravel(), x.ravel()], axis=-1)).reshape(n.shape)
+
 
 #: Legacy Survey pixel scale, arcsec per pixel.
 PIXSCALE: float = 0.262
@@ -270,14 +279,7 @@ def nea_ratio(n: np.ndarray, r_half: np.ndarray, fwhm: np.ndarray) -> np.ndarray
     n_vals, rho, tab = _nea_ratio_table()
     n = np.clip(np.asarray(n, np.float64), n_vals[0], n_vals[-1])
     x = np.clip(np.asarray(r_half, np.float64) / np.asarray(fwhm, np.float64), 0, rho[-1])
-    # bilinear: interp in rho (log-ish grid -> use index search) and in n
-    j = np.clip(np.searchsorted(rho, x) - 1, 0, rho.size - 2)
-    wj = (x - rho[j]) / (rho[j + 1] - rho[j])
-    i = np.clip(np.searchsorted(n_vals, n) - 1, 0, n_vals.size - 2)
-    wi = (n - n_vals[i]) / (n_vals[i + 1] - n_vals[i])
-    lo = tab[i, j] * (1 - wj) + tab[i, j + 1] * wj
-    hi = tab[i + 1, j] * (1 - wj) + tab[i + 1, j + 1] * wj
-    return lo * (1 - wi) + hi * wi
+    return _bilinear(n_vals, rho, tab, n, x)
 
 
 @functools.lru_cache(maxsize=4)
@@ -318,13 +320,7 @@ def aperture_fraction(n: np.ndarray, r_half: np.ndarray, radius: float = 0.75,
     n_vals, rh, tab = _aperture_table(float(radius), float(seeing))
     n = np.clip(np.asarray(n, np.float64), n_vals[0], n_vals[-1])
     x = np.clip(np.asarray(r_half, np.float64), 0, rh[-1])
-    j = np.clip(np.searchsorted(rh, x) - 1, 0, rh.size - 2)
-    wj = (x - rh[j]) / (rh[j + 1] - rh[j])
-    i = np.clip(np.searchsorted(n_vals, n) - 1, 0, n_vals.size - 2)
-    wi = (n - n_vals[i]) / (n_vals[i + 1] - n_vals[i])
-    lo = tab[i, j] * (1 - wj) + tab[i, j + 1] * wj
-    hi = tab[i + 1, j] * (1 - wj) + tab[i + 1, j + 1] * wj
-    return lo * (1 - wi) + hi * wi
+    return _bilinear(n_vals, rh, tab, n, x)
 
 
 def render_batch(size: int, cutout_of: np.ndarray, x: np.ndarray, y: np.ndarray,

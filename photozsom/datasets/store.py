@@ -188,7 +188,7 @@ class CutoutStore:
     def close(self) -> None:
         self._h5.close()
 
-    def __enter__(self) -> CutoutStore:
+    def __enter__(self) -> CutoutStore:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc) -> None:
