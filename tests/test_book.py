@@ -143,7 +143,7 @@ def test_rendered_pages_screenshot_and_images_in_dom(built_book, tmp_path):
         subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],
                        check=True, capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 10_000
-        dom = subprocess.run([exe, *flags, "--dump-dom", page.as_uri()], check=True, capture_output=True,
+        dom = subprocess.run([exe, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], check=True, capture_output=True,
                              text=True, timeout=120).stdout
         n_img = len(re.findall(r"<img\b", dom))
         if name == "appendix":                              # Figures 4-7 at least
@@ -151,6 +151,9 @@ def test_rendered_pages_screenshot_and_images_in_dom(built_book, tmp_path):
         else:                                               # the landing page: text, and the navigation
             for chapter in book.chapters(ROOT)[1:]:
                 assert f"{chapter}.html" in dom, f"the rendered navigation has no link to {chapter}"
+            # equations typeset by the local MathJax (no network): rendered spans, no load errors
+            assert 'class="MathJax' in dom, "MathJax did not typeset the equations offline"
+            assert "Math Processing Error" not in dom and "File failed to load" not in dom
     os.makedirs(ROOT / "_build" / "screenshots", exist_ok=True)
     for name in pages:
         shutil.copy(tmp_path / f"{name}.png", ROOT / "_build" / "screenshots" / f"{name}.png")
