@@ -15,7 +15,8 @@ import pandas as pd
 
 from photozsom import metrics
 
-__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "deviating_cells", "matched", "prediction_table", "table1"]
+__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "compare_models", "deviating_cells", "matched", "prediction_table",
+           "table1"]
 
 #: The point estimate used throughout: the mean of P(z|X), the paper's <P(z|X)>.
 POINT_ESTIMATE = "mean"
@@ -85,6 +86,47 @@ def table1(tables: Mapping[str, pd.DataFrame], *, with_paper: bool = True) -> pd
         out = pd.concat([out, PAPER_TABLE1])
     out["N"] = out["N"].astype("Int64") if "N" in out else None
     return out
+
+
+#: How "better" is judged per Table 1 column: a score to minimise.
+_BETTER = {
+    "MAD": ("scatter (MAD)", lambda v: v),
+    "bias": ("|bias|", abs),
+    "eta_%": ("outlier rate η", lambda v: v),
+    "PCO_%": ("calibration (PCO closest to the nominal 1%)", lambda v: abs(v - 1.0)),
+    "R2": ("R²", lambda v: -v),
+}
+
+
+def compare_models(t1: pd.DataFrame, ours: tuple[str, str],
+                   paper: tuple[str, str] = tuple(PAPER_TABLE1.index)) -> pd.DataFrame:
+    """Which of two models wins each Table 1 metric, here and in the paper.
+
+    Parameters
+    ----------
+    t1 : DataFrame
+        Output of :func:`table1` (with the paper's rows).
+    ours : (str, str)
+        Row names of the image model and the catalogue model in ``t1``.
+    paper : (str, str)
+        The paper's rows in the same order (AION-1 MDN, random forest).
+
+    Returns
+    -------
+    DataFrame
+        One row per metric: ``criterion``, ``winner_here``, ``winner_paper`` (each
+        "image model", "catalogue model" or "tie") and ``agrees``.
+    """
+    rows = {}
+    for col, (criterion, score) in _BETTER.items():
+        winners = []
+        for a, b in (ours, paper):
+            sa, sb = score(float(t1.loc[a, col])), score(float(t1.loc[b, col]))
+            winners.append("tie" if np.isclose(sa, sb, rtol=0, atol=1e-12) else
+                           "image model" if sa < sb else "catalogue model")
+        rows[col] = {"criterion": criterion, "winner_here": winners[0], "winner_paper": winners[1],
+                     "agrees": winners[0] == winners[1]}
+    return pd.DataFrame(rows).T
 
 
 def deviating_cells(report: pd.DataFrame, metric: str = "bias", n: int = 16) -> pd.DataFrame:

@@ -1,0 +1,106 @@
+"""Prediction tables, the matched subset, Table 1 and the model comparison of the results chapter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photozsom.pdf import MixturePDF, default_grid
+from photozsom.results import PAPER_TABLE1, compare_models, deviating_cells, matched, prediction_table, table1
+
+
+def _pdf(rng: np.random.Generator, n: int) -> MixturePDF:
+    """Mixtures peaked near random redshifts (a few components each)."""
+    grid = default_grid()
+    centre = rng.uniform(0.1, 1.4, n)
+    w = np.exp(-0.5 * ((grid.centres[None, :] - centre[:, None]) / 0.03) ** 2)
+    return MixturePDF(w / w.sum(axis=1, keepdims=True)), centre
+
+
+def test_prediction_table_columns_are_the_pdf_summaries():
+    rng = np.random.default_rng(1)
+    pdf, centre = _pdf(rng, 50)
+    z = centre + rng.normal(0, 0.02, 50)
+    t = prediction_table(pdf, np.arange(50) + 100, z)
+    np.testing.assert_allclose(t["Z_PHOT"], pdf.mean())
+    np.testing.assert_allclose(prediction_table(pdf, np.arange(50), z, point="median")["Z_PHOT"], pdf.median())
+    lo, hi = pdf.interval(0.99)
+    np.testing.assert_allclose(t["Z_LO99"], lo)
+    np.testing.assert_allclose(t["Z_HI99"], hi)
+    # the 90% interval holds 90% of the probability: cdf(hi) - cdf(lo)
+    cdf = np.stack([pdf.cdf(t["Z_LO90"].to_numpy()), pdf.cdf(t["Z_HI90"].to_numpy())])
+    np.testing.assert_allclose(cdf[1] - cdf[0], 0.90, atol=1e-4)
+    np.testing.assert_allclose(t["PIT"], pdf.pit(z))
+    assert t["OBJID"].tolist() == list(range(100, 150))
+    with pytest.raises(ValueError, match="differ in length"):
+        prediction_table(pdf, np.arange(49), z)
+    with pytest.raises(ValueError, match="point must be"):
+        prediction_table(pdf, np.arange(50), z, point="max")
+
+
+def test_matched_keeps_common_objects_in_one_order():
+    a = pd.DataFrame({"OBJID": [5, 3, 9, 1], "Z_PHOT": [0.5, 0.3, 0.9, 0.1]})
+    b = pd.DataFrame({"OBJID": [1, 9, 7, 5], "Z_PHOT": [1.1, 1.9, 1.7, 1.5]})
+    m = matched({"a": a, "b": b})
+    assert m["a"]["OBJID"].tolist() == m["b"]["OBJID"].tolist() == [1, 5, 9]
+    assert m["a"]["Z_PHOT"].tolist() == [0.1, 0.5, 0.9]
+    assert m["b"]["Z_PHOT"].tolist() == [1.1, 1.5, 1.9]
+
+
+def test_table1_metrics_against_hand_computation():
+    rng = np.random.default_rng(2)
+    n = 400
+    z = rng.uniform(0.05, 1.2, n)
+    zp = z + (1 + z) * rng.normal(0.01, 0.03, n)
+    zp[:12] = z[:12] + 0.5                                  # catastrophic outliers
+    pit = rng.uniform(0, 1, n)
+    pit[:6] = 0.999                                         # PCO galaxies
+    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT": zp, "PIT": pit, "CRPS": np.full(n, 0.02)})
+    other = t.iloc[::2].copy()                              # a model that predicted half the galaxies
+    t1 = table1({"m": t, "other": other})
+    sub = t.iloc[::2]
+    dz = (sub["Z_PHOT"] - sub["Z"]) / (1 + sub["Z"])
+    assert t1.loc["m", "N"] == n // 2
+    assert t1.loc["m", "MAD"] == pytest.approx(1.4826 * np.median(np.abs(dz)))
+    assert t1.loc["m", "bias"] == pytest.approx(dz.mean())
+    assert t1.loc["m", "eta_%"] == pytest.approx(100 * np.mean(np.abs(dz) > 0.15))
+    assert t1.loc["m", "PCO_%"] == pytest.approx(100 * np.mean((sub["PIT"] < 0.005) | (sub["PIT"] > 0.995)))
+    r2 = 1 - np.sum((sub["Z_PHOT"] - sub["Z"]) ** 2) / np.sum((sub["Z"] - sub["Z"].mean()) ** 2)
+    assert t1.loc["m", "R2"] == pytest.approx(r2)
+    assert list(t1.index[-2:]) == list(PAPER_TABLE1.index)
+
+
+def test_compare_models_reads_the_papers_own_table():
+    verdict = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index))
+    # the paper: the forest has the smaller MAD, the AION MDN wins bias, eta, PCO and R^2
+    assert verdict.loc["MAD", "winner_here"] == "catalogue model"
+    for col in ("bias", "eta_%", "PCO_%", "R2"):
+        assert verdict.loc[col, "winner_here"] == "image model", col
+    assert verdict["agrees"].all()
+    # swapping our two rows flips every winner, so nothing agrees with the paper any more
+    swapped = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index[::-1]), paper=tuple(PAPER_TABLE1.index))
+    assert not swapped["agrees"].any()
+
+
+def test_compare_models_pco_is_judged_by_distance_from_one_percent():
+    t = pd.concat([PAPER_TABLE1, pd.DataFrame({"MAD": [0.03, 0.03], "bias": [0.0, 0.0], "eta_%": [1.0, 1.0],
+                                               "PCO_%": [0.2, 1.5], "R2": [0.9, 0.9]}, index=["img", "cat"])])
+    v = compare_models(t, ("img", "cat"))
+    assert v.loc["PCO_%", "winner_here"] == "catalogue model"        # |1.5 - 1| < |0.2 - 1|
+    assert v.loc["MAD", "winner_here"] == "tie"
+
+
+def test_deviating_cells_puts_significant_cells_first():
+    report = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "empty", "ok"],
+        "bias": [0.05, -0.2, 0.01, np.nan, 0.3],
+        "bias_signif": [True, False, True, False, False],
+        "count": [10, 5, 40, 0, 3], "n_train": [100, 2, 500, 0, 1], "z_mean": [0.5, 0.6, 0.7, np.nan, 0.9],
+    })
+    report.attrs["global"] = {"bias": 0.0}
+    d = deviating_cells(report, "bias", n=3)
+    assert d.index.tolist() == [0, 2, 4]                     # significant by |deviation|, then the largest other
+    assert d["significant"].tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="metric must be"):
+        deviating_cells(report, "rmse")
