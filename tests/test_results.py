@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from photozsom.pdf import MixturePDF, default_grid
-from photozsom.results import PAPER_TABLE1, compare_models, deviating_cells, matched, prediction_table, table1
+from photozsom.results import (
+    PAPER_TABLE1,
+    compare_models,
+    deviating_cells,
+    matched,
+    prediction_table,
+    table1,
+)
 
 
 def _pdf(rng: np.random.Generator, n: int) -> MixturePDF:
