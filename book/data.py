@@ -36,14 +36,12 @@
 scale = "ci"  # "ci" (minutes) or "default" (the published book)
 data_dir = "runs/ci"  # where every chapter reads and writes
 seed = 0  # the simulated sky is deterministic in the seed
-spec_files = (
-    None  # real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
-)
+# real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
+spec_files = None
 sweep_files = None  # real data: list of DR10 sweep FITS files (photometry to match)
 random_files = None  # real data: list of DR10 sweep/random-galaxy files for the SOM
-cutout_dir = (
-    None  # real data: folder for downloaded cutouts, used when download is True
-)
+# real data: folder for downloaded cutouts, used when download is True
+cutout_dir = None
 download = False  # never contact the cutout service unless asked
 
 # %%

@@ -35,9 +35,8 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-embedder = (
-    "encoder"  # "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
-)
+# "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
+embedder = "encoder"
 aion_model = "polymathic-ai/aion-base"  # Hugging Face id or a local directory with the weights
 dim = 64  # embedding dimension of the built-in encoder
 epochs = None  # pretraining epochs; None: 3 (ci) / 12 (default)

@@ -36,15 +36,10 @@ scale = "ci"
 data_dir = "runs/ci"
 seed = 0
 min_count = 5  # cells with fewer training galaxies are out of distribution
-distance_quantile = (
-    0.99  # distances beyond this training quantile are out of distribution
-)
-flag_metrics = [
-    "mad",
-    "eta",
-    "pco",
-    "bias",
-]  # which significant deviations count as under-performing
+# distances beyond this training quantile are out of distribution
+distance_quantile = 0.99
+# which significant deviations count as under-performing
+flag_metrics = ["mad", "eta", "pco", "bias"]
 
 # %%
 import numpy as np
@@ -75,9 +70,8 @@ split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
 
 # %%
 top = deviating_cells(report, "bias", n=16)
-pred = pd.read_parquet(
-    run.need("cells", "evaluated.parquet")
-)  # galaxies the report measured
+# the galaxies the report measured
+pred = pd.read_parquet(run.need("cells", "evaluated.parquet"))
 examples = (
     pred[pred["CELL"].isin(top.index)]
     .sort_values("OBJID")

@@ -40,17 +40,12 @@ scale = "ci"
 data_dir = "runs/ci"
 seed = 0
 inputs = "embedding"  # "embedding" (the paper), "catalog" or "embedding+catalog"
-hidden = [
-    256,
-    256,
-    256,
-]  # widths of the three hidden layers (+ the 200-wide output layer)
-max_epochs = (
-    None  # None: 40 (ci) / 150 (default); early stopping usually ends sooner
-)
-cv_folds = (
-    5  # out-of-fold predictions for the per-cell analysis (0: test split only)
-)
+# widths of the three hidden layers (+ the 200-wide output layer)
+hidden = [256, 256, 256]
+# None: 40 (ci) / 150 (default); early stopping usually ends sooner
+max_epochs = None
+# out-of-fold predictions for the per-cell analysis (0: test split only)
+cv_folds = 5
 
 # %%
 import numpy as np

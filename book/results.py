@@ -143,12 +143,17 @@ t1.style.format(
 
 # %%
 verdict = compare_models(
-    t1, ("embedding MDN (this book)", "random forest, Zhou et al. recipe (this book)")
+    t1,
+    ("embedding MDN (this book)", "random forest, Zhou et al. recipe (this book)"),
 )
 display(verdict)
 same = ", ".join(verdict.index[verdict["agrees"].astype(bool)]) or "none"
 differ = ", ".join(verdict.index[~verdict["agrees"].astype(bool)]) or "none"
-display(Markdown(f"Same winner as in the paper: **{same}**; different winner: **{differ}**."))
+display(
+    Markdown(
+        f"Same winner as in the paper: **{same}**; different winner: **{differ}**."
+    )
+)
 
 # %% [markdown]
 # ## What this chapter wrote
