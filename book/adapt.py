@@ -47,7 +47,7 @@ scale = "ci"
 data_dir = "runs/ci"
 seed = 0
 user_seed = 1000  # seed of the second simulated sky
-user_scale = "ci"  # its size
+user_scale = "ci"  # its size (cutouts are made as large as the main sky's)
 r_min = 20.0  # the user's selection: r-band magnitude fainter than this [AB mag]
 
 # %%
@@ -67,7 +67,12 @@ from photozsom.rundir import RunDir
 
 run = RunDir(data_dir)
 user_dir = run.root / "user_sample"
-simulate(user_dir, scale=user_scale, seed=user_seed, overwrite=False)
+# the encoder was trained on cutouts of the main sky's size [pixels]
+with CutoutStore(run.cutouts_path()) as main_store:
+    size = main_store.size
+simulate(
+    user_dir, scale=user_scale, seed=user_seed, cutout_size=size, overwrite=False
+)
 user = pd.read_parquet(user_dir / "spec.parquet")
 r = magnitudes(user, ("R",))["r"].to_numpy()
 user = user[r > r_min].reset_index(drop=True)
