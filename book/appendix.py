@@ -24,10 +24,9 @@ n_points = 300  # galaxies with error bars in Figure 4
 # %%
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import metrics, plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.rundir import RunDir
 from photozsom.som import SOM
 
@@ -49,8 +48,7 @@ fig4 = plots.zphot_vs_zspec(
     seed=seed,
     title="Embedding MDN: 90% credible regions",
 )
-plots.save(fig4, run.figure("figure4_zphot_vs_zspec.png"))
-glue("fig4", fig4, display=False)
+publish_figure("fig4", fig4, run.figure("figure4_zphot_vs_zspec.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig4
@@ -69,8 +67,7 @@ pco = (z < pred["Z_LO99"].to_numpy()) | (z > pred["Z_HI99"].to_numpy())
 fig5 = plots.zphot_vs_zspec(
     z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)"
 )
-plots.save(fig5, run.figure("figure5_pco.png"))
-glue("fig5", fig5, display=False)
+publish_figure("fig5", fig5, run.figure("figure5_pco.png"))
 print(
     f"PCO: {pco.mean():.2%} of {len(z):,} test galaxies (1% expected for a calibrated model)"
 )
@@ -88,8 +85,7 @@ print(
 
 # %%
 fig6 = plots.pit_histogram(pred["PIT"].to_numpy())
-plots.save(fig6, run.figure("figure6_pit.png"))
-glue("fig6", fig6, display=False)
+publish_figure("fig6", fig6, run.figure("figure6_pit.png"))
 pd.Series(metrics.pit_stats(pred["PIT"].to_numpy())).to_frame(
     "PIT vs uniform"
 ).T.round(4)
@@ -118,8 +114,7 @@ maps = {
     "z_mean": report["z_mean"].to_numpy(),
 }
 fig7 = plots.som_maps(maps, som.shape, ncols=2)
-plots.save(fig7, run.figure("figure7_som_maps.png"))
-glue("fig7", fig7, display=False)
+publish_figure("fig7", fig7, run.figure("figure7_som_maps.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig7

@@ -50,10 +50,9 @@ import time
 
 import pandas as pd
 from IPython.display import display
-from myst_nb import glue
 
 from photozsom import plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.datasets import simulate
 from photozsom.datasets.summary import survey_summary
 from photozsom.rundir import RunDir
@@ -139,8 +138,7 @@ display(per_survey.round(3))
 
 # %%
 fig3 = plots.redshift_distributions(spec["Z"], spec["SURVEY"])
-plots.save(fig3, run.figure("figure3_nz_per_survey.png"))
-glue("fig3", fig3, display=False)
+publish_figure("fig3", fig3, run.figure("figure3_nz_per_survey.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig3
@@ -160,8 +158,7 @@ glue("fig3", fig3, display=False)
 
 # %%
 fig = plots.spec_vs_random(spec, random, seed=seed)
-plots.save(fig, run.figure("data_spec_vs_random.png"))
-glue("fig_bias", fig, display=False)
+publish_figure("fig_bias", fig, run.figure("data_spec_vs_random.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig_bias
@@ -192,8 +189,7 @@ titles = [
     for z, s in zip(spec["Z"].to_numpy()[:8], spec["SURVEY"].to_numpy()[:8])
 ]
 fig = plots.cutout_grid(images, titles, pixscale=pixscale)
-plots.save(fig, run.figure("data_cutouts.png"))
-glue("fig_cutouts", fig, display=False)
+publish_figure("fig_cutouts", fig, run.figure("data_cutouts.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig_cutouts

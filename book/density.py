@@ -40,10 +40,9 @@ evaluate_on = "out-of-fold"  # "out-of-fold" (every labelled galaxy, see the MDN
 # %%
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import cells, plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.rundir import RunDir
 
 plots.style()
@@ -107,8 +106,7 @@ report.loc[report["status"] == "ok", main].describe().T[
 
 # %%
 fig1 = plots.metric_vs_count(report, mask_zero_outliers=True)
-plots.save(fig1, run.figure("figure1_metric_vs_count.png"))
-glue("fig1", fig1, display=False)
+publish_figure("fig1", fig1, run.figure("figure1_metric_vs_count.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig1
@@ -148,8 +146,7 @@ print(
 
 # %%
 fig8 = plots.metric_vs_count(report, mask_zero_outliers=False)
-plots.save(fig8, run.figure("figure8_metric_vs_count_unmasked.png"))
-glue("fig8", fig8, display=False)
+publish_figure("fig8", fig8, run.figure("figure8_metric_vs_count_unmasked.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig8

@@ -46,10 +46,9 @@ import time
 
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.embed import AIONEmbedder, Encoder, embed_to_file, load_embeddings
 from photozsom.rundir import RunDir
 
@@ -124,8 +123,7 @@ fig = plots.embedding_map(
         - 2.5 * np.log10(np.clip(spec["FLUX_R"].to_numpy(), 1e-2, None)),
     },
 )
-plots.save(fig, run.figure("embedding_pca.png"))
-glue("fig_emb", fig, display=False)
+publish_figure("fig_emb", fig, run.figure("embedding_pca.png"))
 corr.round(2)
 
 # %% [markdown]

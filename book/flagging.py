@@ -44,10 +44,9 @@ flag_metrics = ["mad", "eta", "pco", "bias"]
 # %%
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import flags, plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.datasets.store import CutoutStore
 from photozsom.features import som_features
 from photozsom.results import deviating_cells
@@ -88,8 +87,7 @@ titles = [
     for c, r in examples.iterrows()
 ]
 fig2 = plots.cutout_grid(images, titles)
-plots.save(fig2, run.figure("figure2_flagged_cutouts.png"))
-glue("fig2", fig2, display=False)
+publish_figure("fig2", fig2, run.figure("figure2_flagged_cutouts.png"))
 print(
     f"{int(top['significant'].sum())} of the {len(top)} cells shown are significant "
     f"(marked *); global bias {report.attrs['global']['bias']:+.4f}"
@@ -177,8 +175,7 @@ curve.to_csv(run.path("flags", "threshold_curve.csv"), index=False)
 fig = plots.threshold_curve(
     curve, x="threshold", xlabel="minimum training galaxies per cell"
 )
-plots.save(fig, run.figure("threshold_curve.png"))
-glue("fig_threshold", fig, display=False)
+publish_figure("fig_threshold", fig, run.figure("threshold_curve.png"))
 curve.round(4)
 
 # %% [markdown]

@@ -50,10 +50,9 @@ cv_folds = 5
 # %%
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import metrics, plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.embed import load_embeddings
 from photozsom.features import catalog_features
 from photozsom.mdn import MDN, cross_val_predict, train_val_test_split
@@ -112,8 +111,7 @@ history = pd.DataFrame(history)
 history.to_csv(run.path("mdn", "history.csv"), index=False)
 model.save(run.path("mdn", "mdn.pt"))
 fig = plots.loss_curves(history)
-plots.save(fig, run.figure("mdn_loss.png"))
-glue("fig_loss", fig, display=False)
+publish_figure("fig_loss", fig, run.figure("mdn_loss.png"))
 print(
     f"best validation CRPS {history['val_crps'].min():.4f} at epoch "
     f"{int(history.loc[history['val_crps'].idxmin(), 'epoch'])}"
@@ -137,8 +135,7 @@ pred.to_parquet(run.path("mdn", "predictions.parquet"), index=False)
 rng = np.random.default_rng(seed)
 show = rng.choice(len(pred), size=6, replace=False)
 fig = plots.example_pdfs(pdf, z[i_test], show)
-plots.save(fig, run.figure("mdn_example_pdfs.png"))
-glue("fig_pdfs", fig, display=False)
+publish_figure("fig_pdfs", fig, run.figure("mdn_example_pdfs.png"))
 pd.Series(
     metrics.summary(pdf, z[i_test], z_pred=pred["Z_PHOT"].to_numpy())
 ).to_frame("test set").T

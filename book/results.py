@@ -129,7 +129,7 @@ t1.style.format(
         "CRPS": "{:.4f}",
     },
     na_rep="—",
-)
+).set_table_attributes('class="dataframe"')  # the book's table style
 
 # %% [markdown]
 # **How to read Table 1.** The paper finds its AION-1 MDN better calibrated, less biased and

@@ -45,10 +45,9 @@ import time
 
 import numpy as np
 import pandas as pd
-from myst_nb import glue
 
 from photozsom import plots
-from photozsom.book import outputs
+from photozsom.book import outputs, publish_figure
 from photozsom.features import SOM_FEATURES, som_features
 from photozsom.rundir import RunDir
 from photozsom.som import SOM
@@ -135,8 +134,7 @@ maps = {
     "spectra per 1000 random galaxies": coverage["spec_per_1000_random"].to_numpy(),
 }
 fig = plots.som_maps(maps, som.shape, clip=(1, 99))
-plots.save(fig, run.figure("som_occupancy.png"))
-glue("fig_occupancy", fig, display=False)
+publish_figure("fig_occupancy", fig, run.figure("som_occupancy.png"))
 
 # %% [markdown]
 # ```{glue:figure} fig_occupancy

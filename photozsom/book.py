@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "require", "run_book"]
+__all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure", "require",
+           "run_book"]
 
 #: Chapter that writes each run-directory sub-folder, for helpful errors in :func:`require`.
 PRODUCERS = {
@@ -240,6 +241,31 @@ def run_book(
     log("[book] time per chapter: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + f"; total {sum(timings.values()):.0f} s")
     return timings
+
+
+def publish_figure(name: str, fig, path: str | os.PathLike) -> Path:
+    """Save ``fig`` as a PNG, glue it for a captioned ``{glue:figure}`` and close it.
+
+    Closing matters: the notebook's inline backend would otherwise show the figure a second
+    time, uncaptioned, under the cell that drew it.
+
+    Parameters
+    ----------
+    name : str
+        Glue key, the one the chapter's ``{glue:figure}`` directive names.
+    fig : matplotlib.figure.Figure
+    path : path
+        Where the PNG goes (``RunDir.figure(...)``).
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    from photozsom import plots
+
+    out = plots.save(fig, path)
+    glue(name, fig, display=False)
+    plt.close(fig)
+    return out
 
 
 def _vendor_mathjax(root: Path, log: Callable[[str], None]) -> None:

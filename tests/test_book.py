@@ -70,6 +70,22 @@ def test_executed_notebooks_have_no_timestamps_and_are_reproducible(tmp_path):
     assert "seed = 3" in "".join(injected[0]["source"])
 
 
+def test_published_figure_is_saved_glued_and_shown_once(tmp_path):
+    body = ("# %%\nimport matplotlib.pyplot as plt\nfrom photozsom.book import publish_figure\n"
+            "fig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\n"
+            f"publish_figure('line', fig, {str(tmp_path / 'figs' / 'line.png')!r})\n")
+    root = _toy_book(tmp_path, body)
+    book.run_book(root, scale="ci", html=False, log=lambda *_: None)
+    nb = json.loads((root / "book" / "executed" / "two.ipynb").read_text())
+    outs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    glued = [o for o in outs if o.get("metadata", {}).get("scrapbook", {}).get("name") == "line"]
+    inline = [o for o in outs if "image/png" in o.get("data", {})]
+    assert len(glued) == 1, "the figure is glued under its name for {glue:figure}"
+    assert inline == [], "the figure must not also be shown, uncaptioned, under its cell"
+    png = tmp_path / "figs" / "line.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_unknown_chapter_and_missing_input_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown chapter"):
         book.run_book(ROOT, only=["nonsense"], html=False)
