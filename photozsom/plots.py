@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "LS_RGB_WEIGHTS",
     "cutout_grid",
     "embedding_map",
     "example_pdfs",
@@ -37,6 +38,7 @@ __all__ = [
     "metric_vs_count",
     "pit_histogram",
     "redshift_distributions",
+    "rgb_image",
     "save",
     "som_maps",
     "spec_vs_random",
@@ -222,10 +224,47 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
     return fig
 
 
+#: Band weights of the Legacy Survey viewer's colour images (g 6.0, r 3.4, z 2.2).
+LS_RGB_WEIGHTS = {"g": 6.0, "r": 3.4, "i": 2.8, "z": 2.2}
+
+
+def rgb_image(image: np.ndarray, *, bands: tuple[int, int, int] = (3, 1, 0),
+              names: str = "griz", q: float = 8.0) -> np.ndarray:
+    """A colour image of one cutout: Lupton et al. (2004) asinh RGB, as the Legacy Survey viewer.
+
+    The three bands (default z, r, g as R, G, B) are weighted as the viewer does
+    (:data:`LS_RGB_WEIGHTS`), the black level is each band's background noise (robust
+    standard deviation) and the stretch is set by the brightest band at the centre, so the
+    target galaxy is bright but not saturated whatever its flux.
+
+    Parameters
+    ----------
+    image : ndarray, shape (4, H, W)
+        Nanomaggies per pixel, bands g, r, i, z (NaN, e.g. an absent band, is shown as 0).
+    bands : (int, int, int)
+        Indices of the R, G, B bands in ``image``.
+    names : str
+        Band letters of ``image``'s first axis.
+    q : float
+        Asinh softening of :func:`astropy.visualization.make_lupton_rgb`.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    from astropy.stats import mad_std
+    from astropy.visualization import make_lupton_rgb
+
+    ch = [np.nan_to_num(np.asarray(image[b], float)) * LS_RGB_WEIGHTS[names[b]] for b in bands]
+    sky = np.array([mad_std(c) for c in ch])
+    h, w = ch[0].shape[0] // 2, ch[0].shape[1] // 2
+    peak = max(float(c[h - 2:h + 3, w - 2:w + 3].max() - s) for c, s in zip(ch, sky))
+    return make_lupton_rgb(*ch, minimum=sky, stretch=max(peak, 1e-6), Q=q)
+
+
 def cutout_grid(images: np.ndarray, titles: Sequence[str], *, ncols: int = 4,
-                bands: tuple[int, int, int] = (3, 1, 0), stretch: float = 0.5,
-                pixscale: float = 0.262) -> plt.Figure:
-    """Figure 2: colour (z, r, g as R, G, B) asinh-stretched cutouts in a grid.
+                bands: tuple[int, int, int] = (3, 1, 0), pixscale: float = 0.262) -> plt.Figure:
+    """Figure 2: colour (z, r, g as R, G, B) cutouts in a grid, stretched by :func:`rgb_image`.
 
     Parameters
     ----------
@@ -233,6 +272,8 @@ def cutout_grid(images: np.ndarray, titles: Sequence[str], *, ncols: int = 4,
         Nanomaggies per pixel, bands g, r, i, z.
     titles : sequence of str
         One title per cutout (e.g. cell, bias, z_spec, z_phot).
+    bands : (int, int, int)
+        Indices of the R, G, B bands.
     pixscale : float
         Arcsec per pixel, for the axis scale.
     """
@@ -242,10 +283,7 @@ def cutout_grid(images: np.ndarray, titles: Sequence[str], *, ncols: int = 4,
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.0 * nrows), squeeze=False)
     half = images.shape[-1] * pixscale / 2
     for ax, img, title in zip(axes.flat, images, titles):
-        rgb = np.stack([np.nan_to_num(img[b]) for b in bands], axis=-1)
-        scale = np.nanpercentile(rgb, 99.5) or 1.0
-        rgb = np.arcsinh(rgb / (stretch * scale)) / np.arcsinh(1.0 / stretch)
-        ax.imshow(np.clip(rgb, 0, 1), origin="lower", extent=(-half, half, -half, half))
+        ax.imshow(rgb_image(img, bands=bands), origin="lower", extent=(-half, half, -half, half))
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[-1]:
