@@ -206,7 +206,9 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
                         label="significant (BH)")
         g = glob.get(m)
         if g is not None and np.isfinite(g):
-            ax.axhline(g * scale, color="k", lw=1.2, label=f"global {METRIC_LABELS[m].split(' [')[0]} = {g * scale:.3g}")
+            unit = "%" if m in _PERCENT else ""
+            ax.axhline(g * scale, color="k", lw=1.2,
+                       label=f"global {METRIC_LABELS[m].split(' [')[0]} = {g * scale:.3g}{unit}")
             if f"{m}_ref" in rep and len(rep):
                 # The reference sigma scales as k / sqrt(n_test) (standard error of the mean or
                 # std, binomial); the expected test count of a cell is its training count times
@@ -216,7 +218,13 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
                 xs = np.logspace(np.log10(max(x.min(), 1)), np.log10(x.max() + 1), 100)
                 band = k / np.sqrt(np.maximum(xs * ratio, 1.0)) * scale
                 ax.plot(xs, g * scale + band, "r--", lw=1, label=r"global $\pm 1\sigma$ for cell size")
-                ax.plot(xs, g * scale - band, "r--", lw=1)
+                lower = g * scale - band
+                if m != "bias":                          # MAD, eta and PCO cannot be negative
+                    lower = np.maximum(lower, 0.0)
+                ax.plot(xs, lower, "r--", lw=1)
+        if m != "bias" and len(y):                  # non-negative metrics: axis starts at 0
+            top = np.nanmax(np.r_[y + np.nan_to_num(err), (g or 0) * scale])
+            ax.set_ylim(-0.03 * top, 1.05 * top)
         ax.set_xscale("log")
         ax.set_xlabel("training galaxies in cell [log scale]")
         ax.set_ylabel(METRIC_LABELS.get(m, m))
