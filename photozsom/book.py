@@ -243,7 +243,7 @@ def run_book(
     return timings
 
 
-def publish_figure(name: str, fig, path: str | os.PathLike) -> Path:
+def publish_figure(name: str, fig, path: str | os.PathLike) -> None:
     """Save ``fig`` as a PNG, glue it for a captioned ``{glue:figure}`` and close it.
 
     Closing matters: the notebook's inline backend would otherwise show the figure a second
@@ -262,10 +262,9 @@ def publish_figure(name: str, fig, path: str | os.PathLike) -> Path:
 
     from photozsom import plots
 
-    out = plots.save(fig, path)
+    plots.save(fig, path)
     glue(name, fig, display=False)
-    plt.close(fig)
-    return out
+    plt.close(fig)  # returns None too, so a chapter's last line shows nothing
 
 
 def _vendor_mathjax(root: Path, log: Callable[[str], None]) -> None:

@@ -82,6 +82,8 @@ def test_published_figure_is_saved_glued_and_shown_once(tmp_path):
     inline = [o for o in outs if "image/png" in o.get("data", {})]
     assert len(glued) == 1, "the figure is glued under its name for {glue:figure}"
     assert inline == [], "the figure must not also be shown, uncaptioned, under its cell"
+    shown = [o for o in outs if o.get("output_type") == "execute_result"]
+    assert shown == [], "publishing a figure prints nothing"
     png = tmp_path / "figs" / "line.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
@@ -156,7 +158,7 @@ def test_rendered_pages_screenshot_and_images_in_dom(built_book, tmp_path):
              "appendix": ROOT / "_build" / "html" / "book" / "executed" / "appendix.html"}
     for name, page in pages.items():
         shot = tmp_path / f"{name}.png"
-        subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],
+        subprocess.run([exe, *flags, "--virtual-time-budget=10000", f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],
                        check=True, capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 10_000
         dom = subprocess.run([exe, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], check=True, capture_output=True,
