@@ -431,9 +431,14 @@ def threshold_curve(curve: pd.DataFrame, *, x: str = "threshold", xlabel: str = 
     ax2.set_ylabel("outlier / PCO fraction of kept [%]")
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
-    for a in axes:
-        if c[x].min() > 0 and c[x].max() / max(c[x].min(), 1e-12) > 50:
-            a.set_xscale("log")
+    pos = c[x][c[x] > 0]
+    if len(pos) and pos.max() / pos.min() > 50:          # thresholds spanning decades
+        for a in axes:
+            if (c[x] <= 0).any():                        # a threshold of 0 (keep all): linear near 0
+                a.set_xscale("symlog", linthresh=float(pos.min()), linscale=0.5)
+            else:
+                a.set_xscale("log")
+            a.set_xlabel(f"{xlabel} [log scale]")
     return fig
 
 
