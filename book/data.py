@@ -54,7 +54,7 @@ from IPython.display import display
 from photozsom import plots
 from photozsom.book import outputs, publish_figure
 from photozsom.datasets import simulate
-from photozsom.datasets.summary import survey_summary
+from photozsom.datasets.summary import sky_settings_table, survey_summary
 from photozsom.rundir import RunDir
 
 plots.style()
@@ -73,11 +73,9 @@ if spec_files is None:
     paths = simulate(sky, scale=scale, seed=seed, overwrite=False)
     settings = json.loads((sky / "settings.json").read_text())
     print(f"simulated sky in {sky} ({time.time() - t0:.0f} s)")
-    print(
-        json.dumps(
-            {k: settings[k] for k in list(settings)[:12]}, indent=1, default=str
-        )
-    )
+    sizes, per_band = sky_settings_table(settings)
+    display(sizes.T)
+    display(per_band)
 else:
     from photozsom.datasets import crossmatch, cutouts, legacysurvey, specz
 

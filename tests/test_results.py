@@ -111,3 +111,17 @@ def test_deviating_cells_puts_significant_cells_first():
     assert d["significant"].tolist() == [True, True, False]
     with pytest.raises(ValueError, match="metric must be"):
         deviating_cells(report, "rmse")
+
+
+def test_sky_settings_table_puts_bands_in_columns_and_marks_the_missing_i_band():
+    from photozsom.datasets.summary import sky_settings_table
+
+    settings = {"request": {"seed": 0}, "n_spec": 10, "cutout_size": 32, "z_spec_range": [0.0, 1.6],
+                "depth_psf_5sigma_ab": {"S": {"G": 24.7, "I": 23.8}, "N": {"G": 24.2}},
+                "seeing_fwhm_arcsec": {"S": {"G": 1.45, "I": 1.2}, "N": {"G": 1.7}}}
+    sizes, per_band = sky_settings_table(settings)
+    assert sizes.loc["n_spec", "value"] == 10 and sizes.loc["z_spec_range", "value"] == "0.0 - 1.6"
+    assert "request" not in sizes.index
+    assert per_band.loc[("5σ point-source depth [AB mag]", "S"), "I"] == 23.8
+    assert np.isnan(per_band.loc[("5σ point-source depth [AB mag]", "N"), "I"])
+    assert per_band.loc[("seeing FWHM [arcsec]", "N"), "G"] == 1.7
