@@ -53,7 +53,7 @@
 # * **Execute** the whole book yourself from a fresh clone with one command:
 #
 #   ```bash
-#   python3 tasks.py book                 # default scale, about 30-45 minutes on 2 CPU cores
+#   python3 tasks.py book                 # default scale, about 15 minutes on 2 CPU cores
 #   python3 tasks.py book --scale ci      # a few minutes, what CI runs on every change
 #   ```
 #
