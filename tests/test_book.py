@@ -123,6 +123,8 @@ def test_html_holds_every_figure_and_table1(built_book):
     for caption in FIGURES:
         assert caption in text, f"{caption} missing from the rendered book"
     assert "Table 1:" in text
+    # captions start with the paper's number, not Sphinx's own "Fig. N" (numfig stays off)
+    assert 'class="caption-number"' not in html
     assert len(re.findall(r"<img [^>]*src=\"[^\"]*\.png\"", html)) >= 12
 
 
