@@ -74,7 +74,7 @@ if spec_files is None:
     settings = json.loads((sky / "settings.json").read_text())
     print(f"simulated sky in {sky} ({time.time() - t0:.0f} s)")
     sizes, per_band = sky_settings_table(settings)
-    display(sizes.T)
+    display(sizes)
     display(per_band)
 else:
     from photozsom.datasets import crossmatch, cutouts, legacysurvey, specz
