@@ -125,6 +125,7 @@ def test_html_holds_every_figure_and_table1(built_book):
     assert "Table 1:" in text
     # captions start with the paper's number, not Sphinx's own "Fig. N" (numfig stays off)
     assert 'class="caption-number"' not in html
+    assert "_static/photozsom.css" in html and (ROOT / "_build" / "html" / "_static" / "photozsom.css").exists()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]*\.png\"", html)) >= 12
 
 
