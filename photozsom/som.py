@@ -449,7 +449,7 @@ class SOM:
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(n, thread_name_prefix="photozsom-som") as pool:
-                self._local.pool = pool
+                self._local.pool, self._local.n_workers = pool, n
                 yield
         finally:
             self._local.pool = None
@@ -471,7 +471,7 @@ class SOM:
         if pool is None or len(starts) == 1:
             run(starts)
         else:
-            k = pool._max_workers
+            k = self._local.n_workers
             list(pool.map(run, [starts[i::k] for i in range(k)]))
 
     def _bmu_torch(self, xs: torch.Tensor, output: str = "index"

@@ -60,6 +60,22 @@ def test_read_fancy_index_matches_numpy(filled):
     np.testing.assert_array_equal(ids, objid[rows])
 
 
+def test_sparse_rows_and_sigma_by_index_match_numpy(filled):
+    path, (images, _, objid), sigma = filled
+    sparse = np.array([18, 0, 18])        # span 19 rows for 3 wanted: a point selection
+    dense = np.array([5, 3, 4, 6])        # a short span: one contiguous read
+    with CutoutStore(path) as st:
+        full_sigma = st.sigma()
+        for rows in (sparse, dense):
+            img, _, ids = st.read(rows)
+            np.testing.assert_array_equal(img, images[rows])
+            np.testing.assert_array_equal(ids, objid[rows])
+            np.testing.assert_array_equal(st.sigma(rows), full_sigma[rows])
+        np.testing.assert_array_equal(st.sigma(np.array([6, 0]))[:, :], sigma[[6, 0]])
+        with pytest.raises(IndexError):
+            st.sigma(np.array([-1]))
+
+
 def test_rows_of_finds_objids_and_names_missing(filled):
     path, (_, _, objid), _ = filled
     query = objid[[9, 0, 18, 3]]

@@ -139,28 +139,34 @@ class CutoutStore:
         """All OBJIDs, int64 [N]."""
         return self._h5["OBJID"][:]
 
+    def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (any order, repeats allowed) of dataset ``name``, in that order.
+
+        h5py wants sorted unique indices; when the rows span a short range (at most four
+        times their number) one contiguous read of the span is faster than a point selection.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return self._h5[name][0:0]
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        if lo < 0 or hi > len(self):
+            raise IndexError(f"row index out of range [0, {len(self)})")
+        if hi - lo <= 4 * len(rows):
+            return self._h5[name][lo:hi][rows - lo]
+        uniq, inv = np.unique(rows, return_inverse=True)
+        return self._h5[name][uniq][inv.reshape(-1)]
+
     def read(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Read ``(images, band_mask, objid)`` for a slice or sorted index array of rows."""
-        if not isinstance(rows, slice):
-            rows = np.asarray(rows)
-            order = np.argsort(rows, kind="stable")
-            srt = rows[order]
-            if len(srt) and (srt[0] < 0 or srt[-1] >= len(self)):
-                raise IndexError(f"row index out of range [0, {len(self)})")
-            uniq, inv = np.unique(srt, return_inverse=True)
-            imgs = self._h5["images"][uniq][inv]
-            mask = self._h5["band_mask"][uniq][inv]
-            ids = self._h5["OBJID"][uniq][inv]
-            back = np.empty_like(order)
-            back[order] = np.arange(len(order))
-            return imgs[back], mask[back], ids[back]
-        return self._h5["images"][rows], self._h5["band_mask"][rows], self._h5["OBJID"][rows]
+        """Read ``(images, band_mask, objid)`` for a slice or an index array of rows (any order)."""
+        if isinstance(rows, slice):
+            return self._h5["images"][rows], self._h5["band_mask"][rows], self._h5["OBJID"][rows]
+        return self._take("images", rows), self._take("band_mask", rows), self._take("OBJID", rows)
 
     def sigma(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
-        """Per-pixel sky noise [n, 4], nanomaggies."""
+        """Per-pixel sky noise [n, 4], nanomaggies, for a slice or an index array of rows."""
         if isinstance(rows, slice):
             return self._h5["sigma"][rows]
-        return self._h5["sigma"][:][np.asarray(rows)]
+        return self._take("sigma", rows)
 
     def rows_of(self, objid: np.ndarray) -> np.ndarray:
         """Row numbers of the given OBJIDs; raises ``KeyError`` naming IDs not in the store."""

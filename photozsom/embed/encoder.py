@@ -72,6 +72,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from astropy.stats import mad_std
 
 from photozsom.device import default_device
 from photozsom.embed.base import validate_cutouts
@@ -96,7 +97,7 @@ def estimate_sky_sigma(images: np.ndarray, border: int = 4) -> np.ndarray:
     Returns
     -------
     ndarray, shape (N, 4), float32
-        ``1.4826 * MAD`` of the border pixels, nanomaggies/pixel (NaN for an all-NaN band).
+        ``astropy.stats.mad_std`` (1.4826 MAD) of the border pixels, nanomaggies/pixel (NaN for an all-NaN band).
     """
     images = np.asarray(images, dtype=np.float32)
     b = max(1, min(border, images.shape[-1] // 4, images.shape[-2] // 4))
@@ -111,10 +112,9 @@ def estimate_sky_sigma(images: np.ndarray, border: int = 4) -> np.ndarray:
     )
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        median = np.median if np.isfinite(ring).all() else np.nanmedian  # nanmedian is slow
-        med = median(ring, axis=-1, keepdims=True)
-        mad = median(np.abs(ring - med), axis=-1)
-    return (1.4826 * mad).astype(np.float32)
+        # the NaN-aware path is slow: take it only when a band holds NaN
+        sig = mad_std(ring, axis=-1, ignore_nan=not np.isfinite(ring).all())
+    return np.asarray(sig, dtype=np.float32)
 
 
 def stretch(flux, mask, softening):
@@ -232,10 +232,14 @@ def _build_network(
                 dim=(2, 3)
             )
 
+        def raw_profile(self, x):
+            """Band-wise annulus means of the stretched image, (B, 4 * n_annuli)."""
+            w = self.annulus_weights(x.shape[-1], x.device)
+            return torch.einsum("bchw,ahw->bca", x, w).flatten(1)
+
         def profile(self, x):
-            """Normalised band-wise annulus means of the stretched image, (B, 4 * n_annuli)."""
-            prof = torch.einsum("bchw,ahw->bca", x, self.annulus_weights(x.shape[-1], x.device))
-            return self.profile_norm(prof.flatten(1))
+            """:meth:`raw_profile`, normalised: the photometric branch's features."""
+            return self.profile_norm(self.raw_profile(x))
 
         def forward(self, x, mask, return_conv: bool = False):
             conv = self.conv_features(x, mask)
@@ -483,12 +487,10 @@ class Encoder:
         ``(B, 4 * n_annuli)``, asinh units. For well-detected pixels ``asinh(x) ~ ln 2x``, so
         differences between bands are colours.
         """
-        import torch
-
         off = (flux.shape[-1] - side) // 2
-        x = stretch(flux[..., off : off + side, off : off + side], mask, softening)
-        w = self.net.annulus_weights(side, flux.device)
-        return torch.einsum("bchw,ahw->bca", x, w).flatten(1)
+        return self.net.raw_profile(
+            stretch(flux[..., off : off + side, off : off + side], mask, softening)
+        )
 
     def _prepare_sigma(self, sigma: np.ndarray, images: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per-pixel sky noise [n, 4]: the given value, else a border estimate for present
@@ -578,12 +580,6 @@ class Encoder:
                 h_side = data.size
 
                 def read(idx):
-                    lo, hi = int(idx[0]), int(idx[-1]) + 1
-                    if hi - lo <= 4 * len(idx):
-                        imgs, mask, _ = data.read(slice(lo, hi))
-                        sig = data.sigma(slice(lo, hi))
-                        sub = idx - lo
-                        return imgs[sub], mask[sub], sig[sub]
                     imgs, mask, _ = data.read(idx)
                     return imgs, mask, data.sigma(idx)
             else:
