@@ -51,10 +51,8 @@ user_scale = "ci"  # its size (cutouts are made as large as the main sky's)
 r_min = 20.0  # the user's selection: r-band magnitude fainter than this [AB mag]
 
 # %%
-import numpy as np
 import pandas as pd
 
-from photozsom import metrics
 from photozsom.book import outputs
 from photozsom.datasets import simulate
 from photozsom.datasets.store import CutoutStore
@@ -62,7 +60,7 @@ from photozsom.embed import Encoder
 from photozsom.features import magnitudes
 from photozsom.flags import Flagger
 from photozsom.mdn import MDN
-from photozsom.results import prediction_table
+from photozsom.results import metrics_table, prediction_table
 from photozsom.rundir import RunDir
 
 run = RunDir(data_dir)
@@ -100,24 +98,10 @@ pred.to_parquet(user_dir / "predictions_flagged.parquet", index=False)
 # ## Does the flag separate good from bad photometric redshifts?
 
 # %%
-rows = {}
-for name, sel in {
-    "all": np.ones(len(pred), bool),
-    "flagged": pred["flag"].to_numpy(),
-    "not flagged": ~pred["flag"].to_numpy(),
-}.items():
-    if sel.sum() >= 2:
-        m = metrics.point_metrics(
-            pred.loc[sel, "Z_PHOT"].to_numpy(), pred.loc[sel, "Z"].to_numpy()
-        )
-        rows[name] = {
-            "N": int(sel.sum()),
-            "MAD": m["mad"],
-            "bias": m["bias"],
-            "eta_%": 100 * m["eta"],
-            "PCO_%": 100 * metrics.pco_fraction(pred.loc[sel, "PIT"].to_numpy()),
-        }
-comparison = pd.DataFrame(rows).T
+flag = pred["flag"].to_numpy()
+comparison = metrics_table(
+    {"all": pred, "flagged": pred[flag], "not flagged": pred[~flag]}
+)
 comparison.round(4)
 
 # %% [markdown]

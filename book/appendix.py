@@ -86,9 +86,8 @@ print(
 # %%
 fig6 = plots.pit_histogram(pred["PIT"].to_numpy())
 publish_figure("fig6", fig6, run.figure("figure6_pit.png"))
-pd.Series(metrics.pit_stats(pred["PIT"].to_numpy())).to_frame(
-    "PIT vs uniform"
-).T.round(4)
+pit_stats = metrics.pit_stats(pred["PIT"].to_numpy())
+pd.Series(pit_stats).to_frame("PIT vs uniform").T.round(4)
 
 # %% [markdown]
 # ```{glue:figure} fig6

@@ -48,9 +48,8 @@ from photozsom.rundir import RunDir
 plots.style()
 run = RunDir(data_dir)
 spec = run.spec()
-som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet")).set_index(
-    "OBJID"
-)
+som_cells = pd.read_parquet(run.need("som", "spec_cells.parquet"))
+som_cells = som_cells.set_index("OBJID")
 split = run.split().set_index("OBJID")
 name = {"out-of-fold": "oof_predictions.parquet", "test": "predictions.parquet"}[
     evaluate_on
@@ -97,9 +96,8 @@ print(
     {k: round(glob[k], 4) for k in ("n", "mad", "bias", "eta", "pco", "z_mean")},
 )
 main = ["n_train", "count", "z_mean", "mad", "bias", "eta", "pco"]
-report.loc[report["status"] == "ok", main].describe().T[
-    ["mean", "50%", "min", "max"]
-].round(4)
+per_cell = report.loc[report["status"] == "ok", main].describe().T
+per_cell[["mean", "50%", "min", "max"]].round(4)
 
 # %% [markdown]
 # ## Figure 1: metrics against training count

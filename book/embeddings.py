@@ -44,7 +44,6 @@ epochs = None  # pretraining epochs; None: 3 (ci) / 12 (default)
 # %%
 import time
 
-import numpy as np
 import pandas as pd
 
 from photozsom import plots
@@ -113,14 +112,14 @@ print(
 
 # %%
 from photozsom.embed.inspect import embedding_summary
+from photozsom.features import magnitudes
 
 pcs, corr = embedding_summary(emb, spec, n_components=5)
 fig = plots.embedding_map(
     pcs,
     {
         "spectroscopic redshift": spec["Z"].to_numpy(),
-        "r [AB mag]": 22.5
-        - 2.5 * np.log10(np.clip(spec["FLUX_R"].to_numpy(), 1e-2, None)),
+        "r [AB mag]": magnitudes(spec, ("R",))["r"].to_numpy(),
     },
 )
 publish_figure("fig_emb", fig, run.figure("embedding_pca.png"))

@@ -160,9 +160,8 @@ display_reasons
 
 # %%
 test = pred  # evaluated galaxies (all have a SOM cell)
-user_cells = flagged[
-    "cell"
-].to_numpy()  # the user's sample: its cell occupancy reweights the test set
+# the user's sample: its cell occupancy reweights the test set
+user_cells = flagged["cell"].to_numpy()
 curve = flagger.threshold_curve(
     test["CELL"].to_numpy(),
     test["Z"].to_numpy(),

@@ -76,9 +76,8 @@ if "embedding" in inputs:
     blocks.append(emb)
 if "catalog" in inputs:
     Xc, ok = catalog_features(spec, name="spec.parquet")
-    blocks.append(
-        np.where(np.isfinite(Xc), Xc, 0.0)
-    )  # missing bands -> 0 after standardisation
+    # every galaxy is kept: a missing catalogue feature (e.g. an undetected band) is set to 0
+    blocks.append(np.where(np.isfinite(Xc), Xc, 0.0))
 X = np.hstack(blocks).astype(np.float32)
 z = spec["Z"].to_numpy(np.float64)
 objid = spec["OBJID"].to_numpy()

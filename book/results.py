@@ -98,13 +98,12 @@ tables = {
 # %%
 if catalog_mdn:
     val = (split == "val") & ok
-    Xz = np.where(np.isfinite(Xc), Xc, 0.0)
     cat_mdn = MDN(
-        n_inputs=Xz.shape[1], seed=seed, max_epochs=40 if scale == "ci" else 150
+        n_inputs=Xc.shape[1], seed=seed, max_epochs=40 if scale == "ci" else 150
     )
-    cat_mdn.fit(Xz[train], z[train], Xz[val], z[val], progress=False)
+    cat_mdn.fit(Xc[train], z[train], Xc[val], z[val], progress=False)
     tables["catalogue-feature MDN (this book)"] = prediction_table(
-        cat_mdn.predict(Xz[test]), objid[test], z[test]
+        cat_mdn.predict(Xc[test]), objid[test], z[test]
     )
 
 # %% [markdown]

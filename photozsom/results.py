@@ -15,8 +15,8 @@ import pandas as pd
 
 from photozsom import metrics
 
-__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "compare_models", "deviating_cells", "matched", "prediction_table",
-           "table1"]
+__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "compare_models", "deviating_cells", "matched", "metrics_table",
+           "prediction_table", "table1"]
 
 #: The point estimate used throughout: the mean of P(z|X), the paper's <P(z|X)>.
 POINT_ESTIMATE = "mean"
@@ -65,8 +65,31 @@ def matched(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return {k: t.set_index("OBJID").loc[common].reset_index() for k, t in tables.items()}
 
 
+def metrics_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """MAD, bias, eta, PCO, R^2, mean CRPS and N of each prediction table, as they are.
+
+    Parameters
+    ----------
+    tables : mapping name -> :func:`prediction_table` output (or any subset of its rows)
+        Tables with fewer than two rows give NaN metrics (and their N).
+    """
+    rows = {}
+    for name, t in tables.items():
+        if len(t) < 2:
+            rows[name] = {"N": len(t)}
+            continue
+        pm = metrics.point_metrics(t["Z_PHOT"].to_numpy(), t["Z"].to_numpy())
+        rows[name] = {"MAD": pm["mad"], "bias": pm["bias"], "eta_%": 100 * pm["eta"],
+                      "PCO_%": 100 * metrics.pco_fraction(t["PIT"].to_numpy()), "R2": pm["r2"],
+                      "CRPS": float(np.mean(t["CRPS"])) if "CRPS" in t else np.nan,
+                      "N": int(pm["n"])}
+    out = pd.DataFrame(rows).T.reindex(columns=["MAD", "bias", "eta_%", "PCO_%", "R2", "CRPS", "N"])
+    out["N"] = out["N"].astype("Int64")
+    return out
+
+
 def table1(tables: Mapping[str, pd.DataFrame], *, with_paper: bool = True) -> pd.DataFrame:
-    """Table 1: MAD, bias, eta, PCO, R^2 (and N, CRPS) of each model on the matched subset.
+    """Table 1: :func:`metrics_table` of each model on the matched subset, and the paper's rows.
 
     Parameters
     ----------
@@ -75,16 +98,10 @@ def table1(tables: Mapping[str, pd.DataFrame], *, with_paper: bool = True) -> pd
     with_paper : bool
         Append the paper's rows (:data:`PAPER_TABLE1`) for reference.
     """
-    rows = {}
-    for name, t in matched(tables).items():
-        pm = metrics.point_metrics(t["Z_PHOT"].to_numpy(), t["Z"].to_numpy())
-        rows[name] = {"MAD": pm["mad"], "bias": pm["bias"], "eta_%": 100 * pm["eta"],
-                      "PCO_%": 100 * metrics.pco_fraction(t["PIT"].to_numpy()), "R2": pm["r2"],
-                      "CRPS": float(np.mean(t["CRPS"])), "N": int(pm["n"])}
-    out = pd.DataFrame(rows).T
+    out = metrics_table(matched(tables))
     if with_paper:
         out = pd.concat([out, PAPER_TABLE1])
-    out["N"] = out["N"].astype("Int64") if "N" in out else None
+        out["N"] = out["N"].astype("Int64")
     return out
 
 

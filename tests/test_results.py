@@ -12,6 +12,7 @@ from photozsom.results import (
     compare_models,
     deviating_cells,
     matched,
+    metrics_table,
     prediction_table,
     table1,
 )
@@ -125,3 +126,22 @@ def test_sky_settings_table_puts_bands_in_columns_and_marks_the_missing_i_band()
     assert per_band.loc[("5σ point-source depth [AB mag]", "S"), "I"] == 23.8
     assert np.isnan(per_band.loc[("5σ point-source depth [AB mag]", "N"), "I"])
     assert per_band.loc[("seeing FWHM [arcsec]", "N"), "G"] == 1.7
+
+
+def test_metrics_table_evaluates_each_subset_as_given():
+    rng = np.random.default_rng(5)
+    n = 60
+    z = rng.uniform(0.1, 1.0, n)
+    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT": z + rng.normal(0, 0.05, n),
+                      "PIT": rng.uniform(0, 1, n), "CRPS": rng.uniform(0.01, 0.05, n)})
+    flag = np.arange(n) % 3 == 0
+    out = metrics_table({"all": t, "flagged": t[flag], "one": t.iloc[:1]})
+    assert out.loc["flagged", "N"] == flag.sum()               # no matching across tables
+    dz = ((t["Z_PHOT"] - t["Z"]) / (1 + t["Z"]))[flag]
+    assert out.loc["flagged", "MAD"] == pytest.approx(1.4826 * np.median(np.abs(dz)))
+    assert out.loc["flagged", "CRPS"] == pytest.approx(t["CRPS"][flag].mean())
+    assert out.loc["one", "N"] == 1 and np.isnan(out.loc["one", "MAD"])
+    # table1 of one model is metrics_table of it, plus the paper's rows
+    t1 = table1({"m": t})
+    pd.testing.assert_series_equal(t1.loc["m", ["MAD", "bias", "R2"]].astype(float),
+                                   metrics_table({"m": t}).loc["m", ["MAD", "bias", "R2"]].astype(float))
