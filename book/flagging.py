@@ -71,14 +71,9 @@ split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
 top = deviating_cells(report, "bias", n=16)
 # the galaxies the report measured
 pred = pd.read_parquet(run.need("cells", "evaluated.parquet"))
-examples = (
-    pred[pred["CELL"].isin(top.index)]
-    .sort_values("OBJID")
-    .groupby("CELL")
-    .head(1)
-    .set_index("CELL")
-    .loc[[c for c in top.index if c in set(pred["CELL"])]]
-)
+first = pred.sort_values("OBJID").groupby("CELL").head(1).set_index("CELL")
+# in order of deviation
+examples = first.loc[top.index[top.index.isin(first.index)]]
 with CutoutStore(run.cutouts_path()) as store:
     images, _, _ = store.read(store.rows_of(examples["OBJID"].to_numpy()))
 titles = [
