@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.server
 import threading
 import urllib.parse
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -309,3 +311,30 @@ def test_only_download_cutouts_touches_the_network(monkeypatch, tmp_path):
     # everything cached: the downloader itself makes no request either
     rep = cutouts.download_cutouts([1.0], [0.0], [1], tmp_path, progress=False)
     assert rep.counts()["cached"] == 1
+
+
+def test_reading_cutouts_from_threads_keeps_warnings_and_verdicts(tmp_path):
+    """FITS reads in a download pool must not race on the process-wide warnings state.
+
+    ``warnings.catch_warnings`` in several threads at once restores the wrong state and
+    silences every later warning (that is how a failed-download warning once went missing);
+    a truncation verdict taken from a warning could also land on another thread's file.
+    """
+    good, short = tmp_path / "good.fits", tmp_path / "short.fits"
+    good.write_bytes(_cutout_bytes(tmp_path, "griz", 7))
+    short.write_bytes(good.read_bytes()[:-1500])
+
+    def verdict(p):
+        try:
+            cutouts.read_cutout_fits(p)
+            return "ok"
+        except ValueError as err:
+            return "truncated" if "truncated" in str(err) else str(err)
+
+    for _ in range(5):
+        with pytest.warns(UserWarning, match="after the pool") as record:
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(verdict, [good, short] * 40))
+            warnings.warn("after the pool", UserWarning)
+        assert got == ["ok", "truncated"] * 40
+        assert not any("File may have been truncated" in str(w.message) for w in record)

@@ -53,6 +53,7 @@ https://data.sdss.org/datamodel/files/SPECTRO_REDUX/specObj.html ; Abdurro'uf et
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,31 +184,46 @@ def _suffix_kind(path: Path, fmt: str | None) -> str:
     )
 
 
+# ``warnings.catch_warnings`` swaps process-wide state (the filter list and the function
+# that shows warnings); two threads inside it at once restore each other's state and can
+# leave every later warning of the process silenced. Downloads read FITS files from a
+# thread pool, so the one place that catches warnings holds this lock.
+_WARNINGS_LOCK = threading.Lock()
+_ASTROPY_TRUNCATION = "File may have been truncated"
+
+
 def _open_fits(path: str | os.PathLike, *, memmap: bool = True):
-    """Open a FITS file, turning astropy's errors and truncation warnings into ValueError."""
+    """Open a FITS file, turning astropy's errors and truncated files into ValueError.
+
+    Truncation is decided from sizes, not from astropy's warning text: a file is truncated
+    when an HDU's data block (with its FITS padding, as the standard requires) ends past
+    the end of the file. That is also right for gzipped files, whose decompressed length
+    astropy reports. Safe to call from several threads at once.
+    """
     from astropy.io import fits
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             hdul = fits.open(path, memmap=memmap)
-            len(hdul)  # parse every header now, so truncation is noticed here
+            infos = [hdul.fileinfo(i) for i in range(len(hdul))]  # parses every header
         except (OSError, ValueError, TypeError, IndexError) as err:
             raise ValueError(
                 f"{path} is not a readable FITS file ({err}); check that the download "
                 f"finished and that the file really is FITS"
             ) from err
-    for w in caught:
-        if "truncated" in str(w.message).lower():
-            hdul.close()
-            raise ValueError(
-                f"{path} is truncated ({w.message}); delete it and download it again"
-            )
+    size = infos[0]["file"].size if infos else 0
+    end = max((i["datLoc"] + i["datSpan"] for i in infos), default=0)
+    if end > size:
+        hdul.close()
+        raise ValueError(f"{path} is truncated ({size} bytes, the headers need {end}); delete "
+                         f"it and download it again")
     for w in caught:  # pass on anything else astropy had to say
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not str(w.message).startswith(_ASTROPY_TRUNCATION):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return hdul
 
 
