@@ -142,6 +142,35 @@ def _parse_value(text: str):
         return text
 
 
+def _kernel_options() -> dict:
+    """Papermill options for the chapter kernels: local IPC sockets on POSIX.
+
+    The kernel then opens no TCP port (nothing else on a shared machine can connect to
+    it; its socket files live in Jupyter's runtime directory), and ipykernel >= 7 does not warn once per chapter that its TCP channel is
+    unencrypted. Elsewhere nbclient's default (TCP on localhost) is kept.
+    """
+    if os.name != "posix":
+        return {}
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import CaselessStrEnum, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # socket files in Jupyter's runtime directory, unique per kernel, so that two
+            # builds never share a socket and a crashed kernel leaves nothing in the book
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"photozsom-{uuid.uuid4().hex[:12]}-ipc")
+
+    return {"kernel_manager_class": IPCKernelManager}
+
+
 def run_book(
     root: str | os.PathLike | None = None,
     scale: str = "default",
@@ -210,7 +239,8 @@ def run_book(
             t0 = time.time()
             try:
                 pm.execute_notebook(str(tmp), str(out), parameters=todo, kernel_name="python3",
-                                    progress_bar=False, cwd=str(root), log_output=False)
+                                    progress_bar=False, cwd=str(root), log_output=False,
+                                    **_kernel_options())
             except PapermillExecutionError as err:
                 raise ChapterFailed(
                     f"chapter {name!r} failed in cell {err.cell_index} (execution count {err.exec_count}):\n"

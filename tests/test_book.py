@@ -88,6 +88,24 @@ def test_published_figure_is_saved_glued_and_shown_once(tmp_path):
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="IPC kernel sockets are POSIX-only")
+def test_chapter_kernels_talk_over_ipc_sockets_outside_the_book(tmp_path, monkeypatch):
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    body = ("# %%\nfrom ipykernel.kernelapp import IPKernelApp\n"
+            "app = IPKernelApp.instance()\nprint('transport', app.transport, app.ip)\n")
+    (tmp_path / "toy").mkdir()
+    root = _toy_book(tmp_path / "toy", body)
+    book.run_book(root, scale="ci", html=False, log=lambda *_: None)
+    nb = json.loads((root / "book" / "executed" / "two.ipynb").read_text())
+    out = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                  for o in c.get("outputs", []))
+    _, transport, ip = out.split()
+    assert transport == "ipc"  # no TCP port open, no "unencrypted TCP" warning per chapter
+    assert Path(ip).parent == runtime and Path(ip).name.startswith("photozsom-")
+    assert not [p for p in root.rglob("*ipc*")], "no socket files left in the book"
+
+
 def test_unknown_chapter_and_missing_input_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown chapter"):
         book.run_book(ROOT, only=["nonsense"], html=False)
