@@ -331,10 +331,14 @@ def test_reading_cutouts_from_threads_keeps_warnings_and_verdicts(tmp_path):
         except ValueError as err:
             return "truncated" if "truncated" in str(err) else str(err)
 
+    def pool_then_warn():
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(verdict, [good, short] * 40))
+        warnings.warn("after the pool", UserWarning)
+        return got
+
     for _ in range(5):
         with pytest.warns(UserWarning, match="after the pool") as record:
-            with ThreadPoolExecutor(4) as pool:
-                got = list(pool.map(verdict, [good, short] * 40))
-            warnings.warn("after the pool", UserWarning)
+            got = pool_then_warn()
         assert got == ["ok", "truncated"] * 40
         assert not any("File may have been truncated" in str(w.message) for w in record)
