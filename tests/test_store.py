@@ -62,8 +62,8 @@ def test_read_fancy_index_matches_numpy(filled):
 
 def test_sparse_rows_and_sigma_by_index_match_numpy(filled):
     path, (images, _, objid), sigma = filled
-    sparse = np.array([18, 0, 18])        # span 19 rows for 3 wanted: a point selection
-    dense = np.array([5, 3, 4, 6])        # a short span: one contiguous read
+    sparse = np.array([18, 0, 18])        # two runs: rows 0 and 18 lie > one chunk apart
+    dense = np.array([5, 3, 4, 6])        # one run: one contiguous read
     with CutoutStore(path) as st:
         full_sigma = st.sigma()
         for rows in (sparse, dense):
@@ -74,6 +74,35 @@ def test_sparse_rows_and_sigma_by_index_match_numpy(filled):
         np.testing.assert_array_equal(st.sigma(np.array([6, 0]))[:, :], sigma[[6, 0]])
         with pytest.raises(IndexError):
             st.sigma(np.array([-1]))
+
+
+def test_scattered_reads_in_runs_and_capped_slices_match_numpy(filled, monkeypatch):
+    path, (images, mask, objid), _ = filled
+    rng = np.random.default_rng(4)
+    with CutoutStore(path) as st:
+        # every run length and gap: random subsets with repeats, in random order
+        for _ in range(20):
+            rows = rng.integers(0, 19, size=rng.integers(1, 30))
+            img, m, ids = st.read(rows)
+            np.testing.assert_array_equal(img, images[rows])
+            np.testing.assert_array_equal(m, mask[rows])
+            np.testing.assert_array_equal(ids, objid[rows])
+        # a slice may hold at most MAX_READ_BYTES: with room for 2 images per slice, a read
+        # of 7 neighbouring rows takes 4 slices and still returns exactly those rows
+        row_bytes = 4 * H * H * 4
+        monkeypatch.setattr(CutoutStore, "MAX_READ_BYTES", 2 * row_bytes)
+        calls = []
+        real = st._h5["images"].__class__.__getitem__
+
+        def spy(ds, key):
+            if ds.name == "/images" and isinstance(key, slice):
+                calls.append(key.stop - key.start)
+            return real(ds, key)
+
+        monkeypatch.setattr(st._h5["images"].__class__, "__getitem__", spy)
+        rows = np.array([9, 3, 4, 5, 6, 7, 8, 3])
+        np.testing.assert_array_equal(st.read(rows)[0], images[rows])
+        assert calls and max(calls) <= 2 and sum(calls) == 7
 
 
 def test_rows_of_finds_objids_and_names_missing(filled):
