@@ -142,12 +142,19 @@ def _parse_value(text: str):
         return text
 
 
+# a Unix socket path holds at most 104 bytes on macOS (108 on Linux), the terminating NUL
+# included; the sockets are named <runtime>/photozsom-<12 hex>-ipc-<k>
+_SOCKET_PATH_MAX = 103
+
+
 def _kernel_options() -> dict:
     """Papermill options for the chapter kernels: local IPC sockets on POSIX.
 
     The kernel then opens no TCP port (nothing else on a shared machine can connect to
-    it; its socket files live in Jupyter's runtime directory), and ipykernel >= 7 does not warn once per chapter that its TCP channel is
-    unencrypted. Elsewhere nbclient's default (TCP on localhost) is kept.
+    it; its socket files live in Jupyter's runtime directory), and ipykernel >= 7 does
+    not warn once per chapter that its TCP channel is unencrypted. On other systems, or
+    when the runtime directory's path is too long for a socket name, nbclient's default
+    (TCP on localhost) is kept.
     """
     if os.name != "posix":
         return {}
@@ -157,14 +164,17 @@ def _kernel_options() -> dict:
     from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import CaselessStrEnum, default
 
+    runtime = Path(jupyter_runtime_dir())
+    if len(os.fsencode(runtime / "photozsom-0123456789ab-ipc-99")) > _SOCKET_PATH_MAX:
+        return {}
+
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
         @default("ip")
         def _ip_default(self) -> str:
-            # socket files in Jupyter's runtime directory, unique per kernel, so that two
-            # builds never share a socket and a crashed kernel leaves nothing in the book
-            runtime = Path(jupyter_runtime_dir())
+            # unique per kernel, so that two builds never share a socket, and outside the
+            # book, so that a crashed kernel leaves nothing there
             runtime.mkdir(parents=True, exist_ok=True)
             return str(runtime / f"photozsom-{uuid.uuid4().hex[:12]}-ipc")
 

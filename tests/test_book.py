@@ -106,6 +106,15 @@ def test_chapter_kernels_talk_over_ipc_sockets_outside_the_book(tmp_path, monkey
     assert not [p for p in root.rglob("*ipc*")], "no socket files left in the book"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="IPC kernel sockets are POSIX-only")
+def test_kernels_fall_back_to_tcp_when_socket_paths_would_be_too_long(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "rt"))
+    assert "kernel_manager_class" in book._kernel_options()
+    long = tmp_path / ("x" * (book._SOCKET_PATH_MAX - len(str(tmp_path))))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(long))
+    assert book._kernel_options() == {}
+
+
 def test_unknown_chapter_and_missing_input_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown chapter"):
         book.run_book(ROOT, only=["nonsense"], html=False)
