@@ -59,8 +59,9 @@ def _ensure_chromium() -> str | None:
     """Install Debian's chromium for the rendered-book check when we are root.
 
     Returns None when chromium is there, else why it cannot be installed here; the test
-    command passes that reason to pytest (``PHOTOZSOM_NO_CHROMIUM``), and the screenshot
-    test skips only with such a reason: anywhere else a missing chromium fails it.
+    command passes that reason to pytest (``PHOTOZSOM_NO_CHROMIUM``); with such a reason the
+    rendered-book test checks the HTML files without a browser (and says so), anywhere else
+    a missing chromium fails it.
     """
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         return None
@@ -90,7 +91,8 @@ def main(argv: list) -> int:
         return subprocess.run([str(py), "-m", "photozsom", "book", *rest], cwd=ROOT, env=env, check=False).returncode
     no_chromium = _ensure_chromium()
     if no_chromium:
-        print(f"chromium cannot be installed here ({no_chromium}): the screenshot test will skip", flush=True)
+        print(f"chromium cannot be installed here ({no_chromium}): the rendered book is checked "
+              f"without a browser (no screenshots)", flush=True)
         env["PHOTOZSOM_NO_CHROMIUM"] = no_chromium
     return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env, check=False).returncode
 
