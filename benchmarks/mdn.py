@@ -26,7 +26,7 @@ All timings on ``--threads`` CPU threads (default 2), best of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
-import time
+import timeit
 
 import numpy as np
 import torch
@@ -36,12 +36,8 @@ from photozsom.pdf import default_grid
 
 
 def best_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Best of ``repeat`` single calls of ``fn``, seconds (:func:`timeit.repeat`)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def numerical_crps(w: torch.Tensor, y: torch.Tensor, zg: torch.Tensor, Fk: torch.Tensor,

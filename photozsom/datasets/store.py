@@ -142,46 +142,46 @@ class CutoutStore:
     #: Largest contiguous read, bytes: bounds the memory of a scattered read.
     MAX_READ_BYTES = 64 * 2**20
 
-    def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (any order, repeats allowed) of dataset ``name``, in that order.
+    def _take(self, rows: np.ndarray, *names: str) -> list[np.ndarray]:
+        """Rows ``rows`` (any order, repeats allowed) of each dataset in ``names``, in order.
 
         The wanted rows, sorted, are cut into runs wherever two of them lie more than one
-        HDF5 chunk apart, and each run is read as one slice (split further so that no slice
-        exceeds :attr:`MAX_READ_BYTES`). h5py's point selection costs ~1 ms per row; slices
-        cost one call per run, so a scattered read of a few thousand rows is several times
-        faster, and a dense one is a handful of contiguous reads.
+        HDF5 chunk apart or cross a multiple of the largest slice (:attr:`MAX_READ_BYTES`
+        of the widest dataset), and each run is read as one slice of every dataset. h5py's
+        point selection costs ~1 ms per row; slices cost one call per run, so a scattered
+        read of a few thousand rows is several times faster, a dense one a few contiguous
+        reads, and memory stays bounded.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        ds = self._h5[name]
+        sets = [self._h5[n] for n in names]
         if len(rows) == 0:
-            return ds[0:0]
+            return [ds[0:0] for ds in sets]
         if rows.min() < 0 or rows.max() >= len(self):
             raise IndexError(f"row index out of range [0, {len(self)})")
         uniq, inv = np.unique(rows, return_inverse=True)
-        gap = ds.chunks[0] if ds.chunks else 16
-        row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
-        max_span = max(1, self.MAX_READ_BYTES // row_bytes)
-        cut = np.flatnonzero(np.diff(uniq) > gap) + 1
-        out = np.empty((len(uniq),) + ds.shape[1:], dtype=ds.dtype)
+        inv = inv.reshape(-1)
+        gap = min(ds.chunks[0] if ds.chunks else 16 for ds in sets)
+        row_bytes = max(ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)) for ds in sets)
+        block = max(1, self.MAX_READ_BYTES // max(1, row_bytes))
+        cut = np.flatnonzero((np.diff(uniq) > gap) | (np.diff(uniq // block) != 0)) + 1
+        outs = [np.empty((len(uniq),) + ds.shape[1:], dtype=ds.dtype) for ds in sets]
         for a, b in zip(np.r_[0, cut], np.r_[cut, len(uniq)]):  # one iteration per run
-            while a < b:
-                lo = int(uniq[a])
-                c = a + int(np.searchsorted(uniq[a:b], lo + max_span))
-                out[a:c] = ds[lo:int(uniq[c - 1]) + 1][uniq[a:c] - lo]
-                a = c
-        return out[inv.reshape(-1)]
+            lo, hi = int(uniq[a]), int(uniq[b - 1]) + 1
+            for ds, out in zip(sets, outs):
+                out[a:b] = ds[lo:hi][uniq[a:b] - lo]
+        return [out[inv] for out in outs]
 
     def read(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read ``(images, band_mask, objid)`` for a slice or an index array of rows (any order)."""
         if isinstance(rows, slice):
             return self._h5["images"][rows], self._h5["band_mask"][rows], self._h5["OBJID"][rows]
-        return self._take("images", rows), self._take("band_mask", rows), self._take("OBJID", rows)
+        return tuple(self._take(rows, "images", "band_mask", "OBJID"))
 
     def sigma(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
         """Per-pixel sky noise [n, 4], nanomaggies, for a slice or an index array of rows."""
         if isinstance(rows, slice):
             return self._h5["sigma"][rows]
-        return self._take("sigma", rows)
+        return self._take(rows, "sigma")[0]
 
     def rows_of(self, objid: np.ndarray) -> np.ndarray:
         """Row numbers of the given OBJIDs; raises ``KeyError`` naming IDs not in the store."""
