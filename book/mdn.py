@@ -50,6 +50,7 @@ cv_folds = 5
 # %%
 import numpy as np
 import pandas as pd
+from sklearn.impute import SimpleImputer
 
 from photozsom import metrics, plots
 from photozsom.book import outputs, publish_figure
@@ -68,6 +69,11 @@ spec = run.spec()
 # ## Inputs and the 80/10/10 split
 
 # %%
+z = spec["Z"].to_numpy(np.float64)
+objid = spec["OBJID"].to_numpy()
+i_train, i_val, i_test = train_val_test_split(
+    objid, fractions=(0.8, 0.1, 0.1), seed=seed
+)
 blocks = []
 if "embedding" in inputs:
     emb, _ = load_embeddings(
@@ -76,14 +82,12 @@ if "embedding" in inputs:
     blocks.append(emb)
 if "catalog" in inputs:
     Xc, ok = catalog_features(spec, name="spec.parquet")
-    # every galaxy is kept: a missing catalogue feature (e.g. an undetected band) is set to 0
-    blocks.append(np.where(np.isfinite(Xc), Xc, 0.0))
+    # every galaxy is kept: a missing catalogue feature (e.g. a band without a measured
+    # shape) takes the training set's median of that feature
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+    blocks.append(imputer.fit(Xc[i_train]).transform(Xc))
+    print(f"catalogue features: {(~np.isfinite(Xc)).sum():,} missing values filled")
 X = np.hstack(blocks).astype(np.float32)
-z = spec["Z"].to_numpy(np.float64)
-objid = spec["OBJID"].to_numpy()
-i_train, i_val, i_test = train_val_test_split(
-    objid, fractions=(0.8, 0.1, 0.1), seed=seed
-)
 split = pd.Series("train", index=range(len(spec)))
 split.iloc[i_val] = "val"
 split.iloc[i_test] = "test"
