@@ -22,12 +22,69 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BANDS", "PIXSCALE", "CutoutStore"]
+__all__ = ["BANDS", "PIXSCALE", "PIXSCALE_RTOL", "CutoutStore", "check_pixscale"]
 
 #: Band order of the store's second axis.
 BANDS: tuple[str, ...] = ("g", "r", "i", "z")
 #: Legacy Survey pixel scale, arcsec per pixel.
 PIXSCALE: float = 0.262
+#: Relative difference below which two pixel scales count as equal.
+PIXSCALE_RTOL: float = 1e-3
+
+
+def _same_scale(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) <= PIXSCALE_RTOL * abs(float(b))
+
+
+def check_pixscale(
+    actual: float,
+    expected: float = PIXSCALE,
+    *,
+    allow: float | None = None,
+    what: str = "cutout store",
+    who: str = "the embedder",
+) -> float:
+    """Refuse cutouts whose pixel scale is not the one a model was trained on.
+
+    Parameters
+    ----------
+    actual : float
+        Pixel scale of the cutouts, arcsec/pixel.
+    expected : float
+        Pixel scale the model expects, arcsec/pixel (AION-1 and the Legacy Survey: 0.262).
+    allow : float, optional
+        A pixel scale the caller accepts deliberately although it differs from
+        ``expected`` (arcsec/pixel); the check passes when ``actual`` equals it.
+    what, who : str
+        Names used in the error message.
+
+    Returns
+    -------
+    float
+        ``actual``.
+
+    Raises
+    ------
+    ValueError
+        ``actual`` differs from ``expected`` (relative tolerance :data:`PIXSCALE_RTOL`) and
+        from ``allow``.
+    """
+    actual = float(actual)
+    if not np.isfinite(actual) or actual <= 0:
+        raise ValueError(f"{what} has pixel scale {actual!r}; it must be > 0 arcsec/pixel")
+    if _same_scale(actual, expected) or (allow is not None and _same_scale(actual, allow)):
+        return actual
+    hint = (
+        f"allow_pixscale={allow:g} was given, which does not match either; "
+        if allow is not None
+        else ""
+    )
+    raise ValueError(
+        f"{what} has pixel scale {actual:g} arcsec/pixel but {who} expects {expected:g} "
+        f"(galaxies would look {expected / actual:.3g}x larger or smaller than in training). "
+        f"{hint}Request cutouts at pixscale={expected:g} from the cutout service, or pass "
+        f"allow_pixscale={actual:g} to embed them anyway"
+    )
 
 
 class CutoutStore:
@@ -77,6 +134,8 @@ class CutoutStore:
             raise FileExistsError(f"{path} exists; pass overwrite=True or open it with CutoutStore(path, 'a')")
         if size < 1:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
+        if not pixscale > 0:
+            raise ValueError(f"pixscale must be > 0 arcsec/pixel, got {pixscale}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(path, "w") as h5:
             h5.create_dataset("images", shape=(0, 4, size, size), maxshape=(None, 4, size, size),
@@ -133,6 +192,16 @@ class CutoutStore:
     def pixscale(self) -> float:
         """Pixel scale, arcsec per pixel."""
         return float(self._h5.attrs.get("pixscale", PIXSCALE))
+
+    def check_pixscale(
+        self, expected: float = PIXSCALE, *, allow: float | None = None, who: str = "the embedder"
+    ) -> float:
+        """:func:`check_pixscale` of this store: its pixel scale, or a ``ValueError``.
+
+        A store written without a ``pixscale`` attribute counts as :data:`PIXSCALE`.
+        """
+        return check_pixscale(self.pixscale, expected, allow=allow,
+                              what=f"cutout store {self.path.name}", who=who)
 
     @property
     def objid(self) -> np.ndarray:
