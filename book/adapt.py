@@ -14,7 +14,7 @@
 # # Adapting the book to your own sample
 #
 # Every chapter reads and writes plain files in `data_dir`, and every stage validates its
-# input against the DR10 schema (`photozsom.datasets.schema`), so you can enter the pipeline
+# input against the DR10 schema (`photozsom.schema`), so you can enter the pipeline
 # at any stage with your own files.
 #
 # ## Pointing the chapters at real data

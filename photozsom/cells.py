@@ -46,9 +46,14 @@ Statistical choices (all in the docstrings below, collected here):
   The bootstrap error is *not* used for testing: a cell with no outlier has a bootstrap
   error of zero, which would make every such cell infinitely significant, whereas the null
   distribution is known.
-- **Multiple testing**: Benjamini-Hochberg at false discovery rate ``fdr``, separately for
-  each metric, over cells with at least two test galaxies
-  (:func:`scipy.stats.false_discovery_control`). Empty cells get NaN metrics and status
+- **Multiple testing**: Benjamini-Hochberg at false discovery rate ``fdr`` over *all*
+  (cell, metric) tests at once (``fdr_scope="all"``, the default), so that the flag — a
+  cell significantly worse on any metric — has its false discovery rate controlled at
+  ``fdr`` as a whole; ``fdr_scope="metric"`` corrects each metric separately (up to about
+  four times ``fdr`` for the union). Cells with at least two test galaxies are tested
+  (:func:`scipy.stats.false_discovery_control`).
+- **Worse than global** (:func:`worse_than_global`, :func:`deviation`): a larger MAD, η or
+  PCO, or a larger ``|bias|``; the flag, Figure 2 and the explorer use this one definition. Empty cells get NaN metrics and status
   ``'empty'``; single-galaxy cells get their value but no error and are never significant
   (status ``'single'``).
 """
@@ -57,15 +62,29 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from photozsom import metrics as _metrics
+from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
 
-__all__ = ["METRICS", "report", "sparsity_at_median", "trend"]
+__all__ = [
+    "METRICS",
+    "CellReport",
+    "deviation",
+    "report",
+    "sparsity_at_median",
+    "threshold_curve",
+    "trend",
+    "worse_than_global",
+]
 
 #: Metrics with errors and significance in :func:`report` (``z_mean`` has errors only).
 METRICS: tuple[str, ...] = ("mad", "bias", "eta", "pco")
@@ -156,6 +175,93 @@ def _check_inputs(cell, z_true, z_pred, pit_values, n_cells):
     return cell, arrays["z_true"], arrays["z_pred"], arrays["pit_values"]
 
 
+def worse_than_global(metric: str, value: np.ndarray, global_value: float) -> np.ndarray:
+    """Whether a cell value is worse than the global one: larger, or larger ``|bias|``."""
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if metric == "bias":
+            return np.abs(value) > abs(global_value)
+        return value > global_value
+
+
+def deviation(metric: str, value: np.ndarray, global_value: float) -> np.ndarray:
+    """Signed distance from global in the direction of :func:`worse_than_global`.
+
+    ``value - global`` for MAD, η, PCO and ``|value| - |global|`` for the bias: positive
+    means worse, so ranking cells by it ranks them by how much worse they are.
+    """
+    value = np.asarray(value, dtype=np.float64)
+    if metric == "bias":
+        return np.abs(value) - abs(global_value)
+    return value - global_value
+
+
+@dataclass
+class CellReport:
+    """Per-cell photo-z performance: the table, the global values and the settings.
+
+    Built by :func:`report`; saved as an artifact directory (``table.parquet`` +
+    ``meta.json``) with :meth:`save` and read back with :meth:`load`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per SOM cell (index ``cell``), the columns documented in :func:`report`.
+    global_ : dict
+        Global values over every assigned galaxy: ``n``, ``n_unassigned``, ``mad``,
+        ``bias``, ``eta``, ``pco``, ``z_mean``, ``sd`` (std of Δz).
+    settings : dict
+        How the report was built: ``fdr``, ``fdr_scope``, ``level``,
+        ``outlier_threshold``, ``n_boot``, ``bootstrap``, ``seed``.
+    """
+
+    table: pd.DataFrame
+    global_: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        """Number of SOM cells (rows of :attr:`table`)."""
+        return len(self.table)
+
+    def worse(self, metrics: tuple[str, ...] = METRICS) -> np.ndarray:
+        """Cells significantly worse than global on any of ``metrics``, shape (n_cells,)."""
+        out = np.zeros(self.n_cells, dtype=bool)
+        for m in metrics:
+            if f"{m}_worse" not in self.table:
+                raise ValueError(f"unknown metric {m!r}; choose from {list(METRICS)}")
+            out |= self.table[f"{m}_worse"].to_numpy(dtype=bool)
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``table.parquet`` and ``meta.json`` (global values, settings) atomically."""
+        table = self.table.copy()
+        table.attrs = {}
+        return save_artifact(
+            path, "cell_report", None,
+            {"global": _finite_or_none(self.global_), "settings": self.settings},
+            extra={"table.parquet": lambda p: table.to_parquet(p)},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CellReport:
+        """Read a report written by :meth:`save`."""
+        _, meta = load_artifact(path, "cell_report")
+        table = pd.read_parquet(Path(path) / "table.parquet")
+        glob = {k: (np.nan if v is None else v) for k, v in meta["global"].items()}
+        return cls(table, glob, dict(meta.get("settings", {})))
+
+    def __repr__(self) -> str:
+        sig = {m: int(self.table[f"{m}_worse"].sum()) for m in METRICS if f"{m}_worse" in self.table}
+        return (f"CellReport(n_cells={self.n_cells}, n={self.global_.get('n')}, "
+                f"worse cells per metric={sig}, fdr={self.settings.get('fdr')} "
+                f"over {self.settings.get('fdr_scope')})")
+
+
+def _finite_or_none(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+
 def _bootstrap_medians(sorted_vals, start, count, n_boot, rng):
     """Exact bootstrap draws of the median of each cell; shape (n_boot, C)."""
     n = count.astype(np.float64)
@@ -229,13 +335,14 @@ def report(
     cell: np.ndarray,
     z_true: np.ndarray,
     z_pred: np.ndarray,
-    pit_values: np.ndarray | None,
-    n_cells: int,
+    pit_values: np.ndarray | None = None,
+    n_cells: int | None = None,
     train_counts: np.ndarray | None = None,
     *,
     n_boot: int = 1000,
     seed: int | np.random.SeedSequence = 0,
     fdr: float = 0.05,
+    fdr_scope: str = "all",
     level: float = 0.99,
     outlier_threshold: float = OUTLIER_THRESHOLD,
     bootstrap: str = "resample",
@@ -265,7 +372,10 @@ def report(
     seed : int or SeedSequence
         Seed of the bootstrap; the same seed gives the same errors whatever ``n_jobs``.
     fdr : float
-        False discovery rate of the Benjamini-Hochberg correction, per metric.
+        False discovery rate of the Benjamini-Hochberg correction.
+    fdr_scope : {"all", "metric"}
+        ``"all"``: one correction over every (cell, metric) test, so a cell flagged on any
+        metric is a false discovery with rate at most ``fdr``; ``"metric"``: one per metric.
     level : float
         Central credible level defining a PCO (the paper: 0.99).
     outlier_threshold : float
@@ -285,8 +395,8 @@ def report(
 
     Returns
     -------
-    pandas.DataFrame
-        Indexed by ``cell`` = 0 .. n_cells-1, columns
+    CellReport
+        ``.table`` is indexed by ``cell`` = 0 .. n_cells-1, with columns
 
         - ``n_train``, ``count`` (test galaxies), ``status`` ('empty' | 'single' | 'ok');
         - ``z_mean`` (mean true redshift) and ``z_mean_err``;
@@ -296,12 +406,10 @@ def report(
           standard error used for ``m_z``; for bias the cell's own standard error),
           ``m_z``, ``m_p`` (two-sided p-value), ``m_q``
           (Benjamini-Hochberg adjusted p-value), ``m_signif`` (``m_q <= fdr``) and
-          ``m_worse`` (significant and worse than global: larger MAD, η or PCO, or larger
-          ``|bias|``).
+          ``m_worse`` (significant and worse than global, :func:`worse_than_global`).
 
-        ``attrs["global"]`` holds the global values (``mad, bias, eta, pco, z_mean``, ``n``,
-        ``sd`` = std of Δz, ``n_unassigned``) and the settings (``fdr, level,
-        outlier_threshold, n_boot``).
+        ``.global_`` holds the global values (``mad, bias, eta, pco, z_mean``, ``n``,
+        ``sd`` = std of Δz, ``n_unassigned``) and ``.settings`` how it was built.
 
     Notes
     -----
@@ -316,14 +424,18 @@ def report(
     >>> z = rng.uniform(0.05, 1.0, 2000); cell = rng.integers(0, 4, 2000)
     >>> zp = z + 0.03 * (1 + z) * rng.standard_normal(2000)
     >>> rep = report(cell, z, zp, None, n_cells=4, n_boot=200)
-    >>> rep.loc[:, ["count", "status"]].shape
+    >>> rep.table.loc[:, ["count", "status"]].shape
     (4, 2)
     """
+    if n_cells is None:
+        raise ValueError("pass n_cells=som.n_cells: the report has one row per SOM cell")
     cell, z_true, z_pred, pit = _check_inputs(cell, z_true, z_pred, pit_values, n_cells)
     if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 0):
         raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
     if not 0 < fdr < 1:
         raise ValueError(f"fdr must lie in (0, 1), got {fdr}")
+    if fdr_scope not in ("all", "metric"):
+        raise ValueError(f"fdr_scope must be 'all' or 'metric', got {fdr_scope!r}")
     if bootstrap not in ("resample", "ideal"):
         raise ValueError(f"bootstrap must be 'resample' or 'ideal', got {bootstrap!r}")
     if n_jobs == -1:
@@ -341,7 +453,7 @@ def report(
     if not keep.any():
         raise ValueError("no galaxy has a SOM cell (all cell == -1): nothing to report")
     cell, z_true, z_pred = cell[keep], z_true[keep], z_pred[keep]
-    dz = (z_pred - z_true) / (1.0 + z_true)
+    dz = _metrics.scaled_residuals(z_true, z_pred)
     adz = np.abs(dz)
     out_flag = adz > outlier_threshold
     pco_flag = None if pit is None else pco_mask(pit[keep], level)
@@ -376,17 +488,21 @@ def report(
     glob = {
         "n": int(n_all),
         "n_unassigned": n_unassigned,
-        "mad": MAD_SCALE * m_g,
-        "bias": float(dz.mean()),
-        "eta": float(out_flag.mean()),
-        "pco": float(pco_flag.mean()) if pco_flag is not None else float("nan"),
+        "mad": _metrics.mad(z_true, z_pred),
+        "bias": _metrics.bias(z_true, z_pred),
+        "eta": _metrics.outlier_fraction(z_true, z_pred, threshold=outlier_threshold),
+        "pco": _metrics.pco_fraction(pit[keep], level) if pit is not None else float("nan"),
         "z_mean": float(z_true.mean()),
         "sd": float(dz.std()),
+    }
+    settings = {
         "fdr": float(fdr),
+        "fdr_scope": fdr_scope,
         "level": float(level),
         "outlier_threshold": float(outlier_threshold),
         "n_boot": int(n_boot),
         "bootstrap": bootstrap,
+        "seed": int(seed) if not isinstance(seed, np.random.SeedSequence) else None,
     }
 
     # bootstrap errors
@@ -465,6 +581,7 @@ def report(
         "eta": _two_sided_binom(k_out, count, glob["eta"]),
         "pco": _two_sided_binom(k_pco, count, glob["pco"]) if k_pco is not None else nan.copy(),
     }
+    zs, ps = {}, {}
     for m in METRICS:
         v, g, s0 = values[m], glob[m], sigma0[m]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -475,28 +592,41 @@ def report(
             p = np.where(ok, 2.0 * stats.t.sf(np.abs(z), np.maximum(n - 1.0, 1.0)), np.nan)
         else:
             p = pvals[m]
-        p = np.where(ok & np.isfinite(g), p, np.nan)
-        q = np.full(n_cells, np.nan)
-        tested = np.isfinite(p)
-        if tested.any():
-            q[tested] = stats.false_discovery_control(np.clip(p[tested], 0, 1), method="bh")
+        zs[m], ps[m] = z, np.where(ok & np.isfinite(g), p, np.nan)
+    qs = _benjamini_hochberg(ps, fdr_scope)
+    for m in METRICS:
+        v, q = values[m], qs[m]
         signif = np.isfinite(q) & (q <= fdr)
-        worse = (np.abs(v) > abs(g)) if m == "bias" else (v > g)
         df[m] = v
         df[f"{m}_err"] = errs[m]
         df[f"{m}_ref"] = ref[m]
-        df[f"{m}_sigma0"] = s0
-        df[f"{m}_z"] = z
-        df[f"{m}_p"] = p
+        df[f"{m}_sigma0"] = sigma0[m]
+        df[f"{m}_z"] = zs[m]
+        df[f"{m}_p"] = ps[m]
         df[f"{m}_q"] = q
         df[f"{m}_signif"] = signif
-        df[f"{m}_worse"] = signif & worse
-    df.attrs["global"] = glob
-    return df
+        df[f"{m}_worse"] = signif & worse_than_global(m, v, glob[m])
+    return CellReport(df, glob, settings)
+
+
+def _benjamini_hochberg(pvalues: dict[str, np.ndarray], scope: str) -> dict[str, np.ndarray]:
+    """BH-adjusted p-values per metric, over all metrics' tests at once or metric by metric."""
+    out = {m: np.full(p.shape, np.nan) for m, p in pvalues.items()}
+    groups = [list(pvalues)] if scope == "all" else [[m] for m in pvalues]
+    for names in groups:
+        flat = np.concatenate([pvalues[m] for m in names])
+        tested = np.isfinite(flat)
+        q = np.full(flat.shape, np.nan)
+        if tested.any():
+            q[tested] = stats.false_discovery_control(np.clip(flat[tested], 0, 1), method="bh")
+        for m, part in zip(names, np.split(q, np.cumsum([pvalues[m].size for m in names])[:-1]),
+                           strict=True):
+            out[m] = part
+    return out
 
 
 def trend(
-    rep: pd.DataFrame,
+    rep: CellReport | pd.DataFrame,
     metrics: tuple[str, ...] = ("mad", "bias", "abs_bias", "eta", "pco"),
     *,
     min_count: int = 2,
@@ -505,7 +635,7 @@ def trend(
 
     Parameters
     ----------
-    rep : DataFrame
+    rep : CellReport or its table
         Output of :func:`report` (needs ``n_train``).
     metrics : tuple of str
         Report columns; ``'abs_bias'`` means ``|bias|``.
@@ -520,6 +650,7 @@ def trend(
         metric improves with more training data. NaN when fewer than 3 usable cells or a
         constant column.
     """
+    rep = rep.table if isinstance(rep, CellReport) else rep
     if "n_train" not in rep or not np.isfinite(rep["n_train"].to_numpy(dtype=float)).any():
         raise ValueError("report has no n_train: pass train_counts to cells.report")
     rows = {}
@@ -540,3 +671,191 @@ def trend(
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "metric"
     return out
+
+
+def _cell_values(metric: str, cell: np.ndarray, dz: np.ndarray, outl: np.ndarray,
+                 pco: np.ndarray | None, n_cells: int) -> np.ndarray:
+    """A metric per cell from the given galaxies (NaN for cells without any); |bias| for bias."""
+    count = np.bincount(cell, minlength=n_cells).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric == "bias":
+            return np.abs(np.bincount(cell, dz, minlength=n_cells) / count)
+        if metric == "eta":
+            return np.bincount(cell, outl, minlength=n_cells) / count
+        if metric == "pco":
+            if pco is None:
+                raise ValueError("criterion='pco' needs pit_values")
+            return np.bincount(cell, pco, minlength=n_cells) / count
+    med = pd.Series(np.abs(dz)).groupby(cell).median()
+    out = np.full(n_cells, np.nan)
+    out[med.index.to_numpy()] = MAD_SCALE * med.to_numpy()
+    return out
+
+
+def threshold_curve(
+    report: CellReport,
+    cell: np.ndarray,
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    pit_values: np.ndarray | None = None,
+    *,
+    criterion: str = "n_train",
+    thresholds: np.ndarray | None = None,
+    distance: np.ndarray | None = None,
+    sample_cell: np.ndarray | None = None,
+    sample_distance: np.ndarray | None = None,
+    level: float = 0.99,
+    outlier_threshold: float = OUTLIER_THRESHOLD,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Fraction of a sample kept, and the metrics of what is kept, against a flag threshold.
+
+    The metrics are measured on the labelled test sample (``cell``, ``z_true``, ``z_pred``)
+    with :mod:`photozsom.metrics` (``sample_weight``). With ``sample_cell`` (the cells of a
+    user's unlabelled sample) the fraction kept is the user's, and the test galaxies are
+    reweighted cell by cell to the user's cell occupancy (weight ``f_user(c) / f_test(c)``),
+    giving the performance expected for the user's kept galaxies if performance within a
+    cell transfers. User galaxies in cells without test galaxies count as kept or not but
+    cannot contribute to the expected metrics.
+
+    Parameters
+    ----------
+    report : CellReport
+        :func:`report` with ``n_train`` (e.g. ``Flagger.report``).
+    cell : array_like of int, shape (N,)
+        SOM cells of the test galaxies (-1 = unmapped: never kept).
+    z_true, z_pred : array_like, shape (N,)
+        Spectroscopic redshift and point estimate of the test galaxies.
+    pit_values : array_like, shape (N,), optional
+        PIT values (for the PCO column; NaN without).
+    criterion : str
+        What is thresholded; a galaxy is kept when
+
+        - ``"n_train"``: its cell holds ``>= t`` training galaxies (``min_count``);
+        - ``"distance"``: its distance to the prototype is ``<= t`` (needs ``distance`` and,
+          with ``sample_cell``, ``sample_distance``);
+        - ``"mad"``, ``"eta"``, ``"pco"``, ``"bias"``: its cell's value (``|bias|``) is
+          ``<= t``. Selecting cells by a metric and measuring that metric on the same
+          galaxies would flatter the kept sample, so this is **cross-fitted**: the galaxies
+          are split in two random halves (``seed``) and each half is kept or not by the cell
+          values measured on the other half. User galaxies are kept by the values from all
+          test galaxies.
+    thresholds : array_like, optional
+        Values of ``t``. Default: 30 values spanning the criterion's range (log-spaced
+        training counts; quantiles otherwise).
+    distance, sample_distance : array_like, optional
+        Distances to the prototype of the test and user galaxies (criterion "distance").
+    sample_cell : array_like of int, optional
+        Cells of the user's sample.
+    level, outlier_threshold : float
+        PCO level and η threshold.
+    seed : int
+        Seed of the cross-fitting halves.
+
+    Returns
+    -------
+    DataFrame
+        One row per threshold: ``threshold``, ``n_kept`` and ``fraction_kept`` (of the user's
+        sample, else the test sample), ``n_test_kept``, and the (reweighted) ``mad``,
+        ``bias``, ``eta`` (fraction), ``pco`` (fraction) of the kept test galaxies.
+    """
+    table = report.table
+    n_cells = len(table)
+    cell = np.asarray(cell)
+    if cell.ndim != 1 or cell.size == 0:
+        raise ValueError("cell must be a non-empty 1-D array of SOM cells")
+    if cell.min() < -1 or cell.max() >= n_cells:
+        raise ValueError(f"cell indices must lie in [-1, {n_cells})")
+    z_true = np.asarray(z_true, dtype=np.float64)
+    z_pred = np.asarray(z_pred, dtype=np.float64)
+    if z_true.shape != cell.shape or z_pred.shape != cell.shape:
+        raise ValueError("cell, z_true and z_pred must have the same length")
+    ok = (cell >= 0) & np.isfinite(z_true) & np.isfinite(z_pred)
+    if not ok.any():
+        raise ValueError("no test galaxy has a SOM cell and finite redshifts")
+    dz = np.zeros_like(z_true)
+    dz[ok] = _metrics.scaled_residuals(z_true[ok], z_pred[ok])
+    outl = np.abs(dz) > outlier_threshold
+    pco = None
+    if pit_values is not None:
+        pit = np.asarray(pit_values, dtype=np.float64)
+        pco = pco_mask(np.clip(np.where(np.isfinite(pit), pit, 0.5), 0, 1), level)
+    safe = np.where(cell >= 0, cell, 0)
+    sc = None if sample_cell is None else np.asarray(sample_cell)
+
+    def at_cell(values: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return np.where(c >= 0, values[np.where(c >= 0, c, 0)], np.nan)
+
+    larger_keeps = criterion == "n_train"
+    if criterion == "n_train":
+        if "n_train" not in table:
+            raise ValueError("report has no n_train: build it with train_counts")
+        per_cell = table["n_train"].to_numpy(dtype=np.float64)
+        score = at_cell(per_cell, cell)
+        s_score = None if sc is None else at_cell(per_cell, sc)
+    elif criterion == "distance":
+        if distance is None:
+            raise ValueError("criterion='distance' needs distance= (test galaxies' distances)")
+        if sc is not None and sample_distance is None:
+            raise ValueError("criterion='distance' with sample_cell needs sample_distance=")
+        score = np.where(cell >= 0, np.asarray(distance, dtype=np.float64), np.nan)
+        s_score = None if sc is None else np.where(
+            sc >= 0, np.asarray(sample_distance, dtype=np.float64), np.nan)
+    elif criterion in METRICS:
+        half = np.random.default_rng(seed).random(cell.size) < 0.5
+        score = np.full(cell.size, np.nan)
+        for a in (half, ~half):
+            other = ok & ~a
+            vals = _cell_values(criterion, cell[other], dz[other], outl[other],
+                                None if pco is None else pco[other], n_cells)
+            score[a] = at_cell(vals, cell[a])
+        full = _cell_values(criterion, cell[ok], dz[ok], outl[ok],
+                            None if pco is None else pco[ok], n_cells)
+        s_score = None if sc is None else at_cell(full, sc)
+    else:
+        raise ValueError(
+            f"criterion must be 'n_train', 'distance' or one of {list(METRICS)}, got {criterion!r}"
+        )
+    ref_score = score if s_score is None else s_score
+    if thresholds is None:
+        fin = ref_score[np.isfinite(ref_score)]
+        if criterion == "n_train":
+            hi = max(float(fin.max()) if fin.size else 1.0, 1.0)
+            thresholds = np.unique(np.concatenate([[0.0], np.round(np.geomspace(1, hi, 29))]))
+        else:
+            thresholds = (np.unique(np.quantile(fin, np.linspace(0.05, 1.0, 30)))
+                          if fin.size else [0.0])
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+
+    w = ok.astype(np.float64)
+    if sc is not None:
+        f_user = np.bincount(sc[sc >= 0], minlength=n_cells) / max(sc.size, 1)
+        f_test = np.bincount(cell[ok], minlength=n_cells) / max(ok.sum(), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(f_test > 0, f_user / f_test, 0.0)
+        w = w * ratio[safe]
+    rows = []
+    with np.errstate(invalid="ignore"):
+        for t in thresholds:  # a few dozen thresholds, each vectorised over galaxies
+            keep = np.isfinite(score) & ((score >= t) if larger_keeps else (score <= t))
+            sel = keep & ok & (w > 0)
+            if s_score is None:
+                n_kept = int((keep & ok).sum())
+                frac = n_kept / max(int(ok.sum()), 1)
+            else:
+                sk = np.isfinite(s_score) & ((s_score >= t) if larger_keeps else (s_score <= t))
+                n_kept = int(sk.sum())
+                frac = n_kept / s_score.size
+            row = {"threshold": float(t), "n_kept": n_kept, "fraction_kept": frac,
+                   "n_test_kept": int((keep & ok).sum()),
+                   "mad": np.nan, "bias": np.nan, "eta": np.nan, "pco": np.nan}
+            if sel.any():
+                args = (z_true[sel], z_pred[sel])
+                kw = {"sample_weight": w[sel]}
+                row["mad"] = _metrics.mad(*args, **kw)
+                row["bias"] = _metrics.bias(*args, **kw)
+                row["eta"] = _metrics.outlier_fraction(*args, threshold=outlier_threshold, **kw)
+                if pco is not None:
+                    row["pco"] = float(np.average(pco[sel], weights=w[sel]))
+            rows.append(row)
+    return pd.DataFrame(rows)

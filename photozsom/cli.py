@@ -3,6 +3,8 @@
 Sub-commands (each stage module owns its implementation; this file only parses):
 
 - ``photozsom simulate OUT_DIR --scale ci|default --seed N`` — the embedded default sky.
+- ``photozsom predict INPUT -o OUTPUT --model DIR [--flagger DIR] [--pdf FILE]`` — photo-z of
+  a user's catalogue (:mod:`photozsom.predict`).
 - ``photozsom flag INPUT -o OUTPUT --model DIR`` — flag a user's catalogue.
 - ``photozsom book [--scale ci|default] [--only CHAPTER] [-p name=value]`` — execute the chapters
   and build the HTML book.
@@ -32,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_run_simulate)
 
+    pr = sub.add_parser("predict", help="photometric redshifts P(z) of a catalogue with a saved "
+                        "PhotoZModel (and flags with --flagger)")
+    pr.add_argument("input", help="FITS, Parquet or CSV catalogue with DR10 columns")
+    pr.add_argument("-o", "--output", required=True, help="output catalogue (format from the "
+                    "extension): the input columns + Z_PHOT_* (+ PIT, CRPS if it has Z; + PZ_*)")
+    pr.add_argument("--model", required=True, help="a saved PhotoZModel directory")
+    pr.add_argument("--flagger", default=None, help="a saved Flagger directory: adds PZ_* flags")
+    pr.add_argument("--pdf", default=None, metavar="FILE.h5", help="also write P(z) as a qp file")
+    pr.add_argument("--chunk-size", type=int, default=200_000, help="rows per chunk")
+    pr.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    pr.add_argument("--overwrite", action="store_true")
+    pr.set_defaults(func=_run_predict)
+
     f = sub.add_parser("flag", help="flag a catalogue's galaxies where training data is thin or the model under-performs")
     f.add_argument("input", help="FITS, Parquet or CSV catalogue with DR10 columns")
     f.add_argument("-o", "--output", required=True, help="output file (format from the extension)")
@@ -57,10 +72,43 @@ def _run_simulate(args) -> int:
     return cli_main(args)
 
 
-def _run_flag(args) -> int:
-    from photozsom.flags import cli_main
+def _run_predict(args) -> int:
+    import time
 
-    return cli_main(args)
+    from photozsom.flags import load_flagger
+    from photozsom.model import PhotoZModel
+    from photozsom.predict import predict_file
+
+    model = PhotoZModel.load(args.model, device=args.device)
+    flagger = load_flagger(args.flagger, device=args.device) if args.flagger else None
+    t0 = time.perf_counter()
+    st = predict_file(args.input, args.output, model, flagger, pdf_path=args.pdf,
+                      chunk_size=args.chunk_size, overwrite=args.overwrite)
+    dt = time.perf_counter() - t0
+    n = st["rows"]
+    flagged = f", {st.get('flagged', 0)} flagged" if flagger is not None else ""
+    print(f"photozsom predict: {n} rows -> {args.output}: {st.get('scored', 0)} scored{flagged} "
+          f"in {dt:.1f} s ({n / max(dt, 1e-9):,.0f} rows/s)", file=sys.stderr)
+    return 0
+
+
+def _run_flag(args) -> int:
+    import time
+
+    from photozsom.flags import load_flagger
+    from photozsom.predict import flag_file
+
+    flagger = load_flagger(args.model)
+    t0 = time.perf_counter()
+    st = flag_file(args.input, args.output, flagger, chunk_size=args.chunk_size,
+                   overwrite=args.overwrite)
+    dt = time.perf_counter() - t0
+    n = st["rows"]
+    print(f"photozsom flag: {n} rows -> {args.output}: {st['flagged']} flagged "
+          f"({st['flagged'] / n:.1%}; {st['ood']} out of distribution, {st['underperforming']} in "
+          f"under-performing cells, {st['unmapped']} without SOM features) in {dt:.1f} s "
+          f"({n / max(dt, 1e-9):,.0f} rows/s)", file=sys.stderr)
+    return 0
 
 
 def _run_book(args) -> int:

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.schema import validate
+from photozsom.schema import validate
 
 __all__ = [
     "CATALOG_FEATURES",
+    "NORTH_SOM_FEATURES",
     "SOFTENING",
     "SOM_FEATURES",
     "Standardizer",
@@ -40,6 +41,8 @@ __all__ = [
     "catalog_features",
     "check_matrix",
     "dereddened_flux",
+    "feature_bands",
+    "feature_matrix",
     "magnitudes",
     "som_features",
 ]
@@ -58,6 +61,8 @@ SOFTENING: dict[str, float] = {
 
 #: Names of the columns of :func:`som_features`.
 SOM_FEATURES: list[str] = ["g-r", "r-i", "i-z", "z-W1", "W1-W2", "r"]
+#: The SOM features of the northern (BASS/MzLS) footprint, which has no i-band.
+NORTH_SOM_FEATURES: list[str] = ["g-r", "r-z", "z-W1", "W1-W2", "r"]
 #: Names of the columns of :func:`catalog_features`.
 CATALOG_FEATURES: list[str] = ["r", "g-r", "r-z", "z-W1", "W1-W2", "log10_shape_r", "axis_ratio", "sersic"]
 
@@ -132,6 +137,73 @@ def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "
     return pd.DataFrame(out, index=df.index)
 
 
+_SHAPE_FEATURES = {"log10_shape_r", "axis_ratio", "sersic"}
+_BAND_NAMES = {b.lower(): b for b in SOFTENING}
+
+
+def feature_bands(names) -> list[str]:
+    """The DR10 bands (``G``, ``R``, ...) that the named features need, in first-use order."""
+    bands: list[str] = []
+    for f in names:
+        if f in _SHAPE_FEATURES:
+            continue
+        parts = f.split("-")
+        if len(parts) > 2 or any(p.lower() not in _BAND_NAMES for p in parts):
+            raise ValueError(
+                f"unknown feature {f!r}: use a band (g, r, i, z, W1, W2), a colour 'g-r', or "
+                f"one of {sorted(_SHAPE_FEATURES)}"
+            )
+        bands += [_BAND_NAMES[p.lower()] for p in parts if _BAND_NAMES[p.lower()] not in bands]
+    return bands
+
+
+def feature_matrix(catalog, names, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
+    """Features named as a recipe, computed from DR10 columns.
+
+    Parameters
+    ----------
+    catalog : DataFrame or astropy Table
+        DR10 columns (fluxes in nanomaggies) for the bands the names use, and ``SHAPE_R``,
+        ``SHAPE_E1``, ``SHAPE_E2``, ``SERSIC`` for the shape features.
+    names : sequence of str
+        Each a band (``"r"``: its extinction-corrected asinh magnitude, AB), a colour
+        (``"g-r"``), ``"log10_shape_r"`` (half-light radius, arcsec, floored at 0.01),
+        ``"axis_ratio"`` (``(1-|e|)/(1+|e|)``) or ``"sersic"``. Models store these names and
+        recompute exactly the same matrix from any catalogue.
+
+    Returns
+    -------
+    X : ndarray, shape (N, len(names)), float32
+        NaN where a band has no measurement (``FLUX_IVAR <= 0``, e.g. no i-band in the north).
+    valid : ndarray, shape (N,), bool
+        True where every feature is finite.
+    """
+    names = list(names)
+    bands = feature_bands(names)
+    m = magnitudes(catalog, bands, name=name) if bands else None
+    cols = []
+    shape = None
+    if _SHAPE_FEATURES & set(names):
+        shape_cols = ["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"]
+        shape = validate(catalog, shape_cols, name=name, allow_nan=shape_cols)
+    for f in names:
+        if f == "log10_shape_r":
+            cols.append(np.log10(np.clip(shape["SHAPE_R"].to_numpy(dtype=np.float64), 0.01, None)))
+        elif f == "axis_ratio":
+            e = np.hypot(shape["SHAPE_E1"].to_numpy(dtype=np.float64),
+                         shape["SHAPE_E2"].to_numpy(dtype=np.float64))
+            e = np.clip(e, 0.0, 0.99)
+            cols.append((1.0 - e) / (1.0 + e))
+        elif f == "sersic":
+            cols.append(shape["SERSIC"].to_numpy(dtype=np.float64))
+        else:
+            parts = [p.lower() for p in f.split("-")]
+            v = m[parts[0]].to_numpy()
+            cols.append(v - m[parts[1]].to_numpy() if len(parts) == 2 else v)
+    X = np.column_stack(cols).astype(np.float32)
+    return X, np.isfinite(X).all(axis=1)
+
+
 def som_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
     """The SOM's feature matrix: ``g-r, r-i, i-z, z-W1, W1-W2, r`` (AB mag).
 
@@ -147,11 +219,7 @@ def som_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, np.nd
     valid : ndarray, shape (N,), bool
         True where every feature is finite (false e.g. for northern rows without i-band).
     """
-    m = magnitudes(catalog, ("G", "R", "I", "Z", "W1", "W2"), name=name)
-    X = np.column_stack(
-        [m.g - m.r, m.r - m.i, m.i - m.z, m.z - m.w1, m.w1 - m.w2, m.r]
-    ).astype(np.float32)
-    return X, np.isfinite(X).all(axis=1)
+    return feature_matrix(catalog, SOM_FEATURES, name=name)
 
 
 def catalog_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
@@ -168,18 +236,7 @@ def catalog_features(catalog, *, name: str = "catalogue") -> tuple[np.ndarray, n
     valid : ndarray, shape (N,), bool
         True where every feature is finite.
     """
-    df = validate(catalog, ["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"], name=name,
-                  allow_nan=["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"])
-    m = magnitudes(df, ("G", "R", "Z", "W1", "W2"), name=name)
-    r_half = np.clip(df["SHAPE_R"].to_numpy(dtype=np.float64), 0.01, None)
-    e = np.hypot(df["SHAPE_E1"].to_numpy(dtype=np.float64), df["SHAPE_E2"].to_numpy(dtype=np.float64))
-    e = np.clip(e, 0.0, 0.99)
-    q = (1.0 - e) / (1.0 + e)
-    X = np.column_stack(
-        [m.r, m.g - m.r, m.r - m.z, m.z - m.w1, m.w1 - m.w2, np.log10(r_half), q,
-         df["SERSIC"].to_numpy(dtype=np.float64)]
-    ).astype(np.float32)
-    return X, np.isfinite(X).all(axis=1)
+    return feature_matrix(catalog, CATALOG_FEATURES, name=name)
 
 
 def check_matrix(X, name: str = "X", n_features: int | None = None, *,

@@ -24,8 +24,10 @@ and
 - **PIT calibration**: Kolmogorov-Smirnov and Cramér-von Mises distances of the PIT values
   from the uniform distribution (:func:`scipy.stats.kstest`, :func:`scipy.stats.cramervonmises`).
 
-Every function takes 1-D arrays of equal length and raises :class:`ValueError` for empty,
-mismatched or non-finite input rather than returning a silent NaN.
+Every function taking two redshifts has scikit-learn's signature
+``(z_true, z_pred, *, sample_weight=None)`` and goes through one input checker
+(:func:`check_redshifts`), which raises :class:`ValueError` for empty, mismatched or
+non-finite input rather than returning a silent NaN; Δz is computed in one place.
 
 Examples
 --------
@@ -33,7 +35,7 @@ Examples
 >>> from photozsom import metrics
 >>> z_true = np.array([0.1, 0.2, 0.3, 0.4])
 >>> z_pred = np.array([0.1, 0.2, 0.3, 1.0])
->>> float(metrics.outlier_fraction(z_pred, z_true))
+>>> float(metrics.outlier_fraction(z_true, z_pred))
 0.25
 """
 
@@ -48,6 +50,7 @@ __all__ = [
     "MAD_SCALE",
     "OUTLIER_THRESHOLD",
     "bias",
+    "check_redshifts",
     "mad",
     "nmad",
     "outlier_fraction",
@@ -58,6 +61,7 @@ __all__ = [
     "r2",
     "scaled_residuals",
     "summary",
+    "weighted_median",
 ]
 
 #: 1 / Phi^-1(3/4): makes 1.4826 * median(|x|) equal sigma for x ~ N(0, sigma^2).
@@ -81,39 +85,82 @@ def _as_1d(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
     return a
 
 
-def _pair(z_pred, z_true) -> tuple[np.ndarray, np.ndarray]:
-    zp = _as_1d(z_pred, "z_pred")
+def check_redshifts(
+    z_true, z_pred, sample_weight=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The one input checker of every metric taking two redshifts.
+
+    Returns float64 ``z_true``, ``z_pred`` and the weights (None or non-negative, finite,
+    with a positive sum), raising :class:`ValueError` for empty, mismatched or non-finite
+    input and for ``z_true <= -1``.
+    """
     zt = _as_1d(z_true, "z_true")
+    zp = _as_1d(z_pred, "z_pred")
     if zp.shape != zt.shape:
-        raise ValueError(f"z_pred has {zp.size} values but z_true has {zt.size}; they must match")
+        raise ValueError(f"z_true has {zt.size} values but z_pred has {zp.size}; they must match")
     if np.any(zt <= -1):
         raise ValueError("z_true must be > -1 (the residual is scaled by 1 + z_true)")
-    return zp, zt
+    w = None
+    if sample_weight is not None:
+        w = _as_1d(sample_weight, "sample_weight")
+        if w.shape != zt.shape:
+            raise ValueError(f"sample_weight has {w.size} values for {zt.size} galaxies")
+        if np.any(w < 0) or not w.sum() > 0:
+            raise ValueError("sample_weight must be non-negative with a positive sum")
+    return zt, zp, w
 
 
-def scaled_residuals(z_pred: np.ndarray, z_true: np.ndarray) -> np.ndarray:
+def weighted_median(x: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Median of ``x`` with weights; equal weights give exactly :func:`numpy.median`.
+
+    The weighted median is the value where the cumulative weight of the sorted values
+    crosses half the total; when it lands exactly on a boundary between two values, their
+    mean (as numpy does for an even count).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if sample_weight is None:
+        return float(np.median(x))
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], np.asarray(sample_weight, dtype=np.float64)[order]
+    keep = ws > 0
+    xs, ws = xs[keep], ws[keep]
+    cw = np.cumsum(ws)
+    half = 0.5 * cw[-1]
+    i = int(np.searchsorted(cw, half, side="left"))
+    if np.isclose(cw[i], half, rtol=1e-12, atol=0.0) and i + 1 < xs.size:
+        return float(0.5 * (xs[i] + xs[i + 1]))
+    return float(xs[i])
+
+
+def _residuals(zt: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    return (zp - zt) / (1.0 + zt)
+
+
+def scaled_residuals(z_true: np.ndarray, z_pred: np.ndarray) -> np.ndarray:
     """Scaled residuals ``Δz = (z_pred - z_true) / (1 + z_true)``.
 
     Parameters
     ----------
-    z_pred, z_true : array_like, shape (N,)
-        Point estimate and true (spectroscopic) redshift.
+    z_true, z_pred : array_like, shape (N,)
+        True (spectroscopic) redshift and point estimate.
 
     Returns
     -------
     ndarray, shape (N,), float64
-        Dimensionless scaled residuals.
+        Dimensionless scaled residuals; every other metric is computed from these.
     """
-    zp, zt = _pair(z_pred, z_true)
-    return (zp - zt) / (1.0 + zt)
+    zt, zp, _ = check_redshifts(z_true, z_pred)
+    return _residuals(zt, zp)
 
 
-def mad(z_pred: np.ndarray, z_true: np.ndarray) -> float:
+def mad(z_true: np.ndarray, z_pred: np.ndarray, *, sample_weight: np.ndarray | None = None) -> float:
     """The paper's scatter: ``1.4826 * median(|Δz|)`` (no median subtracted).
 
     Parameters
     ----------
-    z_pred, z_true : array_like, shape (N,)
+    z_true, z_pred : array_like, shape (N,)
+    sample_weight : array_like, shape (N,), optional
+        Non-negative weights (a weighted median).
 
     Returns
     -------
@@ -124,32 +171,40 @@ def mad(z_pred: np.ndarray, z_true: np.ndarray) -> float:
     --------
     nmad : the variant with the median residual subtracted first.
     """
-    return float(MAD_SCALE * np.median(np.abs(scaled_residuals(z_pred, z_true))))
+    zt, zp, w = check_redshifts(z_true, z_pred, sample_weight)
+    return MAD_SCALE * weighted_median(np.abs(_residuals(zt, zp)), w)
 
 
-def nmad(z_pred: np.ndarray, z_true: np.ndarray) -> float:
+def nmad(z_true: np.ndarray, z_pred: np.ndarray, *, sample_weight: np.ndarray | None = None) -> float:
     """Normalised median absolute deviation ``1.4826 * median(|Δz - median(Δz)|)``.
 
     This is the scatter RAIL and most photo-z papers call NMAD or sigma_NMAD; it is
     insensitive to a constant bias, unlike :func:`mad`.
     """
-    dz = scaled_residuals(z_pred, z_true)
-    return float(MAD_SCALE * np.median(np.abs(dz - np.median(dz))))
+    zt, zp, w = check_redshifts(z_true, z_pred, sample_weight)
+    dz = _residuals(zt, zp)
+    return MAD_SCALE * weighted_median(np.abs(dz - weighted_median(dz, w)), w)
 
 
-def bias(z_pred: np.ndarray, z_true: np.ndarray) -> float:
-    """Mean scaled residual ``mean(Δz)`` (dimensionless)."""
-    return float(np.mean(scaled_residuals(z_pred, z_true)))
+def bias(z_true: np.ndarray, z_pred: np.ndarray, *, sample_weight: np.ndarray | None = None) -> float:
+    """Mean scaled residual ``mean(Δz)`` (dimensionless; weighted mean with weights)."""
+    zt, zp, w = check_redshifts(z_true, z_pred, sample_weight)
+    return float(np.average(_residuals(zt, zp), weights=w))
 
 
 def outlier_fraction(
-    z_pred: np.ndarray, z_true: np.ndarray, threshold: float = OUTLIER_THRESHOLD
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    threshold: float = OUTLIER_THRESHOLD,
 ) -> float:
     """Catastrophic-outlier fraction η: share of galaxies with ``|Δz| > threshold``.
 
     Parameters
     ----------
-    z_pred, z_true : array_like, shape (N,)
+    z_true, z_pred : array_like, shape (N,)
+    sample_weight : array_like, shape (N,), optional
     threshold : float
         Outlier threshold on ``|Δz|`` (the paper: 0.15).
 
@@ -160,10 +215,11 @@ def outlier_fraction(
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
-    return float(np.mean(np.abs(scaled_residuals(z_pred, z_true)) > threshold))
+    zt, zp, w = check_redshifts(z_true, z_pred, sample_weight)
+    return float(np.average(np.abs(_residuals(zt, zp)) > threshold, weights=w))
 
 
-def r2(z_pred: np.ndarray, z_true: np.ndarray) -> float:
+def r2(z_true: np.ndarray, z_pred: np.ndarray, *, sample_weight: np.ndarray | None = None) -> float:
     """Coefficient of determination ``1 - Σ(z_pred - z)² / Σ(z - mean z)²`` on redshift.
 
     Returns
@@ -172,11 +228,12 @@ def r2(z_pred: np.ndarray, z_true: np.ndarray) -> float:
         At most 1; NaN when every ``z_true`` is equal (the denominator vanishes and R² is
         undefined).
     """
-    zp, zt = _pair(z_pred, z_true)
-    ss_tot = float(np.sum((zt - zt.mean()) ** 2))
+    zt, zp, w = check_redshifts(z_true, z_pred, sample_weight)
+    w = np.ones_like(zt) if w is None else w
+    ss_tot = float(np.sum(w * (zt - np.average(zt, weights=w)) ** 2))
     if ss_tot == 0.0:
         return float("nan")
-    return 1.0 - float(np.sum((zp - zt) ** 2)) / ss_tot
+    return 1.0 - float(np.sum(w * (zp - zt) ** 2)) / ss_tot
 
 
 def _check_level(level: float) -> float:
@@ -265,7 +322,11 @@ def pit_stats(pit_values: np.ndarray) -> dict[str, float]:
 
 
 def point_metrics(
-    z_pred: np.ndarray, z_true: np.ndarray, *, outlier_threshold: float = OUTLIER_THRESHOLD
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    outlier_threshold: float = OUTLIER_THRESHOLD,
 ) -> dict[str, float]:
     """All point-estimate metrics of Table 1.
 
@@ -274,16 +335,14 @@ def point_metrics(
     dict
         ``n`` (galaxies), ``mad``, ``nmad``, ``bias``, ``eta`` (fraction, not per cent), ``r2``.
     """
-    zp, zt = _pair(z_pred, z_true)
-    dz = (zp - zt) / (1.0 + zt)
-    ss_tot = float(np.sum((zt - zt.mean()) ** 2))
+    kw = {"sample_weight": sample_weight}
     return {
-        "n": int(zp.size),
-        "mad": float(MAD_SCALE * np.median(np.abs(dz))),
-        "nmad": float(MAD_SCALE * np.median(np.abs(dz - np.median(dz)))),
-        "bias": float(dz.mean()),
-        "eta": float(np.mean(np.abs(dz) > outlier_threshold)),
-        "r2": float("nan") if ss_tot == 0 else 1.0 - float(np.sum((zp - zt) ** 2)) / ss_tot,
+        "n": int(np.size(z_true)),
+        "mad": mad(z_true, z_pred, **kw),
+        "nmad": nmad(z_true, z_pred, **kw),
+        "bias": bias(z_true, z_pred, **kw),
+        "eta": outlier_fraction(z_true, z_pred, threshold=outlier_threshold, **kw),
+        "r2": r2(z_true, z_pred, **kw),
     }
 
 
@@ -327,7 +386,7 @@ def summary(
     if pdf is not None and len(pdf) != zt.size:
         raise ValueError(f"pdf holds {len(pdf)} galaxies but z_true has {zt.size}")
     zp = np.asarray(pdf.mean(), dtype=np.float64) if z_pred is None else z_pred
-    out: dict[str, float] = dict(point_metrics(zp, zt, outlier_threshold=outlier_threshold))
+    out: dict[str, float] = dict(point_metrics(zt, zp, outlier_threshold=outlier_threshold))
     nan = float("nan")
     if pdf is None:
         out.update(pco=nan, crps_mean=nan, pit_mean=nan, ks=nan, ks_p=nan, cvm=nan, cvm_p=nan)

@@ -164,30 +164,32 @@ def som_maps(maps: Mapping[str, np.ndarray], shape: tuple[int, int], *, ncols: i
     return fig
 
 
-def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
-                    mask_zero_outliers: bool = True, global_values: Mapping[str, float] | None = None,
-                    count_col: str = "n_train") -> plt.Figure:
+def metric_vs_count(report, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
+                    mask_zero_outliers: bool = True, count_col: str = "n_train",
+                    global_label: str = "global") -> plt.Figure:
     """Figures 1 and 8: each cell's metric against its training count.
 
     Parameters
     ----------
-    report : DataFrame
+    report : CellReport
         :func:`photozsom.cells.report` output (columns ``<metric>``, ``<metric>_err``,
-        ``<metric>_ref``, ``<metric>_signif``, ``n_train``, ``count``, ``status``).
+        ``<metric>_sigma0``, ``<metric>_signif``, ``n_train``, ``count``, ``status``).
     mask_zero_outliers : bool
         Figure 1 hides cells with no outlier (eta and PCO of exactly 0) "for clarity";
         Figure 8 shows them.
-    global_values : mapping, optional
-        Global metric values (default ``report.attrs["global"]``).
+    global_label : str
+        What the global value is measured on, for the legend (e.g. "all out-of-fold galaxies").
 
     Notes
     -----
     Error bars are the bootstrap errors; the dashed red lines are the global value plus and
-    minus the reference sigma for a sample of that size (standard error of the standard
-    deviation for MAD, of the mean for bias, binomial for eta and PCO); significant cells
-    (Benjamini-Hochberg) are drawn in red.
+    minus the 1-sigma of the null distribution the significance test uses for a cell of that
+    size (``<metric>_sigma0``: the sampling error of the global MAD, the binomial error of
+    η and PCO; for the bias the test uses each cell's own scatter, and the band shows its
+    median); significant cells (Benjamini-Hochberg) are drawn in red.
     """
-    glob = dict(global_values or report.attrs.get("global", {}))
+    glob = dict(report.global_)
+    report = report.table
     rep = report[report["status"] != "empty"] if "status" in report else report
     rep = full = rep[rep[count_col] > 0]
     if mask_zero_outliers and {"eta", "pco"} <= set(rep.columns):
@@ -208,16 +210,17 @@ def metric_vs_count(report: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "b
         if g is not None and np.isfinite(g):
             unit = "%" if m in _PERCENT else ""
             ax.axhline(g * scale, color="k", lw=1.2,
-                       label=f"global {METRIC_LABELS[m].split(' [')[0]} = {g * scale:.3g}{unit}")
-            if f"{m}_ref" in rep and len(rep):
+                       label=f"{global_label} = {g * scale:.3g}{unit}")
+            if f"{m}_sigma0" in rep and len(rep):
                 # The reference sigma scales as k / sqrt(n_test) (standard error of the mean or
                 # std, binomial); the expected test count of a cell is its training count times
                 # the test/train ratio of the whole sample.
-                k = np.nanmedian(full[f"{m}_ref"].to_numpy(float) * np.sqrt(full["count"].to_numpy(float)))
+                k = np.nanmedian(full[f"{m}_sigma0"].to_numpy(float)
+                                 * np.sqrt(full["count"].to_numpy(float)))
                 ratio = full["count"].sum() / max(full[count_col].sum(), 1)
                 xs = np.logspace(np.log10(max(x.min(), 1)), np.log10(x.max() + 1), 100)
                 band = k / np.sqrt(np.maximum(xs * ratio, 1.0)) * scale
-                ax.plot(xs, g * scale + band, "r--", lw=1, label=r"global $\pm 1\sigma$ for cell size")
+                ax.plot(xs, g * scale + band, "r--", lw=1, label=r"test's null $\pm 1\sigma$ for cell size")
                 lower = g * scale - band
                 if m != "bias":                          # MAD, eta and PCO cannot be negative
                     lower = np.maximum(lower, 0.0)
@@ -360,17 +363,22 @@ def zphot_vs_zspec(z_true: np.ndarray, z_pred: np.ndarray, *, lo: np.ndarray | N
     return fig
 
 
-def pit_histogram(pit: np.ndarray, *, bins: int = 50, outer_width: float = 0.05) -> plt.Figure:
-    """Figure 6: PIT histogram with the outermost bins widened for readability.
+def pit_histogram(pit: np.ndarray, *, bins: int = 50, tail: float = 0.005) -> plt.Figure:
+    """Figure 6: PIT histogram with the PCO tails as their own bins.
 
-    The inner bins are ``1 / bins`` wide; the two outer bins span ``[0, outer_width]`` and
-    ``[1 - outer_width, 1]``. Heights are densities, so a calibrated model lies on 1.
+    The inner bins are ``1 / bins`` wide; the two outer bins span exactly the PCO tails
+    ``[0, tail]`` and ``[1 - tail, 1]`` (0.005 for the central 99% interval), so their heights
+    show the probabilistic outliers undiluted. Heights are densities: a calibrated model lies
+    on 1 everywhere, tails included; the legend gives the fraction in each tail.
     """
     pit = np.asarray(pit, float)
-    inner = np.linspace(outer_width, 1 - outer_width, round(bins * (1 - 2 * outer_width)) + 1)
-    edges = np.concatenate([[0.0], inner, [1.0]])
+    inner = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = np.concatenate([[0.0, tail], inner[(inner > tail) & (inner < 1 - tail)], [1 - tail, 1.0]])
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    ax.hist(pit, bins=edges, density=True, color="C0", edgecolor="white", lw=0.4)
+    lo, hi = float(np.mean(pit < tail)), float(np.mean(pit > 1 - tail))
+    ax.hist(pit, bins=edges, density=True, color="C0", edgecolor="white", lw=0.4,
+            label=f"PIT < {tail:g}: {lo:.2%}, PIT > {1 - tail:g}: {hi:.2%} "
+                  f"(calibrated: {tail:.1%} each)")
     ax.axhline(1.0, color="k", ls="--", lw=1, label="perfect calibration")
     ax.set_xlabel(r"PIT $= \mathrm{CDF}(z_{\rm spec})$")
     ax.set_ylabel("density")

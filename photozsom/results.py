@@ -78,7 +78,7 @@ def metrics_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         if len(t) < 2:
             rows[name] = {"N": len(t)}
             continue
-        pm = metrics.point_metrics(t["Z_PHOT"].to_numpy(), t["Z"].to_numpy())
+        pm = metrics.point_metrics(t["Z"].to_numpy(), t["Z_PHOT"].to_numpy())
         rows[name] = {"MAD": pm["mad"], "bias": pm["bias"], "eta_%": 100 * pm["eta"],
                       "PCO_%": 100 * metrics.pco_fraction(t["PIT"].to_numpy()), "R2": pm["r2"],
                       "CRPS": float(np.mean(t["CRPS"])) if "CRPS" in t else np.nan,
@@ -146,27 +146,27 @@ def compare_models(t1: pd.DataFrame, ours: tuple[str, str],
     return pd.DataFrame(rows).T
 
 
-def deviating_cells(report: pd.DataFrame, metric: str = "bias", n: int = 16) -> pd.DataFrame:
-    """The ``n`` cells whose ``metric`` deviates most from the global value (Figure 2).
+def deviating_cells(report, metric: str = "bias", n: int = 16) -> pd.DataFrame:
+    """The ``n`` cells most significantly *worse* than global on ``metric`` (Figure 2).
 
-    Cells that are significant after the Benjamini-Hochberg correction come first, ordered
-    by the size of their deviation ``|value - global|``; if fewer than ``n`` are significant
-    the list is filled with the largest non-significant deviations (column ``significant``
-    says which).
+    Cells significantly worse than global come first (``<metric>_worse`` of the report),
+    then the rest; within each group cells are ordered by how much worse they are,
+    :func:`photozsom.cells.deviation` (``|bias| - |global bias|`` for the bias) — the same
+    definition of "worse" the flag uses.
 
     Parameters
     ----------
-    report : DataFrame
+    report : CellReport
         :func:`photozsom.cells.report` output.
     metric : str
         ``"bias"``, ``"mad"``, ``"eta"`` or ``"pco"``.
     """
-    if metric not in ("bias", "mad", "eta", "pco"):
-        raise ValueError(f"metric must be one of bias, mad, eta, pco; got {metric!r}")
-    glob = report.attrs["global"][metric]
-    ok = report[report["status"] == "ok"].copy()
-    ok["deviation"] = ok[metric] - glob
-    ok["significant"] = ok[f"{metric}_signif"].astype(bool)
-    ok["_key"] = ok["deviation"].abs()
-    ok = ok.sort_values(["significant", "_key"], ascending=[False, False]).drop(columns="_key")
+    from photozsom.cells import METRICS, deviation
+
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
+    ok = report.table[report.table["status"] == "ok"].copy()
+    ok["deviation"] = deviation(metric, ok[metric].to_numpy(), report.global_[metric])
+    ok["significant"] = ok[f"{metric}_worse"].astype(bool)
+    ok = ok.sort_values(["significant", "deviation"], ascending=[False, False])
     return ok.head(n)[[metric, "deviation", "significant", "count", "n_train", "z_mean"]]

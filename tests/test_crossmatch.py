@@ -11,7 +11,7 @@ from astropy.table import Table
 
 from photozsom.datasets import legacysurvey
 from photozsom.datasets.crossmatch import crossmatch, crossmatch_stream, haversine_arcsec
-from photozsom.datasets.schema import COLUMNS, validate
+from photozsom.schema import COLUMNS, validate
 from photozsom.datasets.specz import CutReport
 
 

@@ -42,22 +42,22 @@ DZ = np.array([0.011 / 1.1, -0.03 / 1.2, 0.03 / 1.5, 0.2 / 2.0, 0.0])
 
 
 def test_scaled_residuals_match_hand_values():
-    np.testing.assert_allclose(metrics.scaled_residuals(Z_PRED, Z_TRUE), DZ, rtol=1e-12)
+    np.testing.assert_allclose(metrics.scaled_residuals(Z_TRUE, Z_PRED), DZ, rtol=1e-12)
 
 
 def test_point_metrics_match_hand_computation():
     # |DZ| sorted: 0, 0.01, 0.02, 0.025, 0.1 -> median 0.02
-    assert metrics.mad(Z_PRED, Z_TRUE) == pytest.approx(1.4826 * 0.02, rel=1e-12)
+    assert metrics.mad(Z_TRUE, Z_PRED) == pytest.approx(1.4826 * 0.02, rel=1e-12)
     # DZ sorted: -0.025, 0, 0.01, 0.02, 0.1 -> median 0.01; |DZ - 0.01| = .035 .01 0 .01 .09 -> 0.01
-    assert metrics.nmad(Z_PRED, Z_TRUE) == pytest.approx(1.4826 * 0.01, rel=1e-12)
-    assert metrics.bias(Z_PRED, Z_TRUE) == pytest.approx(
+    assert metrics.nmad(Z_TRUE, Z_PRED) == pytest.approx(1.4826 * 0.01, rel=1e-12)
+    assert metrics.bias(Z_TRUE, Z_PRED) == pytest.approx(
         (0.01 - 0.025 + 0.02 + 0.1 + 0) / 5, rel=1e-12
     )
-    assert metrics.outlier_fraction(Z_PRED, Z_TRUE) == 0.0  # 0.1 < 0.15
-    assert metrics.outlier_fraction(Z_PRED, Z_TRUE, threshold=0.05) == pytest.approx(0.2)
-    pm = metrics.point_metrics(Z_PRED, Z_TRUE)
+    assert metrics.outlier_fraction(Z_TRUE, Z_PRED) == 0.0  # 0.1 < 0.15
+    assert metrics.outlier_fraction(Z_TRUE, Z_PRED, threshold=0.05) == pytest.approx(0.2)
+    pm = metrics.point_metrics(Z_TRUE, Z_PRED)
     assert pm["n"] == 5
-    assert pm["mad"] == pytest.approx(metrics.mad(Z_PRED, Z_TRUE))
+    assert pm["mad"] == pytest.approx(metrics.mad(Z_TRUE, Z_PRED))
     assert pm["r2"] == pytest.approx(r2_score(Z_TRUE, Z_PRED), rel=1e-12)
 
 
@@ -71,44 +71,44 @@ def test_mad_and_nmad_match_scipy_median_abs_deviation():
     ma = stats.median_abs_deviation(
         dz, center=lambda x, axis: np.zeros(x.shape[:axis] + x.shape[axis + 1 :]), scale="normal"
     )
-    assert metrics.nmad(zp, z) == pytest.approx(nm, rel=1e-5)
-    assert metrics.mad(zp, z) == pytest.approx(ma, rel=1e-5)
+    assert metrics.nmad(z, zp) == pytest.approx(nm, rel=1e-5)
+    assert metrics.mad(z, zp) == pytest.approx(ma, rel=1e-5)
     # with a bias of 0.01 the paper's MAD exceeds the NMAD
-    assert metrics.mad(zp, z) > metrics.nmad(zp, z)
+    assert metrics.mad(z, zp) > metrics.nmad(z, zp)
 
 
 def test_mad_of_gaussian_residuals_is_sigma():
     rng = np.random.default_rng(0)
     z = rng.uniform(0.0, 1.0, 200_000)
     zp = z + 0.03 * (1 + z) * rng.standard_normal(z.size)
-    assert metrics.mad(zp, z) == pytest.approx(0.03, rel=0.01)
+    assert metrics.mad(z, zp) == pytest.approx(0.03, rel=0.01)
 
 
 def test_all_equal_residuals():
     z = np.array([0.2, 0.4, 0.6, 0.8])
     zp = z + 0.02 * (1 + z)  # every dz = 0.02
-    assert metrics.mad(zp, z) == pytest.approx(1.4826 * 0.02)
-    assert metrics.nmad(zp, z) == pytest.approx(0.0, abs=1e-15)
-    assert metrics.bias(zp, z) == pytest.approx(0.02)
-    assert metrics.outlier_fraction(zp, z) == 0.0
+    assert metrics.mad(z, zp) == pytest.approx(1.4826 * 0.02)
+    assert metrics.nmad(z, zp) == pytest.approx(0.0, abs=1e-15)
+    assert metrics.bias(z, zp) == pytest.approx(0.02)
+    assert metrics.outlier_fraction(z, zp) == 0.0
     # perfect predictions
     assert metrics.mad(z, z) == 0.0 and metrics.r2(z, z) == 1.0
 
 
 def test_r2_undefined_when_all_true_redshifts_equal():
     z = np.full(4, 0.5)
-    assert np.isnan(metrics.r2(z + 0.01, z))
-    assert np.isnan(metrics.point_metrics(z + 0.01, z)["r2"])
+    assert np.isnan(metrics.r2(z, z + 0.01))
+    assert np.isnan(metrics.point_metrics(z, z + 0.01)["r2"])
 
 
 def test_one_outlier_moves_eta_and_bias_not_mad():
     z = np.full(10, 0.5)
     zp = z.copy()
     zp[:9] += 0.015 * np.array([-4, -3, -2, -1, 0, 1, 2, 3, 4])
-    base = metrics.point_metrics(zp, z)
+    base = metrics.point_metrics(z, zp)
     zp_out = zp.copy()
     zp_out[4] = 1.5  # dz = 1/1.5 = 0.667 > 0.15
-    out = metrics.point_metrics(zp_out, z)
+    out = metrics.point_metrics(z, zp_out)
     assert base["eta"] == 0.0 and out["eta"] == pytest.approx(0.1)
     assert out["bias"] - base["bias"] == pytest.approx(1.0 / 1.5 / 10)
     # |dz|*1.5 of the ten: 0, .01 (x2) ... ; the outlier replaces a 0 -> median shifts one rank
@@ -136,7 +136,7 @@ def test_empty_and_bad_input_raise(fn):
     with pytest.raises(ValueError, match="non-finite"):
         fn(np.array([0.1, np.nan]), np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="> -1"):
-        fn(np.array([0.1, 0.2]), np.array([0.1, -1.0]))
+        fn(np.array([0.1, -1.0]), np.array([0.1, 0.2]))
 
 
 def test_pco_fraction_hand_values_and_boundaries():
@@ -186,7 +186,7 @@ def test_summary_uses_pdf_mean_and_collects_every_metric():
     mu = z + sig * rng.standard_normal(z.size)  # calibrated Gaussian PDFs
     pdf = GaussianPDFs(mu, sig)
     s = metrics.summary(pdf, z)
-    assert s["mad"] == pytest.approx(metrics.mad(mu, z))
+    assert s["mad"] == pytest.approx(metrics.mad(z, mu))
     assert s["pco"] == pytest.approx(metrics.pco_fraction(pdf.pit(z)))
     assert s["crps_mean"] == pytest.approx(np.mean(pdf.crps(z)))
     # calibrated PDFs: PCO near 1% and PIT near uniform
@@ -229,8 +229,42 @@ def test_summary_with_mixture_pdfs_sampled_truth_is_calibrated():
     a, b = (Z_MIN - CENTRES[k]) / SIGMA, (Z_MAX - CENTRES[k]) / SIGMA
     z = stats.truncnorm.rvs(a, b, loc=CENTRES[k], scale=SIGMA, random_state=rng)
     s_all = metrics.summary(pdf, z)
-    assert s_all["mad"] == pytest.approx(metrics.mad(pdf.mean(), z))
+    assert s_all["mad"] == pytest.approx(metrics.mad(z, pdf.mean()))
     assert s_all["crps_mean"] == pytest.approx(np.mean(pdf.crps(z)))
     assert s_all["pco"] == pytest.approx(metrics.pco_fraction(pdf.pit(z)))
     assert abs(s_all["pco"] - 0.01) < 4 * np.sqrt(0.01 * 0.99 / n)
     assert s_all["ks_p"] > 1e-3 and s_all["cvm_p"] > 1e-3
+
+
+def test_argument_order_is_true_then_pred():
+    z_true = np.array([0.1, 0.2, 0.3])
+    z_pred = z_true + 0.05
+    assert metrics.bias(z_true, z_pred) > 0  # over-prediction is a positive bias
+    np.testing.assert_allclose(metrics.scaled_residuals(z_true, z_pred), 0.05 / (1 + z_true))
+
+
+@pytest.mark.parametrize("fn", [metrics.mad, metrics.nmad, metrics.bias, metrics.outlier_fraction,
+                                metrics.r2])
+def test_integer_weights_equal_repeated_rows(fn):
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0.05, 1.2, 41)
+    zp = z + rng.normal(0, 0.08, 41) * (1 + z)
+    w = rng.integers(0, 4, 41)
+    w[0] = 2  # at least one positive weight
+    repeated = fn(np.repeat(z, w), np.repeat(zp, w))
+    assert fn(z, zp, sample_weight=w) == pytest.approx(repeated, rel=1e-12, abs=1e-15)
+
+
+def test_weighted_median_equals_numpy_for_equal_weights():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 10):
+        x = rng.normal(size=n)
+        assert metrics.weighted_median(x, np.full(n, 0.3)) == pytest.approx(np.median(x), rel=1e-12)
+
+
+def test_bad_weights_raise():
+    z = np.array([0.1, 0.2])
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.mad(z, z, sample_weight=[1.0, -1.0])
+    with pytest.raises(ValueError, match="sample_weight has 1"):
+        metrics.bias(z, z, sample_weight=[1.0])

@@ -8,7 +8,7 @@ import pytest
 from astropy.table import Table
 
 from photozsom.datasets import schema
-from photozsom.datasets.schema import validate
+from photozsom.schema import validate
 
 
 def _cat(n: int = 5) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Reading real survey files and simulating the embedded default sky."""
 
-from photozsom.datasets.schema import COLUMNS, validate
+from photozsom.schema import COLUMNS, validate
 
 __all__ = ["COLUMNS", "simulate", "validate"]
 

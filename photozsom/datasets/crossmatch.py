@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.schema import validate
+from photozsom.schema import validate
 
 __all__ = ["crossmatch", "crossmatch_stream", "haversine_arcsec"]
 

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.specz import _open_fits
 from photozsom.datasets.store import BANDS, PIXSCALE, CutoutStore
+from photozsom.io import open_fits
 
 __all__ = [
     "CUTOUT_URL",
@@ -172,7 +172,7 @@ def read_cutout_fits(
         position as outside the footprint.
     """
     path = Path(path)
-    with _open_fits(path, memmap=False) as hdul:
+    with open_fits(path, memmap=False) as hdul:
         hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim in (2, 3)),
                    None)
         if hdu is None:

@@ -1,7 +1,7 @@
 """Read DESI Legacy Survey DR10 sweep and tractor catalogues (FITS or Parquet) in row chunks.
 
 Sweeps (``sweep-<radec>-<radec>.fits``) and tractor catalogues (``tractor-<brick>.fits``)
-share the column names of :mod:`photozsom.datasets.schema` (tractor files spell them in lower
+share the column names of :mod:`photozsom.schema` (tractor files spell them in lower
 case; both spellings work). Files are memory-mapped and read ``chunk_size`` rows at a time,
 and only the columns the project uses are converted, so a 5 GB sweep never sits in memory.
 
@@ -23,7 +23,7 @@ What the reader adds or fixes, documented so nothing happens behind the user's b
   ``primary_only=True`` rows with ``BRICK_PRIMARY == False`` are removed and counted in the
   ``report`` (sweeps hold primary objects only).
 
-Every chunk is checked with :func:`photozsom.datasets.schema.validate`.
+Every chunk is checked with :func:`photozsom.schema.validate`.
 
 Photo-z columns (``Z_PHOT_*``) live in the row-matched DR10 photo-z sweeps
 (``sweep-...-pz.fits``); pass that file as ``pz_path`` to join them.
@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.schema import COLUMNS, validate
-from photozsom.datasets.specz import CutReport, _column_map, _native, _open_fits, _suffix_kind
+from photozsom.datasets.specz import CutReport
+from photozsom.io import column_map, fits_table_hdu, native, open_fits, table_kind
+from photozsom.schema import COLUMNS, validate
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -113,16 +114,15 @@ class _Source:
 
     def __init__(self, path: Path, hdu, fmt: str | None):
         self.path = path
-        self.kind = _suffix_kind(path, fmt)
+        self.kind = table_kind(path, fmt)
         if self.kind == "csv":
             raise ValueError(f"{path}: Legacy Survey catalogues are read from FITS or Parquet, "
                              f"not CSV; convert it with pandas.read_csv(...).to_parquet(...)")
         if self.kind == "fits":
-            from photozsom.datasets.specz import _fits_table_hdu
 
-            self._hdul = _open_fits(path, memmap=True)
+            self._hdul = open_fits(path, memmap=True)
             try:
-                ext = _fits_table_hdu(self._hdul, path, hdu)
+                ext = fits_table_hdu(self._hdul, path, hdu)
             except ValueError:
                 self._hdul.close()
                 raise
@@ -138,7 +138,7 @@ class _Source:
                 raise ValueError(f"{path} is not a readable Parquet file ({err})") from err
             self.names = list(self._pf.schema_arrow.names)
             self.nrows = int(self._pf.metadata.num_rows)
-        self.cmap = _column_map(self.names)
+        self.cmap = column_map(self.names)
 
     def chunks(self, cols: Sequence[str], chunk_size: int) -> Iterator[tuple[int, dict]]:
         """Yield ``(first_row, {COL: ndarray})`` for consecutive row blocks."""
@@ -152,7 +152,7 @@ class _Source:
                     if v.ndim > 1:
                         raise ValueError(f"{self.path}: column {c} has shape {v.shape[1:]} per "
                                          f"row; only scalar columns can be read")
-                    out[c] = _native(v)
+                    out[c] = native(v)
                 yield lo, out
         else:
             lo = 0
@@ -224,7 +224,7 @@ def iter_catalog(
     ------
     ValueError
         Not FITS/Parquet, a missing column (naming it and the file), bad values found by
-        :func:`~photozsom.datasets.schema.validate`, or a ``pz_path`` with another row count.
+        :func:`~photozsom.schema.validate`, or a ``pz_path`` with another row count.
     """
     path = Path(path)
     if chunk_size < 1:

@@ -53,8 +53,6 @@ https://data.sdss.org/datamodel/files/SPECTRO_REDUX/specObj.html ; Abdurro'uf et
 from __future__ import annotations
 
 import os
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +60,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.schema import validate
+from photozsom.io import open_fits, read_columns, table_kind
+from photozsom.schema import validate
 
 __all__ = [
     "SPECZ_OUTPUT_COLUMNS",
@@ -88,9 +87,6 @@ SURVEY_PRIORITY: tuple[str, ...] = (
     "HECTOMAP", "SAGA", "ELVES", "HETDEX", "SMUDGES",
 )
 
-_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
-_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".txt", ".ecsv")
-_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
 # --------------------------------------------------------------------------------------
@@ -160,204 +156,6 @@ def cut_table(*reports: CutReport) -> pd.DataFrame:
     if not reports:
         return pd.DataFrame(columns=["source", "cut", "removed", "remaining"])
     return pd.concat([r.to_frame() for r in reports], ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------
-# Reading tables (FITS / CSV / Parquet), column subsets only
-# --------------------------------------------------------------------------------------
-def _suffix_kind(path: Path, fmt: str | None) -> str:
-    if fmt is not None:
-        fmt = fmt.lower()
-        if fmt not in ("fits", "csv", "parquet"):
-            raise ValueError(f"format must be 'fits', 'csv' or 'parquet', got {fmt!r}")
-        return fmt
-    name = path.name.lower()
-    if name.endswith(_FITS_SUFFIXES):
-        return "fits"
-    if name.endswith(_CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(_PARQUET_SUFFIXES):
-        return "parquet"
-    raise ValueError(
-        f"{path}: cannot tell the file format from its name; pass format='fits', 'csv' or "
-        f"'parquet'"
-    )
-
-
-# ``warnings.catch_warnings`` swaps process-wide state (the filter list and the function
-# that shows warnings); two threads inside it at once restore each other's state and can
-# leave every later warning of the process silenced. Downloads read FITS files from a
-# thread pool, so the one place that catches warnings holds this lock.
-_WARNINGS_LOCK = threading.Lock()
-_ASTROPY_TRUNCATION = "File may have been truncated"
-
-
-def _open_fits(path: str | os.PathLike, *, memmap: bool = True):
-    """Open a FITS file, turning astropy's errors and truncated files into ValueError.
-
-    Truncation is decided from sizes, not from astropy's warning text: a file is truncated
-    when an HDU's data block (with its FITS padding, as the standard requires) ends past
-    the end of the file. That is also right for gzipped files, whose decompressed length
-    astropy reports. Safe to call from several threads at once.
-    """
-    from astropy.io import fits
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            hdul = fits.open(path, memmap=memmap)
-            infos = [hdul.fileinfo(i) for i in range(len(hdul))]  # parses every header
-        except (OSError, ValueError, TypeError, IndexError) as err:
-            raise ValueError(
-                f"{path} is not a readable FITS file ({err}); check that the download "
-                f"finished and that the file really is FITS"
-            ) from err
-    size = infos[0]["file"].size if infos else 0
-    end = max((i["datLoc"] + i["datSpan"] for i in infos), default=0)
-    if end > size:
-        hdul.close()
-        raise ValueError(f"{path} is truncated ({size} bytes, the headers need {end}); delete "
-                         f"it and download it again")
-    for w in caught:  # pass on anything else astropy had to say
-        if not str(w.message).startswith(_ASTROPY_TRUNCATION):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return hdul
-
-
-def _fits_table_hdu(hdul, path: Path, hdu: int | str | None):
-    """The binary-table HDU ``hdu`` (name or index), or the first table HDU if None."""
-    from astropy.io import fits
-
-    if hdu is not None:
-        try:
-            ext = hdul[hdu]
-        except (KeyError, IndexError) as err:
-            names = [h.name for h in hdul]
-            raise ValueError(f"{path} has no HDU {hdu!r}; its HDUs are {names}") from err
-        if not isinstance(ext, (fits.BinTableHDU, fits.TableHDU)):
-            raise ValueError(f"{path}: HDU {hdu!r} is not a table")
-        return ext
-    for ext in hdul:
-        if isinstance(ext, (fits.BinTableHDU, fits.TableHDU)):
-            return ext
-    raise ValueError(f"{path} holds no table HDU; expected a FITS binary table")
-
-
-def _native(values: np.ndarray) -> np.ndarray:
-    """Copy ``values`` to native byte order; strip and decode fixed-width strings."""
-    values = np.asarray(values)
-    if values.dtype.kind in "SU":
-        if values.dtype.kind == "S":
-            values = np.char.decode(values, "ascii", errors="replace")
-        return np.char.strip(values.astype(str))
-    if values.dtype.byteorder not in ("=", "|"):
-        return values.astype(values.dtype.newbyteorder("="))
-    return np.array(values, copy=True)
-
-
-def _column_map(available: Sequence[str]) -> dict[str, str]:
-    """Map upper-case names to the file's spelling (so lower-case headers work)."""
-    return {str(n).upper(): str(n) for n in available}
-
-
-def _missing_error(path, missing: Sequence[str], available: Sequence[str], what: str) -> ValueError:
-    return ValueError(
-        f"{path} lacks column(s) {', '.join(missing)} needed for {what}; the file has "
-        f"{', '.join(list(available)[:30])}{' ...' if len(available) > 30 else ''}. "
-        f"Check the file type or use read_generic(path, columns={{...}}) with your names"
-    )
-
-
-def read_columns(
-    path: str | os.PathLike,
-    columns: Sequence[str],
-    *,
-    optional: Sequence[str] = (),
-    hdu: int | str | None = None,
-    format: str | None = None,
-    what: str = "this reader",
-) -> pd.DataFrame:
-    """Read only ``columns`` (plus any of ``optional`` that exist) from a FITS/CSV/Parquet table.
-
-    Names are matched case-insensitively and returned upper-case, native-endian, with
-    fixed-width strings decoded and stripped.
-
-    Parameters
-    ----------
-    path : str or Path
-        The table file.
-    columns : sequence of str
-        Required column names.
-    optional : sequence of str
-        Columns read when present.
-    hdu : int or str, optional
-        FITS extension (default: the first binary table).
-    format : {"fits", "csv", "parquet"}, optional
-        Overrides the guess from the file name.
-    what : str
-        Used in the error message for missing columns.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        Not a readable file of that format, or a required column is missing.
-    """
-    path = Path(path)
-    kind = _suffix_kind(path, format)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    wanted = [c.upper() for c in columns]
-    opt = [c.upper() for c in optional if c.upper() not in wanted]
-    if kind == "fits":
-        with _open_fits(path) as hdul:
-            ext = _fits_table_hdu(hdul, path, hdu)
-            cmap = _column_map(ext.columns.names)
-            missing = [c for c in wanted if c not in cmap]
-            if missing:
-                raise _missing_error(path, missing, ext.columns.names, what)
-            data = ext.data
-            out = {}
-            for c in wanted + [o for o in opt if o in cmap]:
-                col = data.field(cmap[c])
-                if col.ndim > 1:
-                    raise ValueError(f"{path}: column {c} is multi-dimensional {col.shape}; "
-                                     f"expected one value per row")
-                out[c] = _native(col)
-            del data
-        return pd.DataFrame(out)
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as err:  # pyarrow raises ArrowInvalid / OSError
-            raise ValueError(f"{path} is not a readable Parquet file ({err})") from err
-        names = pf.schema_arrow.names
-        cmap = _column_map(names)
-        missing = [c for c in wanted if c not in cmap]
-        if missing:
-            raise _missing_error(path, missing, names, what)
-        sel = [cmap[c] for c in wanted + [o for o in opt if o in cmap]]
-        df = pf.read(columns=sel).to_pandas()
-        return df.rename(columns=lambda n: str(n).upper())
-    # csv
-    try:
-        header = pd.read_csv(path, nrows=0)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable CSV file ({err})") from err
-    names = list(header.columns)
-    cmap = _column_map(names)
-    missing = [c for c in wanted if c not in cmap]
-    if missing:
-        raise _missing_error(path, missing, names, what)
-    sel = [cmap[c] for c in wanted + [o for o in opt if o in cmap]]
-    df = pd.read_csv(path, usecols=sel)
-    return df.rename(columns=lambda n: str(n).upper())
 
 
 # --------------------------------------------------------------------------------------
@@ -468,8 +266,8 @@ def read_desi(
     path = Path(path)
     need = ["TARGETID", "TARGET_RA", "TARGET_DEC", "Z", "ZERR", "ZWARN", "DELTACHI2",
             "SPECTYPE", "COADD_FIBERSTATUS"]
-    if hdu is None and _suffix_kind(path, None) == "fits":
-        with _open_fits(path) as hdul:
+    if hdu is None and table_kind(path, None) == "fits":
+        with open_fits(path) as hdul:
             hdu = "ZCATALOG" if "ZCATALOG" in [h.name for h in hdul] else None
     raw = read_columns(path, need, optional=["ZCAT_PRIMARY"], hdu=hdu,
                        what="a DESI redshift catalogue")

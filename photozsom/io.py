@@ -1,0 +1,480 @@
+"""Reading and writing catalogues: the one place that knows file formats.
+
+Every module that reads or writes a table (spectroscopic catalogues, DR10 sweeps, cutout
+FITS, the ``photozsom predict`` / ``flag`` commands) goes through these functions:
+
+- :func:`table_kind` — FITS, Parquet, CSV or HDF5, from the file name (compression
+  suffixes allowed);
+- :func:`read_columns` — only the named columns of a table, case-insensitively;
+- :func:`open_fits` — a FITS file with truncated or corrupt files turned into clear errors;
+- :func:`open_catalogue` — a chunk iterator over a (possibly larger than memory) catalogue;
+- :class:`CatalogueWriter` — chunks streamed to a temporary file renamed into place;
+- :func:`read_table` / :func:`write_table` — a whole table at once (atomic write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photozsom.schema import COLUMNS
+
+__all__ = [
+    "CatalogueWriter",
+    "column_map",
+    "fits_table_hdu",
+    "native",
+    "open_catalogue",
+    "open_fits",
+    "read_columns",
+    "read_table",
+    "table_kind",
+    "write_table",
+]
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+_CSV_SUFFIXES = (".csv", ".txt", ".ecsv")
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def table_kind(path: str | os.PathLike, fmt: str | None = None) -> str:
+    path = Path(path)
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in ("fits", "csv", "parquet", "hdf5"):
+            raise ValueError(f"format must be 'fits', 'csv', 'parquet' or 'hdf5', got {fmt!r}")
+        return fmt
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".xz", ".zst", ".fz"):
+        name = name.removesuffix(suffix)
+    if name.endswith(_FITS_SUFFIXES):
+        return "fits"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_HDF5_SUFFIXES):
+        return "hdf5"
+    raise ValueError(
+        f"{path}: cannot tell the file format from its name; use .fits, .parquet, .csv or .h5 "
+        f"(or pass format='fits', 'csv', 'parquet' or 'hdf5')"
+    )
+
+
+# ``warnings.catch_warnings`` swaps process-wide state (the filter list and the function
+# that shows warnings); two threads inside it at once restore each other's state and can
+# leave every later warning of the process silenced. Downloads read FITS files from a
+# thread pool, so the one place that catches warnings holds this lock.
+_WARNINGS_LOCK = threading.Lock()
+_ASTROPY_TRUNCATION = "File may have been truncated"
+
+
+def open_fits(path: str | os.PathLike, *, memmap: bool = True):
+    """Open a FITS file, turning astropy's errors and truncated files into ValueError.
+
+    Truncation is decided from sizes, not from astropy's warning text: a file is truncated
+    when an HDU's data block (with its FITS padding, as the standard requires) ends past
+    the end of the file. That is also right for gzipped files, whose decompressed length
+    astropy reports. Safe to call from several threads at once.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = fits.open(path, memmap=memmap)
+            infos = [hdul.fileinfo(i) for i in range(len(hdul))]  # parses every header
+        except (OSError, ValueError, TypeError, IndexError) as err:
+            raise ValueError(
+                f"{path} is not a readable FITS file ({err}); check that the download "
+                f"finished and that the file really is FITS"
+            ) from err
+    size = infos[0]["file"].size if infos else 0
+    end = max((i["datLoc"] + i["datSpan"] for i in infos), default=0)
+    if end > size:
+        hdul.close()
+        raise ValueError(f"{path} is truncated ({size} bytes, the headers need {end}); delete "
+                         f"it and download it again")
+    for w in caught:  # pass on anything else astropy had to say
+        if not str(w.message).startswith(_ASTROPY_TRUNCATION):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return hdul
+
+
+def fits_table_hdu(hdul, path: Path, hdu: int | str | None):
+    """The binary-table HDU ``hdu`` (name or index), or the first table HDU if None."""
+    from astropy.io import fits
+
+    if hdu is not None:
+        try:
+            ext = hdul[hdu]
+        except (KeyError, IndexError) as err:
+            names = [h.name for h in hdul]
+            raise ValueError(f"{path} has no HDU {hdu!r}; its HDUs are {names}") from err
+        if not isinstance(ext, (fits.BinTableHDU, fits.TableHDU)):
+            raise ValueError(f"{path}: HDU {hdu!r} is not a table")
+        return ext
+    for ext in hdul:
+        if isinstance(ext, (fits.BinTableHDU, fits.TableHDU)):
+            return ext
+    raise ValueError(f"{path} holds no table HDU; expected a FITS binary table")
+
+
+def native(values: np.ndarray) -> np.ndarray:
+    """Copy ``values`` to native byte order; strip and decode fixed-width strings."""
+    values = np.asarray(values)
+    if values.dtype.kind in "SU":
+        if values.dtype.kind == "S":
+            values = np.char.decode(values, "ascii", errors="replace")
+        return np.char.strip(values.astype(str))
+    if values.dtype.byteorder not in ("=", "|"):
+        return values.astype(values.dtype.newbyteorder("="))
+    return np.array(values, copy=True)
+
+
+def column_map(available: Sequence[str]) -> dict[str, str]:
+    """Map upper-case names to the file's spelling (so lower-case headers work)."""
+    return {str(n).upper(): str(n) for n in available}
+
+
+def _missing_error(path, missing: Sequence[str], available: Sequence[str], what: str) -> ValueError:
+    return ValueError(
+        f"{path} lacks column(s) {', '.join(missing)} needed for {what}; the file has "
+        f"{', '.join(list(available)[:30])}{' ...' if len(available) > 30 else ''}. "
+        f"Check the file type or use read_generic(path, columns={{...}}) with your names"
+    )
+
+
+def read_columns(
+    path: str | os.PathLike,
+    columns: Sequence[str],
+    *,
+    optional: Sequence[str] = (),
+    hdu: int | str | None = None,
+    format: str | None = None,
+    what: str = "this reader",
+) -> pd.DataFrame:
+    """Read only ``columns`` (plus any of ``optional`` that exist) from a FITS/CSV/Parquet table.
+
+    Names are matched case-insensitively and returned upper-case, native-endian, with
+    fixed-width strings decoded and stripped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The table file.
+    columns : sequence of str
+        Required column names.
+    optional : sequence of str
+        Columns read when present.
+    hdu : int or str, optional
+        FITS extension (default: the first binary table).
+    format : {"fits", "csv", "parquet"}, optional
+        Overrides the guess from the file name.
+    what : str
+        Used in the error message for missing columns.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not a readable file of that format, or a required column is missing.
+    """
+    path = Path(path)
+    kind = table_kind(path, format)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if kind == "hdf5":
+        df = read_table(path)
+        cmap = column_map(df.columns)
+        missing = [c.upper() for c in columns if c.upper() not in cmap]
+        if missing:
+            raise _missing_error(path, missing, list(df.columns), what)
+        sel = [cmap[c.upper()] for c in columns] + [cmap[c.upper()] for c in optional
+                                                    if c.upper() in cmap]
+        return df[sel].rename(columns=lambda n: str(n).upper())
+    wanted = [c.upper() for c in columns]
+    opt = [c.upper() for c in optional if c.upper() not in wanted]
+    if kind == "fits":
+        with open_fits(path) as hdul:
+            ext = fits_table_hdu(hdul, path, hdu)
+            cmap = column_map(ext.columns.names)
+            missing = [c for c in wanted if c not in cmap]
+            if missing:
+                raise _missing_error(path, missing, ext.columns.names, what)
+            data = ext.data
+            out = {}
+            for c in wanted + [o for o in opt if o in cmap]:
+                col = data.field(cmap[c])
+                if col.ndim > 1:
+                    raise ValueError(f"{path}: column {c} is multi-dimensional {col.shape}; "
+                                     f"expected one value per row")
+                out[c] = native(col)
+            del data
+        return pd.DataFrame(out)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as err:  # pyarrow raises ArrowInvalid / OSError
+            raise ValueError(f"{path} is not a readable Parquet file ({err})") from err
+        names = pf.schema_arrow.names
+        cmap = column_map(names)
+        missing = [c for c in wanted if c not in cmap]
+        if missing:
+            raise _missing_error(path, missing, names, what)
+        sel = [cmap[c] for c in wanted + [o for o in opt if o in cmap]]
+        df = pf.read(columns=sel).to_pandas()
+        return df.rename(columns=lambda n: str(n).upper())
+    # csv
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable CSV file ({err})") from err
+    names = list(header.columns)
+    cmap = column_map(names)
+    missing = [c for c in wanted if c not in cmap]
+    if missing:
+        raise _missing_error(path, missing, names, what)
+    sel = [cmap[c] for c in wanted + [o for o in opt if o in cmap]]
+    df = pd.read_csv(path, usecols=sel)
+    return df.rename(columns=lambda n: str(n).upper())
+
+
+def _flatten_table(t) -> pd.DataFrame:
+    """astropy Table chunk -> DataFrame; multi-dimensional columns become NAME_0, NAME_1, ..."""
+    cols: dict[str, Any] = {}
+    flat = [n for n in t.colnames if t[n].ndim <= 1]
+    df1 = t[flat].to_pandas() if flat else pd.DataFrame(index=range(len(t)))
+    for n in t.colnames:
+        if t[n].ndim <= 1:
+            cols[n] = df1[n]
+        else:
+            a = np.asarray(t[n]).reshape(len(t), -1)
+            for j in range(a.shape[1]):
+                cols[f"{n}_{j}"] = a[:, j]
+    return pd.DataFrame(cols, index=pd.RangeIndex(len(t)))
+
+
+def open_catalogue(path: str | os.PathLike, chunk: int = 1_000_000) -> tuple[list[str], int | None, Iterator[pd.DataFrame]]:
+    """Column names, number of rows (None if unknown) and a chunk iterator of ``path``.
+
+    FITS tables are memory-mapped and cut into ``chunk`` rows (multi-dimensional columns
+    become ``NAME_0, NAME_1, ...``), Parquet is read in row batches, CSV in chunks with DR10
+    float columns read as float64. Unreadable files raise :class:`ValueError`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input catalogue {path} does not exist")
+    kind = table_kind(path)
+    if kind == "hdf5":
+        df = read_table(path)
+
+        def it_h5():
+            for s in range(0, len(df), chunk):
+                yield df.iloc[s : s + chunk].reset_index(drop=True)
+
+        return list(df.columns), len(df), it_h5()
+    if kind == "fits":
+        from astropy.io import fits
+        from astropy.table import Table
+
+        try:
+            with fits.open(path, memmap=True) as hdul:
+                idx = next(
+                    (
+                        i
+                        for i, h in enumerate(hdul)
+                        if isinstance(h, (fits.BinTableHDU, fits.TableHDU))
+                    ),
+                    None,
+                )
+                if idx is None:
+                    raise ValueError(
+                        f"{path} has no table HDU: expected a FITS binary table of DR10 columns"
+                    )
+                names = list(hdul[idx].columns.names)
+                n = int(hdul[idx].header.get("NAXIS2", 0))
+        except (OSError, TypeError) as err:
+            raise ValueError(f"{path} is not a readable FITS file ({err})") from None
+
+        def it():
+            t = Table.read(path, format="fits", hdu=idx, memmap=True, character_as_bytes=False)
+            for s in range(0, len(t), chunk):
+                yield _flatten_table(t[s : s + chunk])
+
+        return names, n, it()
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ValueError(f"{path} is not a readable Parquet file ({err})") from None
+
+        def it():
+            for batch in pf.iter_batches(batch_size=chunk):
+                yield batch.to_pandas()
+
+        return list(pf.schema_arrow.names), int(pf.metadata.num_rows), it()
+    try:
+        names = list(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable CSV file ({err})") from None
+    dtypes = {
+        c: np.float64
+        for c in names
+        if COLUMNS.get(c.upper()) is not None and COLUMNS[c.upper()].kind == "f"
+    }
+
+    def it():
+        try:
+            yield from pd.read_csv(path, chunksize=chunk, dtype=dtypes)
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"{path}: cannot parse CSV ({err})") from None
+
+    return names, None, it()
+
+
+class CatalogueWriter:
+    """Streamed Parquet/CSV writer (FITS collected and written at close) into a temp file.
+
+    Chunks go to a temporary file beside ``path`` (same extension), renamed onto ``path``
+    by :meth:`close`; :meth:`abort` removes it, so a failed run leaves no partial output.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        path = os.fspath(path)
+        self.path = path
+        self.kind = table_kind(path)
+        if self.kind == "hdf5":
+            raise ValueError(f"{path}: write catalogues as .parquet, .fits or .csv")
+        # same directory (atomic rename) and same extension (pandas/astropy compress by it)
+        head, tail = os.path.split(path)
+        self.tmp = os.path.join(head, f".partial-{os.getpid()}-{tail}")
+        self._pq = None
+        self._schema = None
+        self._tables: list[Any] = []
+        self._first = True
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._pq is None:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                self._schema = table.schema
+                self._pq = pq.ParquetWriter(self.tmp, self._schema)
+            else:
+                try:
+                    table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                    raise ValueError(
+                        f"a column changed type between chunks ({err}); convert the "
+                        f"input or raise --chunk-size"
+                    ) from None
+            self._pq.write_table(table)
+        elif self.kind == "csv":
+            df.to_csv(self.tmp, mode="w" if self._first else "a", header=self._first, index=False)
+        else:
+            from astropy.table import Table
+
+            obj = {
+                c: df[c].astype(object) if isinstance(df[c].dtype, pd.StringDtype) else df[c]
+                for c in df.columns
+            }
+            for c, v in obj.items():
+                if v.dtype == object:
+                    obj[c] = np.asarray(v.fillna("").astype(str).to_numpy(), dtype=str)
+            self._tables.append(Table({c: np.asarray(v) for c, v in obj.items()}))
+        self._first = False
+
+    def close(self) -> None:
+        if self.kind == "parquet" and self._pq is not None:
+            self._pq.close()
+        elif self.kind == "fits":
+            from astropy.table import vstack
+
+            vstack(self._tables, join_type="exact").write(self.tmp, format="fits", overwrite=True)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._pq is not None:
+            with contextlib.suppress(Exception):  # best-effort cleanup after an error
+                self._pq.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def read_table(path: str | os.PathLike, *, columns: Sequence[str] | None = None,
+               key: str = "catalogue") -> pd.DataFrame:
+    """Read a whole FITS / Parquet / CSV / HDF5 table into a DataFrame.
+
+    Parameters
+    ----------
+    path : path
+        The file; its format comes from the extension.
+    columns : sequence of str, optional
+        Only these columns (matched case-insensitively and returned upper-case for FITS,
+        CSV and Parquet, through :func:`read_columns`).
+    key : str
+        HDF5 only: the pandas key (``DataFrame.to_hdf(path, key=...)``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    kind = table_kind(path)
+    if columns is not None and kind != "hdf5":
+        return read_columns(path, columns)
+    if kind == "hdf5":
+        try:
+            df = pd.read_hdf(path, key=key)
+        except (KeyError, OSError, ValueError) as err:
+            raise ValueError(f"{path}: no readable pandas table under key {key!r} ({err})") from err
+        return df if columns is None else df[list(columns)]
+    names, _, chunks = open_catalogue(path)
+    parts = list(chunks)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = True,
+                key: str = "catalogue") -> Path:
+    """Write a DataFrame by extension (Parquet, FITS, CSV, HDF5) atomically.
+
+    The table goes to a temporary file beside ``path`` and is renamed into place, so an
+    interrupted write never leaves a half-written file under ``path``.
+    """
+    from photozsom.artifacts import atomic_path
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    kind = table_kind(path)
+    with atomic_path(path) as tmp:
+        if kind == "hdf5":
+            df.to_hdf(tmp, key=key, mode="w")
+        else:
+            w = CatalogueWriter(tmp)
+            try:
+                w.write(df.reset_index(drop=True))
+                w.close()
+            except BaseException:
+                w.abort()
+                raise
+    return path
