@@ -1,0 +1,272 @@
+"""Tests of photozsom.calibrate: PIT-based recalibration of MixturePDFs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import ndtr, ndtri
+
+from photozsom.calibrate import Recalibrator, probit_pit
+from photozsom.pdf import CENTRES, SIGMA, MixturePDF
+
+MIDPOINTS = 0.5 * (CENTRES[1:] + CENTRES[:-1])
+
+
+def gaussian_pdfs(mu: np.ndarray, s: np.ndarray) -> MixturePDF:
+    """Mixtures whose density is close to N(mu, s^2): the centres weighted by a Gaussian of
+    width sqrt(s^2 - sigma^2), so that adding the component width gives s."""
+    sd = np.sqrt(s**2 - SIGMA**2)
+    w = np.exp(-0.5 * ((CENTRES[None, :] - mu[:, None]) / sd[:, None]) ** 2)
+    return MixturePDF(w / w.sum(axis=1, keepdims=True))
+
+
+def too_narrow_sample(n: int, factor, seed: int):
+    """P(z) says N(mu, s) but z is drawn from N(mu, factor * s)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(0.3, 1.2, n)
+    s = rng.uniform(0.012, 0.04, n)
+    z = mu + factor * s * rng.standard_normal(n)
+    return gaussian_pdfs(mu, s), z
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    pdf, z = too_narrow_sample(16000, 2.0, seed=0)
+    fit, test = slice(0, 8000), slice(8000, None)
+    rc = Recalibrator(kind="global").fit(pdf[fit], z[fit])
+    return rc, pdf[test], z[test]
+
+
+def test_recalibrated_pit_is_uniform_on_held_out_half(narrow):
+    rc, pdf, z = narrow
+    before = pdf.pit(z)
+    new = rc.apply(pdf)
+    after = new.pit(z)
+    assert stats.kstest(before, "uniform").pvalue < 1e-20           # truly miscalibrated
+    assert stats.kstest(after, "uniform").pvalue > 1e-3
+    pco = np.mean((after < 0.005) | (after > 0.995))
+    assert 0.006 < pco < 0.015, pco
+    assert np.mean((before < 0.005) | (before > 0.995)) > 0.1
+
+
+def test_intervals_cover_nominal_fraction_after_recalibration(narrow):
+    rc, pdf, z = narrow
+    new = rc.apply(pdf)
+    for level, tol in ((0.68, 0.02), (0.95, 0.01)):
+        lo, hi = new.interval(level)                 # quantiles, not PIT: independent path
+        cover = np.mean((z >= lo) & (z <= hi))
+        assert abs(cover - level) < tol, (level, cover)
+        lo0, hi0 = pdf.interval(level)
+        assert np.mean((z >= lo0) & (z <= hi0)) < level - 0.15
+
+
+def test_recalibration_widens_by_the_true_factor_and_improves_crps(narrow):
+    rc, pdf, z = narrow
+    new = rc.apply(pdf)
+    ratio = np.median(new.std() / pdf.std())
+    assert ratio == pytest.approx(2.0, rel=0.05)
+    assert new.crps(z).mean() < 0.97 * pdf.crps(z).mean()
+    # the means are not moved by a symmetric map
+    assert np.median(np.abs(new.mean() - pdf.mean())) < 0.1 * SIGMA
+
+
+def test_cdf_equals_mapped_cdf_at_midpoints(narrow):
+    rc, pdf, _ = narrow
+    pdf = pdf[:500]
+    new, clipped = rc.apply(pdf, return_clipped=True)
+    exact = clipped < 1e-12
+    assert exact.mean() > 0.9
+    old_cdf = pdf.cdf(np.broadcast_to(MIDPOINTS, (len(pdf), MIDPOINTS.size)))
+    new_cdf = new.cdf(np.broadcast_to(MIDPOINTS, (len(pdf), MIDPOINTS.size)))
+    want = rc.transform(old_cdf)
+    # above 1 - 1e-6 the reference g(F) itself loses precision (1 - F rounds in float64)
+    ok = exact[:, None] & (old_cdf < 1 - 1e-6)
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(new_cdf[ok], want[ok], atol=1e-9)
+    # where a little mass was clipped, the error is at most that mass
+    if (~exact).any():
+        err = np.abs(new_cdf - want).max(axis=1)[~exact]
+        assert np.all(err <= 2 * clipped[~exact] + 1e-9)
+
+
+def test_pit_between_midpoints_is_close_to_mapped_pit(narrow):
+    rc, pdf, z = narrow
+    new = rc.apply(pdf)
+    diff = np.abs(new.pit(z) - rc.transform(pdf.pit(z)))
+    assert np.percentile(diff, 99) < 2e-3
+    assert diff.max() < 1e-2
+
+
+def test_projection_error_is_small_compared_with_sigma(narrow):
+    rc, pdf, _ = narrow
+    err = rc.projection_error(pdf[:1000])
+    # the widened PDFs are several components wide: quantiles move by a fraction of sigma
+    assert np.percentile(err, 99) < 0.15 * SIGMA
+    assert err.max() < 0.5 * SIGMA
+
+
+def test_identity_map_returns_the_input_weights():
+    pdf, z = too_narrow_sample(3000, 1.0, seed=3)
+    rc = Recalibrator().fit(pdf, z)
+    rc.knots_y_ = rc.knots_x_.copy()            # force g(u) = u
+    rc.tail_slopes_ = np.ones(2)
+    np.testing.assert_allclose(rc.transform(np.array([1e-9, 0.3, 0.999])),
+                               [1e-9, 0.3, 0.999], rtol=1e-12)
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.full(200, 0.05), size=50)      # spiky, multimodal mixtures
+    new = rc.apply(MixturePDF(w))
+    np.testing.assert_allclose(new.weights, w, atol=1e-10)
+
+
+def test_global_map_is_the_empirical_cdf_of_the_pit():
+    pdf, z = too_narrow_sample(10000, 1.7, seed=4)
+    rc = Recalibrator().fit(pdf, z)
+    pit = np.sort(pdf.pit(z))
+    u = np.array([1e-3, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999])
+    ecdf = np.searchsorted(pit, u, side="right") / pit.size        # Bordoloi et al. 2010
+    np.testing.assert_allclose(rc.transform(u), ecdf, atol=4e-3)
+    # the inverse is the inverse
+    np.testing.assert_allclose(rc.inverse_transform(rc.transform(u)), u, rtol=1e-9)
+
+
+def test_map_extends_beyond_the_fitted_pit_range_and_keeps_ends():
+    pdf, z = too_narrow_sample(4000, 2.0, seed=5)
+    rc = Recalibrator().fit(pdf, z)
+    u = np.array([0.0, 1e-30, 1e-12, 1e-6, 0.5, 1 - 1e-12, 1.0])
+    g = rc.transform(u)
+    assert g[0] == 0.0 and g[-1] == 1.0
+    assert np.all(np.diff(g) > 0)
+    # a 2x too narrow Gaussian: g(u) = Phi(Phi^-1(u) / 2) in the tails too
+    np.testing.assert_allclose(probit_pit(g[2:4]), probit_pit(u[2:4]) / 2, rtol=0.15)
+
+
+# -- per-cell maps ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def celled():
+    rng = np.random.default_rng(7)
+    n = 16000
+    cells = rng.integers(0, 3, n)
+    cells[:3] = 3                                    # cell 3: three galaxies
+    factor = np.where(cells == 1, 3.0, 1.5)          # cell 1: twice as miscalibrated
+    pdf, z = too_narrow_sample(n, 1.0, seed=8)
+    mu, s = pdf.mean(), pdf.std()
+    z = mu + factor * s * rng.standard_normal(n)
+    half = np.arange(n) % 2 == 0
+    rc = Recalibrator(kind="cell", shrinkage=50).fit(pdf[half], z[half], cells[half], n_cells=5)
+    return rc, pdf, z, cells, half
+
+
+def test_big_cell_gets_its_own_map(celled):
+    rc, pdf, z, cells, half = celled
+    u = np.linspace(0.02, 0.98, 25)
+    # the true maps: P(z) is 1.5x too narrow in cells 0 and 2, 3x in cell 1
+    truth = {c: ndtr(ndtri(u) / f) for c, f in ((0, 1.5), (1, 3.0), (2, 1.5))}
+    for c in (0, 1, 2):
+        got = rc.transform(u, np.full(u.size, c))
+        assert np.max(np.abs(got - truth[c])) < 0.03, c
+        assert np.mean(np.abs(got - truth[c])) < 0.015, c
+    # the global map (a blend of both) is clearly wrong for cell 1
+    assert np.max(np.abs(rc.transform(u) - truth[1])) > 0.08
+    # the cell's width ratio is recovered
+    test = ~half & (cells == 1)
+    ratio = np.median(rc.apply(pdf[test], cells[test]).std() / pdf[test].std())
+    assert ratio == pytest.approx(3.0, rel=0.1)
+
+
+def test_tiny_cell_gets_the_global_map(celled):
+    rc, *_ = celled
+    n3 = rc.cell_count_[3]
+    assert n3 == 2                                   # even rows among the first three
+    u = np.linspace(0.01, 0.99, 25)
+    glob = rc.transform(u)
+    # documented bound: |g_c(u) - g(u)| <= n_c / (n_c + n_0)
+    diff = np.abs(rc.transform(u, np.full(u.size, 3)) - glob)
+    assert diff.max() <= n3 / (n3 + 50.0) + 1e-12
+    # unseen (4), out of range (99) and no cell (-1) are exactly global
+    for c in (4, 99, -1):
+        np.testing.assert_array_equal(rc.transform(u, np.full(u.size, c)), glob)
+
+
+def test_shrinkage_extremes_give_global_or_the_cells_own_pit_cdf(celled):
+    _, pdf, z, cells, half = celled
+    sel = half & (cells == 1)
+    u = np.array([0.01, 0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 0.99])
+    c1 = np.ones(u.size, dtype=int)
+    rigid = Recalibrator(kind="cell", shrinkage=1e12).fit(pdf[half], z[half], cells[half])
+    np.testing.assert_allclose(rigid.transform(u, c1), rigid.transform(u), atol=1e-8)
+    free = Recalibrator(kind="cell", shrinkage=1e-9).fit(pdf[half], z[half], cells[half])
+    pit = np.sort(pdf[sel].pit(z[sel]))
+    ecdf = np.searchsorted(pit, u, side="right") / pit.size
+    np.testing.assert_allclose(free.transform(u, c1), ecdf, atol=0.015)
+
+
+def test_per_cell_beats_global_on_the_distinct_cell(celled):
+    rc, pdf, z, cells, half = celled
+    glob = Recalibrator().fit(pdf[half], z[half])
+    test = ~half & (cells == 1)
+    p_cell = rc.apply(pdf[test], cells[test]).pit(z[test])
+    p_glob = glob.apply(pdf[test]).pit(z[test])
+    c68 = lambda p: np.mean((p > 0.16) & (p < 0.84))  # noqa: E731
+    assert abs(c68(p_cell) - 0.68) < 0.03
+    assert abs(c68(p_glob) - 0.68) > 0.05
+
+
+# -- files and validation --------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path, celled):
+    rc, pdf, z, cells, half = celled
+    rc.save(tmp_path / "rc")
+    meta = json.loads((tmp_path / "rc" / "meta.json").read_text())
+    assert meta["format"] == "photozsom.recalibrator" and meta["version"] == 1
+    with np.load(tmp_path / "rc" / "arrays.npz", allow_pickle=False) as f:
+        assert "knots_x" in f.files
+    back = Recalibrator.load(tmp_path / "rc")
+    assert back.get_params() == rc.get_params()
+    sub, c = pdf[:200], cells[:200]
+    np.testing.assert_array_equal(back.apply(sub, c).weights, rc.apply(sub, c).weights)
+    u = np.linspace(0, 1, 11)
+    np.testing.assert_array_equal(back.transform(u, np.ones(11, int)),
+                                  rc.transform(u, np.ones(11, int)))
+
+
+def test_load_refuses_other_artifacts(tmp_path):
+    from photozsom.artifacts import ArtifactError, save_artifact
+
+    save_artifact(tmp_path / "x", "som", {"a": np.zeros(2)}, {})
+    with pytest.raises(ArtifactError, match="recalibrator"):
+        Recalibrator.load(tmp_path / "x")
+
+
+def test_validation_errors():
+    pdf, z = too_narrow_sample(300, 1.5, seed=9)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Recalibrator(kind="local").fit(pdf, z)
+    with pytest.raises(ValueError, match="shrinkage must be a positive"):
+        Recalibrator(kind="cell", shrinkage=0).fit(pdf, z, np.zeros(300, int))
+    with pytest.raises(ValueError, match="one redshift per PDF"):
+        Recalibrator().fit(pdf, z[:-1])
+    bad = z.copy()
+    bad[[4, 7]] = np.nan
+    with pytest.raises(ValueError, match=r"2 NaN/infinite redshift\(s\) \(first rows \[4, 7\]\)"):
+        Recalibrator().fit(pdf, bad)
+    with pytest.raises(ValueError, match="needs cells="):
+        Recalibrator(kind="cell").fit(pdf, z)
+    with pytest.raises(ValueError, match="cells has 299 entries"):
+        Recalibrator(kind="cell").fit(pdf, z, np.zeros(299, int))
+    with pytest.raises(ValueError, match="below -1"):
+        Recalibrator(kind="cell").fit(pdf, z, np.full(300, -2))
+    with pytest.raises(ValueError, match="integer SOM cell"):
+        Recalibrator(kind="cell").fit(pdf, z, np.full(300, 0.5))
+    with pytest.raises(ValueError, match="at least 120 galaxies"):
+        Recalibrator().fit(pdf[:100], z[:100])
+    with pytest.raises(ValueError, match="MixturePDF"):
+        Recalibrator().fit(pdf.weights, z)
+    with pytest.raises(ValueError, match="not fitted"):
+        Recalibrator().apply(pdf)
+    rc = Recalibrator(kind="cell").fit(pdf, z, np.zeros(300, int))
+    with pytest.raises(ValueError, match="cells has 10 entries"):
+        rc.apply(pdf, np.zeros(10, int))
+    with pytest.raises(ValueError, match=r"u must hold CDF values in \[0, 1\]"):
+        rc.transform(np.array([0.5, 1.5]))
