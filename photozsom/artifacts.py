@@ -209,6 +209,9 @@ def load_artifact(
     if not directory.is_dir():
         hint = " (a file: artifacts are directories)" if directory.exists() else ""
         raise ArtifactError(f"no photozsom {kind} at {directory}{hint}")
+    if not (directory / META).exists():
+        raise ArtifactError(f"no photozsom {kind} at {directory} (no {META}); write one with "
+                            f"its save(directory) method")
     meta = read_json(directory / META)
     fmt = meta.get("format")
     if fmt != f"photozsom.{kind}":

@@ -405,7 +405,8 @@ class RegionalFlagger:
 
 def load_flagger(path: str | os.PathLike, *, device: str | None = None) -> Flagger | RegionalFlagger:
     """Read a :class:`Flagger` or :class:`RegionalFlagger` directory, whichever it holds."""
-    meta = read_json(Path(path) / "meta.json") if Path(path).is_dir() else {}
+    meta_path = Path(path) / "meta.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
     if meta.get("format") == "photozsom.regional_flagger":
         return RegionalFlagger.load(path, device=device)
     return Flagger.load(path, device=device)

@@ -32,7 +32,8 @@ def test_cell_values_match_pandas_groupby():
     z = rng.uniform(0.05, 1.0, n)
     zp = z + (1 + z) * rng.standard_t(2, n) * 0.05
     pit = rng.uniform(size=n)
-    rep = cells.report(cell, z, zp, pit, n_cells=21, n_boot=0)
+    rep_report = cells.report(cell, z, zp, pit, n_cells=21, n_boot=0)
+    rep = rep_report.table
 
     df = pd.DataFrame({"cell": cell, "z": z, "dz": (zp - z) / (1 + z), "pit": pit})
     g = df.groupby("cell")
@@ -55,7 +56,7 @@ def test_cell_values_match_pandas_groupby():
         )
     assert rep.loc[7, "status"] == "empty" and np.isnan(rep.loc[7, "mad"])
     assert rep.loc[11, "status"] == "single" and rep.loc[20, "status"] == "empty"
-    glob = rep.attrs["global"]
+    glob = rep_report.global_
     assert glob["mad"] == pytest.approx(1.4826 * np.median(np.abs(df.dz)))
     assert glob["eta"] == pytest.approx(np.mean(np.abs(df.dz) > 0.15))
 
@@ -64,7 +65,8 @@ def test_empty_and_single_cells_have_no_errors_and_are_never_significant():
     cell = np.array([0, 0, 0, 0, 2, 3, 3, 3])
     z = np.full(8, 0.5)
     zp = z + np.array([0.0, 0.01, -0.01, 0.02, 0.9, 0.0, 0.0, 0.01])  # cell 2: one huge outlier
-    rep = cells.report(cell, z, zp, None, n_cells=5, n_boot=100, seed=1)
+    rep_report = cells.report(cell, z, zp, None, n_cells=5, n_boot=100, seed=1)
+    rep = rep_report.table
     assert rep["status"].tolist() == ["ok", "empty", "single", "ok", "empty"]
     for m in ("mad", "bias", "eta"):
         assert np.isnan(rep.loc[2, f"{m}_err"]) and np.isnan(rep.loc[2, f"{m}_p"])
@@ -78,15 +80,17 @@ def test_unassigned_galaxies_are_left_out():
     cell = np.array([0, 0, -1, 1, 1])
     z = np.full(5, 0.5)
     zp = np.array([0.5, 0.52, 3.0, 0.5, 0.49])
-    rep = cells.report(cell, z, zp, None, n_cells=2, n_boot=0)
+    rep_report = cells.report(cell, z, zp, None, n_cells=2, n_boot=0)
+    rep = rep_report.table
     assert rep["count"].tolist() == [2, 2]
-    assert rep.attrs["global"]["n_unassigned"] == 1 and rep.attrs["global"]["eta"] == 0.0
+    assert rep_report.global_["n_unassigned"] == 1 and rep_report.global_["eta"] == 0.0
 
 
 def test_bootstrap_errors_match_analytic_standard_errors_for_gaussian_residuals():
     sigma, n = 0.03, 400
     cell, z, zp, pit, _ = _sample(150, n, sigma, seed=2)
-    rep = cells.report(cell, z, zp, pit, n_cells=150, n_boot=400, seed=0)
+    rep_report = cells.report(cell, z, zp, pit, n_cells=150, n_boot=400, seed=0)
+    rep = rep_report.table
     # mean: sigma / sqrt(n)
     assert (rep["bias_err"] / (sigma / np.sqrt(n))).mean() == pytest.approx(1.0, abs=0.03)
     # MAD = 1.4826 median|x|; sample-quantile asymptotics (Serfling 1980, Sec. 2.3.3):
@@ -115,7 +119,8 @@ def test_bootstrap_median_and_mean_errors_match_brute_force_resampling(n):
     zp = z + 1.4 * rng.standard_t(3, n) * 0.04
     dz = (zp - z) / 1.4
     n_boot = 40_000
-    rep = cells.report(np.zeros(n, int), z, zp, None, n_cells=1, n_boot=n_boot, seed=5)
+    rep_report = cells.report(np.zeros(n, int), z, zp, None, n_cells=1, n_boot=n_boot, seed=5)
+    rep = rep_report.table
     idx = rng.integers(0, n, size=(n_boot, n))
     mad_b = 1.4826 * np.median(np.abs(dz)[idx], axis=1)
     bias_b = dz[idx].mean(axis=1)
@@ -123,7 +128,8 @@ def test_bootstrap_median_and_mean_errors_match_brute_force_resampling(n):
     assert rep.loc[0, "bias_err"] == pytest.approx(bias_b.std(ddof=1), rel=0.03)
     # the exact bootstrap s.d. of a mean is the plug-in s.d. / sqrt(n), which "ideal" reports
     assert rep.loc[0, "bias_err"] == pytest.approx(dz.std() / np.sqrt(n), rel=0.03)
-    ideal = cells.report(np.zeros(n, int), z, zp, None, n_cells=1, bootstrap="ideal")
+    ideal_report = cells.report(np.zeros(n, int), z, zp, None, n_cells=1, bootstrap="ideal")
+    ideal = ideal_report.table
     assert ideal.loc[0, "bias_err"] == pytest.approx(dz.std() / np.sqrt(n), rel=1e-12)
     assert ideal.loc[0, "eta_err"] == pytest.approx(
         np.sqrt(ideal.loc[0, "eta"] * (1 - ideal.loc[0, "eta"]) / n), rel=1e-12
@@ -133,9 +139,11 @@ def test_bootstrap_median_and_mean_errors_match_brute_force_resampling(n):
 def test_float64_resampling_path_for_huge_cells_agrees(monkeypatch):
     """Cells above 2^20 galaxies are resampled with float64 uniforms: same statistics."""
     cell, z, zp, pit, _ = _sample(20, 300, seed=9)
-    a = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    a_report = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    a = a_report.table
     monkeypatch.setattr(cells, "_FLOAT32_MAX_COUNT", 0)
-    b = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    b_report = cells.report(cell, z, zp, pit, n_cells=20, n_boot=2000, seed=1)
+    b = b_report.table
     assert not np.array_equal(a["bias_err"], b["bias_err"])  # the other path did run
     np.testing.assert_allclose(b["bias_err"], a["bias_err"], rtol=0.08)
     assert (b["bias_err"] / a["bias_err"]).mean() == pytest.approx(1.0, abs=0.01)
@@ -143,8 +151,10 @@ def test_float64_resampling_path_for_huge_cells_agrees(monkeypatch):
 
 def test_ideal_bootstrap_agrees_with_resampling():
     cell, z, zp, pit, _ = _sample(50, 200, seed=10)
-    res = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2)
-    ideal = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2, bootstrap="ideal")
+    res_report = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2)
+    res = res_report.table
+    ideal_report = cells.report(cell, z, zp, pit, n_cells=50, n_boot=1000, seed=2, bootstrap="ideal")
+    ideal = ideal_report.table
     for m in ("bias", "z_mean", "pco"):
         r = (res[f"{m}_err"] / ideal[f"{m}_err"]).dropna()
         assert r.mean() == pytest.approx(1.0, abs=0.01), m  # MC noise 1/sqrt(2 n_boot) per cell
@@ -156,9 +166,12 @@ def test_ideal_bootstrap_agrees_with_resampling():
 
 def test_same_seed_same_report_whatever_n_jobs():
     cell, z, zp, pit, _ = _sample(40, 60, seed=3)
-    a = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=11, n_jobs=1)
-    b = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=11, n_jobs=2)
-    c = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=12)
+    a_report = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=11, n_jobs=1)
+    a = a_report.table
+    b_report = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=11, n_jobs=2)
+    b = b_report.table
+    c_report = cells.report(cell, z, zp, pit, n_cells=40, n_boot=300, seed=12)
+    c = c_report.table
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["bias_err"], c["bias_err"])
 
@@ -174,7 +187,8 @@ def test_planted_underperforming_cells_are_found_and_clean_ones_are_not():
     dz[np.flatnonzero(i20)[:30]] = 0.5  # 20% catastrophic outliers in cell 20
     zp = z + dz * (1 + z)
     pit[cell == 33] = rng.choice([0.001, 0.999], (cell == 33).sum())  # all PCO in cell 33
-    rep = cells.report(cell, z, zp, pit, n_cells=64, n_boot=200, seed=0)
+    rep_report = cells.report(cell, z, zp, pit, n_cells=64, n_boot=200, seed=0)
+    rep = rep_report.table
     assert rep.loc[5, "mad_worse"] and rep.loc[9, "bias_worse"]
     assert rep.loc[20, "eta_worse"] and rep.loc[33, "pco_worse"]
     planted = {5, 9, 20, 33}
@@ -196,7 +210,8 @@ def test_false_discovery_rate_is_controlled_over_many_seeds():
     z_mad, raw_p_bias = [], []
     for s in range(n_seeds):
         cell, z, zp, pit, rng = _sample(64, 120, sigma=0.07, seed=100 + s)  # eta ~ 3%
-        rep = cells.report(cell, z, zp, pit, n_cells=64, n_boot=0, fdr=fdr)
+        rep_report = cells.report(cell, z, zp, pit, n_cells=64, n_boot=0, fdr=fdr)
+        rep = rep_report.table
         for m in cells.METRICS:
             any_null[m] += bool(rep[f"{m}_signif"].any())
         z_mad.append(rep["mad_z"].to_numpy())
@@ -207,7 +222,8 @@ def test_false_discovery_rate_is_controlled_over_many_seeds():
         bad = rng.choice(64, 8, replace=False)
         dz[np.isin(cell, bad[:4])] += 0.03
         dz[np.isin(cell, bad[4:])] -= 0.03
-        rep = cells.report(cell, z, z + dz * (1 + z), pit, n_cells=64, n_boot=0, fdr=fdr)
+        rep_report = cells.report(cell, z, z + dz * (1 + z), pit, n_cells=64, n_boot=0, fdr=fdr)
+        rep = rep_report.table
         found = np.flatnonzero(rep["bias_signif"].to_numpy())
         false = np.setdiff1d(found, bad).size
         fdp.append(false / max(found.size, 1))
@@ -225,8 +241,9 @@ def test_false_discovery_rate_is_controlled_over_many_seeds():
 
 def test_reference_bands_follow_the_paper():
     cell, z, zp, pit, _ = _sample(10, 50, seed=6)
-    rep = cells.report(cell, z, zp, pit, n_cells=10, n_boot=0)
-    g = rep.attrs["global"]
+    rep_report = cells.report(cell, z, zp, pit, n_cells=10, n_boot=0)
+    rep = rep_report.table
+    g = rep_report.global_
     dz = (zp - z) / (1 + z)
     n = rep["count"].to_numpy(float)
     np.testing.assert_allclose(rep["mad_ref"], g["mad"] / np.sqrt(2 * (n - 1)))  # SE of the STD
@@ -237,8 +254,9 @@ def test_reference_bands_follow_the_paper():
 def test_binomial_p_values_match_scipy_binomtest():
     cell, z, zp, pit, _ = _sample(30, 80, seed=7)
     pit[cell == 3] = 0.999
-    rep = cells.report(cell, z, zp, pit, n_cells=30, n_boot=0)
-    g = rep.attrs["global"]["pco"]
+    rep_report = cells.report(cell, z, zp, pit, n_cells=30, n_boot=0)
+    rep = rep_report.table
+    g = rep_report.global_["pco"]
     for c in (0, 3, 17):
         k = round(rep.loc[c, "pco"] * 80)
         # scipy's 'two-sided' uses the likelihood ordering; ours doubles the smaller tail:
@@ -258,7 +276,8 @@ def test_trend_matches_scipy_spearman():
     z = rng.uniform(0.05, 1.0, cell.size)
     sig = 0.02 + 0.2 / np.sqrt(n_train[cell])  # scatter falls with training count
     zp = z + (1 + z) * sig * rng.standard_normal(cell.size)
-    rep = cells.report(cell, z, zp, None, n_cells=n_cells, train_counts=n_train, n_boot=0)
+    rep_report = cells.report(cell, z, zp, None, n_cells=n_cells, train_counts=n_train, n_boot=0)
+    rep = rep_report.table
     tr = cells.trend(rep)
     ref = stats.spearmanr(n_train, rep["mad"])
     assert tr.loc["mad", "rho"] == pytest.approx(ref.statistic)
