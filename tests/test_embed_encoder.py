@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -207,15 +211,105 @@ def test_checkpoint_resume_equals_uninterrupted_training(tmp_path, toy):
     )
 
 
-def test_save_load_roundtrip(tmp_path, trained, toy):
+def test_save_load_roundtrip_is_a_pickle_free_directory(tmp_path, trained, toy):
     images, mask, _ = toy
-    path = trained.save(tmp_path / "enc.pt")
+    path = trained.save(tmp_path / "encoder")
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "meta.json"]
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["format"] == "photozsom.encoder" and meta["config"]["dim"] == trained.dim
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(
+            z["state/embed.weight"], trained.net.state_dict()["embed.weight"].numpy()
+        )
     loaded = Encoder.load(path)
     np.testing.assert_array_equal(
         loaded.embed(images[:10], mask[:10], progress=False),
         trained.embed(images[:10], mask[:10], progress=False),
     )
     assert loaded.identity() == trained.identity()
+    assert loaded.history == trained.history
+
+
+def test_single_file_from_older_photozsom_loads_without_unpickling_code(tmp_path, trained, toy):
+    images, mask, _ = toy
+    old = {
+        "format": "photozsom.Encoder/1",
+        "config": trained._config(),
+        "state_dict": {k: v.cpu() for k, v in trained.net.state_dict().items()},
+        "softening": trained.softening.tolist(),
+        "history": trained.history,
+        "fitted": True,
+    }
+    torch.save(old, tmp_path / "encoder.pt")
+    loaded = Encoder.load(tmp_path / "encoder.pt")
+    np.testing.assert_array_equal(
+        loaded.embed(images[:5], mask[:5], progress=False),
+        trained.embed(images[:5], mask[:5], progress=False),
+    )
+
+
+KILLED_WRITER = """
+import os, sys
+import numpy as np
+import photozsom.artifacts as artifacts
+from photozsom.embed import Encoder
+
+data = np.load(sys.argv[1])
+real_savez, calls = np.savez, [0]
+
+def savez_then_die(*args, **kwargs):
+    calls[0] += 1
+    real_savez(*args, **kwargs)
+    if calls[0] == 2:  # the second checkpoint: killed after its arrays, before meta.json
+        os._exit(9)
+
+artifacts.np.savez = savez_then_die
+enc = Encoder(dim=16, size=16, seed=0, widths=(8, 16, 16, 16), lr=5e-3, max_shift=2)
+enc.fit(data["images"], epochs=3, batch_size=64, band_mask=data["mask"],
+        sigma=data["sigma"], checkpoint=sys.argv[2], progress=False)
+"""
+
+
+def test_checkpoint_survives_a_kill_mid_write_and_resumes_exactly(tmp_path, toy):
+    images, mask, sigma = (a[:128] for a in toy)
+    np.savez(tmp_path / "data.npz", images=images, mask=mask, sigma=sigma)
+    ck = tmp_path / "encoder.ckpt"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "data.npz"), str(ck)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 9, proc.stderr
+    meta = json.loads((ck / "meta.json").read_text())  # the first checkpoint, intact
+    assert meta["format"] == "photozsom.encoder_checkpoint" and meta["epoch"] == 1
+    straight = tiny_encoder()
+    straight.fit(images, epochs=3, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    resumed = tiny_encoder()
+    hist = resumed.fit(images, epochs=3, batch_size=64, band_mask=mask, sigma=sigma,
+                       checkpoint=ck, progress=False)
+    assert hist["steps"] == 6 and len(hist["loss"]) == 3
+    np.testing.assert_allclose(hist["loss"], straight.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        resumed.embed(images, mask, progress=False),
+        straight.embed(images, mask, progress=False),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert json.loads((ck / "meta.json").read_text())["epoch"] == 3
+
+
+def test_checkpoint_of_another_config_or_an_old_pickle_is_refused(tmp_path, toy):
+    images, mask, sigma = (a[:64] for a in toy)
+    ck = tmp_path / "encoder.ckpt"
+    tiny_encoder().fit(images, epochs=1, batch_size=32, band_mask=mask, sigma=sigma,
+                       checkpoint=ck, progress=False)
+    other = Encoder(dim=8, size=16, seed=0, widths=(8, 16, 16, 16))
+    with pytest.raises(ValueError, match="config"):
+        other.fit(images, epochs=2, batch_size=32, band_mask=mask, sigma=sigma,
+                  checkpoint=ck, progress=False)
+    (tmp_path / "old.ckpt").write_bytes(b"PK\x03\x04 torch pickle")
+    with pytest.raises(ValueError, match="older photozsom"):
+        tiny_encoder().fit(images, epochs=1, batch_size=32, band_mask=mask, sigma=sigma,
+                           checkpoint=tmp_path / "old.ckpt", progress=False)
 
 
 # -- north and south ---------------------------------------------------------------------------
@@ -236,12 +330,42 @@ def test_north_and_south_both_embed_and_absent_band_content_is_ignored(trained, 
     assert not np.allclose(e_s, e_n)
 
 
-def test_nan_in_band_marked_present_is_a_clear_error(trained, toy):
-    images, _, _ = toy
-    bad = images[:4].copy()
-    bad[2, 1, 5, 5] = np.nan
-    with pytest.raises(ValueError, match=r"row 2 band r"):
-        trained.embed(bad, np.ones((4, 4), bool))
+def test_bad_pixels_in_a_present_band_embed_as_if_the_band_were_absent(trained, toy):
+    images, mask, _ = toy
+    south = images[mask.all(axis=1)][:4].copy()
+    full = np.ones((4, 4), bool)
+    clean = trained.embed(south, full, progress=False)
+    bad = south.copy()
+    bad[2, 1, 9, 9] = np.nan  # inside the 16-px centre crop of these 20-px cutouts
+    bad[3, 3, 10, 8] = np.inf
+    bad[0, 0, 0, 0] = np.nan  # outside the crop: the network never reads it
+    bad[1] = np.nan  # every band: nothing left to embed
+    with pytest.warns(RuntimeWarning, match=r"row 1 band g.*row 2 band r.*1 object\(s\) have no band"):
+        emb = trained.embed(bad, full, progress=False)
+    without = full.copy()
+    without[2, 1] = without[3, 3] = False
+    expected = trained.embed(np.nan_to_num(bad), without, progress=False)
+    np.testing.assert_allclose(emb[0], clean[0], rtol=1e-5, atol=1e-6)  # batch composition only
+    assert np.isnan(emb[1]).all()
+    np.testing.assert_allclose(emb[2:], expected[2:], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(emb[2], clean[2], atol=1e-3)  # the band really was left out
+
+
+def test_training_leaves_out_bad_bands_and_counts_them(toy):
+    images, mask, sigma = toy
+    images, mask, sigma = images[:128].copy(), mask[:128], sigma[:128]
+    rng = np.random.default_rng(5)
+    hit = rng.choice(128, 10, replace=False)
+    images[hit, 1, rng.integers(0, 20, 10), rng.integers(0, 20, 10)] = np.nan
+    images[hit[:2]] = np.nan  # two objects with no usable band
+    expected = int((~np.isfinite(images).all(axis=(2, 3)) & mask).sum())
+    enc = tiny_encoder()
+    with pytest.warns(RuntimeWarning, match=f"{expected} band.*2 object"):
+        hist = enc.fit(images, epochs=2, batch_size=32, band_mask=mask, sigma=sigma,
+                       progress=False)
+    assert hist["bad_bands"] == [expected, expected]
+    assert hist["steps"] == 2 * ((128 - 2) // 32)
+    assert np.isfinite(hist["loss"]).all()
 
 
 @pytest.mark.parametrize(

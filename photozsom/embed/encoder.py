@@ -61,7 +61,6 @@ No flux scaling or colour jitter is applied: brightness and colour carry redshif
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import itertools
@@ -75,9 +74,9 @@ import numpy as np
 from astropy.stats import mad_std
 
 from photozsom.device import default_device
-from photozsom.embed.base import validate_cutouts
+from photozsom.embed.base import usable_bands, validate_cutouts
 
-__all__ = ["Encoder", "estimate_sky_sigma", "stretch"]
+__all__ = ["CutoutSource", "Encoder", "estimate_sky_sigma", "stretch"]
 
 #: Default per-pixel sky noise (nanomaggies/pixel) used as the asinh softening when the data
 #: give none: typical DR10 values for g, r, i, z.
@@ -262,13 +261,186 @@ def _nt_xent(z1, z2, temperature: float):
     return F.cross_entropy(logits, target)
 
 
+class CutoutSource:
+    """The training data of :meth:`Encoder.fit`: rows of a cutout store or of arrays.
+
+    One interface over both inputs: :attr:`rows` (the rows to train on, sorted),
+    :attr:`side` (cutout side, pixels), :attr:`pixscale` (arcsec/pixel; ``None`` for
+    arrays, which carry none) and :meth:`read`.
+
+    Parameters
+    ----------
+    data : CutoutStore, str, Path or ndarray
+        A cutout store (object or path; a path is opened here and closed by
+        :meth:`close`), or cutouts ``[N, 4, H, W]`` in nanomaggies/pixel.
+    objid : array_like of int, optional
+        Only these objects of a store.
+    rows : array_like of int, optional
+        Only these rows.
+    band_mask : ndarray, shape (N, 4), optional
+        For arrays: True where the band has imaging (default: bands with every pixel finite).
+    sigma : ndarray, shape (N, 4), optional
+        For arrays: per-pixel sky noise, nanomaggies (default NaN: estimated later).
+    """
+
+    def __init__(self, data, *, objid=None, rows=None, band_mask=None, sigma=None):
+        from photozsom.datasets.store import CutoutStore
+
+        self._close = False
+        if isinstance(data, (str, os.PathLike)):
+            data = CutoutStore(data)
+            self._close = True
+        if isinstance(data, CutoutStore):
+            self._store = data
+            n_all = len(data)
+            if objid is not None:
+                rows = data.rows_of(np.asarray(objid))
+            self.side = data.size
+            self.pixscale: float | None = data.pixscale
+        else:
+            self._store = None
+            arr = np.asarray(data)
+            if arr.ndim != 4 or arr.shape[1] != 4:
+                raise ValueError(
+                    f"data must be a CutoutStore or cutouts [N, 4, H, W], got shape {arr.shape}"
+                )
+            if objid is not None:
+                raise ValueError("objid selects rows of a CutoutStore; for arrays pass rows=")
+            n_all = len(arr)
+            if band_mask is None:
+                band_mask = np.isfinite(arr).all(axis=(2, 3))
+            band_mask = np.asarray(band_mask, bool)
+            if band_mask.shape != (n_all, 4):
+                raise ValueError(f"band_mask must have shape ({n_all}, 4), got {band_mask.shape}")
+            sigma = np.full((n_all, 4), np.nan, np.float32) if sigma is None else sigma
+            sigma = np.asarray(sigma, np.float32)
+            if sigma.shape != (n_all, 4):
+                raise ValueError(f"sigma must have shape ({n_all}, 4), got {sigma.shape}")
+            self._arrays = (arr, band_mask, sigma)
+            self.side = arr.shape[-1]
+            self.pixscale = None
+        self.rows = (
+            np.arange(n_all) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+        )
+        if len(self.rows) == 0:
+            self.close()
+            raise ValueError("no cutouts to train on")
+        if self.rows[0] < 0 or self.rows[-1] >= n_all:
+            self.close()
+            raise IndexError(f"rows must lie in [0, {n_all})")
+
+    def read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(images [n, 4, H, W], band_mask [n, 4], sigma [n, 4])`` of rows ``idx``."""
+        if self._store is not None:
+            imgs, mask, _ = self._store.read(idx)
+            return imgs, mask, self._store.sigma(idx)
+        arr, mask, sigma = self._arrays
+        return arr[idx], mask[idx], sigma[idx]
+
+    def close(self) -> None:
+        """Close the store if this source opened it."""
+        if self._close:
+            self._store.close()
+            self._close = False
+
+    def __enter__(self) -> CutoutSource:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+#: Artifact kinds (photozsom.artifacts) of a saved encoder and of a training checkpoint.
+ENCODER_KIND, CHECKPOINT_KIND = "encoder", "encoder_checkpoint"
+
+
+def _optimizer_to_artifact(state: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """A torch optimizer ``state_dict`` as arrays (per-parameter tensors) + JSON (the rest)."""
+    arrays, keys = {}, {}
+    for pid, per in state["state"].items():
+        keys[str(pid)] = sorted(per)
+        for k, v in per.items():
+            t = v.detach().cpu() if hasattr(v, "detach") else v
+            arrays[f"opt/{pid}/{k}"] = np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+    return arrays, {"param_groups": state["param_groups"], "state_keys": keys}
+
+
+def _optimizer_from_artifact(arrays: dict, meta: dict) -> dict:
+    import torch
+
+    state = {
+        int(pid): {k: torch.from_numpy(np.array(arrays[f"opt/{pid}/{k}"])) for k in ks}
+        for pid, ks in meta["state_keys"].items()
+    }
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _save_checkpoint(path, enc, opt, sched, scaler, *, epoch: int, epochs: int,
+                     steps_per_epoch: int) -> None:
+    """Write a training checkpoint directory atomically (arrays + JSON, no pickle)."""
+    from photozsom.artifacts import save_artifact, state_to_arrays
+
+    arrays = state_to_arrays(enc.net.state_dict())
+    opt_arrays, opt_meta = _optimizer_to_artifact(opt.state_dict())
+    arrays.update(opt_arrays)
+    meta = {
+        "config": enc._config(),
+        "softening": enc.softening,
+        "pixscale": enc.pixscale,
+        "history": enc.history,
+        "epoch": epoch,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "optimizer": opt_meta,
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    save_artifact(path, CHECKPOINT_KIND, arrays, meta)
+
+
+def _restore_checkpoint(path, enc, opt, sched, scaler, *, epochs: int,
+                        steps_per_epoch: int) -> int:
+    """Load a checkpoint written by :func:`_save_checkpoint` into ``enc`` and the optimiser;
+    returns the number of epochs it completed."""
+    from photozsom.artifacts import arrays_to_state, load_artifact
+
+    path = Path(path)
+    if path.is_file():
+        raise ValueError(
+            f"checkpoint {path} is a file written by an older photozsom (a torch pickle, which "
+            "is not loaded); delete it or pass another checkpoint path"
+        )
+    arrays, meta = load_artifact(path, CHECKPOINT_KIND)
+    if meta["config"] != enc._config():
+        raise ValueError(
+            f"checkpoint {path} was written by an Encoder with config {meta['config']}, not "
+            f"{enc._config()}; delete it or use another checkpoint path"
+        )
+    enc.net.load_state_dict(arrays_to_state(arrays))
+    opt.load_state_dict(_optimizer_from_artifact(arrays, meta["optimizer"]))
+    if meta["epochs"] == epochs and meta["steps_per_epoch"] == steps_per_epoch:
+        sched.load_state_dict(meta["scheduler"])
+    else:
+        warnings.warn(
+            f"checkpoint {path} was planned for {meta['epochs']} epochs of "
+            f"{meta['steps_per_epoch']} steps; continuing to {epochs} epochs of "
+            f"{steps_per_epoch} with a fresh learning-rate schedule",
+            stacklevel=3,
+        )
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    enc.softening = np.asarray(meta["softening"], np.float32)
+    enc.pixscale = meta["pixscale"]
+    enc.history = meta["history"]
+    enc.fitted = True
+    return int(meta["epoch"])
+
+
 class Encoder:
     """Self-supervised convolutional image encoder (the offline default embedder).
 
-    Design, objective and augmentations: see the module docstring. Cost: about 0.35 s per
-    step of 256 galaxies (two views each) on 2 CPU cores at the default size, so 10 epochs
-    over 30,000 64-pixel cutouts take about 7 minutes; ``embed`` runs at thousands of
-    cutouts per second.
+    Design, objective and augmentations: see the module docstring; training time is
+    measured by ``benchmarks/embed.py``.
 
     Parameters
     ----------
@@ -306,9 +478,9 @@ class Encoder:
     Examples
     --------
     >>> enc = Encoder(dim=64, seed=0)                                    # doctest: +SKIP
-    >>> history = enc.fit("run/cutouts.h5", epochs=8, checkpoint="run/enc.ckpt")  # doctest: +SKIP
+    >>> history = enc.fit("run/cutouts.h5", epochs=8, checkpoint="run/encoder.ckpt")  # doctest: +SKIP
     >>> emb = enc.embed(images, band_mask)        # float32 [N, 64]      # doctest: +SKIP
-    >>> enc.save("run/encoder.pt"); enc = Encoder.load("run/encoder.pt")  # doctest: +SKIP
+    >>> enc.save("run/encoder"); enc = Encoder.load("run/encoder")      # doctest: +SKIP
     """
 
     def __init__(
@@ -362,11 +534,14 @@ class Encoder:
         self.photometry_weight = float(photometry_weight)
         self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
         self.softening: np.ndarray | None = None
+        #: Pixel scale of the training cutouts, arcsec/pixel (None: not from a store).
+        self.pixscale: float | None = None
         self.history: dict = {
             "loss": [],
             "contrastive": [],
             "photometry": [],
             "epoch_time_s": [],
+            "bad_bands": [],
             "steps": 0,
         }
         self.fitted = False
@@ -508,6 +683,120 @@ class Encoder:
         return sigma
 
     # -- training -------------------------------------------------------------------------
+    def _init_softening(self, source: CutoutSource) -> None:
+        """Softening = median per-pixel sky noise per band of up to 2048 training rows."""
+        rows = source.rows
+        probe = rows[:: max(1, len(rows) // 2048)][:2048]
+        imgs, mask, sig = source.read(np.sort(probe))
+        used, _ = usable_bands(imgs, mask, warn=False)
+        sig = self._prepare_sigma(sig, np.where(used[:, :, None, None], imgs, 0.0), used)
+        sig = np.where(used, sig, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN band: default below
+            soft = np.nanmedian(sig, axis=0) if np.isfinite(sig).any() else np.full(4, np.nan)
+        self.softening = np.where(
+            np.isfinite(soft) & (soft > 0), soft, np.asarray(DEFAULT_SOFTENING)
+        ).astype(np.float32)
+
+    def _batches(self, source: CutoutSource, epoch: int, bs: int, buffer: int, load_side: int,
+                 counts: dict):
+        """Batches ``(images, band_mask, sigma)`` of one epoch, shuffled in seeded blocks.
+
+        A band holding NaN/inf pixels in the loaded crop is left out for that object (as an
+        absent band); an object with no band left is skipped. ``counts["bad_bands"]`` and
+        ``counts["skipped"]`` accumulate how many.
+        """
+        rows = source.rows
+        n = len(rows)
+        rng = np.random.default_rng([self.seed, epoch])
+        nblk = max(1, math.ceil(n / buffer))
+        carry = None
+        for blk in rng.permutation(nblk):
+            idx = rows[blk * buffer : (blk + 1) * buffer]
+            imgs, mask, sig = source.read(idx)
+            imgs = np.ascontiguousarray(self._centre(imgs, load_side))
+            imgs, mask = validate_cutouts(imgs, mask, name="training cutouts", bad_pixels="ignore")
+            used, n_bad = usable_bands(imgs, mask, warn=False)
+            keep = used.any(axis=1)
+            counts["bad_bands"] += int((n_bad > 0).sum())
+            counts["skipped"] += int((~keep).sum())
+            sig = self._prepare_sigma(sig, imgs, used)
+            perm = rng.permutation(len(idx))
+            perm = perm[keep[perm]]
+            imgs, mask, sig = imgs[perm], used[perm], sig[perm]
+            if carry is not None:
+                imgs = np.concatenate([carry[0], imgs])
+                mask = np.concatenate([carry[1], mask])
+                sig = np.concatenate([carry[2], sig])
+            m = len(imgs) // bs * bs
+            for lo in range(0, m, bs):
+                yield imgs[lo : lo + bs], mask[lo : lo + bs], sig[lo : lo + bs]
+            carry = (imgs[m:], mask[m:], sig[m:]) if m < len(imgs) else None
+
+    def _loss(self, x, mk, sg, gen, soft_t, side: int, shift: int):
+        """Total, contrastive and photometry losses of one batch (two augmented views)."""
+        import torch
+
+        f1, m1 = self._augment(x, mk, sg, gen, side, shift)
+        f2, m2 = self._augment(x, mk, sg, gen, side, shift)
+        inp = torch.cat([stretch(f1, m1, soft_t), stretch(f2, m2, soft_t)])
+        h, conv = self.net(inp, torch.cat([m1, m2]), return_conv=True)
+        z = self.net.project(h)
+        zc = self.net.project_conv(conv)
+        b = len(x)
+        contrastive = _nt_xent(z[:b], z[b:], self.temperature) + _nt_xent(
+            zc[:b], zc[b:], self.temperature
+        )
+        phot = torch.zeros((), device=x.device)
+        if self.photometry_weight > 0:
+            target = self._photometry(x, mk, soft_t, side)
+            valid = mk.repeat_interleave(len(ANNULI) - 1, dim=1).float()
+            pred = self.net.photometry(h).float().view(2, b, -1)
+            err = (pred - target.reshape(1, b, -1)) ** 2 * valid
+            phot = err.sum() / (2 * valid.sum().clamp(min=1.0))
+        return contrastive + self.photometry_weight * phot, contrastive, phot
+
+    def _run_epoch(self, batches, *, opt, sched, scaler, gen, soft_t, side: int, shift: int,
+                   step: int, max_steps: int | None, bar) -> tuple[list, int, bool]:
+        """One pass of optimisation steps over ``batches``.
+
+        Returns
+        -------
+        losses : list of (total, contrastive, photometry)
+            One entry per step taken.
+        step : int
+            Steps taken in total (this run and before).
+        complete : bool
+            False when ``max_steps`` stopped the epoch early.
+        """
+        import torch
+
+        dev = self.device
+        autocast = torch.autocast(
+            device_type="cuda", dtype=torch.float16, enabled=self.amp and dev.startswith("cuda")
+        )
+        self.net.train()
+        losses = []
+        for imgs, mask, sig in batches:
+            if max_steps is not None and step >= max_steps:
+                return losses, step, False
+            x = torch.from_numpy(imgs).to(dev, non_blocking=True)
+            mk = torch.from_numpy(mask).to(dev)
+            sg = torch.from_numpy(sig).to(dev)
+            with autocast:
+                loss, contrastive, phot = self._loss(x, mk, sg, gen, soft_t, side, shift)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            if sched.last_epoch < sched.total_steps - 1:
+                sched.step()
+            step += 1
+            losses.append((float(loss.detach()), float(contrastive.detach()), float(phot.detach())))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1][0]:.3f}")
+        return losses, step, True
+
     def fit(
         self,
         data,
@@ -521,6 +810,7 @@ class Encoder:
         checkpoint: str | os.PathLike | None = None,
         buffer: int = 8192,
         max_steps: int | None = None,
+        allow_pixscale: float | None = None,
         progress: bool = True,
     ) -> dict:
         """Pretrain self-supervised (SimCLR) on unlabelled cutouts.
@@ -544,94 +834,60 @@ class Encoder:
             For array input: per-pixel sky noise, nanomaggies; default estimated from the
             cutout borders. Stores provide it.
         checkpoint : str or Path, optional
-            File written after every complete epoch (weights, optimiser, schedule, history);
-            when it exists, training resumes after its last epoch. Data order and
-            augmentations are seeded per epoch, so a resumed run equals an uninterrupted one.
+            Directory written atomically after every complete epoch (weights, optimiser,
+            schedule, history; :mod:`photozsom.artifacts` arrays + JSON); when it exists,
+            training resumes after its last epoch. Data order and augmentations are seeded
+            per epoch, so a resumed run equals an uninterrupted one.
         buffer : int
             Rows read from disk at a time; the data are shuffled in blocks of this size.
         max_steps : int, optional
             Stop after this many optimisation steps in total (for tests and quick looks);
             the learning-rate schedule still spans ``epochs``, and a partial epoch is not
             checkpointed.
+        allow_pixscale : float, optional
+            Train on a store of this pixel scale (arcsec/pixel) although it is not the
+            Legacy Survey's 0.262; the encoder then expects it when embedding.
         progress : bool
             Show a progress bar.
 
         Returns
         -------
         dict
-            ``loss`` (mean NT-Xent per epoch), ``epoch_time_s``, ``steps``, ``n_train``.
+            ``loss``, ``contrastive``, ``photometry`` (means per epoch), ``epoch_time_s``,
+            ``bad_bands`` (object-bands left out per epoch for NaN/inf pixels), ``steps``,
+            ``n_train``.
+
+        Raises
+        ------
+        ValueError
+            A store whose pixel scale is not 0.262 arcsec/pixel (see ``allow_pixscale``), a
+            checkpoint of another configuration, bad shapes.
         """
         import torch
         from tqdm.auto import tqdm
 
-        from photozsom.datasets.store import CutoutStore
+        from photozsom.datasets.store import PIXSCALE, check_pixscale
 
         if epochs < 1 or batch_size < 2:
             raise ValueError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
-        close = False
-        if isinstance(data, (str, os.PathLike)):
-            data = CutoutStore(data)
-            close = True
-        try:
-            if isinstance(data, CutoutStore):
-                n_all = len(data)
-                if objid is not None:
-                    rows = data.rows_of(np.asarray(objid))
-                h_side = data.size
-
-                def read(idx):
-                    imgs, mask, _ = data.read(idx)
-                    return imgs, mask, data.sigma(idx)
-            else:
-                arr = np.asarray(data)
-                if arr.ndim != 4 or arr.shape[1] != 4:
-                    raise ValueError(
-                        f"data must be a CutoutStore or cutouts [N, 4, H, W], got shape {arr.shape}"
-                    )
-                if objid is not None:
-                    raise ValueError("objid selects rows of a CutoutStore; for arrays pass rows=")
-                n_all = len(arr)
-                if band_mask is None:
-                    band_mask = np.isfinite(arr).all(axis=(2, 3))
-                band_mask = np.asarray(band_mask, bool)
-                if band_mask.shape != (n_all, 4):
-                    raise ValueError(
-                        f"band_mask must have shape ({n_all}, 4), got {band_mask.shape}"
-                    )
-                if sigma is None:
-                    sigma = np.full((n_all, 4), np.nan, np.float32)
-                sigma = np.asarray(sigma, np.float32)
-                if sigma.shape != (n_all, 4):
-                    raise ValueError(f"sigma must have shape ({n_all}, 4), got {sigma.shape}")
-                h_side = arr.shape[-1]
-
-                def read(idx):
-                    return arr[idx], band_mask[idx], sigma[idx]
-
-            rows = np.arange(n_all) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
-            if len(rows) == 0:
-                raise ValueError("no cutouts to train on")
-            if rows[0] < 0 or rows[-1] >= n_all:
-                raise IndexError(f"rows must lie in [0, {n_all})")
-            side, shift = self._crop_side(h_side)
+        with CutoutSource(data, objid=objid, rows=rows, band_mask=band_mask,
+                          sigma=sigma) as source:
+            if source.pixscale is not None:
+                check_pixscale(source.pixscale, self.pixscale or PIXSCALE, allow=allow_pixscale,
+                               what="the training cutout store", who="Encoder")
+            side, shift = self._crop_side(source.side)
             load_side = side + 2 * shift
-            n = len(rows)
+            n = len(source.rows)
             bs = min(batch_size, n)
             steps_per_epoch = max(1, n // bs)
-
             if self.softening is None:
-                probe = rows[:: max(1, n // 2048)][:2048]
-                imgs, mask, sig = read(np.sort(probe))
-                sig = self._prepare_sigma(sig, imgs, mask)
-                sig = np.where(mask, sig, np.nan)
-                soft = np.nanmedian(sig, axis=0) if np.isfinite(sig).any() else np.full(4, np.nan)
-                self.softening = np.where(
-                    np.isfinite(soft) & (soft > 0), soft, np.asarray(DEFAULT_SOFTENING)
-                ).astype(np.float32)
+                self._init_softening(source)
+            if source.pixscale is not None:
+                self.pixscale = source.pixscale
 
             dev = self.device
-            net = self.net
-            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr,
+                                    weight_decay=self.weight_decay)
             # The one-cycle schedule spans `epochs` (max_steps only stops early), so an
             # interrupted run resumed from its checkpoint follows the same schedule.
             sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -640,139 +896,55 @@ class Encoder:
             scaler = torch.amp.GradScaler("cuda", enabled=self.amp and dev.startswith("cuda"))
             start_epoch = 0
             if checkpoint is not None and Path(checkpoint).exists():
-                ck = torch.load(checkpoint, map_location=dev, weights_only=False)
-                if ck.get("config") != self._config():
-                    raise ValueError(
-                        f"checkpoint {checkpoint} was written by an Encoder with config "
-                        f"{ck.get('config')}, not {self._config()}; delete it or use "
-                        "another checkpoint path"
-                    )
-                net.load_state_dict(ck["state_dict"])
-                opt.load_state_dict(ck["optimizer"])
-                if ck.get("epochs") == epochs and ck.get("steps_per_epoch") == steps_per_epoch:
-                    sched.load_state_dict(ck["scheduler"])
-                else:
-                    warnings.warn(
-                        f"checkpoint {checkpoint} was planned for {ck.get('epochs')} epochs; "
-                        f"continuing to {epochs} with a fresh learning-rate schedule",
-                        stacklevel=2,
-                    )
-                self.softening = np.asarray(ck["softening"], np.float32)
-                self.history = ck["history"]
-                self.fitted = True
-                start_epoch = int(ck["epoch"])
+                start_epoch = _restore_checkpoint(checkpoint, self, opt, sched, scaler,
+                                                  epochs=epochs, steps_per_epoch=steps_per_epoch)
             soft_t = torch.as_tensor(self.softening, device=dev)
             step = int(self.history.get("steps", 0))
             self.history["n_train"] = int(n)
-
-            def batches(epoch):
-                rng = np.random.default_rng([self.seed, epoch])
-                nblk = max(1, math.ceil(n / buffer))
-                carry = None
-                for blk in rng.permutation(nblk):
-                    idx = rows[blk * buffer : (blk + 1) * buffer]
-                    imgs, mask, sig = read(idx)
-                    imgs = np.ascontiguousarray(self._centre(imgs, load_side))
-                    imgs, mask = validate_cutouts(imgs, mask, name="training cutouts")
-                    sig = self._prepare_sigma(sig, imgs, mask)
-                    perm = rng.permutation(len(idx))
-                    imgs, mask, sig = imgs[perm], mask[perm], sig[perm]
-                    if carry is not None:
-                        imgs = np.concatenate([carry[0], imgs])
-                        mask = np.concatenate([carry[1], mask])
-                        sig = np.concatenate([carry[2], sig])
-                    m = len(imgs) // bs * bs
-                    for lo in range(0, m, bs):
-                        yield imgs[lo : lo + bs], mask[lo : lo + bs], sig[lo : lo + bs]
-                    carry = (imgs[m:], mask[m:], sig[m:]) if m < len(imgs) else None
-
-            autocast = torch.autocast(
-                device_type="cuda", dtype=torch.float16, enabled=self.amp and dev.startswith("cuda")
-            )
+            self.history.setdefault("bad_bands", [])
             for epoch in range(start_epoch, epochs):
                 if max_steps is not None and step >= max_steps:
                     break
                 gen = torch.Generator(device=dev)
                 gen.manual_seed(self.seed * 100003 + epoch)
-                net.train()
+                counts = {"bad_bands": 0, "skipped": 0}
                 t0 = time.perf_counter()
-                losses = []
-                bar = tqdm(
-                    total=steps_per_epoch,
-                    disable=None if progress else True,
-                    desc=f"pretrain epoch {epoch + 1}/{epochs}",
-                    unit="step",
-                )
-                for imgs, mask, sig in batches(epoch):
-                    if max_steps is not None and step >= max_steps:
-                        break
-                    x = torch.from_numpy(imgs).to(dev, non_blocking=True)
-                    mk = torch.from_numpy(mask).to(dev)
-                    sg = torch.from_numpy(sig).to(dev)
-                    f1, m1 = self._augment(x, mk, sg, gen, side, shift)
-                    f2, m2 = self._augment(x, mk, sg, gen, side, shift)
-                    inp = torch.cat([stretch(f1, m1, soft_t), stretch(f2, m2, soft_t)])
-                    with autocast:
-                        h, conv = net(inp, torch.cat([m1, m2]), return_conv=True)
-                        z = net.project(h)
-                        zc = net.project_conv(conv)
-                        contrastive = _nt_xent(
-                            z[: len(x)], z[len(x) :], self.temperature
-                        ) + _nt_xent(zc[: len(x)], zc[len(x) :], self.temperature)
-                        loss = contrastive
-                        phot = torch.zeros(())
-                        if self.photometry_weight > 0:
-                            target = self._photometry(x, mk, soft_t, side)
-                            valid = mk.repeat_interleave(len(ANNULI) - 1, dim=1).float()
-                            pred = net.photometry(h).float().view(2, len(x), -1)
-                            err = (pred - target.reshape(1, len(x), -1)) ** 2 * valid
-                            phot = err.sum() / (2 * valid.sum())
-                            loss = loss + self.photometry_weight * phot
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    if sched.last_epoch < sched.total_steps - 1:
-                        sched.step()
-                    step += 1
-                    losses.append(
-                        (float(loss.detach()), float(contrastive.detach()), float(phot.detach()))
+                with tqdm(total=steps_per_epoch, disable=None if progress else True,
+                          desc=f"pretrain epoch {epoch + 1}/{epochs}", unit="step") as bar:
+                    losses, step, complete = self._run_epoch(
+                        self._batches(source, epoch, bs, buffer, load_side, counts),
+                        opt=opt, sched=sched, scaler=scaler, gen=gen, soft_t=soft_t,
+                        side=side, shift=shift, step=step, max_steps=max_steps, bar=bar,
                     )
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1][0]:.3f}")
-                bar.close()
                 if not losses:
                     break
-                complete = len(losses) == steps_per_epoch
-                mean = np.mean(losses, axis=0)
-                for key, value in zip(("loss", "contrastive", "photometry"), mean):
+                if counts["bad_bands"] and epoch == start_epoch:
+                    warnings.warn(
+                        f"{counts['bad_bands']} band(s) of the training cutouts hold NaN/inf "
+                        f"pixels and were left out as absent bands; {counts['skipped']} "
+                        "object(s) had no band left and were skipped",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                for key, value in zip(("loss", "contrastive", "photometry"),
+                                      np.mean(losses, axis=0)):
                     self.history.setdefault(key, []).append(float(value))
                 self.history["epoch_time_s"].append(time.perf_counter() - t0)
+                self.history["bad_bands"].append(counts["bad_bands"])
                 self.history["steps"] = step
                 self.fitted = True
                 if checkpoint is not None and complete:
-                    ck = {
-                        "state_dict": net.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "softening": self.softening,
-                        "history": copy.deepcopy(self.history),
-                        "epoch": epoch + 1,
-                        "epochs": epochs,
-                        "steps_per_epoch": steps_per_epoch,
-                        "config": self._config(),
-                    }
-                    tmp = Path(str(checkpoint) + ".tmp")
-                    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-                    torch.save(ck, tmp)
-                    os.replace(tmp, checkpoint)
-        finally:
-            if close:
-                data.close()
-        net.eval()
+                    _save_checkpoint(checkpoint, self, opt, sched, scaler, epoch=epoch + 1,
+                                     epochs=epochs, steps_per_epoch=steps_per_epoch)
+        self.net.eval()
         return self.history
 
     # -- inference ------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int | None:
+        """Side of the centre crop the network reads, pixels (``size``)."""
+        return self.size
+
     def embed(
         self,
         cutouts: np.ndarray,
@@ -789,7 +961,9 @@ class Encoder:
             Nanomaggies per pixel, bands g, r, i, z; ``H, W >= size`` (the centre
             ``size`` x ``size`` pixels are used).
         band_mask : ndarray, shape (N, 4), bool
-            True where the band has imaging. Absent bands may hold NaN.
+            True where the band has imaging. Absent bands may hold NaN. A present band
+            with NaN/inf pixels in the centre crop is embedded as absent (``RuntimeWarning``;
+            :func:`~photozsom.embed.base.usable_bands`).
         batch_size : int
             Galaxies per forward pass.
         progress : bool
@@ -798,6 +972,7 @@ class Encoder:
         Returns
         -------
         ndarray, shape (N, dim), float32
+            NaN rows for objects with no band free of bad pixels.
         """
         import torch
         from tqdm.auto import tqdm
@@ -807,64 +982,81 @@ class Encoder:
                 "Encoder is not pretrained: call fit(store, epochs=...) or "
                 "Encoder.load(path) before embed"
             )
-        cutouts, band_mask = validate_cutouts(cutouts, band_mask, min_size=self.size or 8)
+        cutouts, band_mask = validate_cutouts(
+            cutouts, band_mask, min_size=self.size or 8, bad_pixels="ignore"
+        )
         side, _ = self._crop_side(cutouts.shape[-1])
+        band_mask, _ = usable_bands(cutouts, band_mask, side, name="Encoder.embed")
+        ok = np.flatnonzero(band_mask.any(axis=1))
         dev = self.device
         soft_t = torch.as_tensor(self.softening, device=dev)
-        n = len(cutouts)
-        out = np.empty((n, self.dim), np.float32)
+        out = np.full((len(cutouts), self.dim), np.nan, np.float32)
         self.net.eval()
         autocast = torch.autocast(
             device_type="cuda", dtype=torch.float16, enabled=self.amp and dev.startswith("cuda")
         )
         with torch.inference_mode(), autocast:
             for lo in tqdm(
-                range(0, n, batch_size),
+                range(0, len(ok), batch_size),
                 disable=None if progress else True,
                 desc="Encoder.embed",
                 unit="batch",
             ):
-                x = np.ascontiguousarray(self._centre(cutouts[lo : lo + batch_size], side))
+                sel = ok[lo : lo + batch_size]
+                x = np.ascontiguousarray(self._centre(cutouts[sel], side))
                 xt = torch.from_numpy(x).to(dev)
-                mt = torch.from_numpy(band_mask[lo : lo + batch_size]).to(dev)
-                out[lo : lo + len(x)] = self.net(stretch(xt, mt, soft_t), mt).float().cpu().numpy()
+                mt = torch.from_numpy(band_mask[sel]).to(dev)
+                out[sel] = self.net(stretch(xt, mt, soft_t), mt).float().cpu().numpy()
         return out
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Save configuration, weights, softening and history with ``torch.save``."""
-        import torch
+        """Save the encoder as a :mod:`photozsom.artifacts` directory, atomically.
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "format": "photozsom.Encoder/1",
-                "config": self._config(),
-                "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-                "softening": None if self.softening is None else self.softening.tolist(),
-                "history": self.history,
-                "fitted": self.fitted,
-            },
-            path,
-        )
-        return path
+        ``path`` (e.g. ``run/embed/encoder``) becomes a directory holding ``meta.json``
+        (format ``photozsom.encoder``, configuration, softening, pixel scale, history) and
+        ``arrays.npz`` (the network's ``state_dict``). Nothing is pickled.
+        """
+        from photozsom.artifacts import save_artifact, state_to_arrays
+
+        meta = {
+            "config": self._config(),
+            "softening": None if self.softening is None else self.softening,
+            "pixscale": self.pixscale,
+            "history": self.history,
+            "fitted": self.fitted,
+        }
+        return save_artifact(path, ENCODER_KIND, state_to_arrays(self.net.state_dict()), meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> Encoder:
-        """Load an encoder written by :meth:`save` onto ``device``."""
-        import torch
+        """Load an encoder written by :meth:`save` onto ``device``.
 
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(ck, dict) or ck.get("format") != "photozsom.Encoder/1":
-            raise ValueError(f"{path} is not a photozsom Encoder file (written by Encoder.save)")
-        cfg = dict(ck["config"])
+        A single file written by photozsom before artifacts were directories is read
+        with ``torch.load(weights_only=True)`` (tensors and plain values only).
+        """
+        from photozsom.artifacts import arrays_to_state, load_artifact
+
+        path = Path(path)
+        if path.is_file():
+            import torch
+
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(ck, dict) or ck.get("format") != "photozsom.Encoder/1":
+                raise ValueError(f"{path} is not a photozsom Encoder (written by Encoder.save)")
+            state, meta = ck["state_dict"], {**ck, "pixscale": None}
+        else:
+            arrays, meta = load_artifact(path, ENCODER_KIND)
+            state = arrays_to_state(arrays)
+        cfg = dict(meta["config"])
         cfg["widths"] = tuple(cfg["widths"])
         cfg["band_dropout"] = tuple(cfg["band_dropout"])
         enc = cls(device=device, **cfg)
-        enc.net.load_state_dict(ck["state_dict"])
+        enc.net.load_state_dict(state)
         enc.net.eval()
-        enc.softening = None if ck["softening"] is None else np.asarray(ck["softening"], np.float32)
-        enc.history = ck["history"]
-        enc.fitted = bool(ck["fitted"])
+        soft = meta["softening"]
+        enc.softening = None if soft is None else np.asarray(soft, np.float32)
+        enc.pixscale = meta["pixscale"]
+        enc.history = meta["history"]
+        enc.fitted = bool(meta["fitted"])
         return enc
