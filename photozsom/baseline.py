@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from scipy.special import ndtr, ndtri
 
 from photozsom.artifacts import load_artifact, save_artifact
@@ -128,16 +129,16 @@ class _Smoother:
         self.offsets = np.arange(-(self.F - 1), self.F) * self.delta
         self.cache: dict[int, np.ndarray] = {}
 
-    def fine_counts(self, t: np.ndarray) -> np.ndarray:
+    def fine_counts(self, t: np.ndarray) -> sparse.csr_matrix:
         """Linear binning of tree predictions ``t`` (n, T) onto the fine grid: (n, F), rows sum to 1."""
         n, T = t.shape
         pos = (np.clip(t, self.grid.lo, self.grid.hi) - self.grid.lo) / self.delta
         j = np.clip(np.floor(pos).astype(np.int64), 0, self.F - 2)
         f = np.clip(pos - j, 0.0, 1.0)
-        base = (np.arange(n, dtype=np.int64) * self.F)[:, None] + j
-        c = (np.bincount(base.ravel(), ((1.0 - f) / T).ravel(), minlength=n * self.F)
-             + np.bincount((base + 1).ravel(), (f / T).ravel(), minlength=n * self.F))
-        return c.reshape(n, self.F)
+        rows = np.repeat(np.arange(n, dtype=np.int64), 2 * T)
+        cols = np.concatenate([j, j + 1], axis=1).ravel()
+        vals = (np.concatenate([1.0 - f, f], axis=1) / T).ravel()
+        return sparse.coo_matrix((vals, (rows, cols)), shape=(n, self.F)).tocsr()  # sums repeats
 
     @staticmethod
     def levels(h: np.ndarray) -> np.ndarray:
@@ -150,12 +151,12 @@ class _Smoother:
             h = _H_MIN * _LADDER ** level
             tab = ndtr(self.offsets / h)
             m = np.diff(tab[self.index], axis=1)
-            if len(self.cache) >= 64:
+            if len(self.cache) >= 32:
                 self.cache.clear()
             self.cache[level] = m
         return m
 
-    def weights(self, c: np.ndarray, h: np.ndarray) -> np.ndarray:
+    def weights(self, c: sparse.csr_matrix, h: np.ndarray) -> np.ndarray:
         """Component weights (n, K) from fine counts ``c`` (n, F) and kernel widths ``h`` (n,)."""
         lev = self.levels(h)
         out = np.empty((c.shape[0], self.grid.K))
