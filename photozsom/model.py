@@ -233,8 +233,11 @@ class PhotoZModel:
         if self.features in ("embedding", "both"):
             names += self._emb_names_
         self.feature_names_ = names
-        with np.errstate(all="ignore"):
-            med = np.nanmedian(np.where(is_cat, Xtr, np.nan), axis=0)
+        med = np.full(Xtr.shape[1], np.nan)
+        if is_cat.any():
+            cat = Xtr[:, is_cat]
+            has = np.isfinite(cat).any(axis=0)
+            med[np.flatnonzero(is_cat)[has]] = np.nanmedian(cat[:, has], axis=0)
         if np.any(is_cat & ~np.isfinite(med)):
             empty = [n for n, c, m in zip(names, is_cat, med, strict=True) if c and not np.isfinite(m)]
             raise ValueError(f"no training galaxy has a value for feature(s) {empty}: drop them "

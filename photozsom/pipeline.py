@@ -1,0 +1,793 @@
+"""The pipeline: one function per stage, each with declared inputs and outputs in a run directory.
+
+A run directory (``data_dir`` in the book, default ``runs/<scale>``) is laid out by the
+declarations in :data:`STAGES` — the one source of truth, printed by :func:`layout`::
+
+    sky/        spec.parquet, random.parquet, cutouts.h5, split.parquet   stage "data"
+    som/        S/, N/ (one SOM per footprint), spec_cells.parquet         stage "som"
+    embed/      encoder/, embeddings.h5                                    stage "embed"
+    mdn/        model/, predictions.parquet, oof_predictions.parquet      stage "mdn"
+    baseline/   model/, predictions.parquet, catalog_mdn.parquet          stage "baseline"
+    cells/      S/, N/ (CellReport per map), evaluated.parquet            stage "cells"
+    flags/      flagger/, random_flags.parquet                            stage "flags"
+    figures/    the chapters' PNGs
+
+Each stage writes ``<stage>/provenance.json`` with its parameters and the fingerprints of
+the stages it read, and its own fingerprint (a hash of both). :func:`check` compares them:
+a stage re-run with other parameters (``photozsom book --only som -p seed=1``) makes every
+stage that read the old outputs *stale*; ``photozsom book`` re-runs those chapters
+(:func:`downstream`) and refuses to render a book that mixes runs.
+
+Scale presets (``ci`` for minutes, ``default`` for the published book) are in :data:`SCALES`
+and nowhere else; a stage parameter left at ``None`` takes the preset's value.
+
+Examples
+--------
+>>> run = Run("runs/tiny")                                   # doctest: +SKIP
+>>> run_data(run, scale="tiny"); run_som(run, scale="tiny")  # doctest: +SKIP
+>>> check(run)                                               # doctest: +SKIP
+{}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photozsom.artifacts import read_json, write_json
+
+__all__ = [
+    "SCALES",
+    "STAGES",
+    "Run",
+    "StaleRunError",
+    "check",
+    "downstream",
+    "layout",
+    "preset",
+    "run_baseline",
+    "run_cells",
+    "run_data",
+    "run_embed",
+    "run_flags",
+    "run_mdn",
+    "run_som",
+]
+
+#: Settings of each scale; a stage argument left at None takes these.
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": {"sky": 600, "som_shape": (6, 6), "som_shape_north": (5, 5), "embed_epochs": 1,
+             "embed_dim": 16, "mdn_max_epochs": 8, "cv_folds": 2, "n_boot": 100,
+             "n_estimators": 30, "min_count": 3},
+    "ci": {"sky": "ci", "som_shape": (12, 12), "som_shape_north": (10, 10), "embed_epochs": 3,
+           "embed_dim": 64, "mdn_max_epochs": 40, "cv_folds": 5, "n_boot": 300,
+           "n_estimators": 100, "min_count": 5},
+    "default": {"sky": "default", "som_shape": (24, 24), "som_shape_north": (16, 16),
+                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 150, "cv_folds": 5,
+                "n_boot": 1000, "n_estimators": 200, "min_count": 5},
+}
+
+#: Footprints and the SOM features each one has (DR10 ``PHOTSYS``).
+REGIONS: dict[str, str] = {"S": "SOM_FEATURES", "N": "NORTH_SOM_FEATURES"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: what it reads and writes (paths relative to the run directory)."""
+
+    name: str
+    chapter: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    doc: str
+
+
+#: The stages in order; the run-directory layout and the dependency graph come from here.
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("data", "data", (),
+          ("sky/spec.parquet", "sky/random.parquet", "sky/cutouts.h5", "sky/split.parquet"),
+          "spectroscopic sample with DR10 photometry, random sample, cutouts, train/val/test"),
+    Stage("som", "som", ("sky/random.parquet", "sky/spec.parquet"),
+          ("som/S", "som/N", "som/spec_cells.parquet"),
+          "one SOM per footprint on the random sample; the spectroscopic galaxies' cells"),
+    Stage("embed", "embeddings", ("sky/cutouts.h5", "sky/random.parquet", "sky/spec.parquet"),
+          ("embed/encoder", "embed/embeddings.h5"), "image embeddings of every cutout"),
+    Stage("mdn", "mdn", ("sky/spec.parquet", "sky/split.parquet", "embed/embeddings.h5"),
+          ("mdn/model", "mdn/predictions.parquet", "mdn/oof_predictions.parquet"),
+          "the PhotoZModel (MDN), test-split and out-of-fold predictions"),
+    Stage("baseline", "results", ("sky/spec.parquet", "sky/split.parquet"),
+          ("baseline/model", "baseline/predictions.parquet", "baseline/catalog_mdn.parquet"),
+          "random forest (and a catalogue-feature MDN) behind the same PhotoZModel interface"),
+    Stage("cells", "density", ("som/S", "som/spec_cells.parquet", "sky/split.parquet",
+                               "mdn/oof_predictions.parquet", "mdn/predictions.parquet"),
+          ("cells/S", "cells/N", "cells/evaluated.parquet"),
+          "per-cell metrics, bootstrap errors and significance, one CellReport per map"),
+    Stage("flags", "flagging", ("som/S", "cells/S", "sky/random.parquet"),
+          ("flags/flagger", "flags/random_flags.parquet"),
+          "the RegionalFlagger and the flags of the random sample"),
+)}
+
+_PRODUCER = {out.split("/")[0]: s.name for s in STAGES.values() for out in s.outputs}
+
+
+def layout() -> str:
+    """The run-directory layout, generated from :data:`STAGES`."""
+    rows = [f"{s.name:<9} -> {', '.join(s.outputs)}\n{'':<13}reads {', '.join(s.inputs) or '-'}"
+            for s in STAGES.values()]
+    return "\n".join(rows)
+
+
+def preset(scale: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of ``scale`` with the non-None ``overrides`` applied."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; one of {sorted(SCALES)}")
+    out = dict(SCALES[scale])
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    return out
+
+
+def _parents(stage: str) -> list[str]:
+    return sorted({_PRODUCER[i.split("/")[0]] for i in STAGES[stage].inputs})
+
+
+def downstream(stages: Sequence[str]) -> list[str]:
+    """``stages`` and every stage that reads (directly or not) what they write, in order."""
+    todo = set(stages)
+    unknown = todo - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {list(STAGES)}")
+    changed = True
+    while changed:
+        changed = False
+        for s in STAGES:
+            if s not in todo and set(_parents(s)) & todo:
+                todo.add(s)
+                changed = True
+    return [s for s in STAGES if s in todo]
+
+
+class StaleRunError(RuntimeError):
+    """The run directory mixes outputs of different runs of a stage."""
+
+
+class Run:
+    """Paths, loaders and provenance of one run directory.
+
+    Parameters
+    ----------
+    data_dir : path
+        The run directory (created on demand).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = Path(data_dir)
+
+    def path(self, rel: str, *, make: bool = True) -> Path:
+        """``<data_dir>/<rel>``; the stage folder is created when ``make``."""
+        first = rel.split("/")[0]
+        if first not in _PRODUCER and first != "figures":
+            raise ValueError(f"unknown run-directory folder {first!r}; one of {sorted(_PRODUCER)}")
+        p = self.root / rel
+        if make:
+            (p if rel.endswith("/") else p.parent).mkdir(parents=True, exist_ok=True)
+        return p
+
+    def need(self, rel: str) -> Path:
+        """Path of something an earlier stage wrote; a clear error naming the stage otherwise."""
+        p = self.root / rel
+        if p.exists():
+            return p
+        stage = STAGES[_PRODUCER[rel.split("/")[0]]]
+        raise FileNotFoundError(
+            f"{p} does not exist: run the '{stage.chapter}' chapter first "
+            f"(`photozsom book --only {stage.chapter} -p data_dir={self.root}`), or "
+            f"photozsom.pipeline.run_{stage.name}(Run({str(self.root)!r}))"
+        )
+
+    def figure(self, name: str) -> Path:
+        """Path under ``figures/`` for a chapter's PNG."""
+        return self.path(f"figures/{name}")
+
+    # -- loaders ------------------------------------------------------------------------
+    def spec(self) -> pd.DataFrame:
+        """The spectroscopic sample with DR10 photometry and ``Z``."""
+        return pd.read_parquet(self.need("sky/spec.parquet"))
+
+    def random(self) -> pd.DataFrame:
+        """The representative random sample."""
+        return pd.read_parquet(self.need("sky/random.parquet"))
+
+    def split(self) -> pd.Series:
+        """``SPLIT`` ('train' / 'val' / 'test') of the spectroscopic sample, indexed by OBJID."""
+        return pd.read_parquet(self.need("sky/split.parquet")).set_index("OBJID")["SPLIT"]
+
+    def spec_with_split(self) -> pd.DataFrame:
+        """:meth:`spec` with a ``SPLIT`` column."""
+        spec = self.spec()
+        spec["SPLIT"] = self.split().reindex(spec["OBJID"]).to_numpy()
+        return spec
+
+    def cutouts_path(self) -> Path:
+        return self.need("sky/cutouts.h5")
+
+    # -- provenance ----------------------------------------------------------------------
+    def provenance(self, stage: str) -> dict | None:
+        p = self.root / stage_folder(stage) / "provenance.json"
+        return read_json(p) if p.exists() else None
+
+    def record(self, stage: str, params: Mapping[str, Any]) -> str:
+        """Write ``provenance.json`` of ``stage``: its parameters and its parents' fingerprints."""
+        parents = {}
+        for p in _parents(stage):
+            prov = self.provenance(p)
+            parents[p] = None if prov is None else prov["fingerprint"]
+        body = {"stage": stage, "params": _plain(dict(params)), "parents": parents}
+        fp = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        write_json(self.root / stage_folder(stage) / "provenance.json", {**body, "fingerprint": fp})
+        return fp
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.root)!r})"
+
+
+def stage_folder(stage: str) -> str:
+    """The run-directory folder a stage writes (``som`` for stage "som", ``sky`` for "data")."""
+    return STAGES[stage].outputs[0].split("/")[0]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def check(run: Run | str | os.PathLike) -> dict[str, str]:
+    """Stale stages of a run directory: ``{stage: why}`` (empty when consistent).
+
+    A stage is stale when a stage it read was re-run after it (its recorded parent
+    fingerprint differs from the parent's current one) or when a parent's provenance is
+    missing.
+    """
+    run = run if isinstance(run, Run) else Run(run)
+    stale: dict[str, str] = {}
+    for s in STAGES:
+        prov = run.provenance(s)
+        if prov is None:
+            continue
+        for p, fp in prov["parents"].items():
+            cur = run.provenance(p)
+            if cur is None:
+                if fp is not None:
+                    stale[s] = f"its input stage {p!r} has no provenance any more"
+            elif cur["fingerprint"] != fp:
+                stale[s] = (f"it was made from {p!r} run {fp}, but {p!r} is now run "
+                            f"{cur['fingerprint']} ({_diff(run, p)})")
+            elif p in stale:
+                stale[s] = f"it reads {p!r}, which is stale"
+    return stale
+
+
+def _diff(run: Run, stage: str) -> str:
+    prov = run.provenance(stage)
+    return "params " + ", ".join(f"{k}={v!r}" for k, v in sorted(prov["params"].items()))[:200]
+
+
+def require_consistent(run: Run | str | os.PathLike) -> None:
+    """Raise :class:`StaleRunError` listing stale stages, if any."""
+    stale = check(run)
+    if stale:
+        lines = [f"  {s} (chapter '{STAGES[s].chapter}'): {why}" for s, why in stale.items()]
+        chapters = sorted({STAGES[s].chapter for s in stale})
+        raise StaleRunError(
+            "the run directory mixes runs:\n" + "\n".join(lines)
+            + f"\nre-run: photozsom book --only {' --only '.join(chapters)} (with the same -p)"
+        )
+
+
+# ======================================================================================
+# Stages
+# ======================================================================================
+def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | None = None,
+             random_catalog: str | None = None, spec_files: Mapping[str, Any] | None = None,
+             sweep_files: Sequence[str] | None = None, random_files: Sequence[str] | None = None,
+             cutout_dir: str | None = None, download: bool = False,
+             split_by: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Stage "data": the spectroscopic sample, the random sample, cutouts and the split.
+
+    Three ways in, the first that is given wins:
+
+    - ``spec_catalog``: a table (FITS / Parquet / CSV) that already carries DR10 photometry
+      columns and ``Z`` — the common real starting point (a spec-z query with photometry
+      attached). ``random_catalog`` is the representative sample for the SOM (optional:
+      without it the SOM trains on the spectroscopic training split, which is *not*
+      representative — the chapter says so).
+    - ``spec_files`` (``{"DESI": path, "SDSS": path, "MyZ": (path, {"RA": ..., "DEC": ...,
+      "Z": ...})}``) + ``sweep_files``: quality cuts, compilation and a 2 arcsec cross-match;
+      ``random_files`` for the random sample; cutouts from the Legacy Survey service when
+      ``download`` (DR10 layer in the south, DR9 north layer for BASS/MzLS rows).
+    - nothing: the simulated sky (:func:`photozsom.datasets.simulate`), deterministic in seed.
+
+    The train / validation / test split (80/10/10) is by a seeded hash of ``OBJID``, or by
+    the values of column ``split_by`` (e.g. ``ROSETTE``: whole fields go to one part).
+
+    Returns
+    -------
+    dict
+        ``source``, the row counts and, for the simulated sky, its ``settings``.
+    """
+    from photozsom.io import read_table
+
+    sky = run.path("sky/")
+    info: dict[str, Any] = {}
+    if spec_catalog is not None:
+        spec = _validated_catalogue(read_table(spec_catalog), str(spec_catalog), need_z=True)
+        spec.to_parquet(sky / "spec.parquet", index=False)
+        if random_catalog is not None:
+            rnd = _validated_catalogue(read_table(random_catalog), str(random_catalog))
+        else:
+            rnd = spec.drop(columns=["Z"])
+            info["random_is_spec"] = True
+        rnd.to_parquet(sky / "random.parquet", index=False)
+        info["source"] = f"catalogue {spec_catalog}"
+    elif spec_files is not None:
+        info.update(_data_from_files(run, spec_files, sweep_files, random_files, cutout_dir,
+                                     download))
+    else:
+        from photozsom.datasets import simulate
+
+        simulate(sky, scale=preset(scale)["sky"], seed=seed, overwrite=False, progress=progress)
+        info["source"] = f"simulated sky (scale {scale!r}, seed {seed})"
+        info["settings"] = read_json(sky / "settings.json")
+    spec = pd.read_parquet(sky / "spec.parquet")
+    split = make_split(spec, seed=seed, by=split_by)
+    split.to_parquet(sky / "split.parquet", index=False)
+    info["n_spec"] = len(spec)
+    info["n_random"] = len(pd.read_parquet(sky / "random.parquet", columns=["OBJID"]))
+    info["split"] = split["SPLIT"].value_counts().to_dict()
+    run.record("data", {"scale": scale, "seed": seed, "spec_catalog": spec_catalog,
+                        "random_catalog": random_catalog, "spec_files": spec_files,
+                        "split_by": split_by})
+    return info
+
+
+def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
+               fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> pd.DataFrame:
+    """``OBJID``, ``SPLIT`` of the spectroscopic sample (seeded hash of OBJID, or of ``by``)."""
+    from photozsom.mdn import train_val_test_split
+
+    if "OBJID" not in spec:
+        raise ValueError("the spectroscopic sample needs an OBJID column (unique per galaxy)")
+    if spec["OBJID"].duplicated().any():
+        raise ValueError("OBJID must be unique in the spectroscopic sample; "
+                         f"{int(spec['OBJID'].duplicated().sum())} rows repeat one")
+    key = spec["OBJID"].to_numpy() if by is None else spec[by].to_numpy()
+    if by is not None:
+        groups, inv = np.unique(key, return_inverse=True)
+        n_g = len(groups)
+        if n_g < 3:
+            raise ValueError(f"split_by={by!r} has {n_g} distinct values; need at least 3")
+        n_test = max(1, round(fractions[2] * n_g))
+        n_val = max(1, round(fractions[1] * n_g))
+        perm = np.random.default_rng(seed).permutation(n_g)
+        part_of_group = np.zeros(n_g, dtype=np.int64)
+        part_of_group[perm[:n_test]] = 2
+        part_of_group[perm[n_test:n_test + n_val]] = 1
+        part = part_of_group[inv]
+    else:
+        _, va, te = train_val_test_split(key, fractions, seed=seed)
+        part = np.zeros(len(spec), dtype=np.int64)
+        part[va], part[te] = 1, 2
+    return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(),
+                         "SPLIT": np.array(["train", "val", "test"])[part]})
+
+
+def _validated_catalogue(df: pd.DataFrame, name: str, *, need_z: bool = False) -> pd.DataFrame:
+    from photozsom.schema import validate
+
+    need = ["OBJID", "PHOTSYS"] + (["Z"] if need_z else [])
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks column(s) {missing}: a catalogue entering the pipeline needs OBJID "
+            f"(unique id), PHOTSYS ('S' DECam / 'N' BASS-MzLS){' and Z' if need_z else ''}, "
+            f"plus DR10 FLUX_<b> / MW_TRANSMISSION_<b> columns"
+        )
+    df = validate(df, [c for c in need if c != "PHOTSYS"], name=name)
+    if need_z:
+        bad = ~np.isfinite(df["Z"].to_numpy(dtype=np.float64))
+        if bad.any():
+            raise ValueError(f"{name}: Z is not finite in {int(bad.sum())} rows (first "
+                             f"{np.flatnonzero(bad)[:5].tolist()}); remove them first")
+    return df.reset_index(drop=True)
+
+
+def _data_from_files(run: Run, spec_files, sweep_files, random_files, cutout_dir,
+                     download) -> dict[str, Any]:
+    """The real-data branch: spec-z files -> cuts -> compile -> 2" match -> cutouts."""
+    from photozsom.datasets import crossmatch, legacysurvey, specz
+
+    if not sweep_files:
+        raise ValueError("spec_files needs sweep_files (DR10 sweeps to match photometry from)")
+    readers = {"DESI": specz.read_desi, "SDSS": specz.read_sdss}
+    catalogs, reports = [], []
+    for survey, entry in spec_files.items():
+        reader = readers.get(survey.upper())
+        if reader is not None:
+            cat, rep = reader(entry)
+        else:
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                raise ValueError(
+                    f"spec_files[{survey!r}]: surveys other than DESI and SDSS need "
+                    f"(path, column mapping), e.g. ('my.csv', {{'RA': 'ra', 'DEC': 'dec', "
+                    f"'Z': 'z'}})"
+                )
+            cat, rep = specz.read_generic(entry[0], columns=dict(entry[1]), survey=survey)
+        catalogs.append(cat)
+        reports.append(rep)
+    compiled, counts = specz.compile_surveys(catalogs)
+    matched = crossmatch.crossmatch_stream(compiled, legacysurvey.iter_catalogs(sweep_files),
+                                           radius_arcsec=2.0)
+    ok = matched[matched["MATCHED"].to_numpy(bool)].drop(columns=["MATCHED"]).reset_index(drop=True)
+    sky = run.path("sky/")
+    ok.to_parquet(sky / "spec.parquet", index=False)
+    rnd = pd.concat(list(legacysurvey.iter_catalogs(random_files or sweep_files)),
+                    ignore_index=True)
+    rnd.to_parquet(sky / "random.parquet", index=False)
+    info = {"source": "real files", "cuts": specz.cut_table(*reports),
+            "counts": counts, "n_matched": len(ok), "n_compiled": len(compiled)}
+    if download:
+        if cutout_dir is None:
+            raise ValueError("download=True needs cutout_dir (where cutout FITS files go)")
+        info["cutouts"] = fetch_cutouts(ok, cutout_dir, sky / "cutouts.h5")
+    return info
+
+
+#: Cutout-service layer for each DR10 footprint: DECam (south) in DR10, BASS/MzLS in DR9 north.
+CUTOUT_LAYERS: dict[str, tuple[str, str]] = {"S": ("ls-dr10", "griz"), "N": ("ls-dr9-north", "grz")}
+
+
+def fetch_cutouts(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
+                  store_path: str | os.PathLike) -> pd.DataFrame:
+    """Download g,r,(i),z cutouts of every row from the layer of its footprint; build the store.
+
+    Southern rows come from the DR10 layer with g, r, i, z; northern (BASS/MzLS) rows from the
+    DR9-north layer with g, r, z (their i band stays masked in the store). Returns the
+    per-object download status table; rows that failed are not in the store and say why.
+    """
+    from photozsom.datasets import cutouts
+
+    tables = []
+    ps = catalogue["PHOTSYS"].astype(str).str.strip().str.upper().to_numpy()
+    for region, (layer, bands) in CUTOUT_LAYERS.items():
+        rows = catalogue[ps == region]
+        if len(rows) == 0:
+            continue
+        got = cutouts.download_cutouts(rows["RA"], rows["DEC"], rows["OBJID"],
+                                       Path(cutout_dir) / region, layer=layer, bands=bands)
+        t = got.table.copy()
+        t["LAYER"] = layer
+        tables.append(t)
+    status = pd.concat(tables, ignore_index=True)
+    good = status[status["STATUS"] != "failed"]
+    cutouts.fits_to_store(good["PATH"], good["OBJID"], store_path)
+    return status
+
+
+def _region_rows(df: pd.DataFrame, region: str) -> np.ndarray:
+    if "PHOTSYS" not in df:
+        raise ValueError("the catalogue lacks PHOTSYS ('S' DECam / 'N' BASS-MzLS), which picks "
+                         "the SOM of each galaxy")
+    return (df["PHOTSYS"].astype(str).str.strip().str.upper() == region).to_numpy()
+
+
+def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[int] | None = None,
+            som_shape_north: Sequence[int] | None = None, epochs: int | None = None,
+            backend: str = "torch", min_train: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Stage "som": one SOM per footprint, trained on the random sample's colours.
+
+    The south (DECam, with i-band) map uses :data:`~photozsom.features.SOM_FEATURES` as the
+    paper; the north (BASS/MzLS, no i-band) map uses
+    :data:`~photozsom.features.NORTH_SOM_FEATURES`. A footprint with fewer than
+    ``min_train`` galaxies per cell in the random sample gets no map (its galaxies are
+    flagged "no SOM"). Writes ``som/S``, ``som/N`` and ``som/spec_cells.parquet`` (OBJID,
+    SOM, CELL, DIST of every spectroscopic galaxy; CELL = -1 without a map or features).
+    """
+    from photozsom import features
+    from photozsom.som import SOM
+
+    p = preset(scale, som_shape=som_shape, som_shape_north=som_shape_north)
+    random, spec = run.random(), run.spec()
+    maps, info = {}, {}
+    shapes = {"S": tuple(p["som_shape"]), "N": tuple(p["som_shape_north"])}
+    for region, feats in REGIONS.items():
+        names = getattr(features, feats)
+        X, ok = features.feature_matrix(random, names, name="random sample")
+        use = ok & _region_rows(random, region)
+        shape = shapes[region]
+        folder = run.path(f"som/{region}")
+        if use.sum() < min_train * shape[0] * shape[1]:
+            info[region] = {"trained": False, "n_train": int(use.sum())}
+            if folder.exists():
+                import shutil
+
+                shutil.rmtree(folder)
+            continue
+        som = SOM(shape=shape, n_features=len(names), backend=backend, feature_names=names,
+                  seed=seed)
+        fit_kw = {"progress": progress} if epochs is None else {"epochs": epochs, "progress": progress}
+        som.fit(X[use], **fit_kw)
+        som.save(folder)
+        maps[region] = som
+        info[region] = {"trained": True, "n_train": int(use.sum()), "shape": shape,
+                        "features": names,
+                        "quantization_error": som.quantization_error(X[use]),
+                        "topographic_error": som.topographic_error(X[use])}
+    if not maps:
+        raise ValueError("no footprint has enough random-sample galaxies for a SOM")
+    cells = spec_cells(spec, maps)
+    cells.to_parquet(run.path("som/spec_cells.parquet"), index=False)
+    run.record("som", {"scale": scale, "seed": seed, "shapes": shapes, "epochs": epochs,
+                       "backend": backend})
+    info["maps"] = maps
+    info["spec_cells"] = cells
+    return info
+
+
+def spec_cells(catalogue: pd.DataFrame, maps: Mapping[str, Any]) -> pd.DataFrame:
+    """``OBJID, SOM, CELL, DIST`` of every row: its footprint's map, cell and distance."""
+    from photozsom.features import feature_matrix
+
+    n = len(catalogue)
+    som_col = np.full(n, "", dtype=object)
+    cell = np.full(n, -1, dtype=np.int64)
+    dist = np.full(n, np.nan)
+    for region, som in maps.items():
+        rows = np.flatnonzero(_region_rows(catalogue, region))
+        if rows.size == 0:
+            continue
+        X, ok = feature_matrix(catalogue.iloc[rows], som.feature_names)
+        som_col[rows] = region
+        if ok.any():
+            c, d = som.predict_with_distances(X[ok])
+            cell[rows[ok]], dist[rows[ok]] = c, d
+    return pd.DataFrame({"OBJID": catalogue["OBJID"].to_numpy(), "SOM": som_col.astype(str),
+                         "CELL": cell, "DIST": dist})
+
+
+def load_maps(run: Run) -> dict[str, Any]:
+    """The trained SOMs of a run, ``{"S": SOM, "N": SOM}`` (those that exist)."""
+    from photozsom.som import SOM
+
+    maps = {r: SOM.load(run.root / "som" / r) for r in REGIONS if (run.root / "som" / r).exists()}
+    if not maps:
+        run.need("som/S")
+    return maps
+
+
+def run_embed(run: Run, *, scale: str = "ci", seed: int = 0, embedder: str = "encoder",
+              aion_model: str = "polymathic-ai/aion-base", dim: int | None = None,
+              epochs: int | None = None) -> dict[str, Any]:
+    """Stage "embed": pretrain the built-in encoder on unlabelled random-sample cutouts (or
+    load AION-1) and embed every cutout into ``embed/embeddings.h5`` (keyed by OBJID)."""
+    from photozsom.embed import AIONEmbedder, Encoder, embed_to_file
+
+    p = preset(scale, embed_dim=dim, embed_epochs=epochs)
+    store = run.cutouts_path()
+    info: dict[str, Any] = {}
+    if embedder == "encoder":
+        random = run.random()
+        ids = random.loc[random["HAS_CUTOUT"].astype(bool), "OBJID"].to_numpy() \
+            if "HAS_CUTOUT" in random else None
+        model = Encoder(dim=int(p["embed_dim"]), seed=seed)
+        history = model.fit(store, epochs=int(p["embed_epochs"]), objid=ids,
+                            checkpoint=run.path("embed/encoder.ckpt"))
+        model.save(run.path("embed/encoder"))
+        info["history"] = pd.DataFrame(history)
+        info["n_pretrain"] = None if ids is None else len(ids)
+    elif embedder == "aion":
+        model = AIONEmbedder(aion_model)
+    else:
+        raise ValueError(f"embedder must be 'encoder' or 'aion', got {embedder!r}")
+    out = run.path("embed/embeddings.h5")
+    embed_to_file(model, store, out)
+    info["model"] = model
+    run.record("embed", {"scale": scale, "seed": seed, "embedder": embedder,
+                         "aion_model": aion_model if embedder == "aion" else None,
+                         "dim": p["embed_dim"], "epochs": p["embed_epochs"]})
+    return info
+
+
+def model_inputs(run: Run, spec: pd.DataFrame, inputs: str) -> pd.DataFrame:
+    """The spectroscopic sample with the embedding columns a ``features=inputs`` model needs."""
+    if inputs == "catalog":
+        return spec
+    from photozsom.embed import load_embeddings
+    from photozsom.model import with_embeddings
+
+    objid = spec["OBJID"].to_numpy()
+    emb, ids = load_embeddings(run.need("embed/embeddings.h5"), objid=objid)
+    full = np.full((len(spec), emb.shape[1]), np.nan, dtype=np.float32)
+    pos = pd.Index(objid).get_indexer(np.asarray(ids))
+    full[pos[pos >= 0]] = emb[pos >= 0]   # a galaxy without an embedding keeps NaN: not scored
+    return with_embeddings(spec, full)
+
+
+def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int,
+                 progress: bool) -> dict[str, Any]:
+    """Fit on train (+val), predict the test split, out-of-fold predictions of train+val."""
+    from photozsom.mdn import cross_val_predict
+    from photozsom.results import prediction_table
+
+    split = spec["SPLIT"].to_numpy()
+    tr, va, te = (split == s for s in ("train", "val", "test"))
+    z = spec["Z"].to_numpy(np.float64)
+    model.fit(spec[tr], z[tr], spec[va], z[va], progress=progress)
+    model.save(run.path(f"{name}/model"))
+    pdf, ok, _ = model.predict_with_status(spec[te])
+    ids = spec["OBJID"].to_numpy()
+    pred = prediction_table(pdf, ids[te][ok], z[te][ok])
+    pred.to_parquet(run.path(f"{name}/predictions.parquet"), index=False)
+    out = {"model": model, "predictions": pred, "n_test_unscored": int((~ok).sum())}
+    if cv_folds and model.estimator == "mdn":
+        pool = tr | va
+        X, okp, _ = model.transform(spec[pool])
+        opts = {k: v for k, v in model.estimator_options.items()
+                if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device")}
+        oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
+                                          seed=seed, progress=progress, **opts)
+        oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
+        oof["FOLD"] = fold
+        oof.to_parquet(run.path(f"{name}/oof_predictions.parquet"), index=False)
+        out["oof"] = oof
+    return out
+
+
+def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedding",
+            hidden: Sequence[int] = (256, 256, 256), max_epochs: int | None = None,
+            cv_folds: int | None = None, recalibration: str | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Stage "mdn": the paper's model — a :class:`~photozsom.model.PhotoZModel` with the MDN.
+
+    Trained on the training split with early stopping on the validation split; predicts the
+    test split (``mdn/predictions.parquet``, the paper's Table 1) and, with ``cv_folds``,
+    every training and validation galaxy out of fold (``mdn/oof_predictions.parquet``, for
+    the per-cell analysis: each galaxy predicted by a model that never saw it; the inputs'
+    imputer is the one fitted on the training split).
+    """
+    from photozsom.model import PhotoZModel
+
+    p = preset(scale, mdn_max_epochs=max_epochs, cv_folds=cv_folds)
+    features = {"embedding": "embedding", "catalog": "catalog", "embedding+catalog": "both",
+                "both": "both"}.get(inputs)
+    if features is None:
+        raise ValueError(f"inputs must be 'embedding', 'catalog' or 'embedding+catalog', got {inputs!r}")
+    spec = model_inputs(run, run.spec_with_split(), features)
+    model = PhotoZModel(features, seed=seed, hidden=tuple(hidden),
+                        max_epochs=int(p["mdn_max_epochs"]), recalibration=recalibration)
+    out = _fit_predict(run, "mdn", model, spec, cv_folds=int(p["cv_folds"]), seed=seed,
+                       progress=progress)
+    run.record("mdn", {"scale": scale, "seed": seed, "inputs": inputs, "hidden": list(hidden),
+                       "max_epochs": p["mdn_max_epochs"], "cv_folds": p["cv_folds"],
+                       "recalibration": recalibration})
+    return out
+
+
+def run_baseline(run: Run, *, scale: str = "ci", seed: int = 0, n_estimators: int | None = None,
+                 catalog_features: Sequence[str] | None = None, catalog_mdn: bool = True,
+                 progress: bool = False) -> dict[str, Any]:
+    """Stage "baseline": the Zhou et al. random forest (and a catalogue-feature MDN) as
+    :class:`~photozsom.model.PhotoZModel` s on the same split, predicting the test split."""
+    from photozsom.features import CATALOG_FEATURES
+    from photozsom.model import PhotoZModel
+
+    p = preset(scale, n_estimators=n_estimators)
+    feats = tuple(catalog_features or CATALOG_FEATURES)
+    spec = run.spec_with_split()
+    rf = PhotoZModel("catalog", estimator="random_forest", seed=seed, catalog_features=feats,
+                     n_estimators=int(p["n_estimators"]))
+    out = {"rf": _fit_predict(run, "baseline", rf, spec, cv_folds=0, seed=seed, progress=False)}
+    if catalog_mdn:
+        cat = PhotoZModel("catalog", seed=seed, catalog_features=feats,
+                          max_epochs=int(p["mdn_max_epochs"]))
+        split = spec["SPLIT"].to_numpy()
+        z = spec["Z"].to_numpy(np.float64)
+        tr, va, te = (split == s for s in ("train", "val", "test"))
+        cat.fit(spec[tr], z[tr], spec[va], z[va], progress=progress)
+        from photozsom.results import prediction_table
+
+        pdf, ok, _ = cat.predict_with_status(spec[te])
+        res = prediction_table(pdf, spec["OBJID"].to_numpy()[te][ok], z[te][ok])
+        res.to_parquet(run.path("baseline/catalog_mdn.parquet"), index=False)
+        out["catalog_mdn"] = res
+    run.record("baseline", {"scale": scale, "seed": seed, "n_estimators": p["n_estimators"],
+                            "catalog_features": list(feats), "catalog_mdn": catalog_mdn})
+    return out
+
+
+def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None = None,
+              fdr: float = 0.05, evaluate_on: str = "out-of-fold") -> dict[str, Any]:
+    """Stage "cells": per-cell performance on each map, with training counts.
+
+    Evaluated galaxies are the out-of-fold predictions (every labelled galaxy) or the test
+    split (``evaluate_on="test"``, the paper). Training counts are the training-split
+    galaxies per cell. Writes one :class:`~photozsom.cells.CellReport` per map
+    (``cells/S``, ``cells/N``) and ``cells/evaluated.parquet`` (the evaluated galaxies with
+    their SOM and cell).
+    """
+    from photozsom import cells
+
+    p = preset(scale, n_boot=n_boot)
+    name = {"out-of-fold": "mdn/oof_predictions.parquet", "test": "mdn/predictions.parquet"}
+    if evaluate_on not in name:
+        raise ValueError(f"evaluate_on must be 'out-of-fold' or 'test', got {evaluate_on!r}")
+    pred = pd.read_parquet(run.need(name[evaluate_on]))
+    sc = pd.read_parquet(run.need("som/spec_cells.parquet")).set_index("OBJID")
+    split = run.split()
+    maps = load_maps(run)
+    ev = pred.join(sc, on="OBJID")
+    reports = {}
+    for region, som in maps.items():
+        train_ids = split.index[split.to_numpy() == "train"]
+        tc = sc.reindex(train_ids)
+        tc = tc[(tc["SOM"] == region) & (tc["CELL"] >= 0)]
+        counts = np.bincount(tc["CELL"].to_numpy(), minlength=som.n_cells)
+        sel = (ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)
+        if sel.sum() < 2:
+            continue
+        e = ev[sel]
+        rep = cells.report(e["CELL"].to_numpy(), e["Z"].to_numpy(), e["Z_PHOT"].to_numpy(),
+                           e["PIT"].to_numpy(), som.n_cells, counts, n_boot=int(p["n_boot"]),
+                           seed=seed, fdr=fdr)
+        rep.save(run.path(f"cells/{region}"))
+        reports[region] = rep
+    ev.to_parquet(run.path("cells/evaluated.parquet"), index=False)
+    run.record("cells", {"scale": scale, "seed": seed, "n_boot": p["n_boot"], "fdr": fdr,
+                         "evaluate_on": evaluate_on})
+    return {"reports": reports, "evaluated": ev, "maps": maps}
+
+
+def load_reports(run: Run) -> dict[str, Any]:
+    """The :class:`~photozsom.cells.CellReport` of each map of a run."""
+    from photozsom.cells import CellReport
+
+    return {r: CellReport.load(run.root / "cells" / r) for r in REGIONS
+            if (run.root / "cells" / r).exists()}
+
+
+def run_flags(run: Run, *, scale: str = "ci", min_count: int | None = None,
+              distance_quantile: float = 0.99,
+              flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias")) -> dict[str, Any]:
+    """Stage "flags": a :class:`~photozsom.flags.RegionalFlagger` (one Flagger per map with a
+    cell report), saved in ``flags/flagger``, and the flags of the random sample."""
+    from photozsom.flags import Flagger, RegionalFlagger
+
+    p = preset(scale, min_count=min_count)
+    maps, reports = load_maps(run), load_reports(run)
+    if not reports:
+        run.need("cells/S")
+    flagger = RegionalFlagger({
+        r: Flagger(maps[r], reports[r], min_count=int(p["min_count"]),
+                   distance_quantile=distance_quantile, metrics=tuple(flag_metrics))
+        for r in reports})
+    flagger.save(run.path("flags/flagger"))
+    random = run.random()
+    flagged = flagger.flag(random)
+    flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
+    flagged.to_parquet(run.path("flags/random_flags.parquet"), index=False)
+    run.record("flags", {"scale": scale, "min_count": p["min_count"],
+                         "distance_quantile": distance_quantile, "metrics": list(flag_metrics)})
+    return {"flagger": flagger, "random_flags": flagged}
