@@ -74,7 +74,6 @@ def test_fitted_width_beats_the_histogram_and_gives_a_one_percent_pco(fitted):
     fit = rf.width_fit_
     assert fit["source"] == "validation" and fit["n_galaxies"] > 1900
     assert fit["crps_fitted"] < fit["crps_histogram"]
-    assert rf.floor_ > 0
     trees = rf.predict_trees(Xt)
     smooth = rf.predict(Xt)
     hist = rf.pdf_from_trees(trees, spread_scale=0.0, floor=0.0)
@@ -83,6 +82,20 @@ def test_fitted_width_beats_the_histogram_and_gives_a_one_percent_pco(fitted):
     # 1% expected for calibrated tails; 3000 galaxies give a binomial sd of 0.18%
     assert 0.004 < pco < 0.018, pco
     assert pco_hist > 0.02, pco_hist                              # the 1/T artefact
+
+
+def test_fitted_width_minimises_the_validation_crps(fitted):
+    rf, _, (Xv, zv), _ = fitted
+    trees = rf.predict_trees(Xv)
+    a, b = rf.spread_scale_, rf.floor_
+
+    def crps(a_, b_):
+        return rf.pdf_from_trees(trees, spread_scale=a_, floor=b_).crps(zv).mean()
+
+    best = crps(a, b)
+    np.testing.assert_allclose(best, rf.width_fit_["crps_fitted"], rtol=1e-12)
+    for a_, b_ in ((a + 0.1, b), (max(a - 0.1, 0.0), b), (a, 1.3 * b), (a, max(b / 1.3, 1e-3))):
+        assert best <= crps(a_, b_) + 1e-6, (a_, b_)
 
 
 def test_smoothed_weights_are_cell_masses_of_the_truncated_gaussian_kde():
