@@ -27,8 +27,11 @@ truncated mixture, in float64:
   by composite Gauss-Legendre quadrature of an analytic integrand: double precision);
   ``w^T D w`` is split into ``sum |t_j - t_k| w_j w_k`` (cumulative sums over the sorted
   component means) plus a band of overlapping pairs, so the cost is O(K) per galaxy.
-- ``mode``: the density at the component centres, then a fine local grid around the
-  best centre, a parabola through ``log p`` and a Newton step on ``p' = 0``.
+- ``mode``: the density on a regular grid of spacing sigma/2; every grid point within the
+  bound ``h^2 / (8 sigma^2)`` of the tabulated maximum (which the curvature of sigma-wide
+  Gaussians guarantees for the point nearest the true maximum) is refined locally (parabola
+  through ``log p``, safeguarded Newton steps on ``p' = 0``) and the highest is kept, so the
+  global maximum is returned even when a narrow peak and a broader one have close heights.
 
 Examples
 --------
@@ -163,7 +166,7 @@ class MixtureGrid:
                                   - np.arange(self.K)))
         self._pair: np.ndarray | None = None
         self._band: sparse.csr_matrix | None = None
-        self._centre_density: sparse.csr_matrix | None = None
+        self._mode_table: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- identity -------------------------------------------------------------------
     def key(self) -> tuple:
@@ -254,14 +257,18 @@ class MixtureGrid:
         return spread + np.einsum("nk,nk->n", band, w)
 
     @property
-    def centre_density(self) -> sparse.csr_matrix:
-        """Sparse (K, K) matrix ``P[k, j]``: density of component ``k`` at centre ``j``."""
-        if self._centre_density is None:
-            d = self.centres[None, :] - self.centres[:, None]
-            near = np.abs(d) <= self.cut
-            vals = np.where(near, _phi(d / self.sigma) / (self.sigma * self.norm[:, None]), 0.0)
-            self._centre_density = sparse.csr_matrix(vals)
-        return self._centre_density
+    def mode_table(self) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """Regular redshift grid over the support, spacing <= sigma/2, edges included, shape
+        (G,), and the sparse (G, K) float32 matrix of each component's density at each grid
+        point (components within 10 sigma; for :meth:`MixturePDF.mode`)."""
+        if self._mode_table is None:
+            n = math.ceil((self.hi - self.lo) / (0.5 * self.sigma)) + 1
+            z = np.linspace(self.lo, self.hi, n)
+            dens = self.component_pdf(z[:, None])                          # (G, K)
+            near = np.abs(z[:, None] - self.centres[None, :]) <= self.cut
+            z.setflags(write=False)
+            self._mode_table = (z, sparse.csr_matrix(np.where(near, dens, 0.0).astype(np.float32)))
+        return self._mode_table
 
     def to_dict(self) -> dict[str, Any]:
         return {"centres": self.centres, "sigma": self.sigma, "bounds": (self.lo, self.hi)}
@@ -709,48 +716,81 @@ class MixturePDF:
         return self.ppf(tail), self.ppf(1.0 - tail)
 
     def mode(self) -> np.ndarray:
-        """Redshift of the highest density, shape (N,).
+        """Redshift of the global maximum of the density, shape (N,).
 
-        The density is evaluated at the K centres; around the best one it is evaluated on
-        17 points spanning the two neighbouring centres, the maximum is refined by a
-        parabola through ``log p`` and one Newton step on ``p'(z) = 0`` (to ~1e-9 in z for
-        a peak that is not at the edge of the support).
+        The density is tabulated on a regular grid of spacing ``h <= sigma / 2`` over the
+        whole support (edges included). Every component is a Gaussian of width ``sigma``, so
+        ``p'' >= -p / sigma^2 >= -P / sigma^2`` everywhere (``P``: the global maximum), and the
+        grid point nearest an interior maximum has ``p >= P (1 - h^2 / (8 sigma^2))``. Every
+        grid point above that fraction of the tabulated maximum is therefore a candidate, and
+        the global maximum lies within ``h / 2`` of one of them. Around each candidate the
+        density is evaluated on 5 points spanning ``[z - h/2, z + h/2]``; the best one is
+        refined by a parabola through ``log p`` and safeguarded Newton steps on ``p'(z) = 0``
+        (to ~1e-12 in z for a smooth peak), and the highest candidate is returned. A maximum
+        at an edge of the support is a grid point and is returned exactly.
         """
         g = self.grid
+        zc, comp = g.mode_table
+        n_grid = zc.size
+        h = zc[1] - zc[0]
+        keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5      # 1e-5: float32 tabulation
         out = np.empty(len(self))
-        P = g.centre_density
-        n_fine = 17
-        steps = np.linspace(0.0, 1.0, n_fine)
-        for sl in _chunks(len(self), n_fine * g.window + 2 * g.K):
+        for sl in _chunks(len(self), n_grid):
             w = self._rows(sl)
-            j = np.argmax(np.asarray(P.T @ w.T).T, axis=1)
-            a = g.centres[np.maximum(j - 1, 0)]
-            b = g.centres[np.minimum(j + 1, g.K - 1)]
-            h = (b - a) / (n_fine - 1)
-            z = a[:, None] + (b - a)[:, None] * steps
-            d = self._local_sum(z, w, "pdf")
-            best = np.argmax(d, axis=1)
-            r = np.arange(len(j))
-            i = np.clip(best, 1, n_fine - 2)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                l0, l1, l2 = (np.log(d[r, i + s]) for s in (-1, 0, 1))
-                den = l0 - 2 * l1 + l2
-                shift = np.where(np.isfinite(den) & (den < 0), 0.5 * (l0 - l2) / den, 0.0)
-            x = z[r, i] + np.clip(shift, -1.0, 1.0) * h
-            # one Newton step on p'(x) = 0 (p' and p'' from the same local components)
-            idx, wl, _ = self._gather(x[:, None], w, g.cut, g.window)
-            u = (x[:, None, None] - g.centres[idx]) / g.sigma
-            c = wl * _phi(u) / g.norm[idx]
-            d1 = -np.sum(c * u, axis=-1)[:, 0]
-            d2 = np.sum(c * (u * u - 1.0), axis=-1)[:, 0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = -g.sigma * d1 / d2
-            ok = np.isfinite(step) & (d2 < 0) & (np.abs(step) < h)
-            x = np.clip(np.where(ok, x + step, x), g.lo, g.hi)
-            # keep the refined point unless the best grid point is higher (e.g. at an edge)
-            better = self._local_sum(x[:, None], w, "pdf")[:, 0] >= d[r, best]
-            out[sl] = np.where(better, x, z[r, best])
+            d = (comp @ w.T.astype(np.float32)).T                    # (n, G), a view
+            r, j = np.nonzero(d >= keep * d.max(axis=1, keepdims=True))
+            out[sl] = self._refine_modes(w, r, np.maximum(zc[j] - 0.5 * h, g.lo),
+                                         np.minimum(zc[j] + 0.5 * h, g.hi))
         return out
+
+    def _refine_modes(self, w: np.ndarray, r: np.ndarray, a: np.ndarray,
+                      b: np.ndarray) -> np.ndarray:
+        """Highest density point of row ``w[r[i]]`` inside ``[a[i], b[i]]``, best per row.
+
+        ``r`` must be sorted; returns one redshift per distinct row (every row present).
+        """
+        g = self.grid
+        # the components that matter anywhere in [a, b], gathered once per candidate
+        width = g.window + int(np.ceil(np.max(b - a) / np.min(np.diff(g.centres)))) + 1
+        start = np.searchsorted(g.centres, a - g.cut)
+        idx = start[:, None] + np.arange(width)
+        valid = idx < g.K
+        idx = np.minimum(idx, g.K - 1)
+        wl = w[r[:, None], idx] * valid / g.norm[idx]                  # (m, width)
+        mu = g.centres[idx]
+        s = g.sigma
+
+        def density(z):                      # p, p', p'' at z (m, P)
+            u = (z[..., None] - mu[:, None, :]) / s
+            c = wl[:, None, :] * _phi(u)
+            return (np.sum(c, axis=-1) / s, -np.sum(c * u, axis=-1) / s**2,
+                    np.sum(c * (u * u - 1.0), axis=-1) / s**3)
+
+        n_sub = 5
+        z = a[:, None] + (b - a)[:, None] * np.linspace(0.0, 1.0, n_sub)
+        d = density(z)[0]
+        m = np.arange(len(r))
+        best = np.argmax(d, axis=1)
+        i = np.clip(best, 1, n_sub - 2)
+        hs = (b - a) / (n_sub - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            l0, l1, l2 = (np.log(d[m, i + k]) for k in (-1, 0, 1))
+            den = l0 - 2 * l1 + l2
+            shift = np.where(np.isfinite(den) & (den < 0), 0.5 * (l0 - l2) / den, 0.0)
+        x = z[m, i] + np.clip(shift, -1.0, 1.0) * hs
+        for _ in range(3):                   # safeguarded Newton steps on p'(x) = 0
+            _, d1, d2 = density(x[:, None])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = -d1[:, 0] / d2[:, 0]
+            ok = np.isfinite(step) & (d2[:, 0] < 0) & (np.abs(step) < 2 * hs)
+            x = np.clip(np.where(ok, x + step, x), a, b)
+        dx = np.where((x >= g.lo) & (x <= g.hi), density(x[:, None])[0][:, 0], 0.0)
+        zb, db = z[m, best], d[m, best]
+        better = dx >= db
+        x, val = np.where(better, x, zb), np.where(better, dx, db)
+        order = np.lexsort((-val, r))        # highest candidate first within each row
+        first = order[np.r_[0, np.flatnonzero(np.diff(r[order])) + 1]]
+        return x[first]
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
@@ -799,15 +839,23 @@ class MixturePDF:
         """Write the weights and the grid to ``.npz`` (default) or ``.h5``/``.hdf5``.
 
         The file holds ``weights`` (N, K), ``centres`` (K,), ``sigma`` and ``bounds`` (2,), so
-        it can be read without photozsom.
+        it can be read without photozsom. It is written to a temporary name beside ``path``
+        and renamed into place (:func:`photozsom.artifacts.atomic_path`): an interrupted write
+        leaves the previous file or none, never a truncated one.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written (``.npz`` appended when ``path`` has neither suffix).
         """
+        from photozsom.artifacts import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         g = self.grid
         if path.suffix.lower() in (".h5", ".hdf5"):
             import h5py
 
-            with h5py.File(path, "w") as f:
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
                 f.attrs["format"] = _FORMAT
                 f.create_dataset("weights", data=self._w, compression="gzip", compression_opts=4)
                 f["centres"] = g.centres
@@ -817,8 +865,9 @@ class MixturePDF:
         else:
             if path.suffix.lower() != ".npz":
                 path = path.with_name(path.name + ".npz")
-            np.savez_compressed(path, weights=self._w, centres=g.centres, sigma=g.sigma,
-                                bounds=np.array([g.lo, g.hi]), format=_FORMAT)
+            with atomic_path(path) as tmp:
+                np.savez_compressed(tmp, weights=self._w, centres=g.centres, sigma=g.sigma,
+                                    bounds=np.array([g.lo, g.hi]), format=_FORMAT)
         return path
 
     @classmethod

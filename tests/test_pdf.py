@@ -158,6 +158,61 @@ def test_mode_is_the_maximum_of_the_scipy_density():
             assert abs(mode[i] - res.x) < 1e-6
 
 
+def _brute_force_mode(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax of ``evaluate`` on a grid of spacing 1e-5 over the support, and the maximum."""
+    fine = np.linspace(Z_MIN, Z_MAX, 160001)
+    dens = MixturePDF(w).evaluate(fine)
+    return fine[np.argmax(dens, axis=1)], dens.max(axis=1)
+
+
+def test_mode_finds_the_global_maximum_when_a_narrow_peak_is_outweighed_by_a_pair():
+    # weight 1.10 on component 100 (z = 0.804) against 1.0 on each of 110 and 111, normalised:
+    # the single component wins at the centres, the overlapping pair peaks 2.7% higher
+    w = np.zeros((2, N_COMPONENTS))
+    w[:, 100] = 1.10
+    w[0, [110, 111]] = 1.0
+    w[1, [110, 111]] = [1.0, 1.02]       # the pair's two equal maxima made unequal
+    w /= w.sum(axis=1, keepdims=True)
+    pdf = MixturePDF(w)
+    mode = pdf.mode()
+    z_brute, p_brute = _brute_force_mode(w)
+    at_mode = np.einsum("nk,nk->n", w, TN.pdf(mode[:, None]))   # scipy's density at the mode
+    assert np.all(at_mode >= p_brute * (1 - 1e-9))
+    assert p_brute[0] > 1.02 * float(w[0] @ TN.pdf(CENTRES[100]))  # the pair is the higher peak
+    assert CENTRES[110] < mode[0] < CENTRES[111]         # one of the pair's two equal maxima
+    assert abs(mode[1] - z_brute[1]) < 2e-5              # unique maximum: same place
+
+
+def test_mode_matches_a_brute_force_argmax_on_mixtures_with_close_competing_peaks():
+    rng = np.random.default_rng(12)
+    n = 300
+    w = np.zeros((n, N_COMPONENTS))
+    for i in range(n):
+        # a sharp component and a smooth bump (or a close pair) of similar height
+        k = rng.integers(2, N_COMPONENTS - 2)
+        w[i, k] = rng.uniform(0.5, 1.5)
+        c = rng.uniform(0, N_COMPONENTS - 1)
+        if i % 2:
+            w[i, int(c)] += 1.0
+            w[i, min(int(c) + 1, N_COMPONENTS - 1)] += rng.uniform(0.8, 1.2)
+        else:
+            w[i] += 3.0 * np.exp(-0.5 * ((np.arange(N_COMPONENTS) - c) / rng.uniform(1, 5)) ** 2)
+    w /= w.sum(axis=1, keepdims=True)
+    mode = MixturePDF(w).mode()
+    z_brute, p_brute = _brute_force_mode(w)
+    at_mode = np.einsum("nk,nk->n", w, TN.pdf(mode[:, None]))
+    assert np.all(at_mode >= p_brute * (1 - 1e-9))       # never below the brute-force maximum
+    # where the brute-force maximum is unambiguous (no second maximum within 1e-6 of it),
+    # both pick the same peak
+    fine = np.linspace(Z_MIN, Z_MAX, 160001)
+    dens = MixturePDF(w).evaluate(fine)
+    far = np.abs(fine[None, :] - z_brute[:, None]) > 5 * SIGMA
+    runner_up = np.where(far, dens, 0.0).max(axis=1)
+    clear = runner_up < p_brute * (1 - 1e-6)
+    assert clear.sum() > 250
+    assert np.max(np.abs(mode[clear] - z_brute[clear])) < 2e-5
+
+
 def test_indexing_and_concatenation_keep_rows():
     np.testing.assert_array_equal(PDF[3].weights, W[3:4])
     np.testing.assert_array_equal(PDF[-1].weights, W[-1:])
