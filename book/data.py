@@ -29,85 +29,73 @@
 # | `random.parquet` | the representative random sample | DR10 sweeps read with `photozsom.datasets.legacysurvey` |
 # | `cutouts.h5` | g, r, i, z cutouts, nanomaggies per pixel | `photozsom.datasets.cutouts.download_cutouts` + `fits_to_store` |
 #
-# By default the chapter *simulates* these files (see the introduction); the code path for
-# real files is shown below and used when `spec_files` is set.
+# By default the chapter *simulates* these files (see the introduction). Your own data enter
+# through the parameters below: a spectroscopic table that already carries DR10 photometry
+# columns (`spec_catalog`, the common case: a spec-z query with photometry attached), or raw
+# spectroscopic files plus DR10 sweeps (`spec_files`, `sweep_files`), which go through the
+# quality cuts, the compilation and the 2" cross-match. Northern (BASS/MzLS) cutouts come
+# from the DR9-north layer of the cutout service, southern ones from DR10
+# (`pipeline.CUTOUT_LAYERS`).
 
 # %% tags=["parameters"]
 scale = "ci"  # "ci" (minutes) or "default" (the published book)
 data_dir = "runs/ci"  # where every chapter reads and writes
 seed = 0  # the simulated sky is deterministic in the seed
-# real data: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits", ...}
+# your own spectroscopic catalogue that already has DR10 photometry columns and Z
+# (FITS / Parquet / CSV), and optionally a representative random sample for the SOM
+spec_catalog = None
+random_catalog = None
+# or raw files: {"DESI": "zpix-main.fits", "SDSS": "specObj-dr17.fits",
+#                "MyZ": ["my.csv", {"RA": "ra", "DEC": "dec", "Z": "z"}]}
 spec_files = None
-sweep_files = None  # real data: list of DR10 sweep FITS files (photometry to match)
-random_files = None  # real data: list of DR10 sweep/random-galaxy files for the SOM
-# real data: folder for downloaded cutouts, used when download is True
-cutout_dir = None
+sweep_files = None  # DR10 sweep FITS files to match spec_files against
+random_files = None  # DR10 sweep files for the random sample (default: sweep_files)
+cutout_dir = None  # where downloaded cutouts go, used when download is True
 download = False  # never contact the cutout service unless asked
+split_by = None  # e.g. "ROSETTE": whole fields go to train, validation or test
 
 # %%
-import json
-import time
-
 import pandas as pd
 from IPython.display import display
 
-from photozsom import plots
+from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
-from photozsom.datasets import simulate
 from photozsom.datasets.summary import sky_settings_table, survey_summary
-from photozsom.rundir import RunDir
 
 plots.style()
-run = RunDir(data_dir)
-sky = run.path("sky")
+run = pipeline.Run(data_dir)
 
 # %% [markdown]
-# ## The simulated sky
+# ## The data stage
 #
-# `simulate` is deterministic in `seed`: the same seed gives byte-identical files, so the
-# numbers in this book are reproducible. It skips the work when the files already exist.
+# `photozsom.pipeline.run_data` writes the three kinds of data and the 80/10/10
+# train/validation/test split (a seeded hash of `OBJID`, so every chapter agrees on it).
+# The simulated sky is deterministic in `seed`: the same seed gives byte-identical files, so
+# the numbers in this book are reproducible. It skips the simulation when the files exist.
 
 # %%
-t0 = time.time()
-if spec_files is None:
-    paths = simulate(sky, scale=scale, seed=seed, overwrite=False)
-    settings = json.loads((sky / "settings.json").read_text())
-    print(f"simulated sky in {sky} ({time.time() - t0:.0f} s)")
-    sizes, per_band = sky_settings_table(settings)
+info = pipeline.run_data(
+    run,
+    scale=scale,
+    seed=seed,
+    spec_catalog=spec_catalog,
+    random_catalog=random_catalog,
+    spec_files=spec_files,
+    sweep_files=sweep_files,
+    random_files=random_files,
+    cutout_dir=cutout_dir,
+    download=download,
+    split_by=split_by,
+)
+print(f"{info['source']}: {info['n_spec']:,} spectroscopic, {info['n_random']:,} random galaxies")
+print("split:", info["split"])
+if "settings" in info:
+    sizes, per_band = sky_settings_table(info["settings"])
     display(sizes)
     display(per_band)
-else:
-    from photozsom.datasets import crossmatch, cutouts, legacysurvey, specz
-
-    readers = {"DESI": specz.read_desi, "SDSS": specz.read_sdss}
-    catalogs, reports = [], []
-    for survey, path in spec_files.items():
-        reader = readers.get(survey.upper())
-        cat, rep = (
-            reader(path) if reader else specz.read_generic(path, survey=survey)
-        )
-        catalogs.append(cat)
-        reports.append(rep)
-    display(specz.cut_table(*reports))  # rows removed by each quality cut
-    compiled, counts = specz.compile_surveys(catalogs)
-    display(counts)  # duplicates and redshift range, per survey
-    matched = crossmatch.crossmatch_stream(
-        compiled, legacysurvey.iter_catalogs(sweep_files), radius_arcsec=2.0
-    )
-    print(
-        f"{matched['MATCHED'].sum():,} of {len(matched):,} matched within 2 arcsec; "
-        "the unmatched rows lie outside the footprint"
-    )
-    matched[matched["MATCHED"].to_numpy(bool)].to_parquet(sky / "spec.parquet")
-    pd.concat(legacysurvey.iter_catalogs(random_files)).to_parquet(
-        sky / "random.parquet"
-    )
-    if download:
-        ok = matched[matched["MATCHED"].to_numpy(bool)]
-        got = cutouts.download_cutouts(ok["RA"], ok["DEC"], ok["OBJID"], cutout_dir)
-        print(got)
-        good = got.table[got.table["STATUS"] != "failed"]
-        cutouts.fits_to_store(good["PATH"], good["OBJID"], sky / "cutouts.h5")
+if "cuts" in info:
+    display(info["cuts"])  # rows removed by each quality cut
+    display(info["counts"])  # duplicates and redshift range, per survey
 
 # %%
 spec = run.spec()
@@ -123,20 +111,32 @@ spec.head()
 # training.
 
 # %%
+if "SURVEY" not in spec:
+    spec["SURVEY"] = "all"  # a user catalogue without a survey column
 per_survey = survey_summary(spec)
 display(per_survey.round(3))
 
 # %% [markdown]
 # ## Figure 3: the redshift distribution of each survey
 #
-# As in the paper, the combined sample is dominated by DESI and SDSS, whose bright
+# In the paper the combined sample is dominated by DESI and SDSS, whose bright
 # magnitude-limited programmes (BGS r < 19.5, SDSS main r < 17.77) fill z < 0.4 and whose
-# colour-selected LRG and ELG programmes reach z ~ 1-1.6. Deep pencil-beam surveys
+# colour-selected LRG and ELG programmes reach z ~ 1-1.6; deep pencil-beam surveys
 # (DEEP2/3, VVDS, VIPERS, PRIMUS) contribute few galaxies but sample fainter colours.
+# Here, from this run's files:
 
 # %%
 fig3 = plots.redshift_distributions(spec["Z"], spec["SURVEY"])
 publish_figure("fig3", fig3, run.figure("figure3_nz_per_survey.png"))
+family = spec["SURVEY"].astype(str).str.split("_").str[0]
+share = family.value_counts(normalize=True)
+low_z = spec["Z"].to_numpy() < 0.4
+print(
+    f"here: the two largest survey families are {share.index[0]} ({share.iloc[0]:.0%}) and "
+    f"{share.index[1] if len(share) > 1 else '-'} "
+    f"({share.iloc[1] if len(share) > 1 else 0:.0%}); {low_z.mean():.0%} of the redshifts "
+    f"are below 0.4 and {(spec['Z'] > 1).mean():.1%} above 1."
+)
 
 # %% [markdown]
 # ```{glue:figure} fig3
@@ -177,7 +177,7 @@ publish_figure("fig_bias", fig, run.figure("data_spec_vs_random.png"))
 # %%
 from photozsom.datasets.store import CutoutStore
 
-with CutoutStore(run.cutouts_path()) as store:
+with CutoutStore(run.cutouts_path()) as store:  # needs cutouts: simulated, or download=True
     print(store)
     rows = store.rows_of(spec["OBJID"].to_numpy()[:8])
     images, mask, ids = store.read(rows)
@@ -200,4 +200,4 @@ publish_figure("fig_cutouts", fig, run.figure("data_cutouts.png"))
 # ## What this chapter wrote
 
 # %%
-outputs(sky, run.figure("figure3_nz_per_survey.png"))
+outputs(run.path("sky/"), run.figure("figure3_nz_per_survey.png"))

@@ -38,68 +38,37 @@ seed = 0
 # "encoder" (built-in, default) or "aion" (needs the AION-1 weights)
 embedder = "encoder"
 aion_model = "polymathic-ai/aion-base"  # Hugging Face id or a local directory with the weights
-dim = 64  # embedding dimension of the built-in encoder
-epochs = None  # pretraining epochs; None: 3 (ci) / 12 (default)
+dim = None  # embedding dimension of the built-in encoder; None: the scale's preset
+epochs = None  # pretraining epochs; None: the scale's preset
 
 # %%
-import time
-
 import pandas as pd
 
-from photozsom import plots
+from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
-from photozsom.embed import AIONEmbedder, Encoder, embed_to_file, load_embeddings
-from photozsom.rundir import RunDir
+from photozsom.embed import load_embeddings
 
 plots.style()
-run = RunDir(data_dir)
-store_path = run.cutouts_path()
-epochs = int(epochs or (3 if scale == "ci" else 12))
-random = run.random()
-spec = run.spec()
+run = pipeline.Run(data_dir)
 
 # %% [markdown]
-# ## Pretraining on unlabelled cutouts
+# ## Pretraining, then embedding every cutout
 #
-# Only random-sample galaxies are used for pretraining, so the encoder never sees the
-# spectroscopic sample's images before it embeds them.
+# `pipeline.run_embed` pretrains the encoder on random-sample cutouts only, so it never
+# sees the spectroscopic sample's images before it embeds them; then `embed_to_file`
+# streams the cutout store through it in chunks into `embeddings.h5`, keyed by `OBJID`
+# (later chapters join on `OBJID`, never on row order) and resumable if interrupted.
 
 # %%
-if embedder == "encoder":
-    pretrain_ids = random.loc[random["HAS_CUTOUT"], "OBJID"].to_numpy()
-    enc = Encoder(dim=dim, seed=seed)
-    t0 = time.time()
-    history = enc.fit(
-        store_path,
-        epochs=epochs,
-        objid=pretrain_ids,
-        checkpoint=run.path("embed", "encoder.ckpt"),
-    )
-    print(
-        f"pretrained on {len(pretrain_ids):,} unlabelled cutouts in {time.time() - t0:.0f} s"
-    )
-    enc.save(run.path("embed", "encoder.pt"))
-    pd.DataFrame(history).to_csv(run.path("embed", "history.csv"), index=False)
-    model = enc
-else:
-    model = AIONEmbedder(aion_model)
-    print("AION-1 loaded from", aion_model)
-
-# %% [markdown]
-# ## Embedding every cutout
-#
-# `embed_to_file` streams the cutout store through the embedder in chunks, writes
-# `embeddings.h5` keyed by `OBJID` and resumes if interrupted; later chapters join on
-# `OBJID`, never on row order.
-
-# %%
-emb_path = run.path("embed", "embeddings.h5")
-t0 = time.time()
-embed_to_file(model, store_path, emb_path)
-emb, ids = load_embeddings(emb_path, objid=spec["OBJID"].to_numpy())
-print(
-    f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]} ({time.time() - t0:.0f} s)"
+info = pipeline.run_embed(
+    run, scale=scale, seed=seed, embedder=embedder, aion_model=aion_model, dim=dim,
+    epochs=epochs,
 )
+if "history" in info and info["n_pretrain"] is not None:
+    print(f"pretrained on {info['n_pretrain']:,} unlabelled cutouts")
+spec = run.spec()
+emb, ids = load_embeddings(run.need("embed/embeddings.h5"), objid=spec["OBJID"].to_numpy())
+print(f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]}")
 
 # %% [markdown]
 # ## What does the embedding hold?
@@ -155,4 +124,4 @@ corr.round(2)
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("embed"), run.figure("embedding_pca.png"))
+outputs(run.path("embed/"), run.figure("embedding_pca.png"))

@@ -21,22 +21,25 @@
 #
 # * it is **out of distribution** (`ood`): its cell holds fewer than `min_count` training
 #   galaxies, or its distance to the cell's prototype is beyond the `distance_quantile` of
-#   the training galaxies' distances; or
+#   the distances of the SOM's own training sample (recorded when the map was trained); or
 # * it is **under-performing** (`underperforming`): its cell is significantly worse than the
 #   global performance on the metrics the user picks.
 #
 # Every input row comes back, in input order, with its `cell`, `distance`, the two flags,
-# `flag` and a readable `reason`; rows that cannot be scored (no SOM features, e.g. northern
-# galaxies without i-band) are flagged with that reason rather than dropped. The same is
+# `flag` and a readable `reason`; rows that cannot be scored (a band without data) are
+# flagged with that reason rather than dropped. Northern galaxies (no i-band) go to the
+# northern map (`photozsom.flags.RegionalFlagger`). The same is
 # available on the command line: `photozsom flag my_catalogue.fits -o flagged.parquet
-# --model <data_dir>/flags/flagger`.
+# --model <data_dir>/flags/flagger`, or with photometric redshifts, `photozsom predict
+# my_catalogue.fits -o out.parquet --model <data_dir>/mdn/model --flagger
+# <data_dir>/flags/flagger`.
 
 # %% tags=["parameters"]
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-min_count = 5  # cells with fewer training galaxies are out of distribution
-# distances beyond this training quantile are out of distribution
+min_count = None  # cells with fewer training galaxies are out of distribution; None: preset
+# distances beyond this quantile of the SOM's own training sample are out of distribution
 distance_quantile = 0.99
 # which significant deviations count as under-performing
 flag_metrics = ["mad", "eta", "pco", "bias"]
@@ -45,35 +48,28 @@ flag_metrics = ["mad", "eta", "pco", "bias"]
 import numpy as np
 import pandas as pd
 
-from photozsom import flags, plots
+from photozsom import cells, pipeline, plots
 from photozsom.book import outputs, publish_figure
 from photozsom.datasets.store import CutoutStore
-from photozsom.features import som_features
 from photozsom.results import deviating_cells
-from photozsom.rundir import RunDir
-from photozsom.som import SOM
 
 plots.style()
-run = RunDir(data_dir)
-spec = run.spec()
-som = SOM.load(run.need("som", "som.pt"))
-report = pd.read_parquet(run.need("cells", "report.parquet"))
-train_counts = np.load(run.need("cells", "train_counts.npy"))
-split = run.split().set_index("OBJID").loc[spec["OBJID"], "SPLIT"].to_numpy()
+run = pipeline.Run(data_dir)
+report = pipeline.load_reports(run)["S"]
 
 # %% [markdown]
-# ## Figure 2: galaxies from cells with a significant bias
+# ## Figure 2: galaxies from cells with a significantly worse bias
 #
-# One evaluated galaxy from each of the 16 cells whose bias deviates most from the global bias
-# (significant cells first).
+# One evaluated galaxy from each of the 16 cells of the southern map whose bias is most
+# significantly *worse* than the global bias, by the same definition the flag uses: a larger
+# |bias| (`photozsom.cells.worse_than_global`). Significant cells first.
 
 # %%
 top = deviating_cells(report, "bias", n=16)
-# the galaxies the report measured
-pred = pd.read_parquet(run.need("cells", "evaluated.parquet"))
-first = pred.sort_values("OBJID").groupby("CELL").head(1).set_index("CELL")
-# in order of deviation
-examples = first.loc[top.index[top.index.isin(first.index)]]
+ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+ev = ev[(ev["SOM"] == "S") & (ev["CELL"] >= 0)]
+first = ev.sort_values("OBJID").groupby("CELL").head(1).set_index("CELL")
+examples = first.loc[top.index[top.index.isin(first.index)]]  # in order of deviation
 with CutoutStore(run.cutouts_path()) as store:
     images, _, _ = store.read(store.rows_of(examples["OBJID"].to_numpy()))
 titles = [
@@ -84,16 +80,16 @@ titles = [
 fig2 = plots.cutout_grid(images, titles)
 publish_figure("fig2", fig2, run.figure("figure2_flagged_cutouts.png"))
 print(
-    f"{int(top['significant'].sum())} of the {len(top)} cells shown are significant "
-    f"(marked *); global bias {report.attrs['global']['bias']:+.4f}"
+    f"{int(top['significant'].sum())} of the {len(top)} cells shown are significantly worse "
+    f"(marked *); global bias {report.global_['bias']:+.4f}"
 )
 
 # %% [markdown]
 # ```{glue:figure} fig2
 # :name: "figure-2"
 #
-# **Figure 2:** one galaxy from each of 16 cells whose bias deviates most from the global
-# bias (* = significant after the Benjamini-Hochberg correction), with the cell's bias and
+# **Figure 2:** one galaxy from each of 16 cells whose |bias| exceeds the global one most
+# (* = significantly worse after the Benjamini-Hochberg correction), with the cell's bias and
 # the galaxy's spectroscopic and photometric redshifts; z, r, g composites, axes in arcsec.
 # Look for blends (a second source in the cutout) and for faint, compact or unusually red
 # galaxies.
@@ -102,70 +98,85 @@ print(
 # ## The flagger
 
 # %%
-train_X, train_ok = som_features(spec[split == "train"], name="spec.parquet")
-train_dist = som.distances(train_X[train_ok])
-flagger = flags.Flagger(
-    som,
-    report,
-    train_counts,
-    min_count=min_count,
-    distance_quantile=distance_quantile,
-    train_distances=train_dist,
-    metrics=tuple(flag_metrics),
+res = pipeline.run_flags(
+    run, scale=scale, min_count=min_count, distance_quantile=distance_quantile,
+    flag_metrics=flag_metrics,
 )
-flagger.save(run.path("flags", "flagger"))
+flagger = res["flagger"]
 flagger
 
 # %% [markdown]
 # ## Flagging a user's sample
 #
 # As a user's sample we take the whole random sample, north and south: the kind of
-# catalogue someone would ask photometric redshifts for.
+# catalogue someone would ask photometric redshifts for. Each row goes to the map of its
+# footprint.
 
 # %%
+flagged = res["random_flags"]
 random = run.random()
-flagged = flagger.flag(random)
 assert len(flagged) == len(random)  # one row per input row, in input order
-flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
-flagged.to_parquet(run.path("flags", "user_flags.parquet"), index=False)
-summary = pd.DataFrame(
-    {
-        "galaxies": [len(flagged)],
-        "flagged_%": [100 * flagged["flag"].mean()],
-        "out_of_distribution_%": [100 * flagged["ood"].mean()],
-        "under-performing_%": [100 * flagged["underperforming"].mean()],
-    }
-)
-display_reasons = (
-    flagged["reason"].value_counts().head(8).rename("galaxies").to_frame()
+summary = (
+    flagged.groupby("som")
+    .agg(
+        galaxies=("flag", "size"),
+        flagged_pct=("flag", lambda f: 100 * f.mean()),
+        out_of_distribution_pct=("ood", lambda f: 100 * f.mean()),
+        underperforming_pct=("underperforming", lambda f: 100 * f.mean()),
+    )
+    .rename(index={"": "no map"})
 )
 summary.round(2)
 
 # %%
-display_reasons
+flagged["reason"].str.split(":").str[0].value_counts().head(8).rename("galaxies").to_frame()
 
 # %% [markdown]
+# ## What the flag marks, by magnitude
+#
+# A flag that marks most galaxies tells a user little unless it is clear where it is
+# informative. Below, the flagged fraction of the random sample and its reasons against
+# r-band magnitude, and — on the evaluated spectroscopic galaxies — the photo-z metrics of
+# flagged and unflagged galaxies in each magnitude bin.
+
+# %%
+by_mag = pipeline.flag_by_magnitude(run, flagger)
+by_mag.round(3)
+
+# %%
+fig = plots.flag_by_magnitude(by_mag)
+publish_figure("fig_flag_mag", fig, run.figure("flag_by_magnitude.png"))
+
+# %% [markdown]
+# ```{glue:figure} fig_flag_mag
+# :name: "figure-flag-by-magnitude"
+#
+# Left: fraction of the random sample flagged, out of distribution and in under-performing
+# cells, per r-band magnitude bin [AB mag]. Right: MAD of flagged and unflagged evaluated
+# spectroscopic galaxies in the same bins.
+# ```
+#
 # ## Choosing your own threshold
 #
 # The paper leaves it to future work to let users set thresholds for their own analysis.
-# `Flagger.threshold_curve` does it: for a range of minimum training counts it gives the
-# fraction of the user's sample kept and the MAD, η and PCO expected for what is kept (the
-# test galaxies reweighted, cell by cell, to the user's cell occupancy). A user who needs few
-# outliers (e.g. for clustering) can read off how much of the sample a stricter cut costs.
+# `photozsom.cells.threshold_curve` does it: for a range of minimum training counts it gives
+# the fraction of the user's sample kept and the MAD, η and PCO expected for what is kept
+# (the evaluated galaxies reweighted, cell by cell, to the user's cell occupancy). A user who
+# needs few outliers (e.g. for clustering) can read off how much of the sample a stricter
+# cut costs.
 
 # %%
-test = pred  # evaluated galaxies (all have a SOM cell)
-# the user's sample: its cell occupancy reweights the test set
-user_cells = flagged["cell"].to_numpy()
-curve = flagger.threshold_curve(
-    test["CELL"].to_numpy(),
-    test["Z"].to_numpy(),
-    test["Z_PHOT"].to_numpy(),
-    test["PIT"].to_numpy(),
+s_flags = flagged[flagged["som"] == "S"]
+curve = cells.threshold_curve(
+    report,
+    ev["CELL"].to_numpy(),
+    ev["Z"].to_numpy(),
+    ev["Z_PHOT"].to_numpy(),
+    ev["PIT"].to_numpy(),
     criterion="n_train",
-    sample_cell=user_cells,
+    sample_cell=s_flags["cell"].to_numpy(),
 )
-curve.to_csv(run.path("flags", "threshold_curve.csv"), index=False)
+curve.to_csv(run.path("flags/threshold_curve.csv"), index=False)
 fig = plots.threshold_curve(
     curve, x="threshold", xlabel="minimum training galaxies per cell"
 )
@@ -176,15 +187,16 @@ curve.round(4)
 # ```{glue:figure} fig_threshold
 # :name: "figure-threshold"
 #
-# Keeping only test galaxies in cells with at least the given number of training galaxies:
-# the fraction kept (left) and the MAD, η and PCO of the kept galaxies (right).
+# Keeping only galaxies in cells with at least the given number of training galaxies: the
+# fraction of the random sample kept (left) and the MAD, η and PCO expected for the kept
+# galaxies (right).
 # ```
 #
 # ## What this chapter wrote
 
 # %%
 outputs(
-    run.path("flags"),
+    run.path("flags/"),
     run.figure("figure2_flagged_cutouts.png"),
     run.figure("threshold_curve.png"),
 )

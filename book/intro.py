@@ -59,8 +59,10 @@
 #
 #   Each chapter has a `parameters` cell (`scale`, `data_dir`, `seed`, ...) that
 #   [papermill](https://papermill.readthedocs.io) overrides; `photozsom book --only som -p seed=1`
-#   re-runs one chapter with another seed. Chapters exchange files through `data_dir`, so
-#   any chapter can be re-run alone once the chapters before it have run.
+#   re-runs the SOM chapter with another seed *and every chapter that depends on it*:
+#   each chapter runs one stage of `photozsom.pipeline`, every stage records the inputs and
+#   parameters it was made from, and the book refuses to render a run directory that mixes
+#   runs.
 # * **Adapt** it to your own sample: the last chapter, *Adapting to your own sample*, lists
 #   the parameters that point the chapters at your spectroscopic catalogue, Legacy Survey
 #   sweeps and cutouts, and AION weights.
@@ -101,7 +103,8 @@ import pandas as pd
 import photozsom
 
 modules = [
-    "datasets.schema",
+    "schema",
+    "io",
     "datasets.specz",
     "datasets.crossmatch",
     "datasets.cutouts",
@@ -112,9 +115,13 @@ modules = [
     "pdf",
     "mdn",
     "baseline",
+    "model",
+    "calibrate",
     "metrics",
     "cells",
     "flags",
+    "predict",
+    "pipeline",
     "plots",
     "book",
 ]
@@ -148,3 +155,33 @@ pd.DataFrame(rows)
 #  cells + metrics ─► per-cell report (bootstrap, significance)   ─► Figures 1, 7, 8
 #  report + SOM    ─► Flagger.flag(your sample)                   ─► Figure 2, your flag catalogue
 # ```
+
+# %% [markdown]
+# The run directory each stage writes, generated from the stage declarations:
+
+# %%
+from photozsom import pipeline
+
+print(pipeline.layout())
+
+# %% [markdown]
+# (differences)=
+# ## How this book differs from the paper
+#
+# Every deviation from the paper, what it is expected to change, and where it is shown.
+#
+# | the paper | this book | expected effect | where |
+# |---|---|---|---|
+# | 16 M spectra, 18 M random galaxies, 12 M cutouts from DR10 | a simulated Legacy Survey sky of tens of thousands (default scale) | larger statistical errors per cell; absolute metrics not comparable | {doc}`Data <data>` |
+# | 20 spectroscopic surveys | the paper's surveys, DESI split by target class, plus zCOSMOS and 2MRS (not in the paper) | a little more deep/faint and bright coverage | {doc}`Data <data>`, Figure 3 |
+# | 160-pixel cutouts, AION-1 (pretrained on ~200 M objects) | 64-pixel cutouts (48-pixel crop) and a small encoder pretrained on this sky | a weaker image model; AION needs ≥ 96 px | {doc}`Embeddings <embeddings>` |
+# | the embedding is learned from pixels only | the built-in encoder also sees a 4-band × 9-annulus light profile and learns to reconstruct it | "image vs catalogue" is partly photometry vs photometry | {doc}`Embeddings <embeddings>` |
+# | one 32×32 SOM of the south | 24×24 south (features g-r, r-i, i-z, z-W1, W1-W2, r: our choice) and a 16×16 north map on g-r, r-z, z-W1, W1-W2, r | northern galaxies get a cell instead of no flag | {doc}`SOM <som>` |
+# | baseline: the *published* DR10 photo-z catalogue (Zhou et al.) on a matched subset | a forest retrained with their recipe; the published columns are scored when the sample has them | the baseline sees the same training set as the MDN | {doc}`Results <results>` |
+# | forest P(z) not described | tree predictions smoothed with a width fitted on the validation split | PCO of the forest is meaningful, not an artefact of 200 trees × 0.5% | {doc}`Results <results>` |
+# | per-cell metrics on the 10% test split | on out-of-fold predictions of every labelled galaxy (`evaluate_on="test"` for the paper's choice) | a few thousand test galaxies would leave most cells empty | {doc}`Density <density>` |
+# | significance band: SE of the standard deviation | the null each test uses (the MAD's sampling error, 1.65× wider; the bias t-test) | fewer spurious MAD cells; the band matches the red points | {doc}`Density <density>` |
+# | one FDR per metric | one Benjamini–Hochberg correction over all cell × metric tests | the flag's false discovery rate is controlled as a whole | {doc}`Density <density>` |
+# | metrics vs training density | also vs redshift, and the density trend with the cell's mean redshift held fixed | separates density from redshift | {doc}`Density <density>` |
+# | PIT histogram with 5% outer bins | outer bins exactly the 0.5% PCO tails | the tails the PCO counts are visible | {doc}`Appendices <appendix>`, Figure 6 |
+# | — | real DESI EDR BGS galaxies (north, bright, no images) as a worked example | the flag tested on real photometry | {doc}`Adapting <adapt>` |

@@ -42,77 +42,37 @@ seed = 0
 inputs = "embedding"  # "embedding" (the paper), "catalog" or "embedding+catalog"
 # widths of the three hidden layers (+ the 200-wide output layer)
 hidden = [256, 256, 256]
-# None: 40 (ci) / 150 (default); early stopping usually ends sooner
-max_epochs = None
-# out-of-fold predictions for the per-cell analysis (0: test split only)
-cv_folds = 5
+max_epochs = None  # None: the scale's preset; early stopping usually ends sooner
+cv_folds = None  # out-of-fold predictions for the per-cell analysis; None: preset, 0: none
 
 # %%
 import numpy as np
 import pandas as pd
-from sklearn.impute import SimpleImputer
 
-from photozsom import metrics, plots
+from photozsom import metrics, pipeline, plots
 from photozsom.book import outputs, publish_figure
-from photozsom.embed import load_embeddings
-from photozsom.features import catalog_features
-from photozsom.mdn import MDN, cross_val_predict, train_val_test_split
-from photozsom.results import prediction_table
-from photozsom.rundir import RunDir
 
 plots.style()
-run = RunDir(data_dir)
-max_epochs = int(max_epochs or (40 if scale == "ci" else 150))
-spec = run.spec()
-
-# %% [markdown]
-# ## Inputs and the 80/10/10 split
-
-# %%
-z = spec["Z"].to_numpy(np.float64)
-objid = spec["OBJID"].to_numpy()
-i_train, i_val, i_test = train_val_test_split(
-    objid, fractions=(0.8, 0.1, 0.1), seed=seed
-)
-blocks = []
-if "embedding" in inputs:
-    emb, _ = load_embeddings(
-        run.need("embed", "embeddings.h5"), objid=spec["OBJID"].to_numpy()
-    )
-    blocks.append(emb)
-if "catalog" in inputs:
-    Xc, ok = catalog_features(spec, name="spec.parquet")
-    # every galaxy is kept: a missing catalogue feature (e.g. a band without a measured
-    # shape) takes the training set's median of that feature
-    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
-    blocks.append(imputer.fit(Xc[i_train]).transform(Xc))
-    print(f"catalogue features: {(~np.isfinite(Xc)).sum():,} missing values filled")
-X = np.hstack(blocks).astype(np.float32)
-split = pd.Series("train", index=range(len(spec)))
-split.iloc[i_val] = "val"
-split.iloc[i_test] = "test"
-pd.DataFrame({"OBJID": objid, "SPLIT": split.to_numpy()}).to_parquet(
-    run.path("mdn", "split.parquet"), index=False
-)
-print(
-    f"inputs: {inputs} ({X.shape[1]} features); train {len(i_train):,}, validation {len(i_val):,}, "
-    f"test {len(i_test):,}"
-)
+run = pipeline.Run(data_dir)
 
 # %% [markdown]
 # ## Training
 #
-# AdamW on mini-batches, early stopping on the validation CRPS (the best epoch's weights are
-# kept). The progress bar shows the running training and validation CRPS.
+# `pipeline.run_mdn` builds a `photozsom.model.PhotoZModel`: the inputs by name (the
+# embedding columns, the catalogue features, or both), an imputer fitted on the training
+# split (a catalogue feature that cannot be computed, e.g. an undetected WISE band, takes
+# the training median and the row says so), and the MDN, trained with AdamW on
+# mini-batches with early stopping on the validation CRPS (the best epoch's weights are
+# kept). The same saved model is what `photozsom predict` applies to any catalogue.
 
 # %%
-model = MDN(
-    n_inputs=X.shape[1], hidden=tuple(hidden), seed=seed, max_epochs=max_epochs
+res = pipeline.run_mdn(
+    run, scale=scale, seed=seed, inputs=inputs, hidden=hidden, max_epochs=max_epochs,
+    cv_folds=cv_folds,
 )
-history = model.fit(X[i_train], z[i_train], X[i_val], z[i_val])
-history = pd.DataFrame(history)
-history.to_csv(run.path("mdn", "history.csv"), index=False)
-model.save(run.path("mdn", "mdn.pt"))
+model = res["model"]
+print(model)
+history = model.history_
 fig = plots.loss_curves(history)
 publish_figure("fig_loss", fig, run.figure("mdn_loss.png"))
 print(
@@ -131,17 +91,16 @@ print(
 # ## P(z|X) on the test set
 
 # %%
-pdf = model.predict(X[i_test])
-pdf.save(run.path("mdn", "test_pdf.npz"))
-pred = prediction_table(pdf, objid[i_test], z[i_test])
-pred.to_parquet(run.path("mdn", "predictions.parquet"), index=False)
+pred = res["predictions"]
+spec = run.spec_with_split()
+test = spec[spec["SPLIT"] == "test"]
+pdf = model.predict(pipeline.model_inputs(run, test, model.features))
+z_test = test["Z"].to_numpy()
 rng = np.random.default_rng(seed)
-show = rng.choice(len(pred), size=6, replace=False)
-fig = plots.example_pdfs(pdf, z[i_test], show)
+show = rng.choice(len(test), size=6, replace=False)
+fig = plots.example_pdfs(pdf, z_test, show)
 publish_figure("fig_pdfs", fig, run.figure("mdn_example_pdfs.png"))
-pd.Series(
-    metrics.summary(pdf, z[i_test], z_pred=pred["Z_PHOT"].to_numpy())
-).to_frame("test set").T
+pd.Series(metrics.summary(pdf, z_test)).to_frame("test set").T
 
 # %% [markdown]
 # ```{glue:figure} fig_pdfs
@@ -158,29 +117,17 @@ pd.Series(
 # thousand per cell. Our simulated default has a few thousand test galaxies, too few to
 # measure a cell's MAD or outlier rate. So, beyond the paper, we also make **out-of-fold**
 # predictions: the labelled galaxies (training and validation splits) are cut into
-# `cv_folds` folds by a hash of `OBJID`, and each fold is predicted by an MDN trained on the
-# others. Every galaxy then has a prediction from a model that never saw it, and the per-cell
+# `cv_folds` folds of equal size by a seeded draw independent of the train/validation/test
+# split, and each fold is predicted by an MDN trained on the others. Every galaxy then has a prediction from a model that never saw it, and the per-cell
 # analysis (chapter *Is local training density predictive of performance?*) uses them all.
 # The 10% test split stays untouched for Table 1.
 
 # %%
-if cv_folds:
-    pool = np.sort(np.concatenate([i_train, i_val]))
-    oof_pdf, fold = cross_val_predict(
-        X[pool],
-        z[pool],
-        objid[pool],
-        n_folds=cv_folds,
-        seed=seed,
-        hidden=tuple(hidden),
-        max_epochs=max_epochs,
-    )
-    oof = prediction_table(oof_pdf, objid[pool], z[pool])
-    oof["FOLD"] = fold
-    oof.to_parquet(run.path("mdn", "oof_predictions.parquet"), index=False)
+if "oof" in res:
+    oof = res["oof"]
     print(
-        f"out-of-fold P(z|X) for {len(oof):,} galaxies; mean CRPS {oof['CRPS'].mean():.4f} "
-        f"(test split: {pred['CRPS'].mean():.4f})"
+        f"out-of-fold P(z|X) for {len(oof):,} galaxies in {oof['FOLD'].nunique()} folds; mean "
+        f"CRPS {oof['CRPS'].mean():.4f} (test split: {pred['CRPS'].mean():.4f})"
     )
 
 # %% [markdown]
@@ -188,5 +135,5 @@ if cv_folds:
 
 # %%
 outputs(
-    run.path("mdn"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png")
+    run.path("mdn/"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png")
 )

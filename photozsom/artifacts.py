@@ -38,15 +38,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "atomic_path",
+    "ArtifactError",
+    "arrays_to_state",
     "atomic_dir",
-    "write_json",
+    "atomic_path",
+    "load_artifact",
     "read_json",
     "save_artifact",
-    "load_artifact",
     "state_to_arrays",
-    "arrays_to_state",
-    "ArtifactError",
+    "write_json",
 ]
 
 META = "meta.json"

@@ -9,9 +9,10 @@ The chapters live in ``book/*.py`` (jupytext percent format, the single source o
 3. removes execution timestamps so that the same seed gives the same notebooks,
 4. builds the HTML with ``jupyter-book build -W -n --keep-going`` (warnings fail).
 
-Chapters pass files to each other through ``data_dir`` (default ``runs/<scale>``): each
-chapter reads what earlier chapters wrote (:func:`require`) and lists what it wrote
-(:func:`outputs`), so any chapter can be re-run alone.
+Chapters pass files to each other through ``data_dir`` (default ``runs/<scale>``), laid out
+by :mod:`photozsom.pipeline`: each chapter runs one stage and shows what it made. Re-running
+a chapter re-runs the chapters that depend on it, and the HTML is built only when every
+stage's recorded inputs match (:func:`photozsom.pipeline.require_consistent`).
 """
 
 from __future__ import annotations
@@ -26,20 +27,31 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure", "require",
-           "run_book"]
+__all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure",
+           "run_book", "with_dependents"]
 
-#: Chapter that writes each run-directory sub-folder, for helpful errors in :func:`require`.
-PRODUCERS = {
-    "sky": "data",
-    "som": "som",
-    "embed": "embeddings",
-    "mdn": "mdn",
-    "baseline": "results",
-    "results": "results",
-    "cells": "density",
-    "flags": "flagging",
-}
+def _chapter_stages() -> dict[str, str]:
+    """Chapter name -> the pipeline stage it runs (from :data:`photozsom.pipeline.STAGES`)."""
+    from photozsom.pipeline import STAGES
+
+    return {s.chapter: s.name for s in STAGES.values()}
+
+
+def with_dependents(names: Iterable[str], all_names: list[str]) -> list[str]:
+    """``names`` plus every chapter whose stage reads what their stages write (book order).
+
+    Chapters that run no stage (they only read: the appendix, the adapt chapter) follow
+    whenever any stage re-runs.
+    """
+    from photozsom.pipeline import STAGES, downstream
+
+    by_chapter = _chapter_stages()
+    stages = [by_chapter[n] for n in names if n in by_chapter]
+    todo = set(names)
+    if stages:
+        todo |= {STAGES[s].chapter for s in downstream(stages)}
+        todo |= {n for n in all_names if n not in by_chapter and n != "intro"}
+    return [n for n in all_names if n in todo]
 
 
 class ChapterFailed(RuntimeError):
@@ -199,7 +211,9 @@ def run_book(
     scale : {"ci", "default"} or str
         Passed to every chapter as ``scale``; ``ci`` runs in minutes.
     only : iterable of str, optional
-        Run only these chapters (names as in ``_toc.yml``, e.g. ``"som"``).
+        Run these chapters (names as in ``_toc.yml``, e.g. ``"som"``) and every chapter that
+        depends on what they write (:func:`with_dependents`), so a re-run SOM never sits
+        beside density figures made from the old one.
     params : dict, optional
         Extra papermill parameters, given to each chapter that declares them.
     html : bool
@@ -227,7 +241,7 @@ def run_book(
         unknown = sorted(set(only) - set(names))
         if unknown:
             raise ValueError(f"unknown chapter(s) {unknown}; the book has {names}")
-        names = [n for n in names if n in set(only)]
+        names = with_dependents(only, names)
     out_dir = root / "book" / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or str(Path("runs") / scale)
@@ -262,6 +276,9 @@ def run_book(
             _scrub(out)
             log(f"[book] {name}: done in {timings[name]:.0f} s")
         if html:
+            from photozsom.pipeline import require_consistent
+
+            require_consistent(root / data_dir if not Path(data_dir).is_absolute() else data_dir)
             t0 = time.time()
             build = root / "_build" / "html"
             _vendor_mathjax(root, log)
@@ -327,31 +344,6 @@ def _vendor_mathjax(root: Path, log: Callable[[str], None]) -> None:
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest, dirs_exist_ok=True)
 
 
-def require(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
-    """Return ``path`` if it exists, else raise an error naming the chapter that writes it.
-
-    Parameters
-    ----------
-    path : path
-        A file a previous chapter wrote, e.g. ``runs/ci/som/som.pt``.
-    data_dir : path, optional
-        The run directory, to find which sub-folder (and so which chapter) the file belongs to.
-    """
-    path = Path(path)
-    if path.exists():
-        return path
-    chapter = None
-    if data_dir is not None:
-        try:
-            first = path.resolve().relative_to(Path(data_dir).resolve()).parts[0]
-            chapter = PRODUCERS.get(first)
-        except (ValueError, IndexError):
-            pass
-    how = (f"run the '{chapter}' chapter first (`photozsom book --only {chapter} -p data_dir=...`)"
-           if chapter else "run the earlier chapters first")
-    raise FileNotFoundError(f"{path} does not exist: {how}, with the same data_dir")
-
-
 def outputs(*paths: str | os.PathLike):
     """A table of files a chapter wrote: path, size (MB) — shown at the end of each chapter."""
     import pandas as pd
@@ -377,6 +369,9 @@ def cli_main(args) -> int:
         run_book(args.root, scale=args.scale, only=args.only, params=params, html=not args.no_html,
                  data_dir=params.pop("data_dir", None))
     except ChapterFailed as err:
+        print(f"photozsom book: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # StaleRunError: the run directory mixes runs
         print(f"photozsom book: {err}", file=sys.stderr)
         return 1
     return 0

@@ -79,6 +79,7 @@ __all__ = [
     "METRICS",
     "CellReport",
     "deviation",
+    "metrics_by_redshift",
     "report",
     "sparsity_at_median",
     "threshold_curve",
@@ -630,6 +631,7 @@ def trend(
     metrics: tuple[str, ...] = ("mad", "bias", "abs_bias", "eta", "pco"),
     *,
     min_count: int = 2,
+    control: str | None = None,
 ) -> pd.DataFrame:
     """Rank correlation of each cell metric with the cell's training count.
 
@@ -641,6 +643,11 @@ def trend(
         Report columns; ``'abs_bias'`` means ``|bias|``.
     min_count : int
         Use cells with at least this many test galaxies.
+    control : str, optional
+        A report column to hold fixed (e.g. ``"z_mean"``, the cell's mean redshift): the
+        partial Spearman correlation — the ranks of the metric and of the training count are
+        each regressed on the ranks of ``control`` and the residuals correlated, with a
+        t-test on ``n - 3`` degrees of freedom.
 
     Returns
     -------
@@ -662,15 +669,88 @@ def trend(
         if m == "abs_bias":
             y = np.abs(y)
         x = rep["n_train"].to_numpy(dtype=float)
+        c = None if control is None else rep[control].to_numpy(dtype=float)
         use = (rep["count"].to_numpy() >= min_count) & np.isfinite(x) & np.isfinite(y)
-        if use.sum() < 3 or np.ptp(x[use]) == 0 or np.ptp(y[use]) == 0:
+        if c is not None:
+            use &= np.isfinite(c)
+        if use.sum() < 4 or np.ptp(x[use]) == 0 or np.ptp(y[use]) == 0:
             rows[m] = {"rho": np.nan, "p": np.nan, "n_cells": int(use.sum())}
             continue
-        res = stats.spearmanr(x[use], y[use])
-        rows[m] = {"rho": float(res.statistic), "p": float(res.pvalue), "n_cells": int(use.sum())}
+        if c is None:
+            res = stats.spearmanr(x[use], y[use])
+            rows[m] = {"rho": float(res.statistic), "p": float(res.pvalue),
+                       "n_cells": int(use.sum())}
+            continue
+        rows[m] = _partial_spearman(x[use], y[use], c[use])
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "metric"
     return out
+
+
+def _partial_spearman(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> dict[str, float]:
+    """Spearman correlation of x and y with the rank of c regressed out of both."""
+    rx, ry, rc = (stats.rankdata(v) for v in (x, y, c))
+    A = np.column_stack([np.ones_like(rc), rc])
+    ex = rx - A @ np.linalg.lstsq(A, rx, rcond=None)[0]
+    ey = ry - A @ np.linalg.lstsq(A, ry, rcond=None)[0]
+    n = x.size
+    if ex.std() == 0 or ey.std() == 0:
+        return {"rho": np.nan, "p": np.nan, "n_cells": int(n)}
+    r = float(np.corrcoef(ex, ey)[0, 1])
+    t = r * np.sqrt((n - 3) / max(1e-300, 1 - r * r))
+    return {"rho": r, "p": float(2 * stats.t.sf(abs(t), n - 3)), "n_cells": int(n)}
+
+
+def metrics_by_redshift(z_true: np.ndarray, z_pred: np.ndarray, pit_values: np.ndarray | None = None,
+                        *, bins: np.ndarray | int = 8, n_boot: int = 200, seed: int = 0,
+                        level: float = 0.99) -> pd.DataFrame:
+    """MAD, bias, η and PCO in bins of true redshift, with bootstrap errors.
+
+    Parameters
+    ----------
+    z_true, z_pred : array_like, shape (N,)
+    pit_values : array_like, shape (N,), optional
+    bins : int or array_like
+        Bin edges in redshift, or a number of equal-count bins.
+    n_boot : int
+        Bootstrap resamples per bin for the ``*_err`` columns (standard deviations).
+
+    Returns
+    -------
+    DataFrame
+        One row per bin: ``z_lo, z_hi, z_mid, n``, and ``m, m_err`` for m in mad, bias,
+        eta, pco (fractions).
+    """
+    zt, zp, _ = _metrics.check_redshifts(z_true, z_pred)
+    pco = None if pit_values is None else pco_mask(np.clip(np.asarray(pit_values, float), 0, 1), level)
+    edges = (np.unique(np.quantile(zt, np.linspace(0, 1, int(bins) + 1)))
+             if np.ndim(bins) == 0 else np.asarray(bins, dtype=np.float64))
+    which = np.clip(np.searchsorted(edges, zt, side="right") - 1, 0, len(edges) - 2)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(len(edges) - 1):
+        sel = np.flatnonzero(which == b)
+        row = {"z_lo": edges[b], "z_hi": edges[b + 1], "z_mid": 0.5 * (edges[b] + edges[b + 1]),
+               "n": sel.size}
+        if sel.size == 0:
+            rows.append(row)
+            continue
+        dz = _metrics.scaled_residuals(zt[sel], zp[sel])
+        flag_pco = None if pco is None else pco[sel]
+
+        def stat(d, f):
+            return (MAD_SCALE * np.median(np.abs(d), axis=-1), d.mean(axis=-1),
+                    (np.abs(d) > OUTLIER_THRESHOLD).mean(axis=-1),
+                    np.full(d.shape[:-1], np.nan) if f is None else f.mean(axis=-1))
+
+        vals = stat(dz, flag_pco)
+        idx = rng.integers(0, sel.size, size=(n_boot, sel.size)) if n_boot > 1 else None
+        boots = stat(dz[idx], None if flag_pco is None else flag_pco[idx]) if idx is not None else None
+        for k, m in enumerate(("mad", "bias", "eta", "pco")):
+            row[m] = float(vals[k])
+            row[f"{m}_err"] = float(np.std(boots[k], ddof=1)) if boots is not None else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _cell_values(metric: str, cell: np.ndarray, dz: np.ndarray, outl: np.ndarray,

@@ -110,7 +110,9 @@ def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "
     Parameters
     ----------
     catalog : DataFrame or astropy Table
-        DR10 columns ``FLUX_<b>`` (nanomaggies), ``FLUX_IVAR_<b>`` and ``MW_TRANSMISSION_<b>``.
+        DR10 columns ``FLUX_<b>`` (nanomaggies), ``MW_TRANSMISSION_<b>`` and, if the catalogue
+        has them, ``FLUX_IVAR_<b>`` (a band with ``FLUX_IVAR <= 0`` is unmeasured; without the
+        column a finite flux counts as measured).
     bands : sequence of str
         Bands to convert.
 
@@ -121,18 +123,27 @@ def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "
         A band with no data (``FLUX_IVAR == 0`` or NaN flux, e.g. the i-band in the north)
         is NaN.
     """
-    cols = []
+    from photozsom.schema import as_dataframe
+
+    present = {str(c).upper() for c in as_dataframe(catalog).columns}
+    cols, has_ivar = [], {}
     for b in bands:
         b = b.upper()
-        cols += [f"FLUX_{b}", f"FLUX_IVAR_{b}", f"MW_TRANSMISSION_{b}"]
+        cols += [f"FLUX_{b}", f"MW_TRANSMISSION_{b}"]
+        # catalogues without inverse variances (published, already-dereddened fluxes) count a
+        # finite flux as measured
+        has_ivar[b] = f"FLUX_IVAR_{b}" in present
+        if has_ivar[b]:
+            cols.append(f"FLUX_IVAR_{b}")
     df = validate(catalog, cols, name=name, allow_nan=cols)
     out = {}
     for b in bands:
         b = b.upper()
         f = dereddened_flux(df, b)
-        ivar = df[f"FLUX_IVAR_{b}"].to_numpy(dtype=np.float64)
         m = asinh_mag(f, SOFTENING[b])
-        m[~(ivar > 0)] = np.nan
+        if has_ivar[b]:
+            ivar = df[f"FLUX_IVAR_{b}"].to_numpy(dtype=np.float64)
+            m[~(ivar > 0)] = np.nan
         out[b.lower()] = m
     return pd.DataFrame(out, index=df.index)
 

@@ -32,6 +32,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -51,8 +52,12 @@ __all__ = [
     "StaleRunError",
     "check",
     "downstream",
+    "fit_photoz_model",
+    "flag_by_magnitude",
     "layout",
+    "prepare_bgs_example",
     "preset",
+    "published_photoz",
     "run_baseline",
     "run_cells",
     "run_data",
@@ -66,13 +71,13 @@ __all__ = [
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"sky": 600, "som_shape": (6, 6), "som_shape_north": (5, 5), "embed_epochs": 1,
              "embed_dim": 16, "mdn_max_epochs": 8, "cv_folds": 2, "n_boot": 100,
-             "n_estimators": 30, "min_count": 3},
+             "n_estimators": 30, "min_count": 3, "real_fraction": 0.05},
     "ci": {"sky": "ci", "som_shape": (12, 12), "som_shape_north": (10, 10), "embed_epochs": 3,
            "embed_dim": 64, "mdn_max_epochs": 40, "cv_folds": 5, "n_boot": 300,
-           "n_estimators": 100, "min_count": 5},
+           "n_estimators": 100, "min_count": 5, "real_fraction": 0.15},
     "default": {"sky": "default", "som_shape": (24, 24), "som_shape_north": (16, 16),
                 "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 150, "cv_folds": 5,
-                "n_boot": 1000, "n_estimators": 200, "min_count": 5},
+                "n_boot": 1000, "n_estimators": 200, "min_count": 5, "real_fraction": 1.0},
 }
 
 #: Footprints and the SOM features each one has (DR10 ``PHOTSYS``).
@@ -322,7 +327,8 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
     - nothing: the simulated sky (:func:`photozsom.datasets.simulate`), deterministic in seed.
 
     The train / validation / test split (80/10/10) is by a seeded hash of ``OBJID``, or by
-    the values of column ``split_by`` (e.g. ``ROSETTE``: whole fields go to one part).
+    the values of column ``split_by`` (e.g. ``ROSETTE``: whole fields go to one part; a
+    column holding "train" / "val" / "test" is used as it is).
 
     Returns
     -------
@@ -375,6 +381,8 @@ def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
         raise ValueError("OBJID must be unique in the spectroscopic sample; "
                          f"{int(spec['OBJID'].duplicated().sum())} rows repeat one")
     key = spec["OBJID"].to_numpy() if by is None else spec[by].to_numpy()
+    if by is not None and set(np.unique(key.astype(str))) <= {"train", "val", "test"}:
+        return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(), "SPLIT": key.astype(str)})
     if by is not None:
         groups, inv = np.unique(key, return_inverse=True)
         n_g = len(groups)
@@ -659,6 +667,7 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
 def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedding",
             hidden: Sequence[int] = (256, 256, 256), max_epochs: int | None = None,
             cv_folds: int | None = None, recalibration: str | None = None,
+            catalog_features: Sequence[str] | None = None,
             progress: bool = True) -> dict[str, Any]:
     """Stage "mdn": the paper's model — a :class:`~photozsom.model.PhotoZModel` with the MDN.
 
@@ -668,21 +677,23 @@ def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedd
     the per-cell analysis: each galaxy predicted by a model that never saw it; the inputs'
     imputer is the one fitted on the training split).
     """
+    from photozsom.features import CATALOG_FEATURES
     from photozsom.model import PhotoZModel
 
     p = preset(scale, mdn_max_epochs=max_epochs, cv_folds=cv_folds)
+    feats = tuple(catalog_features or CATALOG_FEATURES)
     features = {"embedding": "embedding", "catalog": "catalog", "embedding+catalog": "both",
                 "both": "both"}.get(inputs)
     if features is None:
         raise ValueError(f"inputs must be 'embedding', 'catalog' or 'embedding+catalog', got {inputs!r}")
     spec = model_inputs(run, run.spec_with_split(), features)
-    model = PhotoZModel(features, seed=seed, hidden=tuple(hidden),
+    model = PhotoZModel(features, seed=seed, hidden=tuple(hidden), catalog_features=feats,
                         max_epochs=int(p["mdn_max_epochs"]), recalibration=recalibration)
     out = _fit_predict(run, "mdn", model, spec, cv_folds=int(p["cv_folds"]), seed=seed,
                        progress=progress)
     run.record("mdn", {"scale": scale, "seed": seed, "inputs": inputs, "hidden": list(hidden),
                        "max_epochs": p["mdn_max_epochs"], "cv_folds": p["cv_folds"],
-                       "recalibration": recalibration})
+                       "recalibration": recalibration, "catalog_features": list(feats)})
     return out
 
 
@@ -791,3 +802,126 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | None = None,
     run.record("flags", {"scale": scale, "min_count": p["min_count"],
                          "distance_quantile": distance_quantile, "metrics": list(flag_metrics)})
     return {"flagger": flagger, "random_flags": flagged}
+
+
+#: Columns of the published DR10 photo-z catalogue (Zhou et al.) a sample may carry.
+PUBLISHED_PHOTOZ = ("Z_PHOT_MEAN", "Z_PHOT_MEDIAN", "Z_PHOT_STD", "Z_PHOT_L68", "Z_PHOT_U68",
+                    "Z_PHOT_L95", "Z_PHOT_U95")
+
+
+def published_photoz(run: Run, split: str = "test") -> pd.DataFrame | None:
+    """Prediction table of the published DR10 photo-z columns on a split, if the sample has them.
+
+    The paper's baseline row is the published catalogue on the matched subset; its P(z) is
+    rebuilt from the published quantiles by :func:`photozsom.baseline.published_photoz_pdf`.
+    Returns None when the spectroscopic sample lacks the columns (the simulated sky does).
+    """
+    spec = run.spec_with_split()
+    if not set(PUBLISHED_PHOTOZ) <= set(spec.columns):
+        return None
+    from photozsom.baseline import published_photoz_pdf
+    from photozsom.results import prediction_table
+
+    sub = spec[(spec["SPLIT"] == split).to_numpy()]
+    ok = np.isfinite(sub[list(PUBLISHED_PHOTOZ)].to_numpy(dtype=np.float64)).all(axis=1)
+    sub = sub[ok]
+    return prediction_table(published_photoz_pdf(sub), sub["OBJID"].to_numpy(),
+                            sub["Z"].to_numpy())
+
+
+def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = None) -> pd.DataFrame:
+    """Flagged fraction of the random sample and photo-z metrics of flagged vs unflagged
+    evaluated galaxies, per r-band magnitude bin.
+
+    Returns
+    -------
+    DataFrame
+        One row per bin: ``r_lo, r_hi`` [AB mag], ``n_random``, ``flagged``, ``ood``,
+        ``underperforming`` (fractions of the random sample), ``n_eval_flagged``,
+        ``n_eval_unflagged``, and ``mad_flagged``, ``mad_unflagged``, ``eta_flagged``,
+        ``eta_unflagged`` of the evaluated spectroscopic galaxies.
+    """
+    from photozsom import metrics
+    from photozsom.features import magnitudes
+
+    random = run.random()
+    rf = pd.read_parquet(run.need("flags/random_flags.parquet"))
+    r_rand = magnitudes(random, ("R",))["r"].to_numpy()
+    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    spec = run.spec().set_index("OBJID")
+    sub = spec.loc[ev["OBJID"].to_numpy()]
+    fl = flagger.flag(sub.reset_index())
+    r_ev = magnitudes(sub, ("R",))["r"].to_numpy()
+    if bins is None:
+        fin = r_rand[np.isfinite(r_rand)]
+        bins = np.unique(np.round(np.quantile(fin, np.linspace(0, 1, 7)), 1))
+    bins = np.asarray(bins, dtype=np.float64)
+    rows = []
+    for lo, hi in itertools.pairwise(bins):
+        inr = (r_rand >= lo) & (r_rand < hi)
+        ine = (r_ev >= lo) & (r_ev < hi)
+        row = {"r_lo": lo, "r_hi": hi, "n_random": int(inr.sum()),
+               "flagged": rf["flag"].to_numpy()[inr].mean() if inr.any() else np.nan,
+               "ood": rf["ood"].to_numpy()[inr].mean() if inr.any() else np.nan,
+               "underperforming": rf["underperforming"].to_numpy()[inr].mean() if inr.any() else np.nan}
+        for name, sel in (("flagged", ine & fl["flag"].to_numpy()),
+                          ("unflagged", ine & ~fl["flag"].to_numpy())):
+            row[f"n_eval_{name}"] = int(sel.sum())
+            ok = sel.sum() > 0
+            zt, zp = ev["Z"].to_numpy()[sel], ev["Z_PHOT"].to_numpy()[sel]
+            row[f"mad_{name}"] = metrics.mad(zt, zp) if ok else np.nan
+            row[f"eta_{name}"] = metrics.outlier_fraction(zt, zp) if ok else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def prepare_bgs_example(out_dir: str | os.PathLike, *, scale: str = "ci", seed: int = 0,
+                        val_rosettes: Sequence[int] = (15,), report_rosettes: Sequence[int] = (14,),
+                        held_out_rosettes: Sequence[int] = (18, 19)) -> dict[str, Path]:
+    """Write the shipped DESI EDR BGS galaxies as a user would bring them, split by rosette.
+
+    ``labelled.parquet`` holds the training rosettes (``SPLIT`` = "train"), the validation
+    rosettes ("val": early stopping) and the report rosettes ("test": the per-cell report
+    the flag is built from); ``held_out.parquet`` holds the remaining rosettes, which no model
+    sees until ``photozsom predict``. Whole rosettes go to one part, so train and held-out
+    galaxies are spatially disjoint. At scales other than "default" a seeded fraction
+    (``SCALES[scale]["real_fraction"]``) of each rosette is kept.
+    """
+    from photozsom.datasets.desi_edr import load_bgs_north
+
+    bgs = load_bgs_north()
+    frac = float(preset(scale)["real_fraction"])
+    if frac < 1:
+        keep = np.random.default_rng(seed).random(len(bgs)) < frac
+        bgs = bgs[keep].reset_index(drop=True)
+    ros = bgs["ROSETTE"].to_numpy()
+    split = np.full(len(bgs), "train", dtype=object)
+    split[np.isin(ros, val_rosettes)] = "val"
+    split[np.isin(ros, report_rosettes)] = "test"
+    held = np.isin(ros, held_out_rosettes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labelled = bgs[~held].assign(SPLIT=split[~held].astype(str))
+    paths = {"labelled": out / "labelled.parquet", "held_out": out / "held_out.parquet"}
+    labelled.to_parquet(paths["labelled"], index=False)
+    bgs[held].to_parquet(paths["held_out"], index=False)
+    return paths
+
+
+def fit_photoz_model(run: Run, spec: pd.DataFrame, features: str, *, scale: str = "ci",
+                     seed: int = 0, estimator: str = "mdn", progress: bool = False,
+                     **options: Any) -> Any:
+    """A :class:`~photozsom.model.PhotoZModel` on a run's training split (validation split
+    for early stopping), with the inputs ``features`` needs attached from the run."""
+    from photozsom.model import PhotoZModel
+
+    if "SPLIT" not in spec:
+        raise ValueError("spec needs a SPLIT column: use Run.spec_with_split()")
+    data = model_inputs(run, spec, features)
+    split = data["SPLIT"].to_numpy()
+    tr, va = split == "train", split == "val"
+    z = data["Z"].to_numpy(np.float64)
+    if estimator == "mdn":
+        options.setdefault("max_epochs", int(preset(scale)["mdn_max_epochs"]))
+    model = PhotoZModel(features, seed=seed, estimator=estimator, **options)
+    return model.fit(data[tr], z[tr], data[va], z[va], progress=progress)

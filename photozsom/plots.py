@@ -499,3 +499,42 @@ def embedding_map(pcs: np.ndarray, colour_by: Mapping[str, np.ndarray], *, n_poi
         ax.set_ylabel("embedding PC 2")
         fig.colorbar(sc, ax=ax, label=label)
     return fig
+
+
+def metrics_vs_redshift(by_z: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
+                        global_values: Mapping[str, float] | None = None) -> plt.Figure:
+    """MAD, bias, η, PCO against spectroscopic redshift (:func:`photozsom.cells.metrics_by_redshift`)."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False, sharex=True)
+    for ax, m in zip(axes.flat, metrics):
+        scale = 100.0 if m in _PERCENT else 1.0
+        xerr = np.vstack([by_z["z_mid"] - by_z["z_lo"], by_z["z_hi"] - by_z["z_mid"]])
+        ax.errorbar(by_z["z_mid"], by_z[m] * scale, yerr=by_z[f"{m}_err"] * scale, xerr=xerr,
+                    fmt="o", ms=4, lw=1, color="C0", label="redshift bin")
+        if global_values and m in global_values:
+            ax.axhline(global_values[m] * scale, color="k", ls=":", lw=1, label="global")
+        if m == "bias":
+            ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_ylabel(METRIC_LABELS.get(m, m))
+        ax.legend(fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("spectroscopic redshift $z$")
+    return fig
+
+
+def flag_by_magnitude(by_mag: pd.DataFrame) -> plt.Figure:
+    """Flagged fractions and MAD of flagged / unflagged galaxies per r-magnitude bin."""
+    mid = 0.5 * (by_mag["r_lo"] + by_mag["r_hi"])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for col, lab in (("flagged", "flagged"), ("ood", "out of distribution"),
+                     ("underperforming", "under-performing cell")):
+        a.plot(mid, 100 * by_mag[col], "o-", label=lab)
+    a.set_xlabel("r [AB mag]")
+    a.set_ylabel("random sample [%]")
+    a.set_ylim(0, 100)
+    a.legend(fontsize=8)
+    b.plot(mid, by_mag["mad_flagged"], "o-", color="C3", label="flagged")
+    b.plot(mid, by_mag["mad_unflagged"], "o-", color="C0", label="not flagged")
+    b.set_xlabel("r [AB mag]")
+    b.set_ylabel(METRIC_LABELS.get("mad", "MAD"))
+    b.legend(fontsize=8)
+    return fig

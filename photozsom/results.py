@@ -15,8 +15,8 @@ import pandas as pd
 
 from photozsom import metrics
 
-__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "compare_models", "deviating_cells", "matched", "metrics_table",
-           "prediction_table", "table1"]
+__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "compare_models", "deviating_cells", "flag_comparison",
+           "matched", "metrics_table", "prediction_table", "table1"]
 
 #: The point estimate used throughout: the mean of P(z|X), the paper's <P(z|X)>.
 POINT_ESTIMATE = "mean"
@@ -170,3 +170,36 @@ def deviating_cells(report, metric: str = "bias", n: int = 16) -> pd.DataFrame:
     ok["significant"] = ok[f"{metric}_worse"].astype(bool)
     ok = ok.sort_values(["significant", "deviation"], ascending=[False, False])
     return ok.head(n)[[metric, "deviation", "significant", "count", "n_train", "z_mean"]]
+
+
+def flag_comparison(table: pd.DataFrame, *, z_pred: str = "Z_PHOT_MEAN", flag: str = "PZ_FLAG") -> pd.DataFrame:
+    """Photo-z metrics of all, flagged and unflagged rows of a ``photozsom predict`` output.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows with ``Z`` (spectroscopic), the point estimate ``z_pred``, ``PIT`` and the flag
+        column; rows without a prediction (NaN) are counted in ``n_unscored`` and left out.
+
+    Returns
+    -------
+    DataFrame
+        Index all / flagged / not flagged; columns ``N``, ``fraction``, ``MAD``, ``bias``,
+        ``eta_%``, ``PCO_%``, ``n_unscored``.
+    """
+    ok = np.isfinite(table[z_pred].to_numpy(float)) & np.isfinite(table["Z"].to_numpy(float))
+    f = table[flag].to_numpy(bool)
+    rows = {}
+    for name, sel in (("all", np.ones(len(table), bool)), ("flagged", f), ("not flagged", ~f)):
+        s = sel & ok
+        row = {"N": int(s.sum()), "fraction": s.sum() / max(ok.sum(), 1),
+               "n_unscored": int((sel & ~ok).sum())}
+        if s.any():
+            zt, zp = table["Z"].to_numpy(float)[s], table[z_pred].to_numpy(float)[s]
+            row.update({"MAD": metrics.mad(zt, zp), "bias": metrics.bias(zt, zp),
+                        "eta_%": 100 * metrics.outlier_fraction(zt, zp),
+                        "PCO_%": 100 * metrics.pco_fraction(
+                            np.clip(table["PIT"].to_numpy(float)[s], 0, 1))
+                        if "PIT" in table else np.nan})
+        rows[name] = row
+    return pd.DataFrame(rows).T
