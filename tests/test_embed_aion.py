@@ -8,6 +8,9 @@ and a LogScalarCodec) are injected into a real ``CodecManager``, so every line o
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +22,9 @@ from aion import AION
 from aion.codecs import CodecManager, ImageCodec, LogScalarCodec
 from aion.modalities import LegacySurveyFluxG, LegacySurveyFluxZ, LegacySurveyImage
 
-from photozsom.embed import AIONEmbedder, Embedder
+from photozsom.datasets.store import CutoutStore
+from photozsom.embed import AIONEmbedder, Embedder, aion_fingerprint, embed_to_file, load_embeddings
+from photozsom.embed.aion import AION_BANDS, CODEC_REPO, check_image_codec, codec_test_galaxy
 
 CONFIG = {
     "domains_in": ["tok_image", "tok_flux_g", "tok_flux_z"],
@@ -66,7 +71,9 @@ def parts():
 @pytest.fixture(scope="module")
 def embedder(parts):
     model, manager = parts
-    return AIONEmbedder(model, codec_manager=manager, device="cpu", verify_weights=False)
+    return AIONEmbedder(
+        model, codec_manager=manager, device="cpu", verify_weights=False, verify_codec=False
+    )
 
 
 def galaxies(n: int, size: int = 100, seed: int = 0) -> np.ndarray:
@@ -90,7 +97,7 @@ def direct_embedding(model, manager, flux: np.ndarray, bands: list[str], scalars
 def test_random_weights_fail_loudly(parts):
     model, manager = parts
     with pytest.raises(RuntimeError, match="random initialisation"):
-        AIONEmbedder(model, codec_manager=manager, device="cpu")
+        AIONEmbedder(model, codec_manager=manager, device="cpu", verify_codec=False)
 
 
 def test_embeds_north_and_south_like_direct_aion_calls(parts, embedder):
@@ -118,7 +125,8 @@ def test_embeds_north_and_south_like_direct_aion_calls(parts, embedder):
 def test_catalog_scalars_join_the_tokens(parts):
     model, manager = parts
     emb_cat = AIONEmbedder(
-        model, codec_manager=manager, device="cpu", include_catalog=True, verify_weights=False
+        model, codec_manager=manager, device="cpu", include_catalog=True, verify_weights=False,
+        verify_codec=False,
     )
     images = galaxies(4, size=96, seed=2)
     cat = pd.DataFrame({"FLUX_G": [1.0, 5.0, 20.0, 2.0], "FLUX_Z": [3.0, np.nan, 40.0, 9.0]})
@@ -143,13 +151,25 @@ def test_catalog_scalars_join_the_tokens(parts):
         emb_cat.embed(images, np.ones((4, 4), bool), progress=False)
 
 
-def test_small_cutouts_and_nan_in_present_band_are_clear_errors(embedder):
+def test_small_cutouts_are_a_clear_error(embedder):
     with pytest.raises(ValueError, match="at least 96x96"):
         embedder.embed(np.zeros((2, 4, 64, 64), np.float32), np.ones((2, 4), bool))
-    images = galaxies(2)
-    images[1, 0, 50, 50] = np.nan
-    with pytest.raises(ValueError, match="row 1 band g"):
-        embedder.embed(images, np.ones((2, 4), bool))
+
+
+def test_bad_pixels_leave_the_band_out_like_a_missing_band(parts, embedder):
+    model, manager = parts
+    images = galaxies(4)
+    images[1, 0, 50, 50] = np.nan  # g of object 1, inside the 96x96 crop
+    images[2, 3, 0, 0] = np.inf  # outside the crop (rows 2..97): the codec never sees it
+    images[3] = np.nan  # nothing left
+    with pytest.warns(RuntimeWarning, match=r"row 1 band g.*1 object\(s\) have no band"):
+        emb = embedder.embed(images, np.ones((4, 4), bool), progress=False)
+    crop = images[:, :, 2:98, 2:98]
+    all_bands = direct_embedding(model, manager, crop[[0, 2]], list(AION_BANDS))
+    no_g = direct_embedding(model, manager, crop[[1]][:, 1:], ["DES-R", "DES-I", "DES-Z"])
+    np.testing.assert_allclose(emb[[0, 2]], all_bands, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(emb[[1]], no_g, rtol=1e-4, atol=1e-5)
+    assert np.isnan(emb[3]).all()
 
 
 def test_token_count_and_model_id_are_checked(parts):
@@ -166,7 +186,8 @@ def test_local_directory_loads_and_missing_weights_fail(tmp_path, parts, embedde
     model, manager = parts
     model.save_pretrained(tmp_path / "full")
     loaded = AIONEmbedder(
-        str(tmp_path / "full"), codec_manager=manager, device="cpu", verify_weights=False
+        str(tmp_path / "full"), codec_manager=manager, device="cpu", verify_weights=False,
+        verify_codec=False,
     )
     images = galaxies(3, seed=5)
     mask = np.ones((3, 4), bool)
@@ -183,7 +204,9 @@ def test_local_directory_loads_and_missing_weights_fail(tmp_path, parts, embedde
     dropped = sorted(k for k in tensors if k.startswith("encoder.1."))
     save_file({k: v for k, v in tensors.items() if k not in dropped}, wfile)
     with pytest.raises(RuntimeError, match="lack") as err:
-        AIONEmbedder(str(tmp_path / "partial"), codec_manager=manager, device="cpu")
+        AIONEmbedder(
+            str(tmp_path / "partial"), codec_manager=manager, device="cpu", verify_codec=False
+        )
     assert dropped[0] in str(err.value)
 
 
@@ -191,9 +214,137 @@ def test_known_input_fingerprint_pins_the_weights(parts, embedder):
     model, manager = parts
     fp = embedder.fingerprint()
     np.testing.assert_array_equal(fp, embedder.fingerprint())
-    pinned = AIONEmbedder(model, codec_manager=manager, device="cpu", expected_fingerprint=fp)
+    pinned = AIONEmbedder(
+        model, codec_manager=manager, device="cpu", expected_fingerprint=fp, verify_codec=False
+    )
     assert pinned.weights_verified
     torch.manual_seed(1)
     other = AION(CONFIG).eval()  # different (random) weights
     with pytest.raises(RuntimeError, match="fingerprint"):
-        AIONEmbedder(other, codec_manager=manager, device="cpu", expected_fingerprint=fp)
+        AIONEmbedder(
+            other, codec_manager=manager, device="cpu", expected_fingerprint=fp,
+            verify_codec=False,
+        )
+
+
+# -- codec self-check --------------------------------------------------------------------------
+class StubCodecs:
+    """A codec manager whose tokens are the (clamped-free) flux itself, times ``gain``."""
+
+    source = "stub"
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = gain
+
+    def encode(self, image):
+        return {"tok_image": image.flux.clone()}
+
+    def decode(self, tokens, modality, bands):
+        return modality(flux=tokens["tok_image"] * self.gain, bands=bands)
+
+
+def test_codec_self_check_passes_a_faithful_codec_with_the_noise_as_only_error():
+    result = check_image_codec(StubCodecs())
+    noisy, model = codec_test_galaxy()
+    yy, xx = np.mgrid[:96, :96] - 47.5
+    ap = np.hypot(xx, yy) <= 2 * 4.6
+    expected = [
+        np.linalg.norm((noisy - model)[0, b][ap]) / np.linalg.norm(model[0, b][ap])
+        for b in range(4)
+    ]
+    np.testing.assert_allclose(list(result["south"].values()), expected, rtol=1e-5)
+    np.testing.assert_allclose(list(result["north"].values()), np.array(expected)[[0, 1, 3]],
+                               rtol=1e-5)
+    assert result["passed"] and max(expected) < 0.1
+    json.dumps(result, allow_nan=False)
+
+
+def test_codec_self_check_fails_a_wrongly_scaled_or_random_codec_naming_it(parts):
+    with pytest.raises(RuntimeError, match=r"codec self-check failed: .* from stub"):
+        check_image_codec(StubCodecs(gain=0.5))
+    _, manager = parts  # a real, untrained aion ImageCodec
+    with pytest.raises(RuntimeError, match="ImageCodec for LegacySurveyImage") as err:
+        check_image_codec(manager)
+    assert "download them again" in str(err.value)
+    model, _ = parts
+    with pytest.raises(RuntimeError, match="codec self-check failed"):
+        AIONEmbedder(model, codec_manager=manager, device="cpu", verify_weights=False)
+
+
+# -- local model directories -------------------------------------------------------------------
+def test_local_snapshot_directory_gives_model_and_codecs(tmp_path, monkeypatch, parts, embedder):
+    from safetensors.torch import load_file, save_file
+
+    model, manager = parts
+    root = tmp_path / "aion-base"  # the bare name, as a directory in the working directory
+    model.save_pretrained(root)
+    manager._load_codec(LegacySurveyImage).save_pretrained(root, modality=LegacySurveyImage)
+    assert (root / "codecs" / "image" / "model.safetensors").exists()
+    monkeypatch.chdir(tmp_path)
+    local = AIONEmbedder("aion-base", device="cpu", verify_weights=False, verify_codec=False)
+    assert local.codecs_source == str(root.resolve())
+    images = galaxies(3, seed=7)
+    mask = np.ones((3, 4), bool)
+    mask[1, 2] = False
+    np.testing.assert_allclose(
+        local.embed(images, mask, progress=False),
+        embedder.embed(images, mask, progress=False),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # A codec file lacking tensors is refused (polymathic-aion would load it non-strictly).
+    wfile = root / "codecs" / "image" / "model.safetensors"
+    tensors = load_file(wfile)
+    save_file({k: v for k, v in tensors.items() if "decoder" not in k}, wfile)
+    broken = AIONEmbedder(root, device="cpu", verify_weights=False, verify_codec=False)
+    with pytest.raises(RuntimeError, match="lack"):
+        broken.embed(images, mask, progress=False)
+
+
+def test_model_directory_without_codecs_uses_the_hub_codecs(tmp_path, parts):
+    model, _ = parts
+    model.save_pretrained(tmp_path / "m")
+    emb = AIONEmbedder(tmp_path / "m", device="cpu", verify_weights=False, verify_codec=False)
+    assert emb.codecs_source.startswith(CODEC_REPO)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        AIONEmbedder(tmp_path, device="cpu", verify_weights=False, verify_codec=False)
+
+
+# -- fingerprint -------------------------------------------------------------------------------
+def test_aion_fingerprint_is_json_and_pins_the_weights(tmp_path, parts, embedder):
+    model, manager = parts
+    model.save_pretrained(tmp_path / "m")
+    fp = aion_fingerprint(tmp_path / "m", codec_manager=manager, device="cpu", verify=False)
+    path = tmp_path / "fp.json"
+    path.write_text(json.dumps(fp, allow_nan=False))
+    assert fp["format"] == "photozsom.aion_fingerprint" and fp["dim"] == 64
+    np.testing.assert_allclose(fp["fingerprint"], embedder.fingerprint(), rtol=1e-5, atol=1e-7)
+    sha = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    assert fp["files"]["model.safetensors"] == sha
+    assert fp["codec_check"]["passed"] is False  # the tiny codec is untrained: recorded
+    pinned = AIONEmbedder(tmp_path / "m", codec_manager=manager, device="cpu",
+                          verify_codec=False, expected_fingerprint=path)
+    assert pinned.weights_verified
+    torch.manual_seed(2)
+    with pytest.raises(RuntimeError, match="fingerprint"):
+        AIONEmbedder(AION(CONFIG).eval(), codec_manager=manager, device="cpu",
+                     verify_codec=False, expected_fingerprint=fp)
+
+
+# -- pixel scale -------------------------------------------------------------------------------
+def test_store_of_another_pixel_scale_is_refused_unless_allowed(tmp_path, parts, embedder):
+    model, manager = parts
+    images = galaxies(3, size=96, seed=4)
+    with CutoutStore.create(tmp_path / "c.h5", size=96, pixscale=0.2) as st:
+        st.append(images, np.ones((3, 4), bool), np.arange(3))
+    with pytest.raises(ValueError, match=r"0.2 arcsec/pixel.*expects 0.262.*allow_pixscale=0.2"):
+        embed_to_file(embedder, tmp_path / "c.h5", tmp_path / "e.h5", progress=False)
+    assert not (tmp_path / "e.h5").exists()
+    embed_to_file(embedder, tmp_path / "c.h5", tmp_path / "e.h5", progress=False,
+                  allow_pixscale=0.2)
+    emb, _ = load_embeddings(tmp_path / "e.h5")
+    np.testing.assert_allclose(emb, embedder.embed(images, np.ones((3, 4), bool), progress=False),
+                               rtol=1e-5, atol=1e-6)
+    lenient = AIONEmbedder(model, codec_manager=manager, device="cpu", verify_weights=False,
+                           verify_codec=False, allow_pixscale=0.2)
+    embed_to_file(lenient, tmp_path / "c.h5", tmp_path / "e2.h5", progress=False)

@@ -10,7 +10,7 @@
   left out.
 """
 
-from photozsom.embed.aion import AIONEmbedder  # imports aion only when used
+from photozsom.embed.aion import AIONEmbedder, aion_fingerprint  # imports aion only when used
 from photozsom.embed.base import (
     STATUS,
     Embedder,
@@ -27,6 +27,7 @@ __all__ = [
     "AIONEmbedder",
     "Embedder",
     "Encoder",
+    "aion_fingerprint",
     "embed_to_file",
     "load_embedding_status",
     "load_embeddings",
