@@ -39,15 +39,15 @@ def fitted():
     X, z = data(4000, 0)
     Xv, zv = data(2000, 1)
     Xt, zt = data(3000, 2)
-    rf = RandomForestPhotoZ(n_estimators=50, seed=0).fit(X, z, Xv, zv)
+    rf = RandomForestPhotoZ(n_estimators=100, seed=0).fit(X, z, Xv, zv)
     return rf, (X, z), (Xv, zv), (Xt, zt)
 
 
 def test_trees_and_forest_equal_scikit_learns_with_the_same_seed(fitted):
     rf, (X, z), _, (Xt, _) = fitted
-    sk = RandomForestRegressor(n_estimators=50, random_state=0, max_features=1.0).fit(X, z)
+    sk = RandomForestRegressor(n_estimators=100, random_state=0, max_features=1.0).fit(X, z)
     trees = rf.predict_trees(Xt)
-    assert trees.shape == (len(Xt), 50)
+    assert trees.shape == (len(Xt), 100)
     for i, est in enumerate(sk.estimators_):       # the stored node arrays walk like sklearn
         np.testing.assert_array_equal(trees[:, i], est.predict(Xt))
     np.testing.assert_allclose(rf.predict_point(Xt), sk.predict(Xt), rtol=0, atol=1e-12)
@@ -79,9 +79,10 @@ def test_fitted_width_beats_the_histogram_and_gives_a_one_percent_pco(fitted):
     hist = rf.pdf_from_trees(trees, spread_scale=0.0, floor=0.0)
     assert smooth.crps(zt).mean() < hist.crps(zt).mean()          # also on unseen galaxies
     pco, pco_hist = (metrics.pco_fraction(p.pit(zt)) for p in (smooth, hist))
-    # 1% expected for calibrated tails; 3000 galaxies give a binomial sd of 0.18%
-    assert 0.004 < pco < 0.018, pco
-    assert pco_hist > 0.02, pco_hist                              # the 1/T artefact
+    # 1% expected for calibrated tails (3000 galaxies: binomial sd 0.18%); the forest's
+    # spread is not exact, and the histogram's 1/T steps put far more outside
+    assert 0.004 < pco < 0.02, pco
+    assert pco_hist > 0.025 and pco_hist > 2 * pco, pco_hist
 
 
 def test_fitted_width_minimises_the_validation_crps(fitted):
