@@ -42,7 +42,9 @@ from __future__ import annotations
 import base64
 import html as _html
 import io
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +189,7 @@ def thumbnail_uri(image: np.ndarray, *, size: int = 48, colors: int = 64) -> str
         im = im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
                          dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -396,6 +398,7 @@ def som_explorer(
     max_background: int = 20_000,
     seed: int = 0,
     title: str = "SOM explorer: photo-z performance cell by cell",
+    n_jobs: int = 1,
     progress: bool = False,
 ):
     """The interactive SOM map: colour by a metric, hover for numbers, click for galaxies.
@@ -447,6 +450,8 @@ def som_explorer(
         Seed of the choice of thumbnails and background galaxies.
     title : str
         Heading above the map.
+    n_jobs : int
+        Threads making the thumbnails (-1: all cores).
     progress : bool
         Progress bar over the thumbnails.
 
@@ -516,8 +521,18 @@ def som_explorer(
             t_start = np.concatenate([[0], np.cumsum(t_count)[:-1]])
             rank = np.arange(order.size) - np.repeat(g_start, g_count)
             pick = order[rank < np.repeat(t_count, g_count)]
-            uris = [thumbnail_uri(images[i], size=thumb_px, colors=thumb_colors)
-                    for i in tqdm(pick, desc="thumbnails", disable=None if progress else True)]
+            def thumb(i: int) -> str:
+                return thumbnail_uri(images[i], size=thumb_px, colors=thumb_colors)
+
+            workers = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
+            bar = tqdm(total=pick.size, desc="thumbnails", unit="cutout",
+                       disable=None if progress else True)
+            with ThreadPoolExecutor(workers) as pool:  # numpy and PIL release the GIL here
+                uris = []
+                for uri in pool.map(thumb, pick.tolist()):
+                    uris.append(uri)
+                    bar.update()
+            bar.close()
             thumb_src = ColumnDataSource(
                 {"uri": uris, "z": gz[pick].astype(np.float32), "zp": gzp[pick].astype(np.float32),
                  "flag": (np.zeros(pick.size, bool) if gflag is None else gflag[pick])},
@@ -677,6 +692,6 @@ def display_in_notebook(layout, *, height: int = 820, title: str = "photozsom SO
     from IPython.display import HTML
 
     page = layout if isinstance(layout, str) else explorer_html(layout, title=title)
-    return HTML(f'<iframe srcdoc="{_html.escape(page, quote=True)}" '
+    return HTML(f'<div class="photozsom-explorer"><iframe srcdoc="{_html.escape(page, quote=True)}" '
                 f'style="width: 100%; height: {int(height)}px; border: none" '
-                f'title="{_html.escape(title)}"></iframe>')
+                f'title="{_html.escape(title)}"></iframe></div>')

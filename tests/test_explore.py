@@ -375,3 +375,41 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
                   and e["params"]["type"] in ("error", "assert", "warning"))
               or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     assert not errors, json.dumps(errors)[:2000]
+
+
+def test_notebook_frame_holds_the_whole_page(built):
+    import html
+
+    from photozsom.explore import display_in_notebook
+
+    layout, *_ = built
+    out = display_in_notebook(layout, height=700)
+    m = re.fullmatch(r'<div[^>]*><iframe srcdoc="([^"]*)" style="[^"]*height: 700px[^"]*" '
+                     r'title="[^"]*"></iframe></div>', out.data)
+    assert m, out.data[:200]
+    page = html.unescape(m.group(1))
+    assert page.startswith("<!DOCTYPE html>") and "Bokeh.embed.embed_items" in page
+    assert len(page) == pytest.approx(len(explorer_html(layout)), rel=0.01)
+
+
+def test_chromium_runs_the_notebook_frame(browser, tmp_path):
+    from photozsom.explore import display_in_notebook
+
+    layout, rep, *_ = _build(max_thumbs=4)
+    page = tmp_path / "chapter.html"
+    page.write_text("<!DOCTYPE html><html><body><h1>a chapter</h1>"
+                    + display_in_notebook(layout).data + "<p>after</p></body></html>")
+    b = browser
+    for domain in ("Runtime", "Log", "Page", "Network"):
+        b.send(f"{domain}.enable")
+    b.send("Page.navigate", url=page.as_uri())
+    frame = "(() => { const f = document.querySelector('iframe'); return f && f.contentWindow; })()"
+    b.wait_for(f"(() => {{ const w = {frame}; return w && w.Bokeh && w.Bokeh.documents.length > 0 "
+               f"&& w.Bokeh.documents[0].is_idle; }})()")
+    assert b.js(f"deepAll({frame}.document, 'canvas').length") >= 2
+    n = b.js(f"{frame}.Bokeh.documents[0].get_model_by_name('cells').data.cell.length")
+    assert n == len(rep.table)
+    errors = [e for e in b.events if e["method"] == "Runtime.exceptionThrown"
+              or (e["method"] == "Runtime.consoleAPICalled"
+                  and e["params"]["type"] in ("error", "assert", "warning"))]
+    assert not errors, json.dumps(errors)[:2000]
