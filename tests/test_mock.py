@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,12 @@ import pytest
 
 from photozsom.datasets import mock, mock_images
 from photozsom.datasets import mock_photometry as mph
-from photozsom.datasets.mock_sed import GRID_FILTERS, get_grid, load_templates, madau_transmission
+from photozsom.datasets import mock_population as mpop
+from photozsom.datasets.mock_sed import GRID_FILTERS, get_grid, get_star_grid, load_templates, madau_transmission
+from photozsom.datasets.summary import PUBLISHED_DENSITIES, mock_density_table, select_desi_targets
 from photozsom.datasets.store import CutoutStore
 
-SIM = {"n_spec": 1500, "n_random": 3000, "n_random_cutouts": 60, "cutout_size": 16}
+SIM = {"n_spec": 1500, "n_random": 20000, "n_random_cutouts": 60, "cutout_size": 16}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,11 @@ def sky(tmp_path_factory):
     out = tmp_path_factory.mktemp("sky")
     paths = mock.simulate(out, scale=SIM, seed=11, progress=False)
     return paths, pd.read_parquet(paths["spec"]), pd.read_parquet(paths["random"])
+
+
+@pytest.fixture(scope="module")
+def settings(sky):
+    return json.loads(sky[0]["settings"].read_text())
 
 
 def _rmag(df):
@@ -286,3 +294,108 @@ def test_cli_reports_bad_scale(tmp_path, capsys):
     args = argparse.Namespace(out_dir=str(tmp_path), scale="lots", seed=0, cutout_size=None, overwrite=False)
     assert mock.cli_main(args) == 2
     assert "unknown scale" in capsys.readouterr().out
+
+
+# -- realism: target densities, stars, photon noise -------------------------------------------------
+def test_desi_target_densities_match_the_published_ones(sky, settings):
+    _, _, rand = sky
+    tab = mock_density_table(rand, settings)
+    # ELG (LOP + VLO) ~2400 deg^-2 (Raichoor et al. 2023); the count error here is ~5%
+    elg = tab.loc["DESI ELG (LOP + VLO)"]
+    assert elg["published [deg^-2]"] == 2400.0
+    assert 0.8 < elg["mock / published"] < 1.25, elg
+    # BGS Bright ~864 deg^-2 (Hahn et al. 2023); ~8% counting error
+    assert 0.7 < tab.loc["DESI BGS Bright", "mock / published"] < 1.4
+    # LRG ~605 deg^-2 (Zhou et al. 2023): within a factor 2 (the mock holds ~1.5x, see the docs)
+    assert 0.5 < tab.loc["DESI LRG", "mock / published"] < 2.0
+    # the area is the sample size over the simulated density of detections
+    dens = settings["random_density_per_deg2"]
+    assert settings["random_area_deg2"] == pytest.approx(len(rand) / (dens["galaxies"] + dens["stars"]), rel=1e-4)
+    assert set(tab.index) == set(PUBLISHED_DENSITIES)
+
+
+def test_desi_selections_match_the_mock_survey_rules_on_noiseless_examples():
+    # three hand-made sources, each built to pass exactly one selection
+    def row(g, r, z, w1, typ="REX"):
+        f = lambda m: 10 ** (-0.4 * (m - 22.5))
+        return {"FLUX_G": f(g), "FLUX_R": f(r), "FLUX_Z": f(z), "FLUX_W1": f(w1), "FIBERFLUX_G": f(g + 0.7),
+                "FIBERFLUX_R": f(r + 0.7), "FIBERFLUX_Z": f(z + 0.7), "MW_TRANSMISSION_G": 1.0,
+                "MW_TRANSMISSION_R": 1.0, "MW_TRANSMISSION_Z": 1.0, "MW_TRANSMISSION_W1": 1.0,
+                "TYPE": typ, "MASKBITS": 0}
+    cat = pd.DataFrame([row(19.6, 18.9, 18.5, 19.5),       # BGS: bright, blue-ish, low z
+                        row(23.0, 21.5, 20.2, 18.0),       # LRG: red in r-z, z-W1 and r-W1 > 3.3
+                        row(23.2, 23.0, 22.5, 22.5),       # ELG: faint, blue in g-r, r-z = 0.5
+                        row(17.0, 16.4, 16.2, 17.6, "PSF")])  # a G star: none
+    sel = select_desi_targets(cat)
+    np.testing.assert_array_equal(sel.to_numpy(), [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
+
+
+def test_star_colours_match_the_sun_and_avoid_the_elg_box():
+    grid = get_star_grid()
+    # the Sun (T = 5772 K): SDSS g-r = 0.46, r-i = 0.12 (AB; Willmer 2018, ApJS 236, 47)
+    c = grid.colours(np.array([5772.0]), ["g_sdss", "r_sdss", "i_sdss"])[0]
+    assert c[0] - c[1] == pytest.approx(0.46, abs=0.08)
+    assert c[1] - c[2] == pytest.approx(0.12, abs=0.08)
+    # the DESI ELG cut g-r < 0.5(r-z) + 0.1 exists to remove the stellar locus (Raichoor et al. 2023)
+    col = grid.colours(grid.temp, ["G_S", "R_S", "Z_S"])
+    gr, rz = col[:, 0] - col[:, 1], col[:, 1] - col[:, 2]
+    in_box = (rz > 0.15) & (gr < 0.5 * rz + 0.1) & (gr < -1.2 * rz + 1.6)
+    assert not in_box.any()
+    # a Sun-like star has M_r ~ 4.65 (Willmer 2018) by the photometric parallax relation
+    assert mpop.photometric_parallax(0.12) == pytest.approx(4.65, abs=0.5)
+
+
+def test_star_counts_match_sdss_and_fall_with_galactic_latitude():
+    sc = mpop.get_star_counts()
+    per_deg2 = sc.expected_per_sr({"r_sdss": 22.0}) * (np.pi / 180) ** 2
+    # Juric et al. (2008): ~48 million stars to r ~ 22 in 6,500 deg^2, mostly at |b| > 25 deg
+    assert 0.6 < per_deg2 / (48e6 / 6500) < 1.5
+    col = sc.grid.colours(sc.temp_m, ["r_sdss"])[:, 0]
+    bright = (sc.mc[None, :] + sc.dm[:, None] + col[None, :]) < 22.0
+    per_dir = (sc.dens * bright[None]).sum(axis=(1, 2))
+    b = np.abs(sc.b)
+    assert per_dir[b > 60].mean() < 0.5 * per_dir[b < 30].mean()
+
+
+def test_random_sample_holds_stars_mostly_typed_psf(sky, settings):
+    _, spec, rand = sky
+    star = rand["IS_STAR"].to_numpy()
+    dens = settings["random_density_per_deg2"]
+    expected = dens["stars"] / (dens["stars"] + dens["galaxies"])
+    assert star.mean() == pytest.approx(expected, abs=3 * np.sqrt(expected * (1 - expected) / star.size) + 1e-3)
+    assert 0.03 < star.mean() < 0.4
+    assert (rand.loc[star, "Z_TRUE"] == 0).all() and (rand.loc[~star, "Z_TRUE"] > 0).all()
+    typ = rand["TYPE"].to_numpy()
+    assert (typ[star] == "PSF").mean() > 0.8            # stars are point sources ...
+    assert 0.01 < (typ[star] != "PSF").mean() < 0.2     # ... except for noise and blends
+    faint = _rmag(rand) > 23
+    assert (typ[faint & ~star] == "PSF").mean() > 0.2   # faint galaxies are unresolved
+    # the compilation keeps galaxy redshifts only (SPECTYPE STAR and Z ~ 0 removed)
+    assert not spec["IS_STAR"].any()
+
+
+def test_photon_noise_variance_equals_source_flux_over_gain():
+    rng = np.random.default_rng(8)
+    img = mock_images.render_batch(40, np.array([0]), np.array([19.3]), np.array([20.1]),
+                                   np.array([[400.0, 900.0]]), np.array([1.0]), np.array([0.8]),
+                                   np.array([0.7]), np.array([0.3]), np.array([[1.4, 1.2]]))
+    sky_sigma = np.array([[0.01, 0.02]])
+    gain = np.array([[250.0, 3000.0]])
+    noisy = np.stack([mock_images.add_noise(rng, img, sky_sigma, gain)[0] for _ in range(800)])  # (R, NB, H, W)
+    var = noisy.astype(np.float64).var(axis=0, ddof=1)
+    for b in range(2):
+        excess = (var[b] - sky_sigma[0, b] ** 2).sum()
+        model = np.clip(img[0, b], 0, None).sum() / gain[0, b]
+        # the summed excess variance is a sum of ~1600 pixel variances, each known to 5%
+        assert excess == pytest.approx(model, rel=0.05), b
+        assert noisy[:, b].mean(axis=0) == pytest.approx(img[0, b], abs=4 * np.sqrt(var[b].max() / 800))
+
+
+def test_electrons_per_nanomaggy_from_zero_point_and_exposure():
+    nobs = np.array([[3, 3, 2, 4], [2, 2, 0, 5]])
+    g = mph.electrons_per_nanomaggy(np.array(["S", "N"]), nobs)
+    # DECam r: 10^(0.4 (25.29 - 22.5)) e-/s per nmgy x 60 s x 3 exposures = 2351 e- per nmgy
+    assert g[0, 1] == pytest.approx(2351.1, rel=1e-3)
+    # MzLS z: 10^(0.4 (26.20 - 22.5)) x 80 s x 5 = 12080
+    assert g[1, 3] == pytest.approx(12079.8, rel=1e-3)
+    assert np.isnan(g[1, 2])

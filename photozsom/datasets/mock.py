@@ -69,6 +69,8 @@ Z_SPEC_RANGE: tuple[float, float] = (0.0, 1.6)
 #: Smallest number of galaxies per survey programme (fewer for very small simulations).
 MIN_PER_SURVEY: int = 8
 _VERSION = 1
+#: Square degrees per steradian.
+SR_PER_DEG2: float = (np.pi / 180.0) ** 2
 #: Wall-clock seconds of each stage of the last :func:`simulate` run in this process (for
 #: benchmarks; not written to settings.json, which stays deterministic).
 LAST_RUN: dict = {}
@@ -146,6 +148,7 @@ def _draw_truth(rng, grid, lc, n, limits, z_range=None, south_fraction=SOUTH_FRA
     t.update(mpop.morphology(rng, t["z"], t["mag_abs"], t["red"]))
     t["coeffs"], t["ebv_int"] = mpop.sed_coefficients(rng, grid, t["z"], t["mag_abs"], t["red"], t["q"])
     t["photsys"] = np.where(rng.random(n) < south_fraction, "S", "N")
+    t["is_star"] = np.zeros(n, bool)
     mph.add_photometry(grid, lc.cosmo, t)
     T = Targets(t, {}, rng)
     ok = np.zeros(n, bool)
@@ -184,8 +187,12 @@ def _build_pool(rng, grid, lc, n_pool: int) -> mph.NeighbourPool:
 
 def _observe(rng, t, pool, seed):
     _COUNTS["observed"] += t["z"].size
-    _place(rng, t)
+    if "ra" not in t:  # stars come with their positions
+        _place(rng, t)
     nb = mph.draw_neighbours(rng, t["z"], pool)
+    if t["is_star"].any():  # a star has no physical companions
+        keep = ~(nb["companion"] & t["is_star"][nb["owner"]])
+        nb = {k: v[keep] for k, v in nb.items()}
     cat, obs = mph.observe(rng, t, nb, pool, seed)
     return nb, cat, obs
 
@@ -199,7 +206,7 @@ def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict,
             limits[f"{b}_{ps}"] = mph.DEPTH_PSF[ps][b] + 1.5
     limits["I_S"] = mph.DEPTH_PSF["S"]["I"] + 1.5
     parts = []
-    have, drawn, eff = 0, 0, 0.3
+    have, drawn, eff, n_det_all = 0, 0, 0.3, 0
     with tqdm(total=n_random, desc="random sample", unit="gal", disable=None if progress else True) as bar:
         while have < n_random:
             want = n_random - have
@@ -210,7 +217,9 @@ def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict,
             # member: an object whose r-band catalogue flux is mostly a neighbour's is that
             # neighbour's detection, drawn (with its own redshift) when the neighbour is a primary
             own = ~(np.nan_to_num(cat["BLEND_FRAC_TRUE"]) > 0.5)
-            det = np.flatnonzero(_detected(cat) & own)[:want]
+            det_all = np.flatnonzero(_detected(cat) & own)
+            n_det_all += det_all.size
+            det = det_all[:want]
             drawn += batch
             have += det.size
             eff = max(have / drawn, 1e-3)
@@ -218,7 +227,47 @@ def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict,
             parts.append((_take(t, det), _take(cat, det), _take(obs, det),
                           mph.subset_neighbours(nb, det, n_t)))
             bar.update(det.size)
-    return _merge(parts)
+    # surface density of detected galaxies: candidates per sr times the detected fraction
+    gal_per_deg2 = lc.expected_per_sr(limits) * n_det_all / drawn * SR_PER_DEG2
+    # stars, in proportion to their detected surface density
+    stars = mpop.get_star_counts()
+    star_parts, n_star, have_s, drawn_s, det_s = [], None, 0, 0, 0
+    while n_star is None or have_s < n_star:
+        batch = 4000 if n_star is None else int(np.clip(1.3 * (n_star - have_s) / max(det_s / drawn_s, 1e-3)
+                                                        + 200, 1000, 200_000))
+        t = stars.sample(rng, batch, limits)
+        nb, cat, obs = _observe(rng, t, pool, seed)
+        own = ~(np.nan_to_num(cat["BLEND_FRAC_TRUE"]) > 0.5)
+        det_all = np.flatnonzero(_detected(cat) & own)
+        drawn_s += batch
+        det_s += det_all.size
+        if n_star is None:
+            star_per_deg2 = stars.expected_per_sr(limits) * det_s / drawn_s * SR_PER_DEG2
+            n_star = int(round(n_random * star_per_deg2 / (star_per_deg2 + gal_per_deg2)))
+        det = det_all[:max(n_star - have_s, 0)]
+        have_s += det.size
+        star_parts.append((_take(t, det), _take(cat, det), _take(obs, det), mph.subset_neighbours(nb, det, batch)))
+    star_per_deg2 = stars.expected_per_sr(limits) * det_s / drawn_s * SR_PER_DEG2
+    t_g, cat_g, obs_g, nb_g = _merge(parts)
+    keep = np.arange(n_random - n_star)
+    gal = (_take(t_g, keep), _take(cat_g, keep), _take(obs_g, keep),
+           mph.subset_neighbours(nb_g, keep, t_g["z"].size))
+    t_s, cat_s, obs_s, nb_s = _merge(star_parts)
+    for d in (t_s, t_g):
+        for k in ("temp", "dist_pc"):
+            d.pop(k, None)
+    merged = _permute(*_merge([gal, (t_s, cat_s, obs_s, nb_s)]), rng.permutation(n_random))
+    return (*merged, {"galaxies": gal_per_deg2, "stars": star_per_deg2})
+
+
+def _permute(t, cat, obs, nb, perm):
+    """Reorder the objects (and re-index their neighbours) so that row order carries no information."""
+    t, cat, obs = _take(t, perm), _take(cat, perm), _take(obs, perm)
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    nb = {**nb, "owner": inv[nb["owner"]]}
+    order = np.argsort(nb["owner"], kind="stable")
+    return t, cat, obs, {k: v[order] for k, v in nb.items()}
 
 
 def _merge(parts):
@@ -381,7 +430,8 @@ def _render_cutouts(rng, store, t, obs, nb, pool, objid, size, progress, batch=4
             halo = obs["halo"][ids][:, bands]
             img += (np.nan_to_num(halo)[:, :, None, None] * (1 + grad[:, None])).astype(np.float32)
             sig = obs["sigma_pix"][ids][:, bands].astype(np.float32)
-            img += np.nan_to_num(sig)[:, :, None, None] * rng.standard_normal(img.shape, dtype=np.float32)
+            gain = mph.electrons_per_nanomaggy(t["photsys"][ids], obs["nobs"][ids])
+            img = mock_images.add_noise(rng, img, sig, gain)
             mask = np.ones((b, 4), bool)
             mask[~south[ids], 2] = False
             img[~mask] = np.nan
@@ -467,7 +517,7 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
 
     # -- random sample --------------------------------------------------------------------------
     clock["setup"] = time.perf_counter()
-    t_r, cat_r, obs_r, nb_r = _random_sample(np.random.default_rng(s_rand), grid, lc, pool,
+    t_r, cat_r, obs_r, nb_r, per_deg2 = _random_sample(np.random.default_rng(s_rand), grid, lc, pool,
                                              sizes["n_random"], seed, progress)
     clock["random"] = time.perf_counter()
     # -- spectroscopic surveys ----------------------------------------------------------------------
@@ -483,13 +533,7 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
     t_s, cat_s, obs_s, nb_s = _merge(parts)
     # shuffle the compilation so that row order carries no survey information
     rng_id = np.random.default_rng(s_id)
-    perm = rng_id.permutation(t_s["z"].size)
-    t_s, cat_s, obs_s = _take(t_s, perm), _take(cat_s, perm), _take(obs_s, perm)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(perm.size)
-    nb_s = {**nb_s, "owner": inv[nb_s["owner"]]}
-    order = np.argsort(nb_s["owner"], kind="stable")
-    nb_s = {k: v[order] for k, v in nb_s.items()}
+    t_s, cat_s, obs_s, nb_s = _permute(t_s, cat_s, obs_s, nb_s, rng_id.permutation(t_s["z"].size))
     # OBJIDs: unique across both tables, carrying no order information
     n_r, n_s = t_r["z"].size, t_s["z"].size
     ids = rng_id.permutation(n_r + n_s).astype(np.int64) + 1
@@ -499,6 +543,7 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
         cat["DEC"] = t["dec"]
         cat["PHOTSYS"] = np.asarray(t["photsys"], dtype=object)
         cat["Z_TRUE"] = t["z"]
+        cat["IS_STAR"] = np.asarray(t["is_star"], bool)
     has_cut = np.zeros(n_r, bool)
     has_cut[rng_id.choice(n_r, sizes["n_random_cutouts"], replace=False)] = True
     cat_r["HAS_CUTOUT"] = has_cut
@@ -538,8 +583,13 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
         "z_spec_range": list(Z_SPEC_RANGE),
         "depth_psf_5sigma_ab": mph.DEPTH_PSF,
         "seeing_fwhm_arcsec": mph.SEEING,
+        "zeropoint_ab_1e_per_s": mph.ZEROPOINT,
+        "exptime_per_exposure_s": mph.EXPTIME,
         "extinction_coefficients": mph.R_EXT,
         "neighbour_density_per_arcsec2": round(pool.density, 6),
+        "random_density_per_deg2": {k: round(float(v), 3) for k, v in per_deg2.items()},
+        "random_area_deg2": round(float(n_r / sum(per_deg2.values())), 6),
+        "star_fraction_random": round(float(cat_r["IS_STAR"].mean()), 6),
         "blend_scale_fwhm": mph.BLEND_SCALE_FWHM,
         "luminosity_functions": {k: vars(v) for k, v in mpop.POPULATIONS.items()},
         "spec_counts": dict(sorted(survey_n.items(), key=lambda kv: -kv[1])),

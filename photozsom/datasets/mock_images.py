@@ -42,6 +42,7 @@ from scipy.interpolate import RegularGridInterpolator
 __all__ = [
     "MOFFAT_BETA",
     "PIXSCALE",
+    "add_noise",
     "aperture_fraction",
     "moffat_ft",
     "nea_ratio",
@@ -395,3 +396,32 @@ def render_batch(size: int, cutout_of: np.ndarray, x: np.ndarray, y: np.ndarray,
         bad = np.add.reduceat(np.isnan(flux[:, ib]).astype(np.int64), starts) > 0
         out[bad, ib] = np.nan
     return out
+
+
+def add_noise(rng: np.random.Generator, image: np.ndarray, sigma_sky: np.ndarray,
+              gain: np.ndarray) -> np.ndarray:
+    """Noisy cutouts: sky noise plus the photon (Poisson) noise of the sources.
+
+    Each pixel gets Gaussian noise of variance ``sigma_sky^2 + max(image, 0) / gain``: the sky
+    term of the stacked exposures and the source's own photon noise in its Gaussian limit
+    (the sources of a cutout collect tens to thousands of electrons per pixel).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    image : ndarray, shape (B, NB, H, W), float32
+        Noiseless surface brightness above the sky, nanomaggies per pixel.
+    sigma_sky : ndarray, shape (B, NB)
+        Sky noise per pixel, nanomaggies.
+    gain : ndarray, shape (B, NB)
+        Photo-electrons per nanomaggy (:func:`photozsom.datasets.mock_photometry.electrons_per_nanomaggy`).
+
+    Returns
+    -------
+    ndarray, shape (B, NB, H, W), float32
+        ``image`` plus noise (a new array; NaN bands stay NaN).
+    """
+    sig = np.nan_to_num(np.asarray(sigma_sky, np.float32))[:, :, None, None]
+    inv_gain = np.nan_to_num(1.0 / np.asarray(gain, np.float32), nan=0.0, posinf=0.0)[:, :, None, None]
+    var = sig**2 + np.clip(image, 0.0, None) * inv_gain
+    return image + np.sqrt(var) * rng.standard_normal(image.shape, dtype=np.float32)

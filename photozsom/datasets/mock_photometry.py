@@ -46,6 +46,7 @@ __all__ = [
     "SELECTION_BANDS",
     "NeighbourPool",
     "add_photometry",
+    "electrons_per_nanomaggy",
     "draw_neighbours",
     "observe",
     "region_fluxes",
@@ -85,8 +86,50 @@ BLEND_SCALE_WISE: float = 2.5
 NEIGHBOUR_RADIUS: float = 6.0
 #: Mean number of physical companions within NEIGHBOUR_RADIUS (small-scale clustering).
 COMPANION_RATE: float = 0.15
+#: Smallest circularised size the Tractor tells from a point source at any S/N, arcsec.
+MIN_RESOLVED_ARCSEC: float = 0.1
+#: Photometric zero points (AB mag giving 1 photo-electron per second) of the Legacy Survey
+#: cameras: the legacypipe nominal values for DECam g, r, z (25.08, 25.29, 24.92), 90Prime/BASS
+#: g, r (25.74, 25.52) and Mosaic3/MzLS z (26.20); DECam i (25.25) interpolated by us.
+ZEROPOINT: dict[str, dict[str, float]] = {
+    "S": {"G": 25.08, "R": 25.29, "I": 25.25, "Z": 24.92},
+    "N": {"G": 25.74, "R": 25.52, "Z": 26.20},
+}
+#: Typical exposure time of one Legacy Survey exposure, seconds (DECaLS/DELVE g, r, i, z; BASS
+#: g, r; MzLS z: the order of the surveys' median exposure times).
+EXPTIME: dict[str, dict[str, float]] = {
+    "S": {"G": 90.0, "R": 60.0, "I": 90.0, "Z": 90.0},
+    "N": {"G": 100.0, "R": 100.0, "Z": 80.0},
+}
 #: Faintest neighbour simulated (r, AB).
 NEIGHBOUR_MAG_LIMIT: float = 25.0
+
+
+def electrons_per_nanomaggy(photsys: np.ndarray, nobs: np.ndarray) -> np.ndarray:
+    """Photo-electrons collected per nanomaggy of source flux in the stacked exposures.
+
+    ``gain = 10^(0.4 (ZEROPOINT - 22.5)) * EXPTIME * NOBS`` per optical band.
+
+    Parameters
+    ----------
+    photsys : ndarray of str, shape (N,)
+        'S' or 'N'.
+    nobs : ndarray, shape (N, 4)
+        Number of exposures in g, r, i, z.
+
+    Returns
+    -------
+    ndarray, shape (N, 4)
+        e- per nanomaggy (NaN where a band does not exist, i in the north).
+    """
+    south = np.asarray(photsys) == "S"
+    out = np.full(np.shape(nobs), np.nan)
+    for j, b in enumerate(_OPT):
+        for region, sel in (("S", south), ("N", ~south)):
+            if b in ZEROPOINT[region]:
+                per_exp = 10 ** (0.4 * (ZEROPOINT[region][b] - 22.5)) * EXPTIME[region][b]
+                out[sel, j] = per_exp * np.maximum(np.asarray(nobs)[sel, j], 1)
+    return out
 
 
 def grid_band(photsys: str, band: str) -> str:
@@ -351,7 +394,9 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
     spread = np.sqrt(np.bincount(owner, weights=w_nb * d**2, minlength=n)
                      / np.maximum(true[:, 1] + np.bincount(owner, weights=w_nb, minlength=n), 1e-12))
     r_meas = np.sqrt(t["r_half"] ** 2 + spread**2) * np.exp(2.0 / np.maximum(snr, 1) * rng.standard_normal(n))
-    r_min = 0.15 * fwhm[:, 1] * np.sqrt(25.0 / np.maximum(snr, 1.0))
+    # a size is measured to ~FWHM / (S/N): faint point sources can come out extended (REX)
+    r_meas = np.abs(r_meas + fwhm[:, 1] / np.maximum(snr, 1) * rng.standard_normal(n))
+    r_min = np.maximum(0.15 * fwhm[:, 1] * np.sqrt(25.0 / np.maximum(snr, 1.0)), MIN_RESOLVED_ARCSEC)
     resolved = r_meas * np.sqrt(t["q"]) > r_min
     n_meas = t["sersic"] * np.exp((0.1 + 3.0 / np.maximum(snr, 1)) * rng.standard_normal(n))
     e_true = (1 - t["q"]) / (1 + t["q"])
@@ -391,6 +436,6 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
         cat[f"PSFDEPTH_{b}"] = np.where(np.isfinite(sig_psf[:, j]), 1 / sig_psf[:, j] ** 2, 0.0).astype(np.float32)
     for j, b in ((0, "G"), (1, "R"), (3, "Z")):
         cat[f"FIBERFLUX_{b}"] = (mw[:, j] * true[:, j] * fib).astype(np.float32)
-    obs = {"fwhm": fwhm, "sigma_pix": sigma_pix, "mw": mw, "halo": halo, "halo_grad": halo_grad,
+    obs = {"fwhm": fwhm, "sigma_pix": sigma_pix, "mw": mw, "halo": halo, "halo_grad": halo_grad, "nobs": nobs,
            "snr": snr, "contam": contam, "blend_r": blend_r}
     return cat, obs

@@ -57,6 +57,11 @@ __all__ = [
     "Cosmology",
     "LightCone",
     "Schechter",
+    "StarCounts",
+    "GALAXY_MODEL",
+    "STAR_LF",
+    "get_star_counts",
+    "photometric_parallax",
     "ebv_map",
     "morphology",
     "sed_coefficients",
@@ -67,6 +72,8 @@ Z_MIN: float = 5e-4
 Z_MAX: float = 3.0
 #: Strength of the redshift evolution of emission-line equivalent widths of blue galaxies.
 LINE_BOOST: float = 0.7
+#: Mean extra internal E(B-V) (Calzetti) of a blue galaxy at M_r = -20, face-on.
+BLUE_DUST_MEAN: float = 0.05
 #: Dec boundary between the BASS/MzLS north and the DECam south (DR9/DR10).
 DEC_NORTH: float = 32.375
 
@@ -109,7 +116,7 @@ class Schechter:
 #: Red and blue luminosity functions (see the module docstring for sources).
 POPULATIONS: dict[str, Schechter] = {
     "red": Schechter(phi_star=3.2e-3, m_star=-21.45, alpha=-0.55, q=1.0, p=-1.2),
-    "blue": Schechter(phi_star=4.2e-3, m_star=-21.0, alpha=-1.35, q=1.4, p=-0.6),
+    "blue": Schechter(phi_star=5.0e-3, m_star=-21.0, alpha=-1.35, q=1.0, p=-1.2),
 }
 
 
@@ -298,7 +305,7 @@ def sed_coefficients(rng: np.random.Generator, grid: SEDGrid, z: np.ndarray, mag
     frac[:, :5] = gam / gam.sum(axis=1, keepdims=True)
     # internal dust
     ebv_red = rng.exponential(0.02, n)
-    mean_blue = np.clip(0.05 * 10 ** (-0.08 * lum_b), 0.02, 0.15) + 0.06 * (1 - q)
+    mean_blue = np.clip(BLUE_DUST_MEAN * 10 ** (-0.08 * lum_b), 0.4 * BLUE_DUST_MEAN, 3 * BLUE_DUST_MEAN) + 0.06 * (1 - q)
     ebv_blue = rng.gamma(2.0, mean_blue / 2.0)
     ebv = np.clip(np.where(red, ebv_red, ebv_blue), 0.0, grid.ebv[-1])
     # light fractions -> coefficients (dust-free rest r-band maggies of each template)
@@ -420,3 +427,158 @@ def ebv_map(ra: np.ndarray, dec: np.ndarray, b: np.ndarray, seed: int) -> np.nda
     jitter = np.random.default_rng([seed, 8, ra.size]).standard_normal(ra.size)
     ebv = 0.02 / np.sin(np.radians(np.clip(np.abs(b), 5.0, 90.0))) * np.exp(0.35 * field + 0.1 * jitter)
     return np.clip(ebv, 0.002, 0.5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# stars
+# ----------------------------------------------------------------------------------------------------
+#: Galactic structure of Juric et al. (2008, ApJ 673, 864; binary-corrected fit): the Sun at
+#: R = 8 kpc, 25 pc above the plane; thin and thick exponential discs (scale heights H and
+#: lengths L in pc, thick/thin local ratio 12%); an oblate power-law halo (0.51% of the local
+#: disc density, axis ratio 0.64, index 2.77).
+GALAXY_MODEL: dict[str, float] = {
+    "R_sun": 8000.0, "Z_sun": 25.0, "H_thin": 300.0, "L_thin": 2600.0, "H_thick": 900.0,
+    "L_thick": 3600.0, "f_thick": 0.12, "f_halo": 0.0051, "q_halo": 0.64, "n_halo": 2.77,
+}
+#: Local luminosity function of main-sequence stars in the thin disc,
+#: ``log10 Phi(M_r) = a + b (M_r - 4)`` [pc^-3 mag^-1]: ~1e-3 at M_r = 4 rising to ~4e-3 at
+#: M_r = 11, the shape and level of the solar-neighbourhood function (Juric et al. 2008,
+#: Fig. 23; Bochanski et al. 2010) to a factor ~1.5.
+STAR_LF: tuple[float, float] = (-3.0, 0.085)
+#: Old populations (thick disc, halo) have no main-sequence stars brighter than the turn-off.
+TURNOFF_MR: float = 3.5
+
+
+def photometric_parallax(ri: np.ndarray) -> np.ndarray:
+    """Absolute magnitude M_r of a main-sequence star from its SDSS r-i.
+
+    The "bright" photometric parallax relation of Juric et al. (2008, eq. A7):
+    ``M_r = 3.2 + 13.30 x - 11.50 x^2 + 5.40 x^3 - 0.70 x^4`` with ``x = r - i``
+    (monotonic over the r-i range simulated).
+    """
+    x = np.asarray(ri, np.float64)
+    return 3.2 + 13.30 * x - 11.50 * x**2 + 5.40 * x**3 - 0.70 * x**4
+
+
+class StarCounts:
+    """Main-sequence stars of the Milky Way seen through the Legacy Survey footprint.
+
+    Star counts follow from the three-component Galaxy of :data:`GALAXY_MODEL` and the
+    luminosity function :data:`STAR_LF`, integrated on a grid of sky directions (the
+    footprint, 70% DECam south), distances (10 pc - 200 kpc) and absolute magnitudes. A star's
+    SDSS r-i follows from its M_r (:func:`photometric_parallax`), its temperature and colours
+    from :class:`~photozsom.datasets.mock_sed.StarGrid`. Giants, white dwarfs and binaries are
+    not simulated.
+
+    Parameters
+    ----------
+    star_grid : StarGrid
+    n_dir : int
+        Number of sky directions of the integration grid (fixed, seed-independent).
+    south_fraction : float
+        Fraction of the footprint in the DECam south.
+    """
+
+    def __init__(self, star_grid, n_dir: int = 600, south_fraction: float = 0.7):
+        self.grid = star_grid
+        rng = np.random.default_rng(20080201)
+        n_s = int(round(south_fraction * n_dir))
+        self.photsys = np.array(["S"] * n_s + ["N"] * (n_dir - n_s))
+        self.ra, self.dec, self.b = sky_positions(rng, self.photsys)
+        l_deg, _ = _galactic_lat(self.ra, self.dec)
+        self.l = l_deg
+        self.d_edges = np.geomspace(10.0, 2.0e5, 131)
+        dc = np.sqrt(self.d_edges[1:] * self.d_edges[:-1])
+        self.dc = dc
+        ri_lo, ri_hi = float(self.grid.ri_sdss.min()), float(self.grid.ri_sdss.max())
+        self.m_edges = np.arange(photometric_parallax(ri_lo), photometric_parallax(ri_hi), 0.1)
+        mc = 0.5 * (self.m_edges[1:] + self.m_edges[:-1])
+        self.mc = mc
+        ri_fine = np.linspace(ri_lo, ri_hi, 2000)
+        self._mr_fine, self._ri_fine = photometric_parallax(ri_fine), ri_fine
+        # densities along each line of sight, relative to the local thin disc: (K, D) per population
+        g = GALAXY_MODEL
+        lr, br = np.radians(self.l)[:, None], np.radians(self.b)[:, None]
+        x = g["R_sun"] - dc[None, :] * np.cos(br) * np.cos(lr)
+        y = -dc[None, :] * np.cos(br) * np.sin(lr)
+        z = dc[None, :] * np.sin(br) + g["Z_sun"]
+        r_cyl = np.hypot(x, y)
+        thin = np.exp((g["R_sun"] - r_cyl) / g["L_thin"] - (np.abs(z) - g["Z_sun"]) / g["H_thin"])
+        thick = g["f_thick"] * np.exp((g["R_sun"] - r_cyl) / g["L_thick"]
+                                      - (np.abs(z) - g["Z_sun"]) / g["H_thick"])
+        halo = g["f_halo"] * (g["R_sun"] / np.sqrt(r_cyl**2 + (z / g["q_halo"]) ** 2 + 1.0)) ** g["n_halo"]
+        phi = 10 ** (STAR_LF[0] + STAR_LF[1] * (mc - 4.0)) * 0.1  # stars pc^-3 per M bin
+        old = mc > TURNOFF_MR
+        vol = dc**3 * np.log(self.d_edges[1:] / self.d_edges[:-1])  # pc^3 per sr per bin
+        # (K, D, M) stars per steradian in each cell (per direction's share of the sky)
+        self.dens = (thin[:, :, None] * phi[None, None, :]
+                     + (thick + halo)[:, :, None] * (phi * old)[None, None, :]) * vol[None, :, None]
+        self.dm = 5.0 * np.log10(dc / 10.0)
+        self.temp_m = self.grid.temp_of_ri(self.ri_of_mr(mc))
+        self._cdfs = {}
+
+    def ri_of_mr(self, mr: np.ndarray) -> np.ndarray:
+        """SDSS r-i of a main-sequence star of absolute magnitude ``mr`` (inverse of the relation)."""
+        return np.interp(mr, self._mr_fine, self._ri_fine)
+
+    def _cdf(self, limits: dict):
+        key = tuple(sorted((str(k), float(v)) for k, v in limits.items()))
+        if key not in self._cdfs:
+            bands = list(limits)
+            col = self.grid.colours(self.temp_m, bands)  # (M, B)
+            ok = np.zeros((self.dc.size, self.mc.size), bool)
+            for j, b in enumerate(bands):
+                ok |= (self.mc[None, :] + self.dm[:, None] + col[None, :, j]) < limits[b]
+            w = (self.dens * ok[None]).ravel()
+            total = w.sum() / len(self.photsys)
+            self._cdfs[key] = (np.cumsum(w) / w.sum(), total)
+        return self._cdfs[key]
+
+    def expected_per_sr(self, limits: dict) -> float:
+        """Stars per steradian of the footprint that can be brighter than one of ``limits``."""
+        return float(self._cdf(limits)[1])
+
+    def sample(self, rng: np.random.Generator, n: int, limits: dict) -> dict:
+        """Draw ``n`` stars that may be brighter than ``limits`` (SED-grid band -> AB mag).
+
+        Returns
+        -------
+        dict
+            A truth table with the keys of a galaxy's (``z`` = 0, ``r_half`` = 0, template
+            coefficients 0) plus ``is_star`` True, ``temp`` (K), ``dist_pc``; positions
+            ``ra``, ``dec``, ``gal_b`` within ~2 deg of the grid direction drawn; true
+            photometry ``flux_ls`` (nanomaggies) and ``mag_sel`` (AB).
+        """
+        from photozsom.datasets.mock_photometry import LS_GRID_BANDS, SELECTION_BANDS
+
+        cdf, _ = self._cdf(limits)
+        idx = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), cdf.size - 1)
+        n_d, n_m = self.dc.size, self.mc.size
+        k, rem = np.divmod(idx, n_d * n_m)
+        i_d, i_m = np.divmod(rem, n_m)
+        lo, hi = self.d_edges[i_d], self.d_edges[i_d + 1]
+        dist = lo * (hi / lo) ** rng.random(n)
+        mr = self.m_edges[i_m] + 0.1 * rng.random(n)
+        temp = self.grid.temp_of_ri(self.ri_of_mr(mr))
+        r_sdss = mr + 5.0 * np.log10(dist / 10.0)
+        ls = r_sdss[:, None] + self.grid.colours(temp, LS_GRID_BANDS)
+        sel = r_sdss[:, None] + self.grid.colours(temp, SELECTION_BANDS)
+        dec = np.clip(self.dec[k] + rng.uniform(-2, 2, n), -89.9, 89.9)
+        ra = (self.ra[k] + rng.uniform(-2, 2, n) / np.cos(np.radians(dec))) % 360.0
+        zeros = np.zeros(n)
+        t = {"z": zeros.copy(), "mag_abs": mr, "red": np.zeros(n, bool), "r_half_kpc": zeros.copy(),
+             "r_half": zeros.copy(), "sersic": np.ones(n), "q": np.ones(n), "phi": zeros.copy(),
+             "coeffs": np.zeros((n, N_TEMPLATES)), "ebv_int": zeros.copy(), "photsys": self.photsys[k],
+             "flux_ls": 10 ** (-0.4 * (ls - 22.5)), "mag_sel": sel, "ra": ra, "dec": dec,
+             "gal_b": self.b[k], "is_star": np.ones(n, bool), "temp": temp, "dist_pc": dist}
+        for name in ("OII", "HBETA", "OIII", "HALPHA"):
+            t[f"line_{name}"] = zeros.copy()
+        return t
+
+
+@functools.lru_cache(maxsize=1)
+def get_star_counts() -> StarCounts:
+    """The star-count model, built once per process and cached."""
+    from photozsom.datasets.mock_sed import get_star_grid
+
+    return StarCounts(get_star_grid())
