@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from photozsom.datasets.store import CutoutStore
-from photozsom.embed import Embedder, Encoder, embed_to_file, load_embeddings
+from photozsom.embed import (
+    Embedder,
+    Encoder,
+    embed_to_file,
+    load_embedding_status,
+    load_embeddings,
+)
 from photozsom.embed.encoder import estimate_sky_sigma, stretch
 
 SIGMA = np.array([0.006, 0.01, 0.015, 0.025], np.float32)  # sky noise, nanomaggies/pixel
@@ -276,7 +282,7 @@ def test_checkpoint_survives_a_kill_mid_write_and_resumes_exactly(tmp_path, toy)
     ck = tmp_path / "encoder.ckpt"
     proc = subprocess.run(
         [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "data.npz"), str(ck)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 9, proc.stderr
     meta = json.loads((ck / "meta.json").read_text())  # the first checkpoint, intact
@@ -461,3 +467,72 @@ def test_embed_to_file_refuses_to_resume_with_another_embedder(tmp_path, store_p
     np.testing.assert_allclose(
         emb, trained.embed(images, mask, progress=False), rtol=1e-5, atol=1e-6
     )
+
+
+# -- bad pixels and pixel scale in embedding files -------------------------------------------
+def test_embed_to_file_records_bad_pixels_per_object_and_never_stops(tmp_path, store_path, trained):
+    with CutoutStore(store_path) as store:
+        images, mask, ids = store.read(slice(None))
+        sigma = store.sigma()
+    images = images.copy()
+    south = np.flatnonzero(mask.all(axis=1))
+    a, b, c = south[:3]
+    images[a, 1, 10, 10] = np.nan  # r, centre
+    images[a, 3, 9, 11] = np.inf  # z, centre
+    images[b, 0, 0, 0] = np.nan  # g, corner: outside the encoder's 16-px crop
+    images[c] = np.nan  # every band
+    bad_store = tmp_path / "bad.h5"
+    with CutoutStore.create(bad_store, size=20) as store:
+        store.append(images, mask, ids, sigma)
+
+    out = embed_to_file(MomentEmbedder(), bad_store, tmp_path / "m.h5", chunk=16, progress=False)
+    status = load_embedding_status(out)
+    n_bad = (~np.isfinite(images)).sum(axis=(2, 3)) * mask  # whole cutout: no input_size
+    np.testing.assert_array_equal(status[["n_bad_g", "n_bad_r", "n_bad_i", "n_bad_z"]], n_bad)
+    used = mask & (n_bad == 0)
+    np.testing.assert_array_equal(status[["used_g", "used_r", "used_i", "used_z"]], used)
+    expected_status = np.where(used.any(axis=1), np.where(n_bad.any(axis=1), 1, 0), 2)
+    np.testing.assert_array_equal(status["status"], expected_status)
+    assert status.loc[status.OBJID == ids[c], "status_name"].item() == "not_embedded"
+    with pytest.warns(RuntimeWarning, match=rf"1 of 50 embeddings .* OBJID \[{ids[c]}\]"):
+        emb, _ = load_embeddings(out)
+    keep = used.any(axis=1)
+    np.testing.assert_allclose(
+        emb[keep], MomentEmbedder().embed(images[keep], used[keep]), rtol=1e-6
+    )
+    assert np.isnan(emb[~keep]).all()
+
+    out = embed_to_file(trained, bad_store, tmp_path / "e.h5", progress=False)
+    status = load_embedding_status(out, objid=ids[[a, b]])
+    assert status["n_bad_g"].tolist() == [0, 0]  # the corner pixel is outside the crop
+    assert status["status"].tolist() == [1, 0]
+    assert status.iloc[0][["used_g", "used_r", "used_i", "used_z"]].tolist() == [
+        True, False, True, False
+    ]
+
+
+def test_embed_to_file_refuses_to_resume_a_file_without_status(tmp_path, store_path):
+    out = embed_to_file(MomentEmbedder(), store_path, tmp_path / "emb.h5", progress=False)
+    with h5py.File(out, "a") as h5:
+        del h5["status"]
+    with pytest.raises(ValueError, match="older photozsom.*overwrite=True"):
+        embed_to_file(MomentEmbedder(), store_path, out, progress=False)
+
+
+def test_encoder_remembers_the_pixel_scale_it_was_trained_at(tmp_path):
+    images, mask, sigma = toy_galaxies(40, size=20, seed=4)
+    coarse = tmp_path / "coarse.h5"
+    with CutoutStore.create(coarse, size=20, pixscale=0.5) as store:
+        store.append(images, mask, np.arange(40), sigma)
+    enc = tiny_encoder()
+    with pytest.raises(ValueError, match=r"training cutout store has pixel scale 0.5"):
+        enc.fit(coarse, epochs=1, batch_size=20, progress=False)
+    enc.fit(coarse, epochs=1, batch_size=20, allow_pixscale=0.5, progress=False)
+    assert enc.pixscale == 0.5
+    embed_to_file(enc, coarse, tmp_path / "e.h5", progress=False)  # its own scale: accepted
+    assert Encoder.load(enc.save(tmp_path / "enc")).pixscale == 0.5
+    default = tmp_path / "default.h5"
+    with CutoutStore.create(default, size=20) as store:
+        store.append(images, mask, np.arange(40), sigma)
+    with pytest.raises(ValueError, match=r"0.262 arcsec/pixel but Encoder\(.*\) expects 0.5"):
+        embed_to_file(enc, default, tmp_path / "e2.h5", progress=False)

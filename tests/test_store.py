@@ -159,3 +159,27 @@ def test_create_open_errors(tmp_path):
         CutoutStore(tmp_path / "other.h5")
     with pytest.raises(ValueError, match="mode must be"):
         CutoutStore(tmp_path / "s.h5", mode="w")
+
+
+def test_pixel_scale_other_than_the_models_is_refused_unless_allowed(tmp_path):
+    from photozsom.datasets.store import PIXSCALE, check_pixscale
+
+    assert check_pixscale(0.2621) == pytest.approx(0.2621)  # within the 1e-3 tolerance
+    with pytest.raises(ValueError, match=r"0.2 arcsec/pixel but the embedder expects 0.262"):
+        check_pixscale(0.2)
+    assert check_pixscale(0.2, allow=0.2) == 0.2
+    with pytest.raises(ValueError, match="allow_pixscale=0.25 was given"):
+        check_pixscale(0.2, allow=0.25)
+    with CutoutStore.create(tmp_path / "a.h5", size=H, pixscale=0.5) as st:
+        with pytest.raises(ValueError, match=r"cutout store a.h5 has pixel scale 0.5.*"
+                                             r"allow_pixscale=0.5"):
+            st.check_pixscale()
+        assert st.check_pixscale(allow=0.5) == 0.5
+    with CutoutStore.create(tmp_path / "b.h5", size=H) as st:
+        assert st.check_pixscale() == PIXSCALE
+    with h5py.File(tmp_path / "b.h5", "a") as h5:  # a store written without the attribute
+        del h5.attrs["pixscale"]
+    with CutoutStore(tmp_path / "b.h5") as st:
+        assert st.pixscale == PIXSCALE and st.check_pixscale() == PIXSCALE
+    with pytest.raises(ValueError, match="pixscale must be > 0"):
+        CutoutStore.create(tmp_path / "c.h5", size=H, pixscale=0.0)

@@ -807,7 +807,7 @@ def aion_fingerprint(
 
     emb = AIONEmbedder(
         model, codec_manager=codec_manager, device=device, codecs=codecs,
-        verify_weights=verify, verify_codec=True if verify else False,
+        verify_weights=verify, verify_codec=verify,
     )
     check = emb.codec_check
     if check is None:  # verify=False: run the check without failing, to record its errors
