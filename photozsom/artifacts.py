@@ -67,7 +67,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + (suffix or path.suffix),
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
+                               suffix=".part" + (suffix or "".join(path.suffixes[-2:])),
                                dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -186,7 +187,7 @@ def save_artifact(
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         if arrays:
-            np.savez(tmp / ARRAYS, **arrays)
+            np.savez_compressed(tmp / ARRAYS, **arrays)
         for name, writer in (extra or {}).items():
             writer(tmp / name)
         (tmp / META).write_text(json.dumps(head, indent=1) + "\n")

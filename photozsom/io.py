@@ -102,6 +102,20 @@ def open_fits(path: str | os.PathLike, *, memmap: bool = True):
                 f"finished and that the file really is FITS"
             ) from err
     size = infos[0]["file"].size if infos else 0
+    if infos and getattr(infos[0]["file"], "compression", None):
+        # astropy reports 0 bytes for a compressed file: measure the decompressed stream
+        import bz2
+        import gzip
+
+        opener = {"gzip": gzip.open, "bzip2": bz2.open}.get(infos[0]["file"].compression)
+        if opener is not None:
+            try:
+                with opener(path, "rb") as fh:
+                    size = fh.seek(0, os.SEEK_END)
+            except (OSError, EOFError) as err:
+                hdul.close()
+                raise ValueError(f"{path} is a truncated or corrupt compressed file ({err}); "
+                                 f"delete it and download it again") from err
     end = max((i["datLoc"] + i["datSpan"] for i in infos), default=0)
     if end > size:
         hdul.close()

@@ -819,12 +819,11 @@ def published_photoz(run: Run, split: str = "test") -> pd.DataFrame | None:
     spec = run.spec_with_split()
     if not set(PUBLISHED_PHOTOZ) <= set(spec.columns):
         return None
-    from photozsom.baseline import published_photoz_pdf
+    from photozsom.baseline import published_photoz_pdf, published_photoz_valid
     from photozsom.results import prediction_table
 
     sub = spec[(spec["SPLIT"] == split).to_numpy()]
-    ok = np.isfinite(sub[list(PUBLISHED_PHOTOZ)].to_numpy(dtype=np.float64)).all(axis=1)
-    sub = sub[ok]
+    sub = sub[published_photoz_valid(sub)]
     return prediction_table(published_photoz_pdf(sub), sub["OBJID"].to_numpy(),
                             sub["Z"].to_numpy())
 
