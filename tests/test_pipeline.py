@@ -1,0 +1,119 @@
+"""The pipeline stages on a tiny simulated sky, without papermill: outputs, provenance, stale runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photozsom import pipeline
+from photozsom.book import with_dependents
+from photozsom.flags import RegionalFlagger, load_flagger
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = pipeline.Run(tmp_path_factory.mktemp("pipe") / "run")
+    out = {"data": pipeline.run_data(run, scale="tiny", progress=False)}
+    out["som"] = pipeline.run_som(run, scale="tiny", progress=False)
+    out["mdn"] = pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
+    out["cells"] = pipeline.run_cells(run, scale="tiny")
+    out["flags"] = pipeline.run_flags(run, scale="tiny")
+    return run, out
+
+
+def test_every_declared_output_exists(tiny_run):
+    run, _ = tiny_run
+    for name in ("data", "som", "mdn", "cells", "flags"):
+        for rel in pipeline.STAGES[name].outputs:
+            assert (run.root / rel).exists(), rel
+    assert pipeline.check(run) == {}
+
+
+def test_split_is_disjoint_and_matches_the_fractions(tiny_run):
+    run, _ = tiny_run
+    split = run.split()
+    spec = run.spec()
+    assert split.index.is_unique and set(split.index) == set(spec["OBJID"])
+    frac = split.value_counts(normalize=True)
+    assert frac["train"] == pytest.approx(0.8, abs=0.06)
+    assert frac["test"] == pytest.approx(0.1, abs=0.05)
+
+
+def test_north_and_south_galaxies_get_cells_on_their_own_maps(tiny_run):
+    run, out = tiny_run
+    sc = out["som"]["spec_cells"]
+    spec = run.spec().set_index("OBJID").loc[sc["OBJID"]]
+    np.testing.assert_array_equal(sc["SOM"].to_numpy(), spec["PHOTSYS"].str.strip().to_numpy())
+    assert (sc.loc[sc["SOM"] == "N", "CELL"] >= 0).mean() > 0.9  # the north is no longer cell -1
+    flagger = load_flagger(run.root / "flags" / "flagger")
+    assert isinstance(flagger, RegionalFlagger) and set(flagger.flaggers) == {"S", "N"}
+    rf = out["flags"]["random_flags"]
+    random = run.random()
+    assert len(rf) == len(random)
+    np.testing.assert_array_equal(rf["OBJID"], random["OBJID"])
+    north = (random["PHOTSYS"] == "N").to_numpy()
+    assert (rf.loc[north, "som"] == "N").all() and (rf.loc[north, "cell"] >= 0).mean() > 0.9
+
+
+def test_training_counts_are_the_training_split_per_cell(tiny_run):
+    run, out = tiny_run
+    rep = out["cells"]["reports"]["S"]
+    sc = out["som"]["spec_cells"].set_index("OBJID")
+    split = run.split()
+    train = sc.loc[split.index[split == "train"]]
+    train = train[(train["SOM"] == "S") & (train["CELL"] >= 0)]
+    np.testing.assert_array_equal(rep.table["n_train"],
+                                  np.bincount(train["CELL"], minlength=rep.n_cells))
+
+
+def test_rerunning_a_stage_makes_its_dependents_stale(tiny_run):
+    run, _ = tiny_run
+    before = run.provenance("som")["fingerprint"]
+    pipeline.run_som(run, scale="tiny", seed=1, progress=False)
+    assert run.provenance("som")["fingerprint"] != before
+    stale = pipeline.check(run)
+    assert set(stale) == {"cells", "flags"}
+    assert "seed=1" in stale["cells"]
+    with pytest.raises(pipeline.StaleRunError, match="--only density"):
+        pipeline.require_consistent(run)
+    pipeline.run_cells(run, scale="tiny")
+    pipeline.run_flags(run, scale="tiny")
+    assert pipeline.check(run) == {}
+
+
+def test_dependents_and_layout_come_from_the_declarations():
+    assert pipeline.downstream(["som"]) == ["som", "cells", "flags"]
+    assert pipeline.downstream(["data"]) == list(pipeline.STAGES)
+    chapters = ["intro", "data", "som", "embeddings", "mdn", "results", "density", "flagging",
+                "appendix", "adapt"]
+    assert with_dependents(["som"], chapters) == ["som", "density", "flagging", "appendix",
+                                                  "adapt"]
+    text = pipeline.layout()
+    for s in pipeline.STAGES.values():
+        assert all(o in text for o in s.outputs)
+    with pytest.raises(ValueError, match="unknown scale"):
+        pipeline.preset("huge")
+    assert pipeline.preset("ci", som_shape=(3, 3))["som_shape"] == (3, 3)
+
+
+def test_a_catalogue_with_photometry_enters_directly(tmp_path):
+    from _catalogues import make_catalogue
+
+    cat = make_catalogue(400, 5, north_fraction=0.3)
+    path = tmp_path / "mine.fits"
+    from astropy.table import Table
+
+    Table.from_pandas(cat).write(path)
+    run = pipeline.Run(tmp_path / "run")
+    info = pipeline.run_data(run, spec_catalog=path)
+    assert info["n_spec"] == 400 and info.get("random_is_spec")
+    pd.testing.assert_series_equal(run.spec()["Z"], cat["Z"], check_names=False)
+    with pytest.raises(ValueError, match="PHOTSYS"):
+        pipeline.run_data(pipeline.Run(tmp_path / "r2"),
+                          spec_catalog=_write(cat.drop(columns=["PHOTSYS"]), tmp_path / "b.parquet"))
+
+
+def _write(df, path):
+    df.to_parquet(path)
+    return path
