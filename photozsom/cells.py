@@ -357,7 +357,7 @@ def report(
     cell : array_like of int, shape (N,)
         SOM cell of each test galaxy in ``[0, n_cells)``; ``-1`` for galaxies the SOM could not
         place (no valid features) — they are left out of cells and of the global values and
-        counted in ``attrs["global"]["n_unassigned"]``.
+        counted in ``global_["n_unassigned"]``.
     z_true, z_pred : array_like, shape (N,)
         Spectroscopic redshift and point estimate.
     pit_values : array_like, shape (N,), or None

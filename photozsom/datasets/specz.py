@@ -565,8 +565,6 @@ def compile_surveys(
                                     columns=["input", "duplicate", "z_range", "output"])
     counts.loc["total"] = counts.sum(axis=0) if len(counts) else [0, 0, 0, 0]
     counts.index.name = "survey"
-    counts.attrs["z_range"] = f"{zmin:g} < Z < {zmax:g}"
-    counts.attrs["dedup_radius_arcsec"] = float(dedup_radius_arcsec)
 
     out = allf.loc[kept].reset_index(drop=True)
     out["N_SPEC"] = np.asarray(n_spec)[kept].astype(np.int64)
