@@ -69,6 +69,10 @@ class Embedder(Protocol):
         Length ``D`` of the embedding vector.
     device : str
         Torch device the embedder computes on ("cpu", "cuda", ...).
+
+    Optional attributes read by :func:`embed_to_file`: ``input_size`` (side of the centre
+    crop the embedder reads, pixels: bad pixels outside it are ignored), ``pixscale``
+    (arcsec/pixel of the images it was trained on; default 0.262) and ``allow_pixscale``.
     """
 
     dim: int
