@@ -166,8 +166,9 @@ def thumbnail_uri(image: np.ndarray, *, size: int = 48, colors: int = 64) -> str
         Nanomaggies per pixel, bands g, r, i, z; coloured by :func:`photozsom.plots.rgb_image`
         (z, r, g as R, G, B, asinh stretch).
     size : int
-        Width and height of the thumbnail in pixels (the whole cutout, resampled with a
-        box filter when smaller than the cutout).
+        Largest width and height of the thumbnail in pixels: a larger cutout is resampled
+        to it with a box filter (pixel averages), a smaller one keeps its pixels (the page
+        scales it up).
     colors : int
         Palette size of the PNG (adaptive palette, no dithering); 0 keeps full RGB.
 
@@ -182,9 +183,8 @@ def thumbnail_uri(image: np.ndarray, *, size: int = 48, colors: int = 64) -> str
 
     rgb = rgb_image(image)
     im = Image.fromarray(np.ascontiguousarray(rgb[::-1]))  # row 0 at the bottom, as imshow origin="lower"
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.Resampling.BOX if size < rgb.shape[0]
-                       else Image.Resampling.NEAREST)
+    if max(im.size) > size:
+        im = im.resize((size, size), Image.Resampling.BOX)
     if colors:
         im = im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
                          dither=Image.Dither.NONE)
@@ -260,8 +260,9 @@ def _cell_values(tab: pd.DataFrame, glob: Mapping[str, Any], flag_frac: np.ndarr
         values["flag"] = 100.0 * flag_frac
         legend["flag"] = {"label": "flagged galaxies in the cell [%]", "palette": Viridis256,
                           "zero": True}
-    if not np.isfinite(values["pco"]).any():
-        del values["pco"], legend["pco"]
+    for k in ("n_train", "pco"):  # no training counts given, a point-estimate model
+        if not np.isfinite(values[k]).any():
+            del values[k], legend[k]
 
     n = len(tab)
     g = {k: float(glob.get(k, np.nan)) for k in ("mad", "bias", "eta", "pco", "z_mean")}
@@ -350,8 +351,8 @@ if (thumbs !== null) {
   for (let i = t0; i < t0 + nt; i++) {
     const tip = 'z_spec ' + t.z[i].toFixed(3) + ', z_phot ' + t.zp[i].toFixed(3);
     h += '<img class="pzs-thumb" width="' + thumb_px + '" height="' + thumb_px + '" title="' + tip
-         + '" alt="' + tip + '" src="' + t.uri[i] + '" style="border: 2px solid '
-         + (t.flag[i] ? '#e66101' : 'transparent') + '">';
+         + '" alt="' + tip + '" src="' + t.uri[i] + '" style="box-sizing: content-box; image-rendering: pixelated; '
+         + 'border: 2px solid ' + (t.flag[i] ? '#e66101' : 'transparent') + '">';
   }
   h += '</div>';
   if (nt == 0) { h += '<div style="font-size: 12px">no cutouts in this cell</div>'; }
@@ -393,7 +394,7 @@ def som_explorer(
     max_thumbs: int = 16,
     thumb_px: int = 48,
     thumb_colors: int = 64,
-    metric: str = "n_train",
+    metric: str | None = None,
     clip: tuple[float, float] | None = (2, 98),
     max_background: int = 20_000,
     seed: int = 0,
@@ -438,8 +439,11 @@ def som_explorer(
     thumb_colors : int
         Palette size of the thumbnail PNGs (0: full RGB); about 1 kB per 48-pixel
         thumbnail with 64 colours.
-    metric : str
-        Metric shown first, a key of :data:`METRIC_CHOICES`.
+    metric : str, optional
+        Metric shown first, a key of :data:`METRIC_CHOICES` (default: the training count,
+        or the test count when the table has no ``n_train``). Metrics without a finite
+        value in any cell (``n_train`` when no training counts were given, ``pco`` for a
+        point-estimate model) are left out of the drop-down.
     clip : (lo, hi) percentiles or None
         Colour range of each metric clipped to these percentiles of its finite cell values
         (as :func:`photozsom.plots.som_maps`); bias is symmetric about 0.
@@ -461,8 +465,8 @@ def som_explorer(
         Show with :func:`bokeh.io.show`, write with :func:`save_explorer`, embed with
         :func:`explorer_html` or :func:`display_in_notebook`. Named models, for scripting:
         ``"cells"`` (the per-cell ColumnDataSource, colour values in ``v_<metric>``),
-        ``"som_map"``, ``"colour_bar"``, ``"metric"`` (the Select), ``"cell_panel"`` (the Div filled on click),
-        ``"cell_galaxies"`` (the clicked cell's galaxies).
+        ``"som_map"``, ``"colour_bar"``, ``"metric"`` (the Select), ``"cell_panel"`` (the
+        Div filled on click), ``"cell_galaxies"`` (the clicked cell's galaxies).
     """
     from bokeh.layouts import column, row
     from bokeh.models import (
@@ -539,6 +543,8 @@ def som_explorer(
                 name="thumbnails")
 
     values, legend, text = _cell_values(tab, glob, flag_frac)
+    if metric is None:
+        metric = "n_train" if "n_train" in values else "count"
     if metric not in values:
         raise ValueError(f"metric must be one of {list(values)}, got {metric!r}")
     keys = list(values)

@@ -132,6 +132,9 @@ def test_each_cell_galaxies_and_thumbnails_are_its_own(built):
     small = thumbnail_uri(imgs[i], size=10)
     im = Image.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1])))
     assert im.size == (10, 10) and im.format == "PNG"
+    # downsampled by pixel averages: the mean colour of the 2 x 2 blocks (64-colour palette)
+    blocks = rgb_image(imgs[i])[::-1].astype(float).reshape(10, 2, 10, 2, 3).mean((1, 3))
+    assert np.abs(np.asarray(im.convert("RGB"), float) - blocks).mean() < 3.0
 
 
 def test_hexagonal_cells_sit_on_the_som_grid_and_touch_their_neighbours():
@@ -163,6 +166,16 @@ def test_bad_inputs_name_the_fix():
                      images=np.zeros((3, 4, 8, 8)))
     with pytest.raises(ValueError, match="metric must be one of"):
         som_explorer(rep.table, SHAPE, global_=rep.global_, metric="flag")  # no galaxies, no flags
+
+
+def test_metrics_without_values_leave_the_menu():
+    rep, *_ = _synthetic(images=False)
+    tab = rep.table.assign(n_train=np.nan, pco=np.nan)
+    layout = som_explorer(tab, SHAPE, global_=rep.global_)
+    menu = layout.select_one({"name": "metric"})
+    assert "training count" not in menu.options and "PCO fraction" not in menu.options
+    assert menu.value == "test count" and "MAD" in menu.options
+    assert "v_n_train" not in _source(layout, "cells").data
 
 
 def test_page_is_self_contained_and_small(built, tmp_path):
@@ -345,8 +358,8 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
     b.wait_for(f"model('cell_panel').text.includes({json.dumps(head)})")
     n_thumbs = b.wait_for("""(() => {
         const imgs = deepAll(document, 'img.pzs-thumb');
-        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth === 48)
-               && imgs.length; })()""")
+        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth === 20
+               && i.width === 48) && imgs.length; })()""")  # 20-pixel cutouts shown at 48
     assert n_thumbs == min(int(tab["count"][k]), 16)
     assert b.js("model('cells').selected.indices") == [k]
     sel = b.js("(() => { const s = model('cell_galaxies').data; "
