@@ -102,10 +102,14 @@ def test_pit_between_midpoints_is_close_to_mapped_pit(narrow):
 
 def test_projection_error_is_small_compared_with_sigma(narrow):
     rc, pdf, _ = narrow
-    err = rc.projection_error(pdf[:1000])
-    # the widened PDFs are several components wide: quantiles move by a fraction of sigma
-    assert np.percentile(err, 99) < 0.15 * SIGMA
-    assert err.max() < 0.5 * SIGMA
+    pdf = pdf[:500]
+    err = rc.projection_error(pdf)
+    # the widened PDFs are several components wide: probability moves by << sigma
+    assert np.percentile(err, 99) < 0.05 * SIGMA
+    # independent check on quantiles: the exact quantile of g(F) is F^-1(g^-1(q))
+    q = np.broadcast_to([0.005, 0.16, 0.5, 0.84, 0.995], (len(pdf), 5))
+    shift = np.abs(rc.apply(pdf).ppf(q) - pdf.ppf(rc.inverse_transform(q)))
+    assert np.percentile(shift, 99) < 0.15 * SIGMA
 
 
 def test_identity_map_returns_the_input_weights():
