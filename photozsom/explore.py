@@ -474,6 +474,7 @@ def som_explorer(
         ColumnDataSource,
         CustomJS,
         Div,
+        FixedTicker,
         HoverTool,
         LinearColorMapper,
         Select,
@@ -575,6 +576,11 @@ def som_explorer(
                  x_axis_label="SOM column", y_axis_label="SOM row", toolbar_location="above",
                  title=title)
     fig.x_range.range_padding = fig.y_range.range_padding = 0.02
+    if topology == "hexagonal":  # columns sqrt(3)/2 apart: tick and label the column numbers
+        step = next(n for n in (1, 2, 5, 10, 20, 50, 100, 10**9) if cols_ / n <= 12)
+        cols_ticked = np.arange(0, cols_, step)
+        fig.xaxis.ticker = FixedTicker(ticks=(cols_ticked * _HEX_DX).tolist())
+        fig.xaxis.major_label_overrides = {float(c * _HEX_DX): str(c) for c in cols_ticked}
     fig.grid.visible = False
     r = fig.patches("xs", "ys", source=cells, fill_color={"field": "value", "transform": mapper},
                     line_color="white", line_width=0.5,

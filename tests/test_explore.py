@@ -145,6 +145,11 @@ def test_hexagonal_cells_sit_on_the_som_grid_and_touch_their_neighbours():
     xs, ys = np.array(d["xs"]), np.array(d["ys"])
     pos = SOM(shape=SHAPE, n_features=2, topology="hexagonal").grid_positions
     np.testing.assert_allclose(np.column_stack([xs.mean(1), ys.mean(1)]), pos, atol=1e-12)
+    # the x axis labels column numbers at the columns' positions
+    axis = _source(layout, "som_map").xaxis[0]
+    labels = {round(t, 9): axis.major_label_overrides[t] for t in axis.ticker.ticks}
+    col_x = {round(x, 9): str(c) for c, x in zip(d["col"], pos[:, 0])}
+    assert labels == col_x
     # cells whose centres are 1 apart (the six neighbours) share an edge: two vertices
     for a in range(len(pos)):
         for b in range(a + 1, len(pos)):
