@@ -118,21 +118,16 @@ def main() -> None:
 
     t0 = time.time()
     paths = simulate(work / f"sky{args.seed}", scale=args.scale, seed=args.seed, progress=False)
-    paths_ind = simulate(work / f"sky{args.seed + 1}", scale=args.scale, seed=args.seed + 1,
-                         progress=False)
-    print(f"skies ready in {time.time() - t0:.0f} s")
+    print(f"sky ready in {time.time() - t0:.0f} s")
 
     spec = pd.read_parquet(paths["spec"])
-    spec_ind = pd.read_parquet(paths_ind["spec"])
     random = pd.read_parquet(paths["random"])
     z = spec["Z"].to_numpy(np.float64)
-    z_ind = spec_ind["Z"].to_numpy(np.float64)
     objid = spec["OBJID"].to_numpy()
     i_tr, i_va, i_te = train_val_test_split(objid, (0.8, 0.1, 0.1), args.seed)
     Xc, _ = catalog_features(spec, name="spec.parquet")
     imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(Xc[i_tr])
     X = imputer.transform(Xc).astype(np.float32)
-    X_ind = features(spec_ind, imputer)
 
     # predictions are cached in the work directory under a name holding every setting
     mdn_kw = {"hidden": tuple(args.hidden), "batch_size": args.batch_size,
@@ -162,7 +157,6 @@ def main() -> None:
         return model[0]
 
     pdf_test = cached("test", lambda: main_model().predict(X[i_te]))
-    pdf_ind = cached("independent", lambda: main_model().predict(X_ind))
     print(f"MDN: {X.shape[1]} features, train {len(i_tr):,} / val {len(i_va):,} / test "
           f"{len(i_te):,}, {mdn_kw}; {time.time() - t0:.0f} s")
 
@@ -178,6 +172,14 @@ def main() -> None:
     z_fit = z[pool]
     print(f"held-out predictions for the fit: {len(pool):,} galaxies ({args.fit_on}), "
           f"{time.time() - t0:.0f} s")
+
+    t0 = time.time()
+    paths_ind = simulate(work / f"sky{args.seed + 1}", scale=args.scale, seed=args.seed + 1,
+                         progress=False)
+    spec_ind = pd.read_parquet(paths_ind["spec"])
+    z_ind = spec_ind["Z"].to_numpy(np.float64)
+    pdf_ind = cached("independent", lambda: main_model().predict(features(spec_ind, imputer)))
+    print(f"independent sky (seed {args.seed + 1}) ready and predicted, {time.time() - t0:.0f} s")
 
     t0 = time.time()
     Xr, ok_r = som_features(random, name="random.parquet")

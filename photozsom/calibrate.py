@@ -127,10 +127,11 @@ def _interp_linear_ext(x: np.ndarray, xk: np.ndarray, yk: np.ndarray, slope_lo: 
     return y
 
 
+_PROJECTORS: dict[tuple, _Projector] = {}
+
+
 class _Projector:
     """Banded mid-point projection for one :class:`MixtureGrid` (computed once per grid)."""
-
-    _cache: dict[tuple, _Projector] = {}
 
     def __init__(self, grid: MixtureGrid) -> None:
         c = grid.centres
@@ -160,9 +161,9 @@ class _Projector:
     @classmethod
     def get(cls, grid: MixtureGrid) -> _Projector:
         key = grid.key()
-        if key not in cls._cache:
-            cls._cache[key] = cls(grid)
-        return cls._cache[key]
+        if key not in _PROJECTORS:
+            _PROJECTORS[key] = cls(grid)
+        return _PROJECTORS[key]
 
     def midpoint_probits(self, w: np.ndarray) -> np.ndarray:
         """``Phi^-1(F)`` at the K - 1 interior mid-points, shape (n, K - 1), from weights (n, K).
@@ -201,10 +202,10 @@ def _check_cells(cells, n: int, name: str = "cells") -> np.ndarray:
     if c.shape[0] != n:
         raise ValueError(f"{name} has {c.shape[0]} entries but there are {n} PDFs; pass one SOM "
                          "cell per galaxy (-1 for none)")
-    if c.size and not np.issubdtype(c.dtype, np.integer):
-        if not np.issubdtype(c.dtype, np.floating) or not np.all(np.isfinite(c)) \
-                or not np.all(c == np.round(c)):
-            raise ValueError(f"{name} must hold integer SOM cell indices (-1 for none), got "
+    integral = np.issubdtype(c.dtype, np.integer) or (
+        np.issubdtype(c.dtype, np.floating) and np.all(np.isfinite(c)) and np.all(c == np.round(c)))
+    if c.size and not integral:
+        raise ValueError(f"{name} must hold integer SOM cell indices (-1 for none), got "
                              f"dtype {c.dtype}")
     c = c.astype(np.int64)
     if np.any(c < -1):
@@ -323,7 +324,7 @@ class Recalibrator:
         """
         self._check_settings()
         if not isinstance(pdf_val, MixturePDF):
-            raise ValueError(f"pdf_val must be a photozsom.pdf.MixturePDF, got "
+            raise TypeError(f"pdf_val must be a photozsom.pdf.MixturePDF, got "
                              f"{type(pdf_val).__name__}")
         n = len(pdf_val)
         z = np.asarray(z_val, dtype=np.float64)
@@ -536,7 +537,7 @@ class Recalibrator:
     # -- application -----------------------------------------------------------------------
     def _check_pdf(self, pdf) -> None:
         if not isinstance(pdf, MixturePDF):
-            raise ValueError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
+            raise TypeError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
 
     def apply(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
               return_clipped: bool = False) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
