@@ -18,9 +18,15 @@ import pytest
 from photozsom.datasets import mock, mock_images
 from photozsom.datasets import mock_photometry as mph
 from photozsom.datasets import mock_population as mpop
-from photozsom.datasets.mock_sed import GRID_FILTERS, get_grid, get_star_grid, load_templates, madau_transmission
-from photozsom.datasets.summary import PUBLISHED_DENSITIES, mock_density_table, select_desi_targets
+from photozsom.datasets.mock_sed import (
+    GRID_FILTERS,
+    get_grid,
+    get_star_grid,
+    load_templates,
+    madau_transmission,
+)
 from photozsom.datasets.store import CutoutStore
+from photozsom.datasets.summary import PUBLISHED_DENSITIES, mock_density_table, select_desi_targets
 
 SIM = {"n_spec": 1500, "n_random": 20000, "n_random_cutouts": 60, "cutout_size": 16}
 
@@ -306,8 +312,10 @@ def test_desi_target_densities_match_the_published_ones(sky, settings):
     assert 0.8 < elg["mock / published"] < 1.25, elg
     # BGS Bright ~864 deg^-2 (Hahn et al. 2023); ~8% counting error
     assert 0.7 < tab.loc["DESI BGS Bright", "mock / published"] < 1.4
-    # LRG ~605 deg^-2 (Zhou et al. 2023): within a factor 2 (the mock holds ~1.5x, see the docs)
+    # LRG ~605 deg^-2 (Zhou et al. 2023): within a factor 2 (the mock holds ~1.3x, see the docs)
     assert 0.5 < tab.loc["DESI LRG", "mock / published"] < 2.0
+    # stars ~7,400 deg^-2 to r = 22 (Juric et al. 2008)
+    assert 0.7 < tab.loc["stars, r < 22", "mock / published"] < 1.4
     # the area is the sample size over the simulated density of detections
     dens = settings["random_density_per_deg2"]
     assert settings["random_area_deg2"] == pytest.approx(len(rand) / (dens["galaxies"] + dens["stars"]), rel=1e-4)
@@ -330,19 +338,37 @@ def test_desi_selections_match_the_mock_survey_rules_on_noiseless_examples():
     np.testing.assert_array_equal(sel.to_numpy(), [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
 
 
-def test_star_colours_match_the_sun_and_avoid_the_elg_box():
+def test_star_colours_match_published_loci_and_avoid_the_galaxy_target_boxes():
     grid = get_star_grid()
+    sdss = lambda t: grid.colours(np.atleast_1d(np.asarray(t, float)), ["g_sdss", "r_sdss", "i_sdss", "z_sdss"])
     # the Sun (T = 5772 K): SDSS g-r = 0.46, r-i = 0.12 (AB; Willmer 2018, ApJS 236, 47)
-    c = grid.colours(np.array([5772.0]), ["g_sdss", "r_sdss", "i_sdss"])[0]
-    assert c[0] - c[1] == pytest.approx(0.46, abs=0.08)
-    assert c[1] - c[2] == pytest.approx(0.12, abs=0.08)
-    # the DESI ELG cut g-r < 0.5(r-z) + 0.1 exists to remove the stellar locus (Raichoor et al. 2023)
-    col = grid.colours(grid.temp, ["G_S", "R_S", "Z_S"])
-    gr, rz = col[:, 0] - col[:, 1], col[:, 1] - col[:, 2]
-    in_box = (rz > 0.15) & (gr < 0.5 * rz + 0.1) & (gr < -1.2 * rz + 1.6)
-    assert not in_box.any()
-    # a Sun-like star has M_r ~ 4.65 (Willmer 2018) by the photometric parallax relation
-    assert mpop.photometric_parallax(0.12) == pytest.approx(4.65, abs=0.5)
+    c = sdss(5772.0)[0]
+    assert c[0] - c[1] == pytest.approx(0.46, abs=0.05)
+    assert c[1] - c[2] == pytest.approx(0.12, abs=0.05)
+    # SDSS g-r of G0V-K7V (Pecaut & Mamajek 2013 table; a column the model is not fitted to)
+    for temp, gr in ((5930, 0.42), (5270, 0.62), (4440, 1.04), (4100, 1.26)):
+        c = sdss(temp)[0]
+        assert c[0] - c[1] == pytest.approx(gr, abs=0.08), temp
+    # SDSS i-z of M0V-M4V (same table, not fitted)
+    for temp, iz in ((3850, 0.33), (3560, 0.53), (3430, 0.61), (3210, 0.71)):
+        c = sdss(temp)[0]
+        assert c[2] - c[3] == pytest.approx(iz, abs=0.13), temp
+    # the SDSS stellar locus of Juric et al. (2008, eq. 2) for late-K and early-M dwarfs (hotter
+    # stars sit on its steep part, where a 0.04 mag offset in r-i moves g-r by 0.1)
+    temps = np.geomspace(3450.0, 4500.0, 10)
+    c = sdss(temps)
+    from photozsom.datasets.mock_sed import juric_locus_gr
+    np.testing.assert_allclose(c[:, 0] - c[:, 1], juric_locus_gr(c[:, 1] - c[:, 2]), atol=0.12)
+    # ... and their photometric parallax relation (Juric et al. 2008) for 0.1 < r-i < 1.2
+    ri = c[:, 1] - c[:, 2]
+    mr = np.interp(np.log(temps), np.log(grid.temp), grid.mr_abs)
+    np.testing.assert_allclose(mr, mpop.photometric_parallax(ri), atol=0.5)
+    # DESI cuts built to reject the stellar locus: ELG g-r < 0.5(r-z) + 0.1 (Raichoor et al.
+    # 2023) and the LRG non-stellar cut z-W1 > 0.8(r-z) - 0.6 (Zhou et al. 2023)
+    col = grid.colours(grid.temp, ["G_S", "R_S", "Z_S", "W1"])
+    gr, rz, zw1 = col[:, 0] - col[:, 1], col[:, 1] - col[:, 2], col[:, 2] - col[:, 3]
+    assert not ((rz > 0.15) & (gr < 0.5 * rz + 0.1) & (gr < -1.2 * rz + 1.6)).any()
+    assert (zw1 < 0.8 * rz - 0.6 - 0.2).all()
 
 
 def test_star_counts_match_sdss_and_fall_with_galactic_latitude():

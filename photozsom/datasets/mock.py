@@ -9,21 +9,31 @@ unchanged on the mock or on real data:
     (optical S/N >= 6) in random sky positions of the footprint (70% of the area is DECam
     south with i-band, 30% BASS/MzLS north without; the deeper south holds ~78% of the
     detections). A pair that the pipeline merges is one source, credited to the member that
-    dominates its r-band flux. DR10 columns plus ``PSFSIZE_*``, ``PSFDEPTH_*``,
-    ``FIBERFLUX_*``, ``HAS_CUTOUT`` (the galaxy has an image in ``cutouts.h5``) and the
-    simulation-only truth ``Z_TRUE`` and ``BLEND_FRAC_TRUE`` (fraction of the r-band
-    catalogue flux that belongs to neighbours) -- a real catalogue has neither; use them for
-    diagnostics only.
+    dominates its r-band flux. Milky Way stars are part of it (~15% of the detections, in
+    proportion to their simulated surface density; Z_TRUE = 0), typed mostly PSF as a real
+    catalogue types them. DR10 columns plus ``PSFSIZE_*``, ``PSFDEPTH_*``, ``FIBERFLUX_*``,
+    ``HAS_CUTOUT`` (the object has an image in ``cutouts.h5``) and the simulation-only truth
+    ``Z_TRUE``, ``BLEND_FRAC_TRUE`` (fraction of the r-band catalogue flux that belongs to
+    neighbours) and ``IS_STAR`` -- a real catalogue has none of them; use them for
+    diagnostics only, never as training features. The random sample stands for every
+    detection in an area ``random_area_deg2`` (settings), so a selection's surface density
+    is its count over that area (:func:`photozsom.datasets.summary.mock_density_table`).
 ``spec.parquet``
     The spectroscopic compilation matched to its photometry: the same columns plus ``Z``
     (the measured redshift, including the rare wrong ones), ``Z_ERR``, ``SURVEY``,
     ``PROGRAM``. Spectroscopic targets are drawn from parent catalogues far larger than the
-    random sample (each survey's own volume), so OBJIDs never repeat.
+    random sample (each survey's own volume), so OBJIDs never repeat. It holds no stars
+    (``IS_STAR`` all False): the compilation keeps galaxy redshifts in 0 < z < 1.6, as a
+    real one drops SPECTYPE STAR and z ~ 0 (the few stars a galaxy target list lets in are
+    removed by exactly those cuts).
 ``cutouts.h5``
     g, r, i, z cutouts of every spectroscopic galaxy and of a random subset of the random
     sample, written with :class:`photozsom.datasets.store.CutoutStore` (nanomaggies per pixel,
     0.262"/pixel; the i-band is NaN with ``band_mask`` False in the north; ``sigma`` is
-    the per-pixel sky noise).
+    the per-pixel sky noise). Pixels carry the sky noise plus the photon noise of the
+    sources, variance ``image / gain`` with ``gain`` photo-electrons per nanomaggy from the
+    cameras' zero points and exposure times (``mock_photometry.ZEROPOINT``, ``EXPTIME``;
+    both in settings.json).
 ``settings.json``
     What was asked for and what came out (counts per survey, the survey table).
 
@@ -243,7 +253,7 @@ def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict,
         det_s += det_all.size
         if n_star is None:
             star_per_deg2 = stars.expected_per_sr(limits) * det_s / drawn_s * SR_PER_DEG2
-            n_star = int(round(n_random * star_per_deg2 / (star_per_deg2 + gal_per_deg2)))
+            n_star = round(n_random * star_per_deg2 / (star_per_deg2 + gal_per_deg2))
         det = det_all[:max(n_star - have_s, 0)]
         have_s += det.size
         star_parts.append((_take(t, det), _take(cat, det), _take(obs, det), mph.subset_neighbours(nb, det, batch)))

@@ -26,9 +26,15 @@ What a galaxy goes through (all vectorised over galaxies)
    W1/W2, galaxies larger than 15" get GALAXY (bit 12).
 6. **Noise**: Gaussian with the optimal-photometry error of the galaxy's PSF-convolved
    profile, ``sigma = sigma_psf sqrt(NEA_gal / NEA_psf)``; ``FLUX_IVAR = 1 / sigma^2``.
-7. **Morphology as measured**: TYPE PSF when the source is too small to resolve at its S/N,
-   REX at low S/N, EXP/DEV by Sersic index and SER for bright well-measured intermediate
-   profiles; SHAPE_R/E1/E2/SERSIC with noise shrinking as 1/S/N; blended pairs look larger.
+7. **Morphology as measured**: TYPE PSF when the measured size (true size, blend spread and
+   a measurement error ~FWHM/(S/N)) is below what can be resolved at the source's S/N (and
+   below 0.1" at any S/N), REX at low S/N, EXP/DEV by Sersic index and SER for bright
+   well-measured intermediate profiles; SHAPE_R/E1/E2/SERSIC with noise shrinking as 1/S/N;
+   blended pairs look larger. Stars (r_half = 0) therefore come out PSF ~90% of the time,
+   REX or EXP when faint or blended, while most faint galaxies are PSF: the star-galaxy
+   confusion the real TYPE column carries.
+8. **Photon counts** (for the cutouts): :func:`electrons_per_nanomaggy` from the cameras'
+   zero points (:data:`ZEROPOINT`) and exposure times (:data:`EXPTIME`) times NOBS.
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ __all__ = [
     "SELECTION_BANDS",
     "NeighbourPool",
     "add_photometry",
-    "electrons_per_nanomaggy",
     "draw_neighbours",
+    "electrons_per_nanomaggy",
     "observe",
     "region_fluxes",
 ]

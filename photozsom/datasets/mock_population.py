@@ -8,11 +8,19 @@ Model (every number is a module constant, with its source)
   ``phi*(z) = phi*_0 10^(0.4 P (z - 0.1))``. Shapes (alpha, M*_0) are close to the GAMA
   r-band colour-split fits of Loveday et al. (2012) converted to h = 0.677; evolution as in
   Faber et al. (2007, DEEP2): both populations brighten with redshift, red galaxies were
-  rarer in the past. The normalisations and Q, P were then adjusted (by us, once) so that
-  the published target densities come out close: SDSS MGS r < 17.77 ~ 85/deg^2 (90),
-  GAMA r < 19.8 ~ 1000/deg^2, BGS r < 19.5 ~ 780/deg^2 (~800), BOSS ~ 100/deg^2 (~140) and
-  DESI LRG ~ 800/deg^2 (~600); the DESI ELG box holds ~2x the real 2400/deg^2. Red and blue
-  fractions therefore depend on luminosity and redshift without being imposed.
+  rarer in the past. The normalisations and Q, P were then adjusted (by us) so that the
+  published target densities come out close; the blue population's evolution (Q = 1.0,
+  P = -1.2) sets the density of the DESI ELG box (g_fibre < 24.1 blue galaxies at z ~ 1),
+  which a stronger brightening had filled to ~2x the real 2400/deg^2. What the mock now
+  gives against the published densities is printed by
+  :func:`photozsom.datasets.summary.mock_density_table` (ELG ~1.1x, BGS Bright ~1x, LRG
+  ~1.5x of which a tenth are stars). Red and blue fractions depend on luminosity and
+  redshift without being imposed.
+- **Stars.** Main-sequence stars of the Milky Way (:class:`StarCounts`): the thin disc,
+  thick disc and halo of Juric et al. (2008) filled with a solar-neighbourhood luminosity
+  function; colours and absolute magnitudes along the mean dwarf sequence of Pecaut &
+  Mamajek (2013) (:class:`photozsom.datasets.mock_sed.StarGrid`). They reach ~7,000/deg^2 to
+  r = 22 over the footprint (Juric et al.: ~7,400/deg^2 in SDSS) and ~15% of the random sample.
 - **Light cone.** Galaxies fill the comoving volume of Planck18 (astropy.cosmology) from
   z = 5e-4 to 3. Sampling to a flux limit uses the smallest K-correction of any template
   mixture (:meth:`SEDGrid.kcorr_min`) so that no galaxy that could pass the limit is lost;
@@ -51,19 +59,19 @@ from photozsom.datasets.mock_sed import LINE_TEMPLATE, N_TEMPLATES, SEDGrid
 
 __all__ = [
     "DEC_NORTH",
+    "GALAXY_MODEL",
     "POPULATIONS",
+    "STAR_LF",
     "Z_MAX",
     "Z_MIN",
     "Cosmology",
     "LightCone",
     "Schechter",
     "StarCounts",
-    "GALAXY_MODEL",
-    "STAR_LF",
-    "get_star_counts",
-    "photometric_parallax",
     "ebv_map",
+    "get_star_counts",
     "morphology",
+    "photometric_parallax",
     "sed_coefficients",
     "sky_positions",
 ]
@@ -452,9 +460,10 @@ TURNOFF_MR: float = 3.5
 def photometric_parallax(ri: np.ndarray) -> np.ndarray:
     """Absolute magnitude M_r of a main-sequence star from its SDSS r-i.
 
-    The "bright" photometric parallax relation of Juric et al. (2008, eq. A7):
-    ``M_r = 3.2 + 13.30 x - 11.50 x^2 + 5.40 x^3 - 0.70 x^4`` with ``x = r - i``
-    (monotonic over the r-i range simulated).
+    The "bright" photometric parallax relation of Juric et al. (2008, eq. A7),
+    ``M_r = 3.2 + 13.30 x - 11.50 x^2 + 5.40 x^3 - 0.70 x^4`` with ``x = r - i``, valid for
+    0.1 < r-i < 1.4. Not used by the simulation (which takes M_r from the dwarf sequence): an
+    independent check of it.
     """
     x = np.asarray(ri, np.float64)
     return 3.2 + 13.30 * x - 11.50 * x**2 + 5.40 * x**3 - 0.70 * x**4
@@ -466,9 +475,9 @@ class StarCounts:
     Star counts follow from the three-component Galaxy of :data:`GALAXY_MODEL` and the
     luminosity function :data:`STAR_LF`, integrated on a grid of sky directions (the
     footprint, 70% DECam south), distances (10 pc - 200 kpc) and absolute magnitudes. A star's
-    SDSS r-i follows from its M_r (:func:`photometric_parallax`), its temperature and colours
-    from :class:`~photozsom.datasets.mock_sed.StarGrid`. Giants, white dwarfs and binaries are
-    not simulated.
+    temperature and colours follow from its M_r along the mean dwarf sequence
+    (:class:`~photozsom.datasets.mock_sed.StarGrid`, Pecaut & Mamajek 2013). Giants, white
+    dwarfs, metallicity and binaries are not simulated.
 
     Parameters
     ----------
@@ -482,7 +491,7 @@ class StarCounts:
     def __init__(self, star_grid, n_dir: int = 600, south_fraction: float = 0.7):
         self.grid = star_grid
         rng = np.random.default_rng(20080201)
-        n_s = int(round(south_fraction * n_dir))
+        n_s = round(south_fraction * n_dir)
         self.photsys = np.array(["S"] * n_s + ["N"] * (n_dir - n_s))
         self.ra, self.dec, self.b = sky_positions(rng, self.photsys)
         l_deg, _ = _galactic_lat(self.ra, self.dec)
@@ -490,12 +499,9 @@ class StarCounts:
         self.d_edges = np.geomspace(10.0, 2.0e5, 131)
         dc = np.sqrt(self.d_edges[1:] * self.d_edges[:-1])
         self.dc = dc
-        ri_lo, ri_hi = float(self.grid.ri_sdss.min()), float(self.grid.ri_sdss.max())
-        self.m_edges = np.arange(photometric_parallax(ri_lo), photometric_parallax(ri_hi), 0.1)
+        self.m_edges = np.arange(float(self.grid.mr_abs.min()), float(self.grid.mr_abs.max()), 0.1)
         mc = 0.5 * (self.m_edges[1:] + self.m_edges[:-1])
         self.mc = mc
-        ri_fine = np.linspace(ri_lo, ri_hi, 2000)
-        self._mr_fine, self._ri_fine = photometric_parallax(ri_fine), ri_fine
         # densities along each line of sight, relative to the local thin disc: (K, D) per population
         g = GALAXY_MODEL
         lr, br = np.radians(self.l)[:, None], np.radians(self.b)[:, None]
@@ -514,12 +520,8 @@ class StarCounts:
         self.dens = (thin[:, :, None] * phi[None, None, :]
                      + (thick + halo)[:, :, None] * (phi * old)[None, None, :]) * vol[None, :, None]
         self.dm = 5.0 * np.log10(dc / 10.0)
-        self.temp_m = self.grid.temp_of_ri(self.ri_of_mr(mc))
+        self.temp_m = self.grid.temp_of_mr(mc)
         self._cdfs = {}
-
-    def ri_of_mr(self, mr: np.ndarray) -> np.ndarray:
-        """SDSS r-i of a main-sequence star of absolute magnitude ``mr`` (inverse of the relation)."""
-        return np.interp(mr, self._mr_fine, self._ri_fine)
 
     def _cdf(self, limits: dict):
         key = tuple(sorted((str(k), float(v)) for k, v in limits.items()))
@@ -559,7 +561,7 @@ class StarCounts:
         lo, hi = self.d_edges[i_d], self.d_edges[i_d + 1]
         dist = lo * (hi / lo) ** rng.random(n)
         mr = self.m_edges[i_m] + 0.1 * rng.random(n)
-        temp = self.grid.temp_of_ri(self.ri_of_mr(mr))
+        temp = self.grid.temp_of_mr(mr)
         r_sdss = mr + 5.0 * np.log10(dist / 10.0)
         ls = r_sdss[:, None] + self.grid.colours(temp, LS_GRID_BANDS)
         sel = r_sdss[:, None] + self.grid.colours(temp, SELECTION_BANDS)

@@ -414,8 +414,49 @@ def get_grid(z_max: float = 3.0, dlnz: float = 0.005) -> SEDGrid:
 # ----------------------------------------------------------------------------------------------------
 # stars
 # ----------------------------------------------------------------------------------------------------
-#: Effective-temperature range of the simulated main-sequence stars, K.
-STAR_T_RANGE: tuple[float, float] = (2500.0, 10000.0)
+#: The mean main-sequence (dwarf) sequence of Pecaut & Mamajek (2013, ApJS 208, 9; Mamajek's
+#: table version 2022.04.16 as shipped by the MeanStars package), A0V to M7V. Columns: Teff [K],
+#: M_V, B-V, V-Rc, V-Ic, V-Ks, Ks-W1, W1-W2 (Vega; NaN where the table has none).
+DWARF_SEQUENCE: np.ndarray = np.array([
+    # Teff    M_V    B-V    V-Rc   V-Ic   V-Ks   Ks-W1   W1-W2
+    [9700.0, 0.99, 0.000, 0.001, 0.004, 0.041, 0.042, -0.041],   # A0V
+    [8100.0, 2.01, 0.160, 0.089, 0.186, 0.403, 0.046, -0.030],   # A5V
+    [7220.0, 2.57, 0.295, 0.166, 0.339, 0.734, 0.049, -0.026],   # F0V
+    [6550.0, 3.37, 0.440, 0.252, 0.506, 1.079, 0.052, -0.030],   # F5V
+    [5930.0, 4.48, 0.595, 0.341, 0.673, 1.437, 0.058, -0.043],   # G0V
+    [5660.0, 4.98, 0.680, 0.377, 0.738, 1.635, 0.062, -0.052],   # G5V
+    [5270.0, 5.78, 0.816, 0.443, 0.853, 1.953, 0.070, -0.063],   # K0V
+    [5100.0, 6.07, 0.884, 0.482, 0.920, 2.130, 0.073, -0.068],   # K2V
+    [4600.0, 6.98, 1.090, 0.635, 1.182, 2.700, 0.087, -0.072],   # K4V
+    [4440.0, 7.28, 1.150, 0.685, 1.272, 2.880, 0.092, -0.073],   # K5V
+    [4100.0, 8.16, 1.340, 0.802, 1.519, 3.350, 0.110, np.nan],   # K7V
+    [3850.0, 8.80, 1.420, 0.889, 1.766, 3.650, 0.120, np.nan],   # M0V
+    [3660.0, 9.64, 1.485, 0.956, 2.005, 4.000, 0.130, np.nan],   # M1V
+    [3560.0, 10.21, 1.505, 1.001, 2.173, 4.230, 0.140, np.nan],  # M2V
+    [3430.0, 11.15, 1.530, 1.079, 2.420, 4.600, 0.150, np.nan],  # M3V
+    [3210.0, 12.61, 1.650, 1.241, 2.831, 5.250, 0.180, np.nan],  # M4V
+    [3060.0, 14.15, 1.830, 1.446, 3.278, 5.950, 0.210, 0.170],   # M5V
+    [2810.0, 16.32, 2.010, 1.950, 4.100, 7.100, 0.225, 0.210],   # M6V
+    [2680.0, 17.70, 2.120, 2.180, 4.500, 8.000, 0.240, 0.240],   # M7V
+])
+#: AB - Vega offsets of the anchor bands: Bessell B, V, R, Cousins I, 2MASS Ks (Blanton & Roweis
+#: 2007, AJ 133, 734, Table 1) and WISE W1, W2 (Jarrett et al. 2011, ApJ 735, 112).
+VEGA_TO_AB: dict[str, float] = {"B": -0.09, "V": 0.02, "R": 0.21, "I": 0.45, "Ks": 1.85, "W1": 2.699,
+                                 "W2": 3.339}
+_ANCHOR_FILTERS = {"B": "bessell-B", "V": "bessell-V", "R": "bessell-R", "I": "bessell-I", "Ks": "twomass-Ks",
+                   "W1": "wise2010-W1", "W2": "wise2010-W2"}
+
+
+def _ab_weights(filters, wave: np.ndarray) -> np.ndarray:
+    """Matrix W (L, F) such that ``f_lambda @ W`` are AB maggies (f_lambda in erg/s/cm^2/A)."""
+    dl = np.gradient(wave)
+    out = np.empty((wave.size, len(filters)))
+    for j, f in enumerate(filters):
+        resp = np.interp(wave, f.wavelength, f.response, left=0.0, right=0.0)
+        num = resp * wave * dl
+        den = np.sum(resp * 3631e-23 * 2.99792458e18 / wave * dl)
+        out[:, j] = num / den
+    return out
 
 
 def juric_locus_gr(ri: np.ndarray) -> np.ndarray:
@@ -427,54 +468,82 @@ def juric_locus_gr(ri: np.ndarray) -> np.ndarray:
     return 1.39 * (1.0 - np.exp(-4.9 * x**3 - 2.45 * x**2 - 1.68 * x - 0.050))
 
 
+def _dwarf_anchors(temp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """M_V (Vega) and AB magnitudes minus V_AB in the anchor bands at temperatures ``temp``."""
+    seq = DWARF_SEQUENCE[np.argsort(DWARF_SEQUENCE[:, 0])]
+    lt = np.log(seq[:, 0])
+    cols = []
+    for j in range(1, seq.shape[1]):
+        ok = np.isfinite(seq[:, j])
+        cols.append(np.interp(np.log(temp), lt[ok], seq[ok, j]))
+    mv, bv, vr, vi, vk, kw1, w12 = cols
+    vega = {"B": bv, "V": np.zeros_like(mv), "R": -vr, "I": -vi, "Ks": -vk, "W1": -vk - kw1, "W2": -vk - kw1 - w12}
+    rel = np.stack([vega[b] + VEGA_TO_AB[b] - VEGA_TO_AB["V"] for b in _ANCHOR_FILTERS], axis=1)
+    return mv, rel
+
+
 @dataclass
 class StarGrid:
-    """Colours of main-sequence stars against effective temperature.
+    """Colours and luminosities of main-sequence stars against effective temperature.
 
-    Model: a Planck spectrum at temperature T through every band of :data:`GRID_FILTERS`
-    (speclite), with all g bands shifted so that the SDSS g-r of each star lies on the
-    published median stellar locus at its SDSS r-i (:func:`juric_locus_gr`). A blackbody
-    alone follows that locus to ~0.1 mag for T > 4000 K but is up to 0.7 mag too red in g-r
-    for M dwarfs, whose molecular bands it lacks; the locus correction fixes g-r, the other
-    colours stay those of the blackbody (M dwarfs later than ~M3 are too blue in r-i and i-z).
+    Model: at each temperature, a Planck spectrum warped (by a smooth function of log
+    wavelength through the Bessell B, V, R, Cousins I, 2MASS Ks and WISE W1, W2 bands) until its
+    colours equal the mean dwarf sequence of Pecaut & Mamajek (2013) (:data:`DWARF_SEQUENCE`);
+    absolute magnitudes from the same table's M_V. All other bands (DECam, BASS, MzLS, SDSS,
+    GALEX, ...) are integrated over the warped spectrum through speclite's filter curves, so that colours between
+    anchors (g, r, z) are interpolations of the real spectral energy distribution.
 
     Attributes
     ----------
     temp : ndarray, shape (T,)
-        Effective temperature, K (log-spaced over :data:`STAR_T_RANGE`).
+        Effective temperature, K (log-spaced from M7V to A0V).
     bands : list of str
         Band names (keys of :data:`GRID_FILTERS`).
     colour : ndarray, shape (T, B)
         ``m_band - m_r(SDSS)``, AB mag.
-    ri_sdss : ndarray, shape (T,)
-        SDSS r-i, AB mag (decreasing with temperature).
+    mr_abs : ndarray, shape (T,)
+        Absolute SDSS r magnitude, AB (increasing as the temperature falls).
     """
 
     temp: np.ndarray
     bands: list
     colour: np.ndarray
-    ri_sdss: np.ndarray
+    mr_abs: np.ndarray
 
     @classmethod
-    def build(cls, n_temp: int = 300) -> StarGrid:
+    def build(cls, n_temp: int = 80, n_iter: int = 4) -> StarGrid:
         import speclite.filters
 
         bands = list(GRID_FILTERS)
         names = [GRID_FILTERS[b] for b in bands]
-        filters = speclite.filters.load_filters(*names)
-        wave = np.geomspace(900.0, 1.2e5, 8000)  # Angstrom: GALEX FUV to WISE W2
-        temp = np.geomspace(STAR_T_RANGE[0], STAR_T_RANGE[1], n_temp)
-        # Planck f_lambda (arbitrary scale: only colours are used)
-        flam = wave[None, :] ** -5 / np.expm1(1.438777e8 / (wave[None, :] * temp[:, None]))
-        flam = flam / flam.max(axis=1, keepdims=True) * 1e-15
-        table = filters.get_ab_maggies(flam, wave)
-        mag = np.stack([-2.5 * np.log10(np.asarray(table[n], float)) for n in names], axis=1)
-        ir, ii, ig = bands.index("r_sdss"), bands.index("i_sdss"), bands.index("g_sdss")
-        ri = mag[:, ir] - mag[:, ii]
-        shift = juric_locus_gr(ri) - (mag[:, ig] - mag[:, ir])
-        for b in ("G_S", "G_N", "g_sdss"):
-            mag[:, bands.index(b)] += shift
-        return cls(temp=temp, bands=bands, colour=mag - mag[:, ir:ir + 1], ri_sdss=ri)
+        wave = np.geomspace(900.0, 1.2e5, 4000)  # Angstrom: GALEX FUV to WISE W2
+        w_bands = _ab_weights(speclite.filters.load_filters(*names), wave)
+        anchor_filters = speclite.filters.load_filters(*_ANCHOR_FILTERS.values())
+        w_anchor = _ab_weights(anchor_filters, wave)
+        lam_anchor = np.log(np.array([f.effective_wavelength.value for f in anchor_filters]))
+        temp = np.geomspace(DWARF_SEQUENCE[:, 0].min(), DWARF_SEQUENCE[:, 0].max(), n_temp)
+        mv, target = _dwarf_anchors(temp)
+        planck = wave[None, :] ** -5 / np.expm1(1.438777e8 / (wave[None, :] * temp[:, None]))
+        planck = planck / planck.max(axis=1, keepdims=True) * 1e-15
+        delta = np.zeros((n_temp, lam_anchor.size))  # magnitude warp at each anchor
+
+        def spectra(d):
+            warp = np.stack([np.interp(np.log(wave), lam_anchor, row) for row in d])
+            return planck * 10 ** (-0.4 * warp)
+
+        def anchor_mags(spec):
+            m = -2.5 * np.log10(spec @ w_anchor)
+            return m - m[:, 1:2]  # relative to V
+
+        for _ in range(n_iter):
+            delta += target - anchor_mags(spectra(delta))
+            delta -= delta[:, 1:2]
+        spec = spectra(delta)
+        mag = -2.5 * np.log10(spec @ w_bands)
+        v_ab = -2.5 * np.log10(spec @ w_anchor[:, 1])
+        ir = bands.index("r_sdss")
+        mr_abs = mv + VEGA_TO_AB["V"] + (mag[:, ir] - v_ab)
+        return cls(temp=temp, bands=bands, colour=mag - mag[:, ir:ir + 1], mr_abs=mr_abs)
 
     def colours(self, temp: np.ndarray, bands) -> np.ndarray:
         """``m_band - m_r(SDSS)`` of stars at temperatures ``temp``, shape (N, len(bands))."""
@@ -487,10 +556,10 @@ class StarGrid:
             out[:, j] = np.interp(np.log(t), lt, self.colour[:, self.bands.index(b)])
         return out
 
-    def temp_of_ri(self, ri: np.ndarray) -> np.ndarray:
-        """Temperature of the star with SDSS r-i ``ri`` (clipped to the grid's range), K."""
-        order = np.argsort(self.ri_sdss)
-        return np.exp(np.interp(ri, self.ri_sdss[order], np.log(self.temp)[order]))
+    def temp_of_mr(self, mr: np.ndarray) -> np.ndarray:
+        """Temperature of the main-sequence star of absolute SDSS r magnitude ``mr``, K."""
+        order = np.argsort(self.mr_abs)
+        return np.exp(np.interp(mr, self.mr_abs[order], np.log(self.temp)[order]))
 
 
 @functools.lru_cache(maxsize=1)

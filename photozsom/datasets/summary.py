@@ -1,4 +1,5 @@
-"""Summaries of a spectroscopic compilation (one row per survey)."""
+"""Summaries of a sky: the spectroscopic compilation per survey, the simulated sky's settings,
+and the surface densities a simulated sky matches against their published values."""
 
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ PUBLISHED_DENSITIES: dict[str, tuple[str, float, str]] = {
                         "Hahn et al. 2023, AJ 165, 253"),
     "DESI LRG": ("z_fibre < 21.61 and the optical + W1 colour cuts", 605.0,
                  "Zhou et al. 2023, AJ 165, 58"),
-    "DESI ELG (LOP + VLO)": ("g > 20, g_fibre < 24.1, r-z > 0.15, g-r < 0.5(r-z)+0.1, "
-                             "g-r < -1.2(r-z)+1.6", 2400.0, "Raichoor et al. 2023, AJ 165, 126"),
+    "DESI ELG (LOP + VLO)": (("g > 20, g_fibre < 24.1, r-z > 0.15, g-r < 0.5(r-z)+0.1, "
+                              "g-r < -1.2(r-z)+1.6"), 2400.0, "Raichoor et al. 2023, AJ 165, 126"),
     "stars, r < 22": ("true stars (IS_STAR) with r < 22 (SDSS footprint, mostly |b| > 25 deg)", 48e6 / 6500.0,
                       "Juric et al. 2008, ApJ 673, 864: 48 million stars in 6,500 deg^2"),
 }
