@@ -121,7 +121,8 @@ def _check_table(cell_table: pd.DataFrame, n_cells: int) -> pd.DataFrame:
             np.asarray(cell_table.index), np.arange(n_cells)):
         raise ValueError(f"cell_table must have one row per cell, indexed 0..{n_cells - 1} "
                          f"(shape rows * cols = {n_cells}); got {len(cell_table)} rows with index "
-                         f"{cell_table.index[:5].tolist()}...: pass the shape the SOM was built with")
+                         f"{cell_table.index[:5].tolist()}...: pass the shape the SOM was built "
+                         f"with")
     need = ["n_train", "count", "z_mean", *_METRICS]
     missing = [c for c in need if c not in cell_table]
     if missing:
@@ -182,7 +183,8 @@ def thumbnail_uri(image: np.ndarray, *, size: int = 48, colors: int = 64) -> str
     from photozsom.plots import rgb_image
 
     rgb = rgb_image(image)
-    im = Image.fromarray(np.ascontiguousarray(rgb[::-1]))  # row 0 at the bottom, as imshow origin="lower"
+    # row 0 at the bottom, as imshow(origin="lower") in photozsom.plots
+    im = Image.fromarray(np.ascontiguousarray(rgb[::-1]))
     if max(im.size) > size:
         im = im.resize((size, size), Image.Resampling.BOX)
     if colors:
@@ -252,8 +254,8 @@ def _cell_values(tab: pd.DataFrame, glob: Mapping[str, Any], flag_frac: np.ndarr
         "eta": {"label": f"outlier fraction η [%] (|Δz| > {thr:g})", "palette": Viridis256},
         "pco": {"label": f"PCO fraction [%] (z_spec outside the central "
                          f"{100 * glob.get('level', 0.99):g} % interval)", "palette": Viridis256},
-        "signif": {"label": f"−log₁₀ q, smallest over MAD, bias, η, PCO (≥ {-np.log10(fdr):.2f}: "
-                            f"q ≤ {fdr:g})", "palette": Inferno256,
+        "signif": {"label": f"−log₁₀ q, smallest over MAD, bias, η, PCO "
+                            f"(≥ {-np.log10(fdr):.2f}: q ≤ {fdr:g})", "palette": Inferno256,
                    "zero": True, "min_high": 2.0 * -np.log10(fdr)},
     }
     if flag_frac is not None:
@@ -282,9 +284,10 @@ def _cell_values(tab: pd.DataFrame, glob: Mapping[str, Any], flag_frac: np.ndarr
         "flag_txt": (["–"] * n if flag_frac is None
                      else [_fmt(f, digits=1, scale=100.0, unit=" %") for f in flag_frac]),
     }
+    pct = {"digits": 1, "scale": 100.0, "unit": " %"}
     text["global_txt"] = [
-        f"global: MAD {_fmt(g['mad'])}, bias {_fmt(g['bias'])}, η {_fmt(g['eta'], digits=1, scale=100, unit=' %')}"
-        + ("" if not np.isfinite(g["pco"]) else f", PCO {_fmt(g['pco'], digits=1, scale=100, unit=' %')}")
+        f"global: MAD {_fmt(g['mad'])}, bias {_fmt(g['bias'])}, η {_fmt(g['eta'], **pct)}"
+        + ("" if not np.isfinite(g["pco"]) else f", PCO {_fmt(g['pco'], **pct)}")
     ] * n
     return values, legend, text
 
@@ -351,7 +354,8 @@ if (thumbs !== null) {
   for (let i = t0; i < t0 + nt; i++) {
     const tip = 'z_spec ' + t.z[i].toFixed(3) + ', z_phot ' + t.zp[i].toFixed(3);
     h += '<img class="pzs-thumb" width="' + thumb_px + '" height="' + thumb_px + '" title="' + tip
-         + '" alt="' + tip + '" src="' + t.uri[i] + '" style="box-sizing: content-box; image-rendering: pixelated; '
+         + '" alt="' + tip + '" src="' + t.uri[i] + '" style="box-sizing: content-box; '
+         + 'image-rendering: pixelated; '
          + 'border: 2px solid ' + (t.flag[i] ? '#e66101' : 'transparent') + '">';
   }
   h += '</div>';
@@ -516,7 +520,8 @@ def som_explorer(
         flag_s = (np.zeros(order.size, bool) if gflag is None else gflag[order])
         if gflag is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
-                flag_frac = np.bincount(gcell[order], flag_s.astype(float), minlength=n_cells) / g_count
+                n_flag = np.bincount(gcell[order], flag_s.astype(float), minlength=n_cells)
+                flag_frac = n_flag / g_count
         gal_src = ColumnDataSource(
             {"z": gz[order].astype(np.float32), "zp": gzp[order].astype(np.float32),
              "flag": flag_s, "color": np.where(flag_s, "#e66101", "#2b83ba")},
@@ -704,6 +709,7 @@ def display_in_notebook(layout, *, height: int = 820, title: str = "photozsom SO
     from IPython.display import HTML
 
     page = layout if isinstance(layout, str) else explorer_html(layout, title=title)
-    return HTML(f'<div class="photozsom-explorer"><iframe srcdoc="{_html.escape(page, quote=True)}" '
+    return HTML(f'<div class="photozsom-explorer">'
+                f'<iframe srcdoc="{_html.escape(page, quote=True)}" '
                 f'style="width: 100%; height: {int(height)}px; border: none" '
                 f'title="{_html.escape(title)}"></iframe></div>')

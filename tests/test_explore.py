@@ -102,7 +102,8 @@ def test_cell_values_in_source_equal_the_table(built):
     np.testing.assert_allclose(d["value"], d["v_n_train"])
     k = int(np.flatnonzero(tab["status"] == "ok")[0])
     assert d["mad_txt"][k].startswith(f"{tab['mad'][k]:.4f} ± {tab['mad_err'][k]:.4f} (q = ")
-    assert d["eta_txt"][k].startswith(f"{100 * tab['eta'][k]:.1f} ± {100 * tab['eta_err'][k]:.1f} %")
+    eta, eta_err = 100 * tab["eta"][k], 100 * tab["eta_err"][k]
+    assert d["eta_txt"][k].startswith(f"{eta:.1f} ± {eta_err:.1f} %")
     assert d["count_txt"][k] == str(int(tab["count"][k]))
     empty = np.flatnonzero(tab["count"] == 0)
     assert empty.size and all(d["mad_txt"][e] == "–" for e in empty)
@@ -334,7 +335,7 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
         b.send(f"{domain}.enable")
     b.send("Page.navigate", url=page.as_uri())
     b.wait_for("typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 "
-               "&& Bokeh.documents[0].is_idle")
+               "&& Bokeh.documents[0].is_idle", timeout=90)
     n_canvas = b.wait_for("deepAll(document, 'canvas').length")
     assert n_canvas >= 2  # the map and the z_phot vs z_spec plot
 
@@ -366,10 +367,16 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
         return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth === 20
                && i.width === 48) && imgs.length; })()""")  # 20-pixel cutouts shown at 48
     assert n_thumbs == min(int(tab["count"][k]), 16)
+    # and they are the cell's galaxies: each carries its z_spec and z_phot
+    titles = b.js("deepAll(document, 'img.pzs-thumb').map(i => i.title)")
+    mine = gal[gal["CELL"] == k]
+    pairs = {(f"{a:.3f}", f"{c:.3f}")
+             for a, c in zip(np.float32(mine["Z"]), np.float32(mine["Z_PHOT"]))}
+    shown = {tuple(re.fullmatch(r"z_spec (\S+), z_phot (\S+)", t).groups()) for t in titles}
+    assert len(shown) == n_thumbs and shown <= pairs
     assert b.js("model('cells').selected.indices") == [k]
     sel = b.js("(() => { const s = model('cell_galaxies').data; "
                "return [Array.from(s.z), Array.from(s.zp)]; })()")
-    mine = gal[gal["CELL"] == k]
     assert sorted(sel[0]) == pytest.approx(sorted(mine["Z"]), abs=1e-6)
     assert sorted(sel[1]) == pytest.approx(sorted(mine["Z_PHOT"]), abs=1e-6)
 
@@ -380,7 +387,8 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
     np.testing.assert_allclose(np.array(value, dtype=float), tab["mad"].to_numpy(float),
                                equal_nan=True)
     assert b.js("model('colour_bar').title").startswith("MAD of Δz")
-    mapper = b.js("(() => { const m = model('colour_bar').color_mapper; return [m.low, m.high]; })()")
+    mapper = b.js("(() => { const m = model('colour_bar').color_mapper; "
+                  "return [m.low, m.high]; })()")
     assert mapper == pytest.approx(np.nanpercentile(tab["mad"], [2, 98]))
 
     # offline: nothing but the file itself and data: URIs was requested; no error anywhere
@@ -423,7 +431,7 @@ def test_chromium_runs_the_notebook_frame(browser, tmp_path):
     b.send("Page.navigate", url=page.as_uri())
     frame = "(() => { const f = document.querySelector('iframe'); return f && f.contentWindow; })()"
     b.wait_for(f"(() => {{ const w = {frame}; return w && w.Bokeh && w.Bokeh.documents.length > 0 "
-               f"&& w.Bokeh.documents[0].is_idle; }})()")
+               f"&& w.Bokeh.documents[0].is_idle; }})()", timeout=90)
     assert b.js(f"deepAll({frame}.document, 'canvas').length") >= 2
     n = b.js(f"{frame}.Bokeh.documents[0].get_model_by_name('cells').data.cell.length")
     assert n == len(rep.table)
