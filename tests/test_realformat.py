@@ -513,3 +513,93 @@ def test_photozsom_predict_on_a_user_catalogue(real_run, tmp_path):
     assert np.isfinite(got["Z_PHOT_MEDIAN"].iloc[5]) or got["PZ_STATUS"].iloc[5].strip() != "ok"
     ps = got["PHOTSYS"].astype(str).str.strip().to_numpy()
     assert (got["PZ_SOM"].astype(str).str.strip().to_numpy() == ps)[np.arange(len(got)) != 5].all()
+
+
+def test_a_folder_of_service_cutouts_becomes_a_store(data_run, tmp_path):
+    """``folder_to_store`` on the files the service answered (south griz, north grz): every
+    galaxy with a readable file is stored with the file's pixels; a missing and a truncated
+    file are listed, not dropped silently."""
+    import shutil
+
+    run, out = data_run
+    spec = run.spec()
+    north_ids = spec.loc[spec["PHOTSYS"] == "N", "OBJID"].to_numpy(np.int64)
+    folder = tmp_path / "N"
+    shutil.copytree(out["cutout_dir"] / "N", folder)
+    (folder / f"{north_ids[0]}.fits").unlink()
+    trunc = folder / f"{north_ids[1]}.fits"
+    trunc.write_bytes(trunc.read_bytes()[:-1500])
+    with pytest.warns(UserWarning, match=f"2 of {len(north_ids)} objects have no usable cutout"):
+        table = cutouts.folder_to_store(north_ids, folder, tmp_path / "n.h5", progress=False)
+    st = table.set_index("OBJID")["STATUS"]
+    assert st[north_ids[0]] == "missing" and st[north_ids[1]] == "unreadable"
+    assert (st.drop(north_ids[:2]) == "stored").all()
+    good = north_ids[2:]
+    with CutoutStore(tmp_path / "n.h5") as store:
+        assert store.objid.tolist() == good.tolist()
+        img, mask, _ = store.read(slice(None))
+    ref, ref_mask = cutouts.read_cutouts(cutouts.cached_paths(good, folder))
+    np.testing.assert_array_equal(img, ref)
+    np.testing.assert_array_equal(mask, ref_mask)
+    assert (mask == [True, True, False, True]).all()  # grz from the north layer
+    # appending the same galaxies again is refused, not stored twice
+    with pytest.raises(ValueError, match="already holds"):
+        cutouts.folder_to_store(good, folder, tmp_path / "n.h5", progress=False)
+
+
+# --------------------------------------------------------------------------------------
+# Pipeline behaviour that needs /work/notes/realformat.patch (photozsom/pipeline.py)
+# --------------------------------------------------------------------------------------
+_NEEDS_PATCH = pytest.mark.xfail(strict=True, reason="pipeline._data_from_files / fetch_cutouts "
+                                 "change described in notes/realformat.patch")
+
+
+@_NEEDS_PATCH
+def test_cutouts_are_centred_on_the_photometric_position(data_run):
+    run, out = data_run
+    spec = run.spec()
+    q = pd.DataFrame(out["requests"]).astype({"ra": float, "dec": float})
+    sep = haversine_arcsec(q["ra"].to_numpy()[:, None], q["dec"].to_numpy()[:, None],
+                           spec["RA_PHOT"].to_numpy(float)[None, :],
+                           spec["DEC_PHOT"].to_numpy(float)[None, :]).min(axis=1)
+    assert sep.max() < 1e-3  # the URL's 7 decimals: 0.4 mas
+
+
+@_NEEDS_PATCH
+def test_a_folder_of_cutouts_enters_without_download(data_run, tmp_path, monkeypatch):
+    import shutil
+
+    run, out = data_run
+    sky = out["sky"]
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("download=False must not download")
+
+    monkeypatch.setattr(cutouts, "download_cutouts", no_network)
+    shutil.copytree(out["cutout_dir"], tmp_path / "cutouts")
+    run2 = pipeline.Run(tmp_path / "run")
+    info = pipeline.run_data(run2, scale="tiny", spec_files=sky["spec_files"],
+                             sweep_files=[str(p) for p in sky["sweeps"]],
+                             cutout_dir=str(tmp_path / "cutouts"), download=False, progress=False)
+    assert (info["cutouts"]["STATUS"] == "stored").all()
+    with CutoutStore(run2.root / "sky" / "cutouts.h5") as store:
+        assert sorted(store.objid.tolist()) == sorted(run2.spec()["OBJID"].astype(np.int64))
+
+
+@_NEEDS_PATCH
+def test_fetching_again_keeps_one_cutout_per_galaxy(data_run, tmp_path, monkeypatch):
+    run, out = data_run
+
+    def no_network(*args, **kwargs):  # every file is cached: nothing may be requested
+        kwargs.update(base_url="http://127.0.0.1:9/unreachable", retries=0, progress=False)
+        return real(*args, **kwargs)
+
+    real = cutouts.download_cutouts
+    monkeypatch.setattr(cutouts, "download_cutouts", no_network)
+    spec = run.spec()
+    store = tmp_path / "c.h5"
+    for _ in range(2):
+        status = pipeline.fetch_cutouts(spec, out["cutout_dir"], store)
+        assert (status["STATUS"] == "cached").all()
+    with CutoutStore(store) as s:
+        assert len(s) == len(spec)

@@ -48,6 +48,7 @@ __all__ = [
     "cutout_url",
     "download_cutouts",
     "fits_to_store",
+    "folder_to_store",
     "read_cutout_fits",
     "read_cutouts",
 ]
@@ -456,7 +457,9 @@ def fits_to_store(
     objid : array_like of int, shape (N,)
         OBJID of each file.
     store_path : str or Path
-        HDF5 file to create (append to it if it exists and ``overwrite`` is False).
+        HDF5 file to create (append to it if it exists and ``overwrite`` is False; an OBJID
+        the store already holds, or one repeated in ``objid``, is refused rather than stored
+        twice).
     chunk_size : int
         Files read and appended per step (bounds memory to ``chunk_size`` cutouts).
     bands : str
@@ -486,10 +489,20 @@ def fits_to_store(
                          f"{objid_a.dtype}, shape {objid_a.shape}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    uniq, counts = np.unique(objid_a, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"objid has duplicates (e.g. {uniq[counts > 1][:5].tolist()}); each "
+                         f"cutout needs its own OBJID")
     store_path = Path(store_path)
     store: CutoutStore | None = None
     if store_path.exists() and not overwrite:
         store = CutoutStore(store_path, "a")
+        held = np.intersect1d(store.objid, objid_a)
+        if held.size:
+            store.close()
+            raise ValueError(f"{store_path} already holds {held.size} of these OBJIDs (e.g. "
+                             f"{held[:5].tolist()}); pass overwrite=True to rebuild the store, "
+                             f"or leave those files out")
     skipped: list[dict] = []
     try:
         starts = range(0, len(paths), chunk_size)
@@ -528,3 +541,74 @@ def fits_to_store(
                          f"written (first error: {skipped[0]['ERROR'] if skipped else 'no paths'})")
     return pd.DataFrame(skipped, columns=["OBJID", "PATH", "ERROR"])
 
+
+
+def folder_to_store(
+    objid: Sequence[int] | np.ndarray,
+    cutout_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    *,
+    bands: str = "griz",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Build a store from a folder of cutouts already on disk, one ``<OBJID>.fits`` per object.
+
+    The folder is what :func:`download_cutouts` leaves (or any folder of cutout-service
+    files named by OBJID). Objects without a file, or with an unreadable one, are left out
+    of the store and listed, so none disappears silently.
+
+    Parameters
+    ----------
+    objid : array_like of int, shape (N,)
+        Objects wanted; the file of each is ``<cutout_dir>/<OBJID>.fits`` (:func:`cached_paths`).
+    cutout_dir : str or Path
+        The folder.
+    store_path : str or Path
+        HDF5 store to write (see :func:`fits_to_store` for ``overwrite``).
+    bands : str
+        Bands that were requested, used only when a file's header does not name its planes.
+    overwrite : bool
+        Replace an existing store.
+    progress : bool
+        tqdm bar over chunks.
+
+    Returns
+    -------
+    DataFrame
+        One row per object: ``OBJID, PATH, STATUS`` (``"stored"``, ``"missing"`` or
+        ``"unreadable"``) and ``ERROR`` (why, empty when stored).
+
+    Raises
+    ------
+    ValueError
+        Non-integer or duplicate OBJIDs, or no readable file at all.
+    """
+    objid_a = np.asarray(objid)
+    if objid_a.dtype.kind not in "iu":
+        raise ValueError(f"objid must be integers (they name the files), got dtype {objid_a.dtype}")
+    folder = Path(cutout_dir)
+    if not folder.is_dir():
+        raise ValueError(f"cutout folder {folder} does not exist; download the cutouts first "
+                         f"(download_cutouts) or point cutout_dir at the folder holding them")
+    paths = cached_paths(objid_a, folder)
+    exists = np.array([p.is_file() for p in paths], dtype=bool)
+    status = np.where(exists, "stored", "missing").astype(object)
+    errors = np.where(exists, "", f"no file <OBJID>.fits in {folder}").astype(object)
+    if not exists.any():
+        raise ValueError(f"none of the {len(paths)} objects has a cutout in {folder} (files are "
+                         f"named <OBJID>.fits, e.g. {paths[0].name if paths else '1.fits'})")
+    found = np.flatnonzero(exists)
+    skipped = fits_to_store([paths[k] for k in found], objid_a[found], store_path, bands=bands,
+                            overwrite=overwrite, on_error="skip", progress=progress)
+    if len(skipped):
+        pos = pd.Index(objid_a.astype(np.int64)).get_indexer(skipped["OBJID"].to_numpy(np.int64))
+        status[pos] = "unreadable"
+        errors[pos] = skipped["ERROR"].to_numpy()
+    table = pd.DataFrame({"OBJID": objid_a.astype(np.int64), "PATH": [str(p) for p in paths],
+                          "STATUS": status.astype(str), "ERROR": errors.astype(str)})
+    n_bad = int((table["STATUS"] != "stored").sum())
+    if n_bad:
+        warnings.warn(f"{n_bad} of {len(table)} objects have no usable cutout in {folder} "
+                      f"(see the STATUS and ERROR columns)", UserWarning, stacklevel=2)
+    return table
