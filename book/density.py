@@ -152,6 +152,23 @@ print(
 )
 
 # %% [markdown]
+# ## Explore the map
+#
+# The same report on the map itself: pick a metric in the drop-down (training count, MAD,
+# bias, η, PCO, significance, mean redshift, flag fraction), hover over a cell for its
+# numbers with errors, click it to see up to 16 of its galaxies and its z_phot against
+# z_spec. `photozsom explore <data_dir> -o som.html` writes the same page for your own run.
+
+# %%
+from photozsom.book import publish_page
+from photozsom.explore import run_explorer, save_explorer
+
+explorer = save_explorer(run_explorer(run.root, n_jobs=-1),
+                         run.figure("som_explorer.html"), title="photozsom SOM explorer")
+print(f"explorer: {explorer.stat().st_size / 1e6:.1f} MB")
+publish_page(explorer, title="SOM explorer")
+
+# %% [markdown]
 # ## Figure 8: the same, with zero-outlier cells
 #
 # *Paper appendix F.*

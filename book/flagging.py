@@ -132,6 +132,18 @@ summary.round(2)
 flagged["reason"].str.split(":").str[0].value_counts().head(8).rename("galaxies").to_frame()
 
 # %% [markdown]
+# The explorer of the previous chapter, now with the flag: choose "flag fraction" in the
+# drop-down; flagged galaxies are framed in orange.
+
+# %%
+from photozsom.book import publish_page
+from photozsom.explore import run_explorer, save_explorer
+
+explorer = save_explorer(run_explorer(run.root, n_jobs=-1, metric="flag"),
+                         run.figure("som_explorer_flags.html"), title="photozsom SOM explorer")
+publish_page(explorer, title="SOM explorer with flags")
+
+# %% [markdown]
 # ## What the flag marks, by magnitude
 #
 # A flag that marks most galaxies tells a user little unless it is clear where it is

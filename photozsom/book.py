@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure",
-           "run_book", "with_dependents"]
+           "publish_page", "run_book", "with_dependents"]
 
 def _chapter_stages() -> dict[str, str]:
     """Chapter name -> the pipeline stage it runs (from :data:`photozsom.pipeline.STAGES`)."""
@@ -342,6 +342,24 @@ def _vendor_mathjax(root: Path, log: Callable[[str], None]) -> None:
         dest.mkdir(exist_ok=True)
         return
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest, dirs_exist_ok=True)
+
+
+def publish_page(path: str | os.PathLike, *, height: int = 900, title: str = "interactive page"):
+    """Show a standalone HTML page (e.g. the SOM explorer) in the rendered book.
+
+    The page is copied once into the book's static files (``book/_static/explorer/``, which
+    Jupyter Book copies to ``_build/html/_static/``) and shown in an ``<iframe>``, so several
+    chapters can show it without storing its megabytes in each notebook.
+    """
+    from IPython.display import HTML
+
+    path = Path(path)
+    dest = find_root() / "book" / "_static" / "explorer" / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if path.resolve() != dest.resolve():
+        shutil.copyfile(path, dest)
+    return HTML(f'<iframe src="../../_static/explorer/{path.name}" width="100%" '
+                f'height="{int(height)}" style="border:0" title="{title}" loading="lazy"></iframe>')
 
 
 def outputs(*paths: str | os.PathLike):

@@ -6,6 +6,7 @@ Sub-commands (each stage module owns its implementation; this file only parses):
 - ``photozsom predict INPUT -o OUTPUT --model DIR [--flagger DIR] [--pdf FILE]`` — photo-z of
   a user's catalogue (:mod:`photozsom.predict`).
 - ``photozsom flag INPUT -o OUTPUT --model DIR`` — flag a user's catalogue.
+- ``photozsom explore RUN_DIR -o som.html`` — the interactive SOM explorer of a run.
 - ``photozsom book [--scale ci|default] [--only CHAPTER] [-p name=value]`` — execute the chapters
   and build the HTML book.
 """
@@ -54,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--chunk-size", type=int, default=1_000_000, help="rows per chunk")
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=_run_flag)
+
+    e = sub.add_parser("explore", help="write the interactive SOM explorer (standalone HTML) of "
+                       "a run directory")
+    e.add_argument("run_dir", help="a run directory written by the book / photozsom.pipeline")
+    e.add_argument("-o", "--output", default="som_explorer.html", help="HTML file to write")
+    e.add_argument("--map", default="S", help="which footprint's SOM: S (DECam) or N (BASS/MzLS)")
+    e.add_argument("--max-thumbs", type=int, default=16, help="cutouts shown per cell")
+    e.set_defaults(func=_run_explore)
 
     b = sub.add_parser("book", help="execute the book's chapters with papermill and build the HTML")
     b.add_argument("--scale", default="default", help="'ci' (minutes) or 'default' (the published book)")
@@ -108,6 +117,16 @@ def _run_flag(args) -> int:
           f"({st['flagged'] / n:.1%}; {st['ood']} out of distribution, {st['underperforming']} in "
           f"under-performing cells, {st['unmapped']} without SOM features) in {dt:.1f} s "
           f"({n / max(dt, 1e-9):,.0f} rows/s)", file=sys.stderr)
+    return 0
+
+
+def _run_explore(args) -> int:
+    from photozsom.explore import run_explorer, save_explorer
+
+    layout = run_explorer(args.run_dir, region=args.map, max_thumbs=args.max_thumbs, n_jobs=-1,
+                          progress=True)
+    path = save_explorer(layout, args.output)
+    print(f"photozsom explore: {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
 
 

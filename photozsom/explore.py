@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-__all__ = ["METRIC_CHOICES", "display_in_notebook", "explorer_html", "save_explorer",
-           "som_explorer", "thumbnail_uri"]
+__all__ = ["METRIC_CHOICES", "display_in_notebook", "explorer_html", "run_explorer",
+           "save_explorer", "som_explorer", "thumbnail_uri"]
 
 #: Metrics offered in the drop-down: key -> menu label. ``pco`` appears only when the table
 #: has finite PCO values, ``flag`` only when ``galaxies`` has a flag column.
@@ -147,8 +147,9 @@ def _check_galaxies(galaxies: pd.DataFrame, images: np.ndarray | None, n_cells: 
     zp = np.asarray(galaxies[c_zp], dtype=float)
     flag = None if c_flag is None else np.asarray(galaxies[c_flag]).astype(bool)
     if images is not None:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[0] != len(galaxies) or images.shape[1] < 3:
+        if not (hasattr(images, "shape") and hasattr(images, "__getitem__")):
+            images = np.asarray(images)
+        if len(images.shape) != 4 or images.shape[0] != len(galaxies) or images.shape[1] < 3:
             raise ValueError(f"images must be [N, 4, H, W] g, r, i, z cutouts aligned with the "
                              f"{len(galaxies)} rows of galaxies, got shape {images.shape}")
     return cell, z, zp, flag, images
@@ -713,3 +714,58 @@ def display_in_notebook(layout, *, height: int = 820, title: str = "photozsom SO
                 f'<iframe srcdoc="{_html.escape(page, quote=True)}" '
                 f'style="width: 100%; height: {int(height)}px; border: none" '
                 f'title="{_html.escape(title)}"></iframe></div>')
+
+
+class _StoreImages:
+    """Cutouts of given store rows, read one at a time when a thumbnail needs them."""
+
+    def __init__(self, store_path, rows: np.ndarray):
+        import threading
+
+        from photozsom.datasets.store import CutoutStore
+
+        self._store = CutoutStore(store_path)
+        self._rows = np.asarray(rows)
+        self._lock = threading.Lock()
+        self.shape = (len(self._rows), 4, self._store.size, self._store.size)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        with self._lock:
+            images, _, _ = self._store.read(self._rows[[int(i)]])
+        return images[0]
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def run_explorer(run_dir, *, region: str = "S", **kwargs):
+    """The explorer of a book run directory: a map's cell report, its evaluated galaxies (with
+    their flags) and their cutouts. ``kwargs`` go to :func:`som_explorer`."""
+    from photozsom import pipeline
+    from photozsom.flags import load_flagger
+
+    run = pipeline.Run(run_dir)
+    rep = pipeline.load_reports(run).get(region)
+    if rep is None:
+        run.need(f"cells/{region}")
+    som = pipeline.load_maps(run)[region]
+    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    ev = ev[(ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)].reset_index(drop=True)
+    galaxies = ev[["CELL", "Z", "Z_PHOT"]].copy()
+    if (run.root / "flags" / "flagger").exists():
+        spec = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
+        galaxies["FLAG"] = load_flagger(run.root / "flags" / "flagger").flag(spec)["flag"].to_numpy()
+    images = None
+    if (run.root / "sky" / "cutouts.h5").exists():
+        from photozsom.datasets.store import CutoutStore
+
+        with CutoutStore(run.cutouts_path()) as store:
+            rows = store.rows_of(ev["OBJID"].to_numpy())
+        images = _StoreImages(run.cutouts_path(), rows)
+    try:
+        return som_explorer(rep.table, som.shape, global_=rep.global_, settings=rep.settings,
+                            galaxies=galaxies, images=images,
+                            topology=getattr(som, "topology", "rectangular"), **kwargs)
+    finally:
+        if images is not None:
+            images.close()
