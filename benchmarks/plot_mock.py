@@ -8,7 +8,9 @@ where SKY_DIR holds the files written by ``photozsom simulate`` (``spec.parquet`
 ``random.parquet``). Writes ``mock_nz_per_survey.png`` (the analogue of the paper's
 appendix C, Figure 3), ``mock_colour_redshift.png`` (g-r, r-z, z-W1, W1-W2 against the
 true redshift for the random sample, with the spectroscopic programmes on top) and
-``mock_colour_colour.png`` (g-r vs r-z and r-z vs z-W1, random vs spectroscopic).
+``mock_colour_colour.png`` (g-r vs r-z and r-z vs z-W1, random vs spectroscopic, with the
+random sample's stars in red), and prints the surface densities the sky matches against their
+published values (:func:`photozsom.datasets.summary.mock_density_table`).
 """
 
 from __future__ import annotations
@@ -97,14 +99,25 @@ def colour_colour(spec: pd.DataFrame, rand: pd.DataFrame, path: Path) -> None:
     ax.hexbin(mr["r"] - mr["z"], mr["g"] - mr["r"], gridsize=80, extent=(-0.5, 2.5, -0.5, 2.5), bins="log",
               cmap="Greys", mincnt=1)
     ax.scatter(ms["r"] - ms["z"], ms["g"] - ms["r"], s=1, c=spec["Z"], cmap="viridis", vmin=0, vmax=1.6, alpha=0.4)
+    star = rand["IS_STAR"].to_numpy() if "IS_STAR" in rand else np.zeros(len(rand), bool)
+    few = np.flatnonzero(star)[:5000]
+    ax.scatter((mr["r"] - mr["z"]).to_numpy()[few], (mr["g"] - mr["r"]).to_numpy()[few], s=1, color="C3",
+               alpha=0.3, label="stars (random)")
     ax.set_xlabel("r-z")
     ax.set_ylabel("g-r")
     ax.set_title("grey: random sample; points: spec, coloured by Z")
+    if few.size:
+        ax.legend(markerscale=8, loc="upper left")
     ax = axs[1]
     ax.hexbin(mr["r"] - mr["z"], mr["z"] - mr["w1"], gridsize=80, extent=(-0.5, 2.5, -1.5, 3.0), bins="log",
               cmap="Greys", mincnt=1)
     sc = ax.scatter(ms["r"] - ms["z"], ms["z"] - ms["w1"], s=1, c=spec["Z"], cmap="viridis", vmin=0, vmax=1.6,
                     alpha=0.4)
+    ax.scatter((mr["r"] - mr["z"]).to_numpy()[few], (mr["z"] - mr["w1"]).to_numpy()[few], s=1, color="C3",
+               alpha=0.3)
+    rz = np.linspace(-0.5, 2.5, 2)
+    ax.plot(rz, 0.8 * rz - 0.6, "k--", lw=1, label="DESI LRG non-stellar cut")
+    ax.legend(loc="upper left")
     ax.set_xlabel("r-z")
     ax.set_ylabel("z-W1")
     fig.colorbar(sc, ax=ax, label="Z")
@@ -134,6 +147,16 @@ def main(argv=None) -> None:
     colour_colour(spec, rand, out / "mock_colour_colour.png")
     for name in ("mock_nz_per_survey.png", "mock_colour_redshift.png", "mock_colour_colour.png"):
         print(out / name)
+    settings_path = sky / "settings.json"
+    if settings_path.exists():
+        import json
+
+        from photozsom.datasets.summary import mock_density_table
+
+        settings = json.loads(settings_path.read_text())
+        if "random_area_deg2" in settings:
+            with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+                print(mock_density_table(rand, settings).drop(columns=["selection"]).round(2))
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def main(argv=None) -> None:
         t_cat = r["seconds_setup"] + r["seconds_random"] + r["seconds_spec"] + r["seconds_write"]
         print(f"simulate(scale={scale!r}): {wall:7.1f} s wall ({wall / 60:.1f} min)")
         print(f"  setup (SED grid, tables, neighbour pool) {r['seconds_setup']:7.1f} s")
-        print(f"  random sample   {r['n_random']:9,d} galaxies  {r['seconds_random']:7.1f} s")
+        print(f"  random sample   {r['n_random']:9,d} sources   {r['seconds_random']:7.1f} s")
         print(f"  spectroscopic   {r['n_spec']:9,d} galaxies  {r['seconds_spec']:7.1f} s")
         print(f"  catalogue throughput: {n_cat / t_cat:9,.0f} kept galaxies/s, "
               f"{r['n_candidates_observed'] / t_cat:9,.0f} observed candidates/s "
@@ -143,6 +143,17 @@ def main(argv=None) -> None:
         print(f"  cutouts {r['n_cutouts']:,} x {r['cutout_size']} px: {r['seconds_cutouts']:7.1f} s, "
               f"{r['n_cutouts'] / r['seconds_cutouts']:7.1f} cutouts/s; store {size_gb:.2f} GB")
         print(f"  peak resident memory {_peak_rss_gb():.2f} GB")
+        import json
+
+        import pandas as pd
+
+        from photozsom.datasets.summary import mock_density_table
+
+        settings = json.loads(paths["settings"].read_text())
+        print(f"  stars: {settings['star_fraction_random']:.1%} of the random sample")
+        with pd.option_context("display.width", 200, "display.max_colwidth", 40):
+            print(mock_density_table(pd.read_parquet(paths["random"]), settings)
+                  .drop(columns=["selection", "reference"]).round(2))
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -448,11 +448,12 @@ GALAXY_MODEL: dict[str, float] = {
     "R_sun": 8000.0, "Z_sun": 25.0, "H_thin": 300.0, "L_thin": 2600.0, "H_thick": 900.0,
     "L_thick": 3600.0, "f_thick": 0.12, "f_halo": 0.0051, "q_halo": 0.64, "n_halo": 2.77,
 }
-#: Local luminosity function of main-sequence stars in the thin disc,
-#: ``log10 Phi(M_r) = a + b (M_r - 4)`` [pc^-3 mag^-1]: ~1e-3 at M_r = 4 rising to ~4e-3 at
-#: M_r = 11, the shape and level of the solar-neighbourhood function (Juric et al. 2008,
-#: Fig. 23; Bochanski et al. 2010) to a factor ~1.5.
-STAR_LF: tuple[float, float] = (-3.0, 0.085)
+#: Local luminosity function of main-sequence stars in the thin disc, a broken power law
+#: ``log10 Phi(M_r) = a + b (M_r - 4)`` up to the peak at ``M_peak``, falling with slope ``c``
+#: beyond [pc^-3 mag^-1]: ~1e-3 at M_r = 4, ~4e-3 at the M-dwarf peak near M_r = 11, ~6e-4 at
+#: M7 -- the shape and level of the solar-neighbourhood function (Juric et al. 2008, Fig. 23;
+#: Bochanski et al. 2010, AJ 139, 2679) to a factor ~1.5. Entries: (a, b, M_peak, c).
+STAR_LF: tuple[float, float, float, float] = (-3.0, 0.085, 11.0, -0.15)
 #: Old populations (thick disc, halo) have no main-sequence stars brighter than the turn-off.
 TURNOFF_MR: float = 3.5
 
@@ -513,7 +514,9 @@ class StarCounts:
         thick = g["f_thick"] * np.exp((g["R_sun"] - r_cyl) / g["L_thick"]
                                       - (np.abs(z) - g["Z_sun"]) / g["H_thick"])
         halo = g["f_halo"] * (g["R_sun"] / np.sqrt(r_cyl**2 + (z / g["q_halo"]) ** 2 + 1.0)) ** g["n_halo"]
-        phi = 10 ** (STAR_LF[0] + STAR_LF[1] * (mc - 4.0)) * 0.1  # stars pc^-3 per M bin
+        a, b, m_peak, c = STAR_LF
+        log_phi = a + b * (np.minimum(mc, m_peak) - 4.0) + c * np.clip(mc - m_peak, 0.0, None)
+        phi = 10**log_phi * 0.1  # stars pc^-3 per M bin
         old = mc > TURNOFF_MR
         vol = dc**3 * np.log(self.d_edges[1:] / self.d_edges[:-1])  # pc^3 per sr per bin
         # (K, D, M) stars per steradian in each cell (per direction's share of the sky)
