@@ -255,44 +255,69 @@ def test_single_file_from_older_photozsom_loads_without_unpickling_code(tmp_path
 
 
 KILLED_WRITER = """
-import os, sys
+import os, pathlib, sys
 import numpy as np
-import photozsom.artifacts as artifacts
 from photozsom.embed import Encoder
 
-data = np.load(sys.argv[1])
-real_savez, calls = np.savez, [0]
+data_path, ck, where = sys.argv[1:]
+counts = {"meta": 0, "swap": 0}
+write_text, replace = pathlib.Path.write_text, os.replace
 
-def savez_then_die(*args, **kwargs):
-    calls[0] += 1
-    real_savez(*args, **kwargs)
-    if calls[0] == 2:  # the second checkpoint: killed after its arrays, before meta.json
+def write_text_or_die(self, *args, **kwargs):
+    if self.name == "meta.json":
+        counts["meta"] += 1
+        if where == "meta" and counts["meta"] == 2:  # 2nd checkpoint: arrays written, no meta
+            os._exit(9)
+    return write_text(self, *args, **kwargs)
+
+def replace_or_die(src, dst):
+    counts["swap"] += 1
+    if where == "swap" and counts["swap"] == 3:  # 2nd checkpoint: old one moved aside
         os._exit(9)
+    return replace(src, dst)
 
-artifacts.np.savez = savez_then_die
+pathlib.Path.write_text, os.replace = write_text_or_die, replace_or_die
+data = np.load(data_path)
 enc = Encoder(dim=16, size=16, seed=0, widths=(8, 16, 16, 16), lr=5e-3, max_shift=2)
 enc.fit(data["images"], epochs=3, batch_size=64, band_mask=data["mask"],
-        sigma=data["sigma"], checkpoint=sys.argv[2], progress=False)
+        sigma=data["sigma"], checkpoint=ck, progress=False)
 """
 
 
-def test_checkpoint_survives_a_kill_mid_write_and_resumes_exactly(tmp_path, toy):
+@pytest.fixture(scope="module")
+def straight_three_epochs(toy):
+    images, mask, sigma = (a[:128] for a in toy)
+    enc = tiny_encoder()
+    enc.fit(images, epochs=3, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    return enc
+
+
+@pytest.mark.parametrize("where", ["meta", "swap"])
+def test_checkpoint_survives_a_kill_mid_write_and_resumes_exactly(
+    tmp_path, toy, straight_three_epochs, where
+):
     images, mask, sigma = (a[:128] for a in toy)
     np.savez(tmp_path / "data.npz", images=images, mask=mask, sigma=sigma)
     ck = tmp_path / "encoder.ckpt"
     proc = subprocess.run(
-        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "data.npz"), str(ck)],
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "data.npz"), str(ck), where],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 9, proc.stderr
-    meta = json.loads((ck / "meta.json").read_text())  # the first checkpoint, intact
+    if where == "meta":  # the first checkpoint is intact in place
+        first = ck
+    else:  # killed between moving it aside and renaming the new one in
+        assert not ck.exists()
+        (first,) = tmp_path.glob(".encoder.ckpt.*.old")
+    meta = json.loads((first / "meta.json").read_text())
     assert meta["format"] == "photozsom.encoder_checkpoint" and meta["epoch"] == 1
-    straight = tiny_encoder()
-    straight.fit(images, epochs=3, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    straight = straight_three_epochs
     resumed = tiny_encoder()
     hist = resumed.fit(images, epochs=3, batch_size=64, band_mask=mask, sigma=sigma,
                        checkpoint=ck, progress=False)
     assert hist["steps"] == 6 and len(hist["loss"]) == 3
+    # epoch 1 came from the checkpoint (its timing is the killed run's), epochs 2-3 were run
+    assert hist["epoch_time_s"][0] == meta["history"]["epoch_time_s"][0]
     np.testing.assert_allclose(hist["loss"], straight.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(
         resumed.embed(images, mask, progress=False),

@@ -398,6 +398,17 @@ def _save_checkpoint(path, enc, opt, sched, scaler, *, epoch: int, epochs: int,
     save_artifact(path, CHECKPOINT_KIND, arrays, meta)
 
 
+def _find_checkpoint(path) -> Path | None:
+    """The checkpoint to resume from: ``path``, or, when a kill struck while an existing
+    checkpoint was being swapped for a new one (moved aside as ``.<name>.*.old``), the
+    newest complete copy moved aside; ``None`` when there is none."""
+    path = Path(path)
+    if path.exists():
+        return path
+    aside = [p for p in path.parent.glob(f".{path.name}.*.old") if (p / "meta.json").is_file()]
+    return max(aside, key=lambda p: p.stat().st_mtime) if aside else None
+
+
 def _restore_checkpoint(path, enc, opt, sched, scaler, *, epochs: int,
                         steps_per_epoch: int) -> int:
     """Load a checkpoint written by :func:`_save_checkpoint` into ``enc`` and the optimiser;
@@ -895,8 +906,9 @@ class Encoder:
             )
             scaler = torch.amp.GradScaler("cuda", enabled=self.amp and dev.startswith("cuda"))
             start_epoch = 0
-            if checkpoint is not None and Path(checkpoint).exists():
-                start_epoch = _restore_checkpoint(checkpoint, self, opt, sched, scaler,
+            found = None if checkpoint is None else _find_checkpoint(checkpoint)
+            if found is not None:
+                start_epoch = _restore_checkpoint(found, self, opt, sched, scaler,
                                                   epochs=epochs, steps_per_epoch=steps_per_epoch)
             soft_t = torch.as_tensor(self.softening, device=dev)
             step = int(self.history.get("steps", 0))
