@@ -454,6 +454,8 @@ GALAXY_MODEL: dict[str, float] = {
 #: M7 -- the shape and level of the solar-neighbourhood function (Juric et al. 2008, Fig. 23;
 #: Bochanski et al. 2010, AJ 139, 2679) to a factor ~1.5. Entries: (a, b, M_peak, c).
 STAR_LF: tuple[float, float, float, float] = (-3.0, 0.085, 11.0, -0.15)
+#: Width of the absolute-magnitude bins of the star-count integral, mag.
+_DM_STAR: float = 0.15
 #: Old populations (thick disc, halo) have no main-sequence stars brighter than the turn-off.
 TURNOFF_MR: float = 3.5
 
@@ -489,7 +491,7 @@ class StarCounts:
         Fraction of the footprint in the DECam south.
     """
 
-    def __init__(self, star_grid, n_dir: int = 600, south_fraction: float = 0.7):
+    def __init__(self, star_grid, n_dir: int = 400, south_fraction: float = 0.7):
         self.grid = star_grid
         rng = np.random.default_rng(20080201)
         n_s = round(south_fraction * n_dir)
@@ -497,10 +499,10 @@ class StarCounts:
         self.ra, self.dec, self.b = sky_positions(rng, self.photsys)
         l_deg, _ = _galactic_lat(self.ra, self.dec)
         self.l = l_deg
-        self.d_edges = np.geomspace(10.0, 2.0e5, 131)
+        self.d_edges = np.geomspace(10.0, 2.0e5, 101)
         dc = np.sqrt(self.d_edges[1:] * self.d_edges[:-1])
         self.dc = dc
-        self.m_edges = np.arange(float(self.grid.mr_abs.min()), float(self.grid.mr_abs.max()), 0.1)
+        self.m_edges = np.arange(float(self.grid.mr_abs.min()), float(self.grid.mr_abs.max()), _DM_STAR)
         mc = 0.5 * (self.m_edges[1:] + self.m_edges[:-1])
         self.mc = mc
         # densities along each line of sight, relative to the local thin disc: (K, D) per population
@@ -516,7 +518,7 @@ class StarCounts:
         halo = g["f_halo"] * (g["R_sun"] / np.sqrt(r_cyl**2 + (z / g["q_halo"]) ** 2 + 1.0)) ** g["n_halo"]
         a, b, m_peak, c = STAR_LF
         log_phi = a + b * (np.minimum(mc, m_peak) - 4.0) + c * np.clip(mc - m_peak, 0.0, None)
-        phi = 10**log_phi * 0.1  # stars pc^-3 per M bin
+        phi = 10**log_phi * _DM_STAR  # stars pc^-3 per M bin
         old = mc > TURNOFF_MR
         vol = dc**3 * np.log(self.d_edges[1:] / self.d_edges[:-1])  # pc^3 per sr per bin
         # (K, D, M) stars per steradian in each cell (per direction's share of the sky)
@@ -563,7 +565,7 @@ class StarCounts:
         i_d, i_m = np.divmod(rem, n_m)
         lo, hi = self.d_edges[i_d], self.d_edges[i_d + 1]
         dist = lo * (hi / lo) ** rng.random(n)
-        mr = self.m_edges[i_m] + 0.1 * rng.random(n)
+        mr = self.m_edges[i_m] + _DM_STAR * rng.random(n)
         temp = self.grid.temp_of_mr(mr)
         r_sdss = mr + 5.0 * np.log10(dist / 10.0)
         ls = r_sdss[:, None] + self.grid.colours(temp, LS_GRID_BANDS)
