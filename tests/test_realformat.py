@@ -478,6 +478,12 @@ def test_every_stage_output_exists_and_provenance_is_consistent(real_run):
     spec = run.spec()
     np.testing.assert_array_equal(sc["SOM"].to_numpy(), spec["PHOTSYS"].astype(str).to_numpy())
     assert (sc["CELL"] >= 0).all()  # every spectrum has all features of its footprint
+    # one embedding per galaxy, finite (every galaxy has a cutout)
+    from photozsom.embed import load_embeddings
+
+    emb, ids = load_embeddings(run.root / "embed" / "embeddings.h5")
+    assert sorted(ids.tolist()) == sorted(spec["OBJID"].astype(np.int64).tolist())
+    assert np.isfinite(emb).all()
     # the paper's MDN on embeddings scored every test galaxy (all have cutouts)
     assert out["mdn_embedding"]["n_test_unscored"] == 0
     split = run.split()
@@ -489,30 +495,67 @@ def test_every_stage_output_exists_and_provenance_is_consistent(real_run):
     assert np.median(np.abs(zp - zt)) < 0.5 * np.median(np.abs(zt - np.median(zt)))
 
 
+def _text(col) -> np.ndarray:
+    return np.char.strip(np.asarray(col).astype(str))
+
+
 def test_photozsom_predict_on_a_user_catalogue(real_run, tmp_path):
+    from photozsom.flags import load_flagger
+    from photozsom.model import PhotoZModel
+
     run, out = real_run
     sky = out["sky"]
-    # a user's catalogue: sweep rows of both footprints with PHOTSYS, one row without r flux
-    parts = [df for df in legacysurvey.iter_catalogs(sky["sweeps"], progress=False)]
-    cat = pd.concat(parts, ignore_index=True)
+    # a user's catalogue: sweep rows of both footprints with PHOTSYS and a spectroscopic Z,
+    # shuffled, one row without an r-band measurement
+    cat = pd.concat(list(legacysurvey.iter_catalogs(sky["sweeps"], progress=False)),
+                    ignore_index=True)
     rng = np.random.default_rng(3)
-    cat = cat.iloc[np.sort(rng.choice(len(cat), 400, replace=False))].reset_index(drop=True)
-    cat = cat.iloc[rng.permutation(len(cat))].reset_index(drop=True)  # any order is kept
+    cat = cat.iloc[rng.choice(len(cat), 400, replace=False)].reset_index(drop=True)
+    cat["Z"] = sky["sweep"].set_index("OBJID").loc[cat["OBJID"], "ZTRUE"].to_numpy()
     cat.loc[5, ["FLUX_R", "FLUX_IVAR_R"]] = [np.nan, 0.0]
-    inp = tmp_path / "mine.fits"
+    inp, res = tmp_path / "mine.fits", tmp_path / "mine_pz.fits"
     Table.from_pandas(cat).write(inp)
-    res = tmp_path / "mine_pz.fits"
-    rc = cli_main(["predict", str(inp), "-o", str(res), "--model", str(run.root / "mdn" / "model"),
-                   "--flagger", str(run.root / "flags" / "flagger")])
+    model_dir, flagger_dir = run.root / "mdn" / "model", run.root / "flags" / "flagger"
+    rc = cli_main(["predict", str(inp), "-o", str(res), "--model", str(model_dir),
+                   "--flagger", str(flagger_dir), "--chunk-size", "150"])
     assert rc == 0
-    got = Table.read(res).to_pandas()
+    got = Table.read(res)
     assert len(got) == len(cat)
-    np.testing.assert_array_equal(got["OBJID"].to_numpy(), cat["OBJID"].to_numpy())
-    zc = got["Z_PHOT_MEDIAN"].to_numpy()
-    assert np.isfinite(zc[np.arange(len(got)) != 5]).all()
-    assert np.isfinite(got["Z_PHOT_MEDIAN"].iloc[5]) or got["PZ_STATUS"].iloc[5].strip() != "ok"
-    ps = got["PHOTSYS"].astype(str).str.strip().to_numpy()
-    assert (got["PZ_SOM"].astype(str).str.strip().to_numpy() == ps)[np.arange(len(got)) != 5].all()
+    np.testing.assert_array_equal(np.asarray(got["OBJID"]), cat["OBJID"].to_numpy())
+    # the same numbers as the model and flagger applied in memory, row for row
+    pdf, ok, _ = PhotoZModel.load(model_dir).predict_with_status(cat)
+    assert ok.all()  # the row without r is imputed, not dropped
+    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEDIAN"]), pdf.median(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEAN"]), pdf.mean(), rtol=1e-5)
+    status = _text(got["PZ_STATUS"])
+    imputed = [f.strip() for f in _text(got["PZ_REASON"])[5].split(":")[-1].split(",")]
+    assert status[5] == "imputed" and "r" in imputed
+    assert (np.delete(status, 5) == "ok").all()
+    pit, crps = np.asarray(got["PIT"]), np.asarray(got["CRPS"])
+    assert ((pit >= 0) & (pit <= 1)).all() and (crps >= 0).all()
+    fl = load_flagger(flagger_dir).flag(cat)
+    np.testing.assert_array_equal(np.asarray(got["PZ_SOM_CELL"]), fl["cell"].to_numpy())
+    np.testing.assert_array_equal(np.asarray(got["PZ_FLAG"]), fl["flag"].to_numpy())
+    som = _text(got["PZ_SOM"])
+    assert (np.delete(som, 5) == np.delete(cat["PHOTSYS"].to_numpy(str), 5)).all()
+    assert got["PZ_SOM_CELL"][5] == -1 and got["PZ_FLAG"][5]  # no SOM features: flagged
+
+
+def test_photozsom_predict_on_a_raw_sweep_file(real_run, tmp_path):
+    """A DR10 sweep as it comes (no PHOTSYS, per-brick OBJID, a vector column) is scored row
+    for row by a catalogue-feature model."""
+    run, out = real_run
+    path = out["sky"]["sweeps"][0]
+    res = tmp_path / "sweep_pz.parquet"
+    rc = cli_main(["predict", str(path), "-o", str(res), "--model",
+                   str(run.root / "mdn" / "model")])
+    assert rc == 0
+    got = pd.read_parquet(res)
+    south = out["sky"]["south"]
+    assert len(got) == len(south) == N_SOUTH
+    np.testing.assert_array_equal(got["RA"].to_numpy(), np.asarray(south["RA"]))
+    np.testing.assert_array_equal(got["OBJID"].to_numpy(), np.asarray(south["OBJID"]))
+    assert np.isfinite(got["Z_PHOT_MEDIAN"]).all() and (got["PZ_STATUS"] == "ok").all()
 
 
 def test_a_folder_of_service_cutouts_becomes_a_store(data_run, tmp_path):
