@@ -207,7 +207,13 @@ def _observe(rng, t, pool, seed):
     return nb, cat, obs
 
 
-def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict, dict, dict, dict]:
+def _random_sample(rng, grid, lc, pool, n_random, seed, progress) -> tuple[dict, dict, dict, dict, dict]:
+    """The random sample: detected galaxies and stars in proportion to their surface densities.
+
+    Returns truth, catalogue, observing conditions and neighbours of the ``n_random`` sources
+    (rows shuffled), and ``{"galaxies": ..., "stars": ...}``, the detected surface densities
+    in deg^-2.
+    """
     from tqdm.auto import tqdm
 
     limits = {}
@@ -632,7 +638,8 @@ def cli_main(args) -> int:
         print(f"photozsom simulate: {err}")
         return 2
     settings = json.loads(paths["settings"].read_text())
-    print(f"wrote {settings['n_random']:,} random and {settings['n_spec']:,} spectroscopic galaxies, "
+    print(f"wrote {settings['n_random']:,} random sources ({settings['star_fraction_random']:.0%} stars) and "
+          f"{settings['n_spec']:,} spectroscopic galaxies, "
           f"{settings['n_cutouts']:,} cutouts of {settings['cutout_size']} px to {args.out_dir} "
           f"in {time.time() - t0:.0f} s")
     for name, n in settings["spec_counts"].items():
