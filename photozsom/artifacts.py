@@ -111,6 +111,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _recover(path: Path) -> None:
+    """Put back the previous version of an artifact whose replacement was killed mid-swap.
+
+    :func:`atomic_dir` renames the old directory aside (``.<name>.*.old``) and then the new
+    one into place; a process killed between the two renames leaves only the old copy,
+    which is complete, so it is restored.
+    """
+    olds = sorted(path.parent.glob(f".{path.name}.*.old"), key=lambda p: p.stat().st_mtime)
+    if olds and not path.exists():
+        os.replace(olds[-1], path)
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -207,6 +219,8 @@ def load_artifact(
         The JSON metadata, including ``format`` and ``version``.
     """
     directory = Path(directory)
+    if not directory.exists():
+        _recover(directory)
     if not directory.is_dir():
         hint = " (a file: artifacts are directories)" if directory.exists() else ""
         raise ArtifactError(f"no photozsom {kind} at {directory}{hint}")

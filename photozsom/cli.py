@@ -7,6 +7,7 @@ Sub-commands (each stage module owns its implementation; this file only parses):
   a user's catalogue (:mod:`photozsom.predict`).
 - ``photozsom flag INPUT -o OUTPUT --model DIR`` — flag a user's catalogue.
 - ``photozsom explore RUN_DIR -o som.html`` — the interactive SOM explorer of a run.
+- ``photozsom aion-fingerprint [--model ID_OR_DIR] [-o FILE]`` — record AION-1's fingerprint.
 - ``photozsom book [--scale ci|default] [--only CHAPTER] [-p name=value]`` — execute the chapters
   and build the HTML book.
 """
@@ -63,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--map", default="S", help="which footprint's SOM: S (DECam) or N (BASS/MzLS)")
     e.add_argument("--max-thumbs", type=int, default=16, help="cutouts shown per cell")
     e.set_defaults(func=_run_explore)
+
+    a = sub.add_parser("aion-fingerprint", help="record the fingerprint of AION-1 weights and "
+                       "codecs (to pin them with AIONEmbedder(expected_fingerprint=...))")
+    a.add_argument("--model", default="polymathic-ai/aion-base", help="hub id or local directory")
+    a.add_argument("--codecs", default=None, help="directory or hub id of the codecs")
+    a.add_argument("--device", default=None)
+    a.add_argument("--no-hash", action="store_true", help="skip the SHA-256 of the weight files")
+    a.add_argument("-o", "--output", default=None, help="JSON file (default: print)")
+    a.set_defaults(func=_run_aion_fingerprint)
 
     b = sub.add_parser("book", help="execute the book's chapters with papermill and build the HTML")
     b.add_argument("--scale", default="default", help="'ci' (minutes) or 'default' (the published book)")
@@ -127,6 +137,22 @@ def _run_explore(args) -> int:
                           progress=True)
     path = save_explorer(layout, args.output)
     print(f"photozsom explore: {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def _run_aion_fingerprint(args) -> int:
+    import json
+
+    from photozsom.artifacts import write_json
+    from photozsom.embed.aion import aion_fingerprint
+
+    fp = aion_fingerprint(args.model, codecs=args.codecs, device=args.device,
+                          hash_files=not args.no_hash)
+    if args.output:
+        write_json(args.output, fp)
+        print(f"photozsom aion-fingerprint: {args.output}", file=sys.stderr)
+    else:
+        print(json.dumps(fp, indent=1))
     return 0
 
 

@@ -82,3 +82,11 @@ def test_artifact_checks_kind_and_version(tmp_path):
         load_artifact(d, "thing")
     with pytest.raises(TypeError, match="dtype object"):
         save_artifact(tmp_path / "b", "thing", {"s": np.array(["a", None], dtype=object)}, {})
+
+
+def test_a_swap_killed_between_renames_is_recovered_on_load(tmp_path):
+    d = save_artifact(tmp_path / "a", "thing", {"w": np.arange(2.0)}, {"k": 1})
+    # what a kill between atomic_dir's two renames leaves: the complete old copy aside
+    os.replace(d, tmp_path / ".a.x1y2.old")
+    arrays, meta = load_artifact(tmp_path / "a", "thing")
+    assert meta["k"] == 1 and (tmp_path / "a").is_dir()
