@@ -94,12 +94,14 @@ NEIGHBOUR_RADIUS: float = 6.0
 COMPANION_RATE: float = 0.15
 #: Smallest circularised size the Tractor tells from a point source at any S/N, arcsec.
 MIN_RESOLVED_ARCSEC: float = 0.1
-#: Photometric zero points (AB mag giving 1 photo-electron per second) of the Legacy Survey
-#: cameras: the legacypipe nominal values for DECam g, r, z (25.08, 25.29, 24.92), 90Prime/BASS
-#: g, r (25.74, 25.52) and Mosaic3/MzLS z (26.20); DECam i (25.25) interpolated by us.
+#: Photometric zero points (AB mag giving 1 photo-electron per second). DECam: the nominal
+#: values of legacypipe (``DecamImage.ZP0``: g 25.001, r 25.209, i 25.149, z 24.875). North:
+#: legacypipe's BASS/MzLS values are in the cameras' own count units, so we scale DECam's by
+#: the collecting area instead -- the Bok 2.3 m (BASS g, r) gathers ~1/3 of the Blanco 4 m
+#: (-1.2 mag), the Mayall 4 m (MzLS z) about the same.
 ZEROPOINT: dict[str, dict[str, float]] = {
-    "S": {"G": 25.08, "R": 25.29, "I": 25.25, "Z": 24.92},
-    "N": {"G": 25.74, "R": 25.52, "Z": 26.20},
+    "S": {"G": 25.001, "R": 25.209, "I": 25.149, "Z": 24.875},
+    "N": {"G": 23.80, "R": 24.01, "Z": 24.875},
 }
 #: Typical exposure time of one Legacy Survey exposure, seconds (DECaLS/DELVE g, r, i, z; BASS
 #: g, r; MzLS z: the order of the surveys' median exposure times).
