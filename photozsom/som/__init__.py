@@ -18,7 +18,7 @@ training and the best-matching-unit (BMU) search belong to a backend
     (default 1 cell), 8 steps on subsamples of ``batch_size`` rows (default
     ``max(10,000, 10 * n_cells)``) at ``sigma_final``, then passes over all rows (at most
     250,000 of them) at ``sigma_final`` until the quantization error improves by less than
-    0.2%. ``epochs=E`` makes exactly ``E`` passes over all rows instead. Details in
+    0.5%. ``epochs=E`` makes exactly ``E`` passes over all rows instead. Details in
     :mod:`photozsom.som.torch_batch`.
 
 ``backend="minisom"``: :class:`~photozsom.som.minisom_adapter.MiniSomBackend`
