@@ -417,11 +417,18 @@ def test_photon_noise_variance_equals_source_flux_over_gain():
         assert noisy[:, b].mean(axis=0) == pytest.approx(img[0, b], abs=4 * np.sqrt(var[b].max() / 800))
 
 
-def test_electrons_per_nanomaggy_from_zero_point_and_exposure():
-    nobs = np.array([[3, 3, 2, 4], [2, 2, 0, 5]])
-    g = mph.electrons_per_nanomaggy(np.array(["S", "N"]), nobs)
-    # DECam r: 10^(0.4 (25.209 - 22.5)) e-/s per nmgy x 60 s x 3 exposures = 2182 e- per nmgy
-    assert g[0, 1] == pytest.approx(2182.1, rel=1e-4)
-    # MzLS z: 10^(0.4 (24.875 - 22.5)) x 80 s x 5 = 3565
-    assert g[1, 3] == pytest.approx(3565.0, rel=1e-4)
-    assert np.isnan(g[1, 2])
+def test_photon_gain_implies_legacy_survey_exposure_times(sky):
+    paths, spec, _ = sky
+    with CutoutStore(paths["cutouts"]) as store:
+        sigma = store.sigma(store.rows_of(spec["OBJID"].to_numpy()))
+    south = (spec["PHOTSYS"] == "S").to_numpy()
+    gain = mph.electrons_per_nanomaggy(sigma[south])
+    # the sky noise is the sky's photon noise: sigma^2 * gain = sky per pixel
+    r_sky = 10 ** (-0.4 * (mph.SKY_BRIGHTNESS["R"] - 22.5)) * mock_images.PIXSCALE**2
+    np.testing.assert_allclose(sigma[south, 1] ** 2 * gain[:, 1], r_sky, rtol=1e-5)
+    # seconds of DECam r exposure those electrons need at the nominal DECam zero point of the
+    # DESI observing scripts (26.818 mag for 1 e-/s): DECaLS takes 3-4 exposures of 50-100 s,
+    # DES 10 of 90 s
+    seconds = gain[:, 1] / 10 ** (0.4 * (26.818 - 22.5))
+    assert 50 < np.median(seconds) < 600
+    assert np.isnan(mph.electrons_per_nanomaggy(np.array([[0.01, 0.01, np.nan, 0.02]]))[0, 2])

@@ -31,9 +31,9 @@ unchanged on the mock or on real data:
     sample, written with :class:`photozsom.datasets.store.CutoutStore` (nanomaggies per pixel,
     0.262"/pixel; the i-band is NaN with ``band_mask`` False in the north; ``sigma`` is
     the per-pixel sky noise). Pixels carry the sky noise plus the photon noise of the
-    sources, variance ``image / gain`` with ``gain`` photo-electrons per nanomaggy from the
-    cameras' zero points and exposure times (``mock_photometry.ZEROPOINT``, ``EXPTIME``;
-    both in settings.json).
+    sources, variance ``image / gain``, with ``gain`` the photo-electrons per nanomaggy at
+    which the sky noise is the photon noise of a sky of nominal brightness
+    (``mock_photometry.SKY_BRIGHTNESS``, in settings.json).
 ``settings.json``
     What was asked for and what came out (counts per survey, the survey table).
 
@@ -446,7 +446,7 @@ def _render_cutouts(rng, store, t, obs, nb, pool, objid, size, progress, batch=4
             halo = obs["halo"][ids][:, bands]
             img += (np.nan_to_num(halo)[:, :, None, None] * (1 + grad[:, None])).astype(np.float32)
             sig = obs["sigma_pix"][ids][:, bands].astype(np.float32)
-            gain = mph.electrons_per_nanomaggy(t["photsys"][ids], obs["nobs"][ids])
+            gain = mph.electrons_per_nanomaggy(sig)
             img = mock_images.add_noise(rng, img, sig, gain)
             mask = np.ones((b, 4), bool)
             mask[~south[ids], 2] = False
@@ -599,8 +599,8 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
         "z_spec_range": list(Z_SPEC_RANGE),
         "depth_psf_5sigma_ab": mph.DEPTH_PSF,
         "seeing_fwhm_arcsec": mph.SEEING,
-        "zeropoint_ab_1e_per_s": mph.ZEROPOINT,
-        "exptime_per_exposure_s": mph.EXPTIME,
+        "sky_brightness_ab_arcsec2": {"S": dict(mph.SKY_BRIGHTNESS),
+                                      "N": {b: v for b, v in mph.SKY_BRIGHTNESS.items() if b != "I"}},
         "extinction_coefficients": mph.R_EXT,
         "neighbour_density_per_arcsec2": round(pool.density, 6),
         "random_density_per_deg2": {k: round(float(v), 3) for k, v in per_deg2.items()},

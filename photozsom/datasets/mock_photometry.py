@@ -33,8 +33,8 @@ What a galaxy goes through (all vectorised over galaxies)
    blended pairs look larger. Stars (r_half = 0) therefore come out PSF ~90% of the time,
    REX or EXP when faint or blended, while most faint galaxies are PSF: the star-galaxy
    confusion the real TYPE column carries.
-8. **Photon counts** (for the cutouts): :func:`electrons_per_nanomaggy` from the cameras'
-   zero points (:data:`ZEROPOINT`) and exposure times (:data:`EXPTIME`) times NOBS.
+8. **Photon counts** (for the cutouts): :func:`electrons_per_nanomaggy`, the gain at which
+   the sky noise is the photon noise of a sky of nominal brightness (:data:`SKY_BRIGHTNESS`).
 """
 
 from __future__ import annotations
@@ -94,50 +94,38 @@ NEIGHBOUR_RADIUS: float = 6.0
 COMPANION_RATE: float = 0.15
 #: Smallest circularised size the Tractor tells from a point source at any S/N, arcsec.
 MIN_RESOLVED_ARCSEC: float = 0.1
-#: Photometric zero points (AB mag giving 1 photo-electron per second). DECam: the nominal
-#: values of legacypipe (``DecamImage.ZP0``: g 25.001, r 25.209, i 25.149, z 24.875). North:
-#: legacypipe's BASS/MzLS values are in the cameras' own count units, so we scale DECam's by
-#: the collecting area instead -- the Bok 2.3 m (BASS g, r) gathers ~1/3 of the Blanco 4 m
-#: (-1.2 mag), the Mayall 4 m (MzLS z) about the same.
-ZEROPOINT: dict[str, dict[str, float]] = {
-    "S": {"G": 25.001, "R": 25.209, "I": 25.149, "Z": 24.875},
-    "N": {"G": 23.80, "R": 24.01, "Z": 24.875},
-}
-#: Typical exposure time of one Legacy Survey exposure, seconds (DECaLS/DELVE g, r, i, z; BASS
-#: g, r; MzLS z: the order of the surveys' median exposure times).
-EXPTIME: dict[str, dict[str, float]] = {
-    "S": {"G": 90.0, "R": 60.0, "I": 90.0, "Z": 90.0},
-    "N": {"G": 100.0, "R": 100.0, "Z": 80.0},
-}
+#: Nominal dark-sky surface brightness, AB mag/arcsec^2: the DECam and Mosaic nominal
+#: calibration of the DESI observing scripts (obsbot: g 22.04, r 20.91, z 18.46), used for the
+#: north as well; i (19.9) interpolated by us between r and z.
+SKY_BRIGHTNESS: dict[str, float] = {"G": 22.04, "R": 20.91, "I": 19.9, "Z": 18.46}
 #: Faintest neighbour simulated (r, AB).
 NEIGHBOUR_MAG_LIMIT: float = 25.0
 
 
-def electrons_per_nanomaggy(photsys: np.ndarray, nobs: np.ndarray) -> np.ndarray:
-    """Photo-electrons collected per nanomaggy of source flux in the stacked exposures.
+def electrons_per_nanomaggy(sigma_pix: np.ndarray, pixscale: float = mock_images.PIXSCALE) -> np.ndarray:
+    """Photo-electrons per nanomaggy implied by a sky-limited noise level.
 
-    ``gain = 10^(0.4 (ZEROPOINT - 22.5)) * EXPTIME * NOBS`` per optical band.
+    The sky noise of a stacked image is the photon noise of the sky:
+    ``sigma_pix^2 = S / gain`` with ``S`` the sky per pixel in nanomaggies
+    (:data:`SKY_BRIGHTNESS` times the pixel area), so ``gain = S / sigma_pix^2``. A deeper
+    image (more exposures, better seeing) has a smaller ``sigma_pix`` and collected more
+    electrons per nanomaggy.
 
     Parameters
     ----------
-    photsys : ndarray of str, shape (N,)
-        'S' or 'N'.
-    nobs : ndarray, shape (N, 4)
-        Number of exposures in g, r, i, z.
+    sigma_pix : ndarray, shape (N, 4)
+        Sky noise per pixel in g, r, i, z, nanomaggies (NaN where a band does not exist).
+    pixscale : float
+        arcsec per pixel.
 
     Returns
     -------
     ndarray, shape (N, 4)
-        e- per nanomaggy (NaN where a band does not exist, i in the north).
+        e- per nanomaggy (NaN where ``sigma_pix`` is NaN).
     """
-    south = np.asarray(photsys) == "S"
-    out = np.full(np.shape(nobs), np.nan)
-    for j, b in enumerate(_OPT):
-        for region, sel in (("S", south), ("N", ~south)):
-            if b in ZEROPOINT[region]:
-                per_exp = 10 ** (0.4 * (ZEROPOINT[region][b] - 22.5)) * EXPTIME[region][b]
-                out[sel, j] = per_exp * np.maximum(np.asarray(nobs)[sel, j], 1)
-    return out
+    sky = np.array([10 ** (-0.4 * (SKY_BRIGHTNESS[b] - 22.5)) * pixscale**2 for b in _OPT])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sky[None, :] / np.asarray(sigma_pix, np.float64) ** 2
 
 
 def grid_band(photsys: str, band: str) -> str:
@@ -444,6 +432,6 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
         cat[f"PSFDEPTH_{b}"] = np.where(np.isfinite(sig_psf[:, j]), 1 / sig_psf[:, j] ** 2, 0.0).astype(np.float32)
     for j, b in ((0, "G"), (1, "R"), (3, "Z")):
         cat[f"FIBERFLUX_{b}"] = (mw[:, j] * true[:, j] * fib).astype(np.float32)
-    obs = {"fwhm": fwhm, "sigma_pix": sigma_pix, "mw": mw, "halo": halo, "halo_grad": halo_grad, "nobs": nobs,
+    obs = {"fwhm": fwhm, "sigma_pix": sigma_pix, "mw": mw, "halo": halo, "halo_grad": halo_grad,
            "snr": snr, "contam": contam, "blend_r": blend_r}
     return cat, obs

@@ -42,8 +42,7 @@ def survey_summary(spec) -> pd.DataFrame:
 _PER_BAND = {"depth_psf_5sigma_ab": "5σ point-source depth [AB mag]",
              "seeing_fwhm_arcsec": "seeing FWHM [arcsec]",
              "extinction_coefficients": "extinction A/E(B-V)",
-             "zeropoint_ab_1e_per_s": "zero point [AB mag for 1 e-/s]",
-             "exptime_per_exposure_s": "exposure time per exposure [s]"}
+             "sky_brightness_ab_arcsec2": "sky brightness [AB mag/arcsec²]"}
 
 
 def sky_settings_table(settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
