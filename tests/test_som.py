@@ -196,7 +196,10 @@ def test_schedule_orders_on_subsamples_then_settles_then_full_passes():
     assert [p["rows"] for p in plan[:n_o + 1]] == [2000] * n_o + [4000]
     assert plan[-1]["rows"] == 50_000
     assert len(eng.schedule(50_000, epochs=3)) == n_o + n_s + 3
-    assert {p["rows"] for p in eng.schedule(1000)} == {1000}  # fewer rows than a subsample
+    # small samples: subsamples of N / 8 rows, at least 4 per cell, at most all rows
+    assert [p["rows"] for p in eng.schedule(20_000)[n_o - 1:n_o + 1]] == [1250, 2500]
+    assert [p["rows"] for p in eng.schedule(1000)[n_o - 1:n_o + 1]] == [400, 800]
+    assert {p["rows"] for p in eng.schedule(700)} == {350, 700}
 
 
 def test_default_fit_stops_when_qe_stalls_and_records_final_distances():

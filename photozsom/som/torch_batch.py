@@ -18,12 +18,14 @@ keeps its prototype.
 
 The **schedule** (:meth:`TorchBatchSOM.schedule`) has three phases:
 
-1. *ordering*: ``ORDER_STEPS = 8`` steps, each on a fresh subsample of ``batch_size // 2``
-   rows, the width falling geometrically from ``sigma`` to ``sigma_final``
+1. *ordering*: ``ORDER_STEPS = 8`` steps, each on a fresh subsample of ``m // 2`` rows,
+   the width falling geometrically from ``sigma`` to ``sigma_final``
    (``sigma_t = sigma (sigma_final / sigma)^(t / 7)``). Wide neighbourhoods unfold the map
    over the data; a few rows per cell are enough for that.
-2. *settling*: ``SETTLE_STEPS = 8`` steps on fresh subsamples of ``batch_size`` rows
-   (default ``max(10,000, 10 * n_cells)``) at ``sigma_final``. The fixed-width batch map
+2. *settling*: ``SETTLE_STEPS = 8`` steps on fresh subsamples of
+   ``m = min(batch_size, max(N / 8, 4 * n_cells))`` rows (``batch_size`` defaults to
+   ``max(10,000, 10 * n_cells)``; ``N / 8`` keeps the subsample work below two passes on
+   small samples) at ``sigma_final``. The fixed-width batch map
    converges slowly (like k-means), so most of its steps are taken here, at a fraction of
    a pass each. Subsamples are disjoint slices of one seeded permutation of the rows.
 3. *passes* at ``sigma_final``. With ``epochs=None`` they go over ``min(N, PASS_ROWS =
@@ -110,7 +112,6 @@ class TorchBatchSOM(SOMBackend):
                            else max(10_000, 10 * grid.n_cells))
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 rows, got {batch_size}")
-        self.order_batch_size = max(1, self.batch_size // 2)
         self.seed = int(seed)
         self.device = default_device(device)
         self._weights: torch.Tensor | None = None
@@ -259,11 +260,12 @@ class TorchBatchSOM(SOMBackend):
         With ``epochs=None`` the full passes listed are the most that are made
         (``MAX_PASSES``); training stops earlier when the QE stalls.
         """
-        m = min(int(n_samples), self.batch_size)
+        N = int(n_samples)
+        m = min(N, self.batch_size, max(N // 8, 4 * self.grid.n_cells))
+        m_o = max(1, m // 2)
         n_o = self.ORDER_STEPS
         t = np.arange(n_o) / max(n_o - 1, 1)
         sig = self.sigma * (self.sigma_final / self.sigma) ** t
-        m_o = min(int(n_samples), self.order_batch_size)
         plan = [{"phase": "order", "rows": m_o, "sigma": float(s)} for s in sig]
         plan += [{"phase": "settle", "rows": m, "sigma": self.sigma_final}] * self.SETTLE_STEPS
         if epochs is None:
@@ -314,7 +316,7 @@ class TorchBatchSOM(SOMBackend):
             X = X.to(self.device)
         plan = self.schedule(N, epochs)
         gen = torch.Generator().manual_seed(self.seed)
-        perm = torch.randperm(N, generator=gen) if self.order_batch_size < N else None
+        perm = torch.randperm(N, generator=gen) if plan[0]["rows"] < N else None
         chunk = 2**18  # rows per accumulation on full passes (bounded float64 copies)
         pos, prev, passes, subset = 0, None, 0, None
         history: list[dict] = []
