@@ -9,7 +9,7 @@ unchanged on the mock or on real data:
     (optical S/N >= 6) in random sky positions of the footprint (70% of the area is DECam
     south with i-band, 30% BASS/MzLS north without; the deeper south holds ~78% of the
     detections). A pair that the pipeline merges is one source, credited to the member that
-    dominates its r-band flux. Milky Way stars are part of it (~15% of the detections, in
+    dominates its r-band flux. Milky Way stars are part of it (~20% of the detections, in
     proportion to their simulated surface density; Z_TRUE = 0), typed mostly PSF as a real
     catalogue types them. DR10 columns plus ``PSFSIZE_*``, ``PSFDEPTH_*``, ``FIBERFLUX_*``,
     ``HAS_CUTOUT`` (the object has an image in ``cutouts.h5``) and the simulation-only truth

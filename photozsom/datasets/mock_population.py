@@ -14,13 +14,13 @@ Model (every number is a module constant, with its source)
   which a stronger brightening had filled to ~2x the real 2400/deg^2. What the mock now
   gives against the published densities is printed by
   :func:`photozsom.datasets.summary.mock_density_table` (ELG ~1.1x, BGS Bright ~1x, LRG
-  ~1.5x of which a tenth are stars). Red and blue fractions depend on luminosity and
+  ~1.3x). Red and blue fractions depend on luminosity and
   redshift without being imposed.
 - **Stars.** Main-sequence stars of the Milky Way (:class:`StarCounts`): the thin disc,
   thick disc and halo of Juric et al. (2008) filled with a solar-neighbourhood luminosity
   function; colours and absolute magnitudes along the mean dwarf sequence of Pecaut &
   Mamajek (2013) (:class:`photozsom.datasets.mock_sed.StarGrid`). They reach ~7,000/deg^2 to
-  r = 22 over the footprint (Juric et al.: ~7,400/deg^2 in SDSS) and ~15% of the random sample.
+  r = 22 over the footprint (Juric et al.: ~7,400/deg^2 in SDSS) and ~20% of the random sample.
 - **Light cone.** Galaxies fill the comoving volume of Planck18 (astropy.cosmology) from
   z = 5e-4 to 3. Sampling to a flux limit uses the smallest K-correction of any template
   mixture (:meth:`SEDGrid.kcorr_min`) so that no galaxy that could pass the limit is lost;
