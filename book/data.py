@@ -60,7 +60,7 @@ from IPython.display import display
 
 from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
-from photozsom.datasets.summary import sky_settings_table, survey_summary
+from photozsom.datasets.summary import mock_density_table, sky_settings_table, survey_summary
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -102,6 +102,17 @@ spec = run.spec()
 random = run.random()
 print(f"spectroscopic galaxies: {len(spec):,}   random sample: {len(random):,}")
 spec.head()
+
+# %% [markdown]
+# How realistic is the simulated sky? The random sample includes Milky Way stars (the
+# truth column `IS_STAR`, never a feature; their `TYPE` is mostly PSF, as in the real
+# catalogue, with some confusion at faint magnitudes), and the cutouts carry source photon
+# noise on top of the sky noise. Surface densities of the DESI target classes and of stars,
+# measured on this sky and against the published values:
+
+# %%
+if "settings" in info:
+    display(mock_density_table(random, info["settings"]).round(2))
 
 # %% [markdown]
 # The columns carry DR10 names and units (fluxes in nanomaggies, `SHAPE_R` in arcsec), so

@@ -78,7 +78,7 @@ DETECTION_SNR: float = 6.0
 Z_SPEC_RANGE: tuple[float, float] = (0.0, 1.6)
 #: Smallest number of galaxies per survey programme (fewer for very small simulations).
 MIN_PER_SURVEY: int = 8
-_VERSION = 1
+_VERSION = 2
 #: Square degrees per steradian.
 SR_PER_DEG2: float = (np.pi / 180.0) ** 2
 #: Wall-clock seconds of each stage of the last :func:`simulate` run in this process (for
