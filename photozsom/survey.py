@@ -135,7 +135,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     with LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker),
-                      processes=True, dashboard_address=None, memory_limit=memory_limit,
+                      processes=True, dashboard_address=":0", memory_limit=memory_limit,
                       silence_logs=40) as cluster, Client(cluster) as client:
         yield client
 
@@ -298,7 +298,7 @@ def read_hats_frame(path: str | os.PathLike, *, columns: Sequence[str] | None = 
     """
     cat = open_hats(path, columns=columns, margin=False)
     with _quiet():
-        df = cat.compute()
+        df = cat.compute(progress_bar=False)
     df = _plain(df).reset_index(drop=True)
     if sort_by is not None and sort_by in df.columns:
         df = df.sort_values(sort_by, kind="stable").reset_index(drop=True)
@@ -473,9 +473,8 @@ def crossmatch_hats(spec, phot, radius_arcsec: float = 2.0, *,
     rename = {(c + "__R" if c in overlap else c): names[c] for c in right.columns}
     rename["_dist_arcsec"] = "SEP_ARCSEC"
     drop = [c for c in right.columns if c not in cols]
-    meta = _finish_xmatch(x._ddf._meta.copy(), rename)
     with _quiet():
-        out = x.map_partitions(_finish_xmatch, rename, meta=meta)
+        out = x.map_partitions(_finish_xmatch, rename)
     if drop:
         out = out[[c for c in out.columns if c not in {names[d] for d in drop}]]
     return out
@@ -513,8 +512,8 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
     x = crossmatch_hats(left, phot, radius_arcsec, columns=columns, suffix=suffix,
                         partition_rows=partition_rows)
     with dask_client(workers, scheduler), _quiet():
-        df = x.compute()
-    df = df.sort_values(_ROW, kind="stable")
+        df = x.compute(progress_bar=False)
+        df = pd.DataFrame(df).sort_values(_ROW, kind="stable")
     rows = df[_ROW].to_numpy()
     if len(rows) != len(spec) or not np.array_equal(rows, np.arange(len(spec))):
         raise RuntimeError(f"cross-match returned {len(rows)} rows for {len(spec)} "
@@ -529,11 +528,14 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
             out[c] = v.to_numpy(dtype=bool)
         elif c == "SEP_ARCSEC":
             out[c] = v.to_numpy(dtype=np.float64, na_value=np.nan)
-        elif isinstance(v.dtype, np.dtype) and v.dtype.kind in "iub":  # nothing missing
-            out[c] = pd.array(v.to_numpy(), dtype={"i": "Int64", "u": "UInt64",
-                                                   "b": "boolean"}[v.dtype.kind])
+        elif pd.api.types.is_bool_dtype(v.dtype):
+            out[c] = v.astype("boolean").array
+        elif pd.api.types.is_unsigned_integer_dtype(v.dtype):
+            out[c] = v.astype("UInt64").array
+        elif pd.api.types.is_integer_dtype(v.dtype):
+            out[c] = v.astype("Int64").array
         elif isinstance(v.dtype, pd.StringDtype) or v.dtype == object:
-            out[c] = v.astype("string").array
+            out[c] = v.astype("str").array
         else:
             out[c] = v.to_numpy() if isinstance(v.dtype, np.dtype) else v.array
     return out
@@ -654,7 +656,7 @@ def map_hats(
         keep_cols = list(dict.fromkeys([c for c in keep if c in cat.columns] + [ra, dec]))
     # output schema from a few real rows (the first tile), computed in this process
     with _quiet():
-        sample = cat.partitions[0].compute()
+        sample = cat.to_delayed()[0].compute(scheduler="sync")
     meta = _apply(sample.iloc[: min(len(sample), 16)], fn, keep_cols).iloc[:0]
     with _quiet():
         mapped = cat.map_partitions(_apply, fn, keep_cols, meta=meta)
@@ -815,11 +817,11 @@ def embed_hats(catalog, store_path: str | os.PathLike, out_dir: str | os.PathLik
     meta = pd.DataFrame({"order": pd.Series(dtype=np.int64), "pixel": pd.Series(dtype=np.int64),
                          "n_rows": pd.Series(dtype=np.int64), "path": pd.Series(dtype=object)})
     with _quiet():
-        ddf = cat._ddf
+        parts = cat.to_delayed()
         pixels = cat.get_healpix_pixels()
         import dask
 
-        tasks = [dask.delayed(_embed_tile)(ddf.get_partition(i), pixels[i],
+        tasks = [dask.delayed(_embed_tile)(parts[i], pixels[i],
                                            os.fspath(Path(store_path).resolve()),
                                            os.fspath(out.resolve()), ed, device, int(chunk),
                                            int(batch_size))
