@@ -3,7 +3,8 @@
 A DESI ``zpix``-like FITS (ZCATALOG extension: ZWARN, DELTACHI2, SPECTYPE,
 COADD_FIBERSTATUS), an SDSS ``specObj``-like FITS, a generic CSV with a column map, DR10-style
 sweep FITS in the Legacy Survey directory layout (``dr10/south/sweep``, ``dr9/north/sweep``:
-the north has no i-band columns), and cutouts answered by a local HTTP server the way the
+the north has no i-band columns), a mixed-footprint random-sample FITS with a ``PHOTSYS``
+column, and cutouts answered by a local HTTP server the way the
 cutout service answers (griz from the DR10 layer, grz from the DR9-north layer). Every stage
 of :mod:`photozsom.pipeline` runs on them at the ``tiny`` scale, then ``photozsom predict``.
 
@@ -18,6 +19,7 @@ import http.server
 import threading
 import urllib.parse
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +27,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from photozsom import pipeline
 from photozsom.cli import main as cli_main
@@ -137,8 +139,6 @@ def _write_sky(root: Path, seed: int = 7) -> dict:
     for c, v in (("FLUX_I", 0.0), ("FLUX_IVAR_I", 0.0), ("MW_TRANSMISSION_I", 1.0)):
         nn[c] = np.full(len(nn), v, dtype=np.float32)
     nn["NOBS_I"] = np.zeros(len(nn), dtype=np.int16)
-    from astropy.table import vstack
-
     mixed = vstack([mixed, nn[mixed.colnames]])
     mixed["PHOTSYS"] = np.array(["S"] * len(south) + ["N"] * len(north), dtype="S1")
     p_mixed = root / "random-mixed.fits"
@@ -213,7 +213,6 @@ def _write_sky(root: Path, seed: int = 7) -> dict:
 
     # ---------------- SDSS specObj: 150 good, 60 failing, 30 duplicates of DESI galaxies
     # (within 1"; larger Z_ERR, so DESI's measurement is kept)
-    n_sbad = {"SPECPRIMARY": 20, "ZWARNING": 20, "CLASS": 20}
     srows = np.r_[sdss_ok, sdss_bad, dup]
     s_ra, s_dec = _offset(sweep.RA[srows], sweep.DEC[srows], rng, 0.0, 0.4)
     n_sd = len(srows)
@@ -284,7 +283,7 @@ class _CutoutService:
     DR10 returns the requested bands. Each plane: a round galaxy plus sky noise.
     """
 
-    LAYER_BANDS = {"ls-dr10": "griz", "ls-dr9-north": "grz"}
+    LAYER_BANDS: ClassVar[dict[str, str]] = {"ls-dr10": "griz", "ls-dr9-north": "grz"}
 
     def __init__(self):
         self.requests: list[dict[str, str]] = []
@@ -631,7 +630,7 @@ def test_cutouts_are_centred_on_the_photometric_position(data_run):
 def test_a_folder_of_cutouts_enters_without_download(data_run, tmp_path, monkeypatch):
     import shutil
 
-    run, out = data_run
+    _, out = data_run
     sky = out["sky"]
 
     def no_network(*args, **kwargs):
