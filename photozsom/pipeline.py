@@ -6,10 +6,12 @@ declarations in :data:`STAGES` — the one source of truth, printed by :func:`la
     sky/        spec.parquet, random.parquet, cutouts.h5, split.parquet   stage "data"
     som/        S/, N/ (one SOM per footprint), spec_cells.parquet         stage "som"
     embed/      encoder/, embeddings.h5                                    stage "embed"
-    mdn/        model/, predictions.parquet, oof_predictions.parquet      stage "mdn"
+    mdn/        model/, predictions.parquet, oof_predictions.parquet,     stage "mdn"
+                test_pdf.npz, oof_pdf.npz
     baseline/   model/, predictions.parquet, catalog_mdn.parquet          stage "baseline"
     cells/      S/, N/ (CellReport per map), evaluated.parquet            stage "cells"
     flags/      flagger/, random_flags.parquet                            stage "flags"
+    calibrate/  global/, cell/ (Recalibrators), model/, summary.csv         stage "calibrate"
     figures/    the chapters' PNGs
 
 Each stage writes ``<stage>/provenance.json`` with its parameters and the fingerprints of
@@ -59,6 +61,7 @@ __all__ = [
     "preset",
     "published_photoz",
     "run_baseline",
+    "run_calibrate",
     "run_cells",
     "run_data",
     "run_embed",
@@ -106,8 +109,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("embed", "embeddings", ("sky/cutouts.h5", "sky/random.parquet", "sky/spec.parquet"),
           ("embed/encoder", "embed/embeddings.h5"), "image embeddings of every cutout"),
     Stage("mdn", "mdn", ("sky/spec.parquet", "sky/split.parquet", "embed/embeddings.h5"),
-          ("mdn/model", "mdn/predictions.parquet", "mdn/oof_predictions.parquet"),
-          "the PhotoZModel (MDN), test-split and out-of-fold predictions"),
+          ("mdn/model", "mdn/predictions.parquet", "mdn/oof_predictions.parquet",
+           "mdn/test_pdf.npz", "mdn/oof_pdf.npz"),
+          "the PhotoZModel (MDN), test-split and out-of-fold predictions and P(z)"),
     Stage("baseline", "results", ("sky/spec.parquet", "sky/split.parquet"),
           ("baseline/model", "baseline/predictions.parquet", "baseline/catalog_mdn.parquet"),
           "random forest (and a catalogue-feature MDN) behind the same PhotoZModel interface"),
@@ -118,6 +122,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("flags", "flagging", ("som/S", "cells/S", "sky/random.parquet"),
           ("flags/flagger", "flags/random_flags.parquet"),
           "the RegionalFlagger and the flags of the random sample"),
+    Stage("calibrate", "calibration", ("mdn/oof_pdf.npz", "mdn/test_pdf.npz", "mdn/model",
+                                       "som/spec_cells.parquet", "cells/S"),
+          ("calibrate/global", "calibrate/cell", "calibrate/model", "calibrate/summary.csv"),
+          "PIT recalibration of P(z), global and per SOM cell, fitted out of fold"),
 )}
 
 _PRODUCER = {out.split("/")[0]: s.name for s in STAGES.values() for out in s.outputs}
@@ -649,6 +657,7 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
     ids = spec["OBJID"].to_numpy()
     pred = prediction_table(pdf, ids[te][ok], z[te][ok])
     pred.to_parquet(run.path(f"{name}/predictions.parquet"), index=False)
+    pdf.save(run.path(f"{name}/test_pdf.npz"))
     out = {"model": model, "predictions": pred, "n_test_unscored": int((~ok).sum())}
     if cv_folds and model.estimator == "mdn":
         pool = tr | va
@@ -660,6 +669,7 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
         oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
         oof["FOLD"] = fold
         oof.to_parquet(run.path(f"{name}/oof_predictions.parquet"), index=False)
+        oof_pdf.save(run.path(f"{name}/oof_pdf.npz"))
         out["oof"] = oof
     return out
 
@@ -924,3 +934,98 @@ def fit_photoz_model(run: Run, spec: pd.DataFrame, features: str, *, scale: str 
         options.setdefault("max_epochs", int(preset(scale)["mdn_max_epochs"]))
     model = PhotoZModel(features, seed=seed, estimator=estimator, **options)
     return model.fit(data[tr], z[tr], data[va], z[va], progress=progress)
+
+
+
+def _combined_cells(run: Run, objid: np.ndarray) -> np.ndarray:
+    """One cell id per galaxy over both maps (south cells first, then north); -1: none."""
+    sc = pd.read_parquet(run.need("som/spec_cells.parquet")).set_index("OBJID").reindex(objid)
+    maps = load_maps(run)
+    offset, out = 0, np.full(len(objid), -1, dtype=np.int64)
+    for region in REGIONS:
+        if region not in maps:
+            continue
+        sel = (sc["SOM"] == region).to_numpy() & (sc["CELL"].to_numpy() >= 0)
+        out[sel] = offset + sc["CELL"].to_numpy()[sel].astype(np.int64)
+        offset += maps[region].n_cells
+    return out
+
+
+def _calibration_summary(pdf: Any, z: np.ndarray) -> dict[str, float]:
+    from photozsom import metrics
+
+    pit = np.clip(pdf.pit(z), 0, 1)
+    out = {"PCO_%": 100 * metrics.pco_fraction(pit), "KS": metrics.pit_stats(pit)["ks"],
+           "CRPS": float(np.mean(pdf.crps(z)))}
+    for level in (0.68, 0.95):
+        lo, hi = pdf.interval(level)
+        out[f"coverage_{int(level * 100)}_%"] = 100 * float(np.mean((z >= lo) & (z <= hi)))
+    return out
+
+
+def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: float = 50.0,
+                  n_boot: int | None = None, fdr: float = 0.05) -> dict[str, Any]:
+    """Stage "calibrate": PIT recalibration of the MDN's P(z), global and per SOM cell.
+
+    Both recalibrators are fitted on the out-of-fold P(z) of the labelled galaxies and scored
+    on the untouched test split (PCO, KS distance of the PIT from uniform, CRPS, 68% and
+    95% interval coverage). The per-cell analysis of the southern map is re-run on the
+    out-of-fold predictions recalibrated *cross-fitted* (each fold by maps fitted on the
+    others), so no galaxy is scored by a map that saw it. The MDN model with the global
+    recalibration inside is saved as ``calibrate/model`` (``photozsom predict --model``).
+    """
+    from photozsom import cells
+    from photozsom.calibrate import Recalibrator
+    from photozsom.model import PhotoZModel
+    from photozsom.pdf import MixturePDF
+
+    p = preset(scale, n_boot=n_boot)
+    oof = pd.read_parquet(run.need("mdn/oof_predictions.parquet"))
+    oof_pdf = MixturePDF.load(run.need("mdn/oof_pdf.npz"))
+    test = pd.read_parquet(run.need("mdn/predictions.parquet"))
+    test_pdf = MixturePDF.load(run.need("mdn/test_pdf.npz"))
+    z_oof, z_test = oof["Z"].to_numpy(), test["Z"].to_numpy()
+    c_oof = _combined_cells(run, oof["OBJID"].to_numpy())
+    c_test = _combined_cells(run, test["OBJID"].to_numpy())
+    rc = {"global": Recalibrator("global").fit(oof_pdf, z_oof),
+          "cell": Recalibrator("cell", shrinkage=shrinkage).fit(oof_pdf, z_oof, cells=c_oof)}
+    after = {"global": rc["global"].apply(test_pdf),
+             "cell": rc["cell"].apply(test_pdf, cells=c_test)}
+    summary = pd.DataFrame({"before": _calibration_summary(test_pdf, z_test),
+                            **{f"after ({k})": _calibration_summary(v, z_test)
+                               for k, v in after.items()}}).T
+    for k, r in rc.items():
+        r.save(run.path(f"calibrate/{k}"))
+    summary.to_csv(run.path("calibrate/summary.csv"))
+    model = PhotoZModel.load(run.need("mdn/model"))
+    model.recalibration, model.recalibrator_ = "global", rc["global"]
+    model.save(run.path("calibrate/model"))
+
+    # per-cell analysis before and after, cross-fitted over the out-of-fold folds
+    fold = oof["FOLD"].to_numpy()
+    cal_w = np.empty_like(np.asarray(oof_pdf.weights))
+    for kind in ("global", "cell"):
+        for f in np.unique(fold):
+            a = fold == f
+            r = (Recalibrator(kind, shrinkage=shrinkage)
+                 .fit(oof_pdf[~a], z_oof[~a], cells=None if kind == "global" else c_oof[~a]))
+            cal_w[a] = r.apply(oof_pdf[a], cells=None if kind == "global" else c_oof[a]).weights
+        after[f"oof_{kind}"] = MixturePDF(cal_w.copy())
+    som = load_maps(run)["S"]
+    rep_before = load_reports(run)["S"]
+    south = (c_oof >= 0) & (c_oof < som.n_cells)
+    reports = {"before": rep_before}
+    for kind in ("global", "cell"):
+        pdf = after[f"oof_{kind}"]
+        reports[f"after ({kind})"] = cells.report(
+            c_oof[south], z_oof[south], pdf.mean()[south], np.clip(pdf.pit(z_oof)[south], 0, 1),
+            som.n_cells, rep_before.table["n_train"].to_numpy(), n_boot=int(p["n_boot"]),
+            seed=seed, fdr=fdr)
+    worse = pd.DataFrame({k: {m: int(r.table[f"{m}_worse"].sum()) for m in cells.METRICS}
+                          for k, r in reports.items()}).T
+    pco_cells = pd.DataFrame({k: r.table["pco"] for k, r in reports.items()})
+    worse.to_csv(run.path("calibrate/worse_cells.csv"))
+    run.record("calibrate", {"scale": scale, "seed": seed, "shrinkage": shrinkage,
+                             "n_boot": p["n_boot"], "fdr": fdr})
+    return {"summary": summary, "recalibrators": rc, "test_pdf": test_pdf, "after": after,
+            "z_test": z_test, "worse_cells": worse, "pco_cells": pco_cells, "reports": reports}

@@ -538,3 +538,38 @@ def flag_by_magnitude(by_mag: pd.DataFrame) -> plt.Figure:
     b.set_ylabel(METRIC_LABELS.get("mad", "MAD"))
     b.legend(fontsize=8)
     return fig
+
+
+def pit_before_after(pits: Mapping[str, np.ndarray], *, bins: int = 40, tail: float = 0.005) -> plt.Figure:
+    """PIT histograms side by side (e.g. before / after recalibration), PCO tails as own bins."""
+    fig, axes = plt.subplots(1, len(pits), figsize=(4.2 * len(pits), 3.6), sharey=True,
+                             squeeze=False)
+    inner = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = np.concatenate([[0.0, tail], inner[(inner > tail) & (inner < 1 - tail)],
+                            [1 - tail, 1.0]])
+    for ax, (name, pit) in zip(axes[0], pits.items()):
+        pit = np.clip(np.asarray(pit, float), 0, 1)
+        pco = float(np.mean((pit < tail) | (pit > 1 - tail)))
+        ax.hist(pit, bins=edges, density=True, color="C0", edgecolor="white", lw=0.4)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.set_title(f"{name}: PCO {pco:.2%}")
+        ax.set_xlabel(r"PIT $= \mathrm{CDF}(z_{\rm spec})$")
+        ax.set_xlim(0, 1)
+    axes[0, 0].set_ylabel("density")
+    return fig
+
+
+def pco_per_cell(pco: pd.DataFrame) -> plt.Figure:
+    """Per-cell PCO before (column ``before``) against after each other column [%]."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    x = 100 * pco["before"].to_numpy(float)
+    for k, col in enumerate(c for c in pco.columns if c != "before"):
+        ax.scatter(x, 100 * pco[col].to_numpy(float), s=8, alpha=0.6, color=f"C{k}", label=col)
+    top = np.nanmax(100 * pco.to_numpy(float)) if np.isfinite(pco.to_numpy(float)).any() else 1
+    ax.plot([0, top], [0, top], color="0.5", lw=0.8)
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+    ax.axvline(1.0, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("cell PCO before recalibration [%]")
+    ax.set_ylabel("cell PCO after [%]")
+    ax.legend(fontsize=8)
+    return fig

@@ -73,7 +73,7 @@ def test_rerunning_a_stage_makes_its_dependents_stale(tiny_run):
     pipeline.run_som(run, scale="tiny", seed=1, progress=False)
     assert run.provenance("som")["fingerprint"] != before
     stale = pipeline.check(run)
-    assert set(stale) == {"cells", "flags"}
+    assert set(stale) == {"cells", "flags"}  # calibrate has not run here
     assert "seed=1" in stale["cells"]
     with pytest.raises(pipeline.StaleRunError, match="--only density"):
         pipeline.require_consistent(run)
@@ -83,12 +83,12 @@ def test_rerunning_a_stage_makes_its_dependents_stale(tiny_run):
 
 
 def test_dependents_and_layout_come_from_the_declarations():
-    assert pipeline.downstream(["som"]) == ["som", "cells", "flags"]
+    assert pipeline.downstream(["som"]) == ["som", "cells", "flags", "calibrate"]
     assert pipeline.downstream(["data"]) == list(pipeline.STAGES)
     chapters = ["intro", "data", "som", "embeddings", "mdn", "results", "density", "flagging",
-                "appendix", "adapt"]
-    assert with_dependents(["som"], chapters) == ["som", "density", "flagging", "appendix",
-                                                  "adapt"]
+                "calibration", "appendix", "adapt"]
+    assert with_dependents(["som"], chapters) == ["som", "density", "flagging", "calibration",
+                                                  "appendix", "adapt"]
     text = pipeline.layout()
     for s in pipeline.STAGES.values():
         assert all(o in text for o in s.outputs)
@@ -117,3 +117,16 @@ def test_a_catalogue_with_photometry_enters_directly(tmp_path):
 def _write(df, path):
     df.to_parquet(path)
     return path
+
+
+def test_calibration_stage_maps_the_test_pit(tiny_run):
+    run, _ = tiny_run
+    res = pipeline.run_calibrate(run, scale="tiny")
+    assert list(res["summary"].index) == ["before", "after (global)", "after (cell)"]
+    z = res["z_test"]
+    u = res["test_pdf"].pit(z)
+    # the recalibrated P(z)'s PIT is the map applied to the old PIT (up to the projection)
+    np.testing.assert_allclose(res["after"]["global"].pit(z),
+                               res["recalibrators"]["global"].transform(u), atol=0.02)
+    assert (run.root / "calibrate" / "model" / "recalibrator").is_dir()
+    assert pipeline.check(run) == {}
