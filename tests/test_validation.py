@@ -1,0 +1,186 @@
+"""photozsom.validation: detection scores against hand computations and limiting cases."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from photozsom import validation as V
+
+
+def test_detection_table_matches_hand_count():
+    bad = np.array([1, 1, 0, 0, 0, 1, 0, 0, 0, 0], bool)
+    flag = np.array([1, 0, 1, 0, 0, 1, 1, 0, 0, 0], bool)
+    row = V.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
+    # flagged {0, 2, 5, 6}; bad {0, 1, 5}; caught {0, 5}
+    assert row["n_flagged"] == 4 and row["n_bad"] == 3 and row["n_caught"] == 2
+    assert row["precision"] == pytest.approx(2 / 4)
+    assert row["recall"] == pytest.approx(2 / 3)
+    assert row["fraction_flagged"] == pytest.approx(0.4)
+    assert row["base_rate"] == pytest.approx(0.3)
+    assert row["lift"] == pytest.approx(0.5 / 0.3)
+
+
+def test_detection_table_matches_sklearn():
+    from sklearn.metrics import precision_score, recall_score
+
+    rng = np.random.default_rng(1)
+    bad = rng.random(500) < 0.2
+    flag = rng.random(500) < 0.3
+    row = V.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
+    assert row["precision"] == pytest.approx(precision_score(bad, flag))
+    assert row["recall"] == pytest.approx(recall_score(bad, flag))
+
+
+def test_detection_table_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="same length"):
+        V.flag_detection_table({"b": np.zeros(3, bool)}, {"f": np.zeros(4, bool)})
+
+
+def test_score_equal_to_truth_gives_perfect_detector():
+    rng = np.random.default_rng(0)
+    bad = rng.random(1000) < 0.1
+    cur = V.detection_curve(bad.astype(float), bad, thresholds=[1.0])
+    assert cur["precision"].iloc[0] == 1.0 and cur["recall"].iloc[0] == 1.0
+    assert cur["fraction_flagged"].iloc[0] == pytest.approx(bad.mean())
+
+
+def test_random_score_has_precision_near_base_rate_and_recall_near_fraction():
+    rng = np.random.default_rng(2)
+    n = 200_000
+    bad = rng.random(n) < 0.1
+    cur = V.detection_curve(rng.random(n), bad, thresholds=[0.25, 0.5, 0.75])
+    se = np.sqrt(0.1 * 0.9 / cur["n_flagged"].to_numpy())
+    assert np.all(np.abs(cur["precision"] - 0.1) < 5 * se)
+    assert np.allclose(cur["recall"], cur["fraction_flagged"], atol=0.01)
+
+
+def test_detection_curve_matches_brute_force_both_directions_and_nan():
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 20, 400).astype(float)    # ties on purpose
+    s[:7] = np.nan
+    bad = rng.random(400) < 0.3
+    t = np.array([-1, 0, 3, 7.5, 10, 19, 25])
+    for hiw in (True, False):
+        cur = V.detection_curve(s, bad, t, higher_is_worse=hiw)
+        for _, r in cur.iterrows():
+            fl = np.isnan(s) | ((s >= r["threshold"]) if hiw else (s <= r["threshold"]))
+            assert r["n_flagged"] == fl.sum()
+            assert r["n_caught"] == (fl & bad).sum()
+            if fl.sum():
+                assert r["precision"] == pytest.approx((fl & bad).sum() / fl.sum())
+        assert np.all(np.diff(cur["fraction_flagged"]) >= 0)
+
+
+def test_default_thresholds_span_flagged_fraction():
+    rng = np.random.default_rng(4)
+    cur = V.detection_curve(rng.normal(size=3000), rng.random(3000) < 0.2)
+    assert cur["fraction_flagged"].min() < 0.01 and cur["fraction_flagged"].max() == 1.0
+
+
+def test_top_fraction_flag_takes_worst_scores():
+    s = np.array([0.1, 0.9, np.nan, 0.5, 0.3])
+    assert V.top_fraction_flag(s, 0.4).tolist() == [False, True, True, False, False]
+    assert V.top_fraction_flag(s, 0.4, higher_is_worse=False).tolist() == [True, False, True,
+                                                                             False, False]
+
+
+def test_cell_spread_matches_direct_loop():
+    rng = np.random.default_rng(5)
+    cells = rng.integers(-1, 30, 3000)
+    z = rng.uniform(0, 1.5, 3000) * (1 + cells % 3)
+    ok = cells >= 0
+    num = den = num_n = 0.0
+    for c in np.unique(cells[ok]):
+        zc = z[cells == c]
+        if zc.size < 2:
+            continue
+        num += zc.size * np.std(zc)
+        num_n += zc.size * 1.4826 * np.median(np.abs(zc - np.median(zc)))
+        den += zc.size
+    assert V.cell_redshift_spread(cells, z) == pytest.approx(num / den)
+    assert V.cell_redshift_spread(cells, z, statistic="nmad") == pytest.approx(num_n / den)
+
+
+def test_cell_spread_zero_for_pure_cells_and_global_for_one_cell():
+    z = np.repeat([0.1, 0.5, 1.2], 10)
+    assert V.cell_redshift_spread(np.repeat([0, 1, 2], 10), z) == pytest.approx(0.0)
+    assert V.cell_redshift_spread(np.zeros(30, int), z) == pytest.approx(np.std(z))
+
+
+def test_truth_labels_definitions():
+    df = pd.DataFrame({"Z_PHOT": [0.5, 0.5, 0.5, 0.9], "Z": [0.5, 0.5, 1.0, 0.9],
+                       "Z_TRUE": [0.5, 0.9, 0.5, 0.9], "BLEND_FRAC_TRUE": [0.0, np.nan, 0.3, 0.1]})
+    t = V.truth_labels(df)
+    assert t["outlier"].tolist() == [False, True, False, False]        # |0.4|/1.9 > 0.15
+    assert t["outlier_spec"].tolist() == [False, False, True, False]   # |0.5|/2.0 > 0.15
+    assert t["blend"].tolist() == [False, False, True, False]
+    assert t["wrong_specz"].tolist() == [False, True, True, False]
+    with pytest.raises(ValueError, match="Z_TRUE"):
+        V.truth_labels(df.drop(columns="Z_TRUE"))
+
+
+def test_crossfit_never_uses_a_galaxys_own_outcome():
+    # two cells; cell 1's outliers are all in one half, so the other half's report sees none
+    rng = np.random.default_rng(6)
+    n = 4000
+    cell = rng.integers(0, 2, n)
+    z = rng.uniform(0.2, 1.0, n)
+    zp = z + 0.01 * rng.standard_normal(n)
+    cf = V.crossfit_underperforming(cell, z, zp, None, 2, np.array([100, 100]), metrics=("eta",),
+                                    seed=0)
+    half = np.random.default_rng(0).random(n) < 0.5    # the halves the function draws
+    zp2 = zp.copy()
+    out = (cell == 1) & half
+    zp2[out] = z[out] + 1.0
+    cf2 = V.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
+                                     metrics=("eta",), seed=0)
+    # galaxies of the outlier half are judged by the clean half: not under-performing
+    assert not cf2["underperforming"].to_numpy()[out].any()
+    assert cf2["cell_eta"].to_numpy()[out].max() == 0
+    # the clean half of cell 1 is judged by the outlier half
+    assert cf2["underperforming"].to_numpy()[(cell == 1) & ~half].all()
+    assert not cf["underperforming"].any()
+    # in-sample: every galaxy of cell 1 is flagged
+    ins = V.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
+                                     metrics=("eta",), crossfit=False)
+    assert ins["underperforming"].to_numpy()[cell == 1].all()
+
+
+def test_embedding_som_groups_clusters_and_lowers_spread():
+    rng = np.random.default_rng(7)
+    k = rng.integers(0, 4, 3000)
+    centres = rng.normal(scale=5, size=(4, 16))
+    E = centres[k] + rng.normal(size=(3000, 16))
+    E[:5] = np.nan                                     # not embedded: left out
+    z = 0.3 * k + 0.02 * rng.standard_normal(3000)
+    som = V.embedding_som(E, (3, 3), seed=0)
+    assert som.n_features == 16 and som.feature_names[0] == "emb0"
+    c = som.predict(E[5:])
+    spread = V.cell_redshift_spread(c, z[5:])
+    assert spread < 0.1 * np.std(z[5:])
+
+
+def test_plot_detection_draws_labelled_axes(tmp_path):
+    rng = np.random.default_rng(8)
+    bad = rng.random(500) < 0.2
+    s = bad + rng.normal(size=500)
+    parts = []
+    for tr in ("outlier", "blend"):
+        for sc in ("distance", "pz_width"):
+            c = V.detection_curve(s, bad, n_thresholds=10)
+            c.insert(0, "score", sc)
+            c.insert(0, "truth", tr)
+            parts.append(c)
+    table = V.flag_detection_table({"outlier": bad, "blend": bad}, {"SOM flag": s > 1})
+    fig = V.plot_detection(pd.concat(parts), table)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert "fraction" in axes[2].get_xlabel() and "precision" in axes[0].get_ylabel()
+    assert axes[-1].get_legend() is not None
+    fig.savefig(tmp_path / "f.png")
+    plt.close(fig)
