@@ -561,3 +561,169 @@ def test_encoder_remembers_the_pixel_scale_it_was_trained_at(tmp_path):
         store.append(images, mask, np.arange(40), sigma)
     with pytest.raises(ValueError, match=r"0.262 arcsec/pixel but Encoder\(.*\) expects 0.5"):
         embed_to_file(enc, default, tmp_path / "e2.h5", progress=False)
+
+
+# -- image-only encoder (no light-profile branch) ---------------------------------------------
+def tiny_image_only(seed: int = 0) -> Encoder:
+    return Encoder(dim=16, size=16, seed=seed, widths=(8, 16, 16, 16), lr=5e-3, max_shift=2,
+                   image_only=True)
+
+
+@pytest.fixture(scope="module")
+def trained_image_only(toy):
+    images, mask, sigma = toy
+    enc = tiny_image_only()
+    enc.fit(images, epochs=12, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    return enc
+
+
+def _embedding_from_parts(enc: Encoder, images, mask, profile: bool) -> np.ndarray:
+    """The embedding recomputed outside ``forward``: the ``embed`` layer applied to
+    [conv features, (profile), band mask] built from the network's public pieces."""
+    side = enc.size
+    off = (images.shape[-1] - side) // 2
+    x = torch.from_numpy(np.ascontiguousarray(images[:, :, off : off + side, off : off + side]))
+    m = torch.from_numpy(mask)
+    with torch.no_grad():
+        xs = stretch(x, m, torch.as_tensor(enc.softening))
+        parts = [enc.net.conv_features(xs, m)]
+        if profile:
+            parts.append(enc.net.profile(xs))
+        parts.append(m.float())
+        return torch.nn.functional.linear(
+            torch.cat(parts, dim=1), enc.net.embed.weight, enc.net.embed.bias
+        ).numpy()
+
+
+def test_image_only_network_has_no_profile_parameters(trained_image_only, trained):
+    full_keys = set(trained.net.state_dict())
+    keys = set(trained_image_only.net.state_dict())
+    assert any(k.startswith(("profile_norm.", "photometry.")) for k in full_keys)
+    assert not any(k.startswith(("profile_norm.", "photometry.")) for k in keys)
+    assert keys == {k for k in full_keys if not k.startswith(("profile_norm.", "photometry."))}
+    n_ann = 9  # annuli of the profile branch
+    conv_width = trained_image_only.widths[-1]
+    assert trained_image_only.net.embed.in_features == conv_width + 4
+    assert trained.net.embed.in_features == conv_width + 4 * n_ann + 4
+
+
+def test_image_only_embedding_is_a_function_of_conv_features_and_mask_only(
+    trained_image_only, trained, toy, monkeypatch
+):
+    images, mask, _ = toy
+    images, mask = images[:40], mask[:40]
+    emb = trained_image_only.embed(images, mask, progress=False)
+    np.testing.assert_allclose(
+        emb, _embedding_from_parts(trained_image_only, images, mask, profile=False),
+        rtol=1e-5, atol=1e-5,
+    )
+    # The light profile is never computed: breaking it changes nothing.
+    def broken(*args, **kwargs):
+        raise AssertionError("the image-only network computed a light profile")
+
+    monkeypatch.setattr(trained_image_only.net, "raw_profile", broken)
+    np.testing.assert_array_equal(trained_image_only.embed(images, mask, progress=False), emb)
+    # The full network's embedding does read the profile: zeroing it changes the embedding.
+    full = trained.embed(images, mask, progress=False)
+    np.testing.assert_allclose(
+        full, _embedding_from_parts(trained, images, mask, profile=True), rtol=1e-5, atol=1e-5
+    )
+    side = trained.size
+    off = (images.shape[-1] - side) // 2
+    x = torch.from_numpy(np.ascontiguousarray(images[:, :, off : off + side, off : off + side]))
+    m = torch.from_numpy(mask)
+    with torch.no_grad():
+        xs = stretch(x, m, torch.as_tensor(trained.softening))
+        zeroed = torch.nn.functional.linear(
+            torch.cat([trained.net.conv_features(xs, m),
+                       torch.zeros(len(x), trained.net.profile_norm.num_features), m.float()], 1),
+            trained.net.embed.weight, trained.net.embed.bias,
+        ).numpy()
+    assert np.median(np.linalg.norm(full - zeroed, axis=1)) > 0.1 * np.median(
+        np.linalg.norm(full, axis=1)
+    )
+
+
+def test_image_only_training_has_no_photometry_loss_and_learns_invariances(
+    trained_image_only, toy
+):
+    hist = trained_image_only.history
+    assert hist["photometry"] == [0.0] * 12
+    np.testing.assert_allclose(hist["loss"], hist["contrastive"])
+    assert hist["contrastive"][-1] < hist["contrastive"][0] - 0.5
+    images, mask, _ = toy
+    south = mask.all(axis=1)
+    images, mask = images[south], mask[south]
+    emb = trained_image_only.embed(images, mask, progress=False)
+    aug = np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3))[..., ::-1])
+    d_self = np.linalg.norm(emb - trained_image_only.embed(aug, mask, progress=False), axis=1)
+    d_other = np.linalg.norm(emb - np.roll(emb, 1, axis=0), axis=1)
+    assert np.median(d_self) < 0.6 * np.median(d_other)
+
+
+def test_image_only_refuses_a_profile_reconstruction_weight():
+    with pytest.raises(ValueError, match="image_only.*photometry_weight=0"):
+        Encoder(dim=8, image_only=True, photometry_weight=1.0)
+    assert Encoder(dim=8, image_only=True).photometry_weight == 0.0
+    assert Encoder(dim=8).photometry_weight == 1.0
+
+
+def test_image_only_save_load_roundtrip_keeps_the_flag(tmp_path, trained_image_only, toy):
+    images, mask, _ = toy
+    path = trained_image_only.save(tmp_path / "encoder")
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["config"]["image_only"] is True and meta["config"]["photometry_weight"] == 0.0
+    loaded = Encoder.load(path)
+    assert loaded.image_only and loaded.net.embed.in_features == loaded.widths[-1] + 4
+    np.testing.assert_array_equal(
+        loaded.embed(images[:10], mask[:10], progress=False),
+        trained_image_only.embed(images[:10], mask[:10], progress=False),
+    )
+    assert loaded.identity() == trained_image_only.identity()
+    assert "image_only=True" in loaded.identity()
+
+
+def test_full_encoder_saved_without_the_flag_loads_as_full_and_embeds_the_same(
+    tmp_path, trained, toy
+):
+    # Encoders saved before the flag existed have no "image_only" in their config.
+    images, mask, _ = toy
+    path = trained.save(tmp_path / "encoder")
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["config"]["image_only"] is False
+    del meta["config"]["image_only"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    loaded = Encoder.load(path)
+    assert not loaded.image_only
+    np.testing.assert_array_equal(
+        loaded.embed(images[:10], mask[:10], progress=False),
+        trained.embed(images[:10], mask[:10], progress=False),
+    )
+    assert "image_only" not in loaded.identity()
+
+
+def test_default_is_the_full_encoder_with_the_same_weights_and_embeddings(toy):
+    images, mask, sigma = (a[:128] for a in toy)
+    default, explicit = tiny_encoder(), Encoder(
+        dim=16, size=16, seed=0, widths=(8, 16, 16, 16), lr=5e-3, max_shift=2,
+        image_only=False, photometry_weight=1.0,
+    )
+    assert default.identity() == explicit.identity()  # same initial weights
+    for enc in (default, explicit):
+        enc.fit(images, epochs=2, batch_size=64, band_mask=mask, sigma=sigma, progress=False)
+    assert default.identity() == explicit.identity()
+    np.testing.assert_array_equal(
+        explicit.embed(images[:20], mask[:20], progress=False),
+        default.embed(images[:20], mask[:20], progress=False),
+    )
+    assert default.history["photometry"][-1] > 0
+
+
+def test_checkpoint_of_the_other_kind_of_encoder_is_refused(tmp_path, toy):
+    images, mask, sigma = (a[:64] for a in toy)
+    ck = tmp_path / "encoder.ckpt"
+    tiny_encoder().fit(images, epochs=1, batch_size=32, band_mask=mask, sigma=sigma,
+                       checkpoint=ck, progress=False)
+    with pytest.raises(ValueError, match="config"):
+        tiny_image_only().fit(images, epochs=2, batch_size=32, band_mask=mask, sigma=sigma,
+                              checkpoint=ck, progress=False)

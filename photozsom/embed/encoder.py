@@ -24,6 +24,11 @@ mask marks absent is set to 0. Two branches feed one linear layer whose output i
   central galaxy's colours to a few hundredths of a magnitude; this branch gives the
   embedding that precision, the CNN adds morphology, neighbours and blends.
 
+``Encoder(image_only=True)`` leaves the photometric branch (and its reconstruction loss,
+below) out: the embedding is then learned from the pixels alone, the ablation that tells how
+much of the embedding's redshift information the hand-built profile supplies
+(:func:`photozsom.ablation.encoder_ablation`).
+
 Objective
 ---------
 Self-supervised, with no redshift anywhere:
@@ -150,6 +155,7 @@ def _build_network(
     stem: int = 4,
     in_ch: int = 4,
     annuli: tuple[float, ...] = ANNULI,
+    image_only: bool = False,
 ):
     import torch
     from torch import nn
@@ -182,13 +188,18 @@ def _build_network(
                 ]
                 c = w
             self.features = nn.Sequential(*layers)
-            # Photometric branch: the mean stretched surface brightness of every band in
-            # centred annuli (a light profile; rotation invariant by construction), fixed
-            # geometry, normalised by a batch norm. Convolutions with global pooling cannot
-            # tell the central galaxy from the rest of the stamp precisely; this branch can.
-            self.profile_norm = nn.BatchNorm1d(in_ch * n_ann)
-            # The embedding: one linear map of [pooled conv features, profile, band mask].
-            self.embed = nn.Linear(c + in_ch * n_ann + in_ch, dim)
+            self.image_only = image_only
+            if not image_only:
+                # Photometric branch: the mean stretched surface brightness of every band in
+                # centred annuli (a light profile; rotation invariant by construction), fixed
+                # geometry, normalised by a batch norm. Convolutions with global pooling
+                # cannot tell the central galaxy from the rest of the stamp precisely; this
+                # branch can.
+                self.profile_norm = nn.BatchNorm1d(in_ch * n_ann)
+            # The embedding: one linear map of [pooled conv features, profile, band mask]
+            # ([pooled conv features, band mask] for an image-only network).
+            n_profile = 0 if image_only else in_ch * n_ann
+            self.embed = nn.Linear(c + n_profile + in_ch, dim)
             # SimCLR projection head (used only by the contrastive loss).
             self.project = nn.Sequential(
                 nn.Linear(dim, 2 * dim, bias=False),
@@ -204,10 +215,12 @@ def _build_network(
                 nn.ReLU(inplace=True),
                 nn.Linear(2 * dim, dim),
             )
-            # Masked-band photometry head (used only by the auxiliary loss).
-            self.photometry = nn.Sequential(
-                nn.Linear(dim, 2 * dim), nn.ReLU(inplace=True), nn.Linear(2 * dim, in_ch * n_ann)
-            )
+            if not image_only:
+                # Masked-band photometry head (used only by the auxiliary loss).
+                self.photometry = nn.Sequential(
+                    nn.Linear(dim, 2 * dim), nn.ReLU(inplace=True),
+                    nn.Linear(2 * dim, in_ch * n_ann),
+                )
             self._ann_cache = None
 
         def annulus_weights(self, side: int, device):
@@ -240,9 +253,16 @@ def _build_network(
             """:meth:`raw_profile`, normalised: the photometric branch's features."""
             return self.profile_norm(self.raw_profile(x))
 
-        def forward(self, x, mask, return_conv: bool = False):
+        def embed_input(self, x, mask):
+            """What the ``embed`` layer reads: ``[conv, profile, mask]`` (image-only:
+            ``[conv, mask]``), shape (B, ``embed.in_features``), and the conv features."""
             conv = self.conv_features(x, mask)
-            emb = self.embed(torch.cat([conv, self.profile(x), mask.to(x.dtype)], dim=1))
+            parts = [conv] if self.image_only else [conv, self.profile(x)]
+            return torch.cat([*parts, mask.to(x.dtype)], dim=1), conv
+
+        def forward(self, x, mask, return_conv: bool = False):
+            inp, conv = self.embed_input(x, mask)
+            emb = self.embed(inp)
             return (emb, conv) if return_conv else emb
 
     return _Net()
@@ -422,7 +442,7 @@ def _restore_checkpoint(path, enc, opt, sched, scaler, *, epochs: int,
             "is not loaded); delete it or pass another checkpoint path"
         )
     arrays, meta = load_artifact(path, CHECKPOINT_KIND)
-    if meta["config"] != enc._config():
+    if {"image_only": False, **meta["config"]} != enc._config():
         raise ValueError(
             f"checkpoint {path} was written by an Encoder with config {meta['config']}, not "
             f"{enc._config()}; delete it or use another checkpoint path"
@@ -481,10 +501,17 @@ class Encoder:
         Largest extra noise, in units of the sky sigma.
     band_dropout : tuple of 4 float
         Probability of dropping g, r, i, z in a view (at least two bands always stay).
-    photometry_weight : float
-        Weight of the masked-band profile reconstruction loss (0 disables it).
+    photometry_weight : float, optional
+        Weight of the masked-band profile reconstruction loss (0 disables it). ``None``:
+        1.0, or 0.0 when ``image_only``.
     amp : bool, optional
         Mixed precision (float16 autocast); ``None``: on for CUDA, off on CPU.
+    image_only : bool
+        Leave out the photometric branch: the embedding is a linear map of the pooled
+        convolutional features and the band mask only, and there is no profile
+        reconstruction loss (``photometry_weight`` must be 0 or ``None``), so everything the
+        embedding knows is learned from the pixels by the contrastive objective. An ablation
+        of the hand-built light profile; the default (``False``) is the full encoder.
 
     Examples
     --------
@@ -510,8 +537,9 @@ class Encoder:
         psf_jitter: float = 0.8,
         noise_scale: float = 1.0,
         band_dropout: tuple[float, float, float, float] = (0.1, 0.1, 0.5, 0.1),
-        photometry_weight: float = 1.0,
+        photometry_weight: float | None = None,
         amp: bool | None = None,
+        image_only: bool = False,
     ):
         import torch
 
@@ -525,6 +553,16 @@ class Encoder:
             )
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.image_only = bool(image_only)
+        if photometry_weight is None:
+            photometry_weight = 0.0 if self.image_only else 1.0
+        if self.image_only and photometry_weight != 0:
+            raise ValueError(
+                f"an image_only Encoder has no light profile to reconstruct: pass "
+                f"photometry_weight=0 (or leave it out), not {photometry_weight}"
+            )
+        if photometry_weight < 0:
+            raise ValueError(f"photometry_weight must be >= 0, got {photometry_weight}")
         self.dim = int(dim)
         self.size = None if size is None else int(size)
         self.seed = int(seed)
@@ -558,7 +596,9 @@ class Encoder:
         self.fitted = False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = _build_network(self.dim, self.widths, self.stem).to(self.device)
+            self.net = _build_network(
+                self.dim, self.widths, self.stem, image_only=self.image_only
+            ).to(self.device)
         self.net.eval()
 
     # -- configuration ------------------------------------------------------------------
@@ -577,10 +617,12 @@ class Encoder:
             "noise_scale": self.noise_scale,
             "band_dropout": list(self.band_dropout),
             "photometry_weight": self.photometry_weight,
+            "image_only": self.image_only,
         }
 
     def identity(self) -> str:
-        """``Encoder(dim=.., size=.., sha1=..)``: identifies these weights in embedding files."""
+        """``Encoder(dim=.., size=.., sha1=..)``: identifies these weights in embedding files
+        (``Encoder(dim=.., size=.., image_only=True, sha1=..)`` for an image-only one)."""
         buf = io.BytesIO()
         for k, v in sorted(self.net.state_dict().items()):
             buf.write(k.encode())
@@ -588,11 +630,14 @@ class Encoder:
         if self.softening is not None:
             buf.write(np.asarray(self.softening, np.float32).tobytes())
         sha1 = hashlib.sha1(buf.getvalue()).hexdigest()[:12]
-        return f"Encoder(dim={self.dim}, size={self.size}, sha1={sha1})"
+        kind = ", image_only=True" if self.image_only else ""
+        return f"Encoder(dim={self.dim}, size={self.size}{kind}, sha1={sha1})"
 
     def __repr__(self) -> str:
         state = f"fitted, {self.history['steps']} steps" if self.fitted else "not fitted"
-        return f"Encoder(dim={self.dim}, size={self.size}, device={self.device!r}, {state})"
+        kind = ", image_only=True" if self.image_only else ""
+        return (f"Encoder(dim={self.dim}, size={self.size}{kind}, device={self.device!r}, "
+                f"{state})")
 
     # -- data -----------------------------------------------------------------------------
     def _crop_side(self, h: int) -> tuple[int, int]:
@@ -1026,7 +1071,8 @@ class Encoder:
         """Save the encoder as a :mod:`photozsom.artifacts` directory, atomically.
 
         ``path`` (e.g. ``run/embed/encoder``) becomes a directory holding ``meta.json``
-        (format ``photozsom.encoder``, configuration, softening, pixel scale, history) and
+        (format ``photozsom.encoder``, configuration including ``image_only``, softening,
+        pixel scale, history) and
         ``arrays.npz`` (the network's ``state_dict``). Nothing is pickled.
         """
         from photozsom.artifacts import save_artifact, state_to_arrays
