@@ -233,6 +233,16 @@ def _mixture(n: int, seed: int = 0, d: int = 8, k: int = 12) -> np.ndarray:
     return means[comp] + np.einsum("nij,nj->ni", A[comp], rng.normal(size=(n, d)))
 
 
+def test_large_sample_passes_use_a_subset_whose_distances_match_all_rows():
+    X = np.random.default_rng(11).normal(size=(70_000, 2))
+    som = SOM((3, 3), 2, seed=0).fit(X, progress=False)
+    full = [h for h in som.history if h["phase"] == "full"]
+    assert full and all(h["rows"] == TorchBatchSOM.PASS_ROWS for h in full)
+    levels = [0.1, 0.5, 0.9, 0.99]
+    np.testing.assert_allclose(som.distance_threshold(levels),
+                               np.quantile(som.distances(X), levels), rtol=0.02)
+
+
 @pytest.mark.parametrize("make", [_colours, _mixture], ids=["colours", "mixture8"])
 def test_default_fit_matches_minisom_train_quality(make):
     """Default fit vs minisom's train(X, N, random_order=True) after pca_weights_init:

@@ -13,12 +13,12 @@ training and the best-matching-unit (BMU) search belong to a backend
 
 ``backend="torch"`` (default): :class:`~photozsom.som.torch_batch.TorchBatchSOM`
     Kohonen's batch map, on CUDA when present. Its default schedule (``epochs=None``):
-    8 steps on subsamples of ``batch_size // 2`` rows while the neighbourhood width falls
-    geometrically from ``sigma`` (default ``max(rows, cols) / 2``) to ``sigma_final``
-    (default 1 cell), 8 steps on subsamples of ``batch_size`` rows (default
-    ``max(10,000, 10 * n_cells)``) at ``sigma_final``, then passes over all rows (at most
-    250,000 of them) at ``sigma_final`` until the quantization error improves by less than
-    0.5%. ``epochs=E`` makes exactly ``E`` passes over all rows instead. Details in
+    8 steps on small subsamples while the neighbourhood width falls geometrically from
+    ``sigma`` (default ``max(rows, cols) / 2``) to ``sigma_final`` (default 1 cell), 8
+    steps on subsamples of up to ``batch_size`` rows (default ``max(10,000, 10 * n_cells)``)
+    at ``sigma_final``, then passes at ``sigma_final`` over all rows (at most
+    ``max(50,000, 50 * n_cells)`` of them) until the quantization error improves by less
+    than 0.5%. ``epochs=E`` makes exactly ``E`` passes over all rows instead. Details in
     :mod:`photozsom.som.torch_batch`.
 
 ``backend="minisom"``: :class:`~photozsom.som.minisom_adapter.MiniSomBackend`
@@ -37,7 +37,7 @@ the training data and stored with the map, so every catalogue mapped later goes 
 the same transform. Prototypes and distances are in those standardised units.
 
 At :meth:`SOM.fit` the map records the distribution of its own training rows' distances
-to their best prototype (torch: of the rows of its last pass, at most 250,000), as 1001
+to their best prototype (torch: of the rows of its last pass, at most ``max(50,000, 50 * n_cells)``), as 1001
 quantiles (:attr:`SOM.distance_quantiles_`);
 :meth:`SOM.distance_threshold` reads a quantile back (``som.distance_threshold(0.99)``)
 and :meth:`SOM.distance_quantile` places new distances in it, so an input far outside
@@ -397,7 +397,7 @@ class SOM:
         epochs : int, optional
             Full passes over the data. None (default): the backend's own schedule (torch:
             subsampled ordering and settling steps, then full passes until the quantization
-            error stalls, over at most 250,000 rows; minisom: one random-order online pass).
+            error stalls, over at most ``max(50000, 50 * n_cells)`` rows; minisom: one random-order online pass).
             Torch with ``epochs=E``: the same subsample steps, then exactly ``E`` passes
             over all rows. Minisom with
             ``epochs=E``: ``E`` ordered online passes.

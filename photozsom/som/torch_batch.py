@@ -28,8 +28,10 @@ The **schedule** (:meth:`TorchBatchSOM.schedule`) has three phases:
    small samples) at ``sigma_final``. The fixed-width batch map
    converges slowly (like k-means), so most of its steps are taken here, at a fraction of
    a pass each. Subsamples are disjoint slices of one seeded permutation of the rows.
-3. *passes* at ``sigma_final``. With ``epochs=None`` they go over ``min(N, PASS_ROWS =
-   250,000)`` rows (all rows, or a seeded random subset of a larger sample); each first
+3. *passes* at ``sigma_final``. With ``epochs=None`` they go over
+   ``min(N, max(PASS_ROWS = 50,000, 50 * n_cells))`` rows (all rows, or one seeded random
+   subset of a larger sample: a QE measured on 50,000 rows is precise to ~0.2%, and the
+   prototypes, means over thousands of rows, have converged by then); each first
    measures the quantization error (QE, the mean distance of the rows to their
    best-matching prototype) and stops, without updating, when it is less than
    ``TOL = 0.5%`` below the previous step's (for the first pass: the last settling
@@ -95,7 +97,7 @@ class TorchBatchSOM(SOMBackend):
     SETTLE_STEPS = 8
     MAX_PASSES = 10
     TOL = 5e-3
-    PASS_ROWS = 250_000
+    PASS_ROWS = 50_000
 
     def __init__(self, grid: Grid, n_features: int, *, sigma: float, sigma_final: float = 1.0,
                  learning_rate: float | None = None, batch_size: int | None = None,
@@ -269,7 +271,8 @@ class TorchBatchSOM(SOMBackend):
         plan = [{"phase": "order", "rows": m_o, "sigma": float(s)} for s in sig]
         plan += [{"phase": "settle", "rows": m, "sigma": self.sigma_final}] * self.SETTLE_STEPS
         if epochs is None:
-            n_full, rows = self.MAX_PASSES, min(int(n_samples), self.PASS_ROWS)
+            n_full = self.MAX_PASSES
+            rows = min(N, max(self.PASS_ROWS, 50 * self.grid.n_cells))
         else:
             n_full, rows = int(epochs), int(n_samples)
         plan += [{"phase": "full", "rows": rows, "sigma": self.sigma_final}] * n_full
