@@ -375,7 +375,7 @@ def data_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_run(data_run):
     """The remaining stages: the MDN on embeddings, then on catalogue features (the model
-    ``photozsom predict`` uses), the baseline, cells and flags."""
+    ``photozsom predict`` uses), the baseline, cells, calibration and flags."""
     run, out = data_run
     out = dict(out)
     out["mdn_embedding"] = pipeline.run_mdn(run, scale="tiny", inputs="embedding", cv_folds=0,
@@ -383,6 +383,7 @@ def real_run(data_run):
     out["mdn"] = pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
     out["baseline"] = pipeline.run_baseline(run, scale="tiny")
     out["cells"] = pipeline.run_cells(run, scale="tiny")
+    out["calibrate"] = pipeline.run_calibrate(run, scale="tiny")
     out["flags"] = pipeline.run_flags(run, scale="tiny")
     return run, out
 
