@@ -23,8 +23,10 @@ In one run, on this machine:
    of both sides with margins, then :func:`photozsom.survey.crossmatch_hats` on 2 workers);
    the two results are checked to be identical.
 
-Rates are rows per second of wall time, cluster start-up excluded (printed separately).
-Peak memory: the resident-set high-water mark (``ru_maxrss``) of the single-process command,
+Rates are rows per second of wall time without start-up: the single-process commands' own
+reported time (after imports and model loading), and for Dask the run on workers that have
+already imported their libraries (cluster start-up and imports printed separately).
+Peak memory: the resident-set high-water mark (``VmHWM``) of the single-process command,
 and of each Dask worker process (a fresh cluster per measurement, so it covers start-up
 imports plus the run). Prints the device and core count, since every rate depends on them.
 
@@ -40,7 +42,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -103,21 +104,43 @@ def fit_models(sky: Path, root: Path) -> tuple[Path, Path]:
     return root / "model", root / "flagger"
 
 
+_WRAP = ("import sys\nfrom photozsom.cli import main\nrc = main(sys.argv[1:])\n"
+         "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+         "print('PEAK_KIB', hwm, file=sys.stderr)\nsys.exit(rc)\n")
+
+
+def _peak_mib() -> float:
+    """Peak resident set of this process since it started (VmHWM; not inherited from a
+    parent, unlike ``ru_maxrss``), MiB."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
+
+
 def run_cli(args: list[str]) -> tuple[float, float]:
-    """Wall time (s) and peak RSS (MiB) of ``python -m photozsom ARGS`` in a subprocess."""
+    """Time (s) and peak RSS (MiB) of the ``photozsom ARGS`` command in a subprocess.
+
+    The time is the one the command reports for its own work (after imports and loading the
+    model), so it compares with warmed-up Dask workers."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "photozsom", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, ru = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
     dt = time.perf_counter() - t0
-    err = proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"photozsom {args[0]} failed:\n{err}")
-    return dt, ru.ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise RuntimeError(f"photozsom {args[0]} failed:\n{proc.stderr}")
+    import re
+
+    own = re.search(r" in ([0-9.]+) s \(", proc.stderr)
+    peak = int(proc.stderr.split("PEAK_KIB")[1].split()[0]) / 1024
+    return (float(own.group(1)) if own else dt), peak
 
 
-def _worker_peak() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _warm() -> None:
+    """Import what the tasks need on a worker, so that start-up is not timed."""
+    import lsdb  # noqa: F401
+    import torch  # noqa: F401
+
+    import photozsom.predict
+    import photozsom.survey  # noqa: F401
 
 
 def run_hats(fn, workers: int, **kw) -> tuple[float, float, list[float]]:
@@ -127,11 +150,12 @@ def run_hats(fn, workers: int, **kw) -> tuple[float, float, list[float]]:
     t0 = time.perf_counter()
     with survey.dask_client(workers=workers) as client:
         client.wait_for_workers(workers)
+        client.run(_warm)
         t_start = time.perf_counter() - t0
         t1 = time.perf_counter()
         fn(scheduler=client.scheduler.address, progress=False, **kw)
         dt = time.perf_counter() - t1
-        peaks = sorted(client.run(_worker_peak).values())
+        peaks = sorted(client.run(_peak_mib).values())
     return t_start, dt, peaks
 
 
@@ -245,6 +269,7 @@ def main() -> None:
                    progress=False)
     t_conv = time.perf_counter() - t
     with survey.dask_client(workers=2) as client:
+        client.run(_warm)
         t = time.perf_counter()
         x = survey.crossmatch_hats(root / "xspec", root / "xphot", 2.0).compute(
             progress_bar=False)

@@ -3,6 +3,8 @@ worker processes, checked against the single-process paths on the ci-scale simul
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -229,9 +231,31 @@ def test_embed_hats_per_tile_equals_direct_embedding_and_resumes(sky, cluster, t
         images, mask, _ = st.read(st.rows_of(got_ids))
     ref = enc.embed(images, mask, progress=False)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
-    # a rerun finds every tile done and changes nothing
-    mtimes = [p.stat().st_mtime_ns for p in (tmp_path / "emb" / "embeddings").iterdir()]
+    # a rerun reuses every tile's cutout shard and finished embedding file; a tile whose
+    # embedding file is gone is redone, with the same result
+    shards = sorted((tmp_path / "emb" / "cutouts").iterdir())
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    Path(res["path"].iloc[0]).unlink()
     again = survey.embed_hats(hp_path, store_path, tmp_path / "emb", tmp_path / "enc",
                               device="cpu", chunk=32)
     pd.testing.assert_frame_equal(again, res)
-    assert mtimes == [p.stat().st_mtime_ns for p in (tmp_path / "emb" / "embeddings").iterdir()]
+    assert mtimes == [p.stat().st_mtime_ns for p in shards]
+    redo = []
+    for path in again["path"]:
+        with h5py.File(path, "r") as h5:
+            redo.append(h5["embedding"][:])
+    np.testing.assert_array_equal(np.concatenate(redo), got)
+
+
+def test_cli_main_flags_a_hats_catalogue_in_process(sky, models, phot_hats, tmp_path):
+    from argparse import Namespace
+
+    args = Namespace(command="flag", input=phot_hats, output=tmp_path / "cli",
+                     model=models["flagger_dir"], workers=None, scheduler=None, overwrite=False)
+    assert survey.cli_main(args) == 0
+    got = survey.read_hats_frame(tmp_path / "cli")
+    phot = sky["phot"]
+    order = np.argsort(phot["OBJID"].to_numpy(), kind="stable")
+    _compare(got, flag_table(phot, models["flagger"]).iloc[order].reset_index(drop=True))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        survey.cli_main(args)
