@@ -21,11 +21,23 @@ once per process (:attr:`photozsom.pdf.MixtureGrid.pair_matrix`). The truncation
 included exactly, not approximated.
 
 Training: inputs standardised with :class:`photozsom.features.Standardizer` (kept with the
-model), AdamW on shuffled mini-batches, learning rate halved when the validation CRPS
-stalls, early stopping on the validation CRPS with the best epoch's weights restored. The
-output bias starts at the log of the training redshift distribution, so epoch 0 already
-predicts n(z). Mixed precision (bfloat16 autocast of the network only; the softmax and the
-loss stay float32) is used only on CUDA.
+model), AdamW on shuffled mini-batches of 512 galaxies. The learning rate follows a
+one-cycle schedule over ``max_epochs`` (a quarter of the steps warming up from ``lr / 10``
+to ``lr``, then a cosine decay to ``lr / 1000``); ``lr`` defaults to
+``1.5e-3 * batch_size / 256`` (linear scaling with the batch, which the warm-up keeps
+stable), so a larger batch takes proportionally fewer but bigger steps. Training stops early
+once the validation CRPS has not improved by ``min_improvement`` (relative) for ``patience``
+epochs: in the second half of the schedule, or earlier if it has also risen 2% above its
+best (overfitting; otherwise the high-rate phase stalls and recovers by design). The best
+epoch's weights are restored. ``schedule="plateau"`` instead halves the rate
+when the validation CRPS stalls (no fixed length); ``"cosine"`` decays from ``lr`` without
+warm-up. The output bias starts at the log of the training redshift distribution, so epoch 0
+already predicts n(z). Mixed precision (bfloat16 autocast of the network only; the softmax
+and the loss stay float32) is used only on CUDA.
+
+The model is saved as a ``photozsom.mdn`` artifact directory (:mod:`photozsom.artifacts`:
+``meta.json`` + ``arrays.npz``, no pickle). :func:`cross_val_predict` gives out-of-fold
+predictions for every row, on folds of equal size independent of the split.
 
 :func:`train_val_test_split` makes the paper's 80/10/10 split, by seed, either of ``n``
 rows or, stably when rows are added, of an array of object IDs.
@@ -47,9 +59,15 @@ from photozsom.device import default_device
 from photozsom.features import Standardizer, check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
 
-__all__ = ["MDN", "cross_val_predict", "crps_mixture", "train_val_test_split"]
+__all__ = ["MDN", "assign_folds", "cross_val_predict", "crps_mixture", "train_val_test_split"]
 
-_FORMAT = "photozsom.MDN"
+_KIND = "mdn"
+_SCHEDULES = ("onecycle", "cosine", "plateau")
+#: Learning rate at the reference batch size; ``lr=None`` scales it linearly with the batch.
+_BASE_LR = 1.5e-3
+_BASE_BATCH = 256
+#: Relative rise of the validation CRPS above its best that ends a fixed schedule early.
+_OVERFIT = 0.02
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 _CONSTS: dict[tuple, dict[str, Any]] = {}
 
@@ -72,6 +90,32 @@ def _torch_consts(grid: MixtureGrid, device, dtype) -> dict[str, Any]:
             "window": torch.arange(grid.window, device=device),
         }
     return _CONSTS[key]
+
+
+def _check_weight_rows(weights) -> None:
+    """Raise ValueError unless ``weights`` (N, K) is finite, >= 0, with rows summing to 1."""
+    import torch
+
+    w = weights.detach()
+    finite = torch.isfinite(w).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()
+        raise ValueError(f"weights has non-finite values in {bad.numel()} row(s) (first "
+                         f"{bad[:5].tolist()}); mixture weights must be finite probabilities")
+    neg = (w < 0).any(dim=1)
+    if bool(neg.any()):
+        bad = torch.nonzero(neg).flatten()
+        raise ValueError(f"weights must be >= 0; {bad.numel()} row(s) have negative entries "
+                         f"(first {bad[:5].tolist()}); pass softmax(logits), not the logits")
+    tol = max(1e-6, w.shape[1] * torch.finfo(w.dtype).eps) if w.dtype.is_floating_point else 1e-6
+    s = w.sum(dim=1, dtype=torch.float64)
+    off = (s - 1.0).abs() > tol
+    if bool(off.any()):
+        bad = torch.nonzero(off).flatten()
+        raise ValueError(
+            f"weights rows must sum to 1 (relative tolerance {tol:.1e}); {bad.numel()} row(s) "
+            f"do not (first {bad[:5].tolist()}, sums {s[bad[:3]].tolist()}); normalise with "
+            "w / w.sum(dim=1, keepdim=True) or use a softmax")
 
 
 def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool = True):
@@ -98,8 +142,17 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
     grid : MixtureGrid, optional
         Components; default :func:`photozsom.pdf.default_grid`.
     validate : bool
-        Check shapes and the redshift range (a device sync; the training loop turns it off
-        after validating its inputs once).
+        Check shapes, the redshift range and the weights: finite, >= 0, each row summing to 1
+        within ``max(1e-6, K * eps)`` relative (``eps`` of the weights' dtype: 2.4e-5 for
+        float32, 1e-6 for float64). The closed form holds only for a probability mixture: rows
+        summing to 2 give a negative "CRPS". Costs a device sync; the training loop turns it
+        off, its softmax weights being valid by construction.
+
+    Raises
+    ------
+    ValueError
+        With ``validate=True``: wrong shapes, ``y`` outside the support or non-finite, or
+        weights that are negative, non-finite or whose rows do not sum to 1.
 
     Returns
     -------
@@ -120,6 +173,7 @@ def crps_mixture(weights, y, *, grid: MixtureGrid | None = None, validate: bool 
         if bool(bad.any()):
             raise ValueError(f"y has {int(bad.sum())} value(s) outside the support "
                              f"[{g.lo:g}, {g.hi:g}] or non-finite; drop those galaxies")
+        _check_weight_rows(weights)
     c = _torch_consts(g, weights.device, weights.dtype)
     s = g.sigma
     y = y.to(weights.dtype)
@@ -179,17 +233,26 @@ class MDN:
         Seeds the weight initialisation and the mini-batch order: same seed, same model.
     device : str, optional
         ``"cpu"``, ``"cuda"``, ...; default :func:`photozsom.device.default_device`.
-    lr : float
-        AdamW learning rate.
+    lr : float, optional
+        Peak AdamW learning rate; default ``1.5e-3 * batch_size / 256``.
     weight_decay : float
         AdamW (decoupled) weight decay.
     batch_size : int
         Galaxies per training step.
     max_epochs : int
-        Upper limit on the passes over the training set.
+        Passes over the training set: the length of the ``"onecycle"`` and ``"cosine"``
+        schedules, and an upper limit for ``"plateau"``.
     patience : int
-        Stop after this many epochs without a lower validation CRPS; the learning rate is
-        halved after ``max(1, patience // 3)`` such epochs.
+        Stop after this many epochs without a validation CRPS lower by a relative
+        ``min_improvement`` than the last such improvement (the best epoch's weights are
+        kept either way); with ``"onecycle"`` or ``"cosine"`` only after the first
+        ``max_epochs // 2`` epochs, unless the validation CRPS is also 2% above its best. With ``"plateau"`` the learning rate is halved after
+        ``max(1, patience // 3)`` epochs without a lower validation CRPS.
+    schedule : {"onecycle", "cosine", "plateau"}
+        Learning-rate schedule (see the module docstring).
+    min_improvement : float
+        Relative decrease of the validation CRPS that counts as progress for ``patience``
+        (0: any decrease).
     dropout : float
         Dropout probability after each hidden layer (0 disables it).
     amp : bool, optional
@@ -215,8 +278,9 @@ class MDN:
     """
 
     def __init__(self, n_inputs: int, hidden: Sequence[int] = (256, 256, 256), *, seed: int = 0,
-                 device: str | None = None, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 batch_size: int = 256, max_epochs: int = 100, patience: int = 10,
+                 device: str | None = None, lr: float | None = None, weight_decay: float = 1e-4,
+                 batch_size: int = 512, max_epochs: int = 30, patience: int = 4,
+                 schedule: str = "onecycle", min_improvement: float = 1e-3,
                  dropout: float = 0.0, amp: bool | None = None,
                  grid: MixtureGrid | None = None) -> None:
         import torch
@@ -232,12 +296,20 @@ class MDN:
                 raise ValueError(f"{name} must be >= 1, got {v}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+        if lr is not None and not float(lr) > 0:
+            raise ValueError(f"lr must be > 0 (or None for the batch-size rule), got {lr}")
+        if not 0.0 <= float(min_improvement) < 1.0:
+            raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
         self.n_inputs = int(n_inputs)
         self.hidden = hidden
         self.seed = int(seed)
         self.device = default_device(device)
-        self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.batch_size, self.max_epochs = int(batch_size), int(max_epochs)
+        self.lr = float(lr) if lr is not None else _BASE_LR * self.batch_size / _BASE_BATCH
+        self.weight_decay = float(weight_decay)
+        self.schedule, self.min_improvement = schedule, float(min_improvement)
         self.patience, self.dropout = int(patience), float(dropout)
         self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
         if self.amp and not self.device.startswith("cuda"):
@@ -269,6 +341,7 @@ class MDN:
         return {"n_inputs": self.n_inputs, "hidden": list(self.hidden), "seed": self.seed,
                 "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                 "max_epochs": self.max_epochs, "patience": self.patience,
+                "schedule": self.schedule, "min_improvement": self.min_improvement,
                 "dropout": self.dropout}
 
     def __repr__(self) -> str:
@@ -317,6 +390,21 @@ class MDN:
                                             validate=False).sum())
         return total / Xs.shape[0]
 
+    def _scheduler(self, opt, steps_per_epoch: int):
+        """(per-step scheduler, per-epoch plateau scheduler) for ``self.schedule``."""
+        import torch
+
+        total = self.max_epochs * steps_per_epoch
+        if self.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.lr, total_steps=total, pct_start=0.25, anneal_strategy="cos",
+                cycle_momentum=False, div_factor=10.0, final_div_factor=100.0), None
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=total, eta_min=self.lr / 1000.0), None
+        return None, torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=0.5, patience=max(1, self.patience // 3))
+
     # -- training ------------------------------------------------------------------------------
     def fit(self, X_train: np.ndarray, z_train: np.ndarray, X_val: np.ndarray | None = None,
             z_val: np.ndarray | None = None, *, progress: bool = True) -> pd.DataFrame:
@@ -363,12 +451,13 @@ class MDN:
 
         net = self.network
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=0.5, patience=max(1, self.patience // 3))
-        gen = torch.Generator().manual_seed(self.seed)
         n, bs = Xs.shape[0], self.batch_size
+        steps = math.ceil(n / bs)
+        step_sched, epoch_sched = self._scheduler(opt, steps)
+        stop_from = self.max_epochs // 2 if epoch_sched is None else 0
+        gen = torch.Generator().manual_seed(self.seed)
         rows: list[dict[str, float]] = []
-        best, best_state, best_epoch, stale = math.inf, None, 0, 0
+        best, best_state, best_epoch, stale, ref = math.inf, None, 0, 0, math.inf
         bar = tqdm(range(1, self.max_epochs + 1), desc="MDN", unit="epoch",
                    disable=None if progress else True)
         cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
@@ -377,6 +466,7 @@ class MDN:
             for epoch in bar:
                 t0 = time.perf_counter()
                 net.train()
+                lr_now = opt.param_groups[0]["lr"]
                 order = torch.randperm(n, generator=gen).to(self.device)
                 total = torch.zeros((), device=self.device)
                 for s in range(0, n, bs):
@@ -387,26 +477,35 @@ class MDN:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    if step_sched is not None:
+                        step_sched.step()
                     total += loss_vec.detach().sum()
                 train_crps = float(total) / n
                 if not math.isfinite(train_crps):
                     raise RuntimeError(f"training diverged at epoch {epoch} (non-finite CRPS); "
                                        "lower lr or check the inputs")
                 val_crps = self._mean_crps(Xvs, yvs) if has_val else float("nan")
-                lr_now = opt.param_groups[0]["lr"]
                 rows.append({"epoch": epoch, "train_crps": train_crps, "val_crps": val_crps,
                              "lr": lr_now, "seconds": time.perf_counter() - t0})
                 bar.set_postfix(train=f"{train_crps:.5f}", val=f"{val_crps:.5f}")
                 if not has_val:
                     best_epoch = epoch
                     continue
-                sched.step(val_crps)
+                if epoch_sched is not None:
+                    epoch_sched.step(val_crps)
                 if val_crps < best:
-                    best, best_epoch, stale = val_crps, epoch, 0
+                    best, best_epoch = val_crps, epoch
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                # patience counts epochs without a relative gain of min_improvement; a fixed
+                # schedule stops in its first half only when the validation CRPS has clearly
+                # risen above its best (overfitting), since the high-rate phase stalls and
+                # recovers by design
+                if val_crps < ref * (1.0 - self.min_improvement):
+                    ref, stale = val_crps, 0
                 else:
                     stale += 1
-                    if stale >= self.patience:
+                    rising = val_crps > best * (1.0 + _OVERFIT)
+                    if stale >= self.patience and (epoch > stop_from or rising):
                         break
         bar.close()
         if best_state is not None:
@@ -454,44 +553,69 @@ class MDN:
                           bounds=(g.lo, g.hi))
 
     # -- files -----------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the weights, the configuration, the standardisation and the history (torch.save)."""
-        import torch
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model as a ``photozsom.mdn`` artifact directory (atomically).
+
+        ``meta.json`` holds the constructor arguments, the grid's width and bounds, the
+        feature names, the best epoch and the format version; ``arrays.npz`` holds the network
+        weights (``state/<parameter>``), the standardisation (``standardizer/mean``,
+        ``standardizer/std``), the grid centres and the training history
+        (``history/<column>``). Nothing is pickled (:mod:`photozsom.artifacts`).
+
+        Parameters
+        ----------
+        directory : path
+            The artifact directory; an existing one is replaced only once the new one is
+            complete.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from photozsom.artifacts import save_artifact, state_to_arrays
 
         if self.standardizer is None:
             raise RuntimeError("nothing to save: the MDN is not trained")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         g = self.grid
-        torch.save({
-            "format": _FORMAT, "version": 1, "config": self.config(),
-            "grid": {"centres": g.centres.tolist(), "sigma": g.sigma, "bounds": [g.lo, g.hi]},
-            "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
-            "standardizer": self.standardizer.to_dict(),
-            "history": self.history_.to_dict(orient="list"),
-            "best_epoch": self.best_epoch_,
-        }, path)
-        return path
+        arrays = state_to_arrays(self.network.state_dict())
+        arrays["standardizer/mean"] = np.asarray(self.standardizer.mean, dtype=np.float64)
+        arrays["standardizer/std"] = np.asarray(self.standardizer.std, dtype=np.float64)
+        arrays["grid/centres"] = np.asarray(g.centres)
+        for col in self.history_.columns:
+            arrays[f"history/{col}"] = self.history_[col].to_numpy(dtype=np.float64)
+        meta = {"config": self.config(), "grid": {"sigma": g.sigma, "bounds": [g.lo, g.hi]},
+                "feature_names": list(self.standardizer.names), "best_epoch": self.best_epoch_,
+                "history_columns": list(self.history_.columns)}
+        return save_artifact(directory, _KIND, arrays, meta, version=1)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | None = None) -> MDN:
-        """Read a model written by :meth:`save`, onto ``device`` (default: CUDA if present)."""
-        import torch
+    def load(cls, directory: str | os.PathLike, device: str | None = None) -> MDN:
+        """Read a model written by :meth:`save`, onto ``device`` (default: CUDA if present).
 
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no MDN file at {path}")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a photozsom MDN file (written by MDN.save)")
-        gd = blob["grid"]
-        grid = get_grid(np.asarray(gd["centres"]), gd["sigma"], tuple(gd["bounds"]))
-        model = cls(**blob["config"], device=device, grid=grid)
-        model.network.load_state_dict(blob["state_dict"])
+        Raises
+        ------
+        photozsom.artifacts.ArtifactError
+            (a ValueError) when ``directory`` is not a ``photozsom.mdn`` artifact of a
+            supported version.
+        """
+        from photozsom.artifacts import arrays_to_state, load_artifact
+
+        arrays, meta = load_artifact(directory, _KIND, versions=(1,))
+        gd = meta["grid"]
+        grid = get_grid(arrays["grid/centres"], gd["sigma"], tuple(gd["bounds"]))
+        cfg = dict(meta["config"])
+        cfg["hidden"] = tuple(cfg["hidden"])
+        model = cls(**cfg, device=device, grid=grid)
+        model.network.load_state_dict(arrays_to_state(arrays))
         model.network.eval()
-        model.standardizer = Standardizer.from_dict(blob["standardizer"])
-        model.history_ = pd.DataFrame(blob["history"])
-        model.best_epoch_ = blob.get("best_epoch")
+        model.standardizer = Standardizer(arrays["standardizer/mean"], arrays["standardizer/std"],
+                                          list(meta.get("feature_names", [])))
+        cols = meta.get("history_columns", [])
+        hist = pd.DataFrame({c: arrays[f"history/{c}"] for c in cols}, columns=cols)
+        if "epoch" in hist:
+            hist["epoch"] = hist["epoch"].astype(np.int64)
+        model.history_ = hist
+        model.best_epoch_ = meta.get("best_epoch")
         return model
 
 
@@ -511,8 +635,13 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _hash_uniform(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per ID, fixed by (ID, seed) alone."""
+#: Salts that give the out-of-fold assignment its own hash streams, independent of the split's.
+_FOLD_SALT = 0x6B8B4567F01D5EED
+_FOLD_VAL_SALT = 0x327B23C6A11CE5ED
+
+
+def _hash_uniform(ids: np.ndarray, seed: int, salt: int = 0) -> np.ndarray:
+    """A number in [0, 1) per ID, fixed by (ID, seed, salt) alone (salt 0: the split's)."""
     if ids.dtype.kind in "iu":
         h = ids.astype(np.int64, copy=False).view(np.uint64) if ids.dtype.kind == "i" \
             else ids.astype(np.uint64)
@@ -520,8 +649,10 @@ def _hash_uniform(ids: np.ndarray, seed: int) -> np.ndarray:
         h = pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
     else:
         raise ValueError(f"object IDs must be integers or strings, got dtype {ids.dtype}")
-    s = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
-    x = _splitmix64(h ^ s)
+    s = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    if salt:
+        s = _splitmix64(s ^ np.uint64(salt))
+    x = _splitmix64(h ^ s[0])
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
@@ -582,15 +713,53 @@ def train_val_test_split(n_or_ids: int | np.ndarray, fractions: Sequence[float] 
     return out  # type: ignore[return-value]
 
 
+def assign_folds(ids: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Cut rows into ``n_folds`` folds of equal size (to one row), by a seeded hash of the IDs.
+
+    The rows are ranked by a hash of (ID, ``seed``) drawn from a stream of its own, so the
+    folds are independent of :func:`train_val_test_split` with any seed (the same seed
+    included), and the ranking is cut into ``n_folds`` consecutive blocks. A row's fold
+    depends only on the set of IDs, not on their order; adding rows may move others to a
+    neighbouring fold to keep the sizes equal.
+
+    Parameters
+    ----------
+    ids : array_like, shape (N,)
+        Object IDs (integers or strings); repeated IDs may land in different folds.
+    n_folds : int
+        Number of folds, 2 <= n_folds <= N.
+    seed : int
+        Same seed and IDs, same folds.
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        Fold of each row, 0 .. n_folds - 1; every fold has ``N // n_folds`` or one more rows.
+    """
+    ids = np.asarray(ids) if not isinstance(ids, pd.Series) else ids.to_numpy()
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"ids must be a non-empty 1-D array, got shape {ids.shape}")
+    n_folds = int(n_folds)
+    if not 2 <= n_folds <= ids.size:
+        raise ValueError(f"n_folds must be >= 2 and at most the number of rows ({ids.size}), "
+                         f"got {n_folds}")
+    u = _hash_uniform(ids, int(seed), salt=_FOLD_SALT)
+    # equal hashes (repeated IDs) keep their row order
+    rank = np.empty(ids.size, dtype=np.int64)
+    rank[np.argsort(u, kind="stable")] = np.arange(ids.size)
+    return rank * n_folds // ids.size
+
+
 def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds: int = 5,
                       val_fraction: float = 0.1, seed: int = 0, progress: bool = True,
                       **mdn_kwargs: Any) -> tuple[MixturePDF, np.ndarray]:
     """Out-of-fold P(z|X) for every galaxy: each row predicted by an MDN that never saw it.
 
-    The rows are cut into ``n_folds`` folds by a seeded hash of their ID (stable when rows are
-    added or reordered, as :func:`train_val_test_split`). For each fold an MDN is trained on
-    the other folds, with ``val_fraction`` of them held out for early stopping, and predicts
-    the fold. The per-cell analysis then has a held-out prediction for *every* labelled galaxy
+    The rows are cut into ``n_folds`` folds of equal size by :func:`assign_folds` (a seeded
+    hash of the IDs, independent of :func:`train_val_test_split`, not changed by reordering
+    the rows). For each fold an MDN is trained on the other folds, with about
+    ``val_fraction`` of them (chosen by a third independent hash of the IDs) held out for
+    early stopping, and predicts the fold. The per-cell analysis then has a held-out prediction for *every* labelled galaxy
     instead of only the 10% test split, which matters when the sample is small (the book's
     simulated default has tens of thousands of galaxies, the paper twelve million).
 
@@ -618,8 +787,6 @@ def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds:
     """
     from tqdm.auto import tqdm
 
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     X = np.asarray(X, dtype=np.float32)
@@ -627,8 +794,8 @@ def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds:
     ids = np.asarray(ids)
     if not (len(X) == len(z) == len(ids)):
         raise ValueError(f"X ({len(X)}), z ({len(z)}) and ids ({len(ids)}) differ in length")
-    fold = np.minimum((_hash_uniform(ids, seed) * n_folds).astype(np.int64), n_folds - 1)
-    is_val = _hash_uniform(ids, seed + 1) < val_fraction
+    fold = assign_folds(ids, n_folds, seed)
+    is_val = _hash_uniform(ids, int(seed), salt=_FOLD_VAL_SALT) < val_fraction
     weights = None
     for k in tqdm(range(n_folds), desc="folds", unit="fold", disable=None if progress else True):
         held = fold == k

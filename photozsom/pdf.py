@@ -310,35 +310,65 @@ class MixturePDF:
         Component width, redshift. Default :data:`SIGMA`.
     bounds : (float, float), optional
         Support, redshift. Default ``(Z_MIN, Z_MAX)``.
+    ids : array_like, shape (N,), optional
+        One identifier per galaxy (integers or strings, e.g. ``OBJID``), carried through
+        indexing, :meth:`concatenate`, :meth:`save` and :meth:`load` (as in qp's ``Ensemble``).
 
     Raises
     ------
     ValueError
-        For a non-2-D array, a width other than K, NaN/inf, negative weights or rows that
-        do not sum to 1.
+        For a non-2-D array, a width other than K, NaN/inf, negative weights, rows that
+        do not sum to 1, or ``ids`` of the wrong length or type.
 
     Notes
     -----
     Indexing (``pdf[3]``, ``pdf[10:20]``, ``pdf[mask]``, ``pdf[[1, 5]]``) returns a new
-    ``MixturePDF`` (always 2-D). Methods that take a redshift ``z`` accept a scalar (the
+    ``MixturePDF`` (always 2-D) with the matching ``ids``. Methods that take a redshift ``z`` accept a scalar (the
     same ``z`` for every galaxy), an array of shape (N,) (one per galaxy) or (N, G)
     (G per galaxy), and return the matching shape.
     """
 
     def __init__(self, weights: np.ndarray, *, centres: np.ndarray = CENTRES,
-                 sigma: float = SIGMA, bounds: Sequence[float] = (Z_MIN, Z_MAX)) -> None:
+                 sigma: float = SIGMA, bounds: Sequence[float] = (Z_MIN, Z_MAX),
+                 ids: np.ndarray | None = None) -> None:
         grid = get_grid(centres, sigma, bounds)
-        self._init(self._validate(weights, grid), grid)
+        w = self._validate(weights, grid)
+        self._init(w, grid, self._validate_ids(ids, len(w)))
 
     @classmethod
-    def _from_valid(cls, weights: np.ndarray, grid: MixtureGrid) -> MixturePDF:
+    def _from_valid(cls, weights: np.ndarray, grid: MixtureGrid,
+                    ids: np.ndarray | None = None) -> MixturePDF:
         obj = cls.__new__(cls)
-        obj._init(weights, grid)
+        obj._init(weights, grid, ids)
         return obj
 
-    def _init(self, weights: np.ndarray, grid: MixtureGrid) -> None:
+    def _init(self, weights: np.ndarray, grid: MixtureGrid, ids: np.ndarray | None = None) -> None:
         self._w = weights
         self.grid = grid
+        self._ids = ids
+
+    @staticmethod
+    def _validate_ids(ids, n: int) -> np.ndarray | None:
+        if ids is None:
+            return None
+        a = np.asarray(ids)
+        if a.dtype == object:
+            a = a.astype(str)
+        if a.ndim != 1 or a.shape[0] != n:
+            raise ValueError(f"ids must be 1-D with one identifier per galaxy ({n}), got shape "
+                             f"{a.shape}")
+        if a.dtype.kind not in "iuU":
+            raise ValueError(f"ids must be integers or strings, got dtype {a.dtype}")
+        return a
+
+    @property
+    def ids(self) -> np.ndarray | None:
+        """Identifier of each galaxy, shape (N,), or None when the PDFs carry none."""
+        if self._ids is None:
+            return None
+        v = self._ids.view()
+        v.setflags(write=False)
+        return v
 
     @staticmethod
     def _validate(weights, grid: MixtureGrid) -> np.ndarray:
@@ -406,14 +436,18 @@ class MixturePDF:
         if w.ndim != 2:
             raise IndexError("index MixturePDF along galaxies only (int, slice, bool mask or "
                              "integer array)")
-        return MixturePDF._from_valid(w, self.grid)
+        return MixturePDF._from_valid(w, self.grid, None if self._ids is None else self._ids[idx])
 
     def __repr__(self) -> str:
         return f"MixturePDF(N={len(self)}, {self.grid!r})"
 
     @classmethod
     def concatenate(cls, pdfs: Sequence[MixturePDF]) -> MixturePDF:
-        """Stack PDFs of several sets of galaxies (all on the same grid)."""
+        """Stack PDFs of several sets of galaxies (all on the same grid).
+
+        The result carries ``ids`` when every input does; mixing PDFs with and without ids
+        raises a ValueError.
+        """
         pdfs = list(pdfs)
         if not pdfs:
             raise ValueError("concatenate needs at least one MixturePDF")
@@ -422,9 +456,14 @@ class MixturePDF:
             if p.grid != grid:
                 raise ValueError(f"cannot concatenate PDFs on different grids: {grid!r} and "
                                  f"{p.grid!r}")
+        has = [p._ids is not None for p in pdfs]
+        if any(has) and not all(has):
+            raise ValueError("cannot concatenate PDFs with ids and PDFs without: give every "
+                             "MixturePDF its ids (or none)")
+        ids = np.concatenate([p._ids for p in pdfs]) if all(has) else None
         dtype = np.result_type(*[p._w.dtype for p in pdfs])
         return cls._from_valid(np.concatenate([p._w.astype(dtype, copy=False) for p in pdfs]),
-                               grid)
+                               grid, ids)
 
     def _rows(self, sl: slice) -> np.ndarray:
         w = self._w[sl].astype(np.float64)
@@ -838,8 +877,8 @@ class MixturePDF:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the weights and the grid to ``.npz`` (default) or ``.h5``/``.hdf5``.
 
-        The file holds ``weights`` (N, K), ``centres`` (K,), ``sigma`` and ``bounds`` (2,), so
-        it can be read without photozsom. It is written to a temporary name beside ``path``
+        The file holds ``weights`` (N, K), ``centres`` (K,), ``sigma`` and ``bounds`` (2,) (and
+        ``ids`` (N,) when the PDFs carry them), so it can be read without photozsom. It is written to a temporary name beside ``path``
         and renamed into place (:func:`photozsom.artifacts.atomic_path`): an interrupted write
         leaves the previous file or none, never a truncated one.
 
@@ -862,12 +901,16 @@ class MixturePDF:
                 f["sigma"] = g.sigma
                 f["bounds"] = np.array([g.lo, g.hi])
                 f["centres"].attrs["unit"] = "redshift"
+                if self._ids is not None:
+                    ids = self._ids
+                    f["ids"] = ids if ids.dtype.kind != "U" else np.char.encode(ids, "utf-8")
         else:
             if path.suffix.lower() != ".npz":
                 path = path.with_name(path.name + ".npz")
             with atomic_path(path) as tmp:
+                extra = {} if self._ids is None else {"ids": self._ids}
                 np.savez_compressed(tmp, weights=self._w, centres=g.centres, sigma=g.sigma,
-                                    bounds=np.array([g.lo, g.hi]), format=_FORMAT)
+                                    bounds=np.array([g.lo, g.hi]), format=_FORMAT, **extra)
         return path
 
     @classmethod
@@ -885,13 +928,17 @@ class MixturePDF:
                     raise ValueError(f"{path} is not a MixturePDF file: lacks {missing}")
                 w, c = f["weights"][()], f["centres"][()]
                 s, b = float(f["sigma"][()]), f["bounds"][()]
+                ids = f["ids"][()] if "ids" in f else None
+                if ids is not None and ids.dtype.kind == "S":
+                    ids = np.char.decode(ids, "utf-8")
         else:
             with np.load(path, allow_pickle=False) as f:
                 missing = [k for k in ("weights", "centres", "sigma", "bounds") if k not in f]
                 if missing:
                     raise ValueError(f"{path} is not a MixturePDF file: lacks {missing}")
                 w, c, s, b = f["weights"], f["centres"], float(f["sigma"]), f["bounds"]
-        return cls(w, centres=c, sigma=s, bounds=tuple(b))
+                ids = f["ids"] if "ids" in f.files else None
+        return cls(w, centres=c, sigma=s, bounds=tuple(b), ids=ids)
 
     def to_qp(self, kind: str = "interp", n_grid: int | None = None):
         """The PDFs as a :class:`qp.Ensemble` (needs the optional ``qp-prob`` package).

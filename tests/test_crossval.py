@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from photozsom.mdn import MDN, cross_val_predict
+from photozsom.mdn import MDN, assign_folds, cross_val_predict, train_val_test_split
 from photozsom.pdf import MixturePDF
 
 
@@ -40,9 +41,42 @@ def test_folds_are_stable_under_reordering():
     np.testing.assert_array_equal(fold[perm], fold_p)
 
 
+def test_folds_have_equal_sizes_and_are_independent_of_the_split():
+    rng = np.random.default_rng(4)
+    ids = rng.choice(10**12, size=20003, replace=False).astype(np.int64)
+    for seed in (0, 3):
+        fold = assign_folds(ids, n_folds=5, seed=seed)
+        sizes = np.bincount(fold, minlength=5)
+        assert sizes.max() - sizes.min() <= 1 and sizes.sum() == ids.size     # 4001/4000 each
+        # the split made with the same seed: every fold holds its share of every part
+        # (before, fold 4 was exactly the split's validation + test rows)
+        part = np.empty(ids.size, dtype=int)
+        for i, p in enumerate(train_val_test_split(ids, seed=seed)):
+            part[p] = i
+        table = np.array([[np.sum((fold == k) & (part == j)) for j in range(3)] for k in range(5)])
+        assert stats.chi2_contingency(table).pvalue > 1e-3
+        share = table / table.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(share, np.broadcast_to(table.sum(0) / ids.size, share.shape),
+                                   atol=0.02)
+    # seeded, order-free, and string IDs work
+    np.testing.assert_array_equal(assign_folds(ids, 5, seed=1), assign_folds(ids, 5, seed=1))
+    assert np.mean(assign_folds(ids, 5, seed=1) == assign_folds(ids, 5, seed=2)) < 0.3
+    perm = rng.permutation(ids.size)
+    np.testing.assert_array_equal(assign_folds(ids[perm], 5, seed=1),
+                                  assign_folds(ids, 5, seed=1)[perm])
+    assert np.ptp(np.bincount(assign_folds(ids.astype(str), 7, seed=0))) <= 1
+    # cross_val_predict reports the same folds
+    X, z, small_ids = _noise_problem(n=50)
+    _, fold = cross_val_predict(X, z, small_ids, n_folds=3, seed=2, progress=False,
+                                hidden=(4,), max_epochs=1)
+    np.testing.assert_array_equal(fold, assign_folds(small_ids, 3, seed=2))
+
+
 def test_bad_arguments():
     X, z, ids = _noise_problem(n=20)
     with pytest.raises(ValueError, match="n_folds"):
         cross_val_predict(X, z, ids, n_folds=1)
     with pytest.raises(ValueError, match="differ in length"):
         cross_val_predict(X, z[:-1], ids)
+    with pytest.raises(ValueError, match="n_folds"):
+        assign_folds(ids[:3], n_folds=4)

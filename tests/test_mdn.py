@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import integrate, special, stats
@@ -75,6 +78,35 @@ def test_crps_mixture_rejects_bad_shapes_and_redshifts():
         crps_mixture(w, torch.tensor([0.5]))
 
 
+def test_crps_mixture_rejects_weights_that_are_not_probabilities():
+    rng = np.random.default_rng(3)
+    w = torch.tensor(rng.dirichlet(np.full(N_COMPONENTS, 0.2), size=4))
+    y = torch.tensor([0.1, 0.5, 0.9, 1.3], dtype=torch.float64)
+    # the motivating failure: rows summing to 2 give a negative "CRPS" when unchecked
+    assert float(crps_mixture(2 * w, y, validate=False).min()) < 0
+    with pytest.raises(ValueError, match="sum to 1"):
+        crps_mixture(2 * w, y)
+    off = w.clone()
+    off[2] *= 1 + 1e-4                      # 1e-4 off: beyond the float64 tolerance (1e-6)
+    with pytest.raises(ValueError, match=r"sum to 1.*first \[2\]"):
+        crps_mixture(off, y)
+    neg = w.clone()
+    neg[1, :2] = torch.tensor([-0.1, neg[1, 0] + neg[1, 1] + 0.1], dtype=torch.float64)
+    assert abs(float(neg[1].sum()) - 1) < 1e-12      # still sums to 1, but one weight < 0
+    with pytest.raises(ValueError, match=">= 0"):
+        crps_mixture(neg, y)
+    nan = w.clone()
+    nan[3, 7] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        crps_mixture(nan, y)
+    # valid probability rows pass, including float32 softmax output (sums off by ~1e-7)
+    logits = torch.tensor(rng.normal(scale=3, size=(4, N_COMPONENTS)), dtype=torch.float32)
+    got = crps_mixture(torch.softmax(logits, dim=1), y.float())
+    assert bool((got >= 0).all())
+    np.testing.assert_allclose(crps_mixture(w * (1 + 5e-7), y).numpy(),
+                               MixturePDF(w.numpy()).crps(y.numpy()), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # a synthetic problem with a known conditional density: z | x ~ N(0.5 + 0.3 x0, 0.05) on [0, 1.6]
 # ---------------------------------------------------------------------------------------------
@@ -131,15 +163,32 @@ def test_early_stopping_keeps_the_best_validation_epoch(fitted):
                                rtol=1e-4)
 
 
-def test_mdn_save_load_round_trip(fitted, tmp_path):
+def test_mdn_save_load_round_trip_as_an_artifact_without_pickle(fitted, tmp_path):
     model, _, (x, *_rest) = fitted
-    path = model.save(tmp_path / "mdn.pt")
+    path = model.save(tmp_path / "mdn")
+    assert path.is_dir()
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["format"] == "photozsom.mdn" and meta["version"] == 1
+    assert meta["config"]["hidden"] == [64, 64, 64]
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:   # plain arrays only
+        assert arrays["state/0.weight"].shape == (64, 3)
+        np.testing.assert_array_equal(arrays["standardizer/mean"], model.standardizer.mean)
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "meta.json"]
     back = MDN.load(path, device="cpu")
     np.testing.assert_array_equal(back.predict_weights(x[:50]), model.predict_weights(x[:50]))
-    np.testing.assert_allclose(back.standardizer.mean, model.standardizer.mean)
+    np.testing.assert_allclose(back.standardizer.std, model.standardizer.std)
     assert back.hidden == model.hidden and back.best_epoch_ == model.best_epoch_
-    pd_hist = back.history_
-    np.testing.assert_allclose(pd_hist["val_crps"], model.history_["val_crps"])
+    assert back.config() == model.config()
+    pd.testing.assert_frame_equal(back.history_, model.history_, check_dtype=False)
+    # saving again replaces the directory whole; a file or another kind is refused clearly
+    model.save(path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="artifacts are directories"):
+        MDN.load(tmp_path / "file")
+    from photozsom.artifacts import save_artifact
+    save_artifact(tmp_path / "som", "som", {"w": np.zeros(2)}, {})
+    with pytest.raises(ValueError, match="not 'photozsom.mdn'"):
+        MDN.load(tmp_path / "som")
 
 
 def test_mdn_training_is_reproducible_for_a_seed():

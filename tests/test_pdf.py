@@ -233,7 +233,52 @@ def test_save_load_round_trip(tmp_path, suffix):
     np.testing.assert_array_equal(back.weights, W)
     np.testing.assert_array_equal(back.centres, CENTRES)
     assert back.sigma == SIGMA and back.bounds == (Z_MIN, Z_MAX)
+    assert back.ids is None
     np.testing.assert_allclose(back.crps(Z_TRUE), PDF.crps(Z_TRUE))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]     # no temporary left behind
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+@pytest.mark.parametrize("ids", [np.arange(len(W)) * 10**12 + 7,
+                                 np.array([f"gal-{i}-é" for i in range(len(W))])])
+def test_ids_travel_through_indexing_concatenation_and_files(tmp_path, suffix, ids):
+    pdf = MixturePDF(W, ids=ids)
+    np.testing.assert_array_equal(pdf[[5, 1]].ids, ids[[5, 1]])
+    np.testing.assert_array_equal(pdf[3].ids, ids[3:4])
+    np.testing.assert_array_equal(pdf[W[:, 0] > np.median(W[:, 0])].ids,
+                                  ids[W[:, 0] > np.median(W[:, 0])])
+    both = MixturePDF.concatenate([pdf[10:], pdf[:10]])
+    np.testing.assert_array_equal(both.ids, np.r_[ids[10:], ids[:10]])
+    back = MixturePDF.load(both.save(tmp_path / f"pdf{suffix}"))
+    np.testing.assert_array_equal(back.ids, both.ids)
+    np.testing.assert_array_equal(back.weights, both.weights)
+    with pytest.raises(ValueError, match="with ids and PDFs without"):
+        MixturePDF.concatenate([pdf[:3], PDF[3:]])
+    with pytest.raises(ValueError, match="one identifier per galaxy"):
+        MixturePDF(W, ids=ids[:-1])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_an_interrupted_save_leaves_the_previous_file(tmp_path, suffix, monkeypatch):
+    import h5py
+
+    path = PDF[:3].save(tmp_path / f"pdf{suffix}")
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):        # the writer dies after creating a partial file
+        raise KeyboardInterrupt
+
+    if suffix == ".npz":
+        monkeypatch.setattr(np, "savez_compressed", lambda f, **kw: (open(f, "wb").write(b"PK"),
+                                                                     crash()))
+    else:
+        monkeypatch.setattr(h5py.File, "create_dataset", crash)
+    with pytest.raises(KeyboardInterrupt):
+        PDF.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    np.testing.assert_array_equal(MixturePDF.load(path).weights, W[:3])
 
 
 def test_to_qp_interp_reproduces_the_cdf_and_mixmod_the_interior():
