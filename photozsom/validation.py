@@ -72,6 +72,10 @@ SCORE_LABELS: dict[str, str] = {
     "distance": "SOM: distance to the prototype",
     "cell_eta": "SOM: cell's outlier rate (cross-fitted)",
     "pz_width": "no SOM: P(z) 90% width / (1 + z_phot)",
+    "colour: n_train": "colour SOM: training galaxies in the cell",
+    "embedding: n_train": "embedding SOM: training galaxies in the cell",
+    "colour: cell_eta": "colour SOM: cell's outlier rate (cross-fitted)",
+    "embedding: cell_eta": "embedding SOM: cell's outlier rate (cross-fitted)",
 }
 
 
@@ -90,7 +94,7 @@ def _bool1d(x: Any, name: str) -> np.ndarray:
 
 
 def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHOLD,
-                 blend_threshold: float = 0.25, wrong_z_threshold: float = 0.01
+                 blend_threshold: float = 0.1, wrong_z_threshold: float = 0.01
                  ) -> dict[str, np.ndarray]:
     """The simulation's truth classes of a table of predicted galaxies.
 
@@ -103,7 +107,8 @@ def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHO
     outlier_threshold : float
         ``|Δz| / (1 + z)`` above which a photo-z is a catastrophic outlier (paper: 0.15).
     blend_threshold : float
-        Neighbours' flux fraction above which a galaxy is a blend.
+        Neighbours' flux fraction above which a galaxy is a blend (default 0.1: its r-band
+        flux is then off by more than 0.1 mag).
     wrong_z_threshold : float
         ``|Z - Z_TRUE| / (1 + Z_TRUE)`` above which the spectroscopic redshift is wrong.
 
@@ -418,7 +423,8 @@ def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int =
 # Figure
 # ======================================================================================
 def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
-                   truths: Sequence[str] = ("outlier", "blend", "wrong_specz")) -> Any:
+                   truths: Sequence[str] = ("outlier", "blend", "wrong_specz"),
+                   min_flagged: int = 20) -> Any:
     """Precision and recall against the fraction flagged, one column per truth class.
 
     Parameters
@@ -430,6 +436,9 @@ def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
         :func:`flag_detection_table` rows (``truth``, ``flag``, ...), drawn as points.
     truths : sequence of str
         Truth classes to draw (columns of the figure), those present in ``curves``.
+    min_flagged : int
+        Precision is not drawn where fewer galaxies are flagged (one flagged galaxy gives a
+        precision of 0 or 1).
 
     Returns
     -------
@@ -458,7 +467,8 @@ def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
         for s in scores:
             cs = sub[sub["score"] == s]
             lab = SCORE_LABELS.get(s, s)
-            ax_p.plot(cs["fraction_flagged"], cs["precision"], color=colours[s], label=lab)
+            prec = cs["precision"].where(cs["n_flagged"] >= min_flagged)
+            ax_p.plot(cs["fraction_flagged"], prec, color=colours[s], label=lab)
             ax_r.plot(cs["fraction_flagged"], cs["recall"], color=colours[s], label=lab)
         ax_p.axhline(base, color="0.5", ls="--", label="random flag")
         ax_r.plot([0, 1], [0, 1], color="0.5", ls="--", label="random flag")
@@ -475,8 +485,11 @@ def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
         ax_r.set_xlabel("fraction of galaxies flagged")
         ax_p.set_xlim(0, 1)
         ax_r.set_ylim(0, 1.02)
-        ax_p.set_ylim(0, min(1.02, max(0.05, 1.2 * float(np.nanmax(sub["precision"].to_numpy(float))))))
-    axes[1, -1].legend(fontsize=7, loc="lower right")
+        shown = sub["precision"].where(sub["n_flagged"] >= min_flagged).to_numpy(float)
+        top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
+        ax_p.set_ylim(0, min(1.02, max(0.05, 1.2 * top)))
+    handles, labels = axes[1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
     return fig
 
 
@@ -564,7 +577,7 @@ def _auc(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = True,
-                             seed: int = 0, blend_threshold: float = 0.25,
+                             seed: int = 0, blend_threshold: float = 0.1,
                              wrong_z_threshold: float = 0.01,
                              outlier_threshold: float = OUTLIER_THRESHOLD,
                              n_thresholds: int = 50) -> dict[str, Any]:
@@ -631,7 +644,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
 
 def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None = None,
                  seed: int = 0, epochs: int | None = None, crossfit: bool = True,
-                 flagger: Any = None, blend_threshold: float = 0.25,
+                 flagger: Any = None, blend_threshold: float = 0.1,
                  wrong_z_threshold: float = 0.01, n_thresholds: int = 50,
                  progress: bool = False) -> dict[str, Any]:
     """Item 14: a SOM of the random sample's image embeddings beside the colour SOM.
