@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 256, 256],
                     help="MDN hidden layer widths")
     ap.add_argument("--batch-size", type=int, default=256, help="MDN mini-batch size")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use skies already in --workdir as they are (even if written by an "
+                         "older simulator version) instead of calling simulate")
     args = ap.parse_args()
     ci = args.scale == "ci"
     max_epochs = args.max_epochs or (40 if ci else 150)
@@ -116,8 +119,15 @@ def main() -> None:
     print(f"device: {default_device()}; scale {args.scale}, seed {args.seed}; recalibration "
           f"fitted on {args.fit_on}")
 
+    def sky(seed: int) -> dict:
+        d = work / f"sky{seed}"
+        if args.reuse and (d / "spec.parquet").exists() and (d / "random.parquet").exists():
+            print(f"reusing {d} as it is")
+            return {"spec": d / "spec.parquet", "random": d / "random.parquet"}
+        return simulate(d, scale=args.scale, seed=seed, progress=False)
+
     t0 = time.time()
-    paths = simulate(work / f"sky{args.seed}", scale=args.scale, seed=args.seed, progress=False)
+    paths = sky(args.seed)
     print(f"sky ready in {time.time() - t0:.0f} s")
 
     spec = pd.read_parquet(paths["spec"])
@@ -174,8 +184,7 @@ def main() -> None:
           f"{time.time() - t0:.0f} s")
 
     t0 = time.time()
-    paths_ind = simulate(work / f"sky{args.seed + 1}", scale=args.scale, seed=args.seed + 1,
-                         progress=False)
+    paths_ind = sky(args.seed + 1)
     spec_ind = pd.read_parquet(paths_ind["spec"])
     z_ind = spec_ind["Z"].to_numpy(np.float64)
     pdf_ind = cached("independent", lambda: main_model().predict(features(spec_ind, imputer)))
