@@ -112,7 +112,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("mdn/model", "mdn/predictions.parquet", "mdn/oof_predictions.parquet",
            "mdn/test_pdf.npz", "mdn/oof_pdf.npz"),
           "the PhotoZModel (MDN), test-split and out-of-fold predictions and P(z)"),
-    Stage("baseline", "results", ("sky/spec.parquet", "sky/split.parquet"),
+    Stage("baseline", "results", ("sky/spec.parquet", "sky/split.parquet",
+                                  "mdn/predictions.parquet"),
           ("baseline/model", "baseline/predictions.parquet", "baseline/catalog_mdn.parquet"),
           "random forest (and a catalogue-feature MDN) behind the same PhotoZModel interface"),
     Stage("cells", "density", ("som/S", "som/spec_cells.parquet", "sky/split.parquet",
@@ -372,9 +373,14 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
     info["n_spec"] = len(spec)
     info["n_random"] = len(pd.read_parquet(sky / "random.parquet", columns=["OBJID"]))
     info["split"] = split["SPLIT"].value_counts().to_dict()
-    run.record("data", {"scale": scale, "seed": seed, "spec_catalog": spec_catalog,
-                        "random_catalog": random_catalog, "spec_files": spec_files,
-                        "split_by": split_by})
+    params = {"scale": scale, "seed": seed, "spec_catalog": spec_catalog,
+              "random_catalog": random_catalog, "spec_files": spec_files, "split_by": split_by}
+    if spec_catalog is None and spec_files is not None:  # the real-file inputs, too
+        params.update(sweep_files=[str(p) for p in sweep_files or ()],
+                      random_files=None if random_files is None else [str(p) for p in random_files],
+                      cutout_dir=None if cutout_dir is None else str(cutout_dir),
+                      download=bool(download))
+    run.record("data", params)
     return info
 
 
@@ -469,6 +475,8 @@ def _data_from_files(run: Run, spec_files, sweep_files, random_files, cutout_dir
         if cutout_dir is None:
             raise ValueError("download=True needs cutout_dir (where cutout FITS files go)")
         info["cutouts"] = fetch_cutouts(ok, cutout_dir, sky / "cutouts.h5")
+    elif cutout_dir is not None:
+        info["cutouts"] = cutouts_from_folder(ok, cutout_dir, sky / "cutouts.h5")
     return info
 
 
@@ -476,12 +484,24 @@ def _data_from_files(run: Run, spec_files, sweep_files, random_files, cutout_dir
 CUTOUT_LAYERS: dict[str, tuple[str, str]] = {"S": ("ls-dr10", "griz"), "N": ("ls-dr9-north", "grz")}
 
 
+def _photometric_position(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The Legacy Survey position of each row (``RA_PHOT``/``DEC_PHOT`` after a cross-match,
+    else ``RA``/``DEC``): cutouts are centred on the galaxy the photometry belongs to."""
+    if {"RA_PHOT", "DEC_PHOT"} <= set(rows.columns):
+        return rows["RA_PHOT"].to_numpy(np.float64), rows["DEC_PHOT"].to_numpy(np.float64)
+    return rows["RA"].to_numpy(np.float64), rows["DEC"].to_numpy(np.float64)
+
+
 def fetch_cutouts(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
-                  store_path: str | os.PathLike) -> pd.DataFrame:
+                  store_path: str | os.PathLike, *, base_url: str | None = None,
+                  progress: bool = True) -> pd.DataFrame:
     """Download g,r,(i),z cutouts of every row from the layer of its footprint; build the store.
 
     Southern rows come from the DR10 layer with g, r, i, z; northern (BASS/MzLS) rows from the
-    DR9-north layer with g, r, z (their i band stays masked in the store). Returns the
+    DR9-north layer with g, r, z (their i band stays masked in the store). Cutouts are centred
+    on the photometric position (``RA_PHOT``/``DEC_PHOT`` of a cross-match). Files are kept in
+    ``<cutout_dir>/<S|N>/<OBJID>.fits``, so a re-run downloads only what is missing; the store
+    is rebuilt. ``base_url``: another endpoint (a mirror, or a local test server). Returns the
     per-object download status table; rows that failed are not in the store and say why.
     """
     from photozsom.datasets import cutouts
@@ -492,15 +512,45 @@ def fetch_cutouts(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
         rows = catalogue[ps == region]
         if len(rows) == 0:
             continue
-        got = cutouts.download_cutouts(rows["RA"], rows["DEC"], rows["OBJID"],
-                                       Path(cutout_dir) / region, layer=layer, bands=bands)
+        ra, dec = _photometric_position(rows)
+        got = cutouts.download_cutouts(ra, dec, rows["OBJID"].to_numpy(np.int64),
+                                       Path(cutout_dir) / region, layer=layer, bands=bands,
+                                       base_url=base_url or cutouts.CUTOUT_URL,
+                                       progress=progress)
         t = got.table.copy()
         t["LAYER"] = layer
         tables.append(t)
     status = pd.concat(tables, ignore_index=True)
     good = status[status["STATUS"] != "failed"]
-    cutouts.fits_to_store(good["PATH"], good["OBJID"], store_path)
+    cutouts.fits_to_store(good["PATH"], good["OBJID"].to_numpy(np.int64), store_path,
+                          overwrite=True, progress=progress)
     return status
+
+
+def cutouts_from_folder(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
+                        store_path: str | os.PathLike, *, progress: bool = True) -> pd.DataFrame:
+    """Build the store from cutouts already on disk, without downloading.
+
+    Files are ``<cutout_dir>/<S|N>/<OBJID>.fits`` (what :func:`fetch_cutouts` leaves), or
+    ``<cutout_dir>/<OBJID>.fits`` for a footprint without its own sub-folder. Returns one row
+    per galaxy (``OBJID, PATH, STATUS, ERROR``; ``STATUS`` "stored", "missing" or
+    "unreadable"); galaxies without a usable file are not in the store.
+    """
+    from photozsom.datasets import cutouts
+
+    tables = []
+    ps = catalogue["PHOTSYS"].astype(str).str.strip().str.upper().to_numpy()
+    first = True
+    for region in CUTOUT_LAYERS:
+        rows = catalogue[ps == region]
+        if len(rows) == 0:
+            continue
+        folder = Path(cutout_dir) / region
+        folder = folder if folder.is_dir() else Path(cutout_dir)
+        tables.append(cutouts.folder_to_store(rows["OBJID"].to_numpy(np.int64), folder,
+                                              store_path, overwrite=first, progress=progress))
+        first = False
+    return pd.concat(tables, ignore_index=True)
 
 
 def _region_rows(df: pd.DataFrame, region: str) -> np.ndarray:
@@ -531,10 +581,16 @@ def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[i
     shapes = {"S": tuple(p["som_shape"]), "N": tuple(p["som_shape_north"])}
     for region, feats in REGIONS.items():
         names = getattr(features, feats)
-        X, ok = features.feature_matrix(random, names, name="random sample")
-        use = ok & _region_rows(random, region)
+        in_region = _region_rows(random, region)
         shape = shapes[region]
         folder = run.path(f"som/{region}")
+        use = np.zeros(len(random), dtype=bool)
+        X = None
+        if in_region.sum() >= min_train * shape[0] * shape[1]:
+            X = np.full((len(random), len(names)), np.nan, dtype=np.float32)
+            X[in_region], ok = features.feature_matrix(random[in_region], names,
+                                                       name="random sample")
+            use[in_region] = ok
         if use.sum() < min_train * shape[0] * shape[1]:
             info[region] = {"trained": False, "n_train": int(use.sum())}
             if folder.exists():

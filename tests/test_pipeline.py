@@ -84,6 +84,7 @@ def test_rerunning_a_stage_makes_its_dependents_stale(tiny_run):
 
 def test_dependents_and_layout_come_from_the_declarations():
     assert pipeline.downstream(["som"]) == ["som", "cells", "flags", "calibrate"]
+    assert "baseline" in pipeline.downstream(["mdn"])  # Table 1 reads the MDN's predictions
     assert pipeline.downstream(["data"]) == list(pipeline.STAGES)
     chapters = ["intro", "data", "som", "embeddings", "mdn", "results", "density", "flagging",
                 "calibration", "appendix", "adapt"]

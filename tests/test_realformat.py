@@ -610,13 +610,8 @@ def test_a_folder_of_service_cutouts_becomes_a_store(data_run, tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# Pipeline behaviour that needs /work/notes/realformat.patch (photozsom/pipeline.py)
+# Cutout positions, cutouts without download, re-runs, provenance of the real-file inputs
 # --------------------------------------------------------------------------------------
-_NEEDS_PATCH = pytest.mark.xfail(strict=True, reason="needs the photozsom/pipeline.py change "
-                                 "proposed with this test file (notes/realformat.patch)")
-
-
-@_NEEDS_PATCH
 def test_cutouts_are_centred_on_the_photometric_position(data_run):
     run, out = data_run
     spec = run.spec()
@@ -627,7 +622,6 @@ def test_cutouts_are_centred_on_the_photometric_position(data_run):
     assert sep.max() < 1e-3  # the URL's 7 decimals: 0.4 mas
 
 
-@_NEEDS_PATCH
 def test_a_folder_of_cutouts_enters_without_download(data_run, tmp_path, monkeypatch):
     import shutil
 
@@ -648,7 +642,6 @@ def test_a_folder_of_cutouts_enters_without_download(data_run, tmp_path, monkeyp
         assert sorted(store.objid.tolist()) == sorted(run2.spec()["OBJID"].astype(np.int64))
 
 
-@_NEEDS_PATCH
 def test_fetching_again_keeps_one_cutout_per_galaxy(data_run, tmp_path, monkeypatch):
     run, out = data_run
 
@@ -667,7 +660,6 @@ def test_fetching_again_keeps_one_cutout_per_galaxy(data_run, tmp_path, monkeypa
         assert len(s) == len(spec)
 
 
-@_NEEDS_PATCH
 def test_other_sweep_files_make_another_data_run(data_run, tmp_path):
     """The sweep files are an input of the data stage: running it on other ones must change
     its fingerprint, so the stages that read the old sample become stale."""
