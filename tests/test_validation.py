@@ -184,3 +184,70 @@ def test_plot_detection_draws_labelled_axes(tmp_path):
     assert len(fig.legends) == 1 and "random flag" in [t.get_text() for t in fig.legends[0].get_texts()]
     fig.savefig(tmp_path / "f.png")
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Run level, on a tiny simulated sky (data, som, embed, mdn, cells, flags)
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from photozsom import pipeline
+
+    run = pipeline.Run(tmp_path_factory.mktemp("val") / "run")
+    pipeline.run_data(run, scale="tiny", progress=False)
+    pipeline.run_som(run, scale="tiny", progress=False)
+    pipeline.run_embed(run, scale="tiny")
+    pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
+    pipeline.run_cells(run, scale="tiny")
+    pipeline.run_flags(run, scale="tiny")
+    return run
+
+
+def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
+    from photozsom.flags import load_flagger
+
+    run = tiny_run
+    res = V.score_flag_against_truth(run, crossfit=False)
+    ev = pd.read_parquet(run.root / "cells" / "evaluated.parquet")
+    spec = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
+    fl = load_flagger(run.root / "flags" / "flagger").flag(spec)
+    g = res["galaxies"]
+    assert (g["OBJID"].to_numpy() == ev["OBJID"].to_numpy()).all()
+    assert (g["flag"].to_numpy() == fl["flag"].to_numpy()).all()
+    bad = (np.abs(ev["Z_PHOT"] - spec["Z_TRUE"]) / (1 + spec["Z_TRUE"]) > 0.15).to_numpy()
+    t = res["table"]
+    row = t[(t["truth"] == "outlier") & (t["flag"] == "SOM flag")].iloc[0]
+    assert row["n_bad"] == bad.sum()
+    assert row["n_caught"] == (bad & fl["flag"].to_numpy()).sum()
+    assert row["fraction_flagged"] == pytest.approx(fl["flag"].mean())
+    # cross-fitting changes only the under-performing part
+    cf = V.score_flag_against_truth(run)["galaxies"]
+    assert (cf["ood"].to_numpy() == fl["ood"].to_numpy()).all()
+    assert set(res["curves"]["score"]) == {"n_train", "distance", "cell_eta", "pz_width"}
+
+
+def test_run_compare_maps_spread_recomputed(tiny_run):
+    from photozsom import pipeline
+    from photozsom.embed import load_embeddings
+
+    run = tiny_run
+    res = V.compare_maps(run)
+    esom = res["som"]
+    colour = pipeline.load_maps(run)["S"]
+    assert esom.n_cells == colour.n_cells
+    rnd = run.random()
+    rnd = rnd[(rnd["PHOTSYS"] == "S").to_numpy()].reset_index(drop=True)
+    emb, ids = load_embeddings(run.root / "embed" / "embeddings.h5")
+    pos = pd.Index(ids).get_indexer(rnd["OBJID"].to_numpy())
+    has = pos >= 0
+    has[has] = np.isfinite(emb[pos[has]]).all(axis=1)
+    ccell = pipeline.spec_cells(rnd, {"S": colour})["CELL"].to_numpy()
+    both = has & (ccell >= 0) & ~rnd["IS_STAR"].to_numpy(bool)
+    z = rnd["Z_TRUE"].to_numpy()[both]
+    ecell = esom.predict(emb[pos[both]])
+    sp = res["spread"]
+    assert sp.loc["embedding", "random_std"] == pytest.approx(V.cell_redshift_spread(ecell, z))
+    assert sp.loc["colour", "random_std"] == pytest.approx(V.cell_redshift_spread(ccell[both], z))
+    assert sp.loc["none", "random_std"] == pytest.approx(np.std(z))
+    assert {"colour SOM flag", "embedding SOM flag"} <= set(res["table"]["flag"])
+    assert res["table"]["precision"].dropna().between(0, 1).all()
