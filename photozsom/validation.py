@@ -54,6 +54,7 @@ __all__ = [
     "flag_detection_table",
     "plot_detection",
     "score_flag_against_truth",
+    "summary_table",
     "top_fraction_flag",
     "truth_labels",
 ]
@@ -182,6 +183,44 @@ def flag_detection_table(truth: Mapping[str, np.ndarray],
     return pd.DataFrame(rows)
 
 
+def summary_table(table: pd.DataFrame, *, columns: Sequence[str] = ("precision", "recall"),
+                  percent: bool = True) -> pd.DataFrame:
+    """:func:`flag_detection_table` as one display table: a row per flag, a column per truth.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Long table with ``truth``, ``flag``, ``fraction_flagged``, ``base_rate`` and
+        ``columns``.
+    columns : sequence of str
+        Scores shown for each truth class.
+    percent : bool
+        Show fractions as percentages (rounded to 0.1).
+
+    Returns
+    -------
+    DataFrame
+        Index ``flag``, plus a row ``random flag (base rate)``: a flag drawn at random has
+        the base rate as precision (its recall equals the fraction it flags: NaN here).
+        Columns ``("", "flagged")`` (fraction flagged) and ``(truth label, score)``.
+    """
+    t = table.copy()
+    labels = {k: TRUTH_LABELS.get(k, k) for k in t["truth"].unique()}
+    wide = t.pivot(index="flag", columns="truth", values=list(columns))
+    wide = wide.swaplevel(axis=1)
+    order = [(tk, c) for tk in dict.fromkeys(t["truth"]) for c in columns]
+    wide = wide[order].reindex(list(dict.fromkeys(t["flag"])))
+    base = t.groupby("truth", sort=False)["base_rate"].first()
+    rnd = {(tk, c): (base[tk] if c == "precision" else np.nan) for tk, c in order}
+    wide.loc["random flag (base rate)"] = pd.Series(rnd)
+    wide.columns = pd.MultiIndex.from_tuples([(labels[tk], c) for tk, c in order])
+    flagged = t.groupby("flag", sort=False)["fraction_flagged"].first()
+    wide.insert(0, ("", "flagged"), flagged.reindex(wide.index))
+    if percent:
+        wide = (100 * wide).round(1)
+    return wide
+
+
 def detection_curve(score: np.ndarray, is_bad: np.ndarray, thresholds: np.ndarray | None = None,
                     *, higher_is_worse: bool = True, n_thresholds: int = 50) -> pd.DataFrame:
     """Precision and recall of the flag ``score >= t`` (or ``<= t``) against its threshold.
@@ -271,7 +310,7 @@ def top_fraction_flag(score: np.ndarray, fraction: float, *, higher_is_worse: bo
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     s = np.asarray(score, dtype=np.float64)
     key = np.where(np.isfinite(s), s if higher_is_worse else -s, np.inf)
-    k = int(round(fraction * s.size))
+    k = round(float(fraction) * s.size)
     out = np.zeros(s.size, dtype=bool)
     if k:
         out[np.argsort(-key, kind="stable")[:k]] = True

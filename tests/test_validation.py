@@ -251,3 +251,17 @@ def test_run_compare_maps_spread_recomputed(tiny_run):
     assert sp.loc["none", "random_std"] == pytest.approx(np.std(z))
     assert {"colour SOM flag", "embedding SOM flag"} <= set(res["table"]["flag"])
     assert res["table"]["precision"].dropna().between(0, 1).all()
+
+
+def test_summary_table_holds_the_long_tables_values():
+    rng = np.random.default_rng(9)
+    truth = {"outlier": rng.random(300) < 0.2, "blend": rng.random(300) < 0.05}
+    flags = {"a": rng.random(300) < 0.3, "b": rng.random(300) < 0.1}
+    long = V.flag_detection_table(truth, flags)
+    wide = V.summary_table(long, percent=False)
+    for _, r in long.iterrows():
+        lab = V.TRUTH_LABELS[r["truth"]]
+        assert wide.loc[r["flag"], (lab, "precision")] == pytest.approx(r["precision"])
+        assert wide.loc[r["flag"], (lab, "recall")] == pytest.approx(r["recall"])
+        assert wide.loc[r["flag"], ("", "flagged")] == pytest.approx(r["fraction_flagged"])
+        assert wide.loc["random flag (base rate)", (lab, "precision")] == pytest.approx(r["base_rate"])
