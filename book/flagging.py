@@ -47,6 +47,7 @@ flag_metrics = ["mad", "eta", "pco", "bias"]
 # %%
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 from photozsom import cells, pipeline, plots
 from photozsom.book import outputs, publish_figure
@@ -56,6 +57,7 @@ from photozsom.results import deviating_cells
 plots.style()
 run = pipeline.Run(data_dir)
 report = pipeline.load_reports(run)["S"]
+spec = run.spec()
 
 # %% [markdown]
 # ## Figure 2: galaxies from cells with a significantly worse bias
