@@ -76,7 +76,8 @@ class SOMBackend(ABC):
 
     @property
     def chunk_rows(self) -> int:
-        """Rows the façade hands to :meth:`bmu` at once."""
+        """Rows the façade hands to :meth:`bmu` at once (default: a ``[rows, n_cells]``
+        float64 distance matrix of ~16 MB)."""
         return int(min(65536, max(256, 2**21 // self.grid.n_cells)))
 
     def settings(self) -> dict:

@@ -161,6 +161,12 @@ class TorchBatchSOM(SOMBackend):
         budget = 2**19 if not str(self.device).startswith("cuda") else 2**26
         return int(min(2**18, max(256, budget // self.grid.n_cells)))
 
+    @property
+    def chunk_rows(self) -> int:
+        """Rows handed over at once: ~64 MB of float32 input, at most 2**18 rows (the score
+        matrix is formed in much smaller blocks inside, :meth:`_block_rows`)."""
+        return int(min(2**18, max(self._block_rows(), 2**24 // self.n_features)))
+
     def _scores(self, xs: torch.Tensor) -> torch.Tensor:
         """``||w_k||^2 - 2 x.w_k`` for every row and cell (padded cells +inf), ``[c, K']``."""
         return torch.addmm(self._wsq_pad, xs, self._wt_pad, alpha=-2.0)
