@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/mdn.py                          # convergence on the default sky (simulated once)
-    python benchmarks/mdn.py --sky runs/default/sky   # an existing simulated sky
-    python benchmarks/mdn.py --micro                  # also the CRPS / throughput micro-benchmarks
+    python benchmarks/mdn.py                         # convergence, default sky (simulated once)
+    python benchmarks/mdn.py --sky runs/default/sky  # an existing simulated sky
+    python benchmarks/mdn.py --micro                 # also the CRPS / throughput micro-benchmarks
 
 1. **Time to a converged model** (the default run). On the default simulated sky (25,000
    spectroscopic galaxies, :func:`photozsom.datasets.simulate` with ``scale="default"``,
@@ -291,7 +291,8 @@ def bench_training(n_train: int, d: int, epochs: int, device: str) -> MDN:
             torch.cuda.synchronize()
 
     t_mse = best_time(mse_epoch, 2)
-    print(f"\n== MDN training, D = {d}, hidden (256, 256, 256), batch {bs}, {n_train:,} galaxies ==")
+    print(f"\n== MDN training, D = {d}, hidden (256, 256, 256), batch {bs}, "
+          f"{n_train:,} galaxies ==")
     print(f"CRPS loss (incl. validation pass)  {per_epoch:7.2f} s/epoch  "
           f"{n_train / per_epoch:10,.0f} galaxies/s")
     print(f"MSE of the mean (same network)     {t_mse:7.2f} s/epoch  {n_train / t_mse:10,.0f} "

@@ -27,13 +27,13 @@ to ``lr``, then a cosine decay to ``lr / 1000``); ``lr`` defaults to
 ``1.5e-3 * batch_size / 256`` (linear scaling with the batch, which the warm-up keeps
 stable), so a larger batch takes proportionally fewer but bigger steps. Training stops early
 once the validation CRPS has not improved by ``min_improvement`` (relative) for ``patience``
-epochs: in the second half of the schedule, or earlier if it has also risen 2% above its
-best (overfitting; otherwise the high-rate phase stalls and recovers by design). The best
-epoch's weights are restored. ``schedule="plateau"`` instead halves the rate
-when the validation CRPS stalls (no fixed length); ``"cosine"`` decays from ``lr`` without
-warm-up. The output bias starts at the log of the training redshift distribution, so epoch 0
-already predicts n(z). Mixed precision (bfloat16 autocast of the network only; the softmax
-and the loss stay float32) is used only on CUDA.
+epochs and has risen 2% above its best (overfitting); otherwise the schedule runs to its
+end, since its stalls recover as the rate decays. The best epoch's weights are restored.
+``schedule="plateau"`` instead halves the rate when the validation CRPS stalls and stops
+after ``patience`` epochs without improvement (no fixed length); ``"cosine"`` decays from
+``lr`` without warm-up. The output bias starts at the log of the training redshift
+distribution, so epoch 0 already predicts n(z). Mixed precision (bfloat16 autocast of the
+network only; the softmax and the loss stay float32) is used only on CUDA.
 
 The model is saved as a ``photozsom.mdn`` artifact directory (:mod:`photozsom.artifacts`:
 ``meta.json`` + ``arrays.npz``, no pickle). :func:`cross_val_predict` gives out-of-fold
@@ -245,9 +245,10 @@ class MDN:
     patience : int
         Stop after this many epochs without a validation CRPS lower by a relative
         ``min_improvement`` than the last such improvement (the best epoch's weights are
-        kept either way); with ``"onecycle"`` or ``"cosine"`` only after the first
-        ``max_epochs // 2`` epochs, unless the validation CRPS is also 2% above its best. With ``"plateau"`` the learning rate is halved after
-        ``max(1, patience // 3)`` epochs without a lower validation CRPS.
+        kept either way); with ``"onecycle"`` or ``"cosine"`` only when the validation CRPS
+        is also 2% above its best (overfitting), else the schedule runs to its end. With
+        ``"plateau"`` the learning rate is halved after ``max(1, patience // 3)`` epochs
+        without a lower validation CRPS.
     schedule : {"onecycle", "cosine", "plateau"}
         Learning-rate schedule (see the module docstring).
     min_improvement : float
@@ -454,7 +455,7 @@ class MDN:
         n, bs = Xs.shape[0], self.batch_size
         steps = math.ceil(n / bs)
         step_sched, epoch_sched = self._scheduler(opt, steps)
-        stop_from = self.max_epochs // 2 if epoch_sched is None else 0
+        plateau = epoch_sched is not None
         gen = torch.Generator().manual_seed(self.seed)
         rows: list[dict[str, float]] = []
         best, best_state, best_epoch, stale, ref = math.inf, None, 0, 0, math.inf
@@ -497,15 +498,14 @@ class MDN:
                     best, best_epoch = val_crps, epoch
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 # patience counts epochs without a relative gain of min_improvement; a fixed
-                # schedule stops in its first half only when the validation CRPS has clearly
-                # risen above its best (overfitting), since the high-rate phase stalls and
-                # recovers by design
+                # schedule stops early only when the validation CRPS has also risen clearly
+                # above its best (overfitting): otherwise its stalls recover as the rate decays
                 if val_crps < ref * (1.0 - self.min_improvement):
                     ref, stale = val_crps, 0
                 else:
                     stale += 1
                     rising = val_crps > best * (1.0 + _OVERFIT)
-                    if stale >= self.patience and (epoch > stop_from or rising):
+                    if stale >= self.patience and (plateau or rising):
                         break
         bar.close()
         if best_state is not None:
@@ -759,9 +759,10 @@ def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds:
     hash of the IDs, independent of :func:`train_val_test_split`, not changed by reordering
     the rows). For each fold an MDN is trained on the other folds, with about
     ``val_fraction`` of them (chosen by a third independent hash of the IDs) held out for
-    early stopping, and predicts the fold. The per-cell analysis then has a held-out prediction for *every* labelled galaxy
-    instead of only the 10% test split, which matters when the sample is small (the book's
-    simulated default has tens of thousands of galaxies, the paper twelve million).
+    early stopping, and predicts the fold. The per-cell analysis then has a held-out
+    prediction for *every* labelled galaxy instead of only the 10% test split, which matters
+    when the sample is small (the book's simulated default has tens of thousands of galaxies,
+    the paper twelve million).
 
     Parameters
     ----------

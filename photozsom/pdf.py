@@ -323,9 +323,9 @@ class MixturePDF:
     Notes
     -----
     Indexing (``pdf[3]``, ``pdf[10:20]``, ``pdf[mask]``, ``pdf[[1, 5]]``) returns a new
-    ``MixturePDF`` (always 2-D) with the matching ``ids``. Methods that take a redshift ``z`` accept a scalar (the
-    same ``z`` for every galaxy), an array of shape (N,) (one per galaxy) or (N, G)
-    (G per galaxy), and return the matching shape.
+    ``MixturePDF`` (always 2-D) with the matching ``ids``. Methods that take a redshift
+    ``z`` accept a scalar (the same ``z`` for every galaxy), an array of shape (N,) (one per
+    galaxy) or (N, G) (G per galaxy), and return the matching shape.
     """
 
     def __init__(self, weights: np.ndarray, *, centres: np.ndarray = CENTRES,
@@ -878,9 +878,10 @@ class MixturePDF:
         """Write the weights and the grid to ``.npz`` (default) or ``.h5``/``.hdf5``.
 
         The file holds ``weights`` (N, K), ``centres`` (K,), ``sigma`` and ``bounds`` (2,) (and
-        ``ids`` (N,) when the PDFs carry them), so it can be read without photozsom. It is written to a temporary name beside ``path``
-        and renamed into place (:func:`photozsom.artifacts.atomic_path`): an interrupted write
-        leaves the previous file or none, never a truncated one.
+        ``ids`` (N,) when the PDFs carry them), so it can be read without photozsom. It is
+        written to a temporary name beside ``path`` and renamed into place
+        (:func:`photozsom.artifacts.atomic_path`): an interrupted write leaves the previous
+        file or none, never a truncated one.
 
         Returns
         -------

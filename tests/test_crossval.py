@@ -47,7 +47,7 @@ def test_folds_have_equal_sizes_and_are_independent_of_the_split():
     for seed in (0, 3):
         fold = assign_folds(ids, n_folds=5, seed=seed)
         sizes = np.bincount(fold, minlength=5)
-        assert sizes.max() - sizes.min() <= 1 and sizes.sum() == ids.size     # 4001/4000 each
+        assert sizes.max() - sizes.min() <= 1 and sizes.sum() == ids.size   # 4001 / 4000
         # the split made with the same seed: every fold holds its share of every part
         # (before, fold 4 was exactly the split's validation + test rows)
         part = np.empty(ids.size, dtype=int)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special, stats
@@ -268,9 +270,12 @@ def test_an_interrupted_save_leaves_the_previous_file(tmp_path, suffix, monkeypa
     def crash(*args, **kwargs):        # the writer dies after creating a partial file
         raise KeyboardInterrupt
 
+    def partial_npz(f, **kwargs):
+        Path(f).write_bytes(b"PK")
+        crash()
+
     if suffix == ".npz":
-        monkeypatch.setattr(np, "savez_compressed", lambda f, **kw: (open(f, "wb").write(b"PK"),
-                                                                     crash()))
+        monkeypatch.setattr(np, "savez_compressed", partial_npz)
     else:
         monkeypatch.setattr(h5py.File, "create_dataset", crash)
     with pytest.raises(KeyboardInterrupt):
