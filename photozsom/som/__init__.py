@@ -145,8 +145,8 @@ class SOM:
         standard deviations, deterministic), randomly drawn rows (seeded), or given
         prototypes of shape ``(n_cells, D)`` in standardised units.
     batch_size : int, optional
-        Torch: rows per settling step, twice those per ordering step (default
-        ``max(10000, 10 * n_cells)``).
+        Torch: the most rows per settling step, ordering steps taking half as many
+        (default ``max(10000, 10 * n_cells)``; see :mod:`photozsom.som.torch_batch`).
 
     Attributes
     ----------

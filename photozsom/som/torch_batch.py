@@ -83,7 +83,7 @@ class TorchBatchSOM(SOMBackend):
     learning_rate : float, optional
         Fraction ``alpha`` in ``(0, 1]`` of the step to the neighbourhood mean (default 1).
     batch_size : int, optional
-        Rows per settling step, twice those per ordering step (default
+        The most rows per settling step, ordering steps taking half as many (default
         ``max(10000, 10 * n_cells)``).
     seed : int
         Seed of the subsample permutation.
