@@ -57,8 +57,12 @@ the recalibrated cell masses ``d'_i = g(F(m_{i+1/2})) - g(F(m_{i-1/2}))``. ``B``
 and well conditioned (diagonal ~0.72, neighbours ~0.14 for the paper's grid), so ``w' =
 B^{-1} d'`` is one banded solve for all galaxies; the identity map returns the input
 weights exactly, and widening (the usual case: ``g`` spreads mass) is represented exactly
-at the mid-points. A map that asks for structure narrower than one component can give small
-negative weights; they are set to 0 and the row renormalised. Between mid-points the CDF
+at the mid-points. A map that asks for structure narrower than one component gives negative
+weights (those above ``-1e-6``, ringing in the far tails, are simply set to 0); then of two
+non-negative candidates the one whose CDF is closer to ``g(F)`` at the mid-points is kept:
+the weights with the negative ones set to 0 (renormalised), or the convex combination
+``alpha w' + (1 - alpha) d'`` with the plain cell masses ``d'`` (non-negative: ``g(F)``
+smoothed by one component width) and the largest ``alpha`` that keeps every weight >= 0. Between mid-points the CDF
 differs from ``g(F)`` by a small interpolation error;
 :meth:`Recalibrator.projection_error` measures it as the redshift by which probability is
 displaced (Wasserstein-1 distance).
@@ -181,18 +185,41 @@ class _Projector:
     def weights_from_midpoint_probits(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weights (n, K) whose CDF is ``Phi(y)`` (y: (n, K - 1)) at the mid-points.
 
-        Returns the weights and, per row, the mass of negative weights set to 0.
+        Returns the weights and, per row, the residual ``sum_i |F'(m_i) - Phi(y_i)| h_i``
+        (``h_i``: mid-point spacing; redshift units, 0 when matched exactly).
         """
         n = y.shape[0]
         L = np.concatenate([np.zeros((n, 1)), ndtr(y), np.ones((n, 1))], axis=1)
         U = np.concatenate([np.ones((n, 1)), ndtr(-y), np.zeros((n, 1))], axis=1)
         # cell masses from the lower CDF below the median, from the upper tail above it
         d = np.where(L[:, 1:] <= 0.5, np.diff(L, axis=1), -np.diff(U, axis=1))
+        d = np.clip(d, 0.0, None)
         w = linalg.solve_banded((self.bw, self.bw), self.ab, d.T, check_finite=False).T
-        neg = np.clip(-w, 0.0, None)
-        w = np.clip(w, 0.0, None)
-        s = w.sum(axis=1, keepdims=True)
-        return w / s, neg.sum(axis=1)
+        neg = w < -1e-6
+        if not neg.any():
+            w = np.clip(w, 0.0, None)
+            w /= w.sum(axis=1, keepdims=True)
+            return w, self._residual(w, L[:, 1:-1])
+        # a target narrower than one component gives negative weights; two non-negative
+        # candidates, the closer one at the mid-points is kept: (a) negative weights set to 0,
+        # (b) alpha w + (1 - alpha) d with the plain cell masses d (>= 0) and the largest
+        # alpha in [0, 1] that keeps every weight >= 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(neg, d / (d - w), 1.0)
+        alpha = np.clip(ratio.min(axis=1), 0.0, 1.0)[:, None]
+        wa = np.clip(w, 0.0, None)
+        wa /= wa.sum(axis=1, keepdims=True)
+        wb = np.clip(alpha * np.where(neg, w, wa) + (1 - alpha) * d, 0.0, None)
+        wb /= wb.sum(axis=1, keepdims=True)
+        ra, rb = self._residual(wa, L[:, 1:-1]), self._residual(wb, L[:, 1:-1])
+        pick_b = rb < ra
+        return np.where(pick_b[:, None], wb, wa), np.where(pick_b, rb, ra)
+
+    def _residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
+        mass = np.asarray((self.B @ w.T).T)
+        F = np.cumsum(mass, axis=1)[:, :-1]
+        h = np.diff(self.edges)[:-1] * 0.5 + np.diff(self.edges)[1:] * 0.5
+        return np.abs(F - target) @ h
 
 
 def _check_cells(cells, n: int, name: str = "cells") -> np.ndarray:
@@ -540,7 +567,7 @@ class Recalibrator:
             raise TypeError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
 
     def apply(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
-              return_clipped: bool = False) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
+              return_residual: bool = False) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
         """Recalibrated PDFs on the same grid: CDF ``g(F)`` at every mid-point of the centres.
 
         Parameters
@@ -550,18 +577,19 @@ class Recalibrator:
         cells : ndarray of int, shape (N,), optional
             SOM cell of each galaxy for ``kind="cell"`` (-1, unseen or out-of-range cells
             and ``cells=None`` use the global map); ignored for ``kind="global"``.
-        return_clipped : bool
-            Also return, per galaxy, the probability mass of negative weights that the
-            projection set to zero (0 when ``g(F)`` is represented exactly at the
-            mid-points).
+        return_residual : bool
+            Also return, per galaxy, the mismatch at the mid-points
+            ``sum_i |F'(m_i) - g(F(m_i))| (m_{i+1} - m_{i-1}) / 2`` (redshift; 0 to round-off
+            where ``g(F)`` is represented exactly, see :meth:`projection_error` for the full
+            integral).
 
         Returns
         -------
         MixturePDF
             Same grid, float64 weights; its ``cdf``, ``ppf``, ``pit`` and ``crps`` are exact
             for the recalibrated mixture.
-        clipped : ndarray, shape (N,)
-            Only with ``return_clipped``.
+        residual : ndarray, shape (N,)
+            Only with ``return_residual``.
         """
         self._check_fitted()
         self._check_pdf(pdf)
@@ -570,17 +598,17 @@ class Recalibrator:
         proj = _Projector.get(pdf.grid)
         W = pdf.weights
         out = np.empty((n, proj.K))
-        clipped = np.empty(n)
+        resid = np.empty(n)
         for s in range(0, n, _CHUNK_ROWS):
             sl = slice(s, min(n, s + _CHUNK_ROWS))
             w = W[sl].astype(np.float64)
             w /= w.sum(axis=1, keepdims=True)
             x = proj.midpoint_probits(w)
             p = None if params is None else params[sl]
-            out[sl], clipped[sl] = proj.weights_from_midpoint_probits(self._probit_map(x, p))
+            out[sl], resid[sl] = proj.weights_from_midpoint_probits(self._probit_map(x, p))
         res = MixturePDF(out, centres=pdf.grid.centres, sigma=pdf.grid.sigma,
                          bounds=(pdf.grid.lo, pdf.grid.hi))
-        return (res, clipped) if return_clipped else res
+        return (res, resid) if return_residual else res
 
     def projection_error(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
                          step: float | None = None) -> np.ndarray:
