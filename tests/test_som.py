@@ -209,8 +209,8 @@ def test_default_fit_stops_when_qe_stalls_and_records_final_distances():
     assert 1 <= len(full) == som.epochs_trained <= TorchBatchSOM.MAX_PASSES
     last = som.history[-1]
     assert not last["updated"] and all(h["updated"] for h in som.history[:-1])
-    prev = som.history[-2]["qe"]
-    assert prev - last["qe"] < TorchBatchSOM.TOL * last["qe"]
+    if som.history[-2]["phase"] == "full":  # else compared with a subsample's noisy QE
+        assert som.history[-2]["qe"] - last["qe"] < TorchBatchSOM.TOL * last["qe"]
     # the stopping pass measured the final map: its QE is the map's QE on the training data
     d = som.distances(X)
     assert last["qe"] == pytest.approx(d.mean(), rel=1e-5)

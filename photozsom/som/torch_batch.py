@@ -35,7 +35,7 @@ The **schedule** (:meth:`TorchBatchSOM.schedule`) has three phases:
    measures the quantization error (QE, the mean distance of the rows to their
    best-matching prototype) and stops, without updating, when it is less than
    ``TOL = 0.5%`` below the previous step's (for the first pass: the last settling
-   subsample's), or after ``MAX_PASSES = 10``. The stopping pass's distances are those of
+   subsample's, less two of its standard errors), or after ``MAX_PASSES = 10``. The stopping pass's distances are those of
    the final map, so the training distances (:meth:`photozsom.som.SOM.distance_threshold`)
    come from it at no extra cost. With ``epochs=E``, exactly ``E`` passes over all rows,
    each with an update, are made.
@@ -327,7 +327,7 @@ class TorchBatchSOM(SOMBackend):
         gen = torch.Generator().manual_seed(self.seed)
         perm = torch.randperm(N, generator=gen) if plan[0]["rows"] < N else None
         chunk = 2**18  # rows per accumulation on full passes (bounded float64 copies)
-        pos, prev, passes, subset = 0, None, 0, None
+        pos, prev, prev_se, passes, subset = 0, None, 0.0, 0, None
         history: list[dict] = []
         final = None
         bar = tqdm(plan, desc="SOM training", unit="step", disable=None if progress else True)
@@ -356,7 +356,7 @@ class TorchBatchSOM(SOMBackend):
                    "sigma": float(st["sigma"]), "qe": qe, "updated": True}
             full = st["phase"] == "full"
             passes += full
-            if full and epochs is None and prev is not None and prev - qe < self.TOL * qe:
+            if full and epochs is None and prev is not None and prev - qe < self.TOL * qe + prev_se:
                 rec["updated"] = False  # the map has stopped improving: keep it
                 history.append(rec)
                 final = d.cpu().numpy().astype(np.float64)
@@ -364,7 +364,10 @@ class TorchBatchSOM(SOMBackend):
             self._update(S, n, st["sigma"])
             history.append(rec)
             if full or st["phase"] == "settle":
-                prev = qe  # a subsample's QE estimates the full data's before the first pass
+                # a subsample's QE estimates the full data's before the first pass; within
+                # two of its standard errors a pass is no measurable improvement
+                prev = qe
+                prev_se = 0.0 if full else 2.0 * float(d.double().std()) / max(len(d), 1) ** 0.5
             bar.set_postfix(phase=st["phase"], sigma=f"{st['sigma']:.2f}", qe=f"{qe:.4f}")
         bar.close()
         return FitResult(history=history, epochs=passes, distances=final)
