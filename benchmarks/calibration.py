@@ -26,7 +26,8 @@ Kolmogorov-Smirnov statistic of the PIT against U(0, 1), the mean CRPS, the cove
 central 68% and 95% intervals (from the quantiles of the returned PDFs), the number of SOM
 cells whose PCO is significantly above 1% (one-sided binomial test, Benjamini-Hochberg at
 FDR 5% over the cells with >= 5 galaxies), the projection error (Wasserstein-1 distance
-between the returned mixture and the exact ``g(F)``, in units of the component width) and whether each target of issue 14 is met:
+between the returned mixture and the exact ``g(F)``, in units of the component width) and
+whether each target of issue 14 is met:
 PCO 1.0 +- 0.3%, coverage 68 +- 2% and 95 +- 1%, CRPS at most 1% worse, and the per-cell
 version with fewer significant cells than the global one.
 """
@@ -210,7 +211,8 @@ def main() -> None:
     rc_c = Recalibrator(kind="cell", shrinkage=args.shrinkage).fit(
         pdf_fit, z_fit, cell[pool], n_cells=som.n_cells)
     print(f"recalibrators fitted in {time.time() - t0:.1f} s; on the fit sample PCO "
-          f"{100 * rc_g.pit_fit_['before']['pco']:.2f}% -> {100 * rc_g.pit_fit_['after']['pco']:.2f}%"
+          f"{100 * rc_g.pit_fit_['before']['pco']:.2f}% -> "
+          f"{100 * rc_g.pit_fit_['after']['pco']:.2f}%"
           f" (global), cells with >= 50 fit galaxies: {(rc_c.cell_count_ >= 50).sum()}")
 
     sets = {"test split": (pdf_test, z[i_te], cell[i_te]),
@@ -232,7 +234,8 @@ def main() -> None:
         sub = slice(0, min(len(pdf), 1000))
         err_g = rc_g.projection_error(pdf[sub]) / pdf.sigma
         err_c = rc_c.projection_error(pdf[sub], cc[sub]) / pdf.sigma
-        print(f"projection error (W1 distance / sigma, {err_g.shape[0]} galaxies): global median {np.median(err_g):.3f}, 99th pct "
+        print(f"projection error (W1 distance / sigma, {err_g.shape[0]} galaxies): global "
+              f"median {np.median(err_g):.3f}, 99th pct "
               f"{np.percentile(err_g, 99):.3f}, max {err_g.max():.3f}; per-cell 99th pct "
               f"{np.percentile(err_c, 99):.3f}, max {err_c.max():.3f}")
         print(f"apply: {len(pdf) / t_apply:,.0f} galaxies/s (global, {default_device()} numpy)")

@@ -62,8 +62,8 @@ weights (those above ``-1e-6``, ringing in the far tails, are simply set to 0); 
 non-negative candidates the one whose CDF is closer to ``g(F)`` at the mid-points is kept:
 the weights with the negative ones set to 0 (renormalised), or the convex combination
 ``alpha w' + (1 - alpha) d'`` with the plain cell masses ``d'`` (non-negative: ``g(F)``
-smoothed by one component width) and the largest ``alpha`` that keeps every weight >= 0. Between mid-points the CDF
-differs from ``g(F)`` by a small interpolation error;
+smoothed by one component width) and the largest ``alpha`` that keeps every weight >= 0.
+Between mid-points the CDF differs from ``g(F)`` by a small interpolation error;
 :meth:`Recalibrator.projection_error` measures it as the redshift by which probability is
 displaced (Wasserstein-1 distance).
 
@@ -71,7 +71,8 @@ Examples
 --------
 >>> rc = Recalibrator(kind="global").fit(pdf_val, z_val)        # doctest: +SKIP
 >>> pdf_cal = rc.apply(pdf_test)                                  # doctest: +SKIP
->>> rc_c = Recalibrator(kind="cell", shrinkage=50).fit(pdf_val, z_val, cells=cell_val)  # doctest: +SKIP
+>>> rc_c = Recalibrator(kind="cell", shrinkage=50)                 # doctest: +SKIP
+>>> rc_c.fit(pdf_val, z_val, cells=cell_val)                      # doctest: +SKIP
 >>> pdf_cal = rc_c.apply(pdf_test, cells=cell_test)               # doctest: +SKIP
 >>> rc_c.save("runs/x/recalibrator"); Recalibrator.load("runs/x/recalibrator")  # doctest: +SKIP
 """
@@ -142,7 +143,7 @@ class _Projector:
         edges = np.concatenate([[grid.lo], 0.5 * (c[1:] + c[:-1]), [grid.hi]])   # K + 1
         F = grid.component_cdf(edges[:, None])                                  # (K+1, K)
         F[0], F[-1] = 0.0, 1.0
-        B = np.diff(F, axis=0)                                                  # (K, K): cell i, comp k
+        B = np.diff(F, axis=0)                  # (K, K): B[i, k] = mass of comp k in cell i
         # components further than 12 sigma from a cell contribute < 1e-32: a band suffices
         reach = np.abs(np.arange(grid.K)[:, None] - np.arange(grid.K)[None, :])
         far = np.abs(c[None, :] - edges[:-1, None]) > 12 * grid.sigma
