@@ -103,18 +103,18 @@ def main() -> None:
                     help="held-out predictions that fit the recalibration")
     ap.add_argument("--folds", type=int, default=5, help="out-of-fold folds")
     ap.add_argument("--max-epochs", type=int, default=None,
-                    help="MDN epochs (default 150, 40 for ci)")
+                    help="MDN epochs (default: the MDN's own)")
     ap.add_argument("--shrinkage", type=float, default=50.0, help="per-cell shrinkage n_0")
     ap.add_argument("--som-epochs", type=int, default=None, help="default 30, 10 for ci")
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 256, 256],
                     help="MDN hidden layer widths")
-    ap.add_argument("--batch-size", type=int, default=256, help="MDN mini-batch size")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="MDN mini-batch size (default: the MDN's own)")
     ap.add_argument("--reuse", action="store_true",
                     help="use skies already in --workdir as they are (even if written by an "
                          "older simulator version) instead of calling simulate")
     args = ap.parse_args()
     ci = args.scale == "ci"
-    max_epochs = args.max_epochs or (40 if ci else 150)
     som_epochs = args.som_epochs or (10 if ci else 30)
     work = Path(args.workdir)
     print(f"device: {default_device()}; scale {args.scale}, seed {args.seed}; recalibration "
@@ -141,10 +141,13 @@ def main() -> None:
     X = imputer.transform(Xc).astype(np.float32)
 
     # predictions are cached in the work directory under a name holding every setting
-    mdn_kw = {"hidden": tuple(args.hidden), "batch_size": args.batch_size,
-              "max_epochs": max_epochs}
-    tag = (f"{args.scale}_s{args.seed}_h{'-'.join(map(str, args.hidden))}_b{args.batch_size}"
-           f"_e{max_epochs}")
+    mdn_kw = {"hidden": tuple(args.hidden)}
+    if args.batch_size is not None:
+        mdn_kw["batch_size"] = args.batch_size
+    if args.max_epochs is not None:
+        mdn_kw["max_epochs"] = args.max_epochs
+    tag = (f"{args.scale}_s{args.seed}_h{'-'.join(map(str, args.hidden))}"
+           f"_b{args.batch_size or 'def'}_e{args.max_epochs or 'def'}")
     cache = work / "predictions"
     cache.mkdir(parents=True, exist_ok=True)
 
