@@ -70,16 +70,17 @@ __all__ = [
     "run_som",
 ]
 
-#: Settings of each scale; a stage argument left at None takes these.
+#: Settings of each scale; a stage argument left at None takes these. ``mdn_max_epochs`` is
+#: the length of the MDN's one-cycle schedule (30 is the MDN's own default).
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"sky": 600, "som_shape": (6, 6), "som_shape_north": (5, 5), "embed_epochs": 1,
-             "embed_dim": 16, "mdn_max_epochs": 8, "cv_folds": 2, "n_boot": 100,
+             "embed_dim": 16, "mdn_max_epochs": 6, "cv_folds": 2, "n_boot": 100,
              "n_estimators": 30, "min_count": 3, "real_fraction": 0.05},
     "ci": {"sky": "ci", "som_shape": (12, 12), "som_shape_north": (10, 10), "embed_epochs": 3,
-           "embed_dim": 64, "mdn_max_epochs": 40, "cv_folds": 5, "n_boot": 300,
+           "embed_dim": 64, "mdn_max_epochs": 20, "cv_folds": 3, "n_boot": 300,
            "n_estimators": 100, "min_count": 5, "real_fraction": 0.15},
     "default": {"sky": "default", "som_shape": (24, 24), "som_shape_north": (16, 16),
-                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 150, "cv_folds": 5,
+                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 30, "cv_folds": 5,
                 "n_boot": 1000, "n_estimators": 200, "min_count": 5, "real_fraction": 1.0},
 }
 
