@@ -75,8 +75,8 @@ def _fmt(metric: str, value: float) -> str:
 def _training_distance_threshold(som: Any, quantile: float) -> float:
     """The SOM's own training-distance quantile (recorded at fit), or inf if it has none."""
     fn = getattr(som, "distance_threshold", None)
-    if fn is None:
-        return float("inf")
+    if fn is None or getattr(som, "distance_quantiles_", None) is None:
+        return float("inf")  # a map built from prototypes or an old file: no training sample
     thr = fn(quantile)
     return float("inf") if thr is None or not np.isfinite(thr) else float(thr)
 

@@ -347,3 +347,17 @@ def test_cli_refuses_to_overwrite_and_names_bad_files(tmp_path, model_dir, capsy
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_blob_far_from_the_training_colours_is_out_of_distribution_by_default(fitted):
+    """The README's Flagger(som, report) — no train_distances — flags by distance."""
+    fl = flags.Flagger(fitted["som"], fitted["rep"])
+    X, _ = som_features(fitted["test"])
+    sd = X.std(axis=0)
+    blob = X[:300] + 8 * sd  # 8 sigma away from every training colour
+    out = fl.flag(blob)
+    assert out["ood"].all()
+    assert out["reason"].str.contains("outside the training colours").all()
+    assert np.isfinite(fl.distance_threshold)
+    # the training-like galaxies are mostly inside
+    assert fl.flag(X)["distance"].gt(fl.distance_threshold).mean() < 0.05
