@@ -125,7 +125,7 @@ def bench_report(n_gal, n_cells, n_boot, n_jobs, subset_cells):
 def bench_flag(n_rows, chunk):
     from photozsom import cells, flags
     from photozsom.cli import main as cli
-    from photozsom.features import som_features
+    from photozsom.features import SOM_FEATURES, som_features
     from photozsom.som import SOM
 
     sys_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
@@ -136,7 +136,7 @@ def bench_flag(n_rows, chunk):
 
     train, z = make_catalogue(50_000, 0, spread=0.3)
     X, _ = som_features(train)
-    som = SOM((32, 32), n_features=6, feature_names=list(flags.SOM_FEATURES), seed=0)
+    som = SOM((32, 32), n_features=6, feature_names=list(SOM_FEATURES), seed=0)
     som.fit(X, epochs=5, progress=False)
     c, d = som.predict_with_distances(X)
     counts = np.bincount(c, minlength=som.n_cells)

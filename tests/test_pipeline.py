@@ -131,3 +131,14 @@ def test_calibration_stage_maps_the_test_pit(tiny_run):
                                res["recalibrators"]["global"].transform(u), atol=0.02)
     assert (run.root / "calibrate" / "model" / "recalibrator").is_dir()
     assert pipeline.check(run) == {}
+
+
+def test_photozsom_explore_writes_the_page_of_a_run(tiny_run, tmp_path):
+    from photozsom.cli import main as cli
+
+    run, _ = tiny_run
+    out = tmp_path / "som.html"
+    assert cli(["explore", str(run.root), "-o", str(out), "--max-thumbs", "2"]) == 0
+    html = out.read_text()
+    assert out.stat().st_size < 15e6 and "Bokeh" in html
+    assert 'src="http' not in html  # JavaScript inlined: works offline
