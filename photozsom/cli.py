@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--chunk-size", type=int, default=200_000, help="rows per chunk")
     pr.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     pr.add_argument("--overwrite", action="store_true")
+    pr.add_argument("--hats", action="store_true", help="INPUT and OUTPUT are HATS catalogues "
+                    "(LSDB on Dask; photozsom.survey)")
+    pr.add_argument("--workers", type=int, default=None, help="with --hats: start a local Dask "
+                    "cluster of N worker processes")
+    pr.add_argument("--scheduler", default=None, help="with --hats: address of a running Dask "
+                    "scheduler (SLURM, Kubernetes, ...)")
+    pr.add_argument("--keep-all", action="store_true", help="with --hats: carry every input "
+                    "column (default OBJID, RA, DEC)")
     pr.set_defaults(func=_run_predict)
 
     f = sub.add_parser("flag", help="flag a catalogue's galaxies where training data is thin or the model under-performs")
@@ -55,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", required=True, help="a saved Flagger (the directory written by Flagger.save)")
     f.add_argument("--chunk-size", type=int, default=1_000_000, help="rows per chunk")
     f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    f.add_argument("--hats", action="store_true", help="INPUT and OUTPUT are HATS catalogues "
+                    "(LSDB on Dask; photozsom.survey)")
+    f.add_argument("--workers", type=int, default=None, help="with --hats: start a local Dask "
+                    "cluster of N worker processes")
+    f.add_argument("--scheduler", default=None, help="with --hats: address of a running Dask "
+                    "scheduler (SLURM, Kubernetes, ...)")
+    f.add_argument("--keep-all", action="store_true", help="with --hats: carry every input "
+                    "column (default OBJID, RA, DEC)")
     f.set_defaults(func=_run_flag)
 
     e = sub.add_parser("explore", help="write the interactive SOM explorer (standalone HTML) of "
@@ -94,6 +111,10 @@ def _run_simulate(args) -> int:
 def _run_predict(args) -> int:
     import time
 
+    if args.hats:
+        from photozsom.survey import cli_main
+
+        return cli_main(args)
     from photozsom.flags import load_flagger
     from photozsom.model import PhotoZModel
     from photozsom.predict import predict_file
@@ -114,10 +135,14 @@ def _run_predict(args) -> int:
 def _run_flag(args) -> int:
     import time
 
+    if args.hats:
+        from photozsom.survey import cli_main
+
+        return cli_main(args)
     from photozsom.flags import load_flagger
     from photozsom.predict import flag_file
 
-    flagger = load_flagger(args.model)
+    flagger = load_flagger(args.model, device=args.device)
     t0 = time.perf_counter()
     st = flag_file(args.input, args.output, flagger, chunk_size=args.chunk_size,
                    overwrite=args.overwrite)

@@ -14,10 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-torch = pytest.importorskip("torch")
-aion = pytest.importorskip("aion")
-
+import torch
 from aion import AION
 from aion.codecs import CodecManager, ImageCodec, LogScalarCodec
 from aion.modalities import LegacySurveyFluxG, LegacySurveyFluxZ, LegacySurveyImage

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import distributed  # noqa: F401
 import h5py
+import lsdb  # noqa: F401  (the survey extra, installed by the test command)
 import numpy as np
 import pandas as pd
 import pytest
-
-pytest.importorskip("lsdb")
-pytest.importorskip("distributed")
-
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
