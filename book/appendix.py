@@ -169,7 +169,7 @@ for m in ("mad", "eta", "pco"):
 # scheduler=ADDR)`, then
 #
 # ```bash
-# photozsom predict --hats dr10_south -o dr10_south_photoz --model model/ \\
+# photozsom predict --hats dr10_south -o dr10_south_photoz --model model/ \
 #     --flagger flagger/ --scheduler tcp://HOST:8786
 # ```
 #
