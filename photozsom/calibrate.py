@@ -223,6 +223,16 @@ class _Projector:
         return np.abs(F - target) @ h
 
 
+def _probabilities(a, name: str) -> np.ndarray:
+    """``a`` as float64 of shape (N,) or (N, G) with every value in [0, 1]."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} must be (N,) or (N, G), got shape {a.shape}")
+    if np.any(~np.isfinite(a)) or np.any((a < 0) | (a > 1)):
+        raise ValueError(f"{name} must hold probabilities (CDF values) in [0, 1] (no NaN)")
+    return a
+
+
 def _check_cells(cells, n: int, name: str = "cells") -> np.ndarray:
     c = np.asarray(cells)
     if c.ndim != 1:
@@ -520,11 +530,7 @@ class Recalibrator:
             (exactly at the grid's mid-points, see :meth:`projection_error`).
         """
         self._check_fitted()
-        u = np.asarray(u, dtype=np.float64)
-        if u.ndim not in (1, 2):
-            raise ValueError(f"u must be (N,) or (N, G), got shape {u.shape}")
-        if np.any(~np.isfinite(u)) or np.any((u < 0) | (u > 1)):
-            raise ValueError("u must hold CDF values in [0, 1] (no NaN)")
+        u = _probabilities(u, "u")
         params = self._cell_params(cells, u.shape[0])
         with np.errstate(divide="ignore"):
             x = ndtri(u)
@@ -545,11 +551,7 @@ class Recalibrator:
             So that ``pdf.ppf(inverse_transform(q))`` is the exact quantile of ``g(F)``.
         """
         self._check_fitted()
-        q = np.asarray(q, dtype=np.float64)
-        if q.ndim not in (1, 2):
-            raise ValueError(f"q must be (N,) or (N, G), got shape {q.shape}")
-        if np.any(~np.isfinite(q)) or np.any((q < 0) | (q > 1)):
-            raise ValueError("q must hold probabilities in [0, 1] (no NaN)")
+        q = _probabilities(q, "q")
         rows = self._cell_params(cells, q.shape[0])
         with np.errstate(divide="ignore"):
             y = ndtri(q)

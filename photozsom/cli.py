@@ -47,14 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--chunk-size", type=int, default=200_000, help="rows per chunk")
     pr.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     pr.add_argument("--overwrite", action="store_true")
-    pr.add_argument("--hats", action="store_true", help="INPUT and OUTPUT are HATS catalogues "
-                    "(LSDB on Dask; photozsom.survey)")
-    pr.add_argument("--workers", type=int, default=None, help="with --hats: start a local Dask "
-                    "cluster of N worker processes")
-    pr.add_argument("--scheduler", default=None, help="with --hats: address of a running Dask "
-                    "scheduler (SLURM, Kubernetes, ...)")
-    pr.add_argument("--keep-all", action="store_true", help="with --hats: carry every input "
-                    "column (default OBJID, RA, DEC)")
+    _add_hats_arguments(pr)
     pr.set_defaults(func=_run_predict)
 
     f = sub.add_parser("flag", help="flag a catalogue's galaxies where training data is thin or the model under-performs")
@@ -64,14 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--chunk-size", type=int, default=1_000_000, help="rows per chunk")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--device", default=None, help="torch device (default: cuda if present)")
-    f.add_argument("--hats", action="store_true", help="INPUT and OUTPUT are HATS catalogues "
-                    "(LSDB on Dask; photozsom.survey)")
-    f.add_argument("--workers", type=int, default=None, help="with --hats: start a local Dask "
-                    "cluster of N worker processes")
-    f.add_argument("--scheduler", default=None, help="with --hats: address of a running Dask "
-                    "scheduler (SLURM, Kubernetes, ...)")
-    f.add_argument("--keep-all", action="store_true", help="with --hats: carry every input "
-                    "column (default OBJID, RA, DEC)")
+    _add_hats_arguments(f)
     f.set_defaults(func=_run_flag)
 
     e = sub.add_parser("explore", help="write the interactive SOM explorer (standalone HTML) of "
@@ -100,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default=None, help="project root holding _config.yml and book/ (default: found)")
     b.set_defaults(func=_run_book)
     return p
+
+
+def _add_hats_arguments(p: argparse.ArgumentParser) -> None:
+    """``--hats``, ``--workers``, ``--scheduler``, ``--keep-all`` of ``predict`` and ``flag``."""
+    p.add_argument("--hats", action="store_true", help="INPUT and OUTPUT are HATS catalogues "
+                   "(LSDB on Dask; photozsom.survey)")
+    p.add_argument("--workers", type=int, default=None, help="with --hats: start a local Dask "
+                   "cluster of N worker processes")
+    p.add_argument("--scheduler", default=None, help="with --hats: address of a running Dask "
+                   "scheduler (SLURM, Kubernetes, ...)")
+    p.add_argument("--keep-all", action="store_true", help="with --hats: carry every input "
+                   "column (default OBJID, RA, DEC)")
 
 
 def _run_simulate(args) -> int:

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom.datasets.crossmatch import output_names
+
 __all__ = [
     "ID_COLUMNS",
     "cli_main",
@@ -381,18 +383,6 @@ def _as_catalog(x, *, margin_arcsec: float | None, partition_rows: int, name: st
                      f"{type(x).__name__}")
 
 
-def _xmatch_names(left_cols: Sequence[str], right_cols: Sequence[str], suffix: str) -> dict:
-    """Output name of each right column, as :func:`photozsom.datasets.crossmatch.crossmatch`."""
-    reserved = set(left_cols) | {"MATCHED", "SEP_ARCSEC"}
-    out: dict[str, str] = {}
-    for c in right_cols:
-        name = c
-        while name in reserved or name in out.values():
-            name = name + suffix
-        out[c] = name
-    return out
-
-
 def _finish_xmatch(df: pd.DataFrame, rename: dict) -> pd.DataFrame:
     df = df.rename(columns=rename)
     sep = df["SEP_ARCSEC"]
@@ -463,7 +453,7 @@ def crossmatch_hats(spec, phot, radius_arcsec: float = 2.0, *,
         right = right[keep]
     else:
         cols = list(right.columns)
-    names = _xmatch_names(list(left.columns), cols, suffix)
+    names = output_names(list(left.columns), cols, suffix)
     with _quiet():
         x = left.crossmatch(right, radius_arcsec=float(radius_arcsec), n_neighbors=1,
                             how="left", suffixes=("", "__R"),

@@ -270,5 +270,5 @@ def test_validation_errors():
     rc = Recalibrator(kind="cell").fit(pdf, z, np.zeros(300, int))
     with pytest.raises(ValueError, match="cells has 10 entries"):
         rc.apply(pdf, np.zeros(10, int))
-    with pytest.raises(ValueError, match=r"u must hold CDF values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"u must hold probabilities \(CDF values\) in \[0, 1\]"):
         rc.transform(np.array([0.5, 1.5]))

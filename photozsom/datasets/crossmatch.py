@@ -36,7 +36,7 @@ import pandas as pd
 
 from photozsom.schema import validate
 
-__all__ = ["crossmatch", "crossmatch_stream", "haversine_arcsec"]
+__all__ = ["crossmatch", "crossmatch_stream", "haversine_arcsec", "output_names"]
 
 
 def haversine_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:
@@ -106,7 +106,9 @@ def _take(values, idx: np.ndarray):
     return pd.api.extensions.take(_missing_array(values), idx, allow_fill=True)
 
 
-def _out_names(left_cols: Sequence[str], right_cols: Sequence[str], suffix: str) -> dict:
+def output_names(left_cols: Sequence[str], right_cols: Sequence[str], suffix: str) -> dict:
+    """Output name of each right-table column: ``suffix`` appended while it clashes with a
+    left column, ``MATCHED``, ``SEP_ARCSEC`` or an earlier output name."""
     reserved = set(left_cols) | {"MATCHED", "SEP_ARCSEC"}
     out = {}
     for c in right_cols:
@@ -213,7 +215,7 @@ def crossmatch(
             idx[lo:hi] = np.where(ok, j, -1)
             sep[lo:hi] = s
     matched = idx >= 0
-    names = _out_names(list(left.columns), cols, suffix)
+    names = output_names(list(left.columns), cols, suffix)
     joined = {names[c]: _take(right[c].array, idx) for c in cols}
     return _assemble(left, joined, matched, sep)
 
@@ -295,6 +297,6 @@ def crossmatch_stream(
         out_cols = {}
         cols = []
     matched = np.isfinite(best)
-    names = _out_names(list(left.columns), cols, suffix)
+    names = output_names(list(left.columns), cols, suffix)
     joined = {names[c]: out_cols[c] for c in cols}
     return _assemble(left, joined, matched, np.where(matched, best, np.nan))
