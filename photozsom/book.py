@@ -351,15 +351,15 @@ def publish_page(path: str | os.PathLike, *, height: int = 900, title: str = "in
     Jupyter Book copies to ``_build/html/_static/``) and shown in an ``<iframe>``, so several
     chapters can show it without storing its megabytes in each notebook.
     """
-    from IPython.display import HTML
+    from IPython.display import IFrame
 
     path = Path(path)
     dest = find_root() / "book" / "_static" / "explorer" / path.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     if path.resolve() != dest.resolve():
         shutil.copyfile(path, dest)
-    return HTML(f'<iframe src="../../_static/explorer/{path.name}" width="100%" '
-                f'height="{int(height)}" style="border:0" title="{title}" loading="lazy"></iframe>')
+    return IFrame(f"../../_static/explorer/{path.name}", width="100%", height=int(height),
+                  extras=['style="border:0"', f'title="{title}"', 'loading="lazy"'])
 
 
 def outputs(*paths: str | os.PathLike):
