@@ -3,7 +3,7 @@
 On the default sky's random sample (every row, north and south, as a user's catalogue):
 a catalogue-feature :class:`~photozsom.model.PhotoZModel` and the book's
 :class:`~photozsom.flags.RegionalFlagger` are trained on the sky's spectroscopic sample
-(or read from ``--run`` if it holds a finished book run), then the command line is timed
+(with ``--run``, the flagger of a finished book run), then the command line is timed
 in a fresh process for each chunk size, Parquet in and out, reporting rows per second and
 the process's peak resident memory (``ru_maxrss`` of the child). ``photozsom flag`` alone
 is the peer measured in the same run.
@@ -12,7 +12,7 @@ Usage::
 
     python benchmarks/predict.py                      # default sky (simulated if missing)
     python benchmarks/predict.py --scale ci           # quick
-    python benchmarks/predict.py --run runs/default   # use a finished book run's models
+    python benchmarks/predict.py --run runs/default   # a finished book run's sky and flagger
 """
 
 from __future__ import annotations
@@ -54,9 +54,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.run:
+        if args.run:  # a finished book run: its sky and flagger; a catalogue model on its split
             run = pipeline.Run(args.run)
-            model_dir, flagger_dir = run.need("mdn/model"), run.need("flags/flagger")
+            flagger_dir = run.need("flags/flagger")
+            model = pipeline.fit_photoz_model(run, run.spec_with_split(), "catalog",
+                                              scale=args.scale)
+            model_dir = model.save(tmp / "model")
         else:
             run = pipeline.Run(tmp / "run")
             print(f"training the models on the {args.scale} sky ...", flush=True)
