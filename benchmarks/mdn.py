@@ -19,7 +19,8 @@ Usage::
 
    For each input an MDN is trained with the previous defaults (batch 256, lr 1e-3, learning
    rate halved on plateaus, patience 10 on any improvement, at most 100 epochs) and with the
-   current defaults (``MDN(n_inputs)``), same seed. Printed per run: epochs, the wall time
+   current defaults (``MDN(n_inputs)``), same seed, each ``--fits`` times (identical results;
+   the fastest is timed). Printed per run: epochs, the wall time
    until the validation CRPS first comes within 1% of its final (best, kept) value, the total
    wall and CPU time of ``fit``, and the test CRPS of the kept model; then the ratios. The
    target: the current defaults reach the same test CRPS (within +1%) in at most half the
@@ -123,16 +124,23 @@ def projected_cutouts(sky: Path, objid: np.ndarray, dim: int, cache: Path) -> np
     return out
 
 
-def time_to_converge(X: np.ndarray, z: np.ndarray, parts, kwargs: dict, device: str) -> dict:
+def time_to_converge(X: np.ndarray, z: np.ndarray, parts, kwargs: dict, device: str,
+                     fits: int) -> dict:
+    """Train ``fits`` identical models (same seed, same result); time the fastest."""
     tr, va, te = parts
-    model = MDN(X.shape[1], seed=0, device=device, **kwargs)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    hist = model.fit(X[tr], z[tr], X[va], z[va], progress=False)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    best = None
+    for _ in range(fits):
+        model = MDN(X.shape[1], seed=0, device=device, **kwargs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        hist = model.fit(X[tr], z[tr], X[va], z[va], progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if best is None or wall < best[0]:
+            best = (wall, cpu, model, hist)
+    wall, cpu, model, hist = best
     val = hist["val_crps"].to_numpy()
     final = float(np.nanmin(val))
     first = int(np.argmax(val <= 1.01 * final))
@@ -173,7 +181,7 @@ def bench_convergence(args) -> bool:
               f"{'test CRPS':>9s}")
         res = {}
         for label, kw in (("previous", OLD_DEFAULTS), ("current", {})):
-            r = time_to_converge(X, z, parts, kw, args.device)
+            r = time_to_converge(X, z, parts, kw, args.device, args.fits)
             res[label] = r
             print(f"{label:9s} {r['batch']:5d} {r['lr']:7.1e} {r['schedule']:>9s} "
                   f"{r['epochs']:6d} {r['t_1pct']:9.1f} {r['wall']:8.1f} {r['cpu']:8.1f} "
@@ -341,6 +349,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--micro", action="store_true", help="also run the micro-benchmarks")
     ap.add_argument("--json", help="write the convergence results to this JSON file")
+    ap.add_argument("--fits", type=int, default=2,
+                    help="identical fits per configuration; the fastest is reported")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

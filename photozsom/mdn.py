@@ -21,8 +21,8 @@ once per process (:attr:`photozsom.pdf.MixtureGrid.pair_matrix`). The truncation
 included exactly, not approximated.
 
 Training: inputs standardised with :class:`photozsom.features.Standardizer` (kept with the
-model), AdamW on shuffled mini-batches of 512 galaxies. The learning rate follows a
-one-cycle schedule over ``max_epochs`` (a quarter of the steps warming up from ``lr / 10``
+model), AdamW on shuffled mini-batches of 1024 galaxies. The learning rate follows a
+one-cycle schedule over ``max_epochs`` (15% of the steps warming up from ``lr / 10``
 to ``lr``, then a cosine decay to ``lr / 1000``); ``lr`` defaults to
 ``1.5e-3 * batch_size / 256`` (linear scaling with the batch, which the warm-up keeps
 stable), so a larger batch takes proportionally fewer but bigger steps. Training stops early
@@ -66,6 +66,8 @@ _SCHEDULES = ("onecycle", "cosine", "plateau")
 #: Learning rate at the reference batch size; ``lr=None`` scales it linearly with the batch.
 _BASE_LR = 1.5e-3
 _BASE_BATCH = 256
+#: Fraction of the one-cycle schedule spent warming up.
+_WARMUP = 0.15
 #: Relative rise of the validation CRPS above its best that ends a fixed schedule early.
 _OVERFIT = 0.02
 _SQRT2PI = math.sqrt(2.0 * math.pi)
@@ -280,7 +282,7 @@ class MDN:
 
     def __init__(self, n_inputs: int, hidden: Sequence[int] = (256, 256, 256), *, seed: int = 0,
                  device: str | None = None, lr: float | None = None, weight_decay: float = 1e-4,
-                 batch_size: int = 512, max_epochs: int = 30, patience: int = 4,
+                 batch_size: int = 1024, max_epochs: int = 30, patience: int = 4,
                  schedule: str = "onecycle", min_improvement: float = 1e-3,
                  dropout: float = 0.0, amp: bool | None = None,
                  grid: MixtureGrid | None = None) -> None:
@@ -398,7 +400,7 @@ class MDN:
         total = self.max_epochs * steps_per_epoch
         if self.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.lr, total_steps=total, pct_start=0.25, anneal_strategy="cos",
+                opt, max_lr=self.lr, total_steps=total, pct_start=_WARMUP, anneal_strategy="cos",
                 cycle_momentum=False, div_factor=10.0, final_div_factor=100.0), None
         if self.schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(
