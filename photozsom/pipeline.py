@@ -720,7 +720,8 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
         pool = tr | va
         X, okp, _ = model.transform(spec[pool])
         opts = {k: v for k, v in model.estimator_options.items()
-                if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device")}
+                if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
+                         "schedule", "min_improvement")}
         oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
                                           seed=seed, progress=progress, **opts)
         oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
