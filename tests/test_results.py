@@ -99,16 +99,20 @@ def test_compare_models_pco_is_judged_by_distance_from_one_percent():
     assert v.loc["MAD", "winner_here"] == "tie"
 
 
-def test_deviating_cells_puts_significant_cells_first():
-    report = pd.DataFrame({
+def test_deviating_cells_ranks_by_the_flags_definition_of_worse():
+    from photozsom.cells import CellReport
+
+    table = pd.DataFrame({
         "status": ["ok", "ok", "ok", "empty", "ok"],
         "bias": [0.05, -0.2, 0.01, np.nan, 0.3],
-        "bias_signif": [True, False, True, False, False],
+        "bias_worse": [True, True, False, False, False],
         "count": [10, 5, 40, 0, 3], "n_train": [100, 2, 500, 0, 1], "z_mean": [0.5, 0.6, 0.7, np.nan, 0.9],
     })
-    report.attrs["global"] = {"bias": 0.0}
+    report = CellReport(table, {"bias": 0.02})
     d = deviating_cells(report, "bias", n=3)
-    assert d.index.tolist() == [0, 2, 4]                     # significant by |deviation|, then the largest other
+    # significantly worse first, by |bias| - |global| (cell 1: 0.18 although b - g = -0.22)
+    assert d.index.tolist() == [1, 0, 4]
+    np.testing.assert_allclose(d["deviation"], [0.18, 0.03, 0.28])
     assert d["significant"].tolist() == [True, True, False]
     with pytest.raises(ValueError, match="metric must be"):
         deviating_cells(report, "rmse")
