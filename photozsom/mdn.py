@@ -355,6 +355,9 @@ class MDN:
     def _tensor(self, a: np.ndarray, dtype=None):
         import torch
 
+        a = np.asarray(a)
+        if not a.flags.writeable:  # torch refuses to share read-only memory (and warns)
+            a = a.copy()
         return torch.as_tensor(a, dtype=dtype or torch.float32).to(self.device)
 
     def _logits(self, xb):
