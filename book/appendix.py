@@ -24,7 +24,6 @@ n_points = 300  # galaxies with error bars in Figure 4
 # %%
 import numpy as np
 import pandas as pd
-
 from scipy import stats
 
 from photozsom import metrics, pipeline, plots

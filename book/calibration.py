@@ -35,9 +35,6 @@ shrinkage = 50.0  # pseudo-count of galaxies pulling a cell's map toward the glo
 n_boot = None  # bootstrap resamples of the per-cell re-analysis; None: the scale's preset
 
 # %%
-import numpy as np
-import pandas as pd
-
 from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
 

@@ -55,12 +55,15 @@ download = False  # never contact the cutout service unless asked
 split_by = None  # e.g. "ROSETTE": whole fields go to train, validation or test
 
 # %%
-import pandas as pd
 from IPython.display import display
 
 from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
-from photozsom.datasets.summary import mock_density_table, sky_settings_table, survey_summary
+from photozsom.datasets.summary import (
+    mock_density_table,
+    sky_settings_table,
+    survey_summary,
+)
 
 plots.style()
 run = pipeline.Run(data_dir)

@@ -39,7 +39,6 @@ evaluate_on = "out-of-fold"  # "out-of-fold" (every labelled galaxy, see the MDN
 
 # %%
 import numpy as np
-import pandas as pd
 
 from photozsom import cells, pipeline, plots
 from photozsom.book import outputs, publish_figure

@@ -42,8 +42,6 @@ dim = None  # embedding dimension of the built-in encoder; None: the scale's pre
 epochs = None  # pretraining epochs; None: the scale's preset
 
 # %%
-import pandas as pd
-
 from photozsom import pipeline, plots
 from photozsom.book import outputs, publish_figure
 from photozsom.embed import load_embeddings

@@ -45,7 +45,6 @@ distance_quantile = 0.99
 flag_metrics = ["mad", "eta", "pco", "bias"]
 
 # %%
-import numpy as np
 import pandas as pd
 from IPython.display import display
 

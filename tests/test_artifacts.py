@@ -13,7 +13,7 @@ import pytest
 from _catalogues import make_catalogue
 
 from photozsom import cells
-from photozsom.features import SOM_FEATURES, som_features
+from photozsom.features import SOM_FEATURES
 
 RNG = np.random.default_rng(0)
 X6 = RNG.normal(size=(600, 6)).astype(np.float32)

@@ -11,8 +11,8 @@ from astropy.table import Table
 
 from photozsom.datasets import legacysurvey
 from photozsom.datasets.crossmatch import crossmatch, crossmatch_stream, haversine_arcsec
-from photozsom.schema import COLUMNS, validate
 from photozsom.datasets.specz import CutReport
+from photozsom.schema import COLUMNS, validate
 
 
 def _random_sky(rng, n, ra=(150.0, 150.2), dec=(1.0, 1.2)):

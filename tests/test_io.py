@@ -31,7 +31,7 @@ def test_write_then_read_round_trips_every_format(tmp_path, suffix):
     np.testing.assert_array_equal(back["OBJID"], df["OBJID"])
     np.testing.assert_allclose(back["FLUX_R"], df["FLUX_R"])
     assert back["TYPE"].astype(str).str.strip().tolist() == df["TYPE"].tolist()
-    names, n, chunks = io.open_catalogue(path, chunk=7)
+    _, _, chunks = io.open_catalogue(path, chunk=7)
     parts = list(chunks)
     assert sum(len(p) for p in parts) == len(df) and max(len(p) for p in parts) <= 7
     cols = io.read_columns(path, ["flux_r"])  # case-insensitive
@@ -47,12 +47,11 @@ def test_unknown_suffix_and_existing_output(tmp_path):
 
 
 def _slow_writer(path):
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write("half")
-            f.flush()
-            time.sleep(30)
-            f.write(" done")
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("half")
+        f.flush()
+        time.sleep(30)
+        f.write(" done")
 
 
 def test_a_killed_writer_leaves_the_old_file_and_no_partial_one(tmp_path):
@@ -88,5 +87,5 @@ def test_a_swap_killed_between_renames_is_recovered_on_load(tmp_path):
     d = save_artifact(tmp_path / "a", "thing", {"w": np.arange(2.0)}, {"k": 1})
     # what a kill between atomic_dir's two renames leaves: the complete old copy aside
     os.replace(d, tmp_path / ".a.x1y2.old")
-    arrays, meta = load_artifact(tmp_path / "a", "thing")
+    _, meta = load_artifact(tmp_path / "a", "thing")
     assert meta["k"] == 1 and (tmp_path / "a").is_dir()

@@ -51,7 +51,7 @@ def test_model_equals_an_mdn_on_the_same_matrix(data, fitted):
     Xtr, _ = feature_matrix(train, CATALOG_FEATURES)
     Xva, _ = feature_matrix(val, CATALOG_FEATURES)
     med = np.nanmedian(Xtr.astype(np.float64), axis=0)
-    fill = lambda X: np.where(np.isfinite(X), X, med).astype(np.float32)  # noqa: E731
+    fill = lambda X: np.where(np.isfinite(X), X, med).astype(np.float32)
     mdn = MDN(n_inputs=Xtr.shape[1], seed=0, max_epochs=6)
     mdn.fit(fill(Xtr), train["Z"].to_numpy(), fill(Xva), val["Z"].to_numpy(), progress=False)
     Xte, _ = feature_matrix(test, CATALOG_FEATURES)
@@ -87,7 +87,7 @@ def test_random_forest_behind_the_same_interface(data):
     model.fit(train, train["Z"], val, val["Z"])
     X, _ = feature_matrix(train, CATALOG_FEATURES)
     med = np.nanmedian(X.astype(np.float64), axis=0)
-    fill = lambda X: np.where(np.isfinite(X), X, med).astype(np.float32)  # noqa: E731
+    fill = lambda X: np.where(np.isfinite(X), X, med).astype(np.float32)
     Xva, _ = feature_matrix(val, CATALOG_FEATURES)
     rf = RandomForestPhotoZ(seed=0, n_estimators=20).fit(fill(X), train["Z"].to_numpy(),
                                                          fill(Xva), val["Z"].to_numpy())
@@ -117,7 +117,7 @@ def test_embedding_features_and_unscorable_rows(data):
 
 
 def test_bad_input_gives_clear_errors(data):
-    train, val, _ = data
+    train, _, _ = data
     with pytest.raises(ValueError, match="features must be one of"):
         PhotoZModel("pixels").fit(train, train["Z"])
     with pytest.raises(ValueError, match="non-finite redshift"):
