@@ -780,16 +780,14 @@ def run_baseline(run: Run, *, scale: str = "ci", seed: int = 0, n_estimators: in
                      n_estimators=int(p["n_estimators"]))
     out = {"rf": _fit_predict(run, "baseline", rf, spec, cv_folds=0, seed=seed, progress=False)}
     if catalog_mdn:
-        cat = PhotoZModel("catalog", seed=seed, catalog_features=feats,
-                          max_epochs=int(p["mdn_max_epochs"]))
-        split = spec["SPLIT"].to_numpy()
-        z = spec["Z"].to_numpy(np.float64)
-        tr, va, te = (split == s for s in ("train", "val", "test"))
-        cat.fit(spec[tr], z[tr], spec[va], z[va], progress=progress)
         from photozsom.results import prediction_table
 
+        cat = fit_photoz_model(run, spec, "catalog", scale=scale, seed=seed,
+                               progress=progress, catalog_features=feats)
+        te = (spec["SPLIT"] == "test").to_numpy()
         pdf, ok, _ = cat.predict_with_status(spec[te])
-        res = prediction_table(pdf, spec["OBJID"].to_numpy()[te][ok], z[te][ok])
+        res = prediction_table(pdf, spec["OBJID"].to_numpy()[te][ok],
+                               spec["Z"].to_numpy(np.float64)[te][ok])
         res.to_parquet(run.path("baseline/catalog_mdn.parquet"), index=False)
         out["catalog_mdn"] = res
     run.record("baseline", {"scale": scale, "seed": seed, "n_estimators": p["n_estimators"],
