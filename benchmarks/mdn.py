@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/mdn.py                         # convergence, default sky (simulated once)
     python benchmarks/mdn.py --sky runs/default/sky  # an existing simulated sky
+    python benchmarks/mdn.py --sky runs/default/sky --embeddings runs/default/embed/embeddings.h5
     python benchmarks/mdn.py --micro                 # also the CRPS / throughput micro-benchmarks
 
 1. **Time to a converged model** (the default run). On the default simulated sky (25,000
@@ -12,14 +13,18 @@ Usage::
 
    - ``catalog``: :func:`photozsom.features.catalog_features` (missing values take the
      training split's median);
-   - ``embedding``: a fixed random projection of the cutouts (central 32 x 32 pixels of the
-     four bands, asinh-scaled by each band's sky noise, projected onto ``--emb-dim`` Gaussian
-     directions, seed 0). It stands in for an image embedding of that width, so the benchmark
-     needs no trained encoder; the MDN's cost depends only on the input width.
+   - ``embedding``: the image embeddings of a run (``--embeddings
+     runs/default/embed/embeddings.h5``, written by the book's embeddings chapter), or, without
+     one, a fixed random projection of the cutouts (central 32 x 32 pixels of the four bands,
+     asinh-scaled by each band's sky noise, projected onto ``--emb-dim`` Gaussian directions,
+     seed 0), which stands in for an image embedding of that width so the benchmark needs no
+     trained encoder. Galaxies without an embedding take the training split's median.
 
    For each input an MDN is trained with the previous defaults (batch 256, lr 1e-3, learning
-   rate halved on plateaus, patience 10 on any improvement, at most 100 epochs) and with the
-   current defaults (``MDN(n_inputs)``), same seed, each ``--fits`` times (identical results;
+   rate halved on plateaus, patience 10 on any improvement, at most 100 epochs, float32) and
+   with the current defaults (``MDN(n_inputs)``: batch 1024, one-cycle to lr 0.01 over 24
+   epochs, bfloat16 training steps where the CPU has native bfloat16 — the ``bf16`` column;
+   ``PHOTOZSOM_CPU_AMP=0`` turns that off), same seed, each ``--fits`` times (identical results;
    the fastest is timed). Printed per run: epochs, the wall time
    until the validation CRPS first comes within 1% of its final (best, kept) value, the total
    wall and CPU time of ``fit``, and the test CRPS of the kept model; then the ratios. The
@@ -53,7 +58,7 @@ from photozsom.pdf import default_grid
 
 #: The defaults before the time-to-convergence change, for the comparison.
 OLD_DEFAULTS = {"lr": 1e-3, "batch_size": 256, "max_epochs": 100, "patience": 10,
-                "schedule": "plateau", "min_improvement": 0.0}
+                "schedule": "plateau", "min_improvement": 0.0, "amp": False}
 
 
 def best_time(fn, repeat: int) -> float:
@@ -89,11 +94,25 @@ def catalog_inputs(spec: pd.DataFrame, train: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(X), X, med).astype(np.float32)
 
 
+def run_embeddings(path: Path, objid: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """A run's image embeddings in ``objid`` order; missing rows take the training median."""
+    from photozsom.embed import load_embeddings
+
+    emb, ids = load_embeddings(path)
+    pos = pd.Index(ids).get_indexer(objid)
+    X = np.full((len(objid), emb.shape[1]), np.nan, dtype=np.float32)
+    X[pos >= 0] = emb[pos[pos >= 0]]
+    med = np.nanmedian(X[train], axis=0)
+    return np.where(np.isfinite(X), X, med).astype(np.float32)
+
+
 def projected_cutouts(sky: Path, objid: np.ndarray, dim: int, cache: Path) -> np.ndarray:
     """Fixed random projection (seed 0) of each galaxy's asinh-scaled central 32x32 cutout."""
+    stamp = (sky / "cutouts.h5").stat().st_mtime_ns
     if cache.exists():
         with np.load(cache, allow_pickle=False) as f:
-            if f["objid"].shape == objid.shape and np.array_equal(f["objid"], objid):
+            if (f["objid"].shape == objid.shape and np.array_equal(f["objid"], objid)
+                    and "stamp" in f and int(f["stamp"]) == stamp):
                 return f["X"]
     from photozsom.datasets.store import CutoutStore
 
@@ -120,7 +139,7 @@ def projected_cutouts(sky: Path, objid: np.ndarray, dim: int, cache: Path) -> np
                 P = rng.normal(size=(x.shape[1], dim)) / np.sqrt(x.shape[1])
             out[s:s + len(r)] = x @ P
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, X=out, objid=objid)
+    np.savez(cache, X=out, objid=objid, stamp=stamp)
     return out
 
 
@@ -151,7 +170,8 @@ def time_to_converge(X: np.ndarray, z: np.ndarray, parts, kwargs: dict, device: 
     test = float(model.predict(X[te]).crps(z[te]).mean())
     return {"epochs": len(hist), "best_epoch": model.best_epoch_, "t_1pct": t_conv,
             "wall": wall, "cpu": cpu, "val": final, "test": test,
-            "batch": model.batch_size, "lr": model.lr, "schedule": model.schedule}
+            "batch": model.batch_size, "lr": model.lr, "schedule": model.schedule,
+            "amp": model.amp}
 
 
 def bench_convergence(args) -> bool:
@@ -168,15 +188,19 @@ def bench_convergence(args) -> bool:
         inputs["catalog"] = catalog_inputs(spec, parts[0])
     if "embedding" in args.inputs:
         t0 = time.perf_counter()
-        inputs["embedding"] = projected_cutouts(sky, objid, args.emb_dim,
-                                                workdir / f"projected_cutouts_{args.emb_dim}.npz")
-        print(f"embedding: random projection of the cutouts to {args.emb_dim} dimensions "
-              f"({time.perf_counter() - t0:.0f} s)")
+        if args.embeddings:
+            inputs["embedding"] = run_embeddings(Path(args.embeddings), objid, parts[0])
+            print(f"embedding: {args.embeddings} ({inputs['embedding'].shape[1]} dimensions)")
+        else:
+            inputs["embedding"] = projected_cutouts(
+                sky, objid, args.emb_dim, workdir / f"projected_cutouts_{args.emb_dim}.npz")
+            print(f"embedding: random projection of the cutouts to {args.emb_dim} dimensions "
+                  f"({time.perf_counter() - t0:.0f} s)")
     ok = True
     rows = []
     for name, X in inputs.items():
         print(f"\n== {name}: {X.shape[1]} inputs ==")
-        print(f"{'defaults':9s} {'batch':>5s} {'lr':>7s} {'schedule':>9s} {'epochs':>6s} "
+        print(f"{'defaults':9s} {'batch':>5s} {'lr':>7s} {'schedule':>9s} {'bf16':>4s} {'epochs':>6s} "
               f"{'t(1%) [s]':>9s} {'wall [s]':>8s} {'cpu [s]':>8s} {'val CRPS':>9s} "
               f"{'test CRPS':>9s}")
         res = {}
@@ -184,6 +208,7 @@ def bench_convergence(args) -> bool:
             r = time_to_converge(X, z, parts, kw, args.device, args.fits)
             res[label] = r
             print(f"{label:9s} {r['batch']:5d} {r['lr']:7.1e} {r['schedule']:>9s} "
+                  f"{'yes' if r['amp'] else 'no':>4s} "
                   f"{r['epochs']:6d} {r['t_1pct']:9.1f} {r['wall']:8.1f} {r['cpu']:8.1f} "
                   f"{r['val']:9.5f} {r['test']:9.5f}", flush=True)
         o, n = res["previous"], res["current"]
@@ -344,6 +369,8 @@ def main() -> None:
                     help="where the simulated sky and the projected cutouts are kept")
     ap.add_argument("--inputs", nargs="+", default=["catalog", "embedding"],
                     choices=["catalog", "embedding"])
+    ap.add_argument("--embeddings", help="a run's embed/embeddings.h5 (default: a random "
+                                         "projection of the cutouts)")
     ap.add_argument("--emb-dim", type=int, default=128, help="width of the projected embedding")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")

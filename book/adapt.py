@@ -29,7 +29,7 @@
 # | embeddings | `embedder="aion"`, `aion_model` | AION-1 embeddings (install `photozsom[aion]`, weights from Hugging Face) |
 # | mdn | `inputs`, `hidden`, `max_epochs` | embeddings, catalogue features or both |
 # | density | `n_boot`, `fdr` | bootstrap resamples and false discovery rate |
-# | flagging | `min_count`, `distance_quantile`, `flag_metrics` | the thresholds of your flag |
+# | flagging | `min_count`, `distance_quantile`, `flag_metrics` | the thresholds of your flag (`"auto"`: chosen from your labelled galaxies) |
 #
 # For example: `photozsom book --only data -p data_dir=runs/mine -p spec_catalog=my.parquet`
 # (re-runs every chapter that depends on the data, in `runs/mine`).
@@ -161,8 +161,10 @@ res = pipeline.run_mdn(
     cv_folds=0,
 )
 pipeline.run_cells(real, scale=scale, seed=seed, evaluate_on="test")
-pipeline.run_flags(real, scale=scale)
+fl = pipeline.run_flags(real, scale=scale)
 print(res["model"])
+print("out-of-distribution thresholds (min_count, distance quantile) chosen on the report "
+      "rosette:", {k: (int(m), float(q)) for k, (m, q) in fl["chosen"].items()})
 
 # %% [markdown]
 # The saved model and flagger are then applied to the held-out rosettes exactly as a user

@@ -36,6 +36,7 @@ seed = 0
 n_boot = None  # bootstrap resamples per cell; None: the scale's preset
 fdr = 0.05  # false discovery rate over all cell x metric tests (Benjamini-Hochberg)
 evaluate_on = "out-of-fold"  # "out-of-fold" (every labelled galaxy, see the MDN chapter) or "test"
+robustness_seeds = None  # seeds of the robustness check; None: five at default scale, two below
 
 # %%
 import numpy as np
@@ -150,6 +151,39 @@ print(
     f"of {n_ok} cells with at least two evaluated galaxies, significantly deviating cells: "
     f"{sig}; of which worse than global: {worse}"
 )
+
+# %% [markdown]
+# ## How many significant cells is luck? The same analysis with other seeds
+#
+# The count above depends on random choices: the SOM's initialisation and sample order, the
+# out-of-fold MDNs (fold assignment and weights) and the bootstrap. Below, all three are
+# redone with other seeds (`photozsom.validation.significance_across_seeds`; the run's own
+# seed reuses this run's map and predictions, the image embeddings stay this run's). Cells
+# are not the same objects on two maps, so the stability is also measured on galaxies: in
+# how many seeds a galaxy ends up in a cell significantly worse than global.
+
+# %%
+from photozsom import validation
+
+if robustness_seeds is None:
+    robustness_seeds = list(range(5)) if scale == "default" else [0, 1]
+robust = validation.significance_across_seeds(run, seeds=robustness_seeds, scale=scale,
+                                              n_boot=n_boot, fdr=fdr)
+robust["per_seed"].to_csv(run.path("cells/significance_by_seed.csv"))
+robust["per_seed"]
+
+# %%
+summ, stab = robust["summary"], robust["stability"]
+print(f"here, over {len(robustness_seeds)} seeds: cells significantly worse on any metric "
+      f"{summ.loc['any_worse', 'mean']:.1f} ± {summ.loc['any_worse', 'std']:.1f} "
+      f"(range {summ.loc['any_worse', 'min']:.0f}–{summ.loc['any_worse', 'max']:.0f}); "
+      f"significantly deviating cells per metric: "
+      + ", ".join(f"{m} {summ.loc[f'{m}_signif', 'mean']:.1f} ± "
+                  f"{summ.loc[f'{m}_signif', 'std']:.1f}" for m in cells.METRICS))
+print(f"here: {stab['frac_worse_every_seed']:.1%} of the {stab['n_galaxies']:,} evaluated "
+      f"galaxies are in a worse cell under every seed, {stab['frac_worse_any_seed']:.1%} under "
+      f"at least one (mean pairwise Jaccard index {stab['mean_pairwise_jaccard']:.2f}; "
+      f"1 = the seeds agree on every galaxy)")
 
 # %% [markdown]
 # ## Explore the map

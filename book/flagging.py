@@ -38,9 +38,12 @@
 scale = "ci"
 data_dir = "runs/ci"
 seed = 0
-min_count = None  # cells with fewer training galaxies are out of distribution; None: preset
-# distances beyond this quantile of the SOM's own training sample are out of distribution
-distance_quantile = 0.99
+# cells with fewer training galaxies are out of distribution; "auto": chosen from the data
+# (below), None: the scale's preset
+min_count = "auto"
+# distances beyond this quantile of the SOM's own training sample are out of distribution;
+# "auto": chosen from the data
+distance_quantile = "auto"
 # which significant deviations count as under-performing
 flag_metrics = ["mad", "eta", "pco", "bias"]
 
@@ -96,7 +99,19 @@ print(
 # galaxies.
 # ```
 #
-# ## The flagger
+# ## The flagger, and how its thresholds are chosen
+#
+# Two numbers decide what counts as out of distribution: `min_count` and the
+# `distance_quantile`. Rather than fixing them by hand, `pipeline.run_flags` chooses them
+# for each map from the labelled galaxies (`photozsom.flags.choose_thresholds`): every pair
+# on a grid defines an out-of-distribution flag, which is scored as a detector of
+# catastrophic outliers (|Δz| > 0.15) on the out-of-fold photo-z of the previous chapter
+# (each training galaxy is left out of its own cell's count, as a new galaxy would be).
+# The score is Youden's J = recall − false-positive rate: 0 for a flag no better than
+# random. Among the pairs within one standard error of the best J, the one that flags the
+# smallest share of the user's sample (here the random sample) is taken — a threshold is
+# only tightened where the data show it catches bad photo-z. No simulation truth is used,
+# so the same rule runs on a real catalogue.
 
 # %%
 res = pipeline.run_flags(
@@ -105,6 +120,38 @@ res = pipeline.run_flags(
 )
 flagger = res["flagger"]
 flagger
+
+# %%
+choice_path = run.root / "flags" / "threshold_choice.csv"
+if choice_path.exists():
+    choice = pd.read_csv(choice_path)
+    cs = choice[choice["som"] == "S"]
+    fig = plots.threshold_choice(cs)
+    publish_figure("fig_choice", fig, run.figure("threshold_choice.png"))
+    best = cs.loc[cs["J"].idxmax()]
+    pick = cs[cs["chosen"]].iloc[0]
+    print(f"here (southern map, {int(cs['n_bad'].iloc[0]):,} outliers among "
+          f"{int(cs['n_bad'].iloc[0] + cs['n_good'].iloc[0]):,} evaluated galaxies): best J "
+          f"{best['J']:.3f} ± {best['J_se']:.3f} at min_count {int(best['min_count'])}, quantile "
+          f"{best['distance_quantile']:g}; chosen min_count {int(pick['min_count'])}, quantile "
+          f"{pick['distance_quantile']:g} (J {pick['J']:.3f}, recall {pick['recall']:.0%}, "
+          f"precision {pick['precision']:.0%}), flagging {pick['flagged_sample']:.0%} of the "
+          f"random sample out of distribution")
+else:
+    print("thresholds set by hand:", res["chosen"])
+res["chosen"]
+
+# %% [markdown]
+# ```{glue:figure} fig_choice
+# :name: "figure-threshold-choice"
+#
+# Choosing the out-of-distribution thresholds of the southern map. Left: Youden's J
+# (recall − false-positive rate) of the out-of-distribution flag as a detector of
+# catastrophic outliers among the evaluated galaxies, for each minimum training count per
+# cell and distance quantile of the SOM's training sample; right: the share of the random
+# sample each pair flags out of distribution [%]. White outlines: within one standard error
+# of the best J; star: the chosen pair (the outlined one flagging least).
+# ```
 
 # %% [markdown]
 # ## Flagging a user's sample
@@ -155,6 +202,22 @@ publish_page(explorer, title="SOM explorer with flags")
 # %%
 by_mag = pipeline.flag_by_magnitude(run, flagger)
 by_mag.round(3)
+
+# %% [markdown]
+# The same with thresholds set by hand (the scale's preset `min_count` and the 0.99
+# quantile, this book's previous defaults), to see what choosing them from the data changed:
+
+# %%
+hand = {r: (pipeline.SCALES[scale]["min_count"], 0.99) for r in res["chosen"]}
+by_mag_hand = pipeline.flag_by_magnitude(
+    run, pipeline.build_flagger(run, hand, flag_metrics=flag_metrics))
+n_r = by_mag["n_random"]
+for label, t in (("hand-set", by_mag_hand), ("chosen", by_mag)):
+    print(f"here, {label} thresholds: {(t['flagged'] * n_r).sum() / n_r.sum():.0%} of the "
+          f"random sample flagged ({(t['ood'] * n_r).sum() / n_r.sum():.0%} out of "
+          f"distribution); MAD flagged / not flagged, brightest bin "
+          f"{t['mad_flagged'].iloc[0]:.3f} / {t['mad_unflagged'].iloc[0]:.3f}, faintest "
+          f"{t['mad_flagged'].iloc[-1]:.3f} / {t['mad_unflagged'].iloc[-1]:.3f}")
 
 # %%
 fig = plots.flag_by_magnitude(by_mag)
@@ -272,4 +335,5 @@ outputs(
     run.path("flags/"),
     run.figure("figure2_flagged_cutouts.png"),
     run.figure("threshold_curve.png"),
+    run.figure("threshold_choice.png"),
 )

@@ -42,7 +42,7 @@ seed = 0
 inputs = "embedding"  # "embedding" (the paper), "catalog" or "embedding+catalog"
 # widths of the three hidden layers (+ the 200-wide output layer)
 hidden = [256, 256, 256]
-max_epochs = None  # None: the scale's preset; early stopping usually ends sooner
+max_epochs = None  # length of the one-cycle schedule; None: the scale's preset
 cv_folds = None  # out-of-fold predictions for the per-cell analysis; None: preset, 0: none
 
 # %%
@@ -62,8 +62,12 @@ run = pipeline.Run(data_dir)
 # embedding columns, the catalogue features, or both), an imputer fitted on the training
 # split (a catalogue feature that cannot be computed, e.g. an undetected WISE band, takes
 # the training median and the row says so), and the MDN, trained with AdamW on
-# mini-batches with early stopping on the validation CRPS (the best epoch's weights are
-# kept). The same saved model is what `photozsom predict` applies to any catalogue.
+# mini-batches of 1024 galaxies under a one-cycle learning-rate schedule (warm-up to 0.01,
+# then a cosine decay), keeping the epoch with the best validation CRPS; on a GPU, or a CPU
+# with native bfloat16, the training steps run in mixed precision (predictions stay
+# float32). These defaults reach the CRPS of a slow plateau schedule in a third of the time
+# (`benchmarks/mdn.py`). The same saved model is what `photozsom predict` applies to any
+# catalogue.
 
 # %%
 res = pipeline.run_mdn(

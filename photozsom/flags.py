@@ -14,7 +14,13 @@ representative sample of DR10 colours, and warn the user when it falls
 :class:`Flagger` is a small object holding one SOM, its :class:`~photozsom.cells.CellReport`
 and the thresholds; :meth:`Flagger.flag` returns one row per input row in input order,
 never dropping one: a row whose SOM features cannot be computed gets ``flag=True`` and a
-reason. The northern (BASS/MzLS) footprint has no i-band, so it gets its own map on the
+reason.
+
+The two out-of-distribution thresholds need not be set by hand: :func:`choose_thresholds`
+scans a grid of ``min_count`` and ``distance_quantile`` on the labelled galaxies (their
+out-of-fold photo-z) and picks, by a stated rule, the pair whose out-of-distribution flag
+best separates catastrophic outliers from the rest while flagging the least of the user's
+sample. The northern (BASS/MzLS) footprint has no i-band, so it gets its own map on the
 bands it has; :class:`RegionalFlagger` holds one :class:`Flagger` per ``PHOTSYS`` and routes
 each row to its region's map. :func:`load_flagger` reads either.
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +57,8 @@ from photozsom.cells import METRICS, CellReport
 from photozsom.features import feature_bands, feature_matrix, magnitudes
 from photozsom.schema import as_dataframe
 
-__all__ = ["FLAG_COLUMNS", "Flagger", "RegionalFlagger", "load_flagger"]
+__all__ = ["FLAG_COLUMNS", "Flagger", "RegionalFlagger", "ThresholdChoice", "choose_thresholds",
+           "load_flagger"]
 
 #: Columns of :meth:`Flagger.flag`, in order.
 FLAG_COLUMNS: tuple[str, ...] = (
@@ -410,6 +418,205 @@ def load_flagger(path: str | os.PathLike, *, device: str | None = None) -> Flagg
     if meta.get("format") == "photozsom.regional_flagger":
         return RegionalFlagger.load(path, device=device)
     return Flagger.load(path, device=device)
+
+
+#: ``min_count`` values :func:`choose_thresholds` scans (training galaxies per cell).
+MIN_COUNT_GRID: tuple[int, ...] = (0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+#: ``distance_quantile`` values :func:`choose_thresholds` scans (1 = the farthest training row).
+QUANTILE_GRID: tuple[float, ...] = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The out-of-distribution thresholds :func:`choose_thresholds` picked, and its scan.
+
+    Attributes
+    ----------
+    min_count : int
+        Chosen minimum training count per cell.
+    distance_quantile : float
+        Chosen quantile of the SOM's training distances.
+    table : DataFrame
+        One row per grid point: ``min_count``, ``distance_quantile``, ``distance_threshold``
+        (standardised SOM units), ``flagged`` (fraction of the labelled galaxies flagged out
+        of distribution), ``flagged_sample`` (of the user's sample; NaN without one),
+        ``recall`` (share of bad galaxies flagged), ``false_positive_rate`` (share of good
+        galaxies flagged), ``precision``, ``J`` (recall - false-positive rate, Youden's
+        index), ``J_se`` (its binomial standard error), ``eligible`` and ``chosen``.
+    n_bad, n_good : int
+        Bad (e.g. catastrophic outlier) and good labelled galaxies scored.
+    target : str
+        What counted as bad.
+    rule : str
+        The selection rule in words.
+    """
+
+    min_count: int
+    distance_quantile: float
+    table: pd.DataFrame
+    n_bad: int
+    n_good: int
+    target: str
+    rule: str
+
+
+def choose_thresholds(
+    som: Any,
+    train_counts: np.ndarray,
+    cell: np.ndarray,
+    distance: np.ndarray,
+    z_true: np.ndarray,
+    z_pred: np.ndarray,
+    *,
+    in_train: np.ndarray | None = None,
+    pit_values: np.ndarray | None = None,
+    sample_cell: np.ndarray | None = None,
+    sample_distance: np.ndarray | None = None,
+    target: str = "outlier",
+    min_counts: Sequence[int] = MIN_COUNT_GRID,
+    quantiles: Sequence[float] = QUANTILE_GRID,
+    outlier_threshold: float | None = None,
+    min_bad: int = 20,
+) -> ThresholdChoice:
+    """Choose ``min_count`` and ``distance_quantile`` from the labelled galaxies.
+
+    Each grid pair defines an out-of-distribution flag (cell training count below
+    ``min_count``, or distance to the prototype beyond the SOM's training-distance quantile,
+    exactly as :class:`Flagger`). It is scored as a detector of bad photo-z on labelled
+    galaxies with honest (e.g. out-of-fold) predictions: recall (share of bad galaxies
+    flagged) and false-positive rate (share of good ones flagged), combined into Youden's
+    ``J = recall - false-positive rate`` (0 for a flag no better than random). The rule is
+    the one-standard-error rule: among pairs whose ``J`` lies within one binomial standard
+    error of the best ``J``, take the one flagging the smallest fraction of the user's
+    sample (of the labelled galaxies without one); ties go to the higher ``J``. So a
+    threshold is only tightened when the data show it catches bad photo-z, and when no pair
+    beats random the loosest is taken.
+
+    A labelled galaxy of the training split sits in the training count of its own cell;
+    ``in_train`` removes it (leave-one-out count), so a cell is judged by the *other*
+    training galaxies, as a new galaxy would be.
+
+    Parameters
+    ----------
+    som : SOM
+        The map (its training-distance quantiles, :meth:`~photozsom.som.SOM.distance_threshold`).
+    train_counts : array_like of int, shape (n_cells,)
+        Training galaxies per cell.
+    cell, distance : array_like, shape (N,)
+        Cell (-1: unmapped, not scored: such rows are flagged whatever the thresholds) and
+        distance to the prototype of each labelled galaxy.
+    z_true, z_pred : array_like, shape (N,)
+        Spectroscopic redshift and point photo-z.
+    in_train : array_like of bool, shape (N,), optional
+        Galaxies counted in ``train_counts``.
+    pit_values : array_like, shape (N,), optional
+        PIT values (needed for ``target="pit_tail"``).
+    sample_cell, sample_distance : array_like, shape (M,), optional
+        The user's sample (e.g. the random sample), for the flagged fraction.
+    target : {"outlier", "pit_tail"}
+        Bad means a catastrophic outlier (``|Δz| > outlier_threshold``, the paper's η) or a
+        PIT outside the central 99% (the paper's PCO).
+    min_counts, quantiles : sequences
+        The grid.
+    outlier_threshold : float, optional
+        η threshold (default :data:`photozsom.metrics.OUTLIER_THRESHOLD`).
+    min_bad : int
+        Fewest bad galaxies (and good ones) to choose from; fewer raise ``ValueError``.
+
+    Returns
+    -------
+    ThresholdChoice
+    """
+    from photozsom.metrics import OUTLIER_THRESHOLD, pco_mask, scaled_residuals
+
+    n_cells = int(som.n_cells)
+    counts = np.asarray(train_counts, dtype=np.int64)
+    if counts.shape != (n_cells,) or np.any(counts < 0):
+        raise ValueError(f"train_counts must hold {n_cells} non-negative counts, got shape "
+                         f"{counts.shape}")
+    cell = np.asarray(cell, dtype=np.int64)
+    distance = np.asarray(distance, dtype=np.float64)
+    n = cell.size
+    for name, a in (("distance", distance), ("z_true", z_true), ("z_pred", z_pred)):
+        if np.shape(a) != (n,):
+            raise ValueError(f"{name} must have one value per galaxy ({n}), got {np.shape(a)}")
+    if np.any(cell >= n_cells) or np.any(cell < -1):
+        raise ValueError(f"cell must lie in [-1, {n_cells - 1}]")
+    mapped = cell >= 0
+    if np.any(mapped & ~np.isfinite(distance)):
+        raise ValueError("mapped galaxies (cell >= 0) need a finite distance")
+    if target == "outlier":
+        thr = OUTLIER_THRESHOLD if outlier_threshold is None else float(outlier_threshold)
+        bad = np.abs(scaled_residuals(np.asarray(z_true)[mapped], np.asarray(z_pred)[mapped])) > thr
+    elif target == "pit_tail":
+        if pit_values is None:
+            raise ValueError('target="pit_tail" needs pit_values')
+        bad = pco_mask(np.asarray(pit_values)[mapped], 0.99)
+    else:
+        raise ValueError(f'target must be "outlier" or "pit_tail", got {target!r}')
+    n_bad, n_good = int(bad.sum()), int((~bad).sum())
+    if min(n_bad, n_good) < min_bad:
+        raise ValueError(f"{n_bad} bad and {n_good} good labelled galaxies: too few (< {min_bad}) "
+                         f"to choose thresholds from; set min_count and distance_quantile by hand")
+    mc = np.asarray(sorted({int(m) for m in min_counts}), dtype=np.int64)
+    qs = np.asarray(sorted({float(q) for q in quantiles}), dtype=np.float64)
+    if mc.size == 0 or qs.size == 0 or mc.min() < 0 or qs.min() <= 0 or qs.max() > 1:
+        raise ValueError("min_counts must be non-negative integers and quantiles lie in (0, 1]")
+    dthr = np.array([_training_distance_threshold(som, q) for q in qs])
+
+    loo = counts[cell[mapped]]
+    if in_train is not None:
+        it = np.asarray(in_train, dtype=bool)
+        if it.shape != (n,):
+            raise ValueError(f"in_train must have one value per galaxy ({n})")
+        loo = loo - it[mapped]
+    d = distance[mapped]
+    # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
+    ood = (loo[None, None, :] < mc[:, None, None]) | (d[None, None, :] > dthr[None, :, None])
+    tp = ood[:, :, bad].sum(axis=2)
+    fp = ood[:, :, ~bad].sum(axis=2)
+    recall, fpr = tp / n_bad, fp / n_good
+    J = recall - fpr
+    se = np.sqrt(recall * (1 - recall) / n_bad + fpr * (1 - fpr) / n_good)
+    flagged = (tp + fp) / max(len(d), 1)
+    if sample_cell is not None:
+        sc = np.asarray(sample_cell, dtype=np.int64)
+        sd = np.asarray(sample_distance, dtype=np.float64) if sample_distance is not None \
+            else np.zeros(sc.size)
+        if sd.shape != sc.shape:
+            raise ValueError("sample_distance must have one value per sample_cell")
+        ok = sc >= 0
+        sample_counts = counts[sc[ok]]
+        far = sd[ok][None, :] > dthr[:, None]                       # (n_quantile, M)
+        flagged_sample = np.empty_like(J)
+        for i, m in enumerate(mc):
+            thin = sample_counts < m
+            # unmapped sample rows are flagged whatever the thresholds
+            flagged_sample[i] = ((thin[None, :] | far).sum(axis=1) + (~ok).sum()) / sc.size
+        cost = flagged_sample
+    else:
+        flagged_sample = np.full_like(J, np.nan)
+        cost = flagged
+    ib, jb = np.unravel_index(np.argmax(J), J.shape)
+    eligible = J >= J[ib, jb] - se[ib, jb]
+    order = np.lexsort((-J[eligible], cost[eligible]))
+    ci, cj = (a[order[0]] for a in np.nonzero(eligible))
+    M, Q = np.meshgrid(mc, qs, indexing="ij")
+    table = pd.DataFrame({
+        "min_count": M.ravel(), "distance_quantile": Q.ravel(),
+        "distance_threshold": np.broadcast_to(dthr, J.shape).ravel(),
+        "flagged": flagged.ravel(), "flagged_sample": flagged_sample.ravel(),
+        "recall": recall.ravel(), "false_positive_rate": fpr.ravel(),
+        "precision": np.divide(tp, tp + fp, out=np.full(J.shape, np.nan),
+                               where=(tp + fp) > 0).ravel(),
+        "J": J.ravel(), "J_se": se.ravel(), "eligible": eligible.ravel(),
+        "chosen": (np.arange(J.size) == np.ravel_multi_index((ci, cj), J.shape)),
+    })
+    what = {"outlier": "catastrophic outliers", "pit_tail": "PIT outside the central 99%"}[target]
+    rule = (f"largest Youden J (recall - false-positive rate) for {what}, within one standard "
+            f"error ({J[ib, jb]:.3f} - {se[ib, jb]:.3f}); of those, the smallest fraction of the "
+            f"{'user sample' if sample_cell is not None else 'labelled galaxies'} flagged")
+    return ThresholdChoice(int(mc[ci]), float(qs[cj]), table, n_bad, n_good, target, rule)
 
 
 def _features(data: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ treatment of missing values:
 
 Examples
 --------
->>> model = PhotoZModel(features="catalog", seed=0, max_epochs=30)     # doctest: +SKIP
+>>> model = PhotoZModel(features="catalog", seed=0, max_epochs=24)     # doctest: +SKIP
 >>> model.fit(train, train["Z"], val, val["Z"])                        # doctest: +SKIP
 >>> pdf = model.predict(my_catalogue)                                  # doctest: +SKIP
 >>> model.save("my_model"); PhotoZModel.load("my_model")               # doctest: +SKIP

@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 #: Settings of each scale; a stage argument left at None takes these. ``mdn_max_epochs`` is
-#: the length of the MDN's one-cycle schedule (30 is the MDN's own default).
+#: the length of the MDN's one-cycle schedule (24 is the MDN's own default).
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"sky": 600, "som_shape": (6, 6), "som_shape_north": (5, 5), "embed_epochs": 1,
              "embed_dim": 16, "mdn_max_epochs": 6, "cv_folds": 2, "n_boot": 100,
@@ -80,7 +80,7 @@ SCALES: dict[str, dict[str, Any]] = {
            "embed_dim": 64, "mdn_max_epochs": 20, "cv_folds": 3, "n_boot": 300,
            "n_estimators": 100, "min_count": 5, "real_fraction": 0.15},
     "default": {"sky": "default", "som_shape": (24, 24), "som_shape_north": (16, 16),
-                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 30, "cv_folds": 5,
+                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 24, "cv_folds": 5,
                 "n_boot": 1000, "n_estimators": 200, "min_count": 5, "real_fraction": 1.0},
 }
 
@@ -121,7 +121,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                                "mdn/oof_predictions.parquet", "mdn/predictions.parquet"),
           ("cells/S", "cells/N", "cells/evaluated.parquet"),
           "per-cell metrics, bootstrap errors and significance, one CellReport per map"),
-    Stage("flags", "flagging", ("som/S", "cells/S", "sky/random.parquet"),
+    Stage("flags", "flagging", ("som/S", "cells/S", "cells/evaluated.parquet",
+                                "sky/random.parquet", "sky/split.parquet"),
           ("flags/flagger", "flags/random_flags.parquet"),
           "the RegionalFlagger and the flags of the random sample"),
     Stage("calibrate", "calibration", ("mdn/oof_pdf.npz", "mdn/test_pdf.npz", "mdn/model",
@@ -573,42 +574,23 @@ def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[i
     flagged "no SOM"). Writes ``som/S``, ``som/N`` and ``som/spec_cells.parquet`` (OBJID,
     SOM, CELL, DIST of every spectroscopic galaxy; CELL = -1 without a map or features).
     """
-    from photozsom import features
-    from photozsom.som import SOM
-
     p = preset(scale, som_shape=som_shape, som_shape_north=som_shape_north)
     random, spec = run.random(), run.spec()
     maps, info = {}, {}
     shapes = {"S": tuple(p["som_shape"]), "N": tuple(p["som_shape_north"])}
-    for region, feats in REGIONS.items():
-        names = getattr(features, feats)
-        in_region = _region_rows(random, region)
-        shape = shapes[region]
+    for region in REGIONS:
         folder = run.path(f"som/{region}")
-        use = np.zeros(len(random), dtype=bool)
-        X = None
-        if in_region.sum() >= min_train * shape[0] * shape[1]:
-            X = np.full((len(random), len(names)), np.nan, dtype=np.float32)
-            X[in_region], ok = features.feature_matrix(random[in_region], names,
-                                                       name="random sample")
-            use[in_region] = ok
-        if use.sum() < min_train * shape[0] * shape[1]:
-            info[region] = {"trained": False, "n_train": int(use.sum())}
+        som, info[region] = train_region_map(random, region, shapes[region], seed=seed,
+                                             epochs=epochs, backend=backend,
+                                             min_train=min_train, progress=progress)
+        if som is None:
             if folder.exists():
                 import shutil
 
                 shutil.rmtree(folder)
             continue
-        som = SOM(shape=shape, n_features=len(names), backend=backend, feature_names=names,
-                  seed=seed)
-        fit_kw = {"progress": progress} if epochs is None else {"epochs": epochs, "progress": progress}
-        som.fit(X[use], **fit_kw)
         som.save(folder)
         maps[region] = som
-        info[region] = {"trained": True, "n_train": int(use.sum()), "shape": shape,
-                        "features": names,
-                        "quantization_error": som.quantization_error(X[use]),
-                        "topographic_error": som.topographic_error(X[use])}
     if not maps:
         raise ValueError("no footprint has enough random-sample galaxies for a SOM")
     cells = spec_cells(spec, maps)
@@ -618,6 +600,36 @@ def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[i
     info["maps"] = maps
     info["spec_cells"] = cells
     return info
+
+
+def train_region_map(random: pd.DataFrame, region: str, shape: Sequence[int], *, seed: int = 0,
+                     epochs: int | None = None, backend: str = "torch", min_train: int = 10,
+                     progress: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Train the SOM of one footprint (``"S"`` or ``"N"``) on a random sample's colours.
+
+    Returns ``(som, info)``; ``som`` is None when the footprint has fewer than ``min_train``
+    usable galaxies per cell (``info`` says how many it has).
+    """
+    from photozsom import features
+    from photozsom.som import SOM
+
+    names = getattr(features, REGIONS[region])
+    shape = tuple(shape)
+    in_region = _region_rows(random, region)
+    need = min_train * shape[0] * shape[1]
+    if in_region.sum() < need:
+        return None, {"trained": False, "n_train": int(in_region.sum())}
+    X, ok = features.feature_matrix(random[in_region], names, name="random sample")
+    X = X[ok]
+    if len(X) < need:
+        return None, {"trained": False, "n_train": len(X)}
+    som = SOM(shape=shape, n_features=len(names), backend=backend, feature_names=names,
+              seed=seed)
+    fit_kw = {"progress": progress} if epochs is None else {"epochs": epochs, "progress": progress}
+    som.fit(X, **fit_kw)
+    return som, {"trained": True, "n_train": len(X), "shape": shape, "features": names,
+                 "quantization_error": som.quantization_error(X),
+                 "topographic_error": som.topographic_error(X)}
 
 
 def spec_cells(catalogue: pd.DataFrame, maps: Mapping[str, Any]) -> pd.DataFrame:
@@ -702,7 +714,6 @@ def model_inputs(run: Run, spec: pd.DataFrame, inputs: str) -> pd.DataFrame:
 def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int,
                  progress: bool) -> dict[str, Any]:
     """Fit on train (+val), predict the test split, out-of-fold predictions of train+val."""
-    from photozsom.mdn import cross_val_predict
     from photozsom.results import prediction_table
 
     split = spec["SPLIT"].to_numpy()
@@ -717,19 +728,40 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
     pdf.save(run.path(f"{name}/test_pdf.npz"))
     out = {"model": model, "predictions": pred, "n_test_unscored": int((~ok).sum())}
     if cv_folds and model.estimator == "mdn":
-        pool = tr | va
-        X, okp, _ = model.transform(spec[pool])
-        opts = {k: v for k, v in model.estimator_options.items()
-                if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
-                         "schedule", "min_improvement")}
-        oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
-                                          seed=seed, progress=progress, **opts)
-        oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
-        oof["FOLD"] = fold
+        oof, oof_pdf = oof_predictions(model, spec, cv_folds=cv_folds, seed=seed,
+                                       progress=progress)
         oof.to_parquet(run.path(f"{name}/oof_predictions.parquet"), index=False)
         oof_pdf.save(run.path(f"{name}/oof_pdf.npz"))
         out["oof"] = oof
     return out
+
+
+def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int = 0,
+                    progress: bool = False) -> tuple[pd.DataFrame, Any]:
+    """Out-of-fold MDN predictions of every training and validation galaxy.
+
+    ``model`` is a fitted MDN :class:`~photozsom.model.PhotoZModel`: its inputs (imputer and
+    features, fitted on the training split) and its MDN settings are reused; ``cv_folds``
+    fresh MDNs, seeded by ``seed`` (folds and weights), each predict the galaxies they did not
+    see. Returns the prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the
+    order of the scorable galaxies of ``spec``.
+    """
+    from photozsom.mdn import cross_val_predict
+    from photozsom.results import prediction_table
+
+    split = spec["SPLIT"].to_numpy()
+    pool = (split == "train") | (split == "val")
+    z = spec["Z"].to_numpy(np.float64)
+    ids = spec["OBJID"].to_numpy()
+    X, okp, _ = model.transform(spec[pool])
+    opts = {k: v for k, v in model.estimator_options.items()
+            if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
+                     "schedule", "min_improvement")}
+    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
+                                      seed=seed, progress=progress, **opts)
+    oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
+    oof["FOLD"] = fold
+    return oof, oof_pdf
 
 
 def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedding",
@@ -805,8 +837,6 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
     (``cells/S``, ``cells/N``) and ``cells/evaluated.parquet`` (the evaluated galaxies with
     their SOM and cell).
     """
-    from photozsom import cells
-
     p = preset(scale, n_boot=n_boot)
     name = {"out-of-fold": "mdn/oof_predictions.parquet", "test": "mdn/predictions.parquet"}
     if evaluate_on not in name:
@@ -816,25 +846,41 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
     split = run.split()
     maps = load_maps(run)
     ev = pred.join(sc, on="OBJID")
-    reports = {}
-    for region, som in maps.items():
-        train_ids = split.index[split.to_numpy() == "train"]
-        tc = sc.reindex(train_ids)
-        tc = tc[(tc["SOM"] == region) & (tc["CELL"] >= 0)]
-        counts = np.bincount(tc["CELL"].to_numpy(), minlength=som.n_cells)
-        sel = (ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)
-        if sel.sum() < 2:
-            continue
-        e = ev[sel]
-        rep = cells.report(e["CELL"].to_numpy(), e["Z"].to_numpy(), e["Z_PHOT"].to_numpy(),
-                           e["PIT"].to_numpy(), som.n_cells, counts, n_boot=int(p["n_boot"]),
-                           seed=seed, fdr=fdr)
+    reports = cell_reports(ev, sc, split, maps, n_boot=int(p["n_boot"]), seed=seed, fdr=fdr)
+    for region, rep in reports.items():
         rep.save(run.path(f"cells/{region}"))
-        reports[region] = rep
     ev.to_parquet(run.path("cells/evaluated.parquet"), index=False)
     run.record("cells", {"scale": scale, "seed": seed, "n_boot": p["n_boot"], "fdr": fdr,
                          "evaluate_on": evaluate_on})
     return {"reports": reports, "evaluated": ev, "maps": maps}
+
+
+def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Series,
+                 maps: Mapping[str, Any], *, n_boot: int, seed: int = 0,
+                 fdr: float = 0.05) -> dict[str, Any]:
+    """One :class:`~photozsom.cells.CellReport` per map.
+
+    ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT``, ``PIT``, ``SOM``,
+    ``CELL``); ``spec_cells`` the ``SOM``/``CELL`` of every spectroscopic galaxy, indexed by
+    OBJID; ``split`` the SPLIT of each OBJID (training counts are the "train" galaxies per
+    cell). A map with fewer than two evaluated galaxies gets no report.
+    """
+    from photozsom import cells
+
+    train_ids = split.index[split.to_numpy() == "train"]
+    tc = spec_cells.reindex(train_ids)
+    reports = {}
+    for region, som in maps.items():
+        t = tc[(tc["SOM"] == region) & (tc["CELL"] >= 0)]
+        counts = np.bincount(t["CELL"].to_numpy().astype(np.int64), minlength=som.n_cells)
+        sel = (evaluated["SOM"] == region).to_numpy() & (evaluated["CELL"].to_numpy() >= 0)
+        if sel.sum() < 2:
+            continue
+        e = evaluated[sel]
+        reports[region] = cells.report(e["CELL"].to_numpy(), e["Z"].to_numpy(),
+                                       e["Z_PHOT"].to_numpy(), e["PIT"].to_numpy(),
+                                       som.n_cells, counts, n_boot=n_boot, seed=seed, fdr=fdr)
+    return reports
 
 
 def load_reports(run: Run) -> dict[str, Any]:
@@ -845,29 +891,91 @@ def load_reports(run: Run) -> dict[str, Any]:
             if (run.root / "cells" / r).exists()}
 
 
-def run_flags(run: Run, *, scale: str = "ci", min_count: int | None = None,
-              distance_quantile: float = 0.99,
-              flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias")) -> dict[str, Any]:
+def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "auto",
+              distance_quantile: float | str = "auto",
+              flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias"),
+              target: str = "outlier") -> dict[str, Any]:
     """Stage "flags": a :class:`~photozsom.flags.RegionalFlagger` (one Flagger per map with a
-    cell report), saved in ``flags/flagger``, and the flags of the random sample."""
-    from photozsom.flags import Flagger, RegionalFlagger
+    cell report), saved in ``flags/flagger``, and the flags of the random sample.
 
-    p = preset(scale, min_count=min_count)
+    ``min_count`` and ``distance_quantile`` are chosen per map by
+    :func:`photozsom.flags.choose_thresholds` when ``"auto"`` (the default): scored on the
+    evaluated galaxies of the cells stage (out-of-fold photo-z, leave-one-out training
+    counts) as detectors of ``target`` ("outlier": catastrophic outliers), with the random
+    sample as the user's sample. A number fixes one; ``min_count=None`` takes the scale's
+    preset. When a map has too few bad galaxies to choose from, the preset (``min_count``)
+    and 0.99 are used with a warning. The scan is written to
+    ``flags/threshold_choice.csv``.
+    """
+    import warnings
+
+    from photozsom.flags import MIN_COUNT_GRID, QUANTILE_GRID, choose_thresholds
+
+    auto_m, auto_q = min_count == "auto", distance_quantile == "auto"
+    for name, v in (("min_count", min_count), ("distance_quantile", distance_quantile)):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f'{name} must be a number or "auto", got {v!r}')
+    p = preset(scale, min_count=None if auto_m else min_count)
     maps, reports = load_maps(run), load_reports(run)
     if not reports:
         run.need("cells/S")
-    flagger = RegionalFlagger({
-        r: Flagger(maps[r], reports[r], min_count=int(p["min_count"]),
-                   distance_quantile=distance_quantile, metrics=tuple(flag_metrics))
-        for r in reports})
-    flagger.save(run.path("flags/flagger"))
     random = run.random()
+    chosen, scans = {}, []
+    if auto_m or auto_q:
+        ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+        in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
+        rc = spec_cells(random, maps)
+        for r in reports:
+            e = (ev["SOM"] == r).to_numpy()
+            u = (rc["SOM"] == r).to_numpy()
+            try:
+                ch = choose_thresholds(
+                    maps[r], reports[r].table["n_train"].to_numpy(), ev["CELL"].to_numpy()[e],
+                    ev["DIST"].to_numpy()[e], ev["Z"].to_numpy()[e], ev["Z_PHOT"].to_numpy()[e],
+                    in_train=in_train[e], pit_values=ev["PIT"].to_numpy()[e],
+                    sample_cell=rc["CELL"].to_numpy()[u], sample_distance=rc["DIST"].to_numpy()[u],
+                    target=target, min_counts=MIN_COUNT_GRID if auto_m else [int(p["min_count"])],
+                    quantiles=QUANTILE_GRID if auto_q else [float(distance_quantile)])
+            except ValueError as err:
+                warnings.warn(f"map {r}: thresholds not chosen ({err}); using min_count="
+                              f"{p['min_count']}, distance_quantile 0.99", stacklevel=2)
+                chosen[r] = (int(p["min_count"]), 0.99 if auto_q else float(distance_quantile))
+                continue
+            chosen[r] = (ch.min_count, ch.distance_quantile)
+            scans.append(ch.table.assign(som=r, n_bad=ch.n_bad, n_good=ch.n_good, rule=ch.rule))
+    else:
+        chosen = {r: (int(p["min_count"]), float(distance_quantile)) for r in reports}
+    if scans:
+        pd.concat(scans, ignore_index=True).to_csv(run.path("flags/threshold_choice.csv"),
+                                                   index=False)
+    flagger = build_flagger(run, chosen, flag_metrics=flag_metrics)
+    flagger.save(run.path("flags/flagger"))
     flagged = flagger.flag(random)
     flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
     flagged.to_parquet(run.path("flags/random_flags.parquet"), index=False)
-    run.record("flags", {"scale": scale, "min_count": p["min_count"],
-                         "distance_quantile": distance_quantile, "metrics": list(flag_metrics)})
-    return {"flagger": flagger, "random_flags": flagged}
+    run.record("flags", {"scale": scale, "min_count": min_count,
+                         "distance_quantile": distance_quantile, "target": target,
+                         "chosen": {r: list(v) for r, v in chosen.items()},
+                         "metrics": list(flag_metrics)})
+    return {"flagger": flagger, "random_flags": flagged, "chosen": chosen}
+
+
+def build_flagger(run: Run, thresholds: Mapping[str, Sequence[float]], *,
+                  flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias")) -> Any:
+    """A :class:`~photozsom.flags.RegionalFlagger` of a run's maps and cell reports with
+    ``thresholds[region] = (min_count, distance_quantile)`` (nothing is written)."""
+    from photozsom.flags import Flagger, RegionalFlagger
+
+    maps, reports = load_maps(run), load_reports(run)
+    if not reports:
+        run.need("cells/S")
+    missing = set(reports) - set(thresholds)
+    if missing:
+        raise ValueError(f"no thresholds for map(s) {sorted(missing)}")
+    return RegionalFlagger({
+        r: Flagger(maps[r], reports[r], min_count=int(thresholds[r][0]),
+                   distance_quantile=float(thresholds[r][1]), metrics=tuple(flag_metrics))
+        for r in reports})
 
 
 #: Columns of the published DR10 photo-z catalogue (Zhou et al.) a sample may carry.
@@ -896,7 +1004,8 @@ def published_photoz(run: Run, split: str = "test") -> pd.DataFrame | None:
 
 def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = None) -> pd.DataFrame:
     """Flagged fraction of the random sample and photo-z metrics of flagged vs unflagged
-    evaluated galaxies, per r-band magnitude bin.
+    evaluated galaxies, per r-band magnitude bin, for ``flagger`` (e.g. the run's, or one
+    with other thresholds from :func:`build_flagger`).
 
     Returns
     -------
@@ -910,7 +1019,7 @@ def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = 
     from photozsom.features import magnitudes
 
     random = run.random()
-    rf = pd.read_parquet(run.need("flags/random_flags.parquet"))
+    rf = flagger.flag(random)
     r_rand = magnitudes(random, ("R",))["r"].to_numpy()
     ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
     spec = run.spec().set_index("OBJID")

@@ -540,6 +540,34 @@ def flag_by_magnitude(by_mag: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def threshold_choice(table: pd.DataFrame) -> plt.Figure:
+    """The scan of :func:`photozsom.flags.choose_thresholds`: Youden's J and the flagged
+    fraction of the user's sample over ``min_count`` x ``distance_quantile``; the pairs
+    within one standard error of the best J are outlined, the chosen one starred."""
+    t = table.sort_values(["min_count", "distance_quantile"])
+    mc = np.unique(t["min_count"])
+    qs = np.unique(t["distance_quantile"])
+    shape = (mc.size, qs.size)
+    cost = "flagged_sample" if t["flagged_sample"].notna().all() else "flagged"
+    panels = (("J", "Youden J (recall - false-positive rate)", "viridis"),
+              (cost, "flagged out of distribution [%]", "magma_r"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (col, lab, cmap) in zip(axes, panels, strict=True):
+        v = t[col].to_numpy(float).reshape(shape) * (100 if col != "J" else 1)
+        im = ax.imshow(v, origin="lower", aspect="auto", cmap=cmap)
+        fig.colorbar(im, ax=ax, label=lab)
+        elig = t["eligible"].to_numpy(bool).reshape(shape)
+        for i, j in zip(*np.nonzero(elig), strict=True):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="w", lw=1.2))
+        ci, cj = np.unravel_index(int(np.argmax(t["chosen"].to_numpy(bool))), shape)
+        ax.plot(cj, ci, marker="*", ms=16, color="C3", mec="k")
+        ax.set_xticks(range(qs.size), [f"{q:g}" for q in qs], rotation=45)
+        ax.set_yticks(range(mc.size), [str(int(m)) for m in mc])
+        ax.set_xlabel("distance quantile of the SOM's training sample")
+        ax.set_ylabel("min_count [training galaxies per cell]")
+    return fig
+
+
 def pit_before_after(pits: Mapping[str, np.ndarray], *, bins: int = 40, tail: float = 0.005) -> plt.Figure:
     """PIT histograms side by side (e.g. before / after recalibration), PCO tails as own bins."""
     fig, axes = plt.subplots(1, len(pits), figsize=(4.2 * len(pits), 3.6), sharey=True,

@@ -31,6 +31,10 @@ cell report of the other half.
 random sample's image embeddings instead of its colours — does it group galaxies of
 similar redshift more tightly (:func:`cell_redshift_spread`), and does a flag built on it
 detect the failures better?
+
+:func:`significance_across_seeds` asks how much of the per-cell significance is luck:
+the map, the out-of-fold MDNs and the bootstrap are redone with other seeds, and the number
+of significant cells (and which galaxies end up in them) is compared across seeds.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ __all__ = [
     "flag_detection_table",
     "plot_detection",
     "score_flag_against_truth",
+    "significance_across_seeds",
     "summary_table",
     "top_fraction_flag",
     "truth_labels",
@@ -828,3 +833,118 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
                          "n_random_train": int(has_e.sum()), "n_random_compared": int(both.sum()),
                          "n_evaluated": len(df), "embedding_dim": int(emb_all.shape[1]),
                          "min_count": cfl.min_count, "distance_quantile": cfl.distance_quantile}}
+
+
+# ---------------------------------------------------------------------------------------------
+# robustness of the per-cell significance to the seeds
+# ---------------------------------------------------------------------------------------------
+def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), *,
+                              scale: str = "ci", region: str = "S", n_boot: int | None = None,
+                              fdr: float = 0.05, progress: bool = False) -> dict[str, Any]:
+    """How many cells come out significant, seed by seed.
+
+    For each seed the random parts of the per-cell analysis are redone with that seed: the
+    SOM of ``region`` (same shape and features, trained on the same random sample), the
+    out-of-fold MDNs (fold assignment and weights; the inputs, the image embeddings, stay
+    those of the run) and the bootstrap of :func:`photozsom.cells.report`. Where a seed
+    equals the seed the run's own stage used, the run's output is reused (the SOM, the
+    out-of-fold predictions), so seed 0 reproduces the book's report. Cells are not the same
+    objects on two maps, so stability is measured on galaxies: in how many seeds each
+    evaluated galaxy falls in a cell significantly worse than global (any metric).
+
+    Parameters
+    ----------
+    run : photozsom.pipeline.Run
+        A run with the som, mdn and cells stages done (out-of-fold evaluation).
+    seeds : sequence of int
+        Seeds to compare (the issue's default: five).
+    scale : str
+        Preset of ``n_boot`` (:data:`photozsom.pipeline.SCALES`).
+    region : str
+        Map to analyse ("S": the southern map, as Figures 1 and 8).
+    n_boot, fdr : int, float
+        Bootstrap resamples (None: the preset) and false discovery rate, as the cells stage.
+
+    Returns
+    -------
+    dict
+        ``per_seed`` (DataFrame, one row per seed: ``n_cells`` with at least two evaluated
+        galaxies, ``<m>_signif`` and ``<m>_worse`` cell counts per metric, ``any_worse``
+        cells, ``frac_galaxies_worse``: share of evaluated galaxies in those cells),
+        ``summary`` (mean, std, min, max of those columns over the seeds) and ``stability``
+        (share of evaluated galaxies in a worse cell in at least one seed, in every seed,
+        and the mean pairwise Jaccard index of those galaxy sets) and ``galaxies``
+        (DataFrame indexed by OBJID, one boolean column per seed: in a worse cell).
+    """
+    from photozsom import pipeline
+    from photozsom.cells import METRICS
+    from photozsom.model import PhotoZModel
+
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"need at least two distinct seeds, got {seeds}")
+    som_prov = (run.provenance("som") or {}).get("params", {})
+    mdn_prov = (run.provenance("mdn") or {}).get("params", {})
+    if not mdn_prov.get("cv_folds"):
+        raise ValueError("the run's mdn stage made no out-of-fold predictions (cv_folds=0)")
+    p = pipeline.preset(scale, n_boot=n_boot)
+    maps = pipeline.load_maps(run)
+    if region not in maps:
+        raise ValueError(f"the run has no map {region!r}; it has {sorted(maps)}")
+    shape = maps[region].shape
+    random, spec = run.random(), run.spec_with_split()
+    split = run.split()
+    model = PhotoZModel.load(run.need("mdn/model"))
+    spec_in = pipeline.model_inputs(run, spec, model.features)
+
+    rows, worse_sets = [], []
+    for seed in seeds:
+        if seed == som_prov.get("seed"):
+            som = maps[region]
+        else:
+            som, _ = pipeline.train_region_map(random, region, shape, seed=seed,
+                                               epochs=som_prov.get("epochs"),
+                                               backend=som_prov.get("backend", "torch"),
+                                               progress=progress)
+        sc = pipeline.spec_cells(spec, {region: som}).set_index("OBJID")
+        if seed == mdn_prov.get("seed"):
+            oof = pd.read_parquet(run.need("mdn/oof_predictions.parquet"))
+        else:
+            oof, _ = pipeline.oof_predictions(model, spec_in, cv_folds=int(mdn_prov["cv_folds"]),
+                                              seed=seed, progress=progress)
+        ev = oof.join(sc, on="OBJID")
+        rep = pipeline.cell_reports(ev, sc, split, {region: som}, n_boot=int(p["n_boot"]),
+                                    seed=seed, fdr=fdr)[region]
+        t = rep.table
+        worse_cells = rep.worse()
+        sel = (ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)
+        e = ev[sel]
+        in_worse = worse_cells[e["CELL"].to_numpy()]
+        row = {"seed": seed, "n_cells": int((t["status"] == "ok").sum())}
+        for m in METRICS:
+            row[f"{m}_signif"] = int(t[f"{m}_signif"].sum())
+            row[f"{m}_worse"] = int(t[f"{m}_worse"].sum())
+        row["any_worse"] = int(worse_cells.sum())
+        row["frac_galaxies_worse"] = float(in_worse.mean())
+        rows.append(row)
+        worse_sets.append(pd.Series(in_worse, index=e["OBJID"].to_numpy()))
+    per_seed = pd.DataFrame(rows).set_index("seed")
+    summary = per_seed.agg(["mean", "std", "min", "max"]).T
+    # galaxies evaluated under every seed (the same labelled galaxies, unless a seed's map
+    # could not place some)
+    common = worse_sets[0].index
+    for w in worse_sets[1:]:
+        common = common.intersection(w.index)
+    W = np.column_stack([w.reindex(common).to_numpy(dtype=bool) for w in worse_sets])
+    galaxies = pd.DataFrame(W, index=common, columns=seeds)
+    jac = []
+    for i in range(W.shape[1]):
+        for j in range(i + 1, W.shape[1]):
+            union = (W[:, i] | W[:, j]).sum()
+            jac.append((W[:, i] & W[:, j]).sum() / union if union else np.nan)
+    stability = {"n_galaxies": len(common),
+                 "frac_worse_any_seed": float(W.any(axis=1).mean()),
+                 "frac_worse_every_seed": float(W.all(axis=1).mean()),
+                 "mean_pairwise_jaccard": float(np.nanmean(jac)) if jac else np.nan}
+    return {"per_seed": per_seed, "summary": summary, "stability": stability,
+            "galaxies": galaxies}

@@ -211,6 +211,23 @@ def test_chapters_wrote_the_new_figures_tables_and_the_explorer(built_book, book
     assert np.isfinite(held["Z_PHOT_MEAN"]).all() and "PZ_FLAG" in held
     intro = (executed / "intro.html").read_text()
     assert "How this book differs from the paper" in intro
+    # issue 13 item 11: significant cells across seeds, printed in the density chapter
+    by_seed = pd.read_csv(data_dir / "cells" / "significance_by_seed.csv", index_col=0)
+    assert len(by_seed) >= 2 and (by_seed["any_worse"] >= 0).all()
+    assert "under every seed" in density and "mean pairwise Jaccard" in density
+    # item 13: thresholds chosen from the data, the scan drawn and the choice recorded
+    from photozsom.flags import load_flagger
+
+    choice = pd.read_csv(data_dir / "flags" / "threshold_choice.csv")
+    flagger = load_flagger(data_dir / "flags" / "flagger")
+    for region, f in flagger.flaggers.items():
+        pick = choice[(choice["som"] == region) & choice["chosen"]]
+        assert len(pick) == 1
+        assert (f.min_count, f.distance_quantile) == (int(pick["min_count"].iloc[0]),
+                                                       float(pick["distance_quantile"].iloc[0]))
+    flagging = (executed / "flagging.html").read_text()
+    assert "figure-threshold-choice" in flagging and "hand-set thresholds" in flagging
+    assert (data_dir / "figures" / "threshold_choice.png").is_file()
 
 
 def _check_rendered_html(pages: dict) -> None:

@@ -361,3 +361,91 @@ def test_a_blob_far_from_the_training_colours_is_out_of_distribution_by_default(
     assert np.isfinite(fl.distance_threshold)
     # the training-like galaxies are mostly inside
     assert fl.flag(X)["distance"].gt(fl.distance_threshold).mean() < 0.05
+
+
+# --------------------------------------------------------------------------------------
+# choose_thresholds: min_count and distance_quantile from the labelled galaxies
+# --------------------------------------------------------------------------------------
+def _labelled(fitted, bad_where, seed=5):
+    """The test galaxies with catastrophic outliers where ``bad_where(dist, count)`` holds."""
+    som = fitted["som"]
+    X, _ = som_features(fitted["test"])
+    c, d = som.predict_with_distances(X)
+    z = fitted["z"]
+    bad = bad_where(d, fitted["counts"][c], np.random.default_rng(seed))
+    zp = np.where(bad, z + 0.5 * (1 + z), z + 0.01 * (1 + z))
+    return c, d, z, zp, bad
+
+
+@pytest.mark.parametrize("in_train_fraction", [0.0, 0.3])
+def test_choose_thresholds_scan_matches_flagger_and_sklearn(fitted, in_train_fraction):
+    from sklearn.metrics import precision_score, recall_score
+
+    som, counts = fitted["som"], fitted["counts"]
+    far = som.distance_threshold(0.95)
+    c, d, z, zp, bad = _labelled(fitted, lambda d, n, rng: (d > far) | (rng.random(d.size) < 0.03))
+    rng = np.random.default_rng(1)
+    in_train = rng.random(c.size) < in_train_fraction
+    # counts that include the labelled training galaxies, as a training split would
+    tc = counts + np.bincount(c[in_train], minlength=som.n_cells)
+    grid_m, grid_q = (0, 3, 10, 40), (0.9, 0.99, 1.0)
+    ch = flags.choose_thresholds(som, tc, c, d, z, zp, in_train=in_train, min_counts=grid_m,
+                                 quantiles=grid_q)
+    for _, row in ch.table.iterrows():
+        m, q = int(row["min_count"]), float(row["distance_quantile"])
+        # the Flagger with these thresholds, on counts without the galaxies themselves
+        fl = flags.Flagger(som, fitted["rep"], counts, min_count=m, distance_quantile=q)
+        ood = fl.flag(fitted["test"])["ood"].to_numpy()
+        assert row["recall"] == pytest.approx(recall_score(bad, ood))
+        assert row["false_positive_rate"] == pytest.approx(1 - recall_score(~bad, ~ood))
+        if ood.any():
+            assert row["precision"] == pytest.approx(precision_score(bad, ood))
+        assert row["J"] == pytest.approx(row["recall"] - row["false_positive_rate"])
+        assert row["flagged"] == pytest.approx(ood.mean())
+
+
+def test_choose_thresholds_follows_the_one_standard_error_rule(fitted):
+    som = fitted["som"]
+    far = som.distance_threshold(0.98)
+    c, d, z, zp, _bad = _labelled(fitted, lambda d, n, rng: (d > far) | (rng.random(d.size) < 0.02))
+    # the user's sample: the training galaxies
+    uc, ud = som.predict_with_distances(fitted["X_train"])
+    ch = flags.choose_thresholds(som, fitted["counts"], c, d, z, zp, sample_cell=uc,
+                                 sample_distance=ud)
+    t = ch.table
+    best = t.loc[t["J"].idxmax()]
+    ok = t["J"] >= best["J"] - best["J_se"]
+    assert (ok == t["eligible"]).all()
+    cand = t[ok].sort_values(["flagged_sample", "J"], ascending=[True, False])
+    assert (ch.min_count, ch.distance_quantile) == (int(cand.iloc[0]["min_count"]),
+                                                    float(cand.iloc[0]["distance_quantile"]))
+    assert t["chosen"].sum() == 1
+    # the user's flagged fraction recomputed by a Flagger with the chosen thresholds
+    fl = flags.Flagger(som, fitted["rep"], fitted["counts"], min_count=ch.min_count,
+                       distance_quantile=ch.distance_quantile)
+    chosen = t[t["chosen"]].iloc[0]
+    assert chosen["flagged_sample"] == pytest.approx(fl.flag(fitted["X_train"])["ood"].mean())
+    # the planted outliers lie beyond the 0.98 distance quantile: the rule catches them
+    ood = fl.flag(fitted["test"])["ood"].to_numpy()
+    assert ood[d > far].mean() > 0.9
+    assert ood[d <= far].mean() < 0.1
+
+
+def test_choose_thresholds_flags_least_when_outliers_are_unrelated_to_the_map(fitted):
+    som = fitted["som"]
+    c, d, z, zp, _bad = _labelled(fitted, lambda d, n, rng: rng.random(d.size) < 0.05)
+    ch = flags.choose_thresholds(som, fitted["counts"], c, d, z, zp)
+    t = ch.table
+    chosen = t[t["chosen"]].iloc[0]
+    # no threshold can beat random by much; the chosen pair flags (near) the least
+    assert abs(chosen["J"]) < 0.1
+    assert chosen["flagged"] <= t["flagged"].min() + 0.01
+
+
+def test_choose_thresholds_refuses_too_few_outliers(fitted):
+    som = fitted["som"]
+    c, d, z, zp, _bad = _labelled(fitted, lambda d, n, rng: np.arange(d.size) < 5)
+    with pytest.raises(ValueError, match="too few"):
+        flags.choose_thresholds(som, fitted["counts"], c, d, z, zp)
+    with pytest.raises(ValueError, match="pit_values"):
+        flags.choose_thresholds(som, fitted["counts"], c, d, z, zp, target="pit_tail")

@@ -286,3 +286,35 @@ def test_split_by_objid_is_stable_when_rows_are_added_and_reordered():
     assert sum(len(p) for p in strings) == ids.size
     with pytest.raises(ValueError, match="fractions"):
         train_val_test_split(10, fractions=(0.8, 0.1, 0.2))
+
+
+# ---------------------------------------------------------------------------------------------
+# mixed precision on the CPU (bfloat16 training steps where the CPU has native bfloat16)
+# ---------------------------------------------------------------------------------------------
+def test_cpu_mixed_precision_trains_as_well_and_predicts_in_float32(monkeypatch):
+    from photozsom import mdn as mdn_module
+
+    x, z, mu = synthetic(3000, seed=4)
+    tr, va, te = train_val_test_split(len(z), seed=0)
+    kw = {"hidden": (64, 64, 64), "seed": 0, "batch_size": 256, "max_epochs": 25, "device": "cpu"}
+    monkeypatch.setenv("PHOTOZSOM_CPU_AMP", "0")
+    assert MDN(3, **kw).amp is False          # switched off: float32 throughout
+    with pytest.raises(ValueError, match="native"):
+        MDN(3, amp=True, **kw)
+    monkeypatch.delenv("PHOTOZSOM_CPU_AMP")
+    if not mdn_module._cpu_has_native_bf16():
+        assert MDN(3, **kw).amp is False
+        pytest.skip("this CPU has no native bfloat16")
+    assert MDN(3, **kw).amp is True           # on by default where the CPU supports it
+    fp32 = MDN(3, amp=False, **kw)
+    fp32.fit(x[tr], z[tr], x[va], z[va], progress=False)
+    bf16 = MDN(3, amp=True, **kw)
+    bf16.fit(x[tr], z[tr], x[va], z[va], progress=False)
+    c32 = fp32.predict(x[te]).crps(z[te]).mean()
+    c16 = bf16.predict(x[te]).crps(z[te]).mean()
+    assert c16 < 1.03 * c32 and c16 < 1.06 * true_crps(mu[te], z[te]).mean()
+    # predictions are the float32 network: equal to a plain float32 forward pass
+    xs = torch.as_tensor(bf16.standardizer.transform(x[te]), dtype=torch.float32)
+    with torch.inference_mode():
+        w = torch.softmax(bf16.network.float()(xs), dim=1).numpy()
+    np.testing.assert_allclose(bf16.predict_weights(x[te]), w, rtol=1e-5, atol=1e-7)

@@ -265,3 +265,101 @@ def test_summary_table_holds_the_long_tables_values():
         assert wide.loc[r["flag"], (lab, "recall")] == pytest.approx(r["recall"])
         assert wide.loc[r["flag"], ("", "flagged")] == pytest.approx(r["fraction_flagged"])
         assert wide.loc["random flag (base rate)", (lab, "precision")] == pytest.approx(r["base_rate"])
+
+
+def test_significance_across_seeds_reuses_the_run_and_reseeds_the_rest(tiny_run):
+    from photozsom import cells, pipeline
+    from photozsom.mdn import cross_val_predict
+    from photozsom.model import PhotoZModel
+    from photozsom.results import prediction_table
+    from photozsom.som import SOM
+
+    run = tiny_run
+    res = V.significance_across_seeds(run, seeds=(0, 1), scale="tiny")
+    per = res["per_seed"]
+    # seed 0 is the run's own seed: its counts are the run's report
+    own = pipeline.load_reports(run)["S"].table
+    for m in cells.METRICS:
+        assert per.loc[0, f"{m}_worse"] == int(own[f"{m}_worse"].sum())
+        assert per.loc[0, f"{m}_signif"] == int(own[f"{m}_signif"].sum())
+    # seed 1 recomputed independently: a new map, new out-of-fold MDNs, a new bootstrap
+    som0 = pipeline.load_maps(run)["S"]
+    rnd = run.random()
+    rnd = rnd[(rnd["PHOTSYS"] == "S").to_numpy()]
+    X, ok = som_features_of(rnd, som0.feature_names)
+    som1 = SOM(shape=som0.shape, n_features=len(som0.feature_names),
+               feature_names=som0.feature_names, seed=1).fit(X[ok], progress=False)
+    assert not np.allclose(som1.prototypes, som0.prototypes)
+    spec = run.spec_with_split()
+    model = PhotoZModel.load(run.root / "mdn" / "model")
+    pool = spec["SPLIT"].isin(["train", "val"]).to_numpy()
+    Xm, okm, _ = model.transform(spec[pool])
+    opts = {k: v for k, v in model.estimator_options.items()
+            if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "schedule",
+                     "min_improvement")}
+    folds = int(run.provenance("mdn")["params"]["cv_folds"])
+    pdf, _ = cross_val_predict(Xm[okm], spec["Z"].to_numpy()[pool][okm],
+                               spec["OBJID"].to_numpy()[pool][okm], n_folds=folds, seed=1,
+                               progress=False, **opts)
+    ids = spec["OBJID"].to_numpy()[pool][okm]
+    sub = spec[pool][okm]
+    south = (sub["PHOTSYS"] == "S").to_numpy()
+    Xs, oks = som_features_of(sub[south], som0.feature_names)
+    cell = np.full(len(sub), -1)
+    cell[np.flatnonzero(south)[oks]] = som1.predict(Xs[oks])
+    tr = spec[(spec["SPLIT"] == "train").to_numpy() & (spec["PHOTSYS"] == "S").to_numpy()]
+    Xt, okt = som_features_of(tr, som0.feature_names)
+    counts = np.bincount(som1.predict(Xt[okt]), minlength=som1.n_cells)
+    use = cell >= 0
+    pred = prediction_table(pdf, ids, sub["Z"].to_numpy())
+    rep = cells.report(cell[use], pred["Z"].to_numpy()[use], pred["Z_PHOT"].to_numpy()[use],
+                       pred["PIT"].to_numpy()[use], som1.n_cells, counts,
+                       n_boot=pipeline.SCALES["tiny"]["n_boot"], seed=1)
+    for m in cells.METRICS:
+        assert per.loc[1, f"{m}_signif"] == int(rep.table[f"{m}_signif"].sum())
+    assert per.loc[1, "n_cells"] == int((rep.table["status"] == "ok").sum())
+    # galaxy-level stability recomputed from the per-galaxy table
+    g = res["galaxies"]
+    assert set(g.index) <= set(ids)
+    for s in (0, 1):
+        assert per.loc[s, "frac_galaxies_worse"] == pytest.approx(g[s].mean())
+    st = res["stability"]
+    assert st["frac_worse_any_seed"] == pytest.approx((g[0] | g[1]).mean())
+    assert st["frac_worse_every_seed"] == pytest.approx((g[0] & g[1]).mean())
+    union = (g[0] | g[1]).sum()
+    if union:
+        assert st["mean_pairwise_jaccard"] == pytest.approx((g[0] & g[1]).sum() / union)
+    assert res["summary"].loc["any_worse", "max"] == per["any_worse"].max()
+    with pytest.raises(ValueError, match="two distinct seeds"):
+        V.significance_across_seeds(run, seeds=(3,))
+
+
+def som_features_of(df, names):
+    from photozsom.features import feature_matrix
+
+    return feature_matrix(df, names)
+
+
+
+def test_run_flags_uses_the_thresholds_it_chose(tiny_run):
+    from photozsom import flags, pipeline
+
+    run = tiny_run
+    choice = pd.read_csv(run.root / "flags" / "threshold_choice.csv")
+    flagger = flags.load_flagger(run.root / "flags" / "flagger")
+    ev = pd.read_parquet(run.root / "cells" / "evaluated.parquet")
+    for region, f in flagger.flaggers.items():
+        c = choice[choice["som"] == region]
+        pick = c[c["chosen"]]
+        assert len(pick) == 1
+        assert (f.min_count, f.distance_quantile) == (int(pick["min_count"].iloc[0]),
+                                                       float(pick["distance_quantile"].iloc[0]))
+        # the scan scored every evaluated galaxy with a cell on this map
+        e = ev[(ev["SOM"] == region) & (ev["CELL"] >= 0)]
+        assert int(c["n_bad"].iloc[0] + c["n_good"].iloc[0]) == len(e)
+    # a fixed value is kept as given; "auto" on the other is chosen on a one-value grid
+    res = pipeline.run_flags(run, scale="tiny", min_count=4, distance_quantile="auto")
+    assert all(m == 4 for m, _ in res["chosen"].values())
+    with pytest.raises(ValueError, match="auto"):
+        pipeline.run_flags(run, scale="tiny", min_count="best")
+    pipeline.run_flags(run, scale="tiny")  # leave the run as the other tests expect
