@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/mdn.py                         # convergence, default sky (simulated once)
-    python benchmarks/mdn.py --sky runs/default/sky  # an existing simulated sky
+    python benchmarks/mdn.py --sky runs/default/sky  # an existing sky (and its run's embeddings)
     python benchmarks/mdn.py --sky runs/default/sky --embeddings runs/default/embed/embeddings.h5
     python benchmarks/mdn.py --micro                 # also the CRPS / throughput micro-benchmarks
 
@@ -14,8 +14,8 @@ Usage::
    - ``catalog``: :func:`photozsom.features.catalog_features` (missing values take the
      training split's median);
    - ``embedding``: the image embeddings of a run (``--embeddings
-     runs/default/embed/embeddings.h5``, written by the book's embeddings chapter), or, without
-     one, a fixed random projection of the cutouts (central 32 x 32 pixels of the four bands,
+     runs/default/embed/embeddings.h5``, written by the book's embeddings chapter; found
+     automatically next to ``--sky runs/default/sky``), or, without one, a fixed random projection of the cutouts (central 32 x 32 pixels of the four bands,
      asinh-scaled by each band's sky noise, projected onto ``--emb-dim`` Gaussian directions,
      seed 0), which stands in for an image embedding of that width so the benchmark needs no
      trained encoder. Galaxies without an embedding take the training split's median.
@@ -188,7 +188,9 @@ def bench_convergence(args) -> bool:
         inputs["catalog"] = catalog_inputs(spec, parts[0])
     if "embedding" in args.inputs:
         t0 = time.perf_counter()
-        if args.embeddings:
+        emb_file = Path(args.embeddings) if args.embeddings else sky.parent / "embed" / "embeddings.h5"
+        if args.embeddings or emb_file.exists():
+            args.embeddings = str(emb_file)
             inputs["embedding"] = run_embeddings(Path(args.embeddings), objid, parts[0])
             print(f"embedding: {args.embeddings} ({inputs['embedding'].shape[1]} dimensions)")
         else:
@@ -369,8 +371,9 @@ def main() -> None:
                     help="where the simulated sky and the projected cutouts are kept")
     ap.add_argument("--inputs", nargs="+", default=["catalog", "embedding"],
                     choices=["catalog", "embedding"])
-    ap.add_argument("--embeddings", help="a run's embed/embeddings.h5 (default: a random "
-                                         "projection of the cutouts)")
+    ap.add_argument("--embeddings", help="a run's embed/embeddings.h5 (default: the one next to "
+                                         "--sky if the run has it, else a random projection "
+                                         "of the cutouts)")
     ap.add_argument("--emb-dim", type=int, default=128, help="width of the projected embedding")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
