@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from photozsom.artifacts import load_artifact, read_json, save_artifact
 from photozsom.cells import METRICS, CellReport
@@ -421,7 +422,7 @@ def load_flagger(path: str | os.PathLike, *, device: str | None = None) -> Flagg
 
 
 #: ``min_count`` values :func:`choose_thresholds` scans (training galaxies per cell).
-MIN_COUNT_GRID: tuple[int, ...] = (0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+MIN_COUNT_GRID: tuple[int, ...] = (0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200)
 #: ``distance_quantile`` values :func:`choose_thresholds` scans (1 = the farthest training row).
 QUANTILE_GRID: tuple[float, ...] = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
@@ -439,10 +440,11 @@ class ThresholdChoice:
     table : DataFrame
         One row per grid point: ``min_count``, ``distance_quantile``, ``distance_threshold``
         (standardised SOM units), ``flagged`` (fraction of the labelled galaxies flagged out
-        of distribution), ``flagged_sample`` (of the user's sample; NaN without one),
-        ``recall`` (share of bad galaxies flagged), ``false_positive_rate`` (share of good
-        galaxies flagged), ``precision``, ``J`` (recall - false-positive rate, Youden's
-        index), ``J_se`` (its binomial standard error), ``eligible`` and ``chosen``.
+        of distribution, unweighted), ``flagged_sample`` (of the user's sample; NaN without
+        one), ``recall`` (share of bad galaxies flagged), ``false_positive_rate`` (share of
+        good galaxies flagged), ``precision`` (these three weighted to the user's sample when
+        one is given), ``J`` (recall - false-positive rate, Youden's index), ``J_se`` (its
+        standard error), ``eligible`` (the pairs the rule chose among) and ``chosen``.
     n_bad, n_good : int
         Bad (e.g. catastrophic outlier) and good labelled galaxies scored.
     target : str
@@ -485,12 +487,19 @@ def choose_thresholds(
     exactly as :class:`Flagger`). It is scored as a detector of bad photo-z on labelled
     galaxies with honest (e.g. out-of-fold) predictions: recall (share of bad galaxies
     flagged) and false-positive rate (share of good ones flagged), combined into Youden's
-    ``J = recall - false-positive rate`` (0 for a flag no better than random). The rule is
-    the one-standard-error rule: among pairs whose ``J`` lies within one binomial standard
-    error of the best ``J``, take the one flagging the smallest fraction of the user's
-    sample (of the labelled galaxies without one); ties go to the higher ``J``. So a
-    threshold is only tightened when the data show it catches bad photo-z, and when no pair
-    beats random the loosest is taken.
+    ``J = recall - false-positive rate`` (0 for a flag no better than random). With a user's
+    sample (``sample_cell``) the labelled galaxies are weighted cell by cell to the user's
+    cell occupancy (weight ``f_user(c) / f_labelled(c)``, as
+    :func:`photozsom.cells.threshold_curve`), so recall and false-positive rate are those
+    expected on the user's sample if performance within a cell transfers; the standard
+    errors use Kish's effective sample sizes. The rule is the one-standard-error rule: among
+    pairs whose ``J`` lies within one standard error of the best ``J``, take the one
+    flagging the smallest fraction of the user's sample (of the labelled galaxies without
+    one); ties go to the higher ``J``. Only pairs whose ``J`` is significantly above zero
+    count (one-sided 5%, Bonferroni-corrected over the grid: about 3.3 standard errors for
+    the default grid); when none is (the map says nothing about these failures), the pair
+    flagging least is taken. So a threshold is only tightened when the data show it catches
+    bad photo-z.
 
     A labelled galaxy of the training split sits in the training count of its own cell;
     ``in_train`` removes it (leave-one-out count), so a cell is judged by the *other*
@@ -571,14 +580,7 @@ def choose_thresholds(
             raise ValueError(f"in_train must have one value per galaxy ({n})")
         loo = loo - it[mapped]
     d = distance[mapped]
-    # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
-    ood = (loo[None, None, :] < mc[:, None, None]) | (d[None, None, :] > dthr[None, :, None])
-    tp = ood[:, :, bad].sum(axis=2)
-    fp = ood[:, :, ~bad].sum(axis=2)
-    recall, fpr = tp / n_bad, fp / n_good
-    J = recall - fpr
-    se = np.sqrt(recall * (1 - recall) / n_bad + fpr * (1 - fpr) / n_good)
-    flagged = (tp + fp) / max(len(d), 1)
+    lab_cell = cell[mapped]
     if sample_cell is not None:
         sc = np.asarray(sample_cell, dtype=np.int64)
         sd = np.asarray(sample_distance, dtype=np.float64) if sample_distance is not None \
@@ -586,6 +588,29 @@ def choose_thresholds(
         if sd.shape != sc.shape:
             raise ValueError("sample_distance must have one value per sample_cell")
         ok = sc >= 0
+        if not ok.any():
+            raise ValueError("no galaxy of the user's sample has a cell")
+        # each labelled galaxy stands for its cell's share of the user's sample
+        f_user = np.bincount(sc[ok], minlength=n_cells) / ok.sum()
+        f_lab = np.bincount(lab_cell, minlength=n_cells) / lab_cell.size
+        w = f_user[lab_cell] / f_lab[lab_cell]
+    else:
+        w = np.ones(lab_cell.size)
+    wb, wg = w * bad, w * ~bad
+    if not (wb.sum() > 0 and wg.sum() > 0):
+        raise ValueError("the user's sample shares no cell with the bad (or the good) labelled "
+                         "galaxies; set min_count and distance_quantile by hand")
+    # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
+    ood = (loo[None, None, :] < mc[:, None, None]) | (d[None, None, :] > dthr[None, :, None])
+    tp, fp = ood @ wb, ood @ wg
+    recall, fpr = tp / wb.sum(), fp / wg.sum()
+    J = recall - fpr
+    # binomial errors with Kish's effective sample sizes of the weighted bad and good galaxies
+    n_eff_bad = wb.sum() ** 2 / (wb ** 2).sum()
+    n_eff_good = wg.sum() ** 2 / (wg ** 2).sum()
+    se = np.sqrt(recall * (1 - recall) / n_eff_bad + fpr * (1 - fpr) / n_eff_good)
+    flagged = ood.mean(axis=2)
+    if sample_cell is not None:
         sample_counts = counts[sc[ok]]
         far = sd[ok][None, :] > dthr[:, None]                       # (n_quantile, M)
         flagged_sample = np.empty_like(J)
@@ -598,7 +623,13 @@ def choose_thresholds(
         flagged_sample = np.full_like(J, np.nan)
         cost = flagged
     ib, jb = np.unravel_index(np.argmax(J), J.shape)
-    eligible = J >= J[ib, jb] - se[ib, jb]
+    # better than a random flag at 5%, Bonferroni-corrected over the grid's pairs
+    z_gate = float(-ndtri(0.05 / J.size))
+    significant = J > z_gate * se
+    if significant.any():
+        eligible = significant & (J >= J[ib, jb] - se[ib, jb])
+    else:   # no pair beats a random flag clearly: flag as little as possible
+        eligible = np.ones_like(J, dtype=bool)
     order = np.lexsort((-J[eligible], cost[eligible]))
     ci, cj = (a[order[0]] for a in np.nonzero(eligible))
     M, Q = np.meshgrid(mc, qs, indexing="ij")
@@ -613,9 +644,16 @@ def choose_thresholds(
         "chosen": (np.arange(J.size) == np.ravel_multi_index((ci, cj), J.shape)),
     })
     what = {"outlier": "catastrophic outliers", "pit_tail": "PIT outside the central 99%"}[target]
-    rule = (f"largest Youden J (recall - false-positive rate) for {what}, within one standard "
-            f"error ({J[ib, jb]:.3f} - {se[ib, jb]:.3f}); of those, the smallest fraction of the "
-            f"{'user sample' if sample_cell is not None else 'labelled galaxies'} flagged")
+    if sample_cell is not None:
+        what += " (labelled galaxies weighted to the user's cell occupancy)"
+    who = "user sample" if sample_cell is not None else "labelled galaxies"
+    if significant.any():
+        rule = (f"largest Youden J (recall - false-positive rate) for {what}, within one "
+                f"standard error ({J[ib, jb]:.3f} - {se[ib, jb]:.3f}) and above {z_gate:.2f} "
+                f"standard errors; of those, the smallest fraction of the {who} flagged")
+    else:
+        rule = (f"no pair's Youden J for {what} exceeds {z_gate:.2f} standard errors (not "
+                f"better than a random flag): the smallest fraction of the {who} flagged")
     return ThresholdChoice(int(mc[ci]), float(qs[cj]), table, n_bad, n_good, target, rule)
 
 

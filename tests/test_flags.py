@@ -414,8 +414,11 @@ def test_choose_thresholds_follows_the_one_standard_error_rule(fitted):
                                  sample_distance=ud)
     t = ch.table
     best = t.loc[t["J"].idxmax()]
-    ok = t["J"] >= best["J"] - best["J_se"]
-    assert (ok == t["eligible"]).all()
+    from scipy.stats import norm
+
+    gate = norm.isf(0.05 / len(t))        # Bonferroni over the grid
+    ok = (t["J"] >= best["J"] - best["J_se"]) & (t["J"] > gate * t["J_se"])
+    assert ok.any() and (ok == t["eligible"]).all()
     cand = t[ok].sort_values(["flagged_sample", "J"], ascending=[True, False])
     assert (ch.min_count, ch.distance_quantile) == (int(cand.iloc[0]["min_count"]),
                                                     float(cand.iloc[0]["distance_quantile"]))
@@ -440,6 +443,10 @@ def test_choose_thresholds_flags_least_when_outliers_are_unrelated_to_the_map(fi
     # no threshold can beat random by much; the chosen pair flags (near) the least
     assert abs(chosen["J"]) < 0.1
     assert chosen["flagged"] <= t["flagged"].min() + 0.01
+    from scipy.stats import norm
+
+    assert not (t["J"] > norm.isf(0.05 / len(t)) * t["J_se"]).any()
+    assert "not better than a random flag" in ch.rule
 
 
 def test_choose_thresholds_refuses_too_few_outliers(fitted):
@@ -449,3 +456,32 @@ def test_choose_thresholds_refuses_too_few_outliers(fitted):
         flags.choose_thresholds(som, fitted["counts"], c, d, z, zp)
     with pytest.raises(ValueError, match="pit_values"):
         flags.choose_thresholds(som, fitted["counts"], c, d, z, zp, target="pit_tail")
+
+
+def test_choose_thresholds_weights_labelled_galaxies_to_the_users_cells(fitted):
+    from sklearn.metrics import recall_score
+
+    som, counts = fitted["som"], fitted["counts"]
+    far = som.distance_threshold(0.95)
+    c, d, z, zp, bad = _labelled(fitted, lambda d, n, rng: (d > far) | (rng.random(d.size) < 0.05))
+    # a user's sample that over-represents some cells: the training galaxies, the first half
+    # of the cells' galaxies three times
+    uc, ud = som.predict_with_distances(fitted["X_train"])
+    extra = uc < som.n_cells // 2
+    uc = np.concatenate([uc, uc[extra], uc[extra]])
+    ud = np.concatenate([ud, ud[extra], ud[extra]])
+    ch = flags.choose_thresholds(som, counts, c, d, z, zp, sample_cell=uc, sample_distance=ud,
+                                 min_counts=(0, 50), quantiles=(0.9, 1.0))
+    # independent weights: user cell share over labelled cell share
+    fu = pd.Series(uc).value_counts(normalize=True)
+    fl = pd.Series(c).value_counts(normalize=True)
+    w = (fu.reindex(c).fillna(0).to_numpy() / fl.reindex(c).to_numpy())
+    for _, row in ch.table.iterrows():
+        thr = som.distance_threshold(row["distance_quantile"])
+        ood = (counts[c] < row["min_count"]) | (d > thr)
+        assert row["recall"] == pytest.approx(recall_score(bad, ood, sample_weight=w))
+        assert row["false_positive_rate"] == pytest.approx(
+            1 - recall_score(~bad, ~ood, sample_weight=w))
+        assert row["flagged_sample"] == pytest.approx(np.mean((counts[uc] < row["min_count"])
+                                                              | (ud > thr)))
+    assert "user's cell occupancy" in ch.rule
