@@ -107,11 +107,14 @@ print(
 # on a grid defines an out-of-distribution flag, which is scored as a detector of
 # catastrophic outliers (|Δz| > 0.15) on the out-of-fold photo-z of the previous chapter
 # (each training galaxy is left out of its own cell's count, as a new galaxy would be).
-# The score is Youden's J = recall − false-positive rate: 0 for a flag no better than
-# random. Among the pairs within one standard error of the best J, the one that flags the
-# smallest share of the user's sample (here the random sample) is taken — a threshold is
-# only tightened where the data show it catches bad photo-z. No simulation truth is used,
-# so the same rule runs on a real catalogue.
+# The labelled galaxies are weighted cell by cell to the user's sample (here the random
+# sample), so the recall and false-positive rate are those expected for the user's
+# galaxies if performance within a cell carries over. The score is Youden's J = recall −
+# false-positive rate: 0 for a flag no better than random. Among the pairs whose J is
+# significantly above zero (Bonferroni over the grid) and within one standard error of the
+# best, the one that flags the smallest share of the user's sample is taken — a threshold
+# is only tightened where the data show it catches bad photo-z. No simulation truth is
+# used, so the same rule runs on a real catalogue.
 
 # %%
 res = pipeline.run_flags(
@@ -130,6 +133,13 @@ if choice_path.exists():
     publish_figure("fig_choice", fig, run.figure("threshold_choice.png"))
     best = cs.loc[cs["J"].idxmax()]
     pick = cs[cs["chosen"]].iloc[0]
+    hand_row = cs[(cs["min_count"] == pipeline.SCALES[scale]["min_count"])
+                  & (cs["distance_quantile"] == 0.99)]
+    print("rule:", pick["rule"])
+    if len(hand_row):
+        h = hand_row.iloc[0]
+        print(f"here, hand-set (min_count {int(h['min_count'])}, quantile 0.99): J {h['J']:.3f} "
+              f"± {h['J_se']:.3f}, flagging {h['flagged_sample']:.0%} of the random sample")
     print(f"here (southern map, {int(cs['n_bad'].iloc[0]):,} outliers among "
           f"{int(cs['n_bad'].iloc[0] + cs['n_good'].iloc[0]):,} evaluated galaxies): best J "
           f"{best['J']:.3f} ± {best['J_se']:.3f} at min_count {int(best['min_count'])}, quantile "
@@ -147,10 +157,12 @@ res["chosen"]
 #
 # Choosing the out-of-distribution thresholds of the southern map. Left: Youden's J
 # (recall − false-positive rate) of the out-of-distribution flag as a detector of
-# catastrophic outliers among the evaluated galaxies, for each minimum training count per
+# catastrophic outliers among the evaluated galaxies (weighted to the random sample's
+# cells), for each minimum training count per
 # cell and distance quantile of the SOM's training sample; right: the share of the random
-# sample each pair flags out of distribution [%]. White outlines: within one standard error
-# of the best J; star: the chosen pair (the outlined one flagging least).
+# sample each pair flags out of distribution [%]. White outlines: significantly better than
+# a random flag and within one standard error of the best J; star: the chosen pair (the
+# outlined one flagging least).
 # ```
 
 # %% [markdown]
