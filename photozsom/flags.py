@@ -603,7 +603,8 @@ def choose_thresholds(
     # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
     ood = (loo[None, None, :] < mc[:, None, None]) | (d[None, None, :] > dthr[None, :, None])
     tp, fp = ood @ wb, ood @ wg
-    recall, fpr = tp / wb.sum(), fp / wg.sum()
+    # (clipped: summing weights in another order can put a full recall at 1 + 1e-16)
+    recall, fpr = np.clip(tp / wb.sum(), 0, 1), np.clip(fp / wg.sum(), 0, 1)
     J = recall - fpr
     # binomial errors with Kish's effective sample sizes of the weighted bad and good galaxies
     n_eff_bad = wb.sum() ** 2 / (wb ** 2).sum()
