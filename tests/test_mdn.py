@@ -292,24 +292,37 @@ def test_split_by_objid_is_stable_when_rows_are_added_and_reordered():
 # mixed precision on the CPU (bfloat16 training steps where the CPU has native bfloat16)
 # ---------------------------------------------------------------------------------------------
 def test_cpu_mixed_precision_trains_as_well_and_predicts_in_float32(monkeypatch):
+    from pathlib import Path
+
     from photozsom import mdn as mdn_module
 
     x, z, mu = synthetic(3000, seed=4)
     tr, va, te = train_val_test_split(len(z), seed=0)
     kw = {"hidden": (64, 64, 64), "seed": 0, "batch_size": 256, "max_epochs": 25, "device": "cpu"}
+    # the default follows the CPU: a CPU that lists native bfloat16 gets it
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    if " avx512_bf16" in flags or " amx_bf16" in flags:
+        assert mdn_module._cpu_has_native_bf16()
+    assert MDN(3, **kw).amp is mdn_module._cpu_has_native_bf16()
     monkeypatch.setenv("PHOTOZSOM_CPU_AMP", "0")
     assert MDN(3, **kw).amp is False          # switched off: float32 throughout
     with pytest.raises(ValueError, match="native"):
         MDN(3, amp=True, **kw)
     monkeypatch.delenv("PHOTOZSOM_CPU_AMP")
-    if not mdn_module._cpu_has_native_bf16():
-        assert MDN(3, **kw).amp is False
-        pytest.skip("this CPU has no native bfloat16")
+    # the bfloat16 path itself runs on any CPU (emulated where not native): test it everywhere
+    monkeypatch.setattr(mdn_module, "_cpu_has_native_bf16", lambda: True)
     assert MDN(3, **kw).amp is True           # on by default where the CPU supports it
     fp32 = MDN(3, amp=False, **kw)
     fp32.fit(x[tr], z[tr], x[va], z[va], progress=False)
     bf16 = MDN(3, amp=True, **kw)
+    seen: set = set()
+    hook = bf16.network[0].register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
     bf16.fit(x[tr], z[tr], x[va], z[va], progress=False)
+    # training steps in bfloat16, validation passes in float32
+    assert (True, torch.bfloat16) in seen and (False, torch.float32) in seen
+    assert (True, torch.float32) not in seen and (False, torch.bfloat16) not in seen
+    hook.remove()
     c32 = fp32.predict(x[te]).crps(z[te]).mean()
     c16 = bf16.predict(x[te]).crps(z[te]).mean()
     assert c16 < 1.03 * c32 and c16 < 1.06 * true_crps(mu[te], z[te]).mean()

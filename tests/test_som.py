@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 
@@ -207,6 +208,11 @@ def test_default_fit_stops_when_qe_stalls_and_records_final_distances():
     som = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
     full = [h for h in som.history if h["phase"] == "full"]
     assert 1 <= len(full) == som.epochs_trained <= TorchBatchSOM.MAX_PASSES
+    # every pass after the first that went on to update had improved the QE by at least TOL
+    # (the stopping rule, recomputed from the recorded QEs)
+    for a, b in itertools.pairwise(full):
+        if b["updated"]:
+            assert a["qe"] - b["qe"] >= TorchBatchSOM.TOL * b["qe"]
     last = som.history[-1]
     assert not last["updated"] and all(h["updated"] for h in som.history[:-1])
     if som.history[-2]["phase"] == "full":  # else compared with a subsample's noisy QE
