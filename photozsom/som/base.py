@@ -47,10 +47,20 @@ class SOMBackend(ABC):
     name: str = ""
     #: Learning rate when none is given.
     default_learning_rate: float = 1.0
+    #: Largest learning rate the backend accepts.
+    max_learning_rate: float = float("inf")
 
-    def __init__(self, grid: Grid, n_features: int) -> None:
+    def __init__(self, grid: Grid, n_features: int, *, sigma: float,
+                 learning_rate: float | None = None, seed: int = 0) -> None:
         self.grid = grid
         self.n_features = int(n_features)
+        self.sigma = float(sigma)
+        lr = self.default_learning_rate if learning_rate is None else float(learning_rate)
+        if not 0 < lr <= self.max_learning_rate:
+            raise ValueError(f"learning_rate must be in (0, {self.max_learning_rate:g}] for the "
+                             f"{self.name} backend, got {learning_rate}")
+        self.learning_rate = lr
+        self.seed = int(seed)
 
     @abstractmethod
     def fit(self, Xs: np.ndarray, init: np.ndarray, *, epochs: int | None,

@@ -52,13 +52,7 @@ class MiniSomBackend(SOMBackend):
     def __init__(self, grid: Grid, n_features: int, *, sigma: float, sigma_final: float = 1.0,
                  learning_rate: float | None = None, batch_size: int | None = None,
                  seed: int = 0, device: str | None = None) -> None:
-        super().__init__(grid, n_features)
-        self.sigma = float(sigma)
-        lr = self.default_learning_rate if learning_rate is None else float(learning_rate)
-        if not lr > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-        self.learning_rate = lr
-        self.seed = int(seed)
+        super().__init__(grid, n_features, sigma=sigma, learning_rate=learning_rate, seed=seed)
         self.device = "cpu"
         self._som: Any = None
 

@@ -93,6 +93,7 @@ class TorchBatchSOM(SOMBackend):
 
     name = "torch"
     default_learning_rate = 1.0
+    max_learning_rate = 1.0
     ORDER_STEPS = 8
     SETTLE_STEPS = 8
     MAX_PASSES = 10
@@ -102,19 +103,12 @@ class TorchBatchSOM(SOMBackend):
     def __init__(self, grid: Grid, n_features: int, *, sigma: float, sigma_final: float = 1.0,
                  learning_rate: float | None = None, batch_size: int | None = None,
                  seed: int = 0, device: str | None = None) -> None:
-        super().__init__(grid, n_features)
-        self.sigma = float(sigma)
+        super().__init__(grid, n_features, sigma=sigma, learning_rate=learning_rate, seed=seed)
         self.sigma_final = float(sigma_final)
-        lr = self.default_learning_rate if learning_rate is None else float(learning_rate)
-        if not 0 < lr <= 1:
-            raise ValueError(f"learning_rate must be in (0, 1] for the torch backend, got "
-                             f"{learning_rate}")
-        self.learning_rate = lr
         self.batch_size = (int(batch_size) if batch_size is not None
                            else max(10_000, 10 * grid.n_cells))
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 rows, got {batch_size}")
-        self.seed = int(seed)
         self.device = default_device(device)
         self._weights: torch.Tensor | None = None
         self._local = threading.local()
