@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import urllib.parse
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fits_server import FitsServer
 from astropy.io import fits
 from astropy.stats import mad_std
 
@@ -127,45 +126,29 @@ def test_read_cutout_fits_without_band_keywords_needs_matching_request(tmp_path)
 
 
 # ---------------------------------------------------------------------------- local server
-class _Server:
+class _Server(FitsServer):
     """Serves /cutout.fits?ra=...: behaviour chosen per object by the integer part of ra."""
 
     def __init__(self, files: dict[int, bytes], behaviour: dict[int, str]):
         self.files = files
         self.behaviour = behaviour
         self.hits: dict[int, int] = {}
-        self.lock = threading.Lock()
-        server = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-                key = int(float(q["ra"][0]))
-                with server.lock:
-                    server.hits[key] = server.hits.get(key, 0) + 1
-                    nhit = server.hits[key]
-                mode = server.behaviour.get(key, "ok")
-                if mode == "500" or (mode == "500-then-ok" and nhit == 1):
-                    self.send_error(500, "Internal Server Error")
-                    return
-                if mode == "404":
-                    self.send_error(404, "Not Found")
-                    return
-                body = server.files[key]
-                if mode == "truncated":
-                    body = body[: len(body) - 1500]  # a short FITS file, honest Content-Length
-                self.send_response(200)
-                self.send_header("Content-Type", "application/fits")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cutout.fits"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+    def respond(self, q):
+        key = int(float(q["ra"]))
+        with self.lock:
+            self.hits[key] = self.hits.get(key, 0) + 1
+            nhit = self.hits[key]
+        mode = self.behaviour.get(key, "ok")
+        if mode == "500" or (mode == "500-then-ok" and nhit == 1):
+            return 500, "Internal Server Error"
+        if mode == "404":
+            return 404, "Not Found"
+        body = self.files[key]
+        if mode == "truncated":
+            body = body[: len(body) - 1500]  # a short FITS file, honest Content-Length
+        return 200, body
 
 
 @pytest.fixture
@@ -175,14 +158,12 @@ def serve(tmp_path):
     def start(behaviour: dict[int, str], n: int = 6) -> _Server:
         files = {k: _cutout_bytes(tmp_path, "griz" if k % 2 == 0 else "grz", k) for k in range(n)}
         s = _Server(files, behaviour)
-        s.thread.start()
         servers.append(s)
         return s
 
     yield start
     for s in servers:
-        s.httpd.shutdown()
-        s.httpd.server_close()
+        s.close()
         s.thread.join(timeout=5)
 
 

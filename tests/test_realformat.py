@@ -15,15 +15,13 @@ and the cross-match is checked against a brute-force haversine nearest neighbour
 
 from __future__ import annotations
 
-import http.server
-import threading
-import urllib.parse
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+from _fits_server import FitsServer
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
@@ -276,7 +274,7 @@ def _write_sky(root: Path, seed: int = 7) -> dict:
 # ======================================================================================
 # A local cutout service
 # ======================================================================================
-class _CutoutService:
+class _CutoutService(FitsServer):
     """Answers /cutout.fits?ra=&dec=&layer=&bands= like the Legacy Survey viewer.
 
     The DR9-north layer has no i-band, so it returns g, r, z planes whatever was asked;
@@ -287,34 +285,16 @@ class _CutoutService:
 
     def __init__(self):
         self.requests: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-        service = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                q = {k: v[0] for k, v in
-                     urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).items()}
-                with service.lock:
-                    service.requests.append(q)
-                have = service.LAYER_BANDS.get(q.get("layer", ""))
-                if have is None:
-                    self.send_error(400, "unknown layer")
-                    return
-                bands = "".join(b for b in q.get("bands", "griz") if b in have)
-                body = service.fits_bytes(float(q["ra"]), float(q["dec"]), bands)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/fits")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cutout.fits"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def respond(self, q):
+        with self.lock:
+            self.requests.append(q)
+        have = self.LAYER_BANDS.get(q.get("layer", ""))
+        if have is None:
+            return 400, "unknown layer"
+        bands = "".join(b for b in q.get("bands", "griz") if b in have)
+        return 200, self.fits_bytes(float(q["ra"]), float(q["dec"]), bands)
 
     @staticmethod
     def fits_bytes(ra: float, dec: float, bands: str) -> bytes:
@@ -331,11 +311,6 @@ class _CutoutService:
         buf = io.BytesIO()
         hdu.writeto(buf)
         return buf.getvalue()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 # ======================================================================================
