@@ -24,15 +24,20 @@ saved inside each model.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from photozsom.schema import validate
+from photozsom.schema import BANDS, as_dataframe, validate
 
 __all__ = [
     "CATALOG_FEATURES",
+    "SHAPE_COLUMNS",
+    "auto_features",
+    "available_bands",
+    "resolve_features",
     "NORTH_SOM_FEATURES",
     "SOFTENING",
     "SOM_FEATURES",
@@ -65,6 +70,12 @@ SOM_FEATURES: list[str] = ["g-r", "r-i", "i-z", "z-W1", "W1-W2", "r"]
 NORTH_SOM_FEATURES: list[str] = ["g-r", "r-z", "z-W1", "W1-W2", "r"]
 #: Names of the columns of :func:`catalog_features`.
 CATALOG_FEATURES: list[str] = ["r", "g-r", "r-z", "z-W1", "W1-W2", "log10_shape_r", "axis_ratio", "sersic"]
+
+#: The Tractor shape columns behind the shape features (``log10_shape_r``, ``axis_ratio``, ``sersic``).
+SHAPE_COLUMNS: tuple[str, ...] = ("SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC")
+#: Share of a catalogue's rows that must measure a band (or have finite shape columns) for
+#: the "auto" recipe to use it.
+AUTO_MIN_FRACTION = 0.8
 
 _LN10 = np.log(10.0)
 
@@ -110,9 +121,12 @@ def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "
     Parameters
     ----------
     catalog : DataFrame or astropy Table
-        DR10 columns ``FLUX_<b>`` (nanomaggies), ``MW_TRANSMISSION_<b>`` and, if the catalogue
-        has them, ``FLUX_IVAR_<b>`` (a band with ``FLUX_IVAR <= 0`` is unmeasured; without the
-        column a finite flux counts as measured).
+        DR10 columns ``FLUX_<b>`` (nanomaggies) and, if the catalogue has them,
+        ``MW_TRANSMISSION_<b>`` (a catalogue with no ``MW_TRANSMISSION_*`` column at all is
+        taken as already corrected for Galactic extinction, as published catalogues that give
+        dereddened fluxes; one that has some needs them for every band used) and
+        ``FLUX_IVAR_<b>`` (a band with ``FLUX_IVAR <= 0`` is unmeasured; without the column a
+        finite flux counts as measured).
     bands : sequence of str
         Bands to convert.
 
@@ -123,23 +137,24 @@ def magnitudes(catalog, bands=("G", "R", "I", "Z", "W1", "W2"), *, name: str = "
         A band with no data (``FLUX_IVAR == 0`` or NaN flux, e.g. the i-band in the north)
         is NaN.
     """
-    from photozsom.schema import as_dataframe
-
     present = {str(c).upper() for c in as_dataframe(catalog).columns}
     cols, has_ivar = [], {}
+    dereddened = not any(c.startswith("MW_TRANSMISSION_") for c in present)
     for b in bands:
         b = b.upper()
-        cols += [f"FLUX_{b}", f"MW_TRANSMISSION_{b}"]
+        cols.append(f"FLUX_{b}")
         # catalogues without inverse variances (published, already-dereddened fluxes) count a
-        # finite flux as measured
+        # finite flux as measured; without MW_TRANSMISSION the flux is taken as dereddened
         has_ivar[b] = f"FLUX_IVAR_{b}" in present
         if has_ivar[b]:
             cols.append(f"FLUX_IVAR_{b}")
+        if not dereddened:
+            cols.append(f"MW_TRANSMISSION_{b}")
     df = validate(catalog, cols, name=name, allow_nan=cols)
     out = {}
     for b in bands:
         b = b.upper()
-        f = dereddened_flux(df, b)
+        f = df[f"FLUX_{b}"].to_numpy(dtype=np.float64) if dereddened else dereddened_flux(df, b)
         m = asinh_mag(f, SOFTENING[b])
         if has_ivar[b]:
             ivar = df[f"FLUX_IVAR_{b}"].to_numpy(dtype=np.float64)
@@ -166,6 +181,123 @@ def feature_bands(names) -> list[str]:
             )
         bands += [_BAND_NAMES[p.lower()] for p in parts if _BAND_NAMES[p.lower()] not in bands]
     return bands
+
+
+def available_bands(catalog, *, min_fraction: float = AUTO_MIN_FRACTION) -> list[str]:
+    """The bands of :data:`BANDS` that at least ``min_fraction`` of the rows measure.
+
+    A band counts when the catalogue has its ``FLUX_<b>`` column and the row's
+    extinction-corrected asinh magnitude is finite (finite flux, ``FLUX_IVAR > 0`` and
+    ``MW_TRANSMISSION > 0`` where those columns exist), see :func:`magnitudes`.
+
+    Parameters
+    ----------
+    catalog : DataFrame or astropy Table
+        DR10-style columns, fluxes in nanomaggies.
+    min_fraction : float
+        Share of rows, in (0, 1], that must measure a band.
+
+    Returns
+    -------
+    list of str
+        Upper-case band names in wavelength order, e.g. ``["G", "R", "Z", "W1", "W2"]``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"FLUX_G": [1.0, 2.0], "FLUX_R": [2.0, np.nan], "FLUX_Z": [3.0, 4.0]})
+    >>> available_bands(df), available_bands(df, min_fraction=0.5)
+    (['G', 'Z'], ['G', 'R', 'Z'])
+    """
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must lie in (0, 1], got {min_fraction}")
+    df = as_dataframe(catalog)
+    if len(df) == 0:
+        raise ValueError("catalogue is empty (0 rows): no band to choose features from")
+    have = [b for b in BANDS if f"FLUX_{b}" in df.columns]
+    if not have:
+        return []
+    mags = magnitudes(df, have)
+    frac = np.isfinite(mags.to_numpy()).mean(axis=0)
+    return [b for b, f in zip(have, frac, strict=True) if f >= min_fraction]
+
+
+def auto_features(catalog, kind: str = "som", *, min_fraction: float = AUTO_MIN_FRACTION) -> list[str]:
+    """A feature recipe from the bands (and shape columns) a catalogue has.
+
+    The rule, the same for every catalogue: take the bands of :data:`BANDS` measured in
+    at least ``min_fraction`` of the rows (:func:`available_bands`); the recipe is the
+    r-band magnitude (the first optical band measured, if r is not) and the colours of
+    neighbouring bands. ``kind="som"`` ends with the magnitude, as :data:`SOM_FEATURES`
+    (``g-r, r-i, i-z, z-W1, W1-W2, r`` for DR10 south; :data:`NORTH_SOM_FEATURES` for a
+    catalogue without i-band); ``kind="catalog"`` starts with it and adds the shape features
+    (``log10_shape_r, axis_ratio, sersic``) when the catalogue has :data:`SHAPE_COLUMNS`
+    finite in at least ``min_fraction`` of the rows.
+
+    Parameters
+    ----------
+    catalog : DataFrame or astropy Table
+        DR10-style columns ``FLUX_<b>`` (nanomaggies), optionally ``FLUX_IVAR_<b>``,
+        ``MW_TRANSMISSION_<b>`` and the shape columns.
+    kind : {"som", "catalog"}
+        The SOM's colours or the photo-z model's catalogue features.
+    min_fraction : float
+        See :func:`available_bands`.
+
+    Returns
+    -------
+    list of str
+        Feature names for :func:`feature_matrix`.
+
+    Raises
+    ------
+    ValueError
+        When fewer than two bands are measured (no colour), naming the columns found.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({f"FLUX_{b}": [1.0, 2.0] for b in "GRIZ"})
+    >>> auto_features(df), auto_features(df, "catalog")
+    (['g-r', 'r-i', 'i-z', 'r'], ['r', 'g-r', 'r-i', 'i-z'])
+    """
+    if kind not in ("som", "catalog"):
+        raise ValueError(f'kind must be "som" or "catalog", got {kind!r}')
+    bands = available_bands(catalog, min_fraction=min_fraction)
+    optical = [b for b in bands if not b.startswith("W")]
+    if len(bands) < 2 or not optical:
+        cols = sorted(c for c in as_dataframe(catalog).columns if str(c).startswith("FLUX_"))
+        raise ValueError(
+            f"features='auto' needs at least two measured bands, one of them optical "
+            f"(FLUX_G, FLUX_R, FLUX_I, FLUX_Z, FLUX_W1, FLUX_W2 in nanomaggies, measured in "
+            f">= {min_fraction:.0%} of rows); found {bands or 'none'} among {cols}. Pass "
+            f"features=[...] (e.g. ['g-r', 'r-z', 'r']) to choose them yourself"
+        )
+    label = {b: b if b.startswith("W") else b.lower() for b in bands}
+    mag = "r" if "R" in optical else label[optical[0]]
+    colours = [f"{label[a]}-{label[b]}" for a, b in itertools.pairwise(bands)]
+    if kind == "som":
+        return colours + [mag]
+    names = [mag] + colours
+    df = as_dataframe(catalog)
+    if set(SHAPE_COLUMNS) <= set(df.columns):
+        finite = np.isfinite(df[list(SHAPE_COLUMNS)].to_numpy(dtype=np.float64)).all(axis=1)
+        if finite.mean() >= min_fraction:
+            names += ["log10_shape_r", "axis_ratio", "sersic"]
+    return names
+
+
+def resolve_features(features, catalog, kind: str = "som", *,
+                     min_fraction: float = AUTO_MIN_FRACTION) -> list[str]:
+    """``features`` as a list of names: ``"auto"`` becomes :func:`auto_features` of ``catalog``."""
+    if isinstance(features, str):
+        if features != "auto":
+            raise ValueError(f'features must be "auto" or a list of feature names such as '
+                             f'{SOM_FEATURES}, got {features!r}')
+        return auto_features(catalog, kind, min_fraction=min_fraction)
+    names = list(features)
+    feature_bands(names)  # checks every name
+    if not names:
+        raise ValueError('features is empty: pass "auto" or a list of feature names')
+    return names
 
 
 def feature_matrix(catalog, names, *, name: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:

@@ -81,6 +81,23 @@ def _fmt(metric: str, value: float) -> str:
     return f"{100 * value:.2g}%" if metric in _PERCENT else f"{value:.3g}"
 
 
+def out_of_distribution(train_count: Any, distance: Any, min_count: Any,
+                        distance_threshold: Any) -> np.ndarray:
+    """The out-of-distribution rule, the one place it is written.
+
+    A galaxy is out of distribution when its cell holds fewer than ``min_count`` training
+    galaxies ("thin") or it lies farther than ``distance_threshold`` from its cell's
+    prototype (standardised SOM feature units). Arguments broadcast, so a grid of thresholds
+    is scored in one call (:func:`choose_thresholds`).
+
+    Examples
+    --------
+    >>> out_of_distribution(np.array([3, 20, 20]), np.array([0.5, 0.5, 4.0]), 10, 2.0).tolist()
+    [True, False, True]
+    """
+    return (np.asarray(train_count) < min_count) | (np.asarray(distance) > distance_threshold)
+
+
 def _training_distance_threshold(som: Any, quantile: float) -> float:
     """The SOM's own training-distance quantile (recorded at fit), or inf if it has none."""
     fn = getattr(som, "distance_threshold", None)
@@ -270,7 +287,8 @@ class Flagger:
         far = valid & (dist > self.distance_threshold)
         safe = np.where(valid, cell, 0)
         n_train = np.where(valid, self.train_counts[safe], -1)
-        ood = ~valid | far | (valid & self.thin[safe])
+        ood = ~valid | (valid & out_of_distribution(self.train_counts[safe], dist, self.min_count,
+                                                    self.distance_threshold))
         under = valid & self.underperforming_cells[safe]
         reason = np.empty(n, dtype=object)
         reason[valid] = self._cell_reasons[cell[valid], far[valid].astype(np.intp)]
@@ -601,7 +619,8 @@ def choose_thresholds(
         raise ValueError("the user's sample shares no cell with the bad (or the good) labelled "
                          "galaxies; set min_count and distance_quantile by hand")
     # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
-    ood = (loo[None, None, :] < mc[:, None, None]) | (d[None, None, :] > dthr[None, :, None])
+    ood = out_of_distribution(loo[None, None, :], d[None, None, :], mc[:, None, None],
+                              dthr[None, :, None])
     tp, fp = ood @ wb, ood @ wg
     # (clipped: summing weights in another order can put a full recall at 1 + 1e-16)
     recall, fpr = np.clip(tp / wb.sum(), 0, 1), np.clip(fp / wg.sum(), 0, 1)
@@ -612,13 +631,10 @@ def choose_thresholds(
     se = np.sqrt(recall * (1 - recall) / n_eff_bad + fpr * (1 - fpr) / n_eff_good)
     flagged = ood.mean(axis=2)
     if sample_cell is not None:
-        sample_counts = counts[sc[ok]]
-        far = sd[ok][None, :] > dthr[:, None]                       # (n_quantile, M)
-        flagged_sample = np.empty_like(J)
-        for i, m in enumerate(mc):
-            thin = sample_counts < m
-            # unmapped sample rows are flagged whatever the thresholds
-            flagged_sample[i] = ((thin[None, :] | far).sum(axis=1) + (~ok).sum()) / sc.size
+        # unmapped sample rows are flagged whatever the thresholds
+        flagged_sample = (out_of_distribution(counts[sc[ok]][None, None, :], sd[ok][None, None, :],
+                                              mc[:, None, None], dthr[None, :, None]).sum(axis=2)
+                          + (~ok).sum()) / sc.size
         cost = flagged_sample
     else:
         flagged_sample = np.full_like(J, np.nan)

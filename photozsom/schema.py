@@ -29,6 +29,7 @@ __all__ = [
     "Column",
     "as_dataframe",
     "flux_columns",
+    "footprints",
     "validate",
 ]
 
@@ -226,3 +227,23 @@ def validate(
                     f"{idx[:5].tolist()}); remove or repair those rows before calling"
                 )
     return df
+
+
+def footprints(catalogue) -> np.ndarray | None:
+    """Each row's DR10 photometric system (``PHOTSYS``), stripped and upper case.
+
+    Returns None when the catalogue has no ``PHOTSYS`` column (then one map, one recipe
+    serve every row). Missing values become ``""``.
+
+    Examples
+    --------
+    >>> footprints(pd.DataFrame({"PHOTSYS": ["S", " n", None]})).tolist()
+    ['S', 'N', '']
+    >>> footprints(pd.DataFrame({"FLUX_G": [1.0]})) is None
+    True
+    """
+    df = as_dataframe(catalogue)
+    if "PHOTSYS" not in df.columns:
+        return None
+    col = df["PHOTSYS"]
+    return col.where(col.notna(), "").astype(str).str.strip().str.upper().to_numpy(dtype=object)
