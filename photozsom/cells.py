@@ -6,7 +6,9 @@ paper's reference band for a cell of that size, and whether the cell deviates
 significantly from the global value after correcting for testing ~1000 cells at once
 (Benjamini-Hochberg). :func:`trend` summarises how each metric runs with the number of
 training galaxies in the cell (the paper's Figure 1 question, "is local density predictive
-of performance?").
+of performance?"): a rank correlation for MAD and bias, a binomial regression of the cell's
+counts (:func:`binomial_trend`) for the proportions η and PCO, whose per-cell values are
+too often exactly 0 in small cells for a rank test to keep its level.
 
 Statistical choices (all in the docstrings below, collected here):
 
@@ -47,11 +49,16 @@ Statistical choices (all in the docstrings below, collected here):
   error of zero, which would make every such cell infinitely significant, whereas the null
   distribution is known.
 - **Multiple testing**: Benjamini-Hochberg at false discovery rate ``fdr`` over *all*
-  (cell, metric) tests at once (``fdr_scope="all"``, the default), so that the flag — a
-  cell significantly worse on any metric — has its false discovery rate controlled at
-  ``fdr`` as a whole; ``fdr_scope="metric"`` corrects each metric separately (up to about
-  four times ``fdr`` for the union). Cells with at least two test galaxies are tested
-  (:func:`scipy.stats.false_discovery_control`).
+  (cell, metric) tests at once (``fdr_scope="all"``, the default): the expected share of
+  false rejections among all rejected (cell, metric) tests is at most ``fdr`` (for
+  independent or positively dependent tests). That is a statement about the rejected
+  *tests*, not about a set selected afterwards: the flag keeps only the rejections that
+  are *worse* than global and merges a cell's metrics, and the false discovery rate of
+  that post-selected set of cells is not controlled at ``fdr`` by construction.
+  ``fdr_scope="metric"`` corrects each metric separately (up to about four times ``fdr``
+  over the union). Cells with at least two test galaxies are tested
+  (:func:`scipy.stats.false_discovery_control`). The paper applies no multiple-testing
+  correction.
 - **Worse than global** (:func:`worse_than_global`, :func:`deviation`): a larger MAD, η or
   PCO, or a larger ``|bias|``; the flag, Figure 2 and the explorer use this one definition. Empty cells get NaN metrics and status
   ``'empty'``; single-galaxy cells get their value but no error and are never significant
@@ -78,6 +85,7 @@ from photozsom.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
 __all__ = [
     "METRICS",
     "CellReport",
+    "binomial_trend",
     "deviation",
     "metrics_by_redshift",
     "report",
@@ -375,8 +383,8 @@ def report(
     fdr : float
         False discovery rate of the Benjamini-Hochberg correction.
     fdr_scope : {"all", "metric"}
-        ``"all"``: one correction over every (cell, metric) test, so a cell flagged on any
-        metric is a false discovery with rate at most ``fdr``; ``"metric"``: one per metric.
+        ``"all"``: one correction over every (cell, metric) test (false discovery rate at
+        most ``fdr`` among all rejected tests); ``"metric"``: one per metric.
     level : float
         Central credible level defining a PCO (the paper: 0.99).
     outlier_threshold : float
@@ -632,35 +640,63 @@ def trend(
     *,
     min_count: int = 2,
     control: str | None = None,
+    proportions: str = "binomial",
 ) -> pd.DataFrame:
-    """Rank correlation of each cell metric with the cell's training count.
+    """How each cell metric runs with the cell's training count, with a test that keeps its level.
+
+    MAD and ``|bias|`` get a rank correlation (Spearman, or partial Spearman given
+    ``control``). η and PCO are proportions, and a rank correlation of a per-cell proportion
+    with cell size is biased: a small cell's proportion is exactly 0 far more often than a
+    large one's, so its rank follows the cell's size even when every cell has the same rate
+    (a null sky with a 4% outlier rate everywhere gives ρ ≈ +0.3 and p < 0.05 in every sky).
+    With ``proportions="binomial"`` (the default) they are instead tested by a binomial
+    regression of the cell's *counts* (``k`` outliers of ``n`` evaluated galaxies) on
+    ``x = log10(1 + n_train)`` (and the ``control`` column),
+    ``logit p_c = a + slope x_c [+ g control_c]``, fitted by maximum likelihood
+    (:func:`binomial_trend`). Each galaxy then counts once, whatever its cell's size, and a
+    cell with 0 of 3 weighs as little as three galaxies. Extra-binomial scatter between cells
+    (cells differing in rate for reasons other than ``x``) widens the standard error by the
+    quasi-likelihood dispersion, so the test keeps its level when the rates vary.
 
     Parameters
     ----------
     rep : CellReport or its table
-        Output of :func:`report` (needs ``n_train``).
+        Output of :func:`report` (needs ``n_train``; ``count`` and the metric columns).
     metrics : tuple of str
         Report columns; ``'abs_bias'`` means ``|bias|``.
     min_count : int
         Use cells with at least this many test galaxies.
     control : str, optional
-        A report column to hold fixed (e.g. ``"z_mean"``, the cell's mean redshift): the
-        partial Spearman correlation — the ranks of the metric and of the training count are
-        each regressed on the ranks of ``control`` and the residuals correlated, with a
-        t-test on ``n - 3`` degrees of freedom.
+        A report column to hold fixed (e.g. ``"z_mean"``, the cell's mean redshift): for the
+        rank tests the partial Spearman correlation — the ranks of the metric and of the
+        training count are each regressed on the ranks of ``control`` and the residuals
+        correlated, with a t-test on ``n - 3`` degrees of freedom; for the binomial
+        regression an extra linear term.
+    proportions : {"binomial", "rank"}
+        Test of η and PCO: the binomial regression (default) or the rank correlation (biased,
+        kept to show the bias).
 
     Returns
     -------
     DataFrame
-        Indexed by metric: ``rho`` (Spearman), ``p`` (two-sided, :func:`scipy.stats.spearmanr`)
-        and ``n_cells`` used. A negative ``rho`` for MAD, ``|bias|``, η or PCO means the
-        metric improves with more training data. NaN when fewer than 3 usable cells or a
-        constant column.
+        Indexed by metric: ``method``; ``rho`` (rank correlation; NaN for the binomial
+        regression); ``slope`` with its 95% interval ``slope_lo``, ``slope_hi`` (change of
+        the log-odds of the proportion per dex of ``1 + n_train``; NaN for the rank tests);
+        ``p`` (two-sided) and ``n_cells`` used. A negative ``rho`` (MAD, ``|bias|``) or
+        ``slope`` (η, PCO) means the metric improves with more training data. NaN when fewer
+        than 4 usable cells or a constant column.
     """
+    if proportions not in ("binomial", "rank"):
+        raise ValueError(f'proportions must be "binomial" or "rank", got {proportions!r}')
     rep = rep.table if isinstance(rep, CellReport) else rep
     if "n_train" not in rep or not np.isfinite(rep["n_train"].to_numpy(dtype=float)).any():
         raise ValueError("report has no n_train: pass train_counts to cells.report")
+    if control is not None and control not in rep:
+        raise ValueError(f"report has no column {control!r} to control for (e.g. 'z_mean')")
     rows = {}
+    x = rep["n_train"].to_numpy(dtype=float)
+    n_test = rep["count"].to_numpy(dtype=float)
+    c = None if control is None else rep[control].to_numpy(dtype=float)
     for m in metrics:
         col = "bias" if m == "abs_bias" else m
         if col not in rep:
@@ -668,23 +704,116 @@ def trend(
         y = rep[col].to_numpy(dtype=float)
         if m == "abs_bias":
             y = np.abs(y)
-        x = rep["n_train"].to_numpy(dtype=float)
-        c = None if control is None else rep[control].to_numpy(dtype=float)
-        use = (rep["count"].to_numpy() >= min_count) & np.isfinite(x) & np.isfinite(y)
+        use = (n_test >= min_count) & np.isfinite(x) & np.isfinite(y)
         if c is not None:
             use &= np.isfinite(c)
-        if use.sum() < 4 or np.ptp(x[use]) == 0 or np.ptp(y[use]) == 0:
-            rows[m] = {"rho": np.nan, "p": np.nan, "n_cells": int(use.sum())}
+        binomial = proportions == "binomial" and m in ("eta", "pco")
+        method = ("binomial" if binomial else "spearman") + (
+            "" if control is None else f" given {control}")
+        row = {"method": method, "rho": np.nan, "slope": np.nan, "slope_lo": np.nan,
+               "slope_hi": np.nan, "p": np.nan, "n_cells": int(use.sum())}
+        if use.sum() < 4 or np.ptp(x[use]) == 0:
+            rows[m] = row
             continue
-        if c is None:
+        if binomial:
+            k = np.rint(y[use] * n_test[use])
+            fit = binomial_trend(k, n_test[use], np.log10(1.0 + x[use]),
+                                 None if c is None else c[use])
+            row.update({kk: fit[kk] for kk in ("slope", "slope_lo", "slope_hi", "p")})
+        elif np.ptp(y[use]) == 0:
+            pass
+        elif c is None:
             res = stats.spearmanr(x[use], y[use])
-            rows[m] = {"rho": float(res.statistic), "p": float(res.pvalue),
-                       "n_cells": int(use.sum())}
-            continue
-        rows[m] = _partial_spearman(x[use], y[use], c[use])
+            row.update(rho=float(res.statistic), p=float(res.pvalue))
+        else:
+            ps = _partial_spearman(x[use], y[use], c[use])
+            row.update(rho=ps["rho"], p=ps["p"])
+        rows[m] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "metric"
     return out
+
+
+def binomial_trend(k: np.ndarray, n: np.ndarray, x: np.ndarray,
+                   covariate: np.ndarray | None = None, *, level: float = 0.95,
+                   max_iter: int = 100) -> dict[str, float]:
+    """Binomial (logistic) regression of per-cell counts on ``x``, with a quasi-binomial error.
+
+    Fits ``logit p_c = a + slope x_c [+ g covariate_c]`` to ``k_c ~ Binomial(n_c, p_c)`` by
+    maximum likelihood (iteratively reweighted least squares, the GLM normal equations), and
+    tests ``slope = 0`` with a Wald z-test whose standard error is the inverse Fisher
+    information scaled by the dispersion ``phi = max(1, Pearson chi2 / (C - p))`` (McCullagh
+    & Nelder 1989, Sec. 4.5): ``phi = 1`` for binomial counts, larger when the cells differ
+    in rate beyond ``x`` (and the covariate).
+
+    Parameters
+    ----------
+    k, n : array_like, shape (C,)
+        Successes (e.g. outliers) and trials (evaluated galaxies) per cell, ``0 <= k <= n``,
+        ``n >= 1``.
+    x : array_like, shape (C,)
+        The regressor (e.g. ``log10(1 + n_train)``).
+    covariate : array_like, shape (C,), optional
+        A second regressor held fixed (e.g. the cell's mean redshift).
+    level : float
+        Confidence level of ``slope_lo``, ``slope_hi``.
+
+    Returns
+    -------
+    dict
+        ``slope`` (log-odds per unit of ``x``), ``se`` (with the dispersion), ``slope_lo``,
+        ``slope_hi``, ``z``, ``p`` (two-sided), ``dispersion``, ``intercept``; NaN where no
+        finite fit exists (every ``k`` 0 or every ``k = n``).
+    """
+    k, n, x = (np.asarray(a, dtype=np.float64) for a in (k, n, x))
+    if not (k.shape == n.shape == x.shape) or k.ndim != 1:
+        raise ValueError("k, n and x must be 1-D arrays of the same length (one per cell)")
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("need n >= 1 and 0 <= k <= n in every cell")
+    cols = [np.ones_like(x), x]
+    if covariate is not None:
+        cv = np.asarray(covariate, dtype=np.float64)
+        if cv.shape != x.shape:
+            raise ValueError("covariate must have one value per cell")
+        cols.append(cv)
+    X = np.column_stack(cols)
+    # centre and scale the regressors (numerical conditioning; slope rescaled at the end)
+    mu, sd = X[:, 1:].mean(axis=0), X[:, 1:].std(axis=0)
+    nan = {key: float("nan") for key in ("slope", "se", "slope_lo", "slope_hi", "z", "p",
+                                         "dispersion", "intercept")}
+    if k.sum() == 0 or k.sum() == n.sum() or np.any(sd == 0):
+        return nan
+    Xs = X.copy()
+    Xs[:, 1:] = (X[:, 1:] - mu) / sd
+    y = k / n
+    p0 = k.sum() / n.sum()
+    beta = np.zeros(X.shape[1])
+    beta[0] = np.log(p0 / (1 - p0))
+    for _ in range(max_iter):
+        eta = Xs @ beta
+        p = 1.0 / (1.0 + np.exp(-eta))
+        w = n * p * (1 - p)
+        zwork = eta + (y - p) / np.maximum(p * (1 - p), 1e-300)
+        step = np.linalg.lstsq(Xs * np.sqrt(w)[:, None], zwork * np.sqrt(w), rcond=None)[0]
+        done = np.max(np.abs(step - beta)) < 1e-10
+        beta = step
+        if done:
+            break
+    if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 30:
+        return nan   # (quasi-)separation: no finite maximum
+    p = 1.0 / (1.0 + np.exp(-(Xs @ beta)))
+    info = (Xs * (n * p * (1 - p))[:, None]).T @ Xs
+    cov = np.linalg.inv(info)
+    dof = max(x.size - X.shape[1], 1)
+    phi = max(1.0, float(np.sum((k - n * p) ** 2 / (n * p * (1 - p))) / dof))
+    slope = beta[1] / sd[0]
+    se = float(np.sqrt(cov[1, 1] * phi)) / sd[0]
+    zq = float(stats.norm.ppf(0.5 + level / 2))
+    zst = slope / se
+    return {"slope": float(slope), "se": se, "slope_lo": float(slope - zq * se),
+            "slope_hi": float(slope + zq * se), "z": float(zst),
+            "p": float(2 * stats.norm.sf(abs(zst))), "dispersion": phi,
+            "intercept": float(beta[0] - np.sum(beta[1:] * mu / sd))}
 
 
 def _partial_spearman(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> dict[str, float]:

@@ -307,3 +307,82 @@ def test_bad_inputs_raise_clear_errors():
         cells.report(np.array([0, 1, 2]), z, z, None, n_cells=4, train_counts=[1, 2])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         cells.report(np.array([0, 1, 2]), z, z, np.array([0.1, 2.0, 0.3]), n_cells=4)
+
+
+def _proportion_sky(rng, n_cells=300, slope=0.0, z_effect=0.0, spread=0.0):
+    """Per-cell table: training counts, evaluated counts and outlier fractions.
+
+    The outlier rate is 4% at 20 training galaxies and changes by ``slope`` in log-odds per
+    dex of ``1 + n_train``; ``z_effect`` makes it depend on the cell's mean redshift, which
+    itself grows with the training count (so redshift confounds the count); ``spread`` adds
+    a random log-odds scatter between cells unrelated to the count.
+    """
+    n_train = np.floor(rng.lognormal(3.0, 1.3, n_cells)).astype(int)
+    count = rng.poisson(0.3 * n_train + 1) + 1
+    x = np.log10(1 + n_train)
+    z = rng.uniform(0.1, 1.0, n_cells) + (0.3 * x if z_effect else 0.0)
+    logit = (np.log(0.04 / 0.96) + slope * (x - np.log10(21)) + z_effect * (z - 0.8)
+             + spread * rng.standard_normal(n_cells))
+    k = rng.binomial(count, 1 / (1 + np.exp(-logit)))
+    return pd.DataFrame({"n_train": n_train, "count": count, "eta": k / count, "z_mean": z})
+
+
+def test_binomial_trend_matches_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    d = _proportion_sky(rng, n_cells=80, slope=-0.6, z_effect=1.0)
+    k = np.rint(d["eta"] * d["count"]).to_numpy()
+    n = d["count"].to_numpy()
+    x = np.log10(1 + d["n_train"].to_numpy())
+    fit = cells.binomial_trend(k, n, x, d["z_mean"].to_numpy())
+    # the same likelihood on galaxies: one row per outcome, weighted by its count
+    X = np.column_stack([x, d["z_mean"]])
+    Xg = np.vstack([X, X])
+    yg = np.r_[np.ones(len(k)), np.zeros(len(k))]
+    wg = np.r_[k, n - k]
+    lr = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(Xg, yg, sample_weight=wg)
+    assert fit["slope"] == pytest.approx(lr.coef_[0][0], rel=1e-5)
+    assert fit["intercept"] == pytest.approx(lr.intercept_[0], rel=1e-5)
+    # standard error: inverse Fisher information of the same model (dispersion >= 1)
+    Xa = np.column_stack([np.ones(len(k)), X])
+    p = lr.predict_proba(X)[:, 1]
+    cov = np.linalg.inv((Xa * (n * p * (1 - p))[:, None]).T @ Xa)
+    assert fit["se"] == pytest.approx(np.sqrt(cov[1, 1] * fit["dispersion"]), rel=1e-4)
+
+
+def test_proportion_trend_keeps_its_level_on_a_null_sky_where_the_rank_test_fails():
+    # every cell has the same 4% outlier rate: no trend with training count
+    rng = np.random.default_rng(11)
+    binom, rank = [], []
+    for _ in range(200):
+        d = _proportion_sky(rng)
+        binom.append(cells.trend(d, ("eta",)).loc["eta", "p"] < 0.05)
+        rank.append(cells.trend(d, ("eta",), proportions="rank").loc["eta", "p"] < 0.05)
+    # 200 skies at a true 5%: the rejection rate lies in [1.9%, 8.1%] with 97% probability
+    assert 0.015 <= np.mean(binom) <= 0.085
+    assert np.mean(rank) > 0.5       # the rank correlation of proportions follows cell size
+
+
+def test_proportion_trend_holds_level_given_redshift_and_with_extra_scatter():
+    rng = np.random.default_rng(12)
+    given_z, scattered = [], []
+    for _ in range(200):
+        d = _proportion_sky(rng, z_effect=2.0)   # rate follows redshift, redshift follows count
+        given_z.append(cells.trend(d, ("eta",), control="z_mean").loc["eta", "p"] < 0.05)
+        d = _proportion_sky(rng, spread=0.5)     # cells differ in rate, not with count
+        scattered.append(cells.trend(d, ("eta",)).loc["eta", "p"] < 0.05)
+    assert 0.015 <= np.mean(given_z) <= 0.085
+    assert 0.015 <= np.mean(scattered) <= 0.09
+
+
+def test_proportion_trend_finds_a_planted_trend_with_its_slope():
+    rng = np.random.default_rng(13)
+    found, inside = [], []
+    for _ in range(100):
+        d = _proportion_sky(rng, slope=-0.6)
+        t = cells.trend(d, ("eta",)).loc["eta"]
+        found.append(t["p"] < 0.05 and t["slope"] < 0)
+        inside.append(t["slope_lo"] <= -0.6 <= t["slope_hi"])
+    assert np.mean(found) > 0.8
+    assert 0.88 <= np.mean(inside) <= 1.0          # the 95% interval covers the planted slope
