@@ -509,8 +509,13 @@ def choose_thresholds(
     sample (``sample_cell``) the labelled galaxies are weighted cell by cell to the user's
     cell occupancy (weight ``f_user(c) / f_labelled(c)``, as
     :func:`photozsom.cells.threshold_curve`), so recall and false-positive rate are those
-    expected on the user's sample if performance within a cell transfers; the standard
-    errors use Kish's effective sample sizes. The rule is the one-standard-error rule: among
+    expected on the user's sample if performance within a cell transfers. The standard
+    error of ``J`` is the linearised (sandwich) standard error of the two weighted ratios,
+    ``var J = n/(n-1) sum_i u_i^2`` with ``u_i = w_i bad_i (ood_i - recall) / sum(w bad)
+    - w_i good_i (ood_i - fpr) / sum(w good)``: unlike Kish's effective sample size it does
+    not assume the weights unrelated to the flag (both are fixed per cell here), and in
+    simulated skies its one-standard-error band matches the spread of ``J`` between
+    samples. The rule is the one-standard-error rule: among
     pairs whose ``J`` lies within one standard error of the best ``J``, take the one
     flagging the smallest fraction of the user's sample (of the labelled galaxies without
     one); ties go to the higher ``J``. Only pairs whose ``J`` is significantly above zero
@@ -625,10 +630,12 @@ def choose_thresholds(
     # (clipped: summing weights in another order can put a full recall at 1 + 1e-16)
     recall, fpr = np.clip(tp / wb.sum(), 0, 1), np.clip(fp / wg.sum(), 0, 1)
     J = recall - fpr
-    # binomial errors with Kish's effective sample sizes of the weighted bad and good galaxies
-    n_eff_bad = wb.sum() ** 2 / (wb ** 2).sum()
-    n_eff_good = wg.sum() ** 2 / (wg ** 2).sum()
-    se = np.sqrt(recall * (1 - recall) / n_eff_bad + fpr * (1 - fpr) / n_eff_good)
+    # linearised (sandwich) variance of recall - fpr, two ratios of weighted sums over
+    # disjoint galaxies: sum_i w_i^2 (ood_i - r)^2 = (ood @ w^2)(1 - 2 r) + r^2 sum w^2
+    n_lab = wb.size
+    var_b = ((ood @ wb ** 2) * (1 - 2 * recall) + recall ** 2 * (wb ** 2).sum()) / wb.sum() ** 2
+    var_g = ((ood @ wg ** 2) * (1 - 2 * fpr) + fpr ** 2 * (wg ** 2).sum()) / wg.sum() ** 2
+    se = np.sqrt(np.maximum(var_b + var_g, 0.0) * n_lab / max(n_lab - 1, 1))
     flagged = ood.mean(axis=2)
     if sample_cell is not None:
         # unmapped sample rows are flagged whatever the thresholds
