@@ -56,6 +56,9 @@ __all__ = [
     "detection_curve",
     "embedding_som",
     "flag_detection_table",
+    "flag_scores",
+    "in_sample_flags",
+    "nested_flags",
     "plot_detection",
     "score_flag_against_truth",
     "significance_across_seeds",
@@ -423,6 +426,158 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
         under[sel] = worse[c[sel]]
         eta[sel] = cell_eta[c[sel]]
     return pd.DataFrame({"underperforming": under, "cell_eta": eta})
+
+
+def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance: np.ndarray,
+                 z_true: np.ndarray, z_pred: np.ndarray, pit_values: np.ndarray | None = None, *,
+                 in_train: np.ndarray | None = None, sample_cell: np.ndarray | None = None,
+                 sample_distance: np.ndarray | None = None,
+                 metrics: Sequence[str] = ("mad", "eta", "pco", "bias"), fdr: float = 0.05,
+                 fdr_scope: str = "all", target: str = "outlier", n_folds: int = 5, seed: int = 0,
+                 fallback: tuple[int, float] | None = None,
+                 grid: Mapping[str, Sequence[float]] | None = None) -> pd.DataFrame:
+    """The whole flag decided out of sample: every choice made on the other folds.
+
+    The labelled galaxies with a cell are split into ``n_folds`` random folds (``seed``).
+    For each fold, the other folds alone (i) choose ``min_count`` and ``distance_quantile``
+    by :func:`photozsom.flags.choose_thresholds` (same rule, same user's sample, same
+    leave-one-out training counts) and (ii) decide which cells under-perform
+    (:func:`photozsom.cells.report` on them, Benjamini-Hochberg at ``fdr``); the fold's
+    galaxies are then flagged with those thresholds and that verdict. So a galaxy's own
+    outcome enters neither the thresholds nor the verdict that flag it, and scores computed
+    from these flags (:func:`photozsom.detection.youden`) are honest estimates of how the
+    procedure performs on new galaxies. Training counts are leave-one-out in scoring as in
+    selection: a training-split galaxy is not counted in its own cell.
+
+    Parameters
+    ----------
+    som : SOM
+        The map (its training-distance quantiles).
+    train_counts : array_like of int, shape (n_cells,)
+    cell, distance, z_true, z_pred, pit_values, in_train, sample_cell, sample_distance :
+        As in :func:`photozsom.flags.choose_thresholds` (cell -1: unmapped, flagged).
+    metrics, fdr, fdr_scope :
+        The under-performing verdict, as :class:`photozsom.flags.Flagger`.
+    target : {"outlier", "pit_tail"}
+        What the threshold rule counts as bad.
+    n_folds : int
+        Folds (>= 2).
+    seed : int
+    fallback : (int, float), optional
+        Thresholds for a fold whose training folds have too few bad galaxies for the rule
+        (without, that raises ``ValueError``).
+    grid : dict, optional
+        ``min_counts`` and ``quantiles`` passed to ``choose_thresholds``.
+
+    Returns
+    -------
+    DataFrame, N rows in input order
+        ``fold`` (-1: unmapped), ``min_count``, ``distance_quantile`` (the fold's chosen
+        pair), ``chosen_by`` ("rule" or "fallback"), ``n_train_loo``, ``ood``,
+        ``underperforming``, ``flag`` and ``cell_eta`` (the cell's outlier rate on the other
+        folds; their global rate where they have no galaxy in the cell).
+    """
+    from photozsom import cells as _cells
+    from photozsom.flags import _training_distance_threshold, choose_thresholds, out_of_distribution
+
+    c = np.asarray(cell, dtype=np.int64)
+    n = c.size
+    d = np.asarray(distance, dtype=np.float64)
+    zt, zp = np.asarray(z_true, np.float64), np.asarray(z_pred, np.float64)
+    pit = None if pit_values is None else np.asarray(pit_values, np.float64)
+    counts = np.asarray(train_counts, dtype=np.int64)
+    it = np.zeros(n, bool) if in_train is None else np.asarray(in_train, dtype=bool)
+    if not (d.shape == zt.shape == zp.shape == it.shape == (n,)):
+        raise ValueError("cell, distance, z_true, z_pred and in_train need one value per galaxy")
+    if int(n_folds) < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    mapped = c >= 0
+    loo = np.where(mapped, counts[np.where(mapped, c, 0)] - it, -1)
+    fold = np.full(n, -1, dtype=np.int64)
+    idx = np.flatnonzero(mapped)
+    perm = np.random.default_rng(seed).permutation(idx.size)
+    fold[idx[perm]] = np.arange(idx.size) % int(n_folds)
+    out = pd.DataFrame({"fold": fold, "min_count": -1, "distance_quantile": np.nan,
+                        "chosen_by": "", "n_train_loo": loo, "ood": ~mapped,
+                        "underperforming": False, "cell_eta": np.nan})
+    for k in range(int(n_folds)):
+        fit, held = mapped & (fold != k), fold == k
+        try:
+            ch = choose_thresholds(som, counts, c[fit], d[fit], zt[fit], zp[fit], in_train=it[fit],
+                                   pit_values=None if pit is None else pit[fit],
+                                   sample_cell=sample_cell, sample_distance=sample_distance,
+                                   target=target, **dict(grid or {}))
+            pair, how = (ch.min_count, ch.distance_quantile), "rule"
+        except ValueError:
+            if fallback is None:
+                raise
+            pair, how = (int(fallback[0]), float(fallback[1])), "fallback"
+        rep = _cells.report(c[fit], zt[fit], zp[fit], None if pit is None else pit[fit],
+                            int(som.n_cells), counts, n_boot=0, seed=seed, fdr=fdr,
+                            fdr_scope=fdr_scope)
+        worse = rep.worse(tuple(metrics))
+        eta = rep.table["eta"].to_numpy(np.float64)
+        eta = np.where(np.isfinite(eta), eta, rep.global_["eta"])
+        thr = _training_distance_threshold(som, pair[1])
+        out.loc[held, "min_count"] = pair[0]
+        out.loc[held, "distance_quantile"] = pair[1]
+        out.loc[held, "chosen_by"] = how
+        out.loc[held, "ood"] = out_of_distribution(loo[held], d[held], pair[0], thr)
+        out.loc[held, "underperforming"] = worse[c[held]]
+        out.loc[held, "cell_eta"] = eta[c[held]]
+    out["flag"] = out["ood"] | out["underperforming"]
+    return out
+
+
+def in_sample_flags(flagger: Any, cell: np.ndarray, distance: np.ndarray,
+                    in_train: np.ndarray | None = None) -> pd.DataFrame:
+    """The flagger's own flag of its labelled galaxies, with leave-one-out training counts.
+
+    What the chapter used to score: thresholds and verdicts chosen on these same galaxies
+    (optimistic). ``flagger`` is one :class:`photozsom.flags.Flagger` (a map).
+    """
+    from photozsom.flags import _training_distance_threshold, out_of_distribution
+
+    c = np.asarray(cell, dtype=np.int64)
+    mapped = c >= 0
+    it = np.zeros(c.size, bool) if in_train is None else np.asarray(in_train, dtype=bool)
+    counts = np.asarray(flagger.train_counts, dtype=np.int64)
+    loo = np.where(mapped, counts[np.where(mapped, c, 0)] - it, -1)
+    thr = _training_distance_threshold(flagger.som, flagger.distance_quantile)
+    ood = ~mapped | out_of_distribution(loo, np.asarray(distance, np.float64),
+                                        flagger.min_count, thr)
+    worse = flagger.report.worse(tuple(flagger.metrics))
+    under = mapped & worse[np.where(mapped, c, 0)]
+    return pd.DataFrame({"n_train_loo": loo, "ood": ood, "underperforming": under,
+                         "flag": ood | under})
+
+
+def flag_scores(flags_by_scoring: Mapping[str, pd.DataFrame], bad: np.ndarray,
+                weight: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`photozsom.detection.youden` of each flag part under each way of scoring.
+
+    Parameters
+    ----------
+    flags_by_scoring : mapping name -> DataFrame with ``ood``, ``underperforming``, ``flag``
+        E.g. ``{"in sample": in_sample_flags(...), "nested": nested_flags(...)}``, same rows.
+    bad : array_like of bool
+    weight : array_like, optional
+        :func:`photozsom.detection.user_weights`.
+
+    Returns
+    -------
+    DataFrame
+        One row per (scoring, part): ``recall``, ``false_positive_rate``, ``J``, ``J_se``,
+        ``precision``, ``flagged`` (weighted), ``n``, ``n_bad``.
+    """
+    from photozsom.detection import youden
+
+    rows = []
+    for name, f in flags_by_scoring.items():
+        for part in ("flag", "ood", "underperforming"):
+            rows.append({"scoring": name, "part": part,
+                         **youden(f[part].to_numpy(bool), bad, weight)})
+    return pd.DataFrame(rows).set_index(["scoring", "part"])
 
 
 def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int = 0,

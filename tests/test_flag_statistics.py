@@ -61,3 +61,84 @@ def test_one_standard_error_band_of_J_matches_its_spread_between_samples(p_const
     # and the one-standard-error band covers the mean J about 68% of the time
     cover = np.mean(np.abs(J - J.mean()) <= se)
     assert 0.58 <= cover <= 0.78
+
+
+def _heterogeneous_sky(rng, n_cells=100, per_cell=150):
+    """20 cells with a 12% outlier rate among 80 at 5%; the map's counts say nothing."""
+    p_true = np.where(np.arange(n_cells) < 20, 0.12, 0.05)
+    cell = np.repeat(np.arange(n_cells), per_cell)
+    bad = rng.random(cell.size) < p_true[cell]
+    z = rng.uniform(0.1, 1.0, cell.size)
+    zp = z + np.where(bad, 0.5, 0.01 * rng.standard_normal(cell.size)) * (1 + z)
+    d = rng.exponential(0.7, cell.size)
+    return p_true, cell, bad, z, zp, d
+
+
+def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
+    from photozsom import cells, validation
+    from photozsom.flags import Flagger
+
+    rng = np.random.default_rng(5)
+    prec_in, prec_nested, expected_in, expected_nested = [], [], [], []
+    for _ in range(6):
+        p_true, cell, bad, z, zp, d = _heterogeneous_sky(rng)
+        n_cells = p_true.size
+        counts = np.full(n_cells, 100)
+        som = _Map(n_cells)
+        grid = {"min_counts": [0], "quantiles": [1.0]}
+        nested = validation.nested_flags(som, counts, cell, d, z, zp, metrics=("eta",),
+                                         n_folds=5, seed=1, grid=grid)
+        rep = cells.report(cell, z, zp, None, n_cells, counts, n_boot=0)
+        fl = Flagger(som, rep, min_count=0, distance_quantile=1.0, metrics=("eta",))
+        ins = validation.in_sample_flags(fl, cell, d)
+        scores = validation.flag_scores({"in sample": ins, "nested": nested}, bad)
+        for f, prec, exp in ((ins, prec_in, expected_in), (nested, prec_nested, expected_nested)):
+            u = f["underperforming"].to_numpy(bool)
+            assert u.any()
+            prec.append(bad[u].mean())
+            exp.append(p_true[cell[u]].mean())          # what a new galaxy there would show
+        assert scores.loc[("nested", "underperforming"), "precision"] == pytest.approx(prec_nested[-1])
+    # in sample the flagged cells were chosen for their observed outliers: the precision
+    # measured on the same galaxies exceeds their true outlier rate (winner's curse) ...
+    assert np.mean(prec_in) - np.mean(expected_in) > 0.02
+    # ... while the nested precision estimates it without that bias
+    assert abs(np.mean(prec_nested) - np.mean(expected_nested)) < 0.02
+    assert np.mean(prec_in) > np.mean(prec_nested)
+
+
+def test_nested_flags_never_use_a_galaxys_own_outcome():
+    from photozsom import validation
+
+    rng = np.random.default_rng(6)
+    p_true, cell, bad, z, zp, d = _heterogeneous_sky(rng)
+    counts = np.full(p_true.size, 100)
+    kw = {"metrics": ("eta",), "n_folds": 4, "seed": 2,
+          "grid": {"min_counts": [0, 5], "quantiles": [0.99, 1.0]}}
+    a = validation.nested_flags(_Map(p_true.size), counts, cell, d, z, zp, **kw)
+    # change the outcome of every galaxy of fold 0: fold 0's flags must not move
+    zp2 = zp.copy()
+    f0 = a["fold"].to_numpy() == 0
+    zp2[f0] = z[f0] + 0.5 * (1 + z[f0]) * (~bad[f0])
+    b = validation.nested_flags(_Map(p_true.size), counts, cell, d, z, zp2, **kw)
+    assert (a.loc[f0, "flag"].to_numpy() == b.loc[f0, "flag"].to_numpy()).all()
+    assert (a.loc[~f0, "underperforming"].to_numpy() != b.loc[~f0, "underperforming"].to_numpy()).any()
+
+
+def test_leave_one_out_counts_in_scoring_as_in_selection():
+    from photozsom import validation
+
+    rng = np.random.default_rng(7)
+    n_cells = 30
+    cell = np.repeat(np.arange(n_cells), 40)
+    z = rng.uniform(0.1, 1.0, cell.size)
+    bad = rng.random(cell.size) < 0.2
+    zp = z + np.where(bad, 0.5, 0.0) * (1 + z)
+    counts = np.full(n_cells, 10)
+    in_train = np.zeros(cell.size, bool)
+    in_train[::4] = True      # each cell: 10 training galaxies among its labelled ones
+    out = validation.nested_flags(_Map(n_cells), counts, cell, np.zeros(cell.size), z, zp,
+                                  in_train=in_train, metrics=("eta",), n_folds=2,
+                                  fallback=(10, 1.0), grid={"min_counts": [10], "quantiles": [1.0]})
+    # a training galaxy sees 9 others in its cell: below min_count 10; the rest see 10
+    assert (out["n_train_loo"].to_numpy() == counts[cell] - in_train).all()
+    assert (out["ood"].to_numpy() == in_train).all()
