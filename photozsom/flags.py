@@ -44,6 +44,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,14 @@ import pandas as pd
 from scipy.special import ndtri
 
 from photozsom.artifacts import load_artifact, read_json, save_artifact
-from photozsom.cells import METRICS, CellReport
-from photozsom.features import feature_bands, feature_matrix, magnitudes
-from photozsom.schema import as_dataframe
+from photozsom.cells import METRICS, CellReport, report
+from photozsom.features import feature_bands, feature_matrix, magnitudes, resolve_features
+from photozsom.schema import as_dataframe, footprints
+from photozsom.som import SOM
 
-__all__ = ["FLAG_COLUMNS", "Flagger", "RegionalFlagger", "ThresholdChoice", "choose_thresholds",
-           "load_flagger"]
+__all__ = ["ALL", "FLAG_COLUMNS", "Flagger", "RegionalFlagger", "SOMFlagger", "ThresholdChoice",
+           "auto_shape", "cell_reports", "choose_thresholds", "load_flagger", "locate", "map_rows",
+           "out_of_distribution", "train_map"]
 
 #: Columns of :meth:`Flagger.flag`, in order.
 FLAG_COLUMNS: tuple[str, ...] = (
@@ -430,12 +433,16 @@ class RegionalFlagger:
         return "RegionalFlagger(" + ", ".join(f"{k}: {f!r}" for k, f in self.flaggers.items()) + ")"
 
 
-def load_flagger(path: str | os.PathLike, *, device: str | None = None) -> Flagger | RegionalFlagger:
-    """Read a :class:`Flagger` or :class:`RegionalFlagger` directory, whichever it holds."""
+def load_flagger(path: str | os.PathLike, *, device: str | None = None
+                 ) -> Flagger | RegionalFlagger | SOMFlagger:
+    """Read a :class:`SOMFlagger`, :class:`Flagger` or :class:`RegionalFlagger` directory,
+    whichever it holds (each has ``flag(catalogue)``)."""
     meta_path = Path(path) / "meta.json"
     meta = read_json(meta_path) if meta_path.is_file() else {}
     if meta.get("format") == "photozsom.regional_flagger":
         return RegionalFlagger.load(path, device=device)
+    if meta.get("format") == "photozsom.som_flagger":
+        return SOMFlagger.load(path, device=device)
     return Flagger.load(path, device=device)
 
 
@@ -681,6 +688,443 @@ def choose_thresholds(
     return ThresholdChoice(int(mc[ci]), float(qs[cj]), table, n_bad, n_good, target, rule)
 
 
+
+# ---------------------------------------------------------------------- the estimator
+#: Key of the single map of a catalogue without ``PHOTSYS``.
+ALL = "ALL"
+
+
+def auto_shape(n_labelled: int, n_random: int, *, per_cell: int = 20, min_train: int = 10,
+               smallest: int = 4, largest: int = 32) -> tuple[int, int]:
+    """The square map size of ``SOMFlagger(shape="auto")``.
+
+    The rule: ``side = floor(sqrt(n_labelled / per_cell))``, so an occupied cell holds about
+    ``per_cell`` labelled galaxies on average (enough for the per-cell bootstrap tests),
+    capped so the random sample gives every cell ``min_train`` galaxies
+    (``side <= sqrt(n_random / min_train)``) and clipped to ``[smallest, largest]``.
+
+    Examples
+    --------
+    >>> auto_shape(80_000, 200_000), auto_shape(5_000, 200_000), auto_shape(100, 100)
+    ((32, 32), (15, 15), (4, 4))
+    """
+    side = int(np.floor(np.sqrt(max(n_labelled, 1) / per_cell)))
+    side = min(side, int(np.floor(np.sqrt(max(n_random, 1) / min_train))))
+    side = int(np.clip(side, smallest, largest))
+    return side, side
+
+
+def train_map(catalogue: Any, features: Sequence[str], shape: Sequence[int], *, seed: int = 0,
+              epochs: int | None = None, backend: str = "torch", min_train: int = 10,
+              progress: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Train one SOM on a sample's features (the random sample of one footprint).
+
+    Parameters
+    ----------
+    catalogue : DataFrame
+        DR10 columns (fluxes in nanomaggies); rows without every feature are left out.
+    features : sequence of str
+        :func:`photozsom.features.feature_matrix` names, e.g. :data:`~photozsom.features.SOM_FEATURES`.
+    shape : (int, int)
+        Map size.
+    seed, epochs, backend, progress
+        Passed to :class:`photozsom.som.SOM`.
+    min_train : int
+        Fewest usable galaxies per cell; with fewer the map is not trained.
+
+    Returns
+    -------
+    som : SOM or None
+        None when the sample has fewer than ``min_train * n_cells`` usable galaxies.
+    info : dict
+        ``trained``, ``n_train`` and, when trained, ``shape``, ``features`` and the
+        quantisation and topographic errors on the training sample.
+    """
+    names = list(features)
+    shape = tuple(int(v) for v in shape)
+    need = min_train * shape[0] * shape[1]
+    if len(catalogue) < need:
+        return None, {"trained": False, "n_train": len(catalogue)}
+    X, ok = feature_matrix(catalogue, names, name="random sample")
+    X = X[ok]
+    if len(X) < need:
+        return None, {"trained": False, "n_train": len(X)}
+    som = SOM(shape=shape, n_features=len(names), backend=backend, feature_names=names, seed=seed)
+    som.fit(X, **({"progress": progress} if epochs is None else {"epochs": epochs, "progress": progress}))
+    return som, {"trained": True, "n_train": len(X), "shape": shape, "features": names,
+                 "quantization_error": som.quantization_error(X),
+                 "topographic_error": som.topographic_error(X)}
+
+
+def map_rows(catalogue: Any, region: str) -> np.ndarray:
+    """Rows of ``catalogue`` that the map ``region`` serves (all rows for :data:`ALL`)."""
+    ps = footprints(catalogue)
+    if region == ALL:
+        return np.ones(len(as_dataframe(catalogue)), dtype=bool)
+    if ps is None:
+        raise ValueError(f"the catalogue lacks PHOTSYS ('S' DECam / 'N' BASS-MzLS), which picks "
+                         f"the SOM of each galaxy (map {region!r})")
+    return ps == region
+
+
+def locate(catalogue: Any, maps: Mapping[str, Any]) -> pd.DataFrame:
+    """The map, cell and prototype distance of every row (one map per footprint).
+
+    Returns
+    -------
+    DataFrame
+        ``SOM`` (the map's key: ``PHOTSYS`` or :data:`ALL`; "" without a map), ``CELL``
+        (-1 where the row has no map or no valid features) and ``DIST`` (standardised SOM
+        units; NaN where unmapped), in input order, with the input's index.
+    """
+    df = as_dataframe(catalogue)
+    n = len(df)
+    som_col = np.full(n, "", dtype=object)
+    cell = np.full(n, -1, dtype=np.int64)
+    dist = np.full(n, np.nan)
+    for region, som in maps.items():
+        rows = np.flatnonzero(map_rows(df, region))
+        if rows.size == 0:
+            continue
+        X, ok = feature_matrix(df.iloc[rows], som.feature_names)
+        som_col[rows] = region
+        if ok.any():
+            c, d = som.predict_with_distances(X[ok])
+            cell[rows[ok]], dist[rows[ok]] = c, d
+    return pd.DataFrame({"SOM": som_col.astype(str), "CELL": cell, "DIST": dist}, index=df.index)
+
+
+def cell_reports(located: pd.DataFrame, z_true: Any, z_pred: Any, pit: Any, in_train: Any,
+                 maps: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0,
+                 fdr: float = 0.05, evaluate: Any = None) -> dict[str, CellReport]:
+    """One :class:`~photozsom.cells.CellReport` per map from labelled galaxies.
+
+    Parameters
+    ----------
+    located : DataFrame
+        :func:`locate` of the labelled galaxies (``SOM``, ``CELL``).
+    z_true, z_pred, pit : array_like, shape (N,)
+        Spectroscopic redshift, out-of-fold point photo-z and PIT (``pit`` may be None).
+    in_train : array_like of bool, shape (N,)
+        Galaxies in the photo-z model's training set: the report's training counts.
+    maps : mapping
+        The SOMs by key.
+    evaluate : array_like of bool, shape (N,), optional
+        Galaxies whose photo-z are scored (default all).
+
+    A map with fewer than two evaluated galaxies gets no report.
+    """
+    som_key = located["SOM"].to_numpy()
+    cell = located["CELL"].to_numpy().astype(np.int64)
+    z_true, z_pred = np.asarray(z_true, dtype=np.float64), np.asarray(z_pred, dtype=np.float64)
+    pit = None if pit is None else np.asarray(pit, dtype=np.float64)
+    in_train = np.asarray(in_train, dtype=bool)
+    evaluate = np.ones(len(cell), dtype=bool) if evaluate is None else np.asarray(evaluate, bool)
+    reports = {}
+    for region, som in maps.items():
+        mapped = (som_key == region) & (cell >= 0)
+        counts = np.bincount(cell[mapped & in_train], minlength=som.n_cells)
+        sel = mapped & evaluate
+        if sel.sum() < 2:
+            continue
+        reports[region] = report(cell[sel], z_true[sel], z_pred[sel],
+                                 None if pit is None else pit[sel], som.n_cells, counts,
+                                 n_boot=n_boot, seed=seed, fdr=fdr)
+    return reports
+
+
+class SOMFlagger:
+    """The paper's flag as an estimator: fit on your own sample, flag any catalogue.
+
+    ``fit`` trains a SOM of colours on a representative random sample (one map per
+    footprint when the catalogue has ``PHOTSYS``, one map when it does not), places the
+    labelled (spectroscopic) galaxies on it, measures per cell how the photo-z model does on
+    them (their out-of-fold predictions: :func:`photozsom.cells.report`, bootstrap errors,
+    Benjamini-Hochberg significance against the global value) and chooses the
+    out-of-distribution thresholds from the data (:func:`choose_thresholds`). ``flag`` then
+    marks a galaxy when its cell holds too few training galaxies or it lies far from its
+    prototype (:func:`out_of_distribution`), or when its cell is significantly worse than
+    global on one of ``metrics``.
+
+    Parameters
+    ----------
+    shape : "auto", (int, int) or mapping of footprint to (int, int)
+        Map size; ``"auto"`` follows :func:`auto_shape` (about 20 labelled galaxies per cell,
+        at most 32 x 32).
+    features : "auto", sequence of str, or mapping of footprint to either
+        SOM features; ``"auto"`` takes the colours of the bands the random sample measures in
+        that footprint and the r magnitude (:func:`photozsom.features.auto_features`: DR10
+        south gives :data:`~photozsom.features.SOM_FEATURES`).
+    min_count : "auto" or int
+        Fewest training galaxies a cell needs (``"auto"``: chosen by :func:`choose_thresholds`).
+    distance_quantile : "auto" or float
+        Quantile of the map's own training distances beyond which a galaxy is out of
+        distribution (``"auto"``: chosen).
+    metrics : sequence of str
+        Which of ``mad, bias, eta, pco`` make a cell under-performing.
+    fdr : float
+        False-discovery rate of the per-cell tests (over the cell x metric tests of a map).
+    n_boot : int
+        Bootstrap resamples per cell.
+    target : {"outlier", "pit_tail"}
+        What the threshold choice treats as a bad photo-z.
+    fallback : (int, float)
+        ``(min_count, distance_quantile)`` used, with a warning, when a map has too few bad
+        photo-z to choose from.
+    seed : int
+        Seed of the maps and of the bootstrap.
+    epochs, backend : passed to :class:`photozsom.som.SOM`.
+    progress : bool
+        Progress bars.
+
+    Attributes
+    ----------
+    maps_ : dict of str to SOM
+    reports_ : dict of str to CellReport
+    thresholds_ : dict of str to (int, float)
+        Chosen ``(min_count, distance_quantile)`` per map.
+    threshold_choice_ : DataFrame
+        The scan of each map's choice (empty when both thresholds were fixed).
+    flagger_ : Flagger or RegionalFlagger
+
+    Examples
+    --------
+    >>> fl = SOMFlagger(seed=0).fit(random, labelled, z_spec, z_oof, pit=pit_oof)  # doctest: +SKIP
+    >>> fl.flag(my_catalogue)[["flag", "reason"]]                                 # doctest: +SKIP
+    >>> fl.save("my_flagger"); SOMFlagger.load("my_flagger")                       # doctest: +SKIP
+    """
+
+    def __init__(self, shape: Any = "auto", features: Any = "auto", min_count: int | str = "auto",
+                 distance_quantile: float | str = "auto",
+                 metrics: Sequence[str] = ("mad", "eta", "pco", "bias"), fdr: float = 0.05,
+                 n_boot: int = 1000, target: str = "outlier",
+                 fallback: tuple[int, float] = (10, 0.99), seed: int = 0,
+                 epochs: int | None = None, backend: str = "torch", progress: bool = True) -> None:
+        self.shape = shape
+        self.features = features
+        self.min_count = min_count
+        self.distance_quantile = distance_quantile
+        self.metrics = tuple(metrics)
+        self.fdr = fdr
+        self.n_boot = n_boot
+        self.target = target
+        self.fallback = tuple(fallback)
+        self.seed = seed
+        self.epochs = epochs
+        self.backend = backend
+        self.progress = progress
+
+    def _check_params(self) -> None:
+        for name, v in (("min_count", self.min_count), ("distance_quantile", self.distance_quantile)):
+            if isinstance(v, str) and v != "auto":
+                raise ValueError(f'{name} must be a number or "auto", got {v!r}')
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+
+    @staticmethod
+    def _per_map(value: Any, region: str) -> Any:
+        return value[region] if isinstance(value, Mapping) else value
+
+    def fit(self, random: Any, labelled: Any, z_true: Any, z_pred: Any, pit: Any = None, *,
+            in_train: Any = None, maps: Mapping[str, Any] | None = None,
+            reports: Mapping[str, CellReport] | None = None) -> SOMFlagger:
+        """Train the maps, measure the cells and choose the thresholds.
+
+        Parameters
+        ----------
+        random : DataFrame or astropy Table, or None
+            A representative random sample of the catalogue to flag (DR10 columns, fluxes in
+            nanomaggies): the maps are trained on it and the thresholds are chosen to flag
+            little of it. None trains on ``labelled`` instead, with a warning: a map of the
+            spectroscopic sample's colours cannot see where that sample is thin.
+        labelled : DataFrame or astropy Table
+            The galaxies with spectroscopic redshifts and out-of-fold photo-z.
+        z_true, z_pred : array_like, shape (N,)
+            Their spectroscopic redshifts and out-of-fold point photo-z.
+        pit : array_like, shape (N,), optional
+            Their out-of-fold PIT values (without them the PCO test is skipped).
+        in_train : array_like of bool, shape (N,), optional
+            Which labelled galaxies the photo-z model was trained on (the cells' training
+            counts; default: all). Their own cell's count leaves them out when thresholds are
+            chosen (leave-one-out).
+        maps, reports : mappings, optional
+            Already trained maps (by footprint key) and their cell reports, to skip those
+            steps (the pipeline's SOM and cells stages).
+        """
+        self._check_params()
+        lab = as_dataframe(labelled)
+        n = len(lab)
+        if n == 0:
+            raise ValueError("labelled is empty (0 rows)")
+        z_true = _vector(z_true, n, "z_true")
+        z_pred = _vector(z_pred, n, "z_pred")
+        pit = None if pit is None else _vector(pit, n, "pit", finite=False)
+        in_train = np.ones(n, dtype=bool) if in_train is None else np.asarray(in_train, dtype=bool)
+        if in_train.shape != (n,):
+            raise ValueError(f"in_train must have one value per labelled galaxy ({n})")
+        if random is None:
+            warnings.warn("random=None: the maps are trained on the labelled sample itself, so "
+                          "they cannot show where it is thin; pass a random sample of the "
+                          "catalogue you will flag", stacklevel=2)
+            rnd = lab
+        else:
+            rnd = as_dataframe(random)
+            if len(rnd) == 0:
+                raise ValueError("random is empty (0 rows)")
+        self.trained_on_ = "labelled" if random is None else "random"
+        if maps is None:
+            maps = self._fit_maps(rnd, lab)
+        self.maps_ = dict(maps)
+        where = locate(lab, self.maps_)
+        if reports is None:
+            reports = cell_reports(where, z_true, z_pred, pit, in_train, self.maps_,
+                                   n_boot=self.n_boot, seed=self.seed, fdr=self.fdr)
+        if not reports:
+            raise ValueError("no map has two or more labelled galaxies with valid features: "
+                             "nothing to measure the cells with")
+        self.reports_ = dict(reports)
+        sample = locate(rnd, self.maps_)
+        self.thresholds_, scans = {}, []
+        for r in self.reports_:
+            self.thresholds_[r], scan = self._choose(r, where, sample, z_true, z_pred, pit, in_train)
+            if scan is not None:
+                scans.append(scan)
+        self.threshold_choice_ = pd.concat(scans, ignore_index=True) if scans else pd.DataFrame()
+        flaggers = {r: Flagger(self.maps_[r], self.reports_[r], min_count=m, distance_quantile=q,
+                               metrics=self.metrics, photsys=None if r == ALL else r)
+                    for r, (m, q) in self.thresholds_.items()}
+        self.flagger_ = flaggers[ALL] if ALL in flaggers else RegionalFlagger(flaggers)
+        return self
+
+    def _fit_maps(self, rnd: pd.DataFrame, lab: pd.DataFrame) -> dict[str, Any]:
+        ps_r, ps_l = footprints(rnd), footprints(lab)
+        if ps_r is None or ps_l is None:
+            regions = {ALL: (np.ones(len(rnd), bool), np.ones(len(lab), bool))}
+        else:
+            regions = {k: (ps_r == k, ps_l == k) for k in sorted(set(ps_r) - {""})}
+        maps, skipped = {}, {}
+        for region, (in_r, in_l) in regions.items():
+            sub = rnd[in_r]
+            if len(sub) == 0:
+                continue
+            try:
+                feats = resolve_features(self._per_map(self.features, region), sub, "som")
+            except ValueError as err:
+                skipped[region] = str(err)
+                continue
+            shape = self._per_map(self.shape, region)
+            if isinstance(shape, str):
+                if shape != "auto":
+                    raise ValueError(f'shape must be "auto" or (rows, columns), got {shape!r}')
+                shape = auto_shape(int(in_l.sum()), len(sub))
+            som, info = train_map(sub, feats, shape, seed=self.seed, epochs=self.epochs,
+                                  backend=self.backend, progress=self.progress)
+            if som is None:
+                skipped[region] = (f"{info['n_train']} usable galaxies, fewer than 10 per cell "
+                                   f"of a {shape[0]}x{shape[1]} map")
+                continue
+            maps[region] = som
+        if skipped:
+            warnings.warn("no map for " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+                          + " (those rows are flagged 'no SOM')", stacklevel=3)
+        if not maps:
+            raise ValueError("no footprint has enough galaxies with valid features for a SOM: "
+                             + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        return maps
+
+    def _choose(self, region: str, where: pd.DataFrame, sample: pd.DataFrame, z_true: np.ndarray,
+                z_pred: np.ndarray, pit: np.ndarray | None, in_train: np.ndarray
+                ) -> tuple[tuple[int, float], pd.DataFrame | None]:
+        auto_m, auto_q = self.min_count == "auto", self.distance_quantile == "auto"
+        fixed = (self.fallback[0] if auto_m else int(self.min_count),
+                 self.fallback[1] if auto_q else float(self.distance_quantile))
+        if not (auto_m or auto_q):
+            return fixed, None
+        e = (where["SOM"] == region).to_numpy()
+        u = (sample["SOM"] == region).to_numpy()
+        try:
+            ch = choose_thresholds(
+                self.maps_[region], self.reports_[region].table["n_train"].to_numpy(),
+                where["CELL"].to_numpy()[e], where["DIST"].to_numpy()[e], z_true[e], z_pred[e],
+                in_train=in_train[e], pit_values=None if pit is None else pit[e],
+                sample_cell=sample["CELL"].to_numpy()[u], sample_distance=sample["DIST"].to_numpy()[u],
+                target=self.target, min_counts=MIN_COUNT_GRID if auto_m else [fixed[0]],
+                quantiles=QUANTILE_GRID if auto_q else [fixed[1]])
+        except ValueError as err:
+            warnings.warn(f"map {region}: thresholds not chosen ({err}); using min_count="
+                          f"{fixed[0]}, distance_quantile {fixed[1]}", stacklevel=3)
+            return fixed, None
+        scan = ch.table.assign(som=region, n_bad=ch.n_bad, n_good=ch.n_good, rule=ch.rule)
+        return (ch.min_count, ch.distance_quantile), scan
+
+    # ------------------------------------------------------------------ use
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "flagger_"):
+            raise ValueError("this SOMFlagger is not fitted: call fit(...) or SOMFlagger.load(dir)")
+
+    def flag(self, catalogue: Any, *, progress: bool = False) -> pd.DataFrame:
+        """Flag every row (columns :data:`FLAG_COLUMNS`, input order, nothing dropped)."""
+        self._check_fitted()
+        return self.flagger_.flag(catalogue, progress=progress)
+
+    @property
+    def flaggers(self) -> dict[str, Flagger]:
+        """The per-map :class:`Flagger` objects."""
+        self._check_fitted()
+        f = self.flagger_
+        return dict(f.flaggers) if isinstance(f, RegionalFlagger) else {ALL: f}
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in vars(self).items()
+                if not k.endswith("_") and not k.startswith("_")}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``meta.json`` (settings, chosen thresholds), ``flagger/`` and the scan."""
+        self._check_fitted()
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
+        meta = {"params": params, "trained_on": self.trained_on_,
+                "thresholds": {r: list(v) for r, v in self.thresholds_.items()}}
+        scan = self.threshold_choice_
+        return save_artifact(path, "som_flagger", None, meta, extra={
+            "flagger": self.flagger_.save,
+            "threshold_choice.csv": lambda p: scan.to_csv(p, index=False)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> SOMFlagger:
+        """Read a flagger written by :meth:`save`."""
+        _, meta = load_artifact(path, "som_flagger")
+        path = Path(path)
+        fl = cls(**meta["params"])
+        fl.trained_on_ = meta["trained_on"]
+        fl.thresholds_ = {r: (int(v[0]), float(v[1])) for r, v in meta["thresholds"].items()}
+        fl.flagger_ = load_flagger(path / "flagger", device=device)
+        fl.maps_ = {r: f.som for r, f in fl.flaggers.items()}
+        fl.reports_ = {r: f.report for r, f in fl.flaggers.items()}
+        try:
+            fl.threshold_choice_ = pd.read_csv(path / "threshold_choice.csv")
+        except pd.errors.EmptyDataError:
+            fl.threshold_choice_ = pd.DataFrame()
+        return fl
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "flagger_"):
+            return f"SOMFlagger(unfitted, shape={self.shape!r}, features={self.features!r})"
+        return (f"SOMFlagger(maps={ {r: tuple(m.shape) for r, m in self.maps_.items()} }, "
+                f"thresholds={self.thresholds_})")
+
+
+def _vector(a: Any, n: int, name: str, *, finite: bool = True) -> np.ndarray:
+    v = np.asarray(a, dtype=np.float64).ravel()
+    if v.shape != (n,):
+        raise ValueError(f"{name} must have one value per labelled galaxy ({n}), got {v.shape}")
+    if finite and not np.isfinite(v).all():
+        bad = np.flatnonzero(~np.isfinite(v))
+        raise ValueError(f"{name} has {bad.size} non-finite value(s) (first rows {bad[:5].tolist()}); "
+                         f"pass only galaxies with a redshift and a photo-z")
+    return v
+
+
 def _features(data: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SOM features of a catalogue or matrix, the valid-row mask and reasons for invalid rows."""
     names = list(names)
@@ -706,10 +1150,11 @@ def _features(data: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, 
             f"with feature_names=photozsom.features.SOM_FEATURES (or NORTH_SOM_FEATURES), or "
             f"flag its feature matrix instead of a catalogue"
         ) from None
+    has_mw = any(str(c).startswith("MW_TRANSMISSION_") for c in df.columns)
     for b in bands:  # a band absent from the whole file (northern i): every row lacks it
         cols = [f"FLUX_{b}", f"FLUX_IVAR_{b}", f"MW_TRANSMISSION_{b}"]
         if not any(c in df.columns for c in cols):
-            df = df.assign(**{cols[0]: np.nan, cols[1]: 0.0, cols[2]: 1.0})
+            df = df.assign(**{cols[0]: np.nan, cols[1]: 0.0, **({cols[2]: 1.0} if has_mw else {})})
     X, valid = feature_matrix(df, names)
     reasons = np.empty(0, dtype=object)
     if not valid.all():

@@ -5,18 +5,22 @@ that a saved model cannot be fed its inputs in the wrong order or with a differe
 treatment of missing values:
 
 1. the **feature recipe**, by name: catalogue features computed from DR10 columns
-   (:func:`photozsom.features.feature_matrix`, default :data:`~photozsom.features.CATALOG_FEATURES`),
+   (:func:`photozsom.features.feature_matrix`; by default ``"auto"``, the bands and shape
+   columns the training table has, :func:`photozsom.features.auto_features`),
    image-embedding columns (``EMB_000, EMB_001, ...``; :func:`with_embeddings` attaches an
-   embedding array to a catalogue), or both;
-2. the **imputer**: a catalogue feature that cannot be computed for a galaxy (e.g. an
-   undetected WISE band, ``FLUX_IVAR = 0``) takes the training sample's median of that
-   feature, and the row says so in its ``reason``; a missing embedding cannot be imputed and
-   leaves the row unscored (NaN P(z), never dropped);
-3. the **estimator**: the paper's mixture density network (:class:`photozsom.mdn.MDN`, which
+   embedding array to a catalogue), or both. The resolved recipe is stored in the model;
+2. the **missing-input rule**: a row with a feature that cannot be computed (a band without
+   a valid flux, ``FLUX_IVAR = 0``; a missing embedding value) is not scored: NaN P(z) and a
+   reason, never dropped and never filled in with a training median (which would give a
+   confident P(z) from photometry the galaxy does not have);
+3. the **support**: :class:`photozsom.support.Support`, a nearest-training-galaxy rule fitted
+   on the training inputs; a scored row outside it keeps its P(z) but its ``reason`` says it
+   lies outside the training data (``photozsom predict`` gives it status "outside", not "ok");
+4. the **estimator**: the paper's mixture density network (:class:`photozsom.mdn.MDN`, which
    standardises its inputs) or the random-forest baseline
    (:class:`photozsom.baseline.RandomForestPhotoZ`) behind the same interface, so Table 1
    compares like with like;
-4. optionally a **recalibration** of P(z) fitted on the validation sample
+5. optionally a **recalibration** of P(z) fitted on the validation sample
    (:class:`photozsom.calibrate.Recalibrator`).
 
 ``save(dir)`` writes arrays + versioned JSON (no pickle); ``PhotoZModel.load(dir)`` reads it.
@@ -40,9 +44,10 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import load_artifact, save_artifact
-from photozsom.features import CATALOG_FEATURES, feature_matrix
+from photozsom.features import feature_matrix, resolve_features
 from photozsom.pdf import MixturePDF
 from photozsom.schema import as_dataframe
+from photozsom.support import Support
 
 __all__ = ["EMBEDDING_PREFIX", "PhotoZModel", "embedding_columns", "with_embeddings"]
 
@@ -50,7 +55,14 @@ __all__ = ["EMBEDDING_PREFIX", "PhotoZModel", "embedding_columns", "with_embeddi
 EMBEDDING_PREFIX = "EMB_"
 _FEATURES = ("catalog", "embedding", "both")
 _ESTIMATORS = ("mdn", "random_forest")
-_VERSION = 1
+#: Version 2: the recipe is resolved at fit ("auto"), no imputer, a stored support rule.
+_VERSION = 2
+#: With fewer validation galaxies than this, the default (global) recalibration of an MDN is
+#: fitted on ``RECAL_FOLDS``-fold out-of-fold predictions of the training and validation
+#: galaxies: the PCO tails (0.5% each side) need thousands of galaxies to be measured to
+#: +-0.3% (binomial).
+RECAL_OOF_BELOW = 5000
+RECAL_FOLDS = 5
 
 
 def embedding_columns(dim: int) -> list[str]:
@@ -76,7 +88,7 @@ def with_embeddings(catalogue: Any, embeddings: np.ndarray) -> pd.DataFrame:
 
 
 class PhotoZModel:
-    """Feature recipe + imputer + estimator (+ recalibration): catalogue -> P(z).
+    """Feature recipe + missing-input rule + support + estimator (+ recalibration): catalogue -> P(z).
 
     Parameters
     ----------
@@ -86,11 +98,18 @@ class PhotoZModel:
         Seed of the estimator (same seed, same data: same model).
     estimator : {"mdn", "random_forest"}
         The paper's CRPS-trained mixture density network or the Zhou et al. forest.
-    catalog_features : sequence of str
-        The catalogue recipe (:func:`photozsom.features.feature_matrix` names).
+    catalog_features : "auto" or sequence of str
+        The catalogue recipe (:func:`photozsom.features.feature_matrix` names); ``"auto"``
+        (default) takes the bands measured in at least 80% of the training rows and, if
+        present, the shape columns (:func:`photozsom.features.auto_features`: ``r`` and the
+        colours of neighbouring bands). :data:`~photozsom.features.CATALOG_FEATURES` is the
+        Zhou et al. recipe of the paper's baseline.
     recalibration : {None, "global", "cell"}
-        Recalibrate P(z) on the validation sample after training (needs ``val`` data;
-        "cell" also needs ``cells_val`` in :meth:`fit` and ``cells`` in :meth:`predict`).
+        Recalibrate P(z) after training (default "global"; None: the raw estimator). Fitted
+        on the validation sample, or, for the MDN's global map when it has fewer than
+        ``RECAL_OOF_BELOW`` (5,000) galaxies, on 5-fold out-of-fold predictions of the
+        training and validation galaxies (``recalibration_source_`` says which). "cell"
+        needs ``cells_val`` in :meth:`fit` and ``cells`` in :meth:`predict`.
     **estimator_options
         Passed to :class:`photozsom.mdn.MDN` (``hidden``, ``max_epochs``, ``batch_size``,
         ``device``, ...) or :class:`photozsom.baseline.RandomForestPhotoZ`
@@ -100,8 +119,12 @@ class PhotoZModel:
     ----------
     feature_names_ : list of str
         The model's input columns, in order (set by :meth:`fit`).
-    impute_values_ : ndarray
-        Training median of each catalogue feature (NaN for embedding columns).
+    catalog_features_ : list of str
+        The resolved catalogue recipe (empty for ``features="embedding"``).
+    support_ : Support
+        Where the training inputs lie (:mod:`photozsom.support`).
+    n_unscored_train_ : int
+        Training rows left out because an input was missing.
     estimator_ : MDN or RandomForestPhotoZ
     recalibrator_ : Recalibrator or None
     history_ : DataFrame or None
@@ -109,12 +132,13 @@ class PhotoZModel:
     """
 
     def __init__(self, features: str = "catalog", *, seed: int = 0, estimator: str = "mdn",
-                 catalog_features: Sequence[str] = tuple(CATALOG_FEATURES),
-                 recalibration: str | None = None, **estimator_options: Any) -> None:
+                 catalog_features: str | Sequence[str] = "auto",
+                 recalibration: str | None = "global", **estimator_options: Any) -> None:
         self.features = features
         self.seed = seed
         self.estimator = estimator
-        self.catalog_features = tuple(catalog_features)
+        self.catalog_features = catalog_features if isinstance(catalog_features, str) \
+            else tuple(catalog_features)
         self.recalibration = recalibration
         self.estimator_options = dict(estimator_options)
 
@@ -137,15 +161,17 @@ class PhotoZModel:
             )
         return names
 
-    def _raw_matrix(self, catalogue: Any, *, fitting: bool = False
+    def _raw_matrix(self, catalogue: Any, *, fitting: bool = False, name: str = "catalogue"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Input matrix before imputation, the catalogue-feature mask and the embedding mask."""
+        """Input matrix (NaN where missing), the catalogue-feature mask and the embedding mask."""
         df = as_dataframe(catalogue)
         if len(df) == 0:
             raise ValueError("catalogue is empty (0 rows)")
         blocks, is_cat = [], []
         if self.features in ("catalog", "both"):
-            Xc, _ = feature_matrix(df, self.catalog_features)
+            if fitting:
+                self.catalog_features_ = resolve_features(self.catalog_features, df, "catalog")
+            Xc, _ = feature_matrix(df, self.catalog_features_, name=name)
             blocks.append(Xc.astype(np.float64))
             is_cat += [True] * Xc.shape[1]
         if self.features in ("embedding", "both"):
@@ -165,35 +191,36 @@ class PhotoZModel:
         return X, is_cat, ~is_cat
 
     def transform(self, catalogue: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The estimator's input matrix with missing catalogue features imputed.
+        """The estimator's input matrix and which rows can be scored.
 
         Returns
         -------
         X : ndarray, shape (N, n_features), float32
+            Zero in rows that cannot be scored.
         scorable : ndarray of bool, shape (N,)
-            False where an embedding value is missing (that row gets no P(z)).
+            False where an input is missing (a band without a valid flux, a missing
+            embedding value): that row gets no P(z).
         reason : ndarray of str, shape (N,)
-            Empty, or which features were imputed / why the row is not scored.
+            Empty, or which inputs are missing.
         """
         self._check_fitted()
         X, is_cat, is_emb = self._raw_matrix(catalogue)
         bad = ~np.isfinite(X)
-        scorable = ~(bad & is_emb).any(axis=1)
-        X = np.where(bad & is_cat, self.impute_values_, X)
+        scorable = ~bad.any(axis=1)
         reason = np.full(len(X), "", dtype=object)
-        rows = np.flatnonzero(bad.any(axis=1))
+        rows = np.flatnonzero(~scorable)
         if rows.size:
             patterns, inv = np.unique(bad[rows], axis=0, return_inverse=True)
             texts = []
             for p in patterns:
-                emb = p & is_emb
                 cat = [n for n, b in zip(self.feature_names_, p & is_cat, strict=True) if b]
                 t = []
-                if emb.any():
-                    t.append(f"not scored: {int(emb.sum())} embedding value(s) missing")
                 if cat:
-                    t.append("imputed with the training median: " + ", ".join(cat))
-                texts.append("; ".join(t))
+                    t.append("missing feature(s) " + ", ".join(cat) + " (a band without a valid "
+                             "flux: FLUX_IVAR <= 0, non-finite FLUX or MW_TRANSMISSION <= 0)")
+                if (p & is_emb).any():
+                    t.append(f"{int((p & is_emb).sum())} embedding value(s) missing")
+                texts.append("not scored: " + "; ".join(t))
             reason[rows] = np.array(texts, dtype=object)[np.ravel(inv)]
         X = np.where(scorable[:, None], X, 0.0)
         return X.astype(np.float32), scorable, reason
@@ -210,8 +237,8 @@ class PhotoZModel:
 
     def fit(self, train_catalogue: Any, z_train: Any, val_catalogue: Any = None, z_val: Any = None,
             *, cells_val: np.ndarray | None = None, progress: bool = True) -> PhotoZModel:
-        """Fit the imputer, the estimator (early-stopped on the validation sample) and the
-        recalibration.
+        """Fit the recipe, the support, the estimator (early-stopped on the validation sample)
+        and the recalibration.
 
         Parameters
         ----------
@@ -226,26 +253,26 @@ class PhotoZModel:
         """
         self._check_params()
         z_train = _check_z(z_train, "z_train")
-        Xtr, is_cat, _ = self._raw_matrix(train_catalogue, fitting=True)
+        Xtr, is_cat, _ = self._raw_matrix(train_catalogue, fitting=True, name="train_catalogue")
         if len(Xtr) != len(z_train):
             raise ValueError(f"train_catalogue has {len(Xtr)} rows but z_train {len(z_train)}")
-        names = list(self.catalog_features) if self.features in ("catalog", "both") else []
+        if self.features == "embedding":
+            self.catalog_features_ = []
+        names = list(self.catalog_features_) if self.features in ("catalog", "both") else []
         if self.features in ("embedding", "both"):
             names += self._emb_names_
         self.feature_names_ = names
-        med = np.full(Xtr.shape[1], np.nan)
-        if is_cat.any():
-            cat = Xtr[:, is_cat]
-            has = np.isfinite(cat).any(axis=0)
-            med[np.flatnonzero(is_cat)[has]] = np.nanmedian(cat[:, has], axis=0)
-        if np.any(is_cat & ~np.isfinite(med)):
-            empty = [n for n, c, m in zip(names, is_cat, med, strict=True) if c and not np.isfinite(m)]
-            raise ValueError(f"no training galaxy has a value for feature(s) {empty}: drop them "
-                             f"from catalog_features")
-        self.impute_values_ = np.where(is_cat, med, np.nan)
         self._is_cat = is_cat
+        empty = [n for n, col in zip(names, Xtr.T, strict=True) if not np.isfinite(col).any()]
+        if empty:
+            raise ValueError(f"no training galaxy has a value for feature(s) {empty}: leave them "
+                             f"out (catalog_features='auto' takes only the bands the table has)")
         Xtr, ok_tr, _ = self.transform(train_catalogue)
         self.n_unscored_train_ = int((~ok_tr).sum())
+        if ok_tr.sum() < 10:
+            raise ValueError(f"only {int(ok_tr.sum())} training galaxies have every feature "
+                             f"{names}: choose features the table measures")
+        self.support_ = Support(seed=self.seed).fit(Xtr[ok_tr])
         Xva = zva = None
         if val_catalogue is not None:
             zva_all = _check_z(z_val, "z_val")
@@ -253,8 +280,10 @@ class PhotoZModel:
             if len(Xva) != len(zva_all):
                 raise ValueError(f"val_catalogue has {len(Xva)} rows but z_val {len(zva_all)}")
             Xva, zva = Xva[ok_va], zva_all[ok_va]
-        elif self.recalibration is not None:
-            raise ValueError("recalibration needs validation data: pass val_catalogue, z_val")
+        elif self.recalibration is not None and not (self.estimator == "mdn"
+                                                     and self.recalibration == "global"):
+            raise ValueError("recalibration needs validation data: pass val_catalogue, z_val "
+                             "(or recalibration=None)")
         self.estimator_ = self._make_estimator(Xtr.shape[1])
         if self.estimator == "mdn":
             hist = self.estimator_.fit(Xtr[ok_tr], z_train[ok_tr], Xva, zva, progress=progress)
@@ -266,14 +295,30 @@ class PhotoZModel:
         if self.recalibration is not None:
             from photozsom.calibrate import Recalibrator
 
-            pdf_val = self.estimator_.predict(Xva)
+            n_val = 0 if zva is None else len(zva)
             cv = None
+            if (self.estimator == "mdn" and self.recalibration == "global"
+                    and n_val < RECAL_OOF_BELOW):
+                # a small validation split cannot pin the PIT tails the map corrects: fit it on
+                # out-of-fold predictions of every labelled galaxy instead
+                from photozsom.mdn import cross_val_predict
+
+                X_all = Xtr[ok_tr] if Xva is None else np.vstack([Xtr[ok_tr], Xva])
+                z_all = z_train[ok_tr] if zva is None else np.concatenate([z_train[ok_tr], zva])
+                pdf_fit, _ = cross_val_predict(X_all, z_all, np.arange(len(z_all)),
+                                               n_folds=RECAL_FOLDS, seed=self.seed,
+                                               progress=False, **self.estimator_options)
+                z_fit = z_all
+                self.recalibration_source_ = f"out_of_fold_{RECAL_FOLDS}"
+            else:
+                pdf_fit, z_fit = self.estimator_.predict(Xva), zva
+                self.recalibration_source_ = "validation"
             if self.recalibration == "cell":
                 if cells_val is None:
                     raise ValueError("recalibration='cell' needs cells_val (SOM cells of the "
                                      "validation galaxies)")
                 cv = np.asarray(cells_val)[ok_va]
-            self.recalibrator_ = Recalibrator(kind=self.recalibration).fit(pdf_val, zva, cells=cv)
+            self.recalibrator_ = Recalibrator(kind=self.recalibration).fit(pdf_fit, z_fit, cells=cv)
         return self
 
     def predict(self, catalogue: Any, *, cells: np.ndarray | None = None,
@@ -314,11 +359,16 @@ class PhotoZModel:
             row could be scored.
         scored : ndarray of bool, shape (N,)
         reason : ndarray of str, shape (N,)
-            Why a row was not scored, or which catalogue features were imputed ("" if none).
+            Why a row was not scored, or that a scored row lies outside the training data
+            (:attr:`support_`); "" for a row scored inside it.
         """
         X, ok, reason = self.transform(catalogue)
         if not ok.any():
             return None, ok, reason
+        outside = np.zeros(len(ok), dtype=bool)
+        outside[ok] = ~self.support_.inside(X[ok])
+        reason[outside] = (f"outside the training data: no training galaxy within "
+                           f"{self.support_.threshold_:.3g} (standardised inputs) of this one")
         pdf = self.estimator_.predict(X[ok])
         if recalibrate and self.recalibrator_ is not None:
             c = None
@@ -336,14 +386,17 @@ class PhotoZModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``meta.json`` (recipe, settings), ``arrays.npz`` (imputer) and the estimator
+        """Write ``meta.json`` (recipe, settings), ``arrays.npz`` (support) and the estimator
         (``estimator/``) and recalibrator (``recalibrator/``) as artifact directories."""
         self._check_fitted()
         meta = {
             "features": self.features,
             "estimator": self.estimator,
             "seed": self.seed,
-            "catalog_features": list(self.catalog_features),
+            "catalog_features": (self.catalog_features if isinstance(self.catalog_features, str)
+                                 else list(self.catalog_features)),
+            "catalog_features_resolved": list(self.catalog_features_),
+            "support": self.support_.get_params(),
             "embedding_columns": list(getattr(self, "_emb_names_", [])),
             "feature_names": self.feature_names_,
             "recalibration": self.recalibration,
@@ -357,7 +410,7 @@ class PhotoZModel:
             hist = self.history_
             extra["history.csv"] = lambda p: hist.to_csv(p, index=False)
         return save_artifact(path, "photoz_model",
-                             {"impute_values": self.impute_values_, "is_catalog": self._is_cat},
+                             {"is_catalog": self._is_cat, **self.support_.to_arrays()},
                              meta, version=_VERSION, extra=extra)
 
     @classmethod
@@ -370,7 +423,8 @@ class PhotoZModel:
                     recalibration=meta["recalibration"], **meta["estimator_options"])
         model.feature_names_ = list(meta["feature_names"])
         model._emb_names_ = list(meta["embedding_columns"])
-        model.impute_values_ = arrays["impute_values"]
+        model.catalog_features_ = list(meta["catalog_features_resolved"])
+        model.support_ = Support.from_arrays(arrays, meta["support"])
         model._is_cat = arrays["is_catalog"].astype(bool)
         model.n_unscored_train_ = meta["n_unscored_train"]
         if meta["estimator"] == "mdn":

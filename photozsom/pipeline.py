@@ -46,6 +46,9 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import read_json, write_json
+from photozsom.features import NORTH_SOM_FEATURES, SOM_FEATURES
+from photozsom.flags import SOMFlagger, locate, map_rows, train_map
+from photozsom.flags import cell_reports as flag_cell_reports
 
 __all__ = [
     "SCALES",
@@ -84,8 +87,9 @@ SCALES: dict[str, dict[str, Any]] = {
                 "n_boot": 1000, "n_estimators": 200, "min_count": 5, "real_fraction": 1.0},
 }
 
-#: Footprints and the SOM features each one has (DR10 ``PHOTSYS``).
-REGIONS: dict[str, str] = {"S": "SOM_FEATURES", "N": "NORTH_SOM_FEATURES"}
+#: Footprints and the SOM features of each (DR10 ``PHOTSYS``): the book's maps. A user's own
+#: sample gets them from the bands it has (``SOMFlagger(features="auto")``).
+REGIONS: dict[str, list[str]] = {"S": SOM_FEATURES, "N": NORTH_SOM_FEATURES}
 
 
 @dataclass(frozen=True)
@@ -555,13 +559,6 @@ def cutouts_from_folder(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
     return pd.concat(tables, ignore_index=True)
 
 
-def _region_rows(df: pd.DataFrame, region: str) -> np.ndarray:
-    if "PHOTSYS" not in df:
-        raise ValueError("the catalogue lacks PHOTSYS ('S' DECam / 'N' BASS-MzLS), which picks "
-                         "the SOM of each galaxy")
-    return (df["PHOTSYS"].astype(str).str.strip().str.upper() == region).to_numpy()
-
-
 def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[int] | None = None,
             som_shape_north: Sequence[int] | None = None, epochs: int | None = None,
             backend: str = "torch", min_train: int = 10, progress: bool = True) -> dict[str, Any]:
@@ -605,52 +602,22 @@ def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[i
 def train_region_map(random: pd.DataFrame, region: str, shape: Sequence[int], *, seed: int = 0,
                      epochs: int | None = None, backend: str = "torch", min_train: int = 10,
                      progress: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Train the SOM of one footprint (``"S"`` or ``"N"``) on a random sample's colours.
+    """Train the SOM of one footprint (``"S"`` or ``"N"``) on a random sample's colours
+    (:func:`photozsom.flags.train_map` on that footprint's rows and :data:`REGIONS` features).
 
     Returns ``(som, info)``; ``som`` is None when the footprint has fewer than ``min_train``
     usable galaxies per cell (``info`` says how many it has).
     """
-    from photozsom import features
-    from photozsom.som import SOM
-
-    names = getattr(features, REGIONS[region])
-    shape = tuple(shape)
-    in_region = _region_rows(random, region)
-    need = min_train * shape[0] * shape[1]
-    if in_region.sum() < need:
-        return None, {"trained": False, "n_train": int(in_region.sum())}
-    X, ok = features.feature_matrix(random[in_region], names, name="random sample")
-    X = X[ok]
-    if len(X) < need:
-        return None, {"trained": False, "n_train": len(X)}
-    som = SOM(shape=shape, n_features=len(names), backend=backend, feature_names=names,
-              seed=seed)
-    fit_kw = {"progress": progress} if epochs is None else {"epochs": epochs, "progress": progress}
-    som.fit(X, **fit_kw)
-    return som, {"trained": True, "n_train": len(X), "shape": shape, "features": names,
-                 "quantization_error": som.quantization_error(X),
-                 "topographic_error": som.topographic_error(X)}
+    return train_map(random[map_rows(random, region)], REGIONS[region], shape, seed=seed,
+                     epochs=epochs, backend=backend, min_train=min_train, progress=progress)
 
 
 def spec_cells(catalogue: pd.DataFrame, maps: Mapping[str, Any]) -> pd.DataFrame:
-    """``OBJID, SOM, CELL, DIST`` of every row: its footprint's map, cell and distance."""
-    from photozsom.features import feature_matrix
-
-    n = len(catalogue)
-    som_col = np.full(n, "", dtype=object)
-    cell = np.full(n, -1, dtype=np.int64)
-    dist = np.full(n, np.nan)
-    for region, som in maps.items():
-        rows = np.flatnonzero(_region_rows(catalogue, region))
-        if rows.size == 0:
-            continue
-        X, ok = feature_matrix(catalogue.iloc[rows], som.feature_names)
-        som_col[rows] = region
-        if ok.any():
-            c, d = som.predict_with_distances(X[ok])
-            cell[rows[ok]], dist[rows[ok]] = c, d
-    return pd.DataFrame({"OBJID": catalogue["OBJID"].to_numpy(), "SOM": som_col.astype(str),
-                         "CELL": cell, "DIST": dist})
+    """``OBJID, SOM, CELL, DIST`` of every row: its footprint's map, cell and distance
+    (:func:`photozsom.flags.locate`)."""
+    where = locate(catalogue, maps).reset_index(drop=True)
+    where.insert(0, "OBJID", catalogue["OBJID"].to_numpy())
+    return where
 
 
 def load_maps(run: Run) -> dict[str, Any]:
@@ -858,29 +825,23 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
 def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Series,
                  maps: Mapping[str, Any], *, n_boot: int, seed: int = 0,
                  fdr: float = 0.05) -> dict[str, Any]:
-    """One :class:`~photozsom.cells.CellReport` per map.
+    """One :class:`~photozsom.cells.CellReport` per map (:func:`photozsom.flags.cell_reports`).
 
     ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT``, ``PIT``, ``SOM``,
     ``CELL``); ``spec_cells`` the ``SOM``/``CELL`` of every spectroscopic galaxy, indexed by
     OBJID; ``split`` the SPLIT of each OBJID (training counts are the "train" galaxies per
-    cell). A map with fewer than two evaluated galaxies gets no report.
+    cell, evaluated or not). A map with fewer than two evaluated galaxies gets no report.
     """
-    from photozsom import cells
-
-    train_ids = split.index[split.to_numpy() == "train"]
-    tc = spec_cells.reindex(train_ids)
-    reports = {}
-    for region, som in maps.items():
-        t = tc[(tc["SOM"] == region) & (tc["CELL"] >= 0)]
-        counts = np.bincount(t["CELL"].to_numpy().astype(np.int64), minlength=som.n_cells)
-        sel = (evaluated["SOM"] == region).to_numpy() & (evaluated["CELL"].to_numpy() >= 0)
-        if sel.sum() < 2:
-            continue
-        e = evaluated[sel]
-        reports[region] = cells.report(e["CELL"].to_numpy(), e["Z"].to_numpy(),
-                                       e["Z_PHOT"].to_numpy(), e["PIT"].to_numpy(),
-                                       som.n_cells, counts, n_boot=n_boot, seed=seed, fdr=fdr)
-    return reports
+    train = spec_cells.reindex(split.index[split.to_numpy() == "train"])
+    train = train.assign(SOM=train["SOM"].fillna(""), CELL=train["CELL"].fillna(-1))
+    n_ev, n_tr = len(evaluated), len(train)
+    located = pd.concat([evaluated[["SOM", "CELL"]], train[["SOM", "CELL"]]], ignore_index=True)
+    pad = np.full(n_tr, np.nan)
+    return flag_cell_reports(
+        located, np.r_[evaluated["Z"].to_numpy(), pad], np.r_[evaluated["Z_PHOT"].to_numpy(), pad],
+        np.r_[evaluated["PIT"].to_numpy(), pad], np.r_[np.zeros(n_ev, bool), np.ones(n_tr, bool)],
+        maps, n_boot=n_boot, seed=seed, fdr=fdr, evaluate=np.r_[np.ones(n_ev, bool),
+                                                                np.zeros(n_tr, bool)])
 
 
 def load_reports(run: Run) -> dict[str, Any]:
@@ -895,8 +856,8 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
               distance_quantile: float | str = "auto",
               flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias"),
               target: str = "outlier") -> dict[str, Any]:
-    """Stage "flags": a :class:`~photozsom.flags.RegionalFlagger` (one Flagger per map with a
-    cell report), saved in ``flags/flagger``, and the flags of the random sample.
+    """Stage "flags": a :class:`~photozsom.flags.SOMFlagger` on the run's maps and cell reports,
+    saved in ``flags/flagger``, and the flags of the random sample.
 
     ``min_count`` and ``distance_quantile`` are chosen per map by
     :func:`photozsom.flags.choose_thresholds` when ``"auto"`` (the default): scored on the
@@ -907,57 +868,31 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
     and 0.99 are used with a warning. The scan is written to
     ``flags/threshold_choice.csv``.
     """
-    import warnings
-
-    from photozsom.flags import MIN_COUNT_GRID, QUANTILE_GRID, choose_thresholds
-
-    auto_m, auto_q = min_count == "auto", distance_quantile == "auto"
-    for name, v in (("min_count", min_count), ("distance_quantile", distance_quantile)):
-        if isinstance(v, str) and v != "auto":
-            raise ValueError(f'{name} must be a number or "auto", got {v!r}')
-    p = preset(scale, min_count=None if auto_m else min_count)
+    p = preset(scale, min_count=None if min_count == "auto" else min_count)
     maps, reports = load_maps(run), load_reports(run)
     if not reports:
         run.need("cells/S")
     random = run.random()
-    chosen, scans = {}, []
-    if auto_m or auto_q:
-        ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
-        in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
-        rc = spec_cells(random, maps)
-        for r in reports:
-            e = (ev["SOM"] == r).to_numpy()
-            u = (rc["SOM"] == r).to_numpy()
-            try:
-                ch = choose_thresholds(
-                    maps[r], reports[r].table["n_train"].to_numpy(), ev["CELL"].to_numpy()[e],
-                    ev["DIST"].to_numpy()[e], ev["Z"].to_numpy()[e], ev["Z_PHOT"].to_numpy()[e],
-                    in_train=in_train[e], pit_values=ev["PIT"].to_numpy()[e],
-                    sample_cell=rc["CELL"].to_numpy()[u], sample_distance=rc["DIST"].to_numpy()[u],
-                    target=target, min_counts=MIN_COUNT_GRID if auto_m else [int(p["min_count"])],
-                    quantiles=QUANTILE_GRID if auto_q else [float(distance_quantile)])
-            except ValueError as err:
-                warnings.warn(f"map {r}: thresholds not chosen ({err}); using min_count="
-                              f"{p['min_count']}, distance_quantile 0.99", stacklevel=2)
-                chosen[r] = (int(p["min_count"]), 0.99 if auto_q else float(distance_quantile))
-                continue
-            chosen[r] = (ch.min_count, ch.distance_quantile)
-            scans.append(ch.table.assign(som=r, n_bad=ch.n_bad, n_good=ch.n_good, rule=ch.rule))
-    else:
-        chosen = {r: (int(p["min_count"]), float(distance_quantile)) for r in reports}
-    if scans:
-        pd.concat(scans, ignore_index=True).to_csv(run.path("flags/threshold_choice.csv"),
-                                                   index=False)
-    flagger = build_flagger(run, chosen, flag_metrics=flag_metrics)
-    flagger.save(run.path("flags/flagger"))
-    flagged = flagger.flag(random)
+    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    labelled = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
+    in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
+    fl = SOMFlagger(min_count="auto" if min_count == "auto" else int(p["min_count"]),
+                    distance_quantile=distance_quantile, metrics=flag_metrics, target=target,
+                    fallback=(int(p["min_count"]), 0.99), progress=False)
+    fl.fit(random, labelled, ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy(), ev["PIT"].to_numpy(),
+           in_train=in_train, maps=maps, reports=reports)
+    if len(fl.threshold_choice_):
+        fl.threshold_choice_.to_csv(run.path("flags/threshold_choice.csv"), index=False)
+    fl.save(run.path("flags/flagger"))
+    flagged = fl.flag(random)
     flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
     flagged.to_parquet(run.path("flags/random_flags.parquet"), index=False)
+    chosen = fl.thresholds_
     run.record("flags", {"scale": scale, "min_count": min_count,
                          "distance_quantile": distance_quantile, "target": target,
                          "chosen": {r: list(v) for r, v in chosen.items()},
                          "metrics": list(flag_metrics)})
-    return {"flagger": flagger, "random_flags": flagged, "chosen": chosen}
+    return {"flagger": fl, "random_flags": flagged, "chosen": chosen}
 
 
 def build_flagger(run: Run, thresholds: Mapping[str, Sequence[float]], *,

@@ -67,7 +67,7 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     -------
     DataFrame
         Same index as ``catalogue``: :data:`PHOTOZ_COLUMNS` (redshift; the 68% and 95%
-        intervals are central), ``PZ_STATUS`` ("ok" / "imputed" / "not scored"),
+        intervals are central), ``PZ_STATUS`` ("ok" / "outside" the training data / "not scored"),
         ``PZ_REASON``, ``PIT`` and ``CRPS`` when ``Z`` is present, then the flag columns.
     """
     n = len(catalogue)
@@ -87,7 +87,7 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
         for c, v in zip(PHOTOZ_COLUMNS, (pdf.mean(), pdf.median(), pdf.mode(), pdf.std(),
                                          l68, u68, l95, u95), strict=True):
             out[c][ok] = v
-    status = np.where(~ok, "not scored", np.where(reason != "", "imputed", "ok"))
+    status = np.where(~ok, "not scored", np.where(reason != "", "outside", "ok"))
     out["PZ_STATUS"] = pd.array(status.astype(str), dtype="str")
     out["PZ_REASON"] = pd.array(reason.astype(str), dtype="str")
     if "Z" in catalogue.columns:

@@ -197,11 +197,15 @@ def validate(
         raise ValueError(f"{name} is empty (0 rows): nothing to process")
     missing = [r for r in required if r not in df.columns]
     if missing:
-        hint = ""
-        if any(m.startswith("FLUX_I") for m in missing):
-            hint = " (northern BASS/MzLS catalogues have no i-band: add FLUX_I=NaN and FLUX_IVAR_I=0)"
+        if any(m.startswith(("FLUX_", "MW_TRANSMISSION_", "SHAPE_", "SERSIC")) for m in missing):
+            raise ValueError(
+                f"{name} lacks column(s) {', '.join(missing)}, which this feature recipe needs; "
+                f"choose a recipe from the columns the table has (features='auto', or e.g. "
+                f"catalog_features=['r', 'g-r', 'r-z']), or, if the table has them under other "
+                f"names, rename them to the DR10 names (photozsom.schema.COLUMNS)"
+            )
         raise ValueError(
-            f"{name} lacks column(s) {', '.join(missing)}{hint}; DR10 sweeps have them — "
+            f"{name} lacks column(s) {', '.join(missing)}; DR10 sweeps have them — "
             f"rename your columns to the DR10 names (see photozsom.schema.COLUMNS)"
         )
     for r in required:

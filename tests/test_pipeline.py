@@ -8,7 +8,7 @@ import pytest
 
 from photozsom import pipeline
 from photozsom.book import with_dependents
-from photozsom.flags import RegionalFlagger, load_flagger
+from photozsom.flags import SOMFlagger, load_flagger
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_north_and_south_galaxies_get_cells_on_their_own_maps(tiny_run):
     np.testing.assert_array_equal(sc["SOM"].to_numpy(), spec["PHOTSYS"].str.strip().to_numpy())
     assert (sc.loc[sc["SOM"] == "N", "CELL"] >= 0).mean() > 0.9  # the north is no longer cell -1
     flagger = load_flagger(run.root / "flags" / "flagger")
-    assert isinstance(flagger, RegionalFlagger) and set(flagger.flaggers) == {"S", "N"}
+    assert isinstance(flagger, SOMFlagger) and set(flagger.flaggers) == {"S", "N"}
     rf = out["flags"]["random_flags"]
     random = run.random()
     assert len(rf) == len(random)

@@ -31,10 +31,13 @@ def test_missing_column_is_named():
         validate(_cat(), ["RA", "FLUX_W1"], name="cat.fits")
 
 
-def test_missing_i_band_error_explains_the_north():
+def test_missing_band_error_names_the_features_option():
     df = _cat().drop(columns="FLUX_I")
-    with pytest.raises(ValueError, match="no i-band: add FLUX_I=NaN and FLUX_IVAR_I=0"):
+    with pytest.raises(ValueError, match="lacks column\\(s\\) FLUX_I, .*features='auto'"):
         validate(df, ["FLUX_I"])
+    with pytest.raises(ValueError, match="rename your columns") as err:  # not a photometry column
+        validate(df, ["RA", "OBJID_X"])
+    assert "features=" not in str(err.value)
 
 
 def test_wrong_dtype_text_in_flux_column():
