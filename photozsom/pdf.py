@@ -167,6 +167,8 @@ class MixtureGrid:
         self._pair: np.ndarray | None = None
         self._band: sparse.csr_matrix | None = None
         self._mode_table: tuple[np.ndarray, np.ndarray] | None = None
+        self._qtable: tuple | None = None
+        self._qgroups: np.ndarray | None = None
 
     # -- identity -------------------------------------------------------------------
     def key(self) -> tuple:
@@ -269,6 +271,45 @@ class MixtureGrid:
             z.setflags(write=False)
             self._mode_table = (z, sparse.csr_matrix(np.where(near, dens, 0.0).astype(np.float32)))
         return self._mode_table
+
+    @property
+    def quantile_table(self) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Component CDFs tabulated around each centre, for :meth:`MixturePDF.quantiles`.
+
+        Returns ``(offsets, table, W)``: ``offsets`` (S,) are redshift offsets spanning
+        ``[-3, 3]`` centre spacings in steps of 1/16 spacing, and ``table[j]`` (2W+1, S)
+        float32 holds ``F_{j+m}(mu_j + offset)`` for ``m = -W..W`` (0 for components past the
+        ends), so ``F`` at ``mu_j + offsets`` is ``cum_{j-W} + w[j-W:j+W+1] @ table[j]``.
+        ``W`` reaches 10 sigma past the tabulated span, so the components left out contribute
+        exactly 0 or 1. None when the centres are not evenly spaced (then the exact
+        :meth:`MixturePDF.ppf` path is used).
+        """
+        if self._qtable is None:
+            d = np.diff(self.centres)
+            if not np.allclose(d, d[0], rtol=1e-9, atol=0.0):
+                return None
+            step = float(d[0])
+            half = math.ceil(3 + self.cut / step)
+            offsets = np.linspace(-3 * step, 3 * step, 97)
+            m = np.arange(-half, half + 1)
+            k = np.arange(self.K)[:, None] + m[None, :]                    # (K, 2W+1)
+            valid = (k >= 0) & (k < self.K)
+            kc = np.clip(k, 0, self.K - 1)
+            z = self.centres[:, None, None] + offsets[None, None, :]       # (K, 1, S)
+            table = self.component_cdf(z, kc[:, :, None]) * valid[:, :, None]
+            self._qtable = (offsets, table.astype(np.float32), half)
+        return self._qtable
+
+    @property
+    def quantile_groups(self) -> np.ndarray:
+        """Group id of each centre's quantile table: centres with identical tables (all but
+        the few whose windows reach the truncated edges) share one matrix product."""
+        if self._qgroups is None:
+            table = self.quantile_table[1]
+            flat = table.reshape(self.K, -1)
+            _, inv = np.unique(flat, axis=0, return_inverse=True)
+            self._qgroups = np.ravel(inv)
+        return self._qgroups
 
     def to_dict(self) -> dict[str, Any]:
         return {"centres": self.centres, "sigma": self.sigma, "bounds": (self.lo, self.hi)}
@@ -731,6 +772,130 @@ class MixturePDF:
             if act.size == 0:
                 break
         return np.where(q <= 0, g.lo, np.clip(x, g.lo, g.hi)).reshape(shape)
+
+    def quantiles(self, levels: Sequence[float]) -> np.ndarray:
+        """Several quantiles of every PDF at once, fast: ``ppf(q)`` for each ``q`` in ``levels``.
+
+        The quantile level ``q`` is first located in the cumulative weights (block sums of 8
+        components, then within the block: component ``j``); ``F`` is then read at 97 points
+        spanning ``mu_j +- 3`` centre spacings by one small matrix product of the 17 nearest
+        weights with the tabulated component CDFs (:attr:`MixtureGrid.quantile_table`),
+        linearly interpolated in the bracketing step (1/16 spacing) and polished by one exact
+        Newton step in float64. A point whose Newton step is larger than 3e-5 (redshift) or
+        leaves its bracket -- a quantile in a gap of near-zero density, or outside the
+        tabulated span -- is recomputed by the exact :meth:`ppf`; so every value agrees with
+        :meth:`ppf` to better than 1e-5 in redshift (typically 1e-9: after the Newton step
+        the error is ``~ (p'/2p) dz^2`` with ``|dz| <= 3e-5``). About 10x faster than
+        :meth:`ppf` for the four bounds of two intervals and the median.
+
+        Parameters
+        ----------
+        levels : sequence of float, shape (L,)
+            Probabilities in [0, 1].
+
+        Returns
+        -------
+        ndarray, shape (N, L)
+            Redshifts in the support, one column per level.
+        """
+        lv = np.asarray(levels, dtype=np.float64).ravel()
+        if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(lv < 0) or np.any(lv > 1):
+            raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
+        g = self.grid
+        out = np.empty((len(self), lv.size))
+        tab = g.quantile_table
+        inner = (lv > 0) & (lv < 1)
+        for c in np.flatnonzero(~inner) if tab is not None else range(lv.size):
+            out[:, c] = self.ppf(float(lv[c]))
+        if tab is None or not inner.any():
+            return out
+        cols = np.flatnonzero(inner)
+        for sl in _chunks(len(self), max(1, _CHUNK // 4096)):      # 4096 rows at a time
+            out[sl, cols[0]:cols[-1] + 1][:, cols - cols[0]] = self._quantile_rows(
+                self._w[sl], lv[cols], tab)
+        return out
+
+    def _quantile_rows(self, w: np.ndarray, lv: np.ndarray, tab: tuple) -> np.ndarray:
+        g = self.grid
+        offsets, table, half = tab
+        n, K = w.shape
+        L = lv.size
+        B = 8
+        nb = -(-K // B)
+        wp = w if nb * B == K else np.pad(w, ((0, 0), (0, nb * B - K)))
+        bsum = wp.reshape(n, nb, B).sum(axis=2, dtype=np.float64)
+        cb = np.zeros((n, nb + 1))
+        np.cumsum(bsum, axis=1, out=cb[:, 1:])
+        tot = cb[:, -1]
+        target = lv[None, :] * tot[:, None]                                   # (n, L)
+        rows = np.arange(n)[:, None]
+        blk = np.minimum((cb[:, None, 1:] < target[:, :, None]).sum(axis=2), nb - 1)
+        inb = np.arange(B)
+        wb = wp[rows[:, :, None], blk[:, :, None] * B + inb].astype(np.float64)
+        cin = cb[rows, blk][:, :, None] + np.cumsum(wb, axis=2)
+        j = np.minimum(blk * B + np.minimum((cin < target[:, :, None]).sum(axis=2), B - 1), K - 1)
+        # exclusive cumulative weight below the window's first component j - half
+        a = np.maximum(j - half, 0)
+        ab = a // B
+        part = wp[rows[:, :, None], ab[:, :, None] * B + inb] * (inb < (a - ab * B)[:, :, None])
+        below = cb[rows, ab] + part.sum(axis=2, dtype=np.float64)
+        # the window's weights, flattened over (row, level) points
+        m = np.arange(-half, half + 1)
+        idx = j[:, :, None] + m
+        valid = (idx >= 0) & (idx < K)
+        idx = np.clip(idx, 0, K - 1)
+        P = n * L
+        wl = (w[rows[:, :, None], idx] * valid).reshape(P, m.size)
+        jf, tl = j.ravel(), (target - below).ravel()
+        Fs = np.empty((P, offsets.size), dtype=np.float32)
+        gid = g.quantile_groups
+        order = np.argsort(gid[jf], kind="stable")
+        bounds = np.flatnonzero(np.diff(gid[jf][order])) + 1
+        for part_idx in np.split(order, bounds):
+            Fs[part_idx] = wl[part_idx].astype(np.float32) @ table[jf[part_idx[0]]]
+        ge = Fs >= tl[:, None].astype(np.float32)
+        s = np.argmax(ge, axis=1)                  # first tabulated F >= q ...
+        s[~ge[:, -1]] = offsets.size               # ... or none
+        x = g.centres[jf][:, None] + offsets[None, :]
+        sa, sb = np.clip(s - 1, 0, offsets.size - 1), np.clip(s, 0, offsets.size - 1)
+        pi = np.arange(P)
+        xa, xb = x[pi, sa], x[pi, sb]
+        fa, fb = Fs[pi, sa].astype(np.float64), Fs[pi, sb].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(fb > fa, (tl - fa) / (fb - fa), 0.5)
+        x0 = np.clip(xa + np.clip(t, 0.0, 1.0) * (xb - xa), g.lo, g.hi)
+        # one exact Newton step in float64 with the window's components
+        # (components more than 4 spacings = 8.7 sigma from x0 contribute exactly 0 or 1)
+        kk = idx.reshape(P, m.size)
+        near = 4
+        first = np.clip(np.floor((x0 - g.centres[jf]) / (offsets[-1] / 3)).astype(np.intp)
+                        + half - near, 0, m.size - 2 * near - 1)
+        sel = first[:, None] + np.arange(2 * near + 1)
+        wl64 = np.take_along_axis(wl, sel, axis=1).astype(np.float64)
+        below_sel = np.cumsum(wl, axis=1, dtype=np.float64)
+        below_sel = np.where(first > 0, below_sel[pi, np.maximum(first - 1, 0)], 0.0)
+        ks = np.take_along_axis(kk, sel, axis=1)
+        u = (x0[:, None] - g.centres[ks]) / g.sigma
+        wn = wl64 / g.norm[ks]
+        F0 = below_sel + np.sum(wn * (ndtr(u) - g.g_lo[ks]), axis=1)
+        p0 = np.sum(wn * _phi(u), axis=1) / g.sigma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dx = (tl - F0) / p0
+        x1 = x0 + dx
+        h = offsets[1] - offsets[0]
+        ok = (np.isfinite(x1) & (np.abs(dx) <= 3e-5) & (s > 0) & (s < offsets.size)
+              & (x1 >= xa - h) & (x1 <= xb + h))
+        # the edges of the support: F reaches q at (or below) the lower edge
+        at_lo = (s == 0) & (x[:, 0] <= g.lo)
+        x1 = np.where(at_lo, g.lo, x1)
+        ok |= at_lo
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            r, c = np.divmod(bad, L)
+            wr = w[r].astype(np.float64)
+            x1[bad] = self._ppf_rows(lv[c][:, None], wr / wr.sum(axis=1, keepdims=True))[:, 0]
+        self._quantile_fallbacks = getattr(self, "_quantile_fallbacks", 0) + int(bad.size)
+        return np.clip(x1, g.lo, g.hi).reshape(n, L)
 
     def median(self) -> np.ndarray:
         """Median redshift, shape (N,)."""
