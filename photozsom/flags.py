@@ -653,10 +653,13 @@ def choose_thresholds(
     else:
         flagged_sample = np.full_like(J, np.nan)
         cost = flagged
-    ib, jb = np.unravel_index(np.argmax(J), J.shape)
     # better than a random flag at 5%, Bonferroni-corrected over the grid's pairs
     z_gate = float(-ndtri(0.05 / J.size))
     significant = J > z_gate * se
+    # the best J among the pairs that pass the gate (a pair with a larger J but too uncertain
+    # to pass cannot set the one-standard-error band)
+    ib, jb = np.unravel_index(np.argmax(np.where(significant, J, -np.inf)
+                                        if significant.any() else J), J.shape)
     if significant.any():
         eligible = significant & (J >= J[ib, jb] - se[ib, jb])
     else:   # no pair beats a random flag clearly: flag as little as possible
