@@ -55,11 +55,13 @@ __all__ = [
     "crossfit_underperforming",
     "detection_curve",
     "embedding_som",
+    "flag_by_magnitude_nested",
     "flag_detection_table",
     "flag_scores",
     "in_sample_flags",
     "nested_flags",
     "plot_detection",
+    "run_nested_flags",
     "score_flag_against_truth",
     "significance_across_seeds",
     "summary_table",
@@ -717,14 +719,13 @@ def _pz_width(df: pd.DataFrame) -> np.ndarray:
 
 def _colour_flags(df: pd.DataFrame, flagger: Any, *, crossfit: bool, seed: int) -> pd.DataFrame:
     """Flag columns (ood, underperforming, flag, n_train, distance, cell_eta) of each row."""
-    from photozsom.flags import RegionalFlagger
 
     fl_all = flagger.flag(df)
     out = pd.DataFrame({"cell": fl_all["cell"].to_numpy(), "n_train": fl_all["n_train"].to_numpy(float),
                         "distance": fl_all["distance"].to_numpy(), "ood": fl_all["ood"].to_numpy(bool),
                         "underperforming": fl_all["underperforming"].to_numpy(bool),
                         "cell_eta": np.nan}, index=df.index)
-    regional = flagger.flaggers if isinstance(flagger, RegionalFlagger) else {"": flagger}
+    regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {"": flagger}
     ps = df["PHOTSYS"].astype(str).str.strip().str.upper().to_numpy() if "PHOTSYS" in df else None
     for key, fl in regional.items():
         rows = np.ones(len(df), bool) if key == "" or ps is None else (ps == key)
@@ -775,11 +776,114 @@ def _auc(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).pivot(index="score", columns="truth", values="recall_auc")
 
 
+def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: int = 0,
+                     target: str = "outlier") -> dict[str, Any]:
+    """:func:`nested_flags` and :func:`in_sample_flags` of a run's evaluated galaxies, map by map.
+
+    Each map's evaluated galaxies (``cells/evaluated.parquet``: out-of-fold photo-z) are
+    flagged out of sample by the rule the flags stage used (``choose_thresholds`` with the
+    random sample as the user's sample, under-performing cells by the map's report settings),
+    and in sample by the run's flagger, both with leave-one-out training counts.
+
+    Returns
+    -------
+    dict
+        ``galaxies``: DataFrame in the rows of ``cells/evaluated.parquet`` with ``OBJID``,
+        ``SOM``, ``CELL``, ``in_train``, ``weight`` (:func:`photozsom.detection.user_weights`
+        for the map's random galaxies), nested ``fold, min_count, distance_quantile, ood,
+        underperforming, flag, cell_eta`` and in-sample ``ood_in, underperforming_in,
+        flag_in``; ``scores``: :func:`flag_scores` per map (index ``som, scoring, part``) for
+        ``target``; ``folds``: the pair each fold chose, per map.
+    """
+    from photozsom import pipeline
+    from photozsom.detection import user_weights
+    from photozsom.flags import load_flagger
+    from photozsom.metrics import OUTLIER_THRESHOLD, pco_mask
+
+    if flagger is None:
+        flagger = load_flagger(run.need("flags/flagger"))
+    regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {"S": flagger}
+    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
+    rc = pipeline.spec_cells(run.random(), {r: f.som for r, f in regional.items()})
+    parts, scores, folds = [], [], []
+    for r, fl in regional.items():
+        e = (ev["SOM"] == r).to_numpy()
+        if not e.any():
+            continue
+        sub = ev[e]
+        u = (rc["SOM"] == r).to_numpy()
+        st = fl.report.settings
+        c = sub["CELL"].to_numpy()
+        nested = nested_flags(
+            fl.som, fl.train_counts, c, sub["DIST"].to_numpy(), sub["Z"].to_numpy(),
+            sub["Z_PHOT"].to_numpy(), sub["PIT"].to_numpy(), in_train=in_train[e],
+            sample_cell=rc["CELL"].to_numpy()[u], sample_distance=rc["DIST"].to_numpy()[u],
+            metrics=fl.metrics, fdr=float(st.get("fdr", 0.05)),
+            fdr_scope=str(st.get("fdr_scope", "all")), target=target, n_folds=n_folds,
+            seed=seed, fallback=(fl.min_count, fl.distance_quantile))
+        ins = in_sample_flags(fl, c, sub["DIST"].to_numpy(), in_train[e])
+        mapped = c >= 0
+        w = np.zeros(c.size)
+        w[mapped] = user_weights(c[mapped], rc["CELL"].to_numpy()[u], fl.som.n_cells)
+        g = pd.DataFrame({"OBJID": sub["OBJID"].to_numpy(), "SOM": r, "CELL": c,
+                          "in_train": in_train[e], "weight": w}, index=sub.index)
+        g = pd.concat([g, nested.set_axis(sub.index)[["fold", "min_count", "distance_quantile",
+                                                      "ood", "underperforming", "flag",
+                                                      "cell_eta"]],
+                       ins.set_axis(sub.index)[["ood", "underperforming", "flag"]]
+                       .add_suffix("_in")], axis=1)
+        parts.append(g)
+        zt, zp = sub["Z"].to_numpy()[mapped], sub["Z_PHOT"].to_numpy()[mapped]
+        bad = (np.abs(zp - zt) / (1 + zt) > OUTLIER_THRESHOLD if target == "outlier"
+               else pco_mask(np.clip(sub["PIT"].to_numpy()[mapped], 0, 1), 0.99))
+        sc = flag_scores({"in sample": ins[mapped], "nested": nested[mapped]}, bad, w[mapped])
+        scores.append(pd.concat({r: sc}, names=["som"]))
+        folds.append(nested[mapped].groupby("fold")[["min_count", "distance_quantile",
+                                                     "chosen_by"]].first().assign(som=r))
+    return {"galaxies": pd.concat(parts).reindex(ev.index), "scores": pd.concat(scores),
+            "folds": pd.concat(folds).reset_index().set_index(["som", "fold"])}
+
+
+def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
+                             bins: Sequence[float] | None = None) -> pd.DataFrame:
+    """:func:`photozsom.pipeline.flag_by_magnitude` with the evaluated galaxies' metrics out of sample.
+
+    The random sample's flagged fractions are the flagger's (a fraction flagged is not a
+    score); the MAD and η of flagged and unflagged evaluated galaxies use the nested flags
+    of :func:`run_nested_flags` (``galaxies``), so the split into flagged and unflagged was
+    not decided on the galaxies it is measured on. Same columns as
+    :func:`photozsom.pipeline.flag_by_magnitude`.
+    """
+    import itertools
+
+    from photozsom import metrics, pipeline
+    from photozsom.features import magnitudes
+
+    out = pipeline.flag_by_magnitude(run, flagger, bins=bins)
+    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    g = galaxies.reindex(ev.index)
+    flag = g["flag"].fillna(True).to_numpy(bool)        # rows without a map: flagged
+    spec = run.spec().set_index("OBJID")
+    r_ev = magnitudes(spec.loc[ev["OBJID"].to_numpy()], ("R",))["r"].to_numpy()
+    zt, zp = ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy()
+    edges = np.r_[out["r_lo"].to_numpy(), out["r_hi"].to_numpy()[-1:]]
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        ine = (r_ev >= lo) & (r_ev < hi)
+        for name, sel in (("flagged", ine & flag), ("unflagged", ine & ~flag)):
+            ok = sel.sum() > 0
+            out.loc[i, f"n_eval_{name}"] = int(sel.sum())
+            out.loc[i, f"mad_{name}"] = metrics.mad(zt[sel], zp[sel]) if ok else np.nan
+            out.loc[i, f"eta_{name}"] = metrics.outlier_fraction(zt[sel], zp[sel]) if ok else np.nan
+    return out
+
+
 def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = True,
                              seed: int = 0, blend_threshold: float = 0.1,
                              wrong_z_threshold: float = 0.01,
                              outlier_threshold: float = OUTLIER_THRESHOLD,
-                             n_thresholds: int = 50) -> dict[str, Any]:
+                             n_thresholds: int = 50, nested: Mapping[str, Any] | None = None,
+                             n_folds: int = 5) -> dict[str, Any]:
     """Item 9: the flag as a detector of photo-z outliers, blends and wrong spec-z.
 
     On the evaluated galaxies of a run (``cells/evaluated.parquet``: out-of-fold photo-z of
@@ -795,11 +899,16 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     flagger : Flagger or RegionalFlagger, optional
         Default: ``photozsom.flags.load_flagger(run.root / "flags/flagger")``.
     crossfit : bool
-        Decide each galaxy's "under-performing" verdict from the other half of the galaxies
-        (:func:`crossfit_underperforming`); False uses the flagger's own report, built on
-        these same galaxies (optimistic).
+        True (default): score the flag **nested** out of sample — each galaxy flagged with
+        the thresholds and the under-performing verdict its fold's other folds chose
+        (:func:`run_nested_flags`, leave-one-out training counts), so no number here was
+        chosen on the galaxy it scores; the continuous scores use leave-one-out counts and the
+        cross-fitted cell outlier rate. False: the flagger's own flag of these galaxies,
+        decided on them (optimistic).
     seed : int
-        Seed of the halves.
+        Seed of the folds and halves.
+    nested : dict, optional
+        A :func:`run_nested_flags` result to reuse (default: computed, ``n_folds`` folds).
     blend_threshold, wrong_z_threshold, outlier_threshold : float
         See :func:`truth_labels`.
     n_thresholds : int
@@ -824,6 +933,16 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     truth = truth_labels(df, outlier_threshold=outlier_threshold, blend_threshold=blend_threshold,
                          wrong_z_threshold=wrong_z_threshold)
     fl = _colour_flags(df, flagger, crossfit=crossfit, seed=seed)
+    if crossfit:
+        if nested is None:
+            nested = run_nested_flags(run, flagger=flagger, n_folds=n_folds, seed=seed)
+        g = nested["galaxies"].reset_index(drop=True)
+        if not (g["OBJID"].to_numpy() == df["OBJID"].to_numpy()).all():
+            raise ValueError("the nested flags are not those of this run's evaluated galaxies")
+        has = g["SOM"].notna().to_numpy()
+        for col in ("ood", "underperforming", "flag"):
+            fl[col] = np.where(has, g[col].fillna(True).to_numpy(bool), fl[col].to_numpy(bool))
+        fl["n_train"] = fl["n_train"] - g["in_train"].fillna(False).to_numpy(bool)
     width = _pz_width(df)
     frac = float(fl["flag"].mean())
     flags = {"SOM flag": fl["flag"].to_numpy(bool), "ood": fl["ood"].to_numpy(bool),
@@ -845,7 +964,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
                  seed: int = 0, epochs: int | None = None, crossfit: bool = True,
                  flagger: Any = None, blend_threshold: float = 0.1,
                  wrong_z_threshold: float = 0.01, n_thresholds: int = 50,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, n_folds: int = 5) -> dict[str, Any]:
     """Item 14: a SOM of the random sample's image embeddings beside the colour SOM.
 
     The embedding map is trained on the embeddings (``embed/embeddings.h5``) of the
@@ -856,11 +975,14 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
     - **redshift spread within cells** (:func:`cell_redshift_spread`, std and NMAD): of the
       true redshift of the random sample's *galaxies* (stars, Z_TRUE = 0, left out) that
       both maps place, and of the spectroscopic redshift of the evaluated galaxies;
-    - **the flag**: a flag built on the embedding map exactly as the colour flagger is
-      (thin cell: fewer than its ``min_count`` training-split galaxies; farther from the
-      prototype than its ``distance_quantile`` of the map's training distances;
-      under-performing, cross-fitted as in :func:`score_flag_against_truth`), scored
-      against the truth on the evaluated galaxies of ``region`` that have an embedding.
+    - **the flag**: a flag built on each map by the same rule (thin cell: fewer than
+      ``min_count`` training-split galaxies, leave-one-out; farther from the prototype than
+      the ``distance_quantile`` of the map's training distances; under-performing cells),
+      each map **choosing its own** ``min_count`` and ``distance_quantile`` with
+      :func:`photozsom.flags.choose_thresholds` — nested out of sample with ``crossfit``
+      (:func:`nested_flags`), so neither map is scored on the galaxies that tuned it —
+      scored against the truth on the evaluated galaxies of ``region`` that have an
+      embedding.
 
     Parameters
     ----------
@@ -893,7 +1015,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
 
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
-    regional = flagger.flaggers if isinstance(flagger, RegionalFlagger) else {region: flagger}
+    regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {region: flagger}
     if region not in regional:
         raise ValueError(f"the flagger has no map for region {region!r}; it has {sorted(regional)}")
     cfl = regional[region]
@@ -949,9 +1071,54 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
                                   metrics=cfl.metrics, fdr=float(settings.get("fdr", 0.05)),
                                   fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed,
                                   crossfit=crossfit)
-    e_ood = (e_counts[e_c] < cfl.min_count) | (e_d > esom.distance_threshold(cfl.distance_quantile))
-    e_under = cf["underperforming"].to_numpy(bool)
-    e_flag = e_ood | e_under
+    # each map chooses its own thresholds by the same rule, on its own cells and counts, with
+    # the random sample of the region (as each map sees it) as the user's sample
+    in_train = (run.split().reindex(df["OBJID"].to_numpy()) == "train").to_numpy()
+    r_e, r_d = np.full(len(rnd), -1, np.int64), np.full(len(rnd), np.nan)
+    r_e[has_e], r_d[has_e] = esom.predict_with_distances(E_rnd[has_e])
+    r_c = pipeline.spec_cells(rnd, {region: colour_som})
+    common = {"z_true": df["Z"].to_numpy(), "z_pred": df["Z_PHOT"].to_numpy(),
+              "pit_values": df["PIT"].to_numpy(), "in_train": in_train, "metrics": cfl.metrics,
+              "fdr": float(settings.get("fdr", 0.05)),
+              "fdr_scope": str(settings.get("fdr_scope", "all")), "seed": seed,
+              "fallback": (cfl.min_count, cfl.distance_quantile)}
+    kinds = {"colour": (colour_som, cfl.train_counts, col["cell"].to_numpy(),
+                        col["distance"].to_numpy(), r_c["CELL"].to_numpy(), r_c["DIST"].to_numpy()),
+             "embedding": (esom, e_counts, e_c, e_d, r_e, r_d)}
+    out_flags, chosen = {}, {}
+    for name, (m, cnt, c_ev, d_ev, c_r, d_r) in kinds.items():
+        ok_r = c_r >= 0
+        if crossfit:
+            nf = nested_flags(m, cnt, c_ev, d_ev, sample_cell=c_r[ok_r],
+                              sample_distance=d_r[ok_r], n_folds=n_folds, **common)
+            out_flags[name] = nf
+            chosen[name] = sorted({(int(a), float(b)) for a, b in
+                                   zip(nf["min_count"], nf["distance_quantile"], strict=True)
+                                   if a >= 0})
+        else:
+            from photozsom.flags import choose_thresholds, out_of_distribution
+
+            try:
+                ch = choose_thresholds(m, cnt, c_ev, d_ev, common["z_true"], common["z_pred"],
+                                       in_train=in_train, pit_values=common["pit_values"],
+                                       sample_cell=c_r[ok_r], sample_distance=d_r[ok_r])
+                pair = (ch.min_count, ch.distance_quantile)
+            except ValueError:
+                pair = common["fallback"]
+            loo = cnt[np.where(c_ev >= 0, c_ev, 0)] - in_train
+            ood = (c_ev < 0) | out_of_distribution(loo, d_ev, pair[0],
+                                                   m.distance_threshold(pair[1]))
+            under = (col["underperforming"].to_numpy(bool) if name == "colour"
+                     else cf["underperforming"].to_numpy(bool))
+            out_flags[name] = pd.DataFrame({"ood": ood, "underperforming": under,
+                                            "flag": ood | under})
+            chosen[name] = [pair]
+    col["ood"] = out_flags["colour"]["ood"].to_numpy(bool)
+    col["underperforming"] = out_flags["colour"]["underperforming"].to_numpy(bool)
+    col["flag"] = out_flags["colour"]["flag"].to_numpy(bool)
+    e_ood = out_flags["embedding"]["ood"].to_numpy(bool)
+    e_under = out_flags["embedding"]["underperforming"].to_numpy(bool)
+    e_flag = out_flags["embedding"]["flag"].to_numpy(bool)
 
     spread_rows = []
     zs_ev = df["Z"].to_numpy(np.float64)
@@ -987,7 +1154,8 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
             "settings": {"region": region, "shape": shape, "seed": seed, "crossfit": crossfit,
                          "n_random_train": int(has_e.sum()), "n_random_compared": int(both.sum()),
                          "n_evaluated": len(df), "embedding_dim": int(emb_all.shape[1]),
-                         "min_count": cfl.min_count, "distance_quantile": cfl.distance_quantile}}
+                         "min_count": cfl.min_count, "distance_quantile": cfl.distance_quantile,
+                         "chosen": chosen, "n_folds": n_folds if crossfit else None}}
 
 
 # ---------------------------------------------------------------------------------------------

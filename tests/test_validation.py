@@ -220,10 +220,28 @@ def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
     assert row["n_bad"] == bad.sum()
     assert row["n_caught"] == (bad & fl["flag"].to_numpy()).sum()
     assert row["fraction_flagged"] == pytest.approx(fl["flag"].mean())
-    # cross-fitting changes only the under-performing part
-    cf = V.score_flag_against_truth(run)["galaxies"]
-    assert (cf["ood"].to_numpy() == fl["ood"].to_numpy()).all()
     assert set(res["curves"]["score"]) == {"n_train", "distance", "cell_eta", "pz_width"}
+    # nested: each galaxy flagged by its fold's chosen pair, with leave-one-out counts
+    nested = V.run_nested_flags(run)
+    cf = V.score_flag_against_truth(run, nested=nested)["galaxies"]
+    g = nested["galaxies"]
+    assert (cf["flag"].to_numpy() == g["flag"].fillna(True).to_numpy(bool)).all()
+    from photozsom.flags import out_of_distribution
+
+    fl_s = load_flagger(run.root / "flags" / "flagger").flaggers["S"]
+    s = (g["SOM"] == "S").to_numpy() & (g["CELL"].to_numpy() >= 0)
+    gs = g[s]
+    loo = fl_s.train_counts[gs["CELL"].to_numpy()] - gs["in_train"].to_numpy(bool)
+    thr = np.array([fl_s.som.distance_threshold(q) for q in gs["distance_quantile"]])
+    expect = out_of_distribution(loo, ev["DIST"].to_numpy()[s], gs["min_count"].to_numpy(), thr)
+    assert (gs["ood"].to_numpy(bool) == expect).all()
+    # the scores are detection.youden of these flags with the user weights
+    from photozsom.detection import youden
+
+    bad_s = bad[s]
+    row = nested["scores"].loc[("S", "nested", "flag")]
+    ref = youden(gs["flag"].to_numpy(bool), bad_s, gs["weight"].to_numpy())
+    assert row["J"] == pytest.approx(ref["J"]) and row["recall"] == pytest.approx(ref["recall"])
 
 
 def test_run_compare_maps_spread_recomputed(tiny_run):
