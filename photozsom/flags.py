@@ -944,7 +944,10 @@ class SOMFlagger:
         labelled : DataFrame or astropy Table
             The galaxies with spectroscopic redshifts and out-of-fold photo-z.
         z_true, z_pred : array_like, shape (N,)
-            Their spectroscopic redshifts and out-of-fold point photo-z.
+            Their spectroscopic redshifts and out-of-fold point photo-z. A NaN ``z_pred``
+            (a training galaxy the model could not score) leaves the galaxy out of the
+            per-cell metrics and the threshold choice, but it still counts in its cell's
+            training count when ``in_train``.
         pit : array_like, shape (N,), optional
             Their out-of-fold PIT values (without them the PCO test is skipped).
         in_train : array_like of bool, shape (N,), optional
@@ -961,7 +964,10 @@ class SOMFlagger:
         if n == 0:
             raise ValueError("labelled is empty (0 rows)")
         z_true = _vector(z_true, n, "z_true")
-        z_pred = _vector(z_pred, n, "z_pred")
+        z_pred = _vector(z_pred, n, "z_pred", finite=False)
+        scored = np.isfinite(z_pred)
+        if not scored.any():
+            raise ValueError("z_pred has no finite value: no labelled galaxy has a photo-z")
         pit = None if pit is None else _vector(pit, n, "pit", finite=False)
         in_train = np.ones(n, dtype=bool) if in_train is None else np.asarray(in_train, dtype=bool)
         if in_train.shape != (n,):
@@ -982,7 +988,8 @@ class SOMFlagger:
         where = locate(lab, self.maps_)
         if reports is None:
             reports = cell_reports(where, z_true, z_pred, pit, in_train, self.maps_,
-                                   n_boot=self.n_boot, seed=self.seed, fdr=self.fdr)
+                                   n_boot=self.n_boot, seed=self.seed, fdr=self.fdr,
+                                   evaluate=scored)
         if not reports:
             raise ValueError("no map has two or more labelled galaxies with valid features: "
                              "nothing to measure the cells with")
@@ -990,7 +997,8 @@ class SOMFlagger:
         sample = locate(rnd, self.maps_)
         self.thresholds_, scans = {}, []
         for r in self.reports_:
-            self.thresholds_[r], scan = self._choose(r, where, sample, z_true, z_pred, pit, in_train)
+            self.thresholds_[r], scan = self._choose(r, where, sample, z_true, z_pred, pit,
+                                                     in_train, scored)
             if scan is not None:
                 scans.append(scan)
         self.threshold_choice_ = pd.concat(scans, ignore_index=True) if scans else pd.DataFrame()
@@ -1028,23 +1036,23 @@ class SOMFlagger:
                                    f"of a {shape[0]}x{shape[1]} map")
                 continue
             maps[region] = som
-        if skipped:
-            warnings.warn("no map for " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
-                          + " (those rows are flagged 'no SOM')", stacklevel=3)
         if not maps:
             raise ValueError("no footprint has enough galaxies with valid features for a SOM: "
                              + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        if skipped:
+            warnings.warn("no map for " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+                          + " (those rows are flagged 'no SOM')", stacklevel=3)
         return maps
 
     def _choose(self, region: str, where: pd.DataFrame, sample: pd.DataFrame, z_true: np.ndarray,
-                z_pred: np.ndarray, pit: np.ndarray | None, in_train: np.ndarray
-                ) -> tuple[tuple[int, float], pd.DataFrame | None]:
+                z_pred: np.ndarray, pit: np.ndarray | None, in_train: np.ndarray,
+                scored: np.ndarray) -> tuple[tuple[int, float], pd.DataFrame | None]:
         auto_m, auto_q = self.min_count == "auto", self.distance_quantile == "auto"
         fixed = (self.fallback[0] if auto_m else int(self.min_count),
                  self.fallback[1] if auto_q else float(self.distance_quantile))
         if not (auto_m or auto_q):
             return fixed, None
-        e = (where["SOM"] == region).to_numpy()
+        e = (where["SOM"] == region).to_numpy() & scored
         u = (sample["SOM"] == region).to_numpy()
         try:
             ch = choose_thresholds(
