@@ -158,8 +158,8 @@ print(
     + (f", catalogue {a.iloc[2]:.4f}" if len(a) > 2 else "")
     + " — the light profile "
     + ("helps" if a.iloc[1] < a.iloc[0] else "does not help")
-    + " the image model on this run (one seed; the spread between seeds is comparable at ci "
-    "scale)."
+    + " the image model on this run (one seed; the spread between seeds is not measured "
+    "here, so a small difference may be noise)."
 )
 
 # %% [markdown]
