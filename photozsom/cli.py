@@ -3,9 +3,13 @@
 Sub-commands (each stage module owns its implementation; this file only parses):
 
 - ``photozsom simulate OUT_DIR --scale ci|default --seed N`` — the embedded default sky.
-- ``photozsom predict INPUT -o OUTPUT --model DIR [--flagger DIR] [--pdf FILE]`` — photo-z of
-  a user's catalogue (:mod:`photozsom.predict`).
-- ``photozsom flag INPUT -o OUTPUT --model DIR`` — flag a user's catalogue.
+- ``photozsom predict INPUT -o OUTPUT --model DIR [--flagger DIR] [--pdf FILE.h5]`` — photo-z
+  of a user's catalogue (:mod:`photozsom.predict`); ``DIR/flagger`` is used when present.
+- ``photozsom flag INPUT -o OUTPUT --flagger DIR`` — flag a user's catalogue.
+
+User mistakes (paths, formats, columns, corrupt model files) end with one line on stderr and
+exit code 2, checked before any model is loaded; SIGINT, SIGTERM and SIGHUP remove the partial
+outputs and end with one line and exit code 128 + the signal number.
 - ``photozsom explore RUN_DIR -o som.html`` — the interactive SOM explorer of a run.
 - ``photozsom aion-fingerprint [--model ID_OR_DIR] [-o FILE]`` — record AION-1's fingerprint.
 - ``photozsom book [--scale ci|default] [--only CHAPTER] [-p name=value]`` — execute the chapters
@@ -15,6 +19,7 @@ Sub-commands (each stage module owns its implementation; this file only parses):
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from photozsom import __version__
@@ -31,32 +36,66 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write the simulated Legacy Survey sky (random.parquet, spec.parquet, cutouts.h5)")
     s.add_argument("out_dir", help="directory to write into")
     s.add_argument("--scale", default="ci", help="'ci', 'default', or a number of spectroscopic galaxies")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the simulated sky: the "
+                   "same seed gives the same files (default 0)")
     s.add_argument("--cutout-size", type=int, default=None, help="cutout side in pixels (default: the scale's)")
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--overwrite", action="store_true", help="replace files already in OUT_DIR")
     s.set_defaults(func=_run_simulate)
 
-    pr = sub.add_parser("predict", help="photometric redshifts P(z) of a catalogue with a saved "
-                        "PhotoZModel (and flags with --flagger)")
-    pr.add_argument("input", help="FITS, Parquet or CSV catalogue with DR10 columns")
-    pr.add_argument("-o", "--output", required=True, help="output catalogue (format from the "
-                    "extension): the input columns + Z_PHOT_* (+ PIT, CRPS if it has Z; + PZ_*)")
-    pr.add_argument("--model", required=True, help="a saved PhotoZModel directory")
-    pr.add_argument("--flagger", default=None, help="a saved Flagger directory: adds PZ_* flags")
-    pr.add_argument("--pdf", default=None, metavar="FILE.h5", help="also write P(z) as a qp file")
-    pr.add_argument("--chunk-size", type=int, default=200_000, help="rows per chunk")
+    pr = sub.add_parser(
+        "predict", help="photometric redshifts P(z) of a catalogue with a saved PhotoZModel "
+        "(and flags with a flagger)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Photo-z of every row of a catalogue, in input order, streamed in chunks.",
+        epilog="columns the model needs:\n"
+        "  catalogue features: FLUX_<b> (nanomaggies) and MW_TRANSMISSION_<b> (1 for dereddened\n"
+        "  fluxes) of every band the model uses; FLUX_IVAR_<b> optional (<= 0: unmeasured,\n"
+        "  imputed). Shape features: SHAPE_R, SHAPE_E1, SHAPE_E2, SERSIC. Embedding models:\n"
+        "  their EMB_* columns. Optional: Z (adds PIT, CRPS), OBJID (carried into --pdf).\n"
+        "  `photozsom predict --model DIR --columns` prints the exact list for a model.\n\n"
+        "output columns: Z_PHOT_MEAN, Z_PHOT_MEDIAN, Z_PHOT_MODE, Z_PHOT_STD, Z_PHOT_L68/U68,\n"
+        "  Z_PHOT_L95/U95 (central intervals), PZ_STATUS, PZ_REASON (+ PIT, CRPS; + PZ_* flags).")
+    pr.add_argument("input", nargs="?", help="catalogue file with DR10 columns: .parquet, "
+                    ".fits or .csv")
+    pr.add_argument("-o", "--output", help="output catalogue: .parquet, .fits or .csv (the "
+                    "format follows the name); the input columns + Z_PHOT_* (+ PIT, CRPS if it "
+                    "has Z; + PZ_* flags)")
+    pr.add_argument("--model", required=True, help="a saved PhotoZModel directory (written by "
+                    "PhotoZModel.save or photozsom train)")
+    pr.add_argument("--flagger", default=None, help="a saved flagger directory: adds the PZ_* "
+                    "flag columns (default: MODEL/flagger when it exists)")
+    pr.add_argument("--no-flagger", action="store_true", help="do not use MODEL/flagger")
+    pr.add_argument("--pdf", default=None, metavar="FILE.h5", help="also stream P(z) into this "
+                    "HDF5 file (.h5 or .hdf5): a qp mixmod ensemble of each galaxy's largest "
+                    "components; read it with qp.read or photozsom.io.read_pdf")
+    pr.add_argument("--pdf-components", type=int, default=48, metavar="K", help="components "
+                    "kept per galaxy in --pdf (default 48, at most 12 bytes each; the weight "
+                    "left out is stored per galaxy as PZ_PDF_DROPPED)")
+    pr.add_argument("--columns", action="store_true", help="print the columns --model needs "
+                    "and exit")
+    pr.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (memory "
+                    "grows by about 3 kB per row of a chunk; default 100000)")
     pr.add_argument("--device", default=None, help="torch device (default: cuda if present)")
-    pr.add_argument("--overwrite", action="store_true")
+    pr.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and the --pdf "
+                    "file) if they exist; without it an existing file is an error")
+    pr.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds between progress lines when stderr is not a terminal")
     _add_hats_arguments(pr)
     pr.set_defaults(func=_run_predict)
 
     f = sub.add_parser("flag", help="flag a catalogue's galaxies where training data is thin or the model under-performs")
-    f.add_argument("input", help="FITS, Parquet or CSV catalogue with DR10 columns")
-    f.add_argument("-o", "--output", required=True, help="output file (format from the extension)")
-    f.add_argument("--model", required=True, help="a saved Flagger (the directory written by Flagger.save)")
+    f.add_argument("input", help="catalogue file with DR10 columns: .parquet, .fits or .csv")
+    f.add_argument("-o", "--output", required=True, help="output catalogue: .parquet, .fits or "
+                   ".csv (the format follows the name)")
+    f.add_argument("--flagger", default=None, help="a saved flagger directory (written by "
+                   "Flagger.save; photozsom train writes it as MODEL_DIR/flagger)")
+    f.add_argument("--model", dest="flagger_alias", default=None, help=argparse.SUPPRESS)
     f.add_argument("--chunk-size", type=int, default=1_000_000, help="rows per chunk")
-    f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists; "
+                   "without it an existing file is an error")
     f.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    f.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between progress lines when stderr is not a terminal")
     _add_hats_arguments(f)
     f.set_defaults(func=_run_flag)
 
@@ -106,44 +145,74 @@ def _run_simulate(args) -> int:
     return cli_main(args)
 
 
+def _say(command: str):
+    return lambda msg: print(f"photozsom {command}: {msg}", file=sys.stderr, flush=True)
+
+
 def _run_predict(args) -> int:
+    import os
     import time
 
+    from photozsom.predict import check_job, model_columns
+
+    if args.columns:
+        print(" ".join(model_columns(args.model)))
+        return 0
+    if args.input is None or args.output is None:
+        raise ValueError("give INPUT and -o OUTPUT (or --columns to list the columns --model "
+                         "needs)")
     if args.hats:
         from photozsom.survey import cli_main
 
         return cli_main(args)
-    from photozsom.flags import load_flagger
-    from photozsom.model import PhotoZModel
-    from photozsom.predict import predict_file
+    flagger_dir = args.flagger
+    if flagger_dir is None and not args.no_flagger and os.path.isdir(os.path.join(args.model,
+                                                                                  "flagger")):
+        flagger_dir = os.path.join(args.model, "flagger")
+    # every path, format and column checked before the model is loaded
+    check_job(args.input, args.output, pdf_path=args.pdf, overwrite=args.overwrite,
+              model_dir=args.model, report=_say("predict"))
+    from photozsom.predict import load_flagger_dir, load_model, predict_file
 
-    model = PhotoZModel.load(args.model, device=args.device)
-    flagger = load_flagger(args.flagger, device=args.device) if args.flagger else None
-    t0 = time.perf_counter()
+    model = load_model(args.model, device=args.device)
+    flagger = load_flagger_dir(flagger_dir, device=args.device) if flagger_dir else None
+    t0, c0 = time.perf_counter(), time.process_time()
     st = predict_file(args.input, args.output, model, flagger, pdf_path=args.pdf,
-                      chunk_size=args.chunk_size, overwrite=args.overwrite)
-    dt = time.perf_counter() - t0
+                      chunk_size=args.chunk_size, overwrite=args.overwrite,
+                      pdf_components=args.pdf_components, progress_every=args.progress_every)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = st["rows"]
-    flagged = f", {st.get('flagged', 0)} flagged" if flagger is not None else ""
-    print(f"photozsom predict: {n} rows -> {args.output}: {st.get('scored', 0)} scored{flagged} "
-          f"in {dt:.1f} s ({n / max(dt, 1e-9):,.0f} rows/s)", file=sys.stderr)
+    flagged = f", {st.get('flagged', 0)} flagged ({flagger_dir})" if flagger is not None else ""
+    pdf = (f"; P(z) -> {args.pdf} (largest weight left out {st['pdf_max_dropped']:.1e})"
+           if args.pdf else "")
+    print(f"photozsom predict: {n} rows -> {args.output}: {st.get('scored', 0)} scored{flagged}"
+          f"{pdf} in {dt:.1f} s ({n / max(dt, 1e-9):,.0f} rows/s; "
+          f"{n / max(cpu, 1e-9):,.0f} rows per CPU-second)", file=sys.stderr)
     return 0
 
 
 def _run_flag(args) -> int:
     import time
 
+    if args.flagger_alias is not None:
+        if args.flagger is not None:
+            raise ValueError("give --flagger only (--model is its old name)")
+        _say("flag")("--model is deprecated here: use --flagger DIR")
+        args.flagger = args.flagger_alias
+    if args.flagger is None:
+        raise ValueError("give --flagger DIR, the saved flagger directory")
     if args.hats:
         from photozsom.survey import cli_main
 
+        args.model = args.flagger
         return cli_main(args)
-    from photozsom.flags import load_flagger
-    from photozsom.predict import flag_file
+    from photozsom.predict import check_job, flag_file, load_flagger_dir
 
-    flagger = load_flagger(args.model, device=args.device)
+    check_job(args.input, args.output, overwrite=args.overwrite, report=_say("flag"))
+    flagger = load_flagger_dir(args.flagger, device=args.device)
     t0 = time.perf_counter()
     st = flag_file(args.input, args.output, flagger, chunk_size=args.chunk_size,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, progress_every=args.progress_every)
     dt = time.perf_counter() - t0
     n = st["rows"]
     print(f"photozsom flag: {n} rows -> {args.output}: {st['flagged']} flagged "
@@ -167,10 +236,15 @@ def _run_aion_fingerprint(args) -> int:
     import json
 
     from photozsom.artifacts import write_json
-    from photozsom.embed.aion import aion_fingerprint
 
-    fp = aion_fingerprint(args.model, codecs=args.codecs, device=args.device,
-                          hash_files=not args.no_hash)
+    try:
+        from photozsom.embed.aion import aion_fingerprint
+
+        fp = aion_fingerprint(args.model, codecs=args.codecs, device=args.device,
+                              hash_files=not args.no_hash)
+    except ImportError as err:
+        raise ValueError(f"aion-fingerprint needs the aion extra ({err.name or err}): "
+                         f"pip install 'photozsom[aion]'") from None
     if args.output:
         write_json(args.output, fp)
         print(f"photozsom aion-fingerprint: {args.output}", file=sys.stderr)
@@ -185,17 +259,58 @@ def _run_book(args) -> int:
     return cli_main(args)
 
 
+class Interrupted(Exception):
+    """A termination signal (SIGTERM, SIGHUP) turned into an exception, so that the writers'
+    cleanup runs (SIGINT gives KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only); returns the old ones."""
+    import threading
+
+    old = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, _raise_interrupted)
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    old = _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"photozsom {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        # user mistakes: one line, no traceback (OSError: missing files, permissions, disk full)
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"photozsom {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"photozsom {args.command}: interrupted (SIGINT); partial outputs removed",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as err:
+        print(f"photozsom {args.command}: interrupted ({err}); partial outputs removed",
+              file=sys.stderr)
+        return 128 + err.signum
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,8 @@ scored gets NaN and a reason, never dropped.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from photozsom.io import CatalogueWriter, open_catalogue, table_kind
+from photozsom.io import (
+    PDF_SUFFIXES,
+    CatalogueWriter,
+    PdfWriter,
+    open_catalogue,
+    output_kind,
+    stale_partials,
+    table_kind,
+)
 
-__all__ = ["FLAG_OUTPUT", "PHOTOZ_COLUMNS", "flag_file", "flag_table", "predict_file",
+__all__ = ["FLAG_OUTPUT", "OPTIONAL_COLUMNS", "PHOTOZ_COLUMNS", "check_job", "flag_file",
+           "flag_table", "load_flagger_dir", "load_model", "model_columns", "predict_file",
            "predict_table"]
 
 #: Columns appended by :func:`predict_table` (the DR10 photo-z catalogue's names), redshift.
@@ -82,10 +93,12 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     pdf, ok, reason = model.predict_with_status(catalogue, cells=cells)
     out = {c: np.full(n, np.nan) for c in PHOTOZ_COLUMNS}
     if pdf is not None:
-        l68, u68 = pdf.interval(0.68)
-        l95, u95 = pdf.interval(0.95)
-        for c, v in zip(PHOTOZ_COLUMNS, (pdf.mean(), pdf.median(), pdf.mode(), pdf.std(),
-                                         l68, u68, l95, u95), strict=True):
+        # the median and both central intervals in one pass (MixturePDF.quantiles: within
+        # 1e-5 of ppf, typically 1e-9)
+        q = pdf.quantiles((0.5, 0.16, 0.84, 0.025, 0.975))
+        mean, std = pdf._moments()
+        for c, v in zip(PHOTOZ_COLUMNS, (mean, q[:, 0], pdf.mode(), std, q[:, 1], q[:, 2],
+                                         q[:, 3], q[:, 4]), strict=True):
             out[c][ok] = v
     status = np.where(~ok, "not scored", np.where(reason != "", "outside", "ok"))
     out["PZ_STATUS"] = pd.array(status.astype(str), dtype="str")
@@ -107,28 +120,251 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     return result
 
 
-def _check_paths(inp: str | os.PathLike, out: str | os.PathLike, overwrite: bool) -> None:
-    inp, out = os.fspath(inp), os.fspath(out)
-    if not os.path.isfile(inp):
-        raise FileNotFoundError(f"input catalogue {inp} does not exist")
-    if table_kind(out) == "hdf5":
-        raise ValueError(f"{out}: write the output catalogue as .parquet, .fits or .csv")
-    if os.path.exists(out):
-        if os.path.samefile(inp, out):
-            raise ValueError("output would overwrite the input catalogue: choose another -o")
+#: Columns a catalogue may carry that ``photozsom predict`` uses when present.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "FLUX_IVAR_<b>": "a band with FLUX_IVAR <= 0 counts as unmeasured and is imputed",
+    "Z": "spectroscopic redshift: adds PIT and CRPS",
+    "OBJID": "identifier carried into the --pdf file",
+}
+
+
+def model_columns(model_dir: str | os.PathLike) -> list[str]:
+    """The catalogue columns a saved :class:`~photozsom.model.PhotoZModel` needs, read from
+    its ``meta.json`` only (nothing heavy is loaded).
+
+    Catalogue features need ``FLUX_<b>`` and ``MW_TRANSMISSION_<b>`` of every band they use
+    (fluxes in nanomaggies; ``FLUX_IVAR_<b>`` optional), shape features ``SHAPE_R``,
+    ``SHAPE_E1``, ``SHAPE_E2``, ``SERSIC``, embedding features the model's ``EMB_*`` columns.
+
+    Raises
+    ------
+    ValueError
+        ``model_dir`` is not a saved PhotoZModel.
+    """
+    from photozsom.artifacts import ArtifactError, read_json
+    from photozsom.features import feature_bands
+
+    d = Path(model_dir)
+    if not (d / "meta.json").is_file():
+        what = "is a file" if d.is_file() else "has no meta.json" if d.is_dir() else "does not exist"
+        raise ValueError(f"--model {d}: {what}; no photozsom photoz_model there. Pass the "
+                         f"directory written by PhotoZModel.save or photozsom train")
+    try:
+        meta = read_json(d / "meta.json")
+    except ArtifactError as err:
+        raise ValueError(f"--model {d}: the model file {d / 'meta.json'} is corrupt ({err}); "
+                         f"re-save or copy the model again") from None
+    if meta.get("format") != "photozsom.photoz_model":
+        raise ValueError(f"--model {d}: holds {meta.get('format')!r}, no photozsom photoz_model "
+                         f"(a flagger goes to --flagger)")
+    cols: list[str] = []
+    if meta.get("features") in ("catalog", "both"):
+        names = meta.get("catalog_features_resolved", meta.get("catalog_features", []))
+        names = [] if isinstance(names, str) else list(names)
+        for b in feature_bands(names):
+            cols += [f"FLUX_{b}", f"MW_TRANSMISSION_{b}"]
+        if {"log10_shape_r", "axis_ratio", "sersic"} & set(names):
+            cols += ["SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC"]
+    if meta.get("features") in ("embedding", "both"):
+        cols += list(meta.get("embedding_columns", []))
+    return cols
+
+
+def _artifact_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file())
+
+
+def _broken_file(d: Path) -> tuple[Path, str] | None:
+    """The first file of an artifact directory that cannot be read, and why."""
+    import json
+    import zipfile
+
+    import numpy as np
+
+    for f in _artifact_files(d):
+        try:
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix == ".npz":
+                with np.load(f, allow_pickle=False) as z:
+                    for k in z.files:
+                        z[k]
+            elif f.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                pq.read_table(f)
+            elif f.suffix == ".csv":
+                pd.read_csv(f)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            return f, f"{type(err).__name__}: {err}"
+    return None
+
+
+def load_model(model_dir: str | os.PathLike, *, device: str | None = None):
+    """:meth:`PhotoZModel.load` with a one-line error naming the broken file of a corrupt
+    (truncated, half-copied) model directory."""
+    from photozsom.model import PhotoZModel
+
+    return _load_artifact_dir(lambda: PhotoZModel.load(model_dir, device=device), model_dir,
+                              "--model")
+
+
+def load_flagger_dir(flagger_dir: str | os.PathLike, *, device: str | None = None):
+    """:func:`photozsom.flags.load_flagger` with the same one-line errors as :func:`load_model`."""
+    from photozsom.flags import load_flagger
+
+    d = Path(flagger_dir)
+    if not (d / "meta.json").is_file():
+        what = "is a file" if d.is_file() else "has no meta.json" if d.is_dir() else "does not exist"
+        raise ValueError(f"--flagger {d}: {what}; pass the directory written by Flagger.save "
+                         f"(photozsom train writes it as MODEL_DIR/flagger)")
+    return _load_artifact_dir(lambda: load_flagger(d, device=device), d, "--flagger")
+
+
+def _load_artifact_dir(load, d, option: str):
+    d = Path(d)
+    try:
+        return load()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:
+        broken = _broken_file(d)
+        if broken is not None:
+            raise ValueError(f"{option} {d}: the file {broken[0]} is corrupt or truncated "
+                             f"({broken[1][:160]}); re-save or copy the directory again") from None
+        if isinstance(err, ValueError):
+            raise
+        raise ValueError(f"{option} {d} cannot be loaded ({type(err).__name__}: {err}); is it "
+                         f"a complete directory written by this photozsom?") from None
+
+
+def _check_input(inp: str | os.PathLike) -> str:
+    inp = os.fspath(inp)
+    if os.path.isdir(inp):
+        raise ValueError(f"input {inp} is a directory; give one catalogue file (.parquet, "
+                         f".fits, .csv), or --hats for a HATS catalogue directory")
+    if not os.path.exists(inp):
+        raise FileNotFoundError(f"input catalogue {inp} does not exist; check the path")
+    if not os.access(inp, os.R_OK):
+        raise ValueError(f"input catalogue {inp} is not readable (permissions)")
+    return table_kind(inp)
+
+
+def _check_output(path: str | os.PathLike, option: str, overwrite: bool,
+                  inp: str | None) -> None:
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path} is a directory; give a file name inside it")
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path}: directory {os.path.dirname(path) or '.'} does not "
+                         f"exist; create it (mkdir -p) or choose another {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: directory {os.path.dirname(path) or '.'} is not "
+                         f"writable; choose another {option}")
+    if os.path.exists(path):
+        if inp is not None and os.path.exists(inp) and os.path.samefile(inp, path):
+            raise ValueError(f"{option} {path} is the input catalogue; choose another {option}")
         if not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose "
+                                  f"another {option}")
 
 
-def _stream(inp: str, out: str, chunk_size: int, desc: str, fn) -> dict[str, int]:
-    """Read ``inp`` in chunks, append ``fn(chunk)`` columns, write ``out`` atomically."""
+def check_job(inp: str | os.PathLike, out: str | os.PathLike, *,
+              pdf_path: str | os.PathLike | None = None, overwrite: bool = False,
+              model_dir: str | os.PathLike | None = None, report=None) -> None:
+    """Check a ``predict`` / ``flag`` job before anything is loaded or computed.
+
+    The input exists, is a file and has a known format; the output's format is one that can be
+    streamed (:func:`photozsom.io.output_kind`), its directory exists and is writable, and it
+    does not exist unless ``overwrite``; the same for ``pdf_path`` (``.h5`` / ``.hdf5``);
+    with ``model_dir``, the input has every column the model needs (:func:`model_columns`,
+    from the file's header only). Temporary files that a killed run left beside the outputs
+    (:func:`photozsom.io.stale_partials`) are removed, each reported through ``report``.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, FileExistsError
+        With one line naming the problem and the fix.
+    """
+    inp = os.fspath(inp)
+    _check_input(inp)
+    output_kind(out)
+    _check_output(out, "-o", overwrite, inp)
+    if pdf_path is not None:
+        if not os.fspath(pdf_path).lower().endswith(PDF_SUFFIXES):
+            raise ValueError(f"--pdf {pdf_path}: the P(z) file is HDF5; name it .h5 or .hdf5")
+        if os.path.abspath(pdf_path) == os.path.abspath(out):
+            raise ValueError("--pdf and -o name the same file; choose two names")
+        _check_output(pdf_path, "--pdf", overwrite, inp)
+    if model_dir is not None:
+        need = model_columns(model_dir)
+        names, _, _ = open_catalogue(inp, 1)
+        have = {str(c).upper() for c in names}
+        missing = [c for c in need if c.upper() not in have]
+        if missing:
+            raise ValueError(
+                f"{inp} lacks column(s) {', '.join(missing)} that the model {model_dir} needs "
+                f"(it needs {', '.join(need)}); add them (fluxes in nanomaggies, "
+                f"MW_TRANSMISSION_<b> = 1 for dereddened fluxes) or use a model trained on "
+                f"the bands you have")
+    for target in [out] + ([pdf_path] if pdf_path is not None else []):
+        for stale in stale_partials(target):
+            size = stale.stat().st_size / 1e6
+            stale.unlink()
+            if report is not None:
+                report(f"removed {stale} ({size:.1f} MB), left by an interrupted run")
+
+
+class _Progress:
+    """tqdm bar on a terminal; otherwise one line every ``every`` seconds (batch logs)."""
+
+    def __init__(self, total: int | None, desc: str, every: float = 5.0) -> None:
+        self.total, self.desc, self.every = total, desc, float(every)
+        self.done = 0
+        self.t0 = self.last = time.monotonic()
+        tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, unit="row") if tty else None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            if self.total:
+                eta = (self.total - self.done) / max(rate, 1e-9)
+                print(f"{self.desc}: {self.done:,} / {self.total:,} rows "
+                      f"({self.done / self.total:.0%}), {rate:,.0f} rows/s, {eta:,.0f} s left",
+                      file=sys.stderr, flush=True)
+            else:
+                print(f"{self.desc}: {self.done:,} rows, {rate:,.0f} rows/s", file=sys.stderr,
+                      flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _stream(inp: str, out: str, chunk_size: int, desc: str, fn, *, extra_writers=(),
+            progress_every: float = 5.0) -> dict[str, int]:
+    """Read ``inp`` in chunks, append ``fn(chunk)`` columns, write ``out`` atomically.
+
+    On any exception or signal (the command line turns SIGTERM/SIGHUP into exceptions) the
+    partial output and the ``extra_writers`` are aborted -- their temporary files removed --
+    and the exception is re-raised.
+    """
     if int(chunk_size) < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {chunk_size}")
-    _, n_rows, chunks = open_catalogue(inp, int(chunk_size))
-    writer = CatalogueWriter(out)
-    stats = {"rows": 0}
-    bar = tqdm(total=n_rows, desc=desc, unit="row", disable=None)
+    writers = [CatalogueWriter(out), *extra_writers]
+    bar = None
     try:
+        _, n_rows, chunks = open_catalogue(inp, int(chunk_size))
+        bar = _Progress(n_rows, desc, progress_every)
+        stats = {"rows": 0}
         for df in chunks:
             if len(df) == 0:
                 continue
@@ -138,23 +374,28 @@ def _stream(inp: str, out: str, chunk_size: int, desc: str, fn) -> dict[str, int
             if clash:
                 raise ValueError(f"{inp} already has column(s) {clash} (an earlier photozsom "
                                  f"output?); drop them first")
-            writer.write(pd.concat([df, extra], axis=1))
+            writers[0].write(pd.concat([df, extra], axis=1))
             stats["rows"] += len(df)
             bar.update(len(df))
         if stats["rows"] == 0:
             raise ValueError(f"{inp} has no rows")
-        writer.close()
+        for w in writers[1:]:
+            w.close()
+        writers[0].close()
     except BaseException:
-        writer.abort()
+        for w in writers:
+            w.abort()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return stats
 
 
 def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, flagger: Any = None,
-                 *, pdf_path: str | os.PathLike | None = None, chunk_size: int = 200_000,
-                 overwrite: bool = False) -> dict[str, int]:
+                 *, pdf_path: str | os.PathLike | None = None, chunk_size: int = 100_000,
+                 overwrite: bool = False, pdf_components: int = 48,
+                 progress_every: float = 5.0) -> dict[str, int]:
     """Stream a catalogue file through :func:`predict_table` into ``out``.
 
     Parameters
@@ -162,71 +403,58 @@ def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, fla
     inp, out : path
         Input and output catalogues (FITS, Parquet or CSV, by extension); the output holds the
         input's columns plus the predicted ones, row for row. Written to a temporary file and
-        renamed, so a failed run leaves no partial output.
+        renamed, so a failed or interrupted run leaves no partial output.
     model, flagger : PhotoZModel, Flagger
     pdf_path : path, optional
-        Also write the P(z) of the scored rows as a qp HDF5 file (``qp.read(path)``; qp's
-        Gaussian-mixture parameterisation with the model's centres, width and weights, ancil
-        ``row`` = input row and ``OBJID`` when present). Needs the ``qp`` extra.
+        Also stream the P(z) of the scored rows into this ``.h5`` / ``.hdf5`` file
+        (:class:`photozsom.io.PdfWriter`: a qp ``mixmod`` ensemble of the ``pdf_components``
+        largest components per galaxy, ancil ``row`` = input row, ``OBJID`` when present and
+        ``PZ_PDF_DROPPED``; ``qp.read(path)`` or :func:`photozsom.io.read_pdf`).
     chunk_size : int
-        Rows per chunk (memory ~ 2 kB per row for the P(z)).
+        Rows per chunk: memory grows by about 3 kB per row of a chunk.
+    pdf_components : int
+        Components kept per galaxy in the P(z) file (at most 12 bytes each).
+    progress_every : float
+        Seconds between progress lines when stderr is not a terminal.
 
     Returns
     -------
     dict
-        ``rows``, ``scored``, ``flagged`` counts.
+        ``rows``, ``scored``, ``flagged`` counts (and ``pdf_max_dropped`` with a P(z) file).
     """
-    _check_paths(inp, out, overwrite)
-    pdf_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-    if pdf_path is not None:
-        if Path(pdf_path).exists() and not overwrite:
-            raise FileExistsError(f"{pdf_path} exists; pass --overwrite to replace it")
-        try:
-            import qp  # noqa: F401
-        except ImportError as err:
-            raise ValueError("--pdf writes a qp file and needs qp: pip install 'photozsom[qp]'") from err
+    check_job(inp, out, pdf_path=pdf_path, overwrite=overwrite)
+    has_ids = "OBJID" in {str(c).upper() for c in open_catalogue(inp, 1)[0]}
+    pdf_writer = (PdfWriter(pdf_path, pdf_components, with_ids=has_ids)
+                  if pdf_path is not None else None)
 
     def fn(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
         res, pdf, ok = predict_table(df, model, flagger, return_pdf=True)
         stats["scored"] = stats.get("scored", 0) + int(ok.sum())
         if "PZ_FLAG" in res:
             stats["flagged"] = stats.get("flagged", 0) + int(res["PZ_FLAG"].sum())
-        if pdf_path is not None and pdf is not None:
+        if pdf_writer is not None and pdf is not None:
             rows = stats["rows"] + np.flatnonzero(ok)
-            ids = df["OBJID"].to_numpy()[ok] if "OBJID" in df.columns else None
-            pdf_rows.append((np.asarray(pdf.weights, dtype=np.float32), rows, ids))
+            ids = None
+            if has_ids:
+                col = next(c for c in df.columns if str(c).upper() == "OBJID")
+                ids = df[col].to_numpy()[ok]
+            pdf_writer.write(pdf, rows, ids)
         return res
 
-    stats = _stream(os.fspath(inp), os.fspath(out), chunk_size, "photozsom predict", fn)
-    if pdf_path is not None:
-        _write_qp(pdf_path, pdf_rows)
+    stats = _stream(os.fspath(inp), os.fspath(out), chunk_size, "photozsom predict", fn,
+                    extra_writers=[pdf_writer] if pdf_writer is not None else [],
+                    progress_every=progress_every)
+    if pdf_writer is not None:
+        stats["pdf_max_dropped"] = pdf_writer.max_dropped
     return stats
 
 
-def _write_qp(path: str | os.PathLike, parts: list) -> None:
-    import qp
-
-    from photozsom.artifacts import atomic_path
-    from photozsom.pdf import default_grid
-
-    g = default_grid()
-    w = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, g.K), np.float32)
-    w = w / w.sum(axis=1, keepdims=True)
-    ens = qp.Ensemble(qp.mixmod, data={"means": np.broadcast_to(g.centres, w.shape).copy(),
-                                       "stds": np.full(w.shape, g.sigma), "weights": w})
-    ancil = {"row": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)}
-    if parts and all(p[2] is not None for p in parts):
-        ancil["OBJID"] = np.concatenate([p[2] for p in parts])
-    ens.set_ancil(ancil)
-    with atomic_path(path) as tmp:
-        ens.write_to(str(tmp))
-
-
 def flag_file(inp: str | os.PathLike, out: str | os.PathLike, flagger: Any, *,
-              chunk_size: int = 1_000_000, overwrite: bool = False) -> dict[str, int]:
+              chunk_size: int = 1_000_000, overwrite: bool = False,
+              progress_every: float = 5.0) -> dict[str, int]:
     """Stream a catalogue file through a flagger (``photozsom flag``); same guarantees as
     :func:`predict_file`."""
-    _check_paths(inp, out, overwrite)
+    check_job(inp, out, overwrite=overwrite)
 
     def fn(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
         fl = flag_table(df, flagger)
@@ -236,4 +464,5 @@ def flag_file(inp: str | os.PathLike, out: str | os.PathLike, flagger: Any, *,
         stats["unmapped"] = stats.get("unmapped", 0) + int((fl["PZ_SOM_CELL"] < 0).sum())
         return fl
 
-    return _stream(os.fspath(inp), os.fspath(out), chunk_size, "photozsom flag", fn)
+    return _stream(os.fspath(inp), os.fspath(out), chunk_size, "photozsom flag", fn,
+                   progress_every=progress_every)
