@@ -1,0 +1,274 @@
+"""From a spectroscopic table to a photo-z model and flag you can trust: ``photozsom train``.
+
+One call (:func:`train`) or one command does what the book's pipeline does for the paper,
+on the user's own galaxies:
+
+1. **split** the spectroscopic table into train / validation / test (a ``SPLIT`` column the
+   table already has; whole groups of a column such as a DESI rosette with ``split_by``, so
+   train and test are spatially disjoint; or a seeded hash of ``OBJID``, 80/10/10);
+2. **fit** a :class:`~photozsom.model.PhotoZModel` on the training split (catalogue features
+   from the bands the table has, ``features="auto"``; early stopping and recalibration on the
+   validation split);
+3. **predict out of fold** every training and validation galaxy (``cv_folds`` networks, each
+   blind to the galaxies it predicts);
+4. **fit the flag** (:class:`~photozsom.flags.SOMFlagger`) on a random sample of the catalogue
+   to be flagged (or, without one, on the labelled galaxies, with a warning), the labelled
+   galaxies' out-of-fold photo-z and the training counts;
+5. **score the held-out test split**, which neither the model nor the flag has seen: metrics
+   of all test galaxies and of the flagged and unflagged ones.
+
+Everything lands in one directory that ``photozsom predict IN -o OUT --model DIR`` uses whole:
+the model at the top level (``PhotoZModel.load(DIR)``), the flag in ``DIR/flagger``, and
+``split.parquet``, ``oof_predictions.parquet``, ``test_predictions.parquet`` and
+``summary.json`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photozsom import metrics
+from photozsom.flags import SOMFlagger
+from photozsom.io import read_table
+from photozsom.model import PhotoZModel
+from photozsom.pipeline import make_split, oof_predictions
+from photozsom.predict import predict_table
+from photozsom.schema import as_dataframe
+
+__all__ = ["add_parser", "summarise", "train"]
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"[photozsom train] {msg}", flush=True)
+
+
+def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
+    """The table with a unique integer ``OBJID`` and a ``SPLIT`` column."""
+    df = as_dataframe(spec).reset_index(drop=True)
+    if len(df) == 0:
+        raise ValueError("the spectroscopic table is empty (0 rows)")
+    if "Z" not in df:
+        raise ValueError("the spectroscopic table needs a Z column (spectroscopic redshift)")
+    z = pd.to_numeric(df["Z"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(z)
+    if bad.any():
+        raise ValueError(f"Z is missing or not a number in {int(bad.sum())} row(s) (first rows "
+                         f"{np.flatnonzero(bad)[:5].tolist()}); keep only galaxies with a redshift")
+    ids = df["OBJID"] if "OBJID" in df else None
+    if ids is None or ids.dtype.kind not in "iu" or ids.duplicated().any():
+        if ids is not None:
+            df = df.rename(columns={"OBJID": "OBJID_INPUT"})
+        df.insert(0, "OBJID", np.arange(len(df), dtype=np.int64))  # row number
+    if split_by is not None and split_by.upper() not in df.columns:
+        raise ValueError(f"--split-by {split_by!r}: the table has no such column")
+    if "SPLIT" in df and split_by is None:
+        split_by = "SPLIT"
+    split = make_split(df, seed=seed, by=None if split_by is None else split_by.upper())
+    df["SPLIT"] = split["SPLIT"].to_numpy()
+    counts = df["SPLIT"].value_counts()
+    for part in ("train", "val", "test"):
+        if counts.get(part, 0) < 10:
+            raise ValueError(f"the {part} split has {counts.get(part, 0)} galaxies (< 10): give "
+                             f"more galaxies, or a SPLIT column with train/val/test")
+    return df
+
+
+def summarise(table: pd.DataFrame) -> dict[str, Any]:
+    """Metrics of a prediction table with ``Z``, ``Z_PHOT_MEAN``, ``PIT``, ``CRPS`` (and
+    ``PZ_FLAG``): all scored galaxies, flagged and unflagged ones.
+
+    Returns a dict of ``{"all" | "flagged" | "unflagged": {"n", "nmad", "mad", "bias",
+    "eta", "pco", "crps"}}`` (η and PCO as fractions) plus ``flagged_fraction`` and
+    ``not_scored``.
+    """
+    scored = table["PZ_STATUS"].to_numpy() != "not scored"
+    t = table[scored]
+
+    def block(sel: np.ndarray) -> dict[str, float]:
+        zt, zp = t["Z"].to_numpy()[sel], t["Z_PHOT_MEAN"].to_numpy()[sel]
+        if len(zt) == 0:
+            return {"n": 0}
+        return {"n": int(len(zt)), "nmad": metrics.nmad(zt, zp), "mad": metrics.mad(zt, zp),
+                "bias": metrics.bias(zt, zp), "eta": metrics.outlier_fraction(zt, zp),
+                "pco": metrics.pco_fraction(np.clip(t["PIT"].to_numpy()[sel], 0, 1)),
+                "crps": float(np.mean(t["CRPS"].to_numpy()[sel]))}
+
+    out: dict[str, Any] = {"n": int(len(table)), "not_scored": int((~scored).sum()),
+                           "outside_support": int((table["PZ_STATUS"] == "outside").sum()),
+                           "all": block(np.ones(len(t), dtype=bool))}
+    if "PZ_FLAG" in t:
+        flag = t["PZ_FLAG"].to_numpy(dtype=bool)
+        out["flagged_fraction"] = float(table["PZ_FLAG"].to_numpy(dtype=bool).mean())
+        out["flagged"], out["unflagged"] = block(flag), block(~flag)
+    return out
+
+
+def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
+          split_by: str | None = None, features: str | Sequence[str] = "auto", seed: int = 0,
+          cv_folds: int = 3, max_epochs: int | None = None, n_boot: int = 1000,
+          overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train a photo-z model and its flag from a spectroscopic table (see the module notes).
+
+    Parameters
+    ----------
+    spec : DataFrame, astropy Table or path
+        Galaxies with DR10-style flux columns (``FLUX_<b>`` in nanomaggies, optionally
+        ``FLUX_IVAR_<b>``, ``MW_TRANSMISSION_<b>``, shape columns, ``PHOTSYS``) and ``Z``.
+        ``OBJID`` is kept when it is a unique integer, else the row number is used.
+    out_dir : path
+        The directory to write (see the module notes).
+    random : DataFrame, astropy Table or path, optional
+        A random sample of the catalogue the flag will be used on (same columns, no ``Z``).
+    split_by : str, optional
+        Column whose values are kept together in one split (e.g. ``ROSETTE``); a column of
+        "train"/"val"/"test" values is used as the split itself. Default: the table's
+        ``SPLIT`` column when it has one, else a seeded hash of ``OBJID``.
+    features : "auto" or sequence of str
+        The model's catalogue features (:func:`photozsom.features.auto_features`).
+    seed : int
+        Seeds the split, the networks, the maps and the bootstrap.
+    cv_folds : int
+        Out-of-fold networks (>= 2).
+    max_epochs : int, optional
+        The MDN's epochs (default: its own schedule).
+    n_boot : int
+        Bootstrap resamples of the per-cell tests.
+    overwrite : bool
+        Replace an existing ``out_dir``.
+    progress : bool
+        Progress lines and bars.
+
+    Returns
+    -------
+    dict
+        ``model``, ``flagger``, ``split`` (DataFrame), ``test`` (the test split's predictions
+        and flags), ``summary`` (see :func:`summarise`) and ``path``.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty: choose another -o or pass "
+                              f"--overwrite")
+    if int(cv_folds) < 2:
+        raise ValueError(f"cv_folds must be >= 2, got {cv_folds}")
+    t0 = time.time()
+    spec = read_table(spec) if isinstance(spec, (str, os.PathLike)) else spec
+    rnd = read_table(random) if isinstance(random, (str, os.PathLike)) else random
+    df = _prepare(spec, split_by=split_by, seed=seed)
+    parts = {s: (df["SPLIT"] == s).to_numpy() for s in ("train", "val", "test")}
+    _log(f"{len(df)} galaxies: " + ", ".join(f"{k} {int(v.sum())}" for k, v in parts.items()),
+         progress)
+    opts = {} if max_epochs is None else {"max_epochs": int(max_epochs)}
+    model = PhotoZModel("catalog", seed=seed, catalog_features=features, **opts)
+    z = df["Z"].to_numpy(np.float64)
+    _log("fitting the photo-z model", progress)
+    model.fit(df[parts["train"]], z[parts["train"]], df[parts["val"]], z[parts["val"]],
+              progress=progress)
+    _log(f"features {model.feature_names_}; {model.n_unscored_train_} training galaxies "
+         f"without every feature left out; {cv_folds} out-of-fold networks", progress)
+    oof, _ = oof_predictions(model, df, cv_folds=int(cv_folds), seed=seed, progress=progress)
+    pool = df[parts["train"] | parts["val"]].reset_index(drop=True)
+    o = oof.set_index("OBJID").reindex(pool["OBJID"].to_numpy())
+    _log("fitting the flag (SOMFlagger)", progress)
+    flagger = SOMFlagger(seed=seed, n_boot=n_boot, progress=progress)
+    flagger.fit(rnd, pool, pool["Z"].to_numpy(), o["Z_PHOT"].to_numpy(), o["PIT"].to_numpy(),
+                in_train=(pool["SPLIT"] == "train").to_numpy())
+    _log("scoring the held-out test split", progress)
+    test = df[parts["test"]].reset_index(drop=True)
+    pred = predict_table(test, model, flagger)
+    summary = summarise(pd.concat([test[["OBJID", "Z"]], pred.drop(columns="Z", errors="ignore")],
+                                  axis=1))
+    summary.update({"features": model.feature_names_,
+                    "som_features": {r: m.feature_names for r, m in flagger.maps_.items()},
+                    "thresholds": {r: list(v) for r, v in flagger.thresholds_.items()},
+                    "trained_on": flagger.trained_on_, "seconds": round(time.time() - t0, 1)})
+    model.save(out)  # replaces out atomically; everything else goes inside it afterwards
+    flagger.save(out / "flagger")
+    df[["OBJID", "SPLIT"]].to_parquet(out / "split.parquet", index=False)
+    oof.to_parquet(out / "oof_predictions.parquet", index=False)
+    pd.concat([test[["OBJID"]], pred], axis=1).to_parquet(out / "test_predictions.parquet",
+                                                          index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _log(f"done in {summary['seconds']:.0f} s: {out}", progress)
+    return {"model": model, "flagger": flagger, "split": df[["OBJID", "SPLIT"]], "test": pred,
+            "summary": summary, "path": out}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The test-split summary as a few lines of text."""
+    rows = [k for k in ("all", "unflagged", "flagged") if k in summary]
+    lines = [f"held-out test split: {summary['n']} galaxies, {summary['not_scored']} not scored, "
+             f"{summary['outside_support']} outside the training data"]
+    if "flagged_fraction" in summary:
+        lines.append(f"flagged: {100 * summary['flagged_fraction']:.1f}%")
+    lines.append(f"{'':10s} {'N':>7s} {'NMAD':>7s} {'bias':>8s} {'eta %':>6s} {'PCO %':>6s} "
+                 f"{'CRPS':>7s}")
+    for k in rows:
+        b = summary[k]
+        if b.get("n", 0) == 0:
+            lines.append(f"{k:10s} {0:7d}")
+            continue
+        lines.append(f"{k:10s} {b['n']:7d} {b['nmad']:7.4f} {b['bias']:8.4f} "
+                     f"{100 * b['eta']:6.2f} {100 * b['pco']:6.2f} {b['crps']:7.4f}")
+    return "\n".join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``photozsom train`` on the command line's sub-parsers."""
+    p = sub.add_parser(
+        "train", help="train a photo-z model and its flag from a spectroscopic table",
+        description="Split a spectroscopic table, train a PhotoZModel, predict out of fold, fit "
+        "the SOM flag and score the held-out test split; DIR is then used whole by "
+        "`photozsom predict IN -o OUT --model DIR`.")
+    p.add_argument("spec", help="spectroscopic table (.parquet, .fits, .csv): DR10-style "
+                   "FLUX_<b> columns in nanomaggies (optional FLUX_IVAR_<b>, MW_TRANSMISSION_<b>, "
+                   "SHAPE_*, PHOTSYS) and Z")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
+    p.add_argument("--random", default=None, metavar="FILE", help="a random sample of the "
+                   "catalogue you will flag (same columns, no Z); without it the maps are "
+                   "trained on the spectroscopic galaxies, with a warning")
+    p.add_argument("--split-by", default=None, metavar="COL", help="keep the values of COL "
+                   "together (e.g. ROSETTE); a column of train/val/test is used as the split "
+                   "(default: SPLIT when present, else a seeded 80/10/10 hash of OBJID)")
+    p.add_argument("--features", default="auto", help="'auto' (the bands the table has) or "
+                   "comma-separated names such as r,g-r,r-z,z-W1,W1-W2")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, networks, maps and "
+                   "bootstrap (default 0): the same seed gives the same files")
+    p.add_argument("--cv-folds", type=int, default=3, help="out-of-fold networks (default 3)")
+    p.add_argument("--max-epochs", type=int, default=None, help="MDN epochs (default: its own "
+                   "schedule)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per cell "
+                   "(default 1000)")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: Any) -> int:
+    """``photozsom train`` (user mistakes: one line on stderr, exit code 2)."""
+    import sys
+
+    for name, path in (("spec", args.spec), ("--random", args.random)):
+        if path is not None and not Path(path).is_file():
+            print(f"photozsom train: {name} {path}: no such file", file=sys.stderr)
+            return 2
+    feats = args.features if args.features == "auto" else \
+        [f.strip() for f in args.features.split(",") if f.strip()]
+    try:
+        res = train(args.spec, args.output, random=args.random, split_by=args.split_by,
+                    features=feats, seed=args.seed, cv_folds=args.cv_folds,
+                    max_epochs=args.max_epochs, n_boot=args.n_boot, overwrite=args.overwrite,
+                    progress=not args.quiet)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"photozsom train: {err}", file=sys.stderr)
+        return 2
+    print(format_summary(res["summary"]))
+    return 0
