@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("PHOTOZSOM_VENV", ROOT / ".venv"))
 TORCH = "torch==2.13.0"
-EXTRAS = {"book": "book,sim,explore", "test": "book,sim,explore,survey,aion,qp,dev"}
+EXTRAS = {"book": "book,sim,explore", "test": "book,sim,explore,survey,aion,qp,dev,rail"}
 
 
 def _py() -> Path:

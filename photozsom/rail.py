@@ -258,6 +258,17 @@ def read_model(path: str | os.PathLike) -> PhotoZModel:
         return PhotoZModel.load(tmp)
 
 
+class _CeciCommand:
+    """ceci runs a stage as ``python3 -m <top package> <Stage>``; photozsom's ``__main__`` is
+    its own command line, so pipeline files run these stages through ceci's entry point."""
+
+    @classmethod
+    def generate_command(cls, *args: Any, **kwargs: Any) -> str:
+        cmd = super().generate_command(*args, **kwargs)
+        return cmd.replace(f"python3 -m photozsom {cls.name}",
+                           f"python3 -m ceci {cls.get_module()}.{cls.name}", 1)
+
+
 def _common_options() -> dict[str, Any]:
     return {
         "band_columns": Param(dict, DEFAULT_BAND_COLUMNS,
@@ -269,7 +280,7 @@ def _common_options() -> dict[str, Any]:
     }
 
 
-class PhotoZInformer(CatInformer):
+class PhotoZInformer(_CeciCommand, CatInformer):
     """Train a :class:`photozsom.model.PhotoZModel` (CRPS-trained MDN) on a RAIL table.
 
     Configuration parameters (besides RAIL's ``hdf5_groupname``, ``redshift_col``):
@@ -336,7 +347,7 @@ class PhotoZInformer(CatInformer):
         self.add_data("model", model)
 
 
-class PhotoZEstimator(CatEstimator):
+class PhotoZEstimator(_CeciCommand, CatEstimator):
     """P(z) from a :class:`PhotoZModel` (and optionally the SOM flag) as a ``qp.Ensemble``.
 
     Configuration parameters (besides RAIL's ``model``, ``hdf5_groupname``, ``chunk_size``,
@@ -438,7 +449,7 @@ def grid_summary(pdf_values: np.ndarray, z_grid: np.ndarray, z_true: np.ndarray,
     dict
         ``n``, ``n_bad`` (rows with no finite positive density: scored as PIT 0.5 at the
         grid's midpoint and counted here, never dropped), ``nmad``, ``eta``, ``bias``,
-        ``pco``, ``pit_ks``, ``crps``, ``z_point`` (ndarray, the medians), ``pit`` (ndarray).
+        ``pco``, ``pit_ks`` (NaN for one galaxy), ``crps`` (mean), ``z_point`` (ndarray, the medians), ``pit`` (ndarray).
     """
     p = np.asarray(pdf_values, dtype=np.float64)
     g = np.asarray(z_grid, dtype=np.float64)
@@ -489,7 +500,7 @@ def grid_summary(pdf_values: np.ndarray, z_grid: np.ndarray, z_true: np.ndarray,
         "eta": metrics.outlier_fraction(zt, zp),
         "bias": metrics.bias(zt, zp),
         "pco": metrics.pco_fraction(pit, level),
-        "pit_ks": metrics.pit_stats(pit)["ks"],
+        "pit_ks": metrics.pit_stats(pit)["ks"] if n >= 2 else float("nan"),
         "crps": float(np.mean(crps)),
         "z_point": zp,
         "pit": pit,
