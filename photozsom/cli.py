@@ -6,6 +6,8 @@ Sub-commands (each stage module owns its implementation; this file only parses):
 - ``photozsom predict INPUT -o OUTPUT --model DIR [--flagger DIR] [--pdf FILE.h5]`` — photo-z
   of a user's catalogue (:mod:`photozsom.predict`); ``DIR/flagger`` is used when present.
 - ``photozsom flag INPUT -o OUTPUT --flagger DIR`` — flag a user's catalogue.
+- ``photozsom train SPEC -o DIR [--random FILE] [--split-by COL]`` — a model and its flag from a
+  spectroscopic table (:mod:`photozsom.train`), used whole by ``predict --model DIR``.
 
 User mistakes (paths, formats, columns, corrupt model files) end with one line on stderr and
 exit code 2, checked before any model is loaded; SIGINT, SIGTERM and SIGHUP remove the partial
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-flagger", action="store_true", help="do not use MODEL/flagger")
     pr.add_argument("--pdf", default=None, metavar="FILE.h5", help="also stream P(z) into this "
                     "HDF5 file (.h5 or .hdf5): a qp mixmod ensemble of each galaxy's largest "
-                    "components; read it with qp.read or photozsom.io.read_pdf")
+                    "components; read it with qp.read(FILE, fmt='hdf5') or photozsom.io.read_pdf")
     pr.add_argument("--pdf-components", type=int, default=48, metavar="K", help="components "
                     "kept per galaxy in --pdf (default 48, at most 12 bytes each; the weight "
                     "left out is stored per galaxy as PZ_PDF_DROPPED)")
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "codecs (to pin them with AIONEmbedder(expected_fingerprint=...))")
     a.add_argument("--model", default="polymathic-ai/aion-base", help="hub id or local directory")
     a.add_argument("--codecs", default=None, help="directory or hub id of the codecs")
-    a.add_argument("--device", default=None)
+    a.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     a.add_argument("--no-hash", action="store_true", help="skip the SHA-256 of the weight files")
     a.add_argument("-o", "--output", default=None, help="JSON file (default: print)")
     a.set_defaults(func=_run_aion_fingerprint)
@@ -124,7 +126,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-html", action="store_true", help="execute chapters but do not build the HTML")
     b.add_argument("--root", default=None, help="project root holding _config.yml and book/ (default: found)")
     b.set_defaults(func=_run_book)
+    _add_train_parser(sub)
     return p
+
+
+def _add_train_parser(sub) -> None:
+    """``photozsom train`` (:mod:`photozsom.train`)."""
+    p = sub.add_parser(
+        "train", help="train a photo-z model and its flag from a spectroscopic table",
+        description="Split a spectroscopic table, train a PhotoZModel, predict out of fold, fit "
+        "the SOM flag and score the held-out test split; DIR is then used whole by "
+        "`photozsom predict IN -o OUT --model DIR`.")
+    p.add_argument("spec", help="spectroscopic table (.parquet, .fits, .csv): DR10-style "
+                   "FLUX_<b> columns in nanomaggies (optional FLUX_IVAR_<b>, MW_TRANSMISSION_<b>, "
+                   "SHAPE_*, PHOTSYS) and Z")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
+    p.add_argument("--random", default=None, metavar="FILE", help="a random sample of the "
+                   "catalogue you will flag (same columns, no Z); without it the maps are "
+                   "trained on the spectroscopic galaxies, with a warning")
+    p.add_argument("--split-by", default=None, metavar="COL", help="keep the values of COL "
+                   "together (e.g. ROSETTE); a column of train/val/test is used as the split "
+                   "(default: SPLIT when present, else a seeded 80/10/10 hash of OBJID)")
+    p.add_argument("--features", default="auto", help="'auto' (the bands the table has) or "
+                   "comma-separated names such as r,g-r,r-z,z-W1,W1-W2")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, networks, maps and "
+                   "bootstrap (default 0): the same seed gives the same files")
+    p.add_argument("--cv-folds", type=int, default=3, help="out-of-fold networks (default 3)")
+    p.add_argument("--max-epochs", type=int, default=None, help="MDN epochs (default: its own "
+                   "schedule)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per cell "
+                   "(default 1000)")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from photozsom.train import run_cli
+
+    return run_cli(args)
 
 
 def _add_hats_arguments(p: argparse.ArgumentParser) -> None:

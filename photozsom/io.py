@@ -567,7 +567,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = 
 class PdfWriter:
     """Stream P(z) into a compact HDF5 file that qp reads, chunk by chunk, in bounded memory.
 
-    The file is a qp ``mixmod`` ensemble (``qp.read(path)``): for each galaxy the ``k``
+    The file is a qp ``mixmod`` ensemble (``qp.read(path, fmt="hdf5")``; the ``fmt`` is needed
+    for a ``.h5`` name, which qp's reader otherwise takes for a pandas table, and
+    ``read_slice=slice(i, j)`` reads a piece of a large file): for each galaxy the ``k``
     mixture components of largest weight -- ``data/means``, ``data/stds``, ``data/weights``,
     shape (N, k), float32, the weights renormalised to sum to 1 -- plus ``ancil/row`` (the
     input row), ``ancil/OBJID`` when given, and ``ancil/PZ_PDF_DROPPED``: the weight of the
