@@ -508,7 +508,7 @@ class RandomForestPhotoZ:
                 w[s:s + _BLOCK] = sm.weights(sm.fine_counts(tb), h)
         return MixturePDF(w, centres=grid.centres, sigma=grid.sigma, bounds=(grid.lo, grid.hi))
 
-    def predict(self, X) -> MixturePDF:
+    def predict(self, X, *, raw: bool = False) -> MixturePDF:
         """P(z|X) on the grid: the smoothed tree predictions (see the class docstring).
 
         Parameters
@@ -516,6 +516,10 @@ class RandomForestPhotoZ:
         X : ndarray or DataFrame, shape (N, D)
             Catalogue features (finite), in the training column order (a DataFrame is
             selected by the training column names).
+        raw : bool
+            Return the raw histogram of the trees instead (``spread_scale=0, floor=0`` in
+            :meth:`pdf_from_trees`): the forest's P(z) before the kernel width fitted on the
+            validation CRPS, i.e. before that post-hoc calibration.
 
         Returns
         -------
@@ -524,7 +528,8 @@ class RandomForestPhotoZ:
         """
         self._need_fit()
         X = self._features(X, "X")
-        parts = [self.pdf_from_trees(self.predict_trees(X[s:s + _BLOCK]))
+        width = {"spread_scale": 0.0, "floor": 0.0} if raw else {}
+        parts = [self.pdf_from_trees(self.predict_trees(X[s:s + _BLOCK]), **width)
                  for s in range(0, X.shape[0], _BLOCK)]
         return MixturePDF.concatenate(parts)
 
