@@ -148,3 +148,32 @@ def test_a_ceci_pipeline_file_runs_photozsoms_stages(tmp_path):
     test = _table(validdata)
     np.testing.assert_allclose(np.ravel(ens.ancil["zmean"]), model.predict(to_dr10(test)).mean(),
                                rtol=1e-6)
+
+
+def test_the_som_flag_travels_in_ancil(tmp_path):
+    from photozsom import flags
+
+    raw = _table(traindata)
+    rng = np.random.default_rng(1)
+    big = pd.concat([raw] * 5, ignore_index=True)       # 500 rows: enough for a small map
+    big[MAG_COLS] = big[MAG_COLS] + rng.normal(0, 0.03, (len(big), len(MAG_COLS)))
+    lab = to_dr10(big)
+    z = lab["redshift"].to_numpy()
+    fl = flags.SOMFlagger(min_count=10, distance_quantile=0.99, seed=0)
+    fl.fit(lab, lab, z, z + rng.normal(0, 0.05, len(z)), pit=rng.random(len(z)))
+    fl.save(tmp_path / "flagger")
+    inf = PhotoZInformer.make_stage(name="inform_pz_flag", model=str(tmp_path / "m.zip"),
+                                    hdf5_groupname="", max_epochs=1)
+    inf.inform(raw)
+    test = _table(validdata)
+    odd = test.iloc[:1].copy()
+    odd[MAG_COLS] = [[30.0, 18.0, 30.0, 18.0]]          # colours no training galaxy has
+    test = pd.concat([test, odd], ignore_index=True)
+    est = PhotoZEstimator.make_stage(name="estimate_pz_flag", hdf5_groupname="",
+                                     model=str(tmp_path / "m.zip"), output_mode="return",
+                                     flagger=str(tmp_path / "flagger"))
+    ens = est.estimate(test).data
+    expect = flags.load_flagger(tmp_path / "flagger").flag(to_dr10(test))
+    np.testing.assert_array_equal(np.ravel(ens.ancil["pz_flag"]), expect["flag"].astype(int))
+    np.testing.assert_array_equal(np.ravel(ens.ancil["pz_cell"]), expect["cell"])
+    assert ens.ancil["pz_ood"][-1] == 1                 # the odd galaxy is out of distribution
