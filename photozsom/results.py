@@ -395,8 +395,9 @@ def compare_models(t1: pd.DataFrame, ours: tuple[str, str],
     -------
     DataFrame
         One row per metric: ``criterion``, ``difference``, ``se``, ``winner_here`` ("image
-        model", "catalogue model", "no significant difference" or "unknown" where a value
-        is NaN), ``winner_paper`` and ``agrees`` (same named winner in both).
+        model", "catalogue model", "no significant difference", "tie" when the values and
+        every replicate are equal, or "unknown" where a value is NaN), ``winner_paper``
+        ("not in the paper" for CRPS) and ``agrees`` (the same named winner in both).
     """
     missing = [k for k in ours if k not in replicates]
     if missing:

@@ -226,3 +226,13 @@ def test_published_pdf_accepts_astropy_and_dicts_and_reports_bad_input():
         published_photoz_pdf(bad)
     ok = published_photoz_pdf(bad[published_photoz_valid(bad)])
     np.testing.assert_array_equal(ok.weights, ref[:1])
+
+
+def test_raw_prediction_is_the_tree_histogram_before_the_fitted_width(fitted):
+    rf, _, _, (Xt, zt) = fitted
+    raw = rf.predict(Xt[:300], raw=True)
+    want = rf.pdf_from_trees(rf.predict_trees(Xt[:300]), spread_scale=0.0, floor=0.0)
+    np.testing.assert_allclose(raw.weights, want.weights, rtol=0, atol=1e-15)
+    # the histogram keeps the trees' mean; the smoothed P(z) is the better calibrated one
+    np.testing.assert_allclose(raw.mean(), rf.predict_point(Xt[:300]), atol=2e-3)
+    assert np.mean(rf.predict(Xt[:300]).crps(zt[:300])) < np.mean(raw.crps(zt[:300]))

@@ -79,24 +79,33 @@ def test_table1_metrics_against_hand_computation():
     assert list(t1.index[-2:]) == list(PAPER_TABLE1.index)
 
 
+def _exact(t: pd.DataFrame, n_boot: int = 30) -> dict[str, pd.DataFrame]:
+    """Replicates without spread (every resample gives the table's value): SE = 0."""
+    cols = ["MAD", "bias", "eta_%", "PCO_%", "R2", "CRPS"]
+    return {k: pd.DataFrame(np.repeat(t.reindex(columns=cols).loc[[k]].to_numpy(float), n_boot, axis=0),
+                            columns=cols) for k in t.index}
+
+
 def test_compare_models_reads_the_papers_own_table():
-    verdict = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index))
+    verdict = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index), replicates=_exact(PAPER_TABLE1))
     # the paper: the forest has the smaller MAD, the AION MDN wins bias, eta, PCO and R^2
     assert verdict.loc["MAD", "winner_here"] == "catalogue model"
     for col in ("bias", "eta_%", "PCO_%", "R2"):
         assert verdict.loc[col, "winner_here"] == "image model", col
     assert verdict["agrees"].all()
     # swapping our two rows flips every winner, so nothing agrees with the paper any more
-    swapped = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index[::-1]), paper=tuple(PAPER_TABLE1.index))
+    swapped = compare_models(PAPER_TABLE1, tuple(PAPER_TABLE1.index[::-1]), paper=tuple(PAPER_TABLE1.index),
+                             replicates=_exact(PAPER_TABLE1))
     assert not swapped["agrees"].any()
 
 
 def test_compare_models_pco_is_judged_by_distance_from_one_percent():
     t = pd.concat([PAPER_TABLE1, pd.DataFrame({"MAD": [0.03, 0.03], "bias": [0.0, 0.0], "eta_%": [1.0, 1.0],
                                                "PCO_%": [0.2, 1.5], "R2": [0.9, 0.9]}, index=["img", "cat"])])
-    v = compare_models(t, ("img", "cat"))
+    v = compare_models(t, ("img", "cat"), replicates=_exact(t))
     assert v.loc["PCO_%", "winner_here"] == "catalogue model"        # |1.5 - 1| < |0.2 - 1|
-    assert v.loc["MAD", "winner_here"] == "tie"
+    assert v.loc["PCO_%", "difference"] == pytest.approx(0.8 - 0.5)
+    assert v.loc["MAD", "winner_here"] == "tie"                      # equal, and no spread
 
 
 def test_deviating_cells_ranks_by_the_flags_definition_of_worse():
