@@ -24,7 +24,7 @@ import pandas as pd
 from photozsom import metrics
 
 __all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "PUBLISHED_NOTE", "bootstrap_replicates",
-           "calibration_variants", "compare_models", "deviating_cells", "flag_comparison",
+           "calibration_variants", "compare_models", "deviating_cells", "flag_comparison", "format_table1",
            "matched", "metrics_table", "prediction_table", "published_table",
            "recalibrated_table", "table1"]
 
@@ -342,6 +342,30 @@ def table1(tables: Mapping[str, pd.DataFrame], *, with_paper: bool = True,
         out["N"] = out["N"].astype("Int64")
         if "note" in out:
             out["note"] = out["note"].fillna("")
+    return out
+
+
+def format_table1(t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as text: ``value ± error`` per metric ("—" where unknown), N and the note.
+
+    Parameters
+    ----------
+    t1 : DataFrame
+        :func:`table1` output (with or without the ``±`` columns).
+    """
+    fmt = {"MAD": "{:.4f}", "bias": "{:+.4f}", "eta_%": "{:.2f}", "PCO_%": "{:.2f}", "R2": "{:.3f}",
+           "CRPS": "{:.4f}"}
+    out = pd.DataFrame(index=t1.index)
+    for col, f in fmt.items():
+        if col not in t1:
+            continue
+        v = t1[col].to_numpy(float)
+        e = t1[f"{col} ±"].to_numpy(float) if f"{col} ±" in t1 else np.full(len(t1), np.nan)
+        out[col] = [("—" if not np.isfinite(a) else f.format(a) if not np.isfinite(b)
+                     else f"{f.format(a)} ± {f.format(b).lstrip('+')}") for a, b in zip(v, e, strict=True)]
+    out["N"] = ["—" if pd.isna(n) else f"{int(n):,}" for n in t1["N"]]
+    if "note" in t1:
+        out["note"] = t1["note"].fillna("")
     return out
 
 
