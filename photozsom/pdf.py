@@ -167,8 +167,7 @@ class MixtureGrid:
         self._pair: np.ndarray | None = None
         self._band: sparse.csr_matrix | None = None
         self._mode_table: tuple[np.ndarray, np.ndarray] | None = None
-        self._qtable: tuple | None = None
-        self._qgroups: np.ndarray | None = None
+        self._windows: dict[tuple, tuple | None] = {}
 
     # -- identity -------------------------------------------------------------------
     def key(self) -> tuple:
@@ -272,44 +271,54 @@ class MixtureGrid:
             self._mode_table = (z, sparse.csr_matrix(np.where(near, dens, 0.0).astype(np.float32)))
         return self._mode_table
 
-    @property
-    def quantile_table(self) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """Component CDFs tabulated around each centre, for :meth:`MixturePDF.quantiles`.
+    def window_table(self, kind: str, span: int) -> tuple | None:
+        """Component CDFs or densities tabulated around each centre (fast quantiles, modes).
 
-        Returns ``(offsets, table, W)``: ``offsets`` (S,) are redshift offsets spanning
-        ``[-3, 3]`` centre spacings in steps of 1/16 spacing, and ``table[j]`` (2W+1, S)
-        float32 holds ``F_{j+m}(mu_j + offset)`` for ``m = -W..W`` (0 for components past the
-        ends), so ``F`` at ``mu_j + offsets`` is ``cum_{j-W} + w[j-W:j+W+1] @ table[j]``.
-        ``W`` reaches 10 sigma past the tabulated span, so the components left out contribute
-        exactly 0 or 1. None when the centres are not evenly spaced (then the exact
-        :meth:`MixturePDF.ppf` path is used).
+        Returns ``(offsets, table, W, groups)``: ``offsets`` (S,) are redshift offsets
+        spanning ``[-span, span]`` centre spacings in steps of 1/16 spacing; ``table[j]``
+        (2W+1, S) float32 holds ``F_{j+m}(mu_j + offset)`` (``kind="cdf"``) or the density
+        ``p_{j+m}(mu_j + offset)`` (``kind="pdf"``, 1/redshift) for ``m = -W..W`` (0 for
+        components past the ends), so ``F`` at ``mu_j + offsets`` is
+        ``cum_{j-W} + w[j-W:j+W+1] @ table[j]``. ``W`` reaches 10 sigma past the tabulated
+        span, so the components left out contribute exactly 0 or 1 (0 to the density).
+        ``groups[j]`` labels identical tables (all but the few centres whose windows reach the
+        truncated edges), so one matrix product serves them all. None when the centres are
+        not evenly spaced (the exact paths are used then).
         """
-        if self._qtable is None:
+        key = (kind, int(span))
+        if key not in self._windows:
             d = np.diff(self.centres)
             if not np.allclose(d, d[0], rtol=1e-9, atol=0.0):
+                self._windows[key] = None
                 return None
             step = float(d[0])
-            half = math.ceil(3 + self.cut / step)
-            offsets = np.linspace(-3 * step, 3 * step, 97)
+            half = math.ceil(span + self.cut / step)
+            offsets = np.linspace(-span * step, span * step, 32 * span + 1)
             m = np.arange(-half, half + 1)
             k = np.arange(self.K)[:, None] + m[None, :]                    # (K, 2W+1)
             valid = (k >= 0) & (k < self.K)
             kc = np.clip(k, 0, self.K - 1)
             z = self.centres[:, None, None] + offsets[None, None, :]       # (K, 1, S)
-            table = self.component_cdf(z, kc[:, :, None]) * valid[:, :, None]
-            self._qtable = (offsets, table.astype(np.float32), half)
-        return self._qtable
+            f = self.component_cdf if kind == "cdf" else self.component_pdf
+            table = (f(z, kc[:, :, None]) * valid[:, :, None]).astype(np.float32)
+            _, inv = np.unique(table.reshape(self.K, -1), axis=0, return_inverse=True)
+            self._windows[key] = (offsets, table, half, np.ravel(inv))
+        return self._windows[key]
 
     @property
-    def quantile_groups(self) -> np.ndarray:
-        """Group id of each centre's quantile table: centres with identical tables (all but
-        the few whose windows reach the truncated edges) share one matrix product."""
-        if self._qgroups is None:
-            table = self.quantile_table[1]
-            flat = table.reshape(self.K, -1)
-            _, inv = np.unique(flat, axis=0, return_inverse=True)
-            self._qgroups = np.ravel(inv)
-        return self._qgroups
+    def comb_bounds(self) -> tuple[float, float]:
+        """``(c_all, c_far)``: the largest ``sum_k phi((z - mu_k)/sigma)`` over z (all
+        components), and over the components at least 2 spacings from z (for the bound of
+        :meth:`MixturePDF.mode`: ``p(z) <= (c_near max w_k/Z_k + c_far max w/Z) / sigma``)."""
+        if "comb" not in self._windows:
+            step = float(np.min(np.diff(self.centres)))
+            z = np.linspace(self.lo, self.hi, 16 * self.K + 1)
+            d = np.abs(z[:, None] - self.centres[None, :])
+            ph = _phi(d / self.sigma)
+            c_all = float(ph.sum(axis=1).max())
+            c_far = float(np.where(d >= 2 * step, ph, 0.0).sum(axis=1).max())
+            self._windows["comb"] = (1.01 * c_all, 1.01 * c_far + 1e-300)
+        return self._windows["comb"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"centres": self.centres, "sigma": self.sigma, "bounds": (self.lo, self.hi)}
@@ -779,7 +788,7 @@ class MixturePDF:
         The quantile level ``q`` is first located in the cumulative weights (block sums of 8
         components, then within the block: component ``j``); ``F`` is then read at 97 points
         spanning ``mu_j +- 3`` centre spacings by one small matrix product of the 17 nearest
-        weights with the tabulated component CDFs (:attr:`MixtureGrid.quantile_table`),
+        weights with the tabulated component CDFs (:meth:`MixtureGrid.window_table`),
         linearly interpolated in the bracketing step (1/16 spacing) and polished by one exact
         Newton step in float64. A point whose Newton step is larger than 3e-5 (redshift) or
         leaves its bracket -- a quantile in a gap of near-zero density, or outside the
@@ -803,90 +812,97 @@ class MixturePDF:
             raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
         g = self.grid
         out = np.empty((len(self), lv.size))
-        tab = g.quantile_table
+        tab = g.window_table("cdf", 3)
         inner = (lv > 0) & (lv < 1)
         for c in np.flatnonzero(~inner) if tab is not None else range(lv.size):
             out[:, c] = self.ppf(float(lv[c]))
         if tab is None or not inner.any():
             return out
         cols = np.flatnonzero(inner)
-        for sl in _chunks(len(self), max(1, _CHUNK // 4096)):      # 4096 rows at a time
+        for sl in _chunks(len(self), max(1, _CHUNK // 8192)):      # 8192 rows at a time
             out[sl, cols[0]:cols[-1] + 1][:, cols - cols[0]] = self._quantile_rows(
                 self._w[sl], lv[cols], tab)
         return out
 
     def _quantile_rows(self, w: np.ndarray, lv: np.ndarray, tab: tuple) -> np.ndarray:
         g = self.grid
-        offsets, table, half = tab
+        offsets, table, half, gid = tab
         n, K = w.shape
         L = lv.size
+        S = offsets.size
         B = 8
         nb = -(-K // B)
         wp = w if nb * B == K else np.pad(w, ((0, 0), (0, nb * B - K)))
+        flat = wp.ravel()
         bsum = wp.reshape(n, nb, B).sum(axis=2, dtype=np.float64)
         cb = np.zeros((n, nb + 1))
         np.cumsum(bsum, axis=1, out=cb[:, 1:])
         tot = cb[:, -1]
-        target = lv[None, :] * tot[:, None]                                   # (n, L)
-        rows = np.arange(n)[:, None]
-        blk = np.minimum((cb[:, None, 1:] < target[:, :, None]).sum(axis=2), nb - 1)
+        target = (lv[None, :] * tot[:, None]).ravel()                         # (P,)
+        P = n * L
+        prow = np.repeat(np.arange(n), L)                                     # row of a point
+        cbp = cb[prow]                                                        # (P, nb + 1)
+        blk = np.minimum((cbp[:, 1:] < target[:, None]).sum(axis=1), nb - 1)
         inb = np.arange(B)
-        wb = wp[rows[:, :, None], blk[:, :, None] * B + inb].astype(np.float64)
-        cin = cb[rows, blk][:, :, None] + np.cumsum(wb, axis=2)
-        j = np.minimum(blk * B + np.minimum((cin < target[:, :, None]).sum(axis=2), B - 1), K - 1)
+        base = prow * (nb * B)
+        wb = flat.take((base + blk * B)[:, None] + inb).astype(np.float64)
+        cin = cbp[np.arange(P), blk][:, None] + np.cumsum(wb, axis=1)
+        j = np.minimum(blk * B + np.minimum((cin < target[:, None]).sum(axis=1), B - 1), K - 1)
         # exclusive cumulative weight below the window's first component j - half
         a = np.maximum(j - half, 0)
         ab = a // B
-        part = wp[rows[:, :, None], ab[:, :, None] * B + inb] * (inb < (a - ab * B)[:, :, None])
-        below = cb[rows, ab] + part.sum(axis=2, dtype=np.float64)
-        # the window's weights, flattened over (row, level) points
+        part = flat.take((base + ab * B)[:, None] + inb) * (inb < (a - ab * B)[:, None])
+        below = cbp[np.arange(P), ab] + part.sum(axis=1, dtype=np.float64)
+        # the window's weights
         m = np.arange(-half, half + 1)
-        idx = j[:, :, None] + m
+        idx = j[:, None] + m
         valid = (idx >= 0) & (idx < K)
         idx = np.clip(idx, 0, K - 1)
-        P = n * L
-        wl = (w[rows[:, :, None], idx] * valid).reshape(P, m.size)
-        jf, tl = j.ravel(), (target - below).ravel()
-        Fs = np.empty((P, offsets.size), dtype=np.float32)
-        gid = g.quantile_groups
-        order = np.argsort(gid[jf], kind="stable")
-        bounds = np.flatnonzero(np.diff(gid[jf][order])) + 1
-        for part_idx in np.split(order, bounds):
-            Fs[part_idx] = wl[part_idx].astype(np.float32) @ table[jf[part_idx[0]]]
+        wl = flat.take(base[:, None] + idx).astype(np.float32) * valid
+        tl = target - below
+        # F at the tabulated offsets: one product for the centres sharing the common table,
+        # the few near the truncated edges by their own
+        gj = gid[j]
+        common = np.bincount(gj).argmax()
+        Fs = wl @ table[np.flatnonzero(gid == common)[0]]
+        other = np.flatnonzero(gj != common)
+        if other.size:
+            order = other[np.argsort(gj[other], kind="stable")]
+            for grp in np.split(order, np.flatnonzero(np.diff(gj[order])) + 1):
+                Fs[grp] = wl[grp] @ table[j[grp[0]]]
         ge = Fs >= tl[:, None].astype(np.float32)
         s = np.argmax(ge, axis=1)                  # first tabulated F >= q ...
-        s[~ge[:, -1]] = offsets.size               # ... or none
-        x = g.centres[jf][:, None] + offsets[None, :]
-        sa, sb = np.clip(s - 1, 0, offsets.size - 1), np.clip(s, 0, offsets.size - 1)
+        s[~ge[:, -1]] = S                          # ... or none
+        sa, sb = np.clip(s - 1, 0, S - 1), np.clip(s, 0, S - 1)
         pi = np.arange(P)
-        xa, xb = x[pi, sa], x[pi, sb]
+        cj = g.centres[j]
+        xa, xb = cj + offsets[sa], cj + offsets[sb]
         fa, fb = Fs[pi, sa].astype(np.float64), Fs[pi, sb].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(fb > fa, (tl - fa) / (fb - fa), 0.5)
         x0 = np.clip(xa + np.clip(t, 0.0, 1.0) * (xb - xa), g.lo, g.hi)
-        # one exact Newton step in float64 with the window's components
-        # (components more than 4 spacings = 8.7 sigma from x0 contribute exactly 0 or 1)
-        kk = idx.reshape(P, m.size)
+        # one exact Newton step in float64 with the 9 components nearest x0 (those further
+        # than 4 spacings = 8.7 sigma contribute exactly 0 or 1)
         near = 4
-        first = np.clip(np.floor((x0 - g.centres[jf]) / (offsets[-1] / 3)).astype(np.intp)
-                        + half - near, 0, m.size - 2 * near - 1)
+        step = offsets[-1] / ((S - 1) // 32)
+        first = np.clip(np.floor((x0 - cj) / step).astype(np.intp) + half - near, 0,
+                        m.size - 2 * near - 1)
+        tri = (np.arange(2 * half - 2 * near + 1)[None, :] > np.arange(2 * half - 2 * near)[:, None])
+        below_sel = (wl[:, :tri.shape[0]].astype(np.float64) @ tri)[pi, first]
         sel = first[:, None] + np.arange(2 * near + 1)
-        wl64 = np.take_along_axis(wl, sel, axis=1).astype(np.float64)
-        below_sel = np.cumsum(wl, axis=1, dtype=np.float64)
-        below_sel = np.where(first > 0, below_sel[pi, np.maximum(first - 1, 0)], 0.0)
-        ks = np.take_along_axis(kk, sel, axis=1)
+        ks = np.take_along_axis(idx, sel, axis=1)
         u = (x0[:, None] - g.centres[ks]) / g.sigma
-        wn = wl64 / g.norm[ks]
+        wn = np.take_along_axis(wl, sel, axis=1) / g.norm[ks]
         F0 = below_sel + np.sum(wn * (ndtr(u) - g.g_lo[ks]), axis=1)
         p0 = np.sum(wn * _phi(u), axis=1) / g.sigma
         with np.errstate(divide="ignore", invalid="ignore"):
             dx = (tl - F0) / p0
         x1 = x0 + dx
         h = offsets[1] - offsets[0]
-        ok = (np.isfinite(x1) & (np.abs(dx) <= 3e-5) & (s > 0) & (s < offsets.size)
+        ok = (np.isfinite(x1) & (np.abs(dx) <= 3e-5) & (s > 0) & (s < S)
               & (x1 >= xa - h) & (x1 <= xb + h))
-        # the edges of the support: F reaches q at (or below) the lower edge
-        at_lo = (s == 0) & (x[:, 0] <= g.lo)
+        # F reaches q at (or below) the lower edge of the support
+        at_lo = (s == 0) & (cj + offsets[0] <= g.lo)
         x1 = np.where(at_lo, g.lo, x1)
         ok |= at_lo
         bad = np.flatnonzero(~ok)
@@ -932,18 +948,85 @@ class MixturePDF:
         refined by a parabola through ``log p`` and safeguarded Newton steps on ``p'(z) = 0``
         (to ~1e-12 in z for a smooth peak), and the highest candidate is returned. A maximum
         at an edge of the support is a grid point and is returned exactly.
+
+        Fast path (evenly spaced centres): the density is tabulated only within 6 centre
+        spacings of each galaxy's heaviest component (one small matrix product per galaxy
+        with :meth:`MixtureGrid.window_table`, spacing 1/16 of a centre spacing), where the
+        same candidate rule and refinement apply. It is used when that tabulated maximum is
+        at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
+        density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
+        maximum is inside; the other galaxies (two separated peaks of similar height) take
+        the whole-support grid above.
         """
+        g = self.grid
+        tab = g.window_table("pdf", 6)
+        out = np.empty(len(self))
+        for sl in _chunks(len(self), max(1, _CHUNK // 4096)):          # 4096 rows at a time
+            if tab is None:
+                out[sl] = self._mode_grid(self._rows(sl))
+            else:
+                out[sl] = self._mode_window(self._w[sl], tab)
+        return out
+
+    def _mode_window(self, w: np.ndarray, tab: tuple) -> np.ndarray:
+        g = self.grid
+        offsets, table, half, gid = tab
+        n, K = w.shape
+        wz = w * (1.0 / g.norm).astype(w.dtype)
+        j = np.argmax(wz, axis=1)
+        rows = np.arange(n)
+        m = np.arange(-half, half + 1)
+        idx = j[:, None] + m
+        valid = (idx >= 0) & (idx < K)
+        idx = np.clip(idx, 0, K - 1)
+        wl = (w[rows[:, None], idx] * valid).astype(np.float32)
+        dens = np.empty((n, offsets.size), dtype=np.float32)
+        order = np.argsort(gid[j], kind="stable")
+        for part in np.split(order, np.flatnonzero(np.diff(gid[j][order])) + 1):
+            dens[part] = wl[part] @ table[j[part[0]]]
+        tot = w.sum(axis=1, dtype=np.float64)
+        best = dens.max(axis=1) / tot
+        # bound on the density outside the window (|z - mu_j| > 6 spacings)
+        c_all, c_far = g.comb_bounds
+        near = np.clip(j[:, None] + np.arange(-4, 5), 0, K - 1)
+        wz_out = wz.copy()
+        wz_out[rows[:, None], near] = 0
+        bound = (c_all * wz_out.max(axis=1) + c_far * wz.max(axis=1)) / (g.sigma * tot)
+        ok = best * (1.0 - 1e-5) >= bound
+        res = np.empty(n)
+        if ok.any():
+            h = offsets[1] - offsets[0]
+            keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5          # 1e-5: float32 table
+            okr = np.flatnonzero(ok)
+            d = dens[okr]                           # (unnormalised: the mode does not care)
+            # candidates: tabulated local maxima within the curvature bound of the largest;
+            # each is refined over [z - h, z + h], which holds the maximum of its peak
+            cand = d >= keep * d.max(axis=1, keepdims=True)
+            cand[:, 1:] &= d[:, 1:] >= d[:, :-1]
+            cand[:, :-1] &= d[:, :-1] >= d[:, 1:]
+            r, c = np.nonzero(cand)
+            zc = g.centres[j[okr][r]] + offsets[c]
+            res[okr] = self._refine_modes(w[okr], r, np.clip(zc - h, g.lo, g.hi),
+                                          np.clip(zc + h, g.lo, g.hi))
+        if not ok.all():
+            wb = w[~ok].astype(np.float64)
+            res[~ok] = self._mode_grid(wb / wb.sum(axis=1, keepdims=True))
+        self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int((~ok).sum())
+        return res
+
+    def _mode_grid(self, w: np.ndarray) -> np.ndarray:
+        """The whole-support algorithm of :meth:`mode` for normalised rows ``w``."""
         g = self.grid
         zc, comp = g.mode_table
         n_grid = zc.size
         h = zc[1] - zc[0]
         keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5      # 1e-5: float32 tabulation
-        out = np.empty(len(self))
-        for sl in _chunks(len(self), n_grid):
-            w = self._rows(sl)
-            d = (comp @ w.T.astype(np.float32)).T                    # (n, G), a view
+        out = np.empty(len(w))
+        for sl in _chunks(len(w), n_grid):
+            wr = w[sl]
+            d = (comp @ wr.T.astype(np.float32)).T                   # (n, G), a view
             r, j = np.nonzero(d >= keep * d.max(axis=1, keepdims=True))
-            out[sl] = self._refine_modes(w, r, np.maximum(zc[j] - 0.5 * h, g.lo),
+            out[sl] = self._refine_modes(wr, r, np.maximum(zc[j] - 0.5 * h, g.lo),
                                          np.minimum(zc[j] + 0.5 * h, g.hi))
         return out
 

@@ -327,3 +327,53 @@ def test_pit_and_crps_reject_redshifts_outside_the_support_or_nan():
         PDF.crps(Z_TRUE[:5])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         PDF.ppf(1.5)
+
+
+def _bumpy_weights(n: int, seed: int) -> np.ndarray:
+    """Network-like P(z): one or two smooth bumps, some far apart with an empty gap between."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(N_COMPONENTS)
+    c1, c2 = rng.uniform(0, 199, n), rng.uniform(0, 199, n)
+    s1, s2 = rng.uniform(0.5, 12, n), rng.uniform(0.5, 4, n)
+    a = np.where(rng.random(n) < 0.5, rng.uniform(0.05, 0.6, n), 0.0)
+    w = ((1 - a)[:, None] * np.exp(-0.5 * ((k - c1[:, None]) / s1[:, None]) ** 2)
+         + a[:, None] * np.exp(-0.5 * ((k - c2[:, None]) / s2[:, None]) ** 2))
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("w", [W, _bumpy_weights(3000, 1)], ids=["all-kinds", "bumps"])
+def test_fast_quantiles_agree_with_ppf_and_invert_the_scipy_cdf(w):
+    levels = np.array([0.0, 1e-6, 0.025, 0.16, 0.5, 0.84, 0.975, 1.0 - 1e-6, 1.0])
+    pdf = MixturePDF(w)
+    got = pdf.quantiles(levels)
+    exact = np.column_stack([pdf.ppf(q) for q in levels])
+    assert got.shape == (len(w), levels.size)
+    assert np.max(np.abs(got - exact)) < 1e-5            # the documented bound
+    assert np.median(np.abs(got - exact)) < 1e-8         # and the typical agreement
+    inner = (levels > 0) & (levels < 1)
+    wn = np.asarray(w, dtype=float)
+    wn = wn / wn.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(scipy_cdf(wn, got[:, inner]), np.broadcast_to(levels[inner],
+                               (len(w), inner.sum())), atol=2e-6)
+
+
+def test_fast_quantiles_fall_back_to_ppf_on_unevenly_spaced_centres():
+    centres = np.sort(np.r_[0.0, np.random.default_rng(3).uniform(0.01, 1.59, 48), 1.6])
+    w = np.random.default_rng(4).dirichlet(np.full(50, 0.5), size=20)
+    pdf = MixturePDF(w, centres=centres, sigma=0.01)
+    np.testing.assert_array_equal(pdf.quantiles([0.16, 0.5]),
+                                  np.column_stack([pdf.ppf(0.16), pdf.ppf(0.5)]))
+
+
+def test_windowed_mode_equals_the_whole_support_search():
+    w = np.r_[_bumpy_weights(2000, 2), random_weights(40, 5).astype(np.float32)]
+    pdf = MixturePDF(w)
+    fast = pdf.mode()
+    wn = w.astype(float) / w.sum(axis=1, keepdims=True)
+    whole = pdf._mode_grid(wn)
+    # both windowed galaxies and galaxies whose second peak sends them to the whole support
+    assert 0 < pdf._mode_fallbacks < len(w) // 2
+    dens = lambda z: np.einsum("nk,nk->n", wn, TN.pdf(z[:, None]))  # noqa: E731
+    assert np.all(dens(fast) >= dens(whole) * (1 - 1e-9))
+    assert np.all((np.abs(fast - whole) < 1e-6) | (np.abs(dens(fast) - dens(whole))
+                                                   < 1e-9 * dens(whole)))
