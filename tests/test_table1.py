@@ -20,6 +20,7 @@ from photozsom.results import (
     bootstrap_replicates,
     calibration_variants,
     compare_models,
+    format_table1,
     metrics_table,
     prediction_table,
     published_table,
@@ -179,6 +180,9 @@ def test_published_row_uses_z_phot_median_and_leaves_pco_unknown():
     assert np.isnan(t1.loc["published", "PCO_%"]) and np.isnan(t1.loc["published", "CRPS"])
     assert np.isnan(t1.loc["published", "PCO_% ±"]) and t1.loc["published", "MAD ±"] > 0
     assert t1.loc["published", "note"] == PUBLISHED_NOTE and t1.loc["mdn", "note"] == ""
+    shown = format_table1(t1)
+    assert shown.loc["published", "PCO_%"] == "—"
+    assert shown.loc["mdn", "MAD"] == f"{t1.loc['mdn', 'MAD']:.4f} ± {t1.loc['mdn', 'MAD ±']:.4f}"
     v = compare_models(t1, ("mdn", "published"), replicates=reps)
     assert v.loc["PCO_%", "winner_here"] == "unknown" and v.loc["CRPS", "winner_here"] == "unknown"
     assert v.loc["MAD", "winner_here"] != "unknown"
