@@ -22,9 +22,10 @@ Usage::
 
    For each input an MDN is trained with the previous defaults (batch 256, lr 1e-3, learning
    rate halved on plateaus, patience 10 on any improvement, at most 100 epochs, float32) and
-   with the current defaults (``MDN(n_inputs)``: batch 1024, one-cycle to lr 0.01 over 24
-   epochs, bfloat16 training steps where the CPU has native bfloat16 — the ``bf16`` column;
-   ``PHOTOZSOM_CPU_AMP=0`` turns that off), same seed, each ``--fits`` times (identical results;
+   with the current defaults (``MDN(n_inputs)``: the schedule of
+   :func:`photozsom.mdn.auto_schedule` -- batch 1024, one-cycle to lr 0.01 over 24 epochs from
+   ~50,000 training galaxies, smaller batches and more epochs below -- in float32, as the
+   ``bf16`` column says: ``precision="bf16"`` is never a default), same seed, each ``--fits`` times (identical results;
    the fastest is timed). Printed per run: epochs, the wall time
    until the validation CRPS first comes within 1% of its final (best, kept) value, the total
    wall and CPU time of ``fit``, and the test CRPS of the kept model; then the ratios. The
@@ -58,7 +59,7 @@ from photozsom.pdf import default_grid
 
 #: The defaults before the time-to-convergence change, for the comparison.
 OLD_DEFAULTS = {"lr": 1e-3, "batch_size": 256, "max_epochs": 100, "patience": 10,
-                "schedule": "plateau", "min_improvement": 0.0, "amp": False}
+                "schedule": "plateau", "min_improvement": 0.0}
 
 
 def best_time(fn, repeat: int) -> float:
@@ -170,7 +171,7 @@ def time_to_converge(X: np.ndarray, z: np.ndarray, parts, kwargs: dict, device: 
     test = float(model.predict(X[te]).crps(z[te]).mean())
     return {"epochs": len(hist), "best_epoch": model.best_epoch_, "t_1pct": t_conv,
             "wall": wall, "cpu": cpu, "val": final, "test": test,
-            "batch": model.batch_size, "lr": model.lr, "schedule": model.schedule,
+            "batch": model.batch_size_, "lr": model.lr_, "schedule": model.schedule,
             "amp": model.amp}
 
 
@@ -300,9 +301,9 @@ def synthetic_embeddings(n: int, d: int, seed: int = 0):
 def bench_training(n_train: int, d: int, epochs: int, device: str) -> MDN:
     X, z = synthetic_embeddings(n_train + n_train // 8, d)
     Xt, zt, Xv, zv = X[:n_train], z[:n_train], X[n_train:], z[n_train:]
-    bs = MDN(d, device=device).batch_size
     model = MDN(d, seed=0, max_epochs=epochs, patience=epochs + 1, device=device)
     hist = model.fit(Xt, zt, Xv, zv, progress=False)
+    bs = model.batch_size_
     # history seconds include the validation pass
     per_epoch = float(hist["seconds"].iloc[1:].min() if len(hist) > 1 else hist["seconds"].min())
 

@@ -21,27 +21,33 @@ once per process (:attr:`photozsom.pdf.MixtureGrid.pair_matrix`). The truncation
 included exactly, not approximated.
 
 Training: inputs standardised with :class:`photozsom.features.Standardizer` (kept with the
-model), AdamW on shuffled mini-batches of 1024 galaxies. The learning rate follows a
-one-cycle schedule over ``max_epochs`` (15% of the steps warming up from ``lr / 10``
-to ``lr``, then a cosine decay to ``lr / 1000``); ``lr`` defaults to
-``2.5e-3 * batch_size / 256`` (linear scaling with the batch, which the warm-up keeps
-stable), so a larger batch takes proportionally fewer but bigger steps. The defaults (batch
-1024, peak rate 0.01, 24 epochs, bfloat16 training steps where the CPU or GPU has them) were
-chosen with ``benchmarks/mdn.py``: on the default sky they reach the test CRPS of the earlier
-defaults (batch 256, rate 1e-3 halved on plateaus, float32) within 1% in under a third of the
-wall time, on catalogue features and on image embeddings. Without native bfloat16 (or with
-``PHOTOZSOM_CPU_AMP=0``) they run float32: 3.0x faster on catalogue features there, but only
-1.7x on 64-d embeddings, whose epochs are the network's matrix products. Training stops early
-once the validation CRPS has not improved by ``min_improvement`` (relative) for ``patience``
-epochs and has risen 2% above its best (overfitting); otherwise the schedule runs to its
-end, since its stalls recover as the rate decays. The best epoch's weights are restored.
-``schedule="plateau"`` instead halves the rate when the validation CRPS stalls and stops
-after ``patience`` epochs without improvement (no fixed length); ``"cosine"`` decays from
-``lr`` without warm-up. The output bias starts at the log of the training redshift
-distribution, so epoch 0 already predicts n(z). Mixed precision (bfloat16 autocast of the
-network only; the softmax and the loss stay float32) is used on CUDA, and for the training
-steps on CPUs with native bfloat16 arithmetic (AVX512-BF16 / AMX; validation and
-predictions stay float32 there, so a trained model predicts the same on any CPU).
+model), AdamW on shuffled mini-batches. The learning rate follows a one-cycle schedule over
+``max_epochs`` (15% of the steps warming up from ``lr / 10`` to ``lr``, then a cosine decay
+to ``lr / 1000``); ``lr`` defaults to ``2.5e-3 * batch_size / 256`` (linear scaling with the
+batch, which the warm-up keeps stable). By default (``batch_size=None, max_epochs=None``) the
+schedule follows the number of training galaxies ``N`` (:func:`auto_schedule`): the batch is
+the power of two nearest ``N / 40`` within [256, 1024], and the schedule lasts at least 1,000
+optimiser steps and 24 epochs. From ~50,000 galaxies up that is batch 1024 over 24 epochs
+(the fast schedule chosen with ``benchmarks/mdn.py`` on the default sky); a small sample gets
+smaller batches and more epochs: a fixed 24 epochs of batch 1024 makes only ~200 steps on
+8,000 galaxies and was 4-11% worse in test CRPS there than the earlier plateau schedule.
+``benchmarks/sizes.py`` compares the defaults with both earlier schedules from 5,000
+galaxies to the full samples. Training stops early once the validation CRPS has not improved
+by ``min_improvement`` (relative) for ``patience`` epochs and has risen 2% above its best
+(overfitting) after the rate has decayed to half its peak; rises at the peak rate are the
+noise of large steps, which the decay removes. Otherwise the schedule runs to its end. The
+best epoch's weights are restored. ``schedule="plateau"`` instead halves the rate when the
+validation CRPS stalls and stops after ``patience`` epochs without improvement (no fixed
+length); ``"cosine"`` decays from ``lr`` without warm-up. The output bias starts at the log
+of the training redshift distribution, so epoch 0 already predicts n(z).
+
+Precision: ``precision="float32"`` (the default) trains and predicts in float32 on every
+device, so the same seed gives the same model on any CPU. ``precision="bf16"`` runs the
+network under bfloat16 autocast (the softmax and the loss stay float32): on CUDA for training
+and inference, on the CPU for the training steps only (validation and predictions stay
+float32). It is ~1.6x faster per epoch on CPUs with native bfloat16 (AVX512-BF16 / AMX,
+:func:`cpu_has_native_bf16`), slower where bfloat16 is emulated, and gives a slightly
+different model on each kind of CPU.
 
 The model is saved as a ``photozsom.mdn`` artifact directory (:mod:`photozsom.artifacts`:
 ``meta.json`` + ``arrays.npz``, no pickle). :func:`cross_val_predict` gives out-of-fold
@@ -306,14 +312,16 @@ class MDN:
     device : str, optional
         ``"cpu"``, ``"cuda"``, ...; default :func:`photozsom.device.default_device`.
     lr : float, optional
-        Peak AdamW learning rate; default ``2.5e-3 * batch_size / 256``.
+        Peak AdamW learning rate; default ``2.5e-3 * batch_size / 256`` (set at fit).
     weight_decay : float
         AdamW (decoupled) weight decay.
-    batch_size : int
-        Galaxies per training step.
-    max_epochs : int
+    batch_size : int, optional
+        Galaxies per training step; default (None) set from the training size at fit
+        (:func:`auto_schedule`).
+    max_epochs : int, optional
         Passes over the training set: the length of the ``"onecycle"`` and ``"cosine"``
-        schedules, and an upper limit for ``"plateau"``.
+        schedules, and an upper limit for ``"plateau"``; default (None) set from the
+        training size at fit (:func:`auto_schedule`).
     patience : int
         Stop after this many epochs without a validation CRPS lower by a relative
         ``min_improvement`` than the last such improvement (the best epoch's weights are
@@ -328,11 +336,11 @@ class MDN:
         (0: any decrease).
     dropout : float
         Dropout probability after each hidden layer (0 disables it).
-    amp : bool, optional
-        bfloat16 autocast of the network: on CUDA for training and inference; on a CPU with
-        native bfloat16 (AVX512-BF16 or AMX) for the training steps only (about 1.6x faster
-        per epoch on such a CPU), while validation and :meth:`predict` stay float32. Default:
-        on where supported.
+    precision : {"float32", "bf16"}
+        ``"float32"`` (default): the same model from the same seed on any CPU. ``"bf16"``:
+        bfloat16 autocast of the network, on CUDA for training and inference, on the CPU for
+        the training steps only (about 1.6x faster per epoch on a CPU with native bfloat16),
+        while validation and :meth:`predict` stay float32 there.
     grid : MixtureGrid, optional
         Mixture components; default the paper's grid.
 
@@ -345,6 +353,8 @@ class MDN:
         ``epoch, train_crps, val_crps, lr, seconds`` of the last :meth:`fit`.
     best_epoch_ : int
         Epoch whose weights were kept.
+    batch_size_, max_epochs_, lr_ : int, int, float
+        The batch size, schedule length and peak learning rate the last :meth:`fit` used.
 
     Examples
     --------

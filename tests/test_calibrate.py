@@ -315,3 +315,36 @@ def test_cell_kernel_keeps_the_cell_variance_exactly():
     var = np.sum((mid - mean) ** 2 * dH) / dH.sum()
     assert mean == pytest.approx(x.mean(), abs=2e-3)
     assert var == pytest.approx(np.var(x), rel=5e-3)
+
+
+def test_photozmodel_recalibrates_by_default_out_of_fold_when_validation_is_small():
+    from _catalogues import make_catalogue
+
+    from photozsom.features import CATALOG_FEATURES, feature_matrix
+    from photozsom.mdn import cross_val_predict
+    from photozsom.model import RECAL_FOLDS, PhotoZModel
+
+    train, val = make_catalogue(1200, seed=0), make_catalogue(150, seed=1)
+    opts = {"hidden": (16, 16, 16), "max_epochs": 3, "device": "cpu"}
+    model = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES, **opts)
+    model.fit(train, train["Z"], val, val["Z"], progress=False)
+    assert model.recalibration == "global" and model.recalibrator_ is not None
+    # 150 validation galaxies cannot pin the 0.5% tails: the map is fitted on out-of-fold
+    # predictions of all 1,350 labelled galaxies -- the same map as one fitted by hand on them
+    assert model.recalibration_source_ == f"out_of_fold_{RECAL_FOLDS}"
+    assert model.recalibrator_.n_fit_ == 1350
+    X = np.vstack([feature_matrix(c, CATALOG_FEATURES)[0] for c in (train, val)])
+    z = np.concatenate([train["Z"], val["Z"]])
+    oof, _ = cross_val_predict(X, z, np.arange(len(z)), n_folds=RECAL_FOLDS, seed=0,
+                               progress=False, **opts)
+    ref = Recalibrator("global").fit(oof, z)
+    np.testing.assert_allclose(model.recalibrator_.knots_x_, ref.knots_x_, rtol=1e-5,
+                               atol=1e-6)
+    # predictions are recalibrated unless asked not to; recalibration=None keeps the raw MDN
+    raw = model.predict(val, recalibrate=False)
+    np.testing.assert_allclose(model.predict(val).weights, ref.apply(raw).weights, atol=1e-6)
+    plain = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES,
+                        recalibration=None, **opts).fit(train, train["Z"], val, val["Z"],
+                                                        progress=False)
+    assert plain.recalibrator_ is None
+    np.testing.assert_allclose(plain.predict(val).weights, raw.weights, atol=1e-6)
