@@ -928,13 +928,11 @@ def published_photoz(run: Run, split: str = "test") -> pd.DataFrame | None:
     spec = run.spec_with_split()
     if not set(PUBLISHED_PHOTOZ) <= set(spec.columns):
         return None
-    from photozsom.baseline import published_photoz_pdf, published_photoz_valid
-    from photozsom.results import prediction_table
+    from photozsom.baseline import published_photoz_valid
+    from photozsom.results import published_table
 
     sub = spec[(spec["SPLIT"] == split).to_numpy()]
-    sub = sub[published_photoz_valid(sub)]
-    return prediction_table(published_photoz_pdf(sub), sub["OBJID"].to_numpy(),
-                            sub["Z"].to_numpy())
+    return published_table(sub[published_photoz_valid(sub)])
 
 
 def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = None) -> pd.DataFrame:

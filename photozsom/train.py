@@ -43,7 +43,7 @@ from photozsom.pipeline import make_split, oof_predictions
 from photozsom.predict import predict_table
 from photozsom.schema import as_dataframe
 
-__all__ = ["add_parser", "summarise", "train"]
+__all__ = ["format_summary", "run_cli", "summarise", "train"]
 
 
 def _log(msg: str, progress: bool) -> None:
@@ -219,37 +219,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{k:10s} {b['n']:7d} {b['nmad']:7.4f} {b['bias']:8.4f} "
                      f"{100 * b['eta']:6.2f} {100 * b['pco']:6.2f} {b['crps']:7.4f}")
     return "\n".join(lines)
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``photozsom train`` on the command line's sub-parsers."""
-    p = sub.add_parser(
-        "train", help="train a photo-z model and its flag from a spectroscopic table",
-        description="Split a spectroscopic table, train a PhotoZModel, predict out of fold, fit "
-        "the SOM flag and score the held-out test split; DIR is then used whole by "
-        "`photozsom predict IN -o OUT --model DIR`.")
-    p.add_argument("spec", help="spectroscopic table (.parquet, .fits, .csv): DR10-style "
-                   "FLUX_<b> columns in nanomaggies (optional FLUX_IVAR_<b>, MW_TRANSMISSION_<b>, "
-                   "SHAPE_*, PHOTSYS) and Z")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
-    p.add_argument("--random", default=None, metavar="FILE", help="a random sample of the "
-                   "catalogue you will flag (same columns, no Z); without it the maps are "
-                   "trained on the spectroscopic galaxies, with a warning")
-    p.add_argument("--split-by", default=None, metavar="COL", help="keep the values of COL "
-                   "together (e.g. ROSETTE); a column of train/val/test is used as the split "
-                   "(default: SPLIT when present, else a seeded 80/10/10 hash of OBJID)")
-    p.add_argument("--features", default="auto", help="'auto' (the bands the table has) or "
-                   "comma-separated names such as r,g-r,r-z,z-W1,W1-W2")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, networks, maps and "
-                   "bootstrap (default 0): the same seed gives the same files")
-    p.add_argument("--cv-folds", type=int, default=3, help="out-of-fold networks (default 3)")
-    p.add_argument("--max-epochs", type=int, default=None, help="MDN epochs (default: its own "
-                   "schedule)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per cell "
-                   "(default 1000)")
-    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=run_cli)
 
 
 def run_cli(args: Any) -> int:
