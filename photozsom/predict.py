@@ -59,8 +59,31 @@ def flag_table(catalogue: pd.DataFrame, flagger: Any) -> pd.DataFrame:
     return fl.rename(columns=FLAG_OUTPUT)
 
 
+def _predict_batched(model: Any, catalogue: pd.DataFrame, cells: np.ndarray | None,
+                     batch_rows: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``model.predict_with_status`` in batches of rows: the model's working memory (about
+    12 kB a row with a recalibration) is bounded by the batch, not by the chunk."""
+    from photozsom.pdf import MixturePDF
+
+    n = len(catalogue)
+    if n <= batch_rows:
+        return model.predict_with_status(catalogue, cells=cells)
+    pdfs, oks, reasons = [], [], []
+    for s in range(0, n, batch_rows):
+        sl = slice(s, min(n, s + batch_rows))
+        pdf, ok, reason = model.predict_with_status(
+            catalogue.iloc[sl], cells=None if cells is None else cells[sl])
+        if pdf is not None:
+            pdfs.append(pdf)
+        oks.append(ok)
+        reasons.append(np.asarray(reason))
+    pdf = MixturePDF.concatenate(pdfs) if pdfs else None
+    return pdf, np.concatenate(oks), np.concatenate(reasons)
+
+
 def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
-                  return_pdf: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, Any, np.ndarray]:
+                  return_pdf: bool = False, batch_rows: int = 25_000
+                  ) -> pd.DataFrame | tuple[pd.DataFrame, Any, np.ndarray]:
     """Photo-z summaries (and flags) of every row of a catalogue, in input order.
 
     Parameters
@@ -73,6 +96,9 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
         Adds the ``PZ_*`` columns; with a per-cell recalibrated model its cells are used.
     return_pdf : bool
         Also return the P(z) of the scored rows and the scored mask.
+    batch_rows : int
+        Rows per call of the model (bounds its working memory; the results do not depend on
+        it).
 
     Returns
     -------
@@ -90,7 +116,7 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
             raise ValueError("this model recalibrates P(z) per SOM cell: pass the flagger "
                              "(--flagger DIR) whose map it was calibrated on")
         cells = flags["PZ_SOM_CELL"].to_numpy()
-    pdf, ok, reason = model.predict_with_status(catalogue, cells=cells)
+    pdf, ok, reason = _predict_batched(model, catalogue, cells, int(batch_rows))
     out = {c: np.full(n, np.nan) for c in PHOTOZ_COLUMNS}
     if pdf is not None:
         # the median and both central intervals in one pass (MixturePDF.quantiles: within

@@ -80,6 +80,13 @@ def test_predict_table_summaries_equal_the_pdf(saved):
     np.testing.assert_array_equal(out["PZ_SOM_CELL"], fl["cell"])
 
 
+def test_predict_table_does_not_depend_on_the_model_batch(saved):
+    cat = _user()
+    a = predict_table(cat, saved["model"], saved["flagger"])
+    b = predict_table(cat, saved["model"], saved["flagger"], batch_rows=10)
+    pd.testing.assert_frame_equal(a, b)
+
+
 @pytest.mark.parametrize("fmt_in,fmt_out", [("parquet", "parquet"), ("fits", "csv"),
                                             ("csv", "fits")])
 def test_cli_keeps_every_row_in_order(tmp_path, saved, fmt_in, fmt_out):
