@@ -332,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    old = _install_signal_handlers()
+    # predict and flag stream into temporary files: termination signals unwind through their
+    # cleanup; the other commands keep the default behaviour
+    streaming = args.command in ("predict", "flag")
+    old = _install_signal_handlers() if streaming else {}
+    done = "; partial outputs removed" if streaming else ""
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as err:
@@ -341,12 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"photozsom {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"photozsom {args.command}: interrupted (SIGINT); partial outputs removed",
-              file=sys.stderr)
+        print(f"photozsom {args.command}: interrupted (SIGINT){done}", file=sys.stderr)
         return 128 + signal.SIGINT
     except Interrupted as err:
-        print(f"photozsom {args.command}: interrupted ({err}); partial outputs removed",
-              file=sys.stderr)
+        print(f"photozsom {args.command}: interrupted ({err}){done}", file=sys.stderr)
         return 128 + err.signum
     finally:
         for sig, handler in old.items():

@@ -45,8 +45,8 @@ __all__ = [
     "partial_path",
     "read_columns",
     "read_pdf",
-    "stale_partials",
     "read_table",
+    "stale_partials",
     "table_kind",
     "write_table",
 ]

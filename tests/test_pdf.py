@@ -373,7 +373,7 @@ def test_windowed_mode_equals_the_whole_support_search():
     whole = pdf._mode_grid(wn)
     # both windowed galaxies and galaxies whose second peak sends them to the whole support
     assert 0 < pdf._mode_fallbacks < len(w) // 2
-    dens = lambda z: np.einsum("nk,nk->n", wn, TN.pdf(z[:, None]))  # noqa: E731
+    dens = lambda z: np.einsum("nk,nk->n", wn, TN.pdf(z[:, None]))
     assert np.all(dens(fast) >= dens(whole) * (1 - 1e-9))
     assert np.all((np.abs(fast - whole) < 1e-6) | (np.abs(dens(fast) - dens(whole))
                                                    < 1e-9 * dens(whole)))
