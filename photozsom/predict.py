@@ -60,7 +60,7 @@ def flag_table(catalogue: pd.DataFrame, flagger: Any) -> pd.DataFrame:
 
 
 def _predict_batched(model: Any, catalogue: pd.DataFrame, cells: np.ndarray | None,
-                     batch_rows: int) -> tuple[Any, np.ndarray, np.ndarray]:
+                     batch_rows: int, progress=None) -> tuple[Any, np.ndarray, np.ndarray]:
     """``model.predict_with_status`` in batches of rows: the model's working memory (about
     12 kB a row with a recalibration) is bounded by the batch, not by the chunk."""
     from photozsom.pdf import MixturePDF
@@ -77,12 +77,14 @@ def _predict_batched(model: Any, catalogue: pd.DataFrame, cells: np.ndarray | No
             pdfs.append(pdf)
         oks.append(ok)
         reasons.append(np.asarray(reason))
+        if progress is not None:
+            progress(sl.stop - sl.start)
     pdf = MixturePDF.concatenate(pdfs) if pdfs else None
     return pdf, np.concatenate(oks), np.concatenate(reasons)
 
 
 def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
-                  return_pdf: bool = False, batch_rows: int = 25_000
+                  return_pdf: bool = False, batch_rows: int = 25_000, progress=None
                   ) -> pd.DataFrame | tuple[pd.DataFrame, Any, np.ndarray]:
     """Photo-z summaries (and flags) of every row of a catalogue, in input order.
 
@@ -99,6 +101,8 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     batch_rows : int
         Rows per call of the model (bounds its working memory; the results do not depend on
         it).
+    progress : callable, optional
+        Called with the number of rows after each batch of the model (progress reports).
 
     Returns
     -------
@@ -116,7 +120,7 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
             raise ValueError("this model recalibrates P(z) per SOM cell: pass the flagger "
                              "(--flagger DIR) whose map it was calibrated on")
         cells = flags["PZ_SOM_CELL"].to_numpy()
-    pdf, ok, reason = _predict_batched(model, catalogue, cells, int(batch_rows))
+    pdf, ok, reason = _predict_batched(model, catalogue, cells, int(batch_rows), progress)
     out = {c: np.full(n, np.nan) for c in PHOTOZ_COLUMNS}
     if pdf is not None:
         # the median and both central intervals in one pass (MixturePDF.quantiles: within
@@ -395,14 +399,20 @@ def _stream(inp: str, out: str, chunk_size: int, desc: str, fn, *, extra_writers
             if len(df) == 0:
                 continue
             df = df.reset_index(drop=True)
-            extra = fn(df, stats)
+            ticked = [0]
+
+            def tick(k: int, ticked=ticked) -> None:   # progress inside a chunk
+                ticked[0] += k
+                bar.update(k)
+
+            extra = fn(df, stats, tick)
             clash = [c for c in extra.columns if c in df.columns]
             if clash:
                 raise ValueError(f"{inp} already has column(s) {clash} (an earlier photozsom "
                                  f"output?); drop them first")
             writers[0].write(pd.concat([df, extra], axis=1))
             stats["rows"] += len(df)
-            bar.update(len(df))
+            bar.update(len(df) - ticked[0])
         if stats["rows"] == 0:
             raise ValueError(f"{inp} has no rows")
         for w in writers[1:]:
@@ -453,8 +463,9 @@ def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, fla
     pdf_writer = (PdfWriter(pdf_path, pdf_components, with_ids=has_ids)
                   if pdf_path is not None else None)
 
-    def fn(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
-        res, pdf, ok = predict_table(df, model, flagger, return_pdf=True)
+    def fn(df: pd.DataFrame, stats: dict, tick) -> pd.DataFrame:
+        res, pdf, ok = predict_table(df, model, flagger, return_pdf=True,
+                                     batch_rows=min(25_000, max(1, len(df) // 4)), progress=tick)
         stats["scored"] = stats.get("scored", 0) + int(ok.sum())
         if "PZ_FLAG" in res:
             stats["flagged"] = stats.get("flagged", 0) + int(res["PZ_FLAG"].sum())
@@ -482,7 +493,7 @@ def flag_file(inp: str | os.PathLike, out: str | os.PathLike, flagger: Any, *,
     :func:`predict_file`."""
     check_job(inp, out, overwrite=overwrite)
 
-    def fn(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
+    def fn(df: pd.DataFrame, stats: dict, tick) -> pd.DataFrame:
         fl = flag_table(df, flagger)
         for k, c in (("flagged", "PZ_FLAG"), ("ood", "PZ_OOD"),
                      ("underperforming", "PZ_UNDERPERFORMING")):
