@@ -70,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pdf", default=None, metavar="FILE.h5", help="also stream P(z) into this "
                     "HDF5 file (.h5 or .hdf5): a qp mixmod ensemble of each galaxy's largest "
                     "components; read it with qp.read(FILE, fmt='hdf5') or photozsom.io.read_pdf")
-    pr.add_argument("--pdf-components", type=int, default=48, metavar="K", help="components "
-                    "kept per galaxy in --pdf (default 48, at most 12 bytes each; the weight "
+    pr.add_argument("--pdf-components", type=int, default=64, metavar="K", help="components "
+                    "kept per galaxy in --pdf (default 64, at most 12 bytes each; the weight "
                     "left out is stored per galaxy as PZ_PDF_DROPPED)")
     pr.add_argument("--columns", action="store_true", help="print the columns --model needs "
                     "and exit")
-    pr.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (memory "
-                    "grows by about 3 kB per row of a chunk; default 100000)")
+    pr.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk (memory "
+                    "grows by about 8 kB per row of a chunk; default 50000)")
     pr.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     pr.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and the --pdf "
                     "file) if they exist; without it an existing file is an error")

@@ -575,13 +575,16 @@ class PdfWriter:
     input row), ``ancil/OBJID`` when given, and ``ancil/PZ_PDF_DROPPED``: the weight of the
     components left out (before renormalising), so every file states its own accuracy. The
     datasets are chunked, shuffled and gzip-compressed and grow with each :meth:`write`, so
-    memory does not depend on the number of rows. With the default ``k = 48`` a row takes
-    at most ``48 * 12 + 20 = 596`` bytes before compression.
+    memory does not depend on the number of rows. With the default ``k = 64`` a row takes
+    at most ``64 * 12 + 20 = 788`` bytes before compression (about 250 on disk).
 
     Accuracy: the mixture read back (:func:`read_pdf`) differs from the written one by the
     dropped weight ``d`` only, so every CDF value differs by at most ``d`` (``|F - F'| <= d``
-    for all z); it is 0 for a PDF with at most ``k`` non-negligible components (typical
-    photo-z P(z) span 10-40 of the 200 components of width 0.0037).
+    for all z); it is 0 for a PDF with at most ``k`` non-negligible components. Measured on
+    the shipped DESI sample with a 3-epoch catalogue model, k = 64: the raw network P(z)
+    drop a median 4e-6 (99th percentile 6e-3); after the default global recalibration, which
+    spreads a little weight over every component, a median 8e-3 (largest 4e-2). Raise
+    ``k`` (``--pdf-components``) for a tighter bound: 100 gives a median 3e-3, largest 9e-3.
 
     qp evaluates a mixture by broadcasting (galaxies x components x points): evaluate in
     slices (``ens[i:i + 10000].pdf(grid)``), which costs ``k / 200`` of the full mixture.
@@ -597,7 +600,7 @@ class PdfWriter:
         Whether :meth:`write` receives identifiers (``ancil/OBJID``).
     """
 
-    def __init__(self, path: str | os.PathLike, n_components: int = 48, *,
+    def __init__(self, path: str | os.PathLike, n_components: int = 64, *,
                  with_ids: bool = False) -> None:
         self.path = os.fspath(path)
         if not self.path.lower().endswith(PDF_SUFFIXES):

@@ -429,8 +429,8 @@ def _stream(inp: str, out: str, chunk_size: int, desc: str, fn, *, extra_writers
 
 
 def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, flagger: Any = None,
-                 *, pdf_path: str | os.PathLike | None = None, chunk_size: int = 100_000,
-                 overwrite: bool = False, pdf_components: int = 48,
+                 *, pdf_path: str | os.PathLike | None = None, chunk_size: int = 50_000,
+                 overwrite: bool = False, pdf_components: int = 64,
                  progress_every: float = 5.0) -> dict[str, int]:
     """Stream a catalogue file through :func:`predict_table` into ``out``.
 
@@ -447,7 +447,8 @@ def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, fla
         largest components per galaxy, ancil ``row`` = input row, ``OBJID`` when present and
         ``PZ_PDF_DROPPED``; ``qp.read(path)`` or :func:`photozsom.io.read_pdf`).
     chunk_size : int
-        Rows per chunk: memory grows by about 3 kB per row of a chunk.
+        Rows per chunk: memory grows by about 8 kB per row of a chunk (the model works in
+        batches of at most 25,000 rows).
     pdf_components : int
         Components kept per galaxy in the P(z) file (at most 12 bytes each).
     progress_every : float
