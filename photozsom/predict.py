@@ -124,7 +124,7 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     out = {c: np.full(n, np.nan) for c in PHOTOZ_COLUMNS}
     if pdf is not None:
         # the median and both central intervals in one pass (MixturePDF.quantiles: within
-        # 1e-5 of ppf, typically 1e-9)
+        # 1e-5 of ppf, typically 1e-7)
         q = pdf.quantiles((0.5, 0.16, 0.84, 0.025, 0.975))
         mean, std = pdf._moments()
         for c, v in zip(PHOTOZ_COLUMNS, (mean, q[:, 0], pdf.mode(), std, q[:, 1], q[:, 2],
@@ -137,6 +137,8 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
         z = catalogue["Z"].to_numpy(dtype=np.float64)
         pit, crps = np.full(n, np.nan), np.full(n, np.nan)
         good = ok & np.isfinite(z)
+        if pdf is not None:   # a redshift outside the P(z) support (a -1 sentinel) gets NaN
+            good &= (z >= pdf.bounds[0]) & (z <= pdf.bounds[1])
         if pdf is not None and good.any():
             sub = good[ok]
             pit[good] = pdf[sub].pit(z[good])

@@ -45,6 +45,7 @@ def _user(seed=21, n=97):
     cat.loc[3, "FLUX_IVAR_W1"] = 0.0  # a band without a measurement: not scored
     cat.loc[5, "FLUX_G"] = -0.2  # negative flux: data
     cat.loc[8, "Z"] = np.nan  # no spectroscopic redshift for this one
+    cat.loc[9, "Z"] = -1.0  # a sentinel outside the P(z) support
     cat["OBJID"] = np.arange(len(cat), dtype=np.int64) + 7000
     return cat
 
@@ -72,9 +73,10 @@ def test_predict_table_summaries_equal_the_pdf(saved):
     np.testing.assert_allclose(pdf.cdf(out["Z_PHOT_U68"][ok].to_numpy())
                                - pdf.cdf(out["Z_PHOT_L68"][ok].to_numpy()), 0.68, atol=1e-4)
     z = cat["Z"].to_numpy()
-    has = np.isfinite(z) & ok
+    has = np.isfinite(z) & ok & (z >= 0)
     np.testing.assert_allclose(out["PIT"][has], pdf[has[ok]].pit(z[has]))
     assert np.isnan(out["PIT"].iloc[8]) and np.isnan(out["CRPS"].iloc[8])
+    assert np.isnan(out["PIT"].iloc[9]) and np.isnan(out["CRPS"].iloc[9])
     fl = saved["flagger"].flag(cat)
     np.testing.assert_array_equal(out["PZ_FLAG"], fl["flag"])
     np.testing.assert_array_equal(out["PZ_SOM_CELL"], fl["cell"])
