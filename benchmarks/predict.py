@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--model", default=None, help="a saved PhotoZModel (default: train one)")
     ap.add_argument("--input", default=None, help="a Parquet catalogue (default: DESI tiled)")
-    ap.add_argument("--chunk-size", type=int, default=100_000)
+    ap.add_argument("--chunk-size", type=int, default=50_000)
     ap.add_argument("--cli-only", action="store_true", help="only measurement 3")
     args = ap.parse_args()
 
