@@ -34,23 +34,18 @@
 # For example: `photozsom book --only data -p data_dir=runs/mine -p spec_catalog=my.parquet`
 # (re-runs every chapter that depends on the data, in `runs/mine`).
 #
-# Without any chapter, in Python:
-#
-# ```python
-# from photozsom.model import PhotoZModel
-# from photozsom.predict import predict_table
-# model = PhotoZModel(features="catalog", seed=0).fit(train, train["Z"], val, val["Z"])
-# model.save("my_model")
-# predict_table(my_catalogue, PhotoZModel.load("my_model"))   # Z_PHOT_MEAN, ..., Z_PHOT_U95
-# ```
-#
-# and on the command line, on a catalogue of any size (streamed in chunks, every row kept):
+Without any chapter, two commands take a spectroscopic table to photo-z and flags
+# (worked example 2 below runs them on real galaxies):
 #
 # ```bash
-# photozsom predict my_galaxies.fits -o my_photoz.parquet --model <data_dir>/mdn/model \
-#     --flagger <data_dir>/flags/flagger
-# photozsom flag my_galaxies.fits -o my_flags.parquet --model <data_dir>/flags/flagger
+# photozsom train my_spec.parquet -o my_photoz [--random my_random.parquet] [--split-by COL]
+# photozsom predict my_galaxies.fits -o my_photoz.parquet --model my_photoz
 # ```
+#
+# `photozsom train` fits a `PhotoZModel` on the bands the table has, predicts the labelled
+# galaxies out of fold and fits the flag (`photozsom.flags.SOMFlagger`) on them; in Python,
+# `photozsom.train.train(...)`, or `SOMFlagger(...).fit(random, labelled, z, z_oof, pit=pit_oof)`
+# with your own out-of-fold predictions.
 #
 # ## Worked example 1: a second sky, a different selection
 #
@@ -82,7 +77,7 @@ from photozsom.datasets import simulate
 from photozsom.datasets.desi_edr import CREDIT
 from photozsom.datasets.store import CutoutStore
 from photozsom.embed import Encoder, embed_to_file
-from photozsom.features import NORTH_SOM_FEATURES, magnitudes
+from photozsom.features import magnitudes
 from photozsom.flags import load_flagger
 from photozsom.model import PhotoZModel
 from photozsom.predict import predict_table
@@ -132,54 +127,54 @@ for features, t in comparisons.items():
 pred["PZ_FLAG_REASON"].str.split(":").str[0].value_counts().head(6).rename("galaxies").to_frame()
 
 # %% [markdown]
-# ## Worked example 2: real galaxies
+# ## Worked example 2: real galaxies, the way a user would
 #
 # photozsom ships one real sample (`photozsom.datasets.desi_edr.load_bgs_north`): 112,104
 # galaxies of the DESI Early Data Release Bright Galaxy Survey in ten northern rosettes, with
 # Legacy Surveys DR9-north photometry (BASS g, r; MzLS z; unWISE W1, W2) and DESI
-# spectroscopic redshifts. What they can show: a catalogue-feature photo-z model and a
-# northern SOM trained and applied the way a user would, on spatially separate fields, and
-# whether the flag separates good from bad photo-z on *real* galaxies. What they cannot:
-# they are bright (r < ~20.2) and at low redshift (z < 0.6), northern (no i-band), have no
-# images (no embeddings), and no representative random sample comes with them — the SOM is
-# trained on the labelled galaxies themselves, so "thin training data" here means thin
-# within BGS, not within the sky.
+# spectroscopic redshifts. What they can show: a photo-z model and its flag trained with
+# `photozsom train` on a table as a user would bring it, and applied with `photozsom predict`
+# to spatially separate fields; and whether the flag separates good from bad photo-z on
+# *real* galaxies. What they cannot: they are bright (r < ~20.2) and at low redshift
+# (z < 0.6), northern (no i-band), have no images (no embeddings), and no representative
+# random sample comes with them — the SOM is trained on the labelled galaxies themselves
+# (`photozsom train` says so), so "thin training data" here means thin within BGS, not
+# within the sky.
 #
-# Rosettes 18 and 19 are held out entirely; the model is trained on six rosettes, stopped
-# early on rosette 15 and its per-cell report built on rosette 14.
+# Rosettes 18 and 19 are held out entirely; the table given to `photozsom train` has a
+# `SPLIT` column: six training rosettes, rosette 15 for early stopping and recalibration,
+# rosette 14 as the test split that neither the model nor the flag sees.
 
 # %%
 display(Markdown(f"*Data credit:* {CREDIT}."))
 real_dir = run.root / "desi_edr_bgs"
 files = pipeline.prepare_bgs_example(real_dir / "input", scale=scale, seed=seed)
-real = pipeline.Run(real_dir)
-info = pipeline.run_data(real, spec_catalog=files["labelled"], split_by="SPLIT")
-print(info["source"], info["split"])
-pipeline.run_som(real, scale=scale, seed=seed)
-res = pipeline.run_mdn(
-    real, scale=scale, seed=seed, inputs="catalog", catalog_features=NORTH_SOM_FEATURES,
-    cv_folds=0,
-)
-pipeline.run_cells(real, scale=scale, seed=seed, evaluate_on="test")
-fl = pipeline.run_flags(real, scale=scale)
-print(res["model"])
-print("out-of-distribution thresholds (min_count, distance quantile) chosen on the report "
-      "rosette:", {k: (int(m), float(q)) for k, (m, q) in fl["chosen"].items()})
+model_dir = real_dir / "photoz"
+n_boot = int(pipeline.preset(scale)["n_boot"])
+
+
+def photozsom(*args: str) -> subprocess.CompletedProcess:
+    """Run the photozsom command as a user would, showing the command line."""
+    print("$ photozsom " + " ".join(args))
+    return subprocess.run([sys.executable, "-m", "photozsom", *args], capture_output=True,
+                          text=True, check=True)
+
+
+done = photozsom("train", str(files["labelled"]), "-o", str(model_dir), "--seed", str(seed),
+                 "--n-boot", str(n_boot), "--overwrite", "--quiet")
+print(done.stdout)
 
 # %% [markdown]
-# The saved model and flagger are then applied to the held-out rosettes exactly as a user
-# would, with the command line:
+# The directory holds the model, its flag and the held-out test summary; `photozsom predict`
+# uses it whole on the two rosettes no model has seen:
 
 # %%
 out = real_dir / "held_out_photoz.parquet"
-cmd = [sys.executable, "-m", "photozsom", "predict", str(files["held_out"]), "-o", str(out),
-       "--model", str(real_dir / "mdn" / "model"), "--flagger",
-       str(real_dir / "flags" / "flagger"), "--overwrite"]
-print("$ photozsom " + " ".join(cmd[3:]))
-done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-print(done.stderr.strip().splitlines()[-1])
+done = photozsom("predict", str(files["held_out"]), "-o", str(out), "--model", str(model_dir),
+                 "--overwrite")
 held = pd.read_parquet(out)
 real_cmp = flag_comparison(held)
+print(held["PZ_STATUS"].value_counts().to_dict())
 real_cmp.round(4)
 
 # %%

@@ -488,8 +488,9 @@ def flag_comparison(table: pd.DataFrame, *, z_pred: str = "Z_PHOT_MEAN", flag: s
     Returns
     -------
     DataFrame
-        Index all / flagged / not flagged; columns ``N``, ``fraction``, ``MAD``, ``bias``,
-        ``eta_%``, ``PCO_%``, ``n_unscored``.
+        Index all / flagged / not flagged; columns ``N``, ``fraction``, ``MAD``, ``NMAD``,
+        ``bias``, ``eta_%``, ``PCO_%``, ``CRPS`` (NaN without the ``CRPS`` column),
+        ``n_unscored``.
     """
     ok = np.isfinite(table[z_pred].to_numpy(float)) & np.isfinite(table["Z"].to_numpy(float))
     f = table[flag].to_numpy(bool)
@@ -500,10 +501,13 @@ def flag_comparison(table: pd.DataFrame, *, z_pred: str = "Z_PHOT_MEAN", flag: s
                "n_unscored": int((sel & ~ok).sum())}
         if s.any():
             zt, zp = table["Z"].to_numpy(float)[s], table[z_pred].to_numpy(float)[s]
-            row.update({"MAD": metrics.mad(zt, zp), "bias": metrics.bias(zt, zp),
+            row.update({"MAD": metrics.mad(zt, zp), "NMAD": metrics.nmad(zt, zp),
+                        "bias": metrics.bias(zt, zp),
                         "eta_%": 100 * metrics.outlier_fraction(zt, zp),
                         "PCO_%": 100 * metrics.pco_fraction(
                             np.clip(table["PIT"].to_numpy(float)[s], 0, 1))
-                        if "PIT" in table else np.nan})
+                        if "PIT" in table else np.nan,
+                        "CRPS": float(np.mean(table["CRPS"].to_numpy(float)[s]))
+                        if "CRPS" in table else np.nan})
         rows[name] = row
     return pd.DataFrame(rows).T

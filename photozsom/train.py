@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from photozsom import metrics
 from photozsom.flags import SOMFlagger
 from photozsom.io import read_table
 from photozsom.model import PhotoZModel
 from photozsom.pipeline import make_split, oof_predictions
 from photozsom.predict import predict_table
+from photozsom.results import flag_comparison
 from photozsom.schema import as_dataframe
 
 __all__ = ["format_summary", "run_cli", "summarise", "train"]
@@ -83,33 +83,15 @@ def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
 
 
 def summarise(table: pd.DataFrame) -> dict[str, Any]:
-    """Metrics of a prediction table with ``Z``, ``Z_PHOT_MEAN``, ``PIT``, ``CRPS`` (and
-    ``PZ_FLAG``): all scored galaxies, flagged and unflagged ones.
-
-    Returns a dict of ``{"all" | "flagged" | "unflagged": {"n", "nmad", "mad", "bias",
-    "eta", "pco", "crps"}}`` (η and PCO as fractions) plus ``flagged_fraction`` and
-    ``not_scored``.
-    """
-    scored = table["PZ_STATUS"].to_numpy() != "not scored"
-    t = table[scored]
-
-    def block(sel: np.ndarray) -> dict[str, float]:
-        zt, zp = t["Z"].to_numpy()[sel], t["Z_PHOT_MEAN"].to_numpy()[sel]
-        if len(zt) == 0:
-            return {"n": 0}
-        return {"n": int(len(zt)), "nmad": metrics.nmad(zt, zp), "mad": metrics.mad(zt, zp),
-                "bias": metrics.bias(zt, zp), "eta": metrics.outlier_fraction(zt, zp),
-                "pco": metrics.pco_fraction(np.clip(t["PIT"].to_numpy()[sel], 0, 1)),
-                "crps": float(np.mean(t["CRPS"].to_numpy()[sel]))}
-
-    out: dict[str, Any] = {"n": int(len(table)), "not_scored": int((~scored).sum()),
-                           "outside_support": int((table["PZ_STATUS"] == "outside").sum()),
-                           "all": block(np.ones(len(t), dtype=bool))}
-    if "PZ_FLAG" in t:
-        flag = t["PZ_FLAG"].to_numpy(dtype=bool)
-        out["flagged_fraction"] = float(table["PZ_FLAG"].to_numpy(dtype=bool).mean())
-        out["flagged"], out["unflagged"] = block(flag), block(~flag)
-    return out
+    """The held-out summary of a ``predict_table`` output with ``Z``: counts by status and
+    :func:`photozsom.results.flag_comparison` (all, flagged, not flagged) as a dict."""
+    status = table["PZ_STATUS"].astype(str)
+    cmp = flag_comparison(table)
+    return {"n": int(len(table)), "not_scored": int((status == "not scored").sum()),
+            "outside_support": int((status == "outside").sum()),
+            "flagged_fraction": float(table["PZ_FLAG"].to_numpy(bool).mean()),
+            **{k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
+               for k, row in cmp.iterrows()}}
 
 
 def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
@@ -203,21 +185,17 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The test-split summary as a few lines of text."""
-    rows = [k for k in ("all", "unflagged", "flagged") if k in summary]
-    lines = [f"held-out test split: {summary['n']} galaxies, {summary['not_scored']} not scored, "
-             f"{summary['outside_support']} outside the training data"]
-    if "flagged_fraction" in summary:
-        lines.append(f"flagged: {100 * summary['flagged_fraction']:.1f}%")
-    lines.append(f"{'':10s} {'N':>7s} {'NMAD':>7s} {'bias':>8s} {'eta %':>6s} {'PCO %':>6s} "
-                 f"{'CRPS':>7s}")
-    for k in rows:
+    """The held-out summary as a few lines of text."""
+    lines = [f"held-out test split: {summary['n']} galaxies, {summary['not_scored']} not "
+             f"scored, {summary['outside_support']} outside the training data; flagged "
+             f"{100 * summary['flagged_fraction']:.1f}%",
+             f"{'':12s} {'N':>7s} {'MAD':>7s} {'NMAD':>7s} {'bias':>8s} {'eta %':>6s} "
+             f"{'PCO %':>6s} {'CRPS':>7s}"]
+    for k in ("all", "not flagged", "flagged"):
         b = summary[k]
-        if b.get("n", 0) == 0:
-            lines.append(f"{k:10s} {0:7d}")
-            continue
-        lines.append(f"{k:10s} {b['n']:7d} {b['nmad']:7.4f} {b['bias']:8.4f} "
-                     f"{100 * b['eta']:6.2f} {100 * b['pco']:6.2f} {b['crps']:7.4f}")
+        vals = [b.get(c) for c in ("MAD", "NMAD", "bias", "eta_%", "PCO_%", "CRPS")]
+        cells = " ".join(f"{'':>7s}" if v is None else f"{v:7.4f}" for v in vals)
+        lines.append(f"{k:12s} {int(b['N']):7d} {cells}")
     return "\n".join(lines)
 
 
