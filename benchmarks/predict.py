@@ -36,12 +36,20 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# peak memory: VmHWM of the child's own address space (ru_maxrss would include the forking
+# parent's resident memory, which Linux carries across exec)
 _WRAP = ("import resource, sys, time\n"
          "from photozsom.cli import main\n"
          "try:\n    rc = main(sys.argv[1:])\n"
          "finally:\n"
          "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
-         "    print('USAGE', u.ru_utime + u.ru_stime, u.ru_maxrss, file=sys.stderr)\n"
+         "    peak = u.ru_maxrss\n"
+         "    try:\n"
+         "        peak = int(next(ln.split()[1] for ln in open('/proc/self/status')\n"
+         "                        if ln.startswith('VmHWM')))\n"
+         "    except (OSError, StopIteration):\n"
+         "        pass\n"
+         "    print('USAGE', u.ru_utime + u.ru_stime, peak, file=sys.stderr)\n"
          "sys.exit(rc)\n")
 
 
