@@ -868,6 +868,9 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
     and 0.99 are used with a warning. The scan is written to
     ``flags/threshold_choice.csv``.
     """
+    for name, v in (("min_count", min_count), ("distance_quantile", distance_quantile)):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f'{name} must be a number or "auto", got {v!r}')
     p = preset(scale, min_count=None if min_count == "auto" else min_count)
     maps, reports = load_maps(run), load_reports(run)
     if not reports:

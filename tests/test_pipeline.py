@@ -11,19 +11,8 @@ from photozsom.book import with_dependents
 from photozsom.flags import SOMFlagger, load_flagger
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = pipeline.Run(tmp_path_factory.mktemp("pipe") / "run")
-    out = {"data": pipeline.run_data(run, scale="tiny", progress=False)}
-    out["som"] = pipeline.run_som(run, scale="tiny", progress=False)
-    out["mdn"] = pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
-    out["cells"] = pipeline.run_cells(run, scale="tiny")
-    out["flags"] = pipeline.run_flags(run, scale="tiny")
-    return run, out
-
-
 def test_every_declared_output_exists(tiny_run):
-    run, _ = tiny_run
+    run = tiny_run
     for name in ("data", "som", "mdn", "cells", "flags"):
         for rel in pipeline.STAGES[name].outputs:
             assert (run.root / rel).exists(), rel
@@ -31,7 +20,7 @@ def test_every_declared_output_exists(tiny_run):
 
 
 def test_split_is_disjoint_and_matches_the_fractions(tiny_run):
-    run, _ = tiny_run
+    run = tiny_run
     split = run.split()
     spec = run.spec()
     assert split.index.is_unique and set(split.index) == set(spec["OBJID"])
@@ -41,14 +30,14 @@ def test_split_is_disjoint_and_matches_the_fractions(tiny_run):
 
 
 def test_north_and_south_galaxies_get_cells_on_their_own_maps(tiny_run):
-    run, out = tiny_run
-    sc = out["som"]["spec_cells"]
+    run = tiny_run
+    sc = pd.read_parquet(run.root / "som" / "spec_cells.parquet")
     spec = run.spec().set_index("OBJID").loc[sc["OBJID"]]
     np.testing.assert_array_equal(sc["SOM"].to_numpy(), spec["PHOTSYS"].str.strip().to_numpy())
     assert (sc.loc[sc["SOM"] == "N", "CELL"] >= 0).mean() > 0.9  # the north is no longer cell -1
     flagger = load_flagger(run.root / "flags" / "flagger")
     assert isinstance(flagger, SOMFlagger) and set(flagger.flaggers) == {"S", "N"}
-    rf = out["flags"]["random_flags"]
+    rf = pd.read_parquet(run.root / "flags" / "random_flags.parquet")
     random = run.random()
     assert len(rf) == len(random)
     np.testing.assert_array_equal(rf["OBJID"], random["OBJID"])
@@ -57,9 +46,9 @@ def test_north_and_south_galaxies_get_cells_on_their_own_maps(tiny_run):
 
 
 def test_training_counts_are_the_training_split_per_cell(tiny_run):
-    run, out = tiny_run
-    rep = out["cells"]["reports"]["S"]
-    sc = out["som"]["spec_cells"].set_index("OBJID")
+    run = tiny_run
+    rep = pipeline.load_reports(run)["S"]
+    sc = pd.read_parquet(run.root / "som" / "spec_cells.parquet").set_index("OBJID")
     split = run.split()
     train = sc.loc[split.index[split == "train"]]
     train = train[(train["SOM"] == "S") & (train["CELL"] >= 0)]
@@ -67,13 +56,13 @@ def test_training_counts_are_the_training_split_per_cell(tiny_run):
                                   np.bincount(train["CELL"], minlength=rep.n_cells))
 
 
-def test_rerunning_a_stage_makes_its_dependents_stale(tiny_run):
-    run, _ = tiny_run
+def test_rerunning_a_stage_makes_its_dependents_stale(copy_run):
+    run = copy_run
     before = run.provenance("som")["fingerprint"]
     pipeline.run_som(run, scale="tiny", seed=1, progress=False)
     assert run.provenance("som")["fingerprint"] != before
     stale = pipeline.check(run)
-    assert set(stale) == {"cells", "flags"}  # calibrate has not run here
+    assert set(stale) == {"cells", "flags"}  # calibrate has not run here (embed does not read som)
     assert "seed=1" in stale["cells"]
     with pytest.raises(pipeline.StaleRunError, match="--only density"):
         pipeline.require_consistent(run)
@@ -120,8 +109,8 @@ def _write(df, path):
     return path
 
 
-def test_calibration_stage_maps_the_test_pit(tiny_run):
-    run, _ = tiny_run
+def test_calibration_stage_maps_the_test_pit(copy_run):
+    run = copy_run
     res = pipeline.run_calibrate(run, scale="tiny")
     assert list(res["summary"].index) == ["before", "after (global)", "after (cell)"]
     z = res["z_test"]
@@ -136,7 +125,7 @@ def test_calibration_stage_maps_the_test_pit(tiny_run):
 def test_photozsom_explore_writes_the_page_of_a_run(tiny_run, tmp_path):
     from photozsom.cli import main as cli
 
-    run, _ = tiny_run
+    run = tiny_run
     out = tmp_path / "som.html"
     assert cli(["explore", str(run.root), "-o", str(out), "--max-thumbs", "2"]) == 0
     html = out.read_text()

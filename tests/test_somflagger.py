@@ -13,20 +13,11 @@ from photozsom.flags import (ALL, Flagger, RegionalFlagger, SOMFlagger, auto_sha
                              choose_thresholds, load_flagger)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = pipeline.Run(tmp_path_factory.mktemp("somflag") / "run")
-    pipeline.run_data(run, scale="tiny", progress=False)
-    pipeline.run_som(run, scale="tiny", progress=False)
-    pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
-    pipeline.run_cells(run, scale="tiny")
-    res = pipeline.run_flags(run, scale="tiny")
-    return run, res
-
-
 def test_pipeline_flags_stage_reproduces_the_hand_assembled_flagger(tiny_run):
     """The flagger the pipeline saves equals one assembled from the parts as before."""
-    run, res = tiny_run
+    run = tiny_run
+    res = {"chosen": load_flagger(run.root / "flags" / "flagger").thresholds_,
+           "random_flags": pd.read_parquet(run.root / "flags" / "random_flags.parquet")}
     maps, reports = pipeline.load_maps(run), pipeline.load_reports(run)
     ev = pd.read_parquet(run.root / "cells" / "evaluated.parquet")
     in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
@@ -53,7 +44,8 @@ def test_pipeline_flags_stage_reproduces_the_hand_assembled_flagger(tiny_run):
 
 def test_fit_from_scratch_equals_the_pipeline(tiny_run):
     """Maps, cell reports and thresholds fitted by SOMFlagger alone give the run's flags."""
-    run, res = tiny_run
+    run = tiny_run
+    saved = load_flagger(run.root / "flags" / "flagger")
     spec = run.spec_with_split()
     pool = spec[spec["SPLIT"].isin(["train", "val"])].reset_index(drop=True)
     oof = pd.read_parquet(run.root / "mdn" / "oof_predictions.parquet").set_index("OBJID")
@@ -63,13 +55,13 @@ def test_fit_from_scratch_equals_the_pipeline(tiny_run):
                     n_boot=p["n_boot"], fallback=(p["min_count"], 0.99), progress=False)
     fl.fit(run.random(), pool, pool["Z"], oof["Z_PHOT"], oof["PIT"],
            in_train=(pool["SPLIT"] == "train").to_numpy())
-    assert fl.thresholds_ == res["chosen"]
+    assert fl.thresholds_ == saved.thresholds_
     assert {r: m.feature_names for r, m in fl.maps_.items()} == {
         "S": features.SOM_FEATURES, "N": features.NORTH_SOM_FEATURES}
     for r, rep in fl.reports_.items():
-        pd.testing.assert_frame_equal(rep.table, res["flagger"].reports_[r].table)
+        pd.testing.assert_frame_equal(rep.table, saved.reports_[r].table)
     random = run.random()
-    pd.testing.assert_frame_equal(fl.flag(random), res["flagger"].flag(random))
+    pd.testing.assert_frame_equal(fl.flag(random), saved.flag(random))
 
 
 @pytest.fixture(scope="module")

@@ -189,20 +189,6 @@ def test_plot_detection_draws_labelled_axes(tmp_path):
 # --------------------------------------------------------------------------------------
 # Run level, on a tiny simulated sky (data, som, embed, mdn, cells, flags)
 # --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from photozsom import pipeline
-
-    run = pipeline.Run(tmp_path_factory.mktemp("val") / "run")
-    pipeline.run_data(run, scale="tiny", progress=False)
-    pipeline.run_som(run, scale="tiny", progress=False)
-    pipeline.run_embed(run, scale="tiny")
-    pipeline.run_mdn(run, scale="tiny", inputs="catalog", progress=False)
-    pipeline.run_cells(run, scale="tiny")
-    pipeline.run_flags(run, scale="tiny")
-    return run
-
-
 def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
     from photozsom.flags import load_flagger
 
