@@ -2,7 +2,8 @@
 """Set up and run photozsom on a fresh machine with nothing but Python >= 3.10.
 
     python3 tasks.py book     # build the book on the embedded default sky (the main job)
-    python3 tasks.py test     # run the test suite (CI runs exactly this)
+    python3 tasks.py test     # ruff + the test suite + docstring examples (CI runs exactly this)
+    python3 tasks.py test --fast   # the fast tier: no chapter execution or long training
 
 Both create (or reuse) the project virtual environment ``.venv``, install torch 2.13.0
 first (a CPU build; an unpinned torch would pull a multi-GB CUDA build), then the package
@@ -94,7 +95,27 @@ def main(argv: list) -> int:
         print(f"chromium cannot be installed here ({no_chromium}): the rendered book is checked "
               f"without a browser (no screenshots)", flush=True)
         env["PHOTOZSOM_NO_CHROMIUM"] = no_chromium
-    return subprocess.run([str(py), "-m", "pytest", *rest], cwd=ROOT, env=env, check=False).returncode
+    return run_tests(py, rest, env)
+
+
+def run_tests(py: Path, rest: list, env: dict) -> int:
+    """ruff, then pytest with the package's docstring examples.
+
+    ``--fast`` runs the fast tier (``-m "not slow"``: no chapter execution, no long training;
+    a few minutes); without it the whole suite runs, as CI does. Explicit test paths replace
+    the default ``tests`` + docstring examples of ``photozsom``.
+    """
+    fast = "--fast" in rest
+    rest = [a for a in rest if a != "--fast"]
+    lint = subprocess.run([str(VENV / "bin" / "ruff"), "check", "."], cwd=ROOT, check=False)
+    if lint.returncode:
+        print("ruff found problems (above): fix them or `ruff check --fix .`", flush=True)
+        return lint.returncode
+    explicit = any(Path(a.split("::")[0]).exists() for a in rest if not a.startswith("-"))
+    paths = [] if explicit else ["tests", "photozsom", "--doctest-modules"]
+    marks = ["-m", "not slow"] if fast else []
+    cmd = [str(py), "-m", "pytest", *paths, *marks, *rest]
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 
 if __name__ == "__main__":

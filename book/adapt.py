@@ -34,7 +34,7 @@
 # For example: `photozsom book --only data -p data_dir=runs/mine -p spec_catalog=my.parquet`
 # (re-runs every chapter that depends on the data, in `runs/mine`).
 #
-Without any chapter, two commands take a spectroscopic table to photo-z and flags
+# Without any chapter, two commands take a spectroscopic table to photo-z and flags
 # (worked example 2 below runs them on real galaxies):
 #
 # ```bash

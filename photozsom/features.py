@@ -34,21 +34,21 @@ from photozsom.schema import BANDS, as_dataframe, validate
 
 __all__ = [
     "CATALOG_FEATURES",
-    "SHAPE_COLUMNS",
-    "auto_features",
-    "available_bands",
-    "resolve_features",
     "NORTH_SOM_FEATURES",
+    "SHAPE_COLUMNS",
     "SOFTENING",
     "SOM_FEATURES",
     "Standardizer",
     "asinh_mag",
+    "auto_features",
+    "available_bands",
     "catalog_features",
     "check_matrix",
     "dereddened_flux",
     "feature_bands",
     "feature_matrix",
     "magnitudes",
+    "resolve_features",
     "som_features",
 ]
 

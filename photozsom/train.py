@@ -63,7 +63,7 @@ def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
     if bad.any():
         raise ValueError(f"Z is missing or not a number in {int(bad.sum())} row(s) (first rows "
                          f"{np.flatnonzero(bad)[:5].tolist()}); keep only galaxies with a redshift")
-    ids = df["OBJID"] if "OBJID" in df else None
+    ids = df.get("OBJID")
     if ids is None or ids.dtype.kind not in "iu" or ids.duplicated().any():
         if ids is not None:
             df = df.rename(columns={"OBJID": "OBJID_INPUT"})
@@ -87,7 +87,7 @@ def summarise(table: pd.DataFrame) -> dict[str, Any]:
     :func:`photozsom.results.flag_comparison` (all, flagged, not flagged) as a dict."""
     status = table["PZ_STATUS"].astype(str)
     cmp = flag_comparison(table)
-    return {"n": int(len(table)), "not_scored": int((status == "not scored").sum()),
+    return {"n": len(table), "not_scored": int((status == "not scored").sum()),
             "outside_support": int((status == "outside").sum()),
             "flagged_fraction": float(table["PZ_FLAG"].to_numpy(bool).mean()),
             **{k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
@@ -186,11 +186,12 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The held-out summary as a few lines of text."""
-    lines = [f"held-out test split: {summary['n']} galaxies, {summary['not_scored']} not "
-             f"scored, {summary['outside_support']} outside the training data; flagged "
-             f"{100 * summary['flagged_fraction']:.1f}%",
-             f"{'':12s} {'N':>7s} {'MAD':>7s} {'NMAD':>7s} {'bias':>8s} {'eta %':>6s} "
-             f"{'PCO %':>6s} {'CRPS':>7s}"]
+    head = (f"held-out test split: {summary['n']} galaxies, {summary['not_scored']} not "
+            f"scored, {summary['outside_support']} outside the training data; flagged "
+            f"{100 * summary['flagged_fraction']:.1f}%")
+    cols = (f"{'':12s} {'N':>7s} {'MAD':>7s} {'NMAD':>7s} {'bias':>8s} {'eta %':>6s} "
+            f"{'PCO %':>6s} {'CRPS':>7s}")
+    lines = [head, cols]
     for k in ("all", "not flagged", "flagged"):
         b = summary[k]
         vals = [b.get(c) for c in ("MAD", "NMAD", "bias", "eta_%", "PCO_%", "CRPS")]

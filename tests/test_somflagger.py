@@ -9,8 +9,15 @@ import pytest
 from _catalogues import make_catalogue
 
 from photozsom import features, metrics, pipeline
-from photozsom.flags import (ALL, Flagger, RegionalFlagger, SOMFlagger, auto_shape,
-                             choose_thresholds, load_flagger)
+from photozsom.flags import (
+    ALL,
+    Flagger,
+    RegionalFlagger,
+    SOMFlagger,
+    auto_shape,
+    choose_thresholds,
+    load_flagger,
+)
 
 
 def test_pipeline_flags_stage_reproduces_the_hand_assembled_flagger(tiny_run):
@@ -81,7 +88,7 @@ def one_map():
 
 
 def test_one_map_without_photsys_flags_the_bad_region(one_map):
-    random, lab, z, z_pred, bad, fl = one_map
+    _, lab, z, z_pred, bad, fl = one_map
     assert set(fl.maps_) == {ALL} and isinstance(fl.flagger_, Flagger)
     assert fl.maps_[ALL].feature_names == features.SOM_FEATURES
     out = fl.flag(lab)
@@ -94,7 +101,7 @@ def test_one_map_without_photsys_flags_the_bad_region(one_map):
 
 
 def test_save_load_round_trip(tmp_path, one_map):
-    random, lab, *_, fl = one_map
+    random, *_, fl = one_map
     back = SOMFlagger.load(fl.save(tmp_path / "fl"))
     assert back.thresholds_ == fl.thresholds_ and back.trained_on_ == "random"
     pd.testing.assert_frame_equal(back.flag(random), fl.flag(random))

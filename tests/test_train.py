@@ -15,13 +15,15 @@ from photozsom.flags import SOMFlagger
 from photozsom.model import PhotoZModel
 from photozsom.train import train
 
+pytestmark = pytest.mark.slow  # trains networks through the command line
+
 GRIZ_DROP = ("FLUX_W1", "FLUX_IVAR_W1", "MW_TRANSMISSION_W1", "FLUX_W2", "FLUX_IVAR_W2",
              "MW_TRANSMISSION_W2", "PHOTSYS", "SHAPE_R", "SHAPE_E1", "SHAPE_E2", "SERSIC")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "photozsom", *args], capture_output=True,
-                          text=True)
+                          text=True, check=False)
 
 
 @pytest.fixture(scope="module")
