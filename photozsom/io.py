@@ -81,8 +81,8 @@ def table_kind(path: str | os.PathLike, fmt: str | None = None) -> str:
     if name.endswith(_HDF5_SUFFIXES):
         return "hdf5"
     raise ValueError(
-        f"{path}: cannot tell the table format from the file name; name it .parquet, .fits or "
-        f".csv (or .h5 for a pandas HDF5 table)"
+        f"{path}: cannot tell the file format from its name; name it .parquet, .fits or .csv "
+        f"(or .h5 for a pandas HDF5 table)"
     )
 
 
@@ -99,8 +99,8 @@ def output_kind(path: str | os.PathLike) -> str:
             return table_kind(name)
     ext = "".join(Path(name).suffixes[-2:]) or "no extension"
     hint = (" (a P(z) file goes to --pdf FILE.h5)" if name.endswith(_HDF5_SUFFIXES) else "")
-    raise ValueError(f"{path}: {ext} is not an output catalogue format{hint}; name the output "
-                     f".parquet (fastest), .fits or .csv")
+    raise ValueError(f"{path}: cannot tell the file format: {ext} is not an output catalogue "
+                     f"format{hint}; name the output .parquet (fastest), .fits or .csv")
 
 
 def partial_path(path: str | os.PathLike, pid: int | None = None) -> str:

@@ -248,8 +248,9 @@ def load_flagger_dir(flagger_dir: str | os.PathLike, *, device: str | None = Non
     d = Path(flagger_dir)
     if not (d / "meta.json").is_file():
         what = "is a file" if d.is_file() else "has no meta.json" if d.is_dir() else "does not exist"
-        raise ValueError(f"--flagger {d}: {what}; pass the directory written by Flagger.save "
-                         f"(photozsom train writes it as MODEL_DIR/flagger)")
+        raise ValueError(f"--flagger {d}: no photozsom flagger there ({what}); pass the "
+                         f"directory written by Flagger.save (photozsom train writes it as "
+                         f"MODEL_DIR/flagger)")
     return _load_artifact_dir(lambda: load_flagger(d, device=device), d, "--flagger")
 
 

@@ -39,7 +39,7 @@ def test_write_then_read_round_trips_every_format(tmp_path, suffix):
 
 
 def test_unknown_suffix_and_existing_output(tmp_path):
-    with pytest.raises(ValueError, match="cannot tell the table format") as err:
+    with pytest.raises(ValueError, match="cannot tell the file format") as err:
         io.table_kind(tmp_path / "t.xlsx")
     assert "format=" not in str(err.value)  # no option the command line does not have
     io.write_table(_frame(), tmp_path / "a.parquet")
