@@ -23,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "NORTH_BANDS",
     "OPTICAL_BANDS",
+    "OUTPUT_COLUMNS",
     "SOUTH_BANDS",
     "SPECZ_COLUMNS",
     "WISE_BANDS",
@@ -113,6 +114,34 @@ SPECZ_COLUMNS: list[Column] = [
 
 #: Every known column, by name.
 COLUMNS: dict[str, Column] = {c.name: c for c in _COLS + SPECZ_COLUMNS}
+
+#: Columns photozsom writes into a user's catalogue (``photozsom predict`` / ``flag``,
+#: :func:`photozsom.predict.predict_table`): the DR10 photo-z catalogue's names for P(z)
+#: summaries (redshift, dimensionless), then the row's status and the flag (``PZ_*``).
+OUTPUT_COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("Z_PHOT_MEAN", "f", "", "mean of P(z) (redshift)", True),
+    Column("Z_PHOT_MEDIAN", "f", "", "median of P(z)", True),
+    Column("Z_PHOT_MODE", "f", "", "mode of P(z)", True),
+    Column("Z_PHOT_STD", "f", "", "standard deviation of P(z)", True),
+    Column("Z_PHOT_L68", "f", "", "lower end of the central 68% interval of P(z)", True),
+    Column("Z_PHOT_U68", "f", "", "upper end of the central 68% interval of P(z)", True),
+    Column("Z_PHOT_L95", "f", "", "lower end of the central 95% interval of P(z)", True),
+    Column("Z_PHOT_U95", "f", "", "upper end of the central 95% interval of P(z)", True),
+    Column("PZ_STATUS", "U", "", "'ok', 'outside' the model's training data, or 'not scored'"),
+    Column("PZ_REASON", "U", "", "why a row is not scored or outside ('' when ok)"),
+    Column("PIT", "f", "", "CDF of P(z) at Z (with a spectroscopic Z only)", True),
+    Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
+    Column("PZ_SOM", "U", "", "the SOM (footprint: PHOTSYS or 'ALL') the row was mapped on"),
+    Column("PZ_SOM_CELL", "i", "", "SOM cell (-1: not mapped)"),
+    Column("PZ_SOM_DISTANCE", "f", "", "distance to the cell's prototype (standardised "
+           "feature units)", True),
+    Column("PZ_N_TRAIN", "i", "", "training galaxies in the cell (-1: not mapped)"),
+    Column("PZ_OOD", "b", "", "out of distribution: thin cell, far from the prototype or not "
+           "mapped"),
+    Column("PZ_UNDERPERFORMING", "b", "", "in a cell significantly worse than global"),
+    Column("PZ_FLAG", "b", "", "PZ_OOD or PZ_UNDERPERFORMING: do not trust this photo-z"),
+    Column("PZ_FLAG_REASON", "U", "", "why the row is flagged ('' when not)"),
+)}
 
 
 def flux_columns(bands: Iterable[str] = BANDS) -> list[str]:

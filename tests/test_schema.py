@@ -117,3 +117,25 @@ def test_schema_units_and_flux_columns():
     assert schema.COLUMNS["RA"].unit == "deg"
     assert schema.flux_columns(["g", "W1"]) == ["FLUX_G", "FLUX_W1"]
     assert set(schema.NORTH_BANDS) < set(schema.SOUTH_BANDS)
+
+
+def test_every_output_column_is_described_with_its_dtype():
+    """predict_table's columns are all in schema.OUTPUT_COLUMNS, with the stated dtype kind."""
+    from _catalogues import make_catalogue
+
+    from photozsom.flags import SOMFlagger
+    from photozsom.model import PhotoZModel
+    from photozsom.predict import predict_table
+    from photozsom.schema import OUTPUT_COLUMNS
+
+    cat = make_catalogue(600, 4).drop(columns="PHOTSYS")
+    model = PhotoZModel("catalog", seed=0, max_epochs=2, recalibration=None)
+    model.fit(cat[:400], cat["Z"][:400], cat[400:500], cat["Z"][400:500], progress=False)
+    fl = SOMFlagger(shape=(4, 4), n_boot=10, min_count=1, distance_quantile=1.0,
+                    progress=False).fit(cat, cat, cat["Z"], cat["Z"] + 0.01)
+    out = predict_table(cat[500:], model, fl)
+    assert set(out.columns) <= set(OUTPUT_COLUMNS), set(out.columns) - set(OUTPUT_COLUMNS)
+    kinds = {"f": "f", "i": "iu", "b": "b", "U": "OUT"}
+    for name in out.columns:
+        dtype = out[name].to_numpy().dtype
+        assert dtype.kind in kinds[OUTPUT_COLUMNS[name].kind], (name, dtype)
