@@ -650,13 +650,21 @@ class PdfWriter:
         rows : ndarray of int, shape (N,)
             Their rows in the input catalogue.
         ids : ndarray, shape (N,), optional
-            Their identifiers (integers), required when ``with_ids``.
+            Their identifiers (integers or strings), required when ``with_ids``.
         """
         w = np.asarray(pdf.weights, dtype=np.float32)
         n, K = w.shape
         k = min(self.k, K)
+        if ids is not None:
+            ids = np.asarray(ids)
+            if ids.dtype.kind not in "iu":           # string identifiers: variable-length UTF-8
+                ids = ids.astype(str).astype(object)
         if self._f is None:
-            self._open(k, np.asarray(ids).dtype if ids is not None else np.int64)
+            import h5py
+
+            id_dtype = np.int64 if ids is None else (
+                ids.dtype if ids.dtype.kind in "iu" else h5py.string_dtype())
+            self._open(k, id_dtype)
             self.grid = pdf.grid
         if pdf.grid != self.grid:
             raise ValueError("every chunk of a P(z) file must be on the same grid")
@@ -743,6 +751,8 @@ def read_pdf(path: str | os.PathLike, rows: slice | np.ndarray | None = None) ->
             weights = f["data/weights"][sel].astype(np.float64)
             anc = f["ancil"]
             ids = anc["OBJID"][sel] if "OBJID" in anc else anc["row"][sel]
+            if ids.dtype.kind in "OS":
+                ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
     except OSError as err:
         raise ValueError(f"{path} is not a readable HDF5 file ({err}); was the run that wrote "
                          f"it interrupted?") from None

@@ -196,3 +196,12 @@ def test_pdf_writer_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match=".h5"):
         io.PdfWriter(tmp_path / "pz.fits")
+
+
+def test_pdf_writer_keeps_string_identifiers(tmp_path):
+    pdf = _pdfs(6, 3)
+    w = io.PdfWriter(tmp_path / "pz.h5", 16, with_ids=True)
+    w.write(pdf[:3], np.arange(3), np.array(["a1", "b22", "c"], dtype=object))
+    w.write(pdf[3:], np.arange(3, 6), np.array(["dd", "e", "f"]))
+    w.close()
+    assert io.read_pdf(tmp_path / "pz.h5").ids.tolist() == ["a1", "b22", "c", "dd", "e", "f"]
