@@ -225,7 +225,8 @@ display_table.round(4)
 def _peer_verdicts(table: pd.DataFrame) -> list[str]:
     score = {"NMAD": table["nmad"], "eta": table["eta"], "|bias|": table["bias"].abs(),
              "|PCO - 1%|": (table["pco"] - 0.01).abs(), "PIT KS": table["pit_ks"],
-             "CRPS": table["crps"], "train time": table["train_s"]}
+             "CRPS": table["crps"],
+             "time (train + predict)": table["train_s"] + table["predict_s"]}
     lines = []
     for (sample, n), grp in table.groupby(["sample", "n_train"]):
         if "photozsom" not in set(grp["code"]):
