@@ -321,6 +321,21 @@ class PhotoZModel:
             self.recalibrator_ = Recalibrator(kind=self.recalibration).fit(pdf_fit, z_fit, cells=cv)
         return self
 
+    def recalibrate_with(self, pdf: MixturePDF, z: Any, *, source: str) -> PhotoZModel:
+        """Replace the recalibration by a global map fitted on held-out P(z).
+
+        For P(z) the model did not train on, e.g. out-of-fold predictions a workflow has
+        already made (``photozsom train``, the book's calibrate stage), so they are not
+        made twice. ``source`` says what they are (kept in ``recalibration_source_``).
+        """
+        from photozsom.calibrate import Recalibrator
+
+        self._check_fitted()
+        self.recalibration = "global"
+        self.recalibrator_ = Recalibrator(kind="global").fit(pdf, _check_z(z, "z"))
+        self.recalibration_source_ = source
+        return self
+
     def predict(self, catalogue: Any, *, cells: np.ndarray | None = None,
                 recalibrate: bool = True) -> MixturePDF:
         """P(z) of every row, in input order.

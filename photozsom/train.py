@@ -7,10 +7,10 @@ on the user's own galaxies:
    table already has; whole groups of a column such as a DESI rosette with ``split_by``, so
    train and test are spatially disjoint; or a seeded hash of ``OBJID``, 80/10/10);
 2. **fit** a :class:`~photozsom.model.PhotoZModel` on the training split (catalogue features
-   from the bands the table has, ``features="auto"``; early stopping and recalibration on the
-   validation split);
+   from the bands the table has, ``features="auto"``; early stopping on the validation split);
 3. **predict out of fold** every training and validation galaxy (``cv_folds`` networks, each
-   blind to the galaxies it predicts);
+   blind to the galaxies it predicts), and recalibrate the model's P(z) with a global PIT map
+   fitted on those out-of-fold P(z) (:meth:`~photozsom.model.PhotoZModel.recalibrate_with`);
 4. **fit the flag** (:class:`~photozsom.flags.SOMFlagger`) on a random sample of the catalogue
    to be flagged (or, without one, on the labelled galaxies, with a warning), the labelled
    galaxies' out-of-fold photo-z and the training counts;
@@ -149,14 +149,20 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
     _log(f"{len(df)} galaxies: " + ", ".join(f"{k} {int(v.sum())}" for k, v in parts.items()),
          progress)
     opts = {} if max_epochs is None else {"max_epochs": int(max_epochs)}
-    model = PhotoZModel("catalog", seed=seed, catalog_features=features, **opts)
+    # recalibrated below on the out-of-fold P(z) the flag needs anyway (not a second set)
+    model = PhotoZModel("catalog", seed=seed, catalog_features=features, recalibration=None,
+                        **opts)
     z = df["Z"].to_numpy(np.float64)
     _log("fitting the photo-z model", progress)
     model.fit(df[parts["train"]], z[parts["train"]], df[parts["val"]], z[parts["val"]],
               progress=progress)
     _log(f"features {model.feature_names_}; {model.n_unscored_train_} training galaxies "
          f"without every feature left out; {cv_folds} out-of-fold networks", progress)
-    oof, _ = oof_predictions(model, df, cv_folds=int(cv_folds), seed=seed, progress=progress)
+    oof, oof_pdf = oof_predictions(model, df, cv_folds=int(cv_folds), seed=seed,
+                                   progress=progress)
+    model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{cv_folds}")
+    cal = model.recalibrator_.apply(oof_pdf)
+    oof = oof.assign(Z_PHOT=cal.mean(), PIT=cal.pit(oof["Z"].to_numpy()))
     pool = df[parts["train"] | parts["val"]].reset_index(drop=True)
     o = oof.set_index("OBJID").reindex(pool["OBJID"].to_numpy())
     _log("fitting the flag (SOMFlagger)", progress)

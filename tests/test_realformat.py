@@ -517,15 +517,16 @@ def test_photozsom_predict_on_a_user_catalogue(real_run, tmp_path):
     assert len(got) == len(cat)
     np.testing.assert_array_equal(np.asarray(got["OBJID"]), cat["OBJID"].to_numpy())
     # the same numbers as the model and flagger applied in memory, row for row
-    pdf, ok, _ = PhotoZModel.load(model_dir).predict_with_status(cat)
-    assert ok.all()  # the row without r is imputed, not dropped
-    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEDIAN"]), pdf.median(), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEAN"]), pdf.mean(), rtol=1e-5)
+    pdf, ok, reason = PhotoZModel.load(model_dir).predict_with_status(cat)
+    assert not ok[5] and ok.mean() > 0.9   # the row without r is not scored, and kept
+    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEDIAN"])[ok], pdf.median(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(got["Z_PHOT_MEAN"])[ok], pdf.mean(), rtol=1e-5)
+    assert np.isnan(np.asarray(got["Z_PHOT_MEAN"])[~ok]).all()
     status = _text(got["PZ_STATUS"])
-    imputed = [f.strip() for f in _text(got["PZ_REASON"])[5].split(":")[-1].split(",")]
-    assert status[5] == "imputed" and "r" in imputed
-    assert (np.delete(status, 5) == "ok").all()
-    pit, crps = np.asarray(got["PIT"]), np.asarray(got["CRPS"])
+    assert status[5] == "not scored" and "r" in _text(got["PZ_REASON"])[5]
+    expected = np.where(~ok, "not scored", np.where(reason == "", "ok", "outside"))
+    np.testing.assert_array_equal(status, expected)
+    pit, crps = np.asarray(got["PIT"])[ok], np.asarray(got["CRPS"])[ok]
     assert ((pit >= 0) & (pit <= 1)).all() and (crps >= 0).all()
     fl = load_flagger(flagger_dir).flag(cat)
     np.testing.assert_array_equal(np.asarray(got["PZ_SOM_CELL"]), fl["cell"].to_numpy())
