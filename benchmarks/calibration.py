@@ -8,7 +8,7 @@ Usage::
 Steps (no step sees the data it is scored on):
 
 1. Simulate the sky (``--seed``) and an independent sky (``--seed + 1``) with
-   :func:`photozsom.datasets.simulate` (reused when ``--workdir`` already holds them).
+   :func:`photozsom.sim.simulate` (reused when ``--workdir`` already holds them).
 2. Catalogue features (:func:`photozsom.features.catalog_features`, NaNs imputed with the
    training medians), the paper's 80/10/10 split by ``OBJID``, and an MDN trained on the
    training split with early stopping on the validation split.
@@ -43,13 +43,13 @@ import pandas as pd
 from scipy import stats
 from sklearn.impute import SimpleImputer
 
-from photozsom import metrics
 from photozsom.calibrate import Recalibrator
-from photozsom.datasets import simulate
 from photozsom.device import default_device
+from photozsom.evaluation import metrics
 from photozsom.features import catalog_features, som_features
 from photozsom.mdn import MDN, cross_val_predict, train_val_test_split
 from photozsom.pdf import MixturePDF
+from photozsom.sim import simulate
 from photozsom.som import SOM
 
 

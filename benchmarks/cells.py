@@ -1,6 +1,6 @@
 """Benchmark: per-cell report with bootstrap errors, and ``photozsom flag`` throughput.
 
-Times :func:`photozsom.cells.report` (1,000 bootstrap resamples, 1,024 cells, 1.2 million
+Times :func:`photozsom.evaluation.cells.report` (1,000 bootstrap resamples, 1,024 cells, 1.2 million
 test galaxies; target under 30 s on 2 CPU cores) against the straightforward approach a
 user would write: a pandas ``groupby`` over cells with a numpy bootstrap per cell
 (``rng.integers(0, n, (n_boot, n))`` and the metrics along axis 1). The loop is timed on a
@@ -70,7 +70,7 @@ def _timed(fn):
 
 
 def bench_report(n_gal, n_cells, n_boot, n_jobs, subset_cells):
-    from photozsom import cells
+    from photozsom.evaluation import cells
 
     cell, z, zp, pit = make_sample(n_gal, n_cells)
     print(
@@ -123,8 +123,9 @@ def bench_report(n_gal, n_cells, n_boot, n_jobs, subset_cells):
 
 
 def bench_flag(n_rows, chunk):
-    from photozsom import cells, flags
+    from photozsom import flags
     from photozsom.cli import main as cli
+    from photozsom.evaluation import cells
     from photozsom.features import SOM_FEATURES, som_features
     from photozsom.som import SOM
 

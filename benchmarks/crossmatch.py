@@ -1,7 +1,7 @@
 """Benchmark: 2" nearest-neighbour cross-match of N spectroscopic x N photometric positions.
 
-Times :func:`photozsom.datasets.crossmatch.crossmatch` (one KD-tree on the photometry, the
-spectroscopic rows matched in chunks) and :func:`~photozsom.datasets.crossmatch.crossmatch_stream`
+Times :func:`photozsom.data.crossmatch.crossmatch` (one KD-tree on the photometry, the
+spectroscopic rows matched in chunks) and :func:`~photozsom.data.crossmatch.crossmatch_stream`
 (the photometry fed in 10 pieces, as sweep files would be) against two peers measured in the
 same run:
 
@@ -71,12 +71,12 @@ def _unit(ra, dec):
 def run_method(method: str, spec, phot, radius: float, chunk: int) -> int:
     """Run one method; return the number of matched rows."""
     if method == "photozsom":
-        from photozsom.datasets.crossmatch import crossmatch
+        from photozsom.data.crossmatch import crossmatch
 
         out = crossmatch(spec, phot, radius, chunk_size=chunk, progress=False)
         return int(out["MATCHED"].sum())
     if method == "photozsom_stream":
-        from photozsom.datasets.crossmatch import crossmatch_stream
+        from photozsom.data.crossmatch import crossmatch_stream
 
         step = -(-len(phot) // 10)
         pieces = (phot.iloc[i:i + step] for i in range(0, len(phot), step))

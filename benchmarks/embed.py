@@ -7,7 +7,7 @@ Usage::
     python benchmarks/embed.py --quick                  # ci scale, 2 epochs, small MDNs
     python benchmarks/embed.py --encoder runs/encoder   # reuse a pretrained encoder (a directory)
 
-The mock sky (``photozsom.datasets.simulate(data_dir, scale)``) is generated when
+The mock sky (``photozsom.sim.simulate(data_dir, scale)``) is generated when
 ``--data-dir`` lacks it. The spectroscopic sample is split 80/10/10 by a seeded hash of
 OBJID (:func:`photozsom.mdn.train_val_test_split`).
 
@@ -49,10 +49,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from photozsom import metrics
 from photozsom.baseline import RandomForestPhotoZ
-from photozsom.datasets.store import CutoutStore
 from photozsom.embed import Encoder, usable_bands
+from photozsom.embed.store import CutoutStore
+from photozsom.evaluation import metrics
 from photozsom.features import catalog_features
 from photozsom.mdn import MDN, train_val_test_split
 
@@ -60,7 +60,7 @@ from photozsom.mdn import MDN, train_val_test_split
 def ensure_data(data_dir: Path, scale: str, seed: int) -> None:
     if (data_dir / "spec.parquet").exists() and (data_dir / "cutouts.h5").exists():
         return
-    from photozsom.datasets import simulate
+    from photozsom.sim import simulate
 
     print(f"simulating the {scale!r} mock sky into {data_dir} ...", flush=True)
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ Usage::
     python benchmarks/mdn.py --micro                 # also the CRPS / throughput micro-benchmarks
 
 1. **Time to a converged model** (the default run). On the default simulated sky (25,000
-   spectroscopic galaxies, :func:`photozsom.datasets.simulate` with ``scale="default"``,
+   spectroscopic galaxies, :func:`photozsom.sim.simulate` with ``scale="default"``,
    ``seed=0``; simulated into ``--workdir`` once), split 80/10/10 by ``OBJID``, two inputs:
 
    - ``catalog``: :func:`photozsom.features.catalog_features` (missing values take the
@@ -76,7 +76,7 @@ def load_sky(sky: Path | None, workdir: Path) -> Path:
         if not (sky / "spec.parquet").exists():
             raise SystemExit(f"{sky} has no spec.parquet; pass a simulated sky directory")
         return sky
-    from photozsom.datasets import simulate
+    from photozsom.sim import simulate
 
     out = workdir / "sky_default_seed0"
     t0 = time.perf_counter()
@@ -115,7 +115,7 @@ def projected_cutouts(sky: Path, objid: np.ndarray, dim: int, cache: Path) -> np
             if (f["objid"].shape == objid.shape and np.array_equal(f["objid"], objid)
                     and "stamp" in f and int(f["stamp"]) == stamp):
                 return f["X"]
-    from photozsom.datasets.store import CutoutStore
+    from photozsom.embed.store import CutoutStore
 
     crop = 32
     rng = np.random.default_rng(0)

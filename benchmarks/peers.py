@@ -12,10 +12,10 @@ What runs
 ---------
 Two samples:
 
-* ``desi``: the shipped DESI EDR BGS galaxies (:func:`photozsom.datasets.desi_edr.load_bgs_north`),
+* ``desi``: the shipped DESI EDR BGS galaxies (:func:`photozsom.data.desi_edr.load_bgs_north`),
   split by rosette as in the book's adapt chapter: rosettes 18 and 19 are the test sample
   (``--n-test`` of them, seeded), the other rosettes the training pool.
-* ``sky``: the default simulated sky (:func:`photozsom.datasets.simulate`, seed 0), simulated
+* ``sky``: the default simulated sky (:func:`photozsom.sim.simulate`, seed 0), simulated
   once into ``--sky`` with ``--sky-n`` spectroscopic galaxies (tiny cutouts: only the
   catalogue is used); ``--n-test`` seeded galaxies are the test sample, the rest the pool.
 
@@ -43,7 +43,7 @@ One metric code
 Every code's P(z) (its ``qp.Ensemble``; photozsom's is the exact truncated density its stage
 writes on 1601 points) is evaluated on one grid, 1601 points on [0, 1.6] (spacing 0.001),
 clipped at 0 and renormalised there, and scored by :func:`photozsom.rail.grid_summary` with
-:mod:`photozsom.metrics`: point estimate = the median of that P(z) for every code; NMAD,
+:mod:`photozsom.evaluation.metrics`: point estimate = the median of that P(z) for every code; NMAD,
 eta (|dz| > 0.15), bias (mean dz), PCO (PIT outside the central 99%), PIT KS statistic,
 mean CRPS. Times are wall seconds of ``inform`` (train_s) and ``estimate`` (predict_s), all
 codes single-threaded (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``); on a shared
@@ -121,7 +121,7 @@ def load_samples(args) -> dict[str, tuple[dict, dict]]:
     rng = np.random.default_rng(args.seed)
     out = {}
     if "desi" in args.samples:
-        from photozsom.datasets.desi_edr import load_bgs_north
+        from photozsom.data.desi_edr import load_bgs_north
 
         bgs = load_bgs_north()
         held = bgs["ROSETTE"].isin([18, 19]).to_numpy()
@@ -131,7 +131,7 @@ def load_samples(args) -> dict[str, tuple[dict, dict]]:
         t = rail_table(bgs)
         out["desi"] = (_subset(t, pool), _subset(t, test))
     if "sky" in args.samples:
-        from photozsom.datasets import simulate
+        from photozsom.sim import simulate
 
         sky = Path(args.sky)
         scale = {"n_spec": args.sky_n, "n_random": 2000, "n_random_cutouts": 1, "cutout_size": 8}

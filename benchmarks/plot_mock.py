@@ -10,7 +10,7 @@ appendix C, Figure 3), ``mock_colour_redshift.png`` (g-r, r-z, z-W1, W1-W2 again
 true redshift for the random sample, with the spectroscopic programmes on top) and
 ``mock_colour_colour.png`` (g-r vs r-z and r-z vs z-W1, random vs spectroscopic, with the
 random sample's stars in red), and prints the surface densities the sky matches against their
-published values (:func:`photozsom.datasets.summary.mock_density_table`).
+published values (:func:`photozsom.data.summary.mock_density_table`).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     if settings_path.exists():
         import json
 
-        from photozsom.datasets.summary import mock_density_table
+        from photozsom.data.summary import mock_density_table
 
         settings = json.loads(settings_path.read_text())
         if "random_area_deg2" in settings:

@@ -74,7 +74,7 @@ def run_cli(args: list[str]) -> tuple[float, float, float]:
 def train_model(path: Path):
     import numpy as np
 
-    from photozsom.datasets.desi_edr import load_bgs_north
+    from photozsom.data.desi_edr import load_bgs_north
     from photozsom.features import NORTH_SOM_FEATURES
     from photozsom.model import PhotoZModel
 
@@ -89,7 +89,7 @@ def train_model(path: Path):
 def tiled_input(path: Path, n: int) -> Path:
     import numpy as np
 
-    from photozsom.datasets.desi_edr import load_bgs_north
+    from photozsom.data.desi_edr import load_bgs_north
 
     df = load_bgs_north().drop(columns=["Z"])
     df = df.iloc[np.resize(np.arange(len(df)), n)].reset_index(drop=True)

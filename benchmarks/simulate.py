@@ -12,7 +12,7 @@ Two peers are measured in the same run, on small samples:
   ``astropy.modeling.models.Sersic2D`` evaluated per galaxy on an oversampled grid and
   convolved with a ``Moffat2D`` PSF by ``scipy.signal.fftconvolve``.
 
-Then the whole :func:`photozsom.datasets.simulate` runs at the chosen scale (``default``
+Then the whole :func:`photozsom.sim.simulate` runs at the chosen scale (``default``
 unless ``--quick``) and its wall time per stage, throughput and peak resident memory are
 printed. The default scale must build in under 15 minutes on 2 CPU cores.
 """
@@ -36,7 +36,7 @@ def _peak_rss_gb() -> float:
 def bench_photometry(n_fast: int = 200_000, n_slow: int = 200) -> tuple[float, float]:
     import speclite.filters
 
-    from photozsom.datasets.mock_sed import (
+    from photozsom.sim.sed import (
         GRID_FILTERS,
         get_grid,
         load_templates,
@@ -67,7 +67,7 @@ def bench_images(size: int = 64, n_fast: int = 512, n_slow: int = 16) -> tuple[f
     from astropy.modeling.models import Moffat2D, Sersic2D
     from scipy.signal import fftconvolve
 
-    from photozsom.datasets import mock_images
+    from photozsom.sim import images as mock_images
 
     rng = np.random.default_rng(1)
     per = 5  # sources per cutout (galaxy + neighbours)
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
     print(f"images (64 px, 5 sources, 4 bands): Fourier batch {fast:8,.1f} cutouts/s | astropy Sersic2D + "
           f"fftconvolve {slow:6,.2f} cutouts/s | ratio {fast / slow:6.0f}x")
 
-    from photozsom.datasets import mock
+    from photozsom.sim import sky as mock
 
     tmp = None
     out = Path(a.out) if a.out else Path(tmp := tempfile.mkdtemp(prefix="photozsom-sim-"))
@@ -147,7 +147,7 @@ def main(argv=None) -> None:
 
         import pandas as pd
 
-        from photozsom.datasets.summary import mock_density_table
+        from photozsom.data.summary import mock_density_table
 
         settings = json.loads(paths["settings"].read_text())
         print(f"  stars: {settings['star_fraction_random']:.1%} of the random sample")

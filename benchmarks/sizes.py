@@ -10,11 +10,11 @@ Regenerates ``benchmarks/results/sizes.csv`` (read by the MDN chapter, ``book/md
 
 Samples (catalogue features only; one seed):
 
-- ``desi``: the shipped DESI EDR BGS sample (:func:`photozsom.datasets.desi_edr.load_bgs_north`),
+- ``desi``: the shipped DESI EDR BGS sample (:func:`photozsom.data.desi_edr.load_bgs_north`),
   split by rosette as in ``book/adapt.py``: training galaxies from rosettes 3, 6, 7, 11, 12, 13,
   validation galaxies from rosette 15, test = rosettes 14, 18 and 19 (32,000 galaxies no model
   sees). Features ``r, g-r, r-z, z-W1, W1-W2`` (the bands the sample has).
-- ``sky``: the default simulated sky (:func:`photozsom.datasets.simulate`, ``--sky-n``
+- ``sky``: the default simulated sky (:func:`photozsom.sim.simulate`, ``--sky-n``
   spectroscopic galaxies, seed 0; 80/10/10 split by ``OBJID``, the 10% test split unused), tested
   on every galaxy of an independent sky (seed 1) of the same size. Features
   :data:`photozsom.features.CATALOG_FEATURES`.
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom import metrics
+from photozsom.evaluation import metrics
 from photozsom.features import CATALOG_FEATURES
 from photozsom.mdn import train_val_test_split
 
@@ -66,7 +66,7 @@ CRPS_TARGET, PCO_TARGET = 1.02, (0.7, 1.3)
 
 def desi_parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(train pool, validation pool, test) of the shipped DESI sample, split by rosette."""
-    from photozsom.datasets.desi_edr import load_bgs_north
+    from photozsom.data.desi_edr import load_bgs_north
 
     bgs = load_bgs_north()
     ros = bgs["ROSETTE"].to_numpy()
@@ -76,7 +76,7 @@ def desi_parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def sky_parts(workdir: Path, n_spec: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(train pool, validation pool, test) of the default sky; test = an independent sky."""
-    from photozsom.datasets import simulate
+    from photozsom.sim import simulate
 
     skies = []
     for seed in (0, 1):

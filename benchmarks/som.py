@@ -10,11 +10,11 @@ Usage::
 Data (all on a 32x32 rectangular map):
 
 - ``sky``: :func:`photozsom.features.som_features` of the southern (``PHOTSYS == "S"``)
-  rows with every feature of the simulated random sample (``photozsom.datasets.simulate``,
+  rows with every feature of the simulated random sample (``photozsom.sim.simulate``,
   ``--sky-scale`` / ``--sky-seed``, written once under ``--sky-dir`` and reused), or of
   ``--data PATH``; ``--n`` rows drawn at random (all of them if fewer);
 - ``desi``: the colours of the shipped DESI EDR BGS sample
-  (:func:`photozsom.datasets.desi_edr.load_bgs_north`, all 112,104 galaxies with
+  (:func:`photozsom.data.desi_edr.load_bgs_north`, all 112,104 galaxies with
   :data:`photozsom.features.NORTH_SOM_FEATURES`: real photometry, five features);
 - ``gmm8``: a non-galaxy check, ``--n`` rows of an 8-feature Gaussian mixture (12
   components, random means and anisotropic covariances; :func:`gaussian_mixture`).
@@ -81,7 +81,7 @@ def sky_features(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     if args.data:
         path = Path(args.data)
     else:
-        from photozsom.datasets import simulate
+        from photozsom.sim import simulate
 
         scale = int(args.sky_scale) if str(args.sky_scale).isdigit() else args.sky_scale
         sky_dir = Path(args.sky_dir or Path(tempfile.gettempdir())
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             X, source = sky_features(args)
             failed += compare(f"sky ({source})", X, args, device)
         elif sample == "desi":
-            from photozsom.datasets.desi_edr import load_bgs_north
+            from photozsom.data.desi_edr import load_bgs_north
             from photozsom.features import NORTH_SOM_FEATURES, feature_matrix
 
             X, ok = feature_matrix(load_bgs_north(), NORTH_SOM_FEATURES)

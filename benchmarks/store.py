@@ -1,6 +1,6 @@
 """Benchmark: reading scattered rows of a cutout store, photozsom vs plain h5py.
 
-:meth:`photozsom.datasets.store.CutoutStore.read` with an index array (what the flagging
+:meth:`photozsom.embed.store.CutoutStore.read` with an index array (what the flagging
 chapter, a user's subset or an embedding of selected galaxies does) against the peer an
 h5py user writes: a point selection ``ds[np.unique(rows)]`` and a reorder. Both return the
 same arrays (checked). The store is written by the script (or pass ``--store`` to time an
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photozsom.datasets.store import CutoutStore
+from photozsom.embed.store import CutoutStore
 
 
 def write_store(path: Path, n: int, size: int, seed: int = 0) -> None:

@@ -3,7 +3,7 @@
 In one run, on this machine:
 
 1. **The catalogue.** ``--rows`` (default 10^7) photometry-only rows: rows of a simulated
-   sky's random sample (:func:`photozsom.datasets.simulate`, ``--scale``) drawn with
+   sky's random sample (:func:`photozsom.sim.simulate`, ``--scale``) drawn with
    replacement, positions jittered by a Gaussian of 0.5 deg, fresh OBJIDs; written as one
    Parquet file (the single-process input) and imported as a HATS catalogue with
    hats-import on a 2-process local cluster (the time is printed: it is the cost of
@@ -19,7 +19,7 @@ In one run, on this machine:
    row does not depend on the catalogue's size).
 5. **Cross-match** of ``--xmatch`` spectroscopic x ``--xmatch`` photometric positions (a
    10x10 deg patch, half the spectra 0-1" from a photometric object): the chunked astropy
-   matcher (:func:`photozsom.datasets.crossmatch.crossmatch`) against LSDB (HATS conversion
+   matcher (:func:`photozsom.data.crossmatch.crossmatch`) against LSDB (HATS conversion
    of both sides with margins, then :func:`photozsom.survey.crossmatch_hats` on 2 workers);
    the two results are checked to be identical.
 
@@ -79,7 +79,7 @@ def make_catalogue(sky: Path, out: Path, n: int, seed: int = 0, chunk: int = 1_0
 
 
 def fit_models(sky: Path, root: Path) -> tuple[Path, Path]:
-    from photozsom import cells
+    from photozsom.evaluation import cells
     from photozsom.features import SOM_FEATURES, som_features
     from photozsom.flags import Flagger
     from photozsom.model import PhotoZModel
@@ -191,8 +191,8 @@ def main() -> None:
     import torch
 
     from photozsom import survey
-    from photozsom.datasets import simulate
-    from photozsom.datasets.crossmatch import crossmatch
+    from photozsom.data.crossmatch import crossmatch
+    from photozsom.sim import simulate
 
     res: dict = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                  "device": "cuda" if torch.cuda.is_available() else "cpu"}

@@ -71,17 +71,17 @@ import sys
 import pandas as pd
 from IPython.display import Markdown, display
 
-from photozsom import pipeline
-from photozsom.book import outputs
-from photozsom.datasets import simulate
-from photozsom.datasets.desi_edr import CREDIT
-from photozsom.datasets.store import CutoutStore
+from photozsom.data.desi_edr import CREDIT
 from photozsom.embed import Encoder, embed_to_file
+from photozsom.embed.store import CutoutStore
+from photozsom.evaluation.results import flag_comparison
 from photozsom.features import magnitudes
 from photozsom.flags import load_flagger
 from photozsom.model import PhotoZModel
 from photozsom.predict import predict_table
-from photozsom.results import flag_comparison
+from photozsom.sim import simulate
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs
 
 run = pipeline.Run(data_dir)
 user_dir = run.root / "user_sample"
@@ -129,7 +129,7 @@ pred["PZ_FLAG_REASON"].str.split(":").str[0].value_counts().head(6).rename("gala
 # %% [markdown]
 # ## Worked example 2: real galaxies, the way a user would
 #
-# photozsom ships one real sample (`photozsom.datasets.desi_edr.load_bgs_north`): 112,104
+# photozsom ships one real sample (`photozsom.data.desi_edr.load_bgs_north`): 112,104
 # galaxies of the DESI Early Data Release Bright Galaxy Survey in ten northern rosettes, with
 # Legacy Surveys DR9-north photometry (BASS g, r; MzLS z; unWISE W1, W2) and DESI
 # spectroscopic redshifts. What they can show: a photo-z model and its flag trained with

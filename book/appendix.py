@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from photozsom import metrics, pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
+from photozsom.evaluation import metrics
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -186,7 +188,7 @@ for m in ("mad", "eta", "pco"):
 # galaxies with the same five bands (g, r, z, W1, W2) at two training sizes, on the shipped
 # DESI EDR BGS galaxies (test: the held-out rosettes 18 and 19) and on the simulated sky, and
 # scores every code's P(z) with one metric code: each P(z) evaluated on one grid (1601 points
-# on [0, 1.6]), point estimate its median, `photozsom.metrics` for NMAD, η, bias, PCO and the
+# on [0, 1.6]), point estimate its median, `photozsom.evaluation.metrics` for NMAD, η, bias, PCO and the
 # PIT's KS distance, and the CRPS integrated on that grid. RAIL's CMNN stores the first
 # colour's error as a variance (the others as standard deviations); it runs as shipped
 # (`cmnn`) and with that error made a standard deviation (`cmnn_fixed`). Times are

@@ -46,8 +46,9 @@ shrinkage = 50.0  # pseudo-count of galaxies pulling a cell's map toward the glo
 n_boot = None  # bootstrap resamples of the per-cell re-analysis; None: the scale's preset
 
 # %%
-from photozsom import pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)

@@ -25,9 +25,9 @@
 #
 # | file | what | real-data equivalent |
 # |---|---|---|
-# | `spec.parquet` | spectroscopic galaxies with DR10 photometry, `Z`, `SURVEY` | `photozsom.datasets.specz.compile_surveys` + `crossmatch` |
-# | `random.parquet` | the representative random sample | DR10 sweeps read with `photozsom.datasets.legacysurvey` |
-# | `cutouts.h5` | g, r, i, z cutouts, nanomaggies per pixel | `photozsom.datasets.cutouts.download_cutouts` + `fits_to_store` |
+# | `spec.parquet` | spectroscopic galaxies with DR10 photometry, `Z`, `SURVEY` | `photozsom.data.specz.compile_surveys` + `crossmatch` |
+# | `random.parquet` | the representative random sample | DR10 sweeps read with `photozsom.data.legacysurvey` |
+# | `cutouts.h5` | g, r, i, z cutouts, nanomaggies per pixel | `photozsom.data.cutouts.download_cutouts` + `fits_to_store` |
 #
 # By default the chapter *simulates* these files (see the introduction). Your own data enter
 # through the parameters below: a spectroscopic table that already carries DR10 photometry
@@ -57,13 +57,14 @@ split_by = None  # e.g. "ROSETTE": whole fields go to train, validation or test
 # %%
 from IPython.display import display
 
-from photozsom import pipeline, plots
-from photozsom.book import outputs, publish_figure
-from photozsom.datasets.summary import (
+from photozsom import plots
+from photozsom.data.summary import (
     mock_density_table,
     sky_settings_table,
     survey_summary,
 )
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -71,7 +72,7 @@ run = pipeline.Run(data_dir)
 # %% [markdown]
 # ## The data stage
 #
-# `photozsom.pipeline.run_data` writes the three kinds of data and the 80/10/10
+# `photozsom.workflow.pipeline.run_data` writes the three kinds of data and the 80/10/10
 # train/validation/test split (a seeded hash of `OBJID`, so every chapter agrees on it).
 # The simulated sky is deterministic in `seed`: the same seed gives byte-identical files, so
 # the numbers in this book are reproducible. It skips the simulation when the files exist.
@@ -189,7 +190,7 @@ publish_figure("fig_bias", fig, run.figure("data_spec_vs_random.png"))
 # Northern galaxies have no i-band: the band is NaN and its mask is False.
 
 # %%
-from photozsom.datasets.store import CutoutStore
+from photozsom.embed.store import CutoutStore
 
 with CutoutStore(run.cutouts_path()) as store:  # needs cutouts: simulated, or download=True
     print(store)

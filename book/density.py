@@ -41,8 +41,10 @@ robustness_seeds = None  # seeds of the robustness check; None: five at default 
 # %%
 import numpy as np
 
-from photozsom import cells, pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
+from photozsom.evaluation import cells
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -50,7 +52,7 @@ run = pipeline.Run(data_dir)
 # %% [markdown]
 # ## Training count and metrics per cell
 #
-# `pipeline.run_cells` builds one `photozsom.cells.CellReport` per map: the evaluated
+# `pipeline.run_cells` builds one `photozsom.evaluation.cells.CellReport` per map: the evaluated
 # galaxies' metrics per cell, bootstrap errors, the test against the global value and the
 # training-split count of the cell. One Benjamini-Hochberg correction runs over all cell ×
 # metric tests together: among all rejected (cell, metric) tests, the expected share of
@@ -104,7 +106,7 @@ publish_figure("fig1", fig1, run.figure("figure1_metric_vs_count.png"))
 # a small cell's outlier fraction is exactly 0 far more often than a large cell's, so its
 # rank follows the cell's size even when every cell has the same outlier rate. They are
 # tested instead by a binomial regression of each cell's *counts* (outliers among its
-# evaluated galaxies) on log10(1 + training count), `photozsom.cells.binomial_trend`;
+# evaluated galaxies) on log10(1 + training count), `photozsom.evaluation.cells.binomial_trend`;
 # `slope` is the change of the log-odds per dex of training count, with its 95% interval
 # (the standard error widened by the between-cell scatter the counts show). The paper's
 # caveat: the metrics depend on redshift, and so does the training density (spectroscopy
@@ -174,13 +176,13 @@ print(
 #
 # The count above depends on random choices: the SOM's initialisation and sample order, the
 # out-of-fold MDNs (fold assignment and weights) and the bootstrap. Below, all three are
-# redone with other seeds (`photozsom.validation.significance_across_seeds`; the run's own
+# redone with other seeds (`photozsom.workflow.validation.significance_across_seeds`; the run's own
 # seed reuses this run's map and predictions, the image embeddings stay this run's). Cells
 # are not the same objects on two maps, so the stability is also measured on galaxies: in
 # how many seeds a galaxy ends up in a cell significantly worse than global.
 
 # %%
-from photozsom import validation
+from photozsom.workflow import validation
 
 if robustness_seeds is None:
     robustness_seeds = list(range(5)) if scale == "default" else [0, 1]
@@ -211,8 +213,8 @@ print(f"here: {stab['frac_worse_every_seed']:.1%} of the {stab['n_galaxies']:,} 
 # z_spec. `photozsom explore <data_dir> -o som.html` writes the same page for your own run.
 
 # %%
-from photozsom.book import publish_page
 from photozsom.explore import run_explorer, save_explorer
+from photozsom.workflow.book import publish_page
 
 explorer = save_explorer(run_explorer(run.root, n_jobs=-1),
                          run.figure("som_explorer.html"), title="photozsom SOM explorer")

@@ -42,9 +42,10 @@ dim = None  # embedding dimension of the built-in encoder; None: the scale's pre
 epochs = None  # pretraining epochs; None: the scale's preset
 
 # %%
-from photozsom import pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
 from photozsom.embed import load_embeddings
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)

@@ -51,10 +51,12 @@ flag_metrics = ["mad", "eta", "pco", "bias"]
 import pandas as pd
 from IPython.display import display
 
-from photozsom import cells, pipeline, plots
-from photozsom.book import outputs, publish_figure
-from photozsom.datasets.store import CutoutStore
-from photozsom.results import deviating_cells
+from photozsom import plots
+from photozsom.embed.store import CutoutStore
+from photozsom.evaluation import cells
+from photozsom.evaluation.results import deviating_cells
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -66,7 +68,7 @@ spec = run.spec()
 #
 # One evaluated galaxy from each of the 16 cells of the southern map whose bias is most
 # significantly *worse* than the global bias, by the same definition the flag uses: a larger
-# |bias| (`photozsom.cells.worse_than_global`). Significant cells first.
+# |bias| (`photozsom.evaluation.cells.worse_than_global`). Significant cells first.
 
 # %%
 top = deviating_cells(report, "bias", n=16)
@@ -156,7 +158,7 @@ res["chosen"]
 # ## The flag scored out of sample
 #
 # The numbers above were measured on the galaxies that chose the thresholds, so they
-# flatter the flag. `photozsom.validation.run_nested_flags` scores it nested: the labelled
+# flatter the flag. `photozsom.workflow.validation.run_nested_flags` scores it nested: the labelled
 # galaxies are split into five folds, and each fold is flagged with the thresholds and the
 # under-performing cells that the *other* four folds chose by the same rule (training
 # counts leave-one-out in scoring as in selection). The table gives, for each map, the
@@ -164,7 +166,7 @@ res["chosen"]
 # share flagged of the whole flag and of its two parts, in sample and nested.
 
 # %%
-from photozsom import validation
+from photozsom.workflow import validation
 
 nested = validation.run_nested_flags(run, flagger=flagger, seed=seed)
 nested["scores"].to_csv(run.path("flags/flag_scores_nested.csv"))
@@ -221,8 +223,8 @@ flagged["reason"].str.split(":").str[0].value_counts().head(8).rename("galaxies"
 # drop-down; flagged galaxies are framed in orange.
 
 # %%
-from photozsom.book import publish_page
 from photozsom.explore import run_explorer, save_explorer
+from photozsom.workflow.book import publish_page
 
 explorer = save_explorer(run_explorer(run.root, n_jobs=-1, metric="flag"),
                          run.figure("som_explorer_flags.html"), title="photozsom SOM explorer")
@@ -275,7 +277,7 @@ publish_figure("fig_flag_mag", fig, run.figure("flag_by_magnitude.png"))
 # ## Choosing your own threshold
 #
 # The paper leaves it to future work to let users set thresholds for their own analysis.
-# `photozsom.cells.threshold_curve` does it: for a range of minimum training counts it gives
+# `photozsom.evaluation.cells.threshold_curve` does it: for a range of minimum training counts it gives
 # the fraction of the user's sample kept and the MAD, η and PCO expected for what is kept
 # (the evaluated galaxies reweighted, cell by cell, to the user's cell occupancy). A user who
 # needs few outliers (e.g. for clustering) can read off how much of the sample a stricter

@@ -49,8 +49,10 @@ cv_folds = None  # out-of-fold predictions for the per-cell analysis; None: pres
 import numpy as np
 import pandas as pd
 
-from photozsom import metrics, pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
+from photozsom.evaluation import metrics
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)

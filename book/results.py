@@ -51,11 +51,9 @@ n_boot = 200  # bootstrap resamples of the test galaxies behind every ± of Tabl
 import pandas as pd
 from IPython.display import Markdown, display
 
-from photozsom import pipeline, plots
+from photozsom import plots
 from photozsom.baseline import published_photoz_valid
-from photozsom.book import outputs
-from photozsom.pdf import MixturePDF
-from photozsom.results import (
+from photozsom.evaluation.results import (
     bootstrap_replicates,
     calibration_variants,
     compare_models,
@@ -64,6 +62,9 @@ from photozsom.results import (
     recalibrated_table,
     table1,
 )
+from photozsom.pdf import MixturePDF
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -188,12 +189,12 @@ pd.concat(verdicts, names=["stage", "metric"]).to_csv(run.path("baseline/compari
 # The built-in encoder does not see pixels only: beside its convolutional branch it feeds a
 # hand-built light profile (4 bands × 9 annuli) into the embedding and learns to reconstruct
 # it, so "image model against catalogue model" is partly photometry against photometry.
-# `photozsom.ablation.encoder_ablation` pretrains the same encoder without the profile branch
+# `photozsom.workflow.ablation.encoder_ablation` pretrains the same encoder without the profile branch
 # (`Encoder(image_only=True)`: an embedding learned from pixels alone), trains the same MDN on
 # it, and compares the three on the test galaxies they all scored.
 
 # %%
-from photozsom.ablation import encoder_ablation
+from photozsom.workflow.ablation import encoder_ablation
 
 ablation = encoder_ablation(run, scale=scale, seed=seed)
 ablation.to_csv(run.path("baseline/encoder_ablation.csv"))

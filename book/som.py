@@ -50,9 +50,10 @@ backend = "torch"  # "torch" or "minisom"
 import numpy as np
 import pandas as pd
 
-from photozsom import pipeline, plots
-from photozsom.book import outputs, publish_figure
+from photozsom import plots
 from photozsom.features import feature_matrix
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explore", help="write the interactive SOM explorer (standalone HTML) of "
                        "a run directory")
-    e.add_argument("run_dir", help="a run directory written by the book / photozsom.pipeline")
+    e.add_argument("run_dir", help="a run directory written by the book / photozsom.workflow.pipeline")
     e.add_argument("-o", "--output", default="som_explorer.html", help="HTML file to write")
     e.add_argument("--map", default="S", help="which footprint's SOM: S (DECam) or N (BASS/MzLS)")
     e.add_argument("--max-thumbs", type=int, default=16, help="cutouts shown per cell")
@@ -180,7 +180,7 @@ def _add_hats_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_simulate(args) -> int:
-    from photozsom.datasets.mock import cli_main
+    from photozsom.sim.sky import cli_main
 
     return cli_main(args)
 
@@ -294,7 +294,7 @@ def _run_aion_fingerprint(args) -> int:
 
 
 def _run_book(args) -> int:
-    from photozsom.book import cli_main
+    from photozsom.workflow.book import cli_main
 
     return cli_main(args)
 

@@ -1,7 +1,7 @@
 """An interactive SOM explorer: point at a cell, see its numbers, its galaxies and its photo-z.
 
 :func:`som_explorer` builds a Bokeh layout from the per-cell table of
-:func:`photozsom.cells.report` (one row per cell) and, optionally, the evaluated galaxies
+:func:`photozsom.evaluation.cells.report` (one row per cell) and, optionally, the evaluated galaxies
 and their cutouts:
 
 - the SOM grid (square or hexagonal cells, as :attr:`photozsom.som.SOM.grid_positions`)
@@ -127,7 +127,7 @@ def _check_table(cell_table: pd.DataFrame, n_cells: int) -> pd.DataFrame:
     missing = [c for c in need if c not in cell_table]
     if missing:
         raise ValueError(f"cell_table lacks columns {missing}: pass the table of "
-                         f"photozsom.cells.report")
+                         f"photozsom.evaluation.cells.report")
     return cell_table
 
 
@@ -413,17 +413,17 @@ def som_explorer(
     ----------
     cell_table : DataFrame
         One row per cell, index ``0 .. rows*cols - 1`` (cell ``k = row * cols + col``), with
-        the columns of :func:`photozsom.cells.report`: ``n_train``, ``count``, ``status``,
+        the columns of :func:`photozsom.evaluation.cells.report`: ``n_train``, ``count``, ``status``,
         ``z_mean``, and for ``m`` in ``mad, bias, eta, pco`` the value ``m``, and where
         present ``m_err`` (bootstrap error), ``m_q`` (Benjamini-Hochberg q-value) and
         ``m_worse``; η and PCO are fractions (shown in %).
     shape : (int, int)
         ``(rows, cols)`` of the SOM.
     global_ : mapping
-        Global values the cells are tested against (:attr:`photozsom.cells.CellReport.global_`):
+        Global values the cells are tested against (:attr:`photozsom.evaluation.cells.CellReport.global_`):
         ``mad``, ``bias``, ``eta``, ``pco``, ``z_mean``.
     settings : mapping, optional
-        How the table was made (:attr:`photozsom.cells.CellReport.settings`): ``fdr``,
+        How the table was made (:attr:`photozsom.evaluation.cells.CellReport.settings`): ``fdr``,
         ``level``, ``outlier_threshold`` go into the labels (defaults 0.05, 0.99, 0.15; keys
         in ``global_`` are read too).
     galaxies : DataFrame, optional
@@ -722,7 +722,7 @@ class _StoreImages:
     def __init__(self, store_path, rows: np.ndarray):
         import threading
 
-        from photozsom.datasets.store import CutoutStore
+        from photozsom.embed.store import CutoutStore
 
         self._store = CutoutStore(store_path)
         self._rows = np.asarray(rows)
@@ -741,8 +741,8 @@ class _StoreImages:
 def run_explorer(run_dir, *, region: str = "S", **kwargs):
     """The explorer of a book run directory: a map's cell report, its evaluated galaxies (with
     their flags) and their cutouts. ``kwargs`` go to :func:`som_explorer`."""
-    from photozsom import pipeline
     from photozsom.flags import load_flagger
+    from photozsom.workflow import pipeline
 
     run = pipeline.Run(run_dir)
     rep = pipeline.load_reports(run).get(region)
@@ -757,7 +757,7 @@ def run_explorer(run_dir, *, region: str = "S", **kwargs):
         galaxies["FLAG"] = load_flagger(run.root / "flags" / "flagger").flag(spec)["flag"].to_numpy()
     images = None
     if (run.root / "sky" / "cutouts.h5").exists():
-        from photozsom.datasets.store import CutoutStore
+        from photozsom.embed.store import CutoutStore
 
         with CutoutStore(run.cutouts_path()) as store:
             rows = store.rows_of(ev["OBJID"].to_numpy())

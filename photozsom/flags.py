@@ -8,10 +8,10 @@ representative sample of DR10 colours, and warn the user when it falls
   than the ``distance_quantile`` of the SOM's own training sample (a colour the map was
   not trained on) — together "out of distribution", ``ood``;
 - in a cell where the model is known to **under-perform**: the cell's metric is
-  significantly worse than the global value (:class:`photozsom.cells.CellReport`,
+  significantly worse than the global value (:class:`photozsom.evaluation.cells.CellReport`,
   ``<metric>_worse``), for the metrics the user picks.
 
-:class:`Flagger` is a small object holding one SOM, its :class:`~photozsom.cells.CellReport`
+:class:`Flagger` is a small object holding one SOM, its :class:`~photozsom.evaluation.cells.CellReport`
 and the thresholds; :meth:`Flagger.flag` returns one row per input row in input order,
 never dropping one: a row whose SOM features cannot be computed gets ``flag=True`` and a
 reason.
@@ -55,7 +55,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from photozsom.artifacts import load_artifact, read_json, save_artifact
-from photozsom.cells import METRICS, CellReport, report
+from photozsom.evaluation.cells import METRICS, CellReport, report
 from photozsom.features import feature_bands, feature_matrix, magnitudes, resolve_features
 from photozsom.schema import as_dataframe, footprints
 from photozsom.som import SOM
@@ -119,7 +119,7 @@ class Flagger:
         The trained map. Its ``feature_names`` (e.g. ``g-r, r-i, ..., r``) say which
         features :meth:`flag` computes from a catalogue (:func:`photozsom.features.feature_matrix`).
     report : CellReport
-        :func:`photozsom.cells.report` of the evaluated galaxies on this map.
+        :func:`photozsom.evaluation.cells.report` of the evaluated galaxies on this map.
     train_counts : array_like of int, shape (n_cells,), optional
         Training (spectroscopic) galaxies per cell. Default: the report's ``n_train``.
     min_count : int
@@ -164,7 +164,7 @@ class Flagger:
         photsys: str | None = None,
     ) -> None:
         if not isinstance(report, CellReport):
-            raise TypeError("report must be a photozsom.cells.CellReport (cells.report(...))")
+            raise TypeError("report must be a photozsom.evaluation.cells.CellReport (cells.report(...))")
         n_cells = int(som.n_cells)
         if report.n_cells != n_cells:
             raise ValueError(
@@ -515,7 +515,7 @@ def choose_thresholds(
     ``J = recall - false-positive rate`` (0 for a flag no better than random). With a user's
     sample (``sample_cell``) the labelled galaxies are weighted cell by cell to the user's
     cell occupancy (weight ``f_user(c) / f_labelled(c)``, as
-    :func:`photozsom.cells.threshold_curve`), so recall and false-positive rate are those
+    :func:`photozsom.evaluation.cells.threshold_curve`), so recall and false-positive rate are those
     expected on the user's sample if performance within a cell transfers. The standard
     error of ``J`` is the linearised (sandwich) standard error of the two weighted ratios,
     ``var J = n/(n-1) sum_i u_i^2`` with ``u_i = w_i bad_i (ood_i - recall) / sum(w bad)
@@ -558,7 +558,7 @@ def choose_thresholds(
     min_counts, quantiles : sequences
         The grid.
     outlier_threshold : float, optional
-        η threshold (default :data:`photozsom.metrics.OUTLIER_THRESHOLD`).
+        η threshold (default :data:`photozsom.evaluation.metrics.OUTLIER_THRESHOLD`).
     min_bad : int
         Fewest bad galaxies (and good ones) to choose from; fewer raise ``ValueError``.
 
@@ -566,7 +566,7 @@ def choose_thresholds(
     -------
     ThresholdChoice
     """
-    from photozsom.metrics import OUTLIER_THRESHOLD, pco_mask, scaled_residuals
+    from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, pco_mask, scaled_residuals
 
     n_cells = int(som.n_cells)
     counts = np.asarray(train_counts, dtype=np.int64)
@@ -800,7 +800,7 @@ def locate(catalogue: Any, maps: Mapping[str, Any]) -> pd.DataFrame:
 def cell_reports(located: pd.DataFrame, z_true: Any, z_pred: Any, pit: Any, in_train: Any,
                  maps: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0,
                  fdr: float = 0.05, evaluate: Any = None) -> dict[str, CellReport]:
-    """One :class:`~photozsom.cells.CellReport` per map from labelled galaxies.
+    """One :class:`~photozsom.evaluation.cells.CellReport` per map from labelled galaxies.
 
     Parameters
     ----------
@@ -842,7 +842,7 @@ class SOMFlagger:
     ``fit`` trains a SOM of colours on a representative random sample (one map per
     footprint when the catalogue has ``PHOTSYS``, one map when it does not), places the
     labelled (spectroscopic) galaxies on it, measures per cell how the photo-z model does on
-    them (their out-of-fold predictions: :func:`photozsom.cells.report`, bootstrap errors,
+    them (their out-of-fold predictions: :func:`photozsom.evaluation.cells.report`, bootstrap errors,
     Benjamini-Hochberg significance against the global value) and chooses the
     out-of-distribution thresholds from the data (:func:`choose_thresholds`). ``flag`` then
     marks a galaxy when its cell holds too few training galaxies or it lies far from its

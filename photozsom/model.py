@@ -36,6 +36,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -318,7 +319,15 @@ class PhotoZModel:
                     raise ValueError("recalibration='cell' needs cells_val (SOM cells of the "
                                      "validation galaxies)")
                 cv = np.asarray(cells_val)[ok_va]
-            self.recalibrator_ = Recalibrator(kind=self.recalibration).fit(pdf_fit, z_fit, cells=cv)
+            rc = Recalibrator(kind=self.recalibration)
+            need = 2 * int(rc.tail_count) + 2 * int(rc.min_per_knot)
+            if len(z_fit) < need:   # too few held-out galaxies to pin a PIT map: say so
+                warnings.warn(f"recalibration={self.recalibration!r} skipped: {len(z_fit)} "
+                              f"held-out galaxies, the map needs {need}; P(z) are the "
+                              f"estimator's own", stacklevel=2)
+                self.recalibration_source_ = f"none ({len(z_fit)} held-out galaxies < {need})"
+                return self
+            self.recalibrator_ = rc.fit(pdf_fit, z_fit, cells=cv)
         return self
 
     def recalibrate_with(self, pdf: MixturePDF, z: Any, *, source: str) -> PhotoZModel:

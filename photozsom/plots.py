@@ -172,7 +172,7 @@ def metric_vs_count(report, *, metrics: Sequence[str] = ("mad", "bias", "eta", "
     Parameters
     ----------
     report : CellReport
-        :func:`photozsom.cells.report` output (columns ``<metric>``, ``<metric>_err``,
+        :func:`photozsom.evaluation.cells.report` output (columns ``<metric>``, ``<metric>_err``,
         ``<metric>_sigma0``, ``<metric>_signif``, ``n_train``, ``count``, ``status``).
     mask_zero_outliers : bool
         Figure 1 hides cells with no outlier (eta and PCO of exactly 0) "for clarity";
@@ -503,7 +503,7 @@ def embedding_map(pcs: np.ndarray, colour_by: Mapping[str, np.ndarray], *, n_poi
 
 def metrics_vs_redshift(by_z: pd.DataFrame, *, metrics: Sequence[str] = ("mad", "bias", "eta", "pco"),
                         global_values: Mapping[str, float] | None = None) -> plt.Figure:
-    """MAD, bias, η, PCO against spectroscopic redshift (:func:`photozsom.cells.metrics_by_redshift`)."""
+    """MAD, bias, η, PCO against spectroscopic redshift (:func:`photozsom.evaluation.cells.metrics_by_redshift`)."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False, sharex=True)
     for ax, m in zip(axes.flat, metrics):
         scale = 100.0 if m in _PERCENT else 1.0

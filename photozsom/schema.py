@@ -2,7 +2,7 @@
 
 The names are those of the DESI Legacy Survey DR10 sweep / tractor catalogues
 (https://www.legacysurvey.org/dr10/catalogs/), so the same code reads real sweeps and
-the simulated sky of :func:`photozsom.datasets.simulate`. Fluxes are in nanomaggies
+the simulated sky of :func:`photozsom.sim.simulate`. Fluxes are in nanomaggies
 (AB magnitude ``22.5 - 2.5 log10(flux)``), inverse variances in nanomaggies^-2,
 sizes in arcsec and coordinates in degrees (ICRS).
 

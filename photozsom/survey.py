@@ -16,7 +16,7 @@ This module (``pip install 'photozsom[survey]'``) provides
 - :func:`crossmatch_hats` — the nearest photometric object within 2" of each spectroscopic
   row, tile by tile with the photometry's margin cache (pairs across tile borders are
   found); :func:`crossmatch_frame` returns the same rows, columns and order as the
-  single-process :func:`photozsom.datasets.crossmatch.crossmatch`.
+  single-process :func:`photozsom.data.crossmatch.crossmatch`.
 - :func:`map_hats` — any ``fn(DataFrame) -> DataFrame`` (one output row per input row) over
   the tiles of a catalogue, written as a new HATS catalogue that carries the input's ids;
   :func:`flag_hats` (the :class:`~photozsom.flags.Flagger`) and :func:`predict_hats`
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.crossmatch import output_names
+from photozsom.data.crossmatch import output_names
 
 __all__ = [
     "ID_COLUMNS",
@@ -315,7 +315,7 @@ def simulate_hats(sky_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     Parameters
     ----------
     sky_dir : path
-        Directory written by :func:`photozsom.datasets.simulate`.
+        Directory written by :func:`photozsom.sim.simulate`.
     out_dir : path
         Directory receiving ``random/`` and ``spec/`` (HATS collections with margins).
 
@@ -329,7 +329,7 @@ def simulate_hats(sky_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     for key in ("random", "spec"):
         src = sky / f"{key}.parquet"
         if not src.is_file():
-            raise FileNotFoundError(f"{src} not found: run photozsom.datasets.simulate first")
+            raise FileNotFoundError(f"{src} not found: run photozsom.sim.simulate first")
         paths[key] = to_hats(pd.read_parquet(src), out / key, margin_arcsec=margin_arcsec,
                              partition_rows=partition_rows, overwrite=overwrite,
                              progress=progress)
@@ -402,7 +402,7 @@ def crossmatch_hats(spec, phot, radius_arcsec: float = 2.0, *,
     photometric object within ``radius_arcsec``, found in the row's tile *and* the
     photometry's margin cache, so a pair split by a tile border is found; unmatched rows
     get missing photometry. Columns are named as in
-    :func:`photozsom.datasets.crossmatch.crossmatch`: the left columns, the photometry
+    :func:`photozsom.data.crossmatch.crossmatch`: the left columns, the photometry
     columns (``suffix`` appended to a name the left already has), ``MATCHED`` and
     ``SEP_ARCSEC`` (arcsec; missing when unmatched).
 
@@ -476,7 +476,7 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
                      workers: int | None = None, scheduler: str | None = None) -> pd.DataFrame:
     """:func:`crossmatch_hats` computed, in the layout of the single-process cross-match.
 
-    Returns the same table as :func:`photozsom.datasets.crossmatch.crossmatch` on the same
+    Returns the same table as :func:`photozsom.data.crossmatch.crossmatch` on the same
     inputs: ``spec``'s rows in its order and index, every column, the photometry (missing
     values as NaN for floats and pandas nullable dtypes for integers, booleans and text),
     ``MATCHED`` and ``SEP_ARCSEC``.
@@ -492,7 +492,7 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
     workers, scheduler
         Dask cluster (:func:`dask_client`).
     """
-    from photozsom.datasets.schema import validate
+    from photozsom.schema import validate
 
     spec = validate(spec, ["RA", "DEC"], name="spectroscopic catalogue")
     if _ROW in spec.columns:
@@ -730,8 +730,8 @@ def predict_hats(in_path, out_path: str | os.PathLike, model_dir: str | os.PathL
 def _embed_tile(part: pd.DataFrame, pixel, store_path: str, out_dir: str, encoder_dir: str,
                 device: str | None, chunk: int, batch_size: int) -> pd.DataFrame:
     """Embed one tile's cutouts: a per-tile store, then ``embed_to_file`` (both resumable)."""
-    from photozsom.datasets.store import CutoutStore
     from photozsom.embed import embed_to_file
+    from photozsom.embed.store import CutoutStore
 
     tag = f"Norder={pixel.order}_Npix={pixel.pixel}"
     ids = np.asarray(part["OBJID"].to_numpy(), dtype=np.int64)
@@ -778,7 +778,7 @@ def embed_hats(catalog, store_path: str | os.PathLike, out_dir: str | os.PathLik
     catalog : path or lsdb.Catalog
         Objects to embed (``OBJID`` column); every OBJID must be in the store.
     store_path : path
-        :class:`~photozsom.datasets.store.CutoutStore` holding their cutouts (all workers
+        :class:`~photozsom.embed.store.CutoutStore` holding their cutouts (all workers
         must see it).
     out_dir : path
         Receives ``cutouts/`` and ``embeddings/``.

@@ -35,15 +35,71 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom.evaluation.results import flag_comparison, prediction_table
 from photozsom.flags import SOMFlagger
 from photozsom.io import read_table
+from photozsom.mdn import cross_val_predict, train_val_test_split
 from photozsom.model import PhotoZModel
-from photozsom.pipeline import make_split, oof_predictions
 from photozsom.predict import predict_table
-from photozsom.results import flag_comparison
 from photozsom.schema import as_dataframe
 
-__all__ = ["format_summary", "run_cli", "summarise", "train"]
+__all__ = ["format_summary", "make_split", "oof_predictions", "run_cli", "summarise", "train"]
+
+
+def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
+               fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> pd.DataFrame:
+    """``OBJID``, ``SPLIT`` of the spectroscopic sample (seeded hash of OBJID, or of ``by``)."""
+    if "OBJID" not in spec:
+        raise ValueError("the spectroscopic sample needs an OBJID column (unique per galaxy)")
+    if spec["OBJID"].duplicated().any():
+        raise ValueError("OBJID must be unique in the spectroscopic sample; "
+                         f"{int(spec['OBJID'].duplicated().sum())} rows repeat one")
+    key = spec["OBJID"].to_numpy() if by is None else spec[by].to_numpy()
+    if by is not None and set(np.unique(key.astype(str))) <= {"train", "val", "test"}:
+        return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(), "SPLIT": key.astype(str)})
+    if by is not None:
+        groups, inv = np.unique(key, return_inverse=True)
+        n_g = len(groups)
+        if n_g < 3:
+            raise ValueError(f"split_by={by!r} has {n_g} distinct values; need at least 3")
+        n_test = max(1, round(fractions[2] * n_g))
+        n_val = max(1, round(fractions[1] * n_g))
+        perm = np.random.default_rng(seed).permutation(n_g)
+        part_of_group = np.zeros(n_g, dtype=np.int64)
+        part_of_group[perm[:n_test]] = 2
+        part_of_group[perm[n_test:n_test + n_val]] = 1
+        part = part_of_group[inv]
+    else:
+        _, va, te = train_val_test_split(key, fractions, seed=seed)
+        part = np.zeros(len(spec), dtype=np.int64)
+        part[va], part[te] = 1, 2
+    return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(),
+                         "SPLIT": np.array(["train", "val", "test"])[part]})
+
+
+def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int = 0,
+                    progress: bool = False) -> tuple[pd.DataFrame, Any]:
+    """Out-of-fold MDN predictions of every training and validation galaxy.
+
+    ``model`` is a fitted MDN :class:`~photozsom.model.PhotoZModel`: its inputs (imputer and
+    features, fitted on the training split) and its MDN settings are reused; ``cv_folds``
+    fresh MDNs, seeded by ``seed`` (folds and weights), each predict the galaxies they did not
+    see. Returns the prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the
+    order of the scorable galaxies of ``spec``.
+    """
+    split = spec["SPLIT"].to_numpy()
+    pool = (split == "train") | (split == "val")
+    z = spec["Z"].to_numpy(np.float64)
+    ids = spec["OBJID"].to_numpy()
+    X, okp, _ = model.transform(spec[pool])
+    opts = {k: v for k, v in model.estimator_options.items()
+            if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
+                     "schedule", "min_improvement")}
+    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
+                                      seed=seed, progress=progress, **opts)
+    oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
+    oof["FOLD"] = fold
+    return oof, oof_pdf
 
 
 def _log(msg: str, progress: bool) -> None:
@@ -84,7 +140,7 @@ def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
 
 def summarise(table: pd.DataFrame) -> dict[str, Any]:
     """The held-out summary of a ``predict_table`` output with ``Z``: counts by status and
-    :func:`photozsom.results.flag_comparison` (all, flagged, not flagged) as a dict."""
+    :func:`photozsom.evaluation.results.flag_comparison` (all, flagged, not flagged) as a dict."""
     status = table["PZ_STATUS"].astype(str)
     cmp = flag_comparison(table)
     return {"n": len(table), "not_scored": int((status == "not scored").sum()),

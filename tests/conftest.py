@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from photozsom import pipeline
+from photozsom.workflow import pipeline
 
 
 @pytest.fixture(scope="session")

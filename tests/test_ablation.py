@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import r2_score
 
-from photozsom import pipeline
-from photozsom.ablation import ABLATION_ROWS, encoder_ablation
 from photozsom.embed import Encoder, load_embeddings
+from photozsom.workflow import pipeline
+from photozsom.workflow.ablation import ABLATION_ROWS, encoder_ablation
 
 
 def _digest(path) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _catalogues import make_catalogue
 
-from photozsom import cells
+from photozsom.evaluation import cells
 from photozsom.features import SOM_FEATURES
 
 RNG = np.random.default_rng(0)

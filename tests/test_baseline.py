@@ -9,7 +9,6 @@ from scipy import stats
 from scipy.special import ndtr
 from sklearn.ensemble import RandomForestRegressor
 
-from photozsom import metrics
 from photozsom.artifacts import ArtifactError
 from photozsom.baseline import (
     PUBLISHED_QUANTILES,
@@ -17,6 +16,7 @@ from photozsom.baseline import (
     published_photoz_pdf,
     published_photoz_valid,
 )
+from photozsom.evaluation import metrics
 from photozsom.pdf import CENTRES, N_COMPONENTS, MixturePDF
 
 STEP = CENTRES[1] - CENTRES[0]

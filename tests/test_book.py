@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom import book
+from photozsom.workflow import book
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def test_executed_notebooks_have_no_timestamps_and_are_reproducible(tmp_path):
 
 
 def test_published_figure_is_saved_glued_and_shown_once(tmp_path):
-    body = ("# %%\nimport matplotlib.pyplot as plt\nfrom photozsom.book import publish_figure\n"
+    body = ("# %%\nimport matplotlib.pyplot as plt\nfrom photozsom.workflow.book import publish_figure\n"
             "fig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\n"
             f"publish_figure('line', fig, {str(tmp_path / 'figs' / 'line.png')!r})\n")
     root = _toy_book(tmp_path, body)
@@ -117,7 +117,7 @@ def test_kernels_fall_back_to_tcp_when_socket_paths_would_be_too_long(tmp_path, 
 
 
 def test_unknown_chapter_and_missing_input_give_clear_errors(tmp_path):
-    from photozsom.pipeline import Run
+    from photozsom.workflow.pipeline import Run
 
     with pytest.raises(ValueError, match="unknown chapter"):
         book.run_book(ROOT, only=["nonsense"], html=False)
@@ -190,7 +190,7 @@ def _chromium() -> str | None:
 
 @pytest.mark.slow
 def test_chapters_wrote_the_new_figures_tables_and_the_explorer(built_book, book_root):
-    from photozsom.pipeline import check
+    from photozsom.workflow.pipeline import check
 
     data_dir, _ = built_book
     data_dir = Path(data_dir)

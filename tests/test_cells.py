@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from photozsom import cells
+from photozsom.evaluation import cells
 
 
 def _sample(n_cells, per_cell, sigma=0.03, seed=0, pit=True):

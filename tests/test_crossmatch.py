@@ -9,9 +9,9 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from photozsom.datasets import legacysurvey
-from photozsom.datasets.crossmatch import crossmatch, crossmatch_stream, haversine_arcsec
-from photozsom.datasets.specz import CutReport
+from photozsom.data import legacysurvey
+from photozsom.data.crossmatch import crossmatch, crossmatch_stream, haversine_arcsec
+from photozsom.data.specz import CutReport
 from photozsom.schema import COLUMNS, validate
 
 

@@ -13,8 +13,8 @@ from _fits_server import FitsServer
 from astropy.io import fits
 from astropy.stats import mad_std
 
-from photozsom.datasets import cutouts
-from photozsom.datasets.store import CutoutStore
+from photozsom.data import cutouts
+from photozsom.embed.store import CutoutStore
 
 SIZE = 8
 

@@ -19,9 +19,9 @@ from aion import AION
 from aion.codecs import CodecManager, ImageCodec, LogScalarCodec
 from aion.modalities import LegacySurveyFluxG, LegacySurveyFluxZ, LegacySurveyImage
 
-from photozsom.datasets.store import CutoutStore
 from photozsom.embed import AIONEmbedder, Embedder, aion_fingerprint, embed_to_file, load_embeddings
 from photozsom.embed.aion import AION_BANDS, CODEC_REPO, check_image_codec, codec_test_galaxy
+from photozsom.embed.store import CutoutStore
 
 CONFIG = {
     "domains_in": ["tok_image", "tok_flux_g", "tok_flux_z"],

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from photozsom.datasets.store import CutoutStore
 from photozsom.embed import (
     Embedder,
     Encoder,
@@ -20,6 +19,7 @@ from photozsom.embed import (
     load_embeddings,
 )
 from photozsom.embed.encoder import estimate_sky_sigma, stretch
+from photozsom.embed.store import CutoutStore
 
 SIGMA = np.array([0.006, 0.01, 0.015, 0.025], np.float32)  # sky noise, nanomaggies/pixel
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom import cells
+from photozsom.evaluation import cells
 from photozsom.explore import explorer_html, save_explorer, som_explorer, thumbnail_uri
 from photozsom.plots import rgb_image
 

@@ -75,8 +75,9 @@ def _heterogeneous_sky(rng, n_cells=100, per_cell=150):
 
 
 def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
-    from photozsom import cells, validation
+    from photozsom.evaluation import cells
     from photozsom.flags import Flagger
+    from photozsom.workflow import validation
 
     rng = np.random.default_rng(5)
     prec_in, prec_nested, expected_in, expected_nested = [], [], [], []
@@ -107,7 +108,7 @@ def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
 
 
 def test_nested_flags_never_use_a_galaxys_own_outcome():
-    from photozsom import validation
+    from photozsom.workflow import validation
 
     rng = np.random.default_rng(6)
     p_true, cell, bad, z, zp, d = _heterogeneous_sky(rng)
@@ -125,7 +126,7 @@ def test_nested_flags_never_use_a_galaxys_own_outcome():
 
 
 def test_leave_one_out_counts_in_scoring_as_in_selection():
-    from photozsom import validation
+    from photozsom.workflow import validation
 
     rng = np.random.default_rng(7)
     n_cells = 30

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from photozsom import cells, flags, metrics
+from photozsom import flags
 from photozsom.cli import main as cli
+from photozsom.evaluation import cells, metrics
 from photozsom.features import SOM_FEATURES, som_features
 from photozsom.som import SOM
 

@@ -27,8 +27,8 @@ def test_core_imports_and_cli_work_without_the_extras():
                 return None
 
         sys.meta_path.insert(0, Block())
-        import photozsom.model, photozsom.flags, photozsom.predict, photozsom.pipeline  # noqa
-        import photozsom.som, photozsom.cells, photozsom.calibrate, photozsom.baseline  # noqa
+        import photozsom.model, photozsom.flags, photozsom.predict, photozsom.workflow.pipeline  # noqa
+        import photozsom.som, photozsom.evaluation.cells, photozsom.calibrate, photozsom.baseline  # noqa
         try:
             import kcorrect  # noqa: F401
         except ImportError:

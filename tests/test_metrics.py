@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import r2_score
 
-from photozsom import metrics
+from photozsom.evaluation import metrics
 
 
 class GaussianPDFs:

@@ -1,4 +1,4 @@
-"""Tests of the simulated sky (photozsom.datasets.mock and its mock_* modules).
+"""Tests of the simulated sky (photozsom.sim.sky and its mock_* modules).
 
 Each test compares the generator against something it does not compute itself: speclite
 run directly, analytic transforms, Monte-Carlo noise, the published selections, the DR10
@@ -15,18 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom.datasets import mock, mock_images
-from photozsom.datasets import mock_photometry as mph
-from photozsom.datasets import mock_population as mpop
-from photozsom.datasets.mock_sed import (
+from photozsom.data.summary import PUBLISHED_DENSITIES, mock_density_table, select_desi_targets
+from photozsom.embed.store import CutoutStore
+from photozsom.sim import images as mock_images
+from photozsom.sim import photometry as mph
+from photozsom.sim import population as mpop
+from photozsom.sim import sky as mock
+from photozsom.sim.sed import (
     GRID_FILTERS,
     get_grid,
     get_star_grid,
     load_templates,
     madau_transmission,
 )
-from photozsom.datasets.store import CutoutStore
-from photozsom.datasets.summary import PUBLISHED_DENSITIES, mock_density_table, select_desi_targets
 
 SIM = {"n_spec": 1500, "n_random": 20000, "n_random_cutouts": 60, "cutout_size": 16}
 
@@ -357,7 +358,7 @@ def test_star_colours_match_published_loci_and_avoid_the_galaxy_target_boxes():
     # stars sit on its steep part, where a 0.04 mag offset in r-i moves g-r by 0.1)
     temps = np.geomspace(3450.0, 4500.0, 10)
     c = sdss(temps)
-    from photozsom.datasets.mock_sed import juric_locus_gr
+    from photozsom.sim.sed import juric_locus_gr
     np.testing.assert_allclose(c[:, 0] - c[:, 1], juric_locus_gr(c[:, 1] - c[:, 2]), atol=0.12)
     # ... and their photometric parallax relation (Juric et al. 2008) for 0.1 < r-i < 1.2
     ri = c[:, 1] - c[:, 2]

@@ -193,8 +193,11 @@ def test_bad_input_gives_clear_errors(data):
                     recalibration=None).fit(train.drop(columns=["FLUX_W1"]), train["Z"])
     with pytest.raises(ValueError, match="rows but z_train"):
         PhotoZModel("catalog", max_epochs=1, recalibration=None).fit(train, train["Z"][:10])
+    with pytest.raises(ValueError, match="validation data"):   # the forest has no out-of-fold map
+        PhotoZModel("catalog", estimator="random_forest",
+                    recalibration="global").fit(train, train["Z"])
     with pytest.raises(ValueError, match="validation data"):
-        PhotoZModel("catalog", recalibration="global").fit(train, train["Z"])
+        PhotoZModel("catalog", recalibration="cell").fit(train, train["Z"])
 
 
 def test_global_recalibration_is_saved_and_applied(tmp_path, data):

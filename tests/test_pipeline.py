@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom import pipeline
-from photozsom.book import with_dependents
 from photozsom.flags import SOMFlagger, load_flagger
+from photozsom.workflow import pipeline
+from photozsom.workflow.book import with_dependents
 
 
 def test_every_declared_output_exists(tiny_run):

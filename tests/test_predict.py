@@ -11,9 +11,10 @@ import pytest
 from _catalogues import make_catalogue
 from astropy.table import Table
 
-from photozsom import cells, flags
+from photozsom import flags
 from photozsom import predict as predict_module
 from photozsom.cli import main as cli
+from photozsom.evaluation import cells
 from photozsom.features import SOM_FEATURES, som_features
 from photozsom.io import read_pdf
 from photozsom.model import PhotoZModel

@@ -6,7 +6,7 @@ sweep FITS in the Legacy Survey directory layout (``dr10/south/sweep``, ``dr9/no
 the north has no i-band columns), a mixed-footprint random-sample FITS with a ``PHOTSYS``
 column, and cutouts answered by a local HTTP server the way the
 cutout service answers (griz from the DR10 layer, grz from the DR9-north layer). Every stage
-of :mod:`photozsom.pipeline` runs on them at the ``tiny`` scale, then ``photozsom predict``.
+of :mod:`photozsom.workflow.pipeline` runs on them at the ``tiny`` scale, then ``photozsom predict``.
 
 The expected row counts are computed here from how the files were made (which rows were
 written to fail which cut, which spectra are duplicates, which lie off every sweep object),
@@ -27,11 +27,11 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table, vstack
 
-from photozsom import pipeline
 from photozsom.cli import main as cli_main
-from photozsom.datasets import cutouts, legacysurvey
-from photozsom.datasets.crossmatch import haversine_arcsec
-from photozsom.datasets.store import CutoutStore
+from photozsom.data import cutouts, legacysurvey
+from photozsom.data.crossmatch import haversine_arcsec
+from photozsom.embed.store import CutoutStore
+from photozsom.workflow import pipeline
 
 pytestmark = pytest.mark.slow
 

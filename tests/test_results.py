@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom.pdf import MixturePDF, default_grid
-from photozsom.results import (
+from photozsom.evaluation.results import (
     PAPER_TABLE1,
     compare_models,
     deviating_cells,
@@ -16,6 +15,7 @@ from photozsom.results import (
     prediction_table,
     table1,
 )
+from photozsom.pdf import MixturePDF, default_grid
 
 
 def _pdf(rng: np.random.Generator, n: int) -> MixturePDF:
@@ -109,7 +109,7 @@ def test_compare_models_pco_is_judged_by_distance_from_one_percent():
 
 
 def test_deviating_cells_ranks_by_the_flags_definition_of_worse():
-    from photozsom.cells import CellReport
+    from photozsom.evaluation.cells import CellReport
 
     table = pd.DataFrame({
         "status": ["ok", "ok", "ok", "empty", "ok"],
@@ -128,7 +128,7 @@ def test_deviating_cells_ranks_by_the_flags_definition_of_worse():
 
 
 def test_sky_settings_table_puts_bands_in_columns_and_marks_the_missing_i_band():
-    from photozsom.datasets.summary import sky_settings_table
+    from photozsom.data.summary import sky_settings_table
 
     settings = {"request": {"seed": 0}, "n_spec": 10, "cutout_size": 32, "z_spec_range": [0.0, 1.6],
                 "depth_psf_5sigma_ab": {"S": {"G": 24.7, "I": 23.8}, "N": {"G": 24.2}},

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from photozsom.datasets import schema
+from photozsom import schema
 from photozsom.schema import validate
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from _catalogues import make_catalogue
 
-from photozsom import features, metrics, pipeline
+from photozsom import features
+from photozsom.evaluation import metrics
 from photozsom.flags import (
     ALL,
     Flagger,
@@ -18,6 +19,7 @@ from photozsom.flags import (
     choose_thresholds,
     load_flagger,
 )
+from photozsom.workflow import pipeline
 
 
 def test_pipeline_flags_stage_reproduces_the_hand_assembled_flagger(tiny_run):

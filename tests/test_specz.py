@@ -9,7 +9,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from photozsom.datasets import specz
+from photozsom.data import specz
 
 
 def _desi_table(lower: bool = False) -> Table:

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from photozsom.datasets.store import CutoutStore
+from photozsom.embed.store import CutoutStore
 
 H = 6
 
@@ -162,7 +162,7 @@ def test_create_open_errors(tmp_path):
 
 
 def test_pixel_scale_other_than_the_models_is_refused_unless_allowed(tmp_path):
-    from photozsom.datasets.store import PIXSCALE, check_pixscale
+    from photozsom.embed.store import PIXSCALE, check_pixscale
 
     assert check_pixscale(0.2621) == pytest.approx(0.2621)  # within the 1e-3 tolerance
     with pytest.raises(ValueError, match=r"0.2 arcsec/pixel but the embedder expects 0.262"):

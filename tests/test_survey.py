@@ -14,13 +14,14 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from photozsom import cells, survey
-from photozsom.datasets import simulate
-from photozsom.datasets.crossmatch import crossmatch
+from photozsom import survey
+from photozsom.data.crossmatch import crossmatch
+from photozsom.evaluation import cells
 from photozsom.features import SOM_FEATURES, som_features
 from photozsom.flags import Flagger
 from photozsom.model import PhotoZModel
 from photozsom.predict import flag_table, predict_table
+from photozsom.sim import simulate
 from photozsom.som import SOM
 
 BORDER_ID0 = 10_000_000  # OBJIDs of the rows moved onto tile borders
@@ -201,8 +202,8 @@ def _drop_one(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_embed_hats_per_tile_equals_direct_embedding_and_resumes(sky, cluster, tmp_path):
-    from photozsom.datasets.store import CutoutStore
     from photozsom.embed import Encoder
+    from photozsom.embed.store import CutoutStore
 
     store_path = sky["paths"]["cutouts"]
     with CutoutStore(store_path) as st:

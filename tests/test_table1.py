@@ -9,13 +9,10 @@ import pytest
 from _catalogues import make_catalogue
 from scipy import stats
 
-from photozsom import metrics
 from photozsom.baseline import published_photoz_pdf
 from photozsom.calibrate import Recalibrator
-from photozsom.features import CATALOG_FEATURES
-from photozsom.model import PhotoZModel
-from photozsom.pdf import MixturePDF, default_grid
-from photozsom.results import (
+from photozsom.evaluation import metrics
+from photozsom.evaluation.results import (
     PUBLISHED_NOTE,
     bootstrap_replicates,
     calibration_variants,
@@ -27,6 +24,9 @@ from photozsom.results import (
     recalibrated_table,
     table1,
 )
+from photozsom.features import CATALOG_FEATURES
+from photozsom.model import PhotoZModel
+from photozsom.pdf import MixturePDF, default_grid
 
 
 def _table(z: np.ndarray, dz: np.ndarray, pit: np.ndarray | None = None) -> pd.DataFrame:
@@ -102,7 +102,7 @@ def test_each_replicate_is_table1_of_the_resampled_galaxies():
                 assert got[col] == pytest.approx(float(want[col]), rel=1e-10, abs=1e-12), (name, col)
     # the weighted median also where a resample's total weight is even (mean of two values)
     w = np.bincount(draw[0][:-1], minlength=n).astype(float)
-    from photozsom.results import _weighted_medians
+    from photozsom.evaluation.results import _weighted_medians
 
     x = np.abs(da)
     assert _weighted_medians(x, w[None])[0] == metrics.weighted_median(x, w)

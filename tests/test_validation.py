@@ -1,4 +1,4 @@
-"""photozsom.validation: detection scores against hand computations and limiting cases."""
+"""photozsom.workflow.validation: detection scores against hand computations and limiting cases."""
 
 import matplotlib
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photozsom import validation as V
+from photozsom.workflow import validation as V
 
 
 def test_detection_table_matches_hand_count():
@@ -222,7 +222,7 @@ def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
     expect = out_of_distribution(loo, ev["DIST"].to_numpy()[s], gs["min_count"].to_numpy(), thr)
     assert (gs["ood"].to_numpy(bool) == expect).all()
     # the scores are detection.youden of these flags with the user weights
-    from photozsom.detection import youden
+    from photozsom.evaluation.detection import youden
 
     bad_s = bad[s]
     row = nested["scores"].loc[("S", "nested", "flag")]
@@ -231,8 +231,8 @@ def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
 
 
 def test_run_compare_maps_spread_recomputed(tiny_run):
-    from photozsom import pipeline
     from photozsom.embed import load_embeddings
+    from photozsom.workflow import pipeline
 
     run = tiny_run
     res = V.compare_maps(run)
@@ -272,11 +272,12 @@ def test_summary_table_holds_the_long_tables_values():
 
 
 def test_significance_across_seeds_reuses_the_run_and_reseeds_the_rest(tiny_run):
-    from photozsom import cells, pipeline
+    from photozsom.evaluation import cells
+    from photozsom.evaluation.results import prediction_table
     from photozsom.mdn import cross_val_predict
     from photozsom.model import PhotoZModel
-    from photozsom.results import prediction_table
     from photozsom.som import SOM
+    from photozsom.workflow import pipeline
 
     run = tiny_run
     res = V.significance_across_seeds(run, seeds=(0, 1), scale="tiny")
@@ -346,7 +347,8 @@ def som_features_of(df, names):
 
 
 def test_run_flags_uses_the_thresholds_it_chose(tiny_run):
-    from photozsom import flags, pipeline
+    from photozsom import flags
+    from photozsom.workflow import pipeline
 
     run = tiny_run
     choice = pd.read_csv(run.root / "flags" / "threshold_choice.csv")

@@ -69,9 +69,9 @@ from pathlib import Path
 
 import numpy as np
 
-from photozsom.datasets.store import PIXSCALE
 from photozsom.device import default_device
 from photozsom.embed.base import usable_bands, validate_cutouts
+from photozsom.embed.store import PIXSCALE
 
 __all__ = [
     "AION_BANDS",

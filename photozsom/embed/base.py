@@ -6,7 +6,7 @@ model) turns g, r, i, z cutouts into one vector per object::
 
     emb = embedder.embed(cutouts, band_mask)      # float32 [N, embedder.dim]
 
-Cutouts follow the :class:`~photozsom.datasets.store.CutoutStore` convention: float32
+Cutouts follow the :class:`~photozsom.embed.store.CutoutStore` convention: float32
 ``[N, 4, H, W]`` surface brightness in nanomaggies per pixel, bands in the order g, r, i, z,
 and a boolean ``band_mask [N, 4]`` that is True where the band has imaging. A band the mask
 marks absent (the i-band of a DR10-north object) may hold anything, NaN included.
@@ -381,7 +381,7 @@ def embed_to_file(
         pixels), ``pixscale`` (arcsec/pixel it expects, default 0.262) and
         ``allow_pixscale``.
     store_path : str or Path
-        A :class:`~photozsom.datasets.store.CutoutStore` file.
+        A :class:`~photozsom.embed.store.CutoutStore` file.
     out_path : str or Path
         Embedding file to create, or to resume when it exists.
     chunk : int
@@ -414,7 +414,7 @@ def embed_to_file(
     import h5py
     from tqdm.auto import tqdm
 
-    from photozsom.datasets.store import PIXSCALE, CutoutStore
+    from photozsom.embed.store import PIXSCALE, CutoutStore
 
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 row, got {chunk}")

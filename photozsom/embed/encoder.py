@@ -27,7 +27,7 @@ mask marks absent is set to 0. Two branches feed one linear layer whose output i
 ``Encoder(image_only=True)`` leaves the photometric branch (and its reconstruction loss,
 below) out: the embedding is then learned from the pixels alone, the ablation that tells how
 much of the embedding's redshift information the hand-built profile supplies
-(:func:`photozsom.ablation.encoder_ablation`).
+(:func:`photozsom.workflow.ablation.encoder_ablation`).
 
 Objective
 ---------
@@ -304,7 +304,7 @@ class CutoutSource:
     """
 
     def __init__(self, data, *, objid=None, rows=None, band_mask=None, sigma=None):
-        from photozsom.datasets.store import CutoutStore
+        from photozsom.embed.store import CutoutStore
 
         self._close = False
         if isinstance(data, (str, os.PathLike)):
@@ -922,7 +922,7 @@ class Encoder:
         import torch
         from tqdm.auto import tqdm
 
-        from photozsom.datasets.store import PIXSCALE, check_pixscale
+        from photozsom.embed.store import PIXSCALE, check_pixscale
 
         if epochs < 1 or batch_size < 2:
             raise ValueError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.specz import CutReport
+from photozsom.data.specz import CutReport
 from photozsom.io import column_map, fits_table_hdu, native, open_fits, table_kind
 from photozsom.schema import COLUMNS, validate
 
@@ -339,7 +339,7 @@ def iter_catalogs(
     **kwargs,
 ) -> Iterator[pd.DataFrame]:
     """Chunks of several sweep files in turn, e.g. for
-    :func:`photozsom.datasets.crossmatch.crossmatch_stream`.
+    :func:`photozsom.data.crossmatch.crossmatch_stream`.
 
     Parameters
     ----------

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.schema import validate
 from photozsom.features import magnitudes
+from photozsom.schema import validate
 
 __all__ = ["PUBLISHED_DENSITIES", "mock_density_table", "select_desi_targets", "sky_settings_table",
            "survey_summary"]
@@ -137,7 +137,7 @@ def mock_density_table(random, settings: dict) -> pd.DataFrame:
     Parameters
     ----------
     random : DataFrame
-        ``random.parquet`` of :func:`photozsom.datasets.simulate` (needs ``IS_STAR`` for the
+        ``random.parquet`` of :func:`photozsom.sim.simulate` (needs ``IS_STAR`` for the
         star row).
     settings : dict
         Its ``settings.json`` (``random_area_deg2``).

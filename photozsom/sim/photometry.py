@@ -3,7 +3,7 @@
 What a galaxy goes through (all vectorised over galaxies)
 --------------------------------------------------------
 1. **True fluxes** through DECam g,r,i,z (``PHOTSYS='S'``) or BASS g,r + MzLS z
-   (``PHOTSYS='N'``, no i-band) and WISE W1, W2 (:mod:`photozsom.datasets.mock_sed`).
+   (``PHOTSYS='N'``, no i-band) and WISE W1, W2 (:mod:`photozsom.sim.sed`).
 2. **Galactic extinction**: ``MW_TRANSMISSION_b = 10^(-0.4 R_b EBV)`` with the DR9/DR10
    coefficients (:data:`R_EXT`; DECam and WISE from the Legacy Survey catalogue pages,
    BASS/MzLS from DESI's imaging bandpass table as used by ``desiutil.dust``).
@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from photozsom.datasets import mock_images
-from photozsom.datasets.mock_sed import GRID_FILTERS, SEDGrid
+from photozsom.sim import images as mock_images
+from photozsom.sim.bands import LS_GRID_BANDS, SELECTION_BANDS
+from photozsom.sim.population import ebv_map
+from photozsom.sim.sed import SEDGrid
 
 __all__ = [
     "DEPTH_PSF",
@@ -58,10 +60,6 @@ __all__ = [
     "region_fluxes",
 ]
 
-#: Grid bands of the Legacy Survey photometry (both regions).
-LS_GRID_BANDS: list[str] = ["G_S", "R_S", "I_S", "Z_S", "G_N", "R_N", "Z_N", "W1", "W2"]
-#: Bands used only by the spectroscopic selections (true, extinction-corrected magnitudes).
-SELECTION_BANDS: list[str] = [b for b in GRID_FILTERS if b not in LS_GRID_BANDS]
 #: Catalogue bands in output order.
 BANDS: tuple[str, ...] = ("G", "R", "I", "Z", "W1", "W2")
 _OPT = ("G", "R", "I", "Z")
@@ -302,7 +300,6 @@ def observe(rng: np.random.Generator, t: dict, nb: dict, pool: NeighbourPool, se
         What the cutouts need: ``fwhm`` (N, 6) arcsec, ``sigma_pix`` (N, 6) nanomaggies,
         ``mw`` (N, 6), ``halo`` (N, 6) nanomaggies/pixel, ``halo_grad`` (N, 2).
     """
-    from photozsom.datasets.mock_population import ebv_map
 
     n = t["z"].size
     photsys = np.asarray(t["photsys"])

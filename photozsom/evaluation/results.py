@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from photozsom import metrics
+from photozsom.evaluation import metrics
 
 __all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "PUBLISHED_NOTE", "bootstrap_replicates",
            "calibration_variants", "compare_models", "deviating_cells", "flag_comparison", "format_table1",
@@ -171,7 +171,7 @@ def recalibrated_table(pdf_fit, z_fit: np.ndarray, pdf, objid: np.ndarray, z_tru
                        cells: np.ndarray | None = None) -> pd.DataFrame:
     """:func:`prediction_table` of ``pdf`` recalibrated by a map fitted on other galaxies.
 
-    As the calibration stage does (:func:`photozsom.pipeline.run_calibrate`): a
+    As the calibration stage does (:func:`photozsom.workflow.pipeline.run_calibrate`): a
     :class:`~photozsom.calibrate.Recalibrator` fitted on held-out P(z) (out-of-fold or the
     validation split, never the galaxies scored) and applied to the test P(z).
 
@@ -230,7 +230,7 @@ def metrics_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def _weighted_medians(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Median of ``x`` (n,) under each row of integer weights ``w`` (b, n): (b,).
 
-    The rule of :func:`photozsom.metrics.weighted_median`: the first sorted value where the
+    The rule of :func:`photozsom.evaluation.metrics.weighted_median`: the first sorted value where the
     cumulative weight reaches half the total, the mean with the next weighted value when it
     lands exactly on half.
     """
@@ -455,17 +455,17 @@ def deviating_cells(report, metric: str = "bias", n: int = 16) -> pd.DataFrame:
 
     Cells significantly worse than global come first (``<metric>_worse`` of the report),
     then the rest; within each group cells are ordered by how much worse they are,
-    :func:`photozsom.cells.deviation` (``|bias| - |global bias|`` for the bias) — the same
+    :func:`photozsom.evaluation.cells.deviation` (``|bias| - |global bias|`` for the bias) — the same
     definition of "worse" the flag uses.
 
     Parameters
     ----------
     report : CellReport
-        :func:`photozsom.cells.report` output.
+        :func:`photozsom.evaluation.cells.report` output.
     metric : str
         ``"bias"``, ``"mad"``, ``"eta"`` or ``"pco"``.
     """
-    from photozsom.cells import METRICS, deviation
+    from photozsom.evaluation.cells import METRICS, deviation
 
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from photozsom.sim.bands import LS_GRID_BANDS, SELECTION_BANDS
+
 __all__ = ["LINE_WAVELENGTHS", "SURVEYS", "Survey", "Targets", "assign_redshifts", "survey_table"]
 
 C_KMS = 299792.458
@@ -61,7 +63,6 @@ class Targets:
     """
 
     def __init__(self, t: dict, cat: dict, rng: np.random.Generator):
-        from photozsom.datasets.mock_photometry import LS_GRID_BANDS, SELECTION_BANDS
 
         self.t, self.cat, self.rng = t, cat, rng
         self._ls_grid = LS_GRID_BANDS

@@ -33,7 +33,7 @@ ABLATION_DIR = "embed/image_only"
 
 
 def _as_run(run: Any):
-    from photozsom.pipeline import Run
+    from photozsom.workflow.pipeline import Run
 
     return run if isinstance(run, Run) else Run(run)
 
@@ -82,7 +82,7 @@ def encoder_ablation(
        ``recalibration``), and predict the test split;
     4. tabulate it beside ``mdn/predictions.parquet`` (the MDN on the full encoder) and
        ``baseline/catalog_mdn.parquet`` (the MDN on catalogue features, when present), on
-       the test galaxies all of them scored (:func:`photozsom.results.matched`).
+       the test galaxies all of them scored (:func:`photozsom.evaluation.results.matched`).
 
     Everything is written under ``<run>/embed/image_only/`` (``encoder/``, ``encoder.ckpt/``,
     ``embeddings.h5``, ``model/``, ``predictions.parquet``, ``params.json``); the embed
@@ -92,7 +92,7 @@ def encoder_ablation(
 
     Parameters
     ----------
-    run : photozsom.pipeline.Run or path
+    run : photozsom.workflow.pipeline.Run or path
         The run directory.
     scale : {"tiny", "ci", "default"}
         Preset for ``dim``, ``epochs`` and ``max_epochs`` where the run's provenance does not
@@ -110,7 +110,7 @@ def encoder_ablation(
     -------
     DataFrame
         Index :data:`ABLATION_ROWS` (the catalogue row only when its predictions exist),
-        columns ``MAD, bias, eta_%, PCO_%, R2, CRPS, N`` (:func:`photozsom.results.metrics_table`,
+        columns ``MAD, bias, eta_%, PCO_%, R2, CRPS, N`` (:func:`photozsom.evaluation.results.metrics_table`,
         with ``Δz = (z_phot - z) / (1 + z)``: 1.4826 median ``|Δz|``, mean ``Δz``, per cent of
         ``|Δz| > 0.15``, per cent of PIT values below 0.005 or above 0.995, R² of ``z_phot``
         against ``z``, mean CRPS, number of test galaxies); ``z_phot`` is the mean of P(z).
@@ -124,9 +124,9 @@ def encoder_ablation(
         trained on other inputs than the embedding.
     """
     from photozsom.embed import Encoder, embed_to_file, load_embeddings
+    from photozsom.evaluation.results import prediction_table, table1
     from photozsom.model import PhotoZModel, with_embeddings
-    from photozsom.pipeline import preset
-    from photozsom.results import prediction_table, table1
+    from photozsom.workflow.pipeline import preset
 
     run = _as_run(run)
     embedder = _stage_param(run, "embed", "embedder")

@@ -7,7 +7,7 @@ Two entry points with the same output:
   are matched in chunks of ``chunk_size``, so the temporary arrays stay bounded however long
   the left-hand list is.
 - :func:`crossmatch_stream` — the photometry comes in pieces (e.g. one DR10 sweep file after
-  another from :func:`photozsom.datasets.legacysurvey.iter_catalogs`). A KD-tree is built once
+  another from :func:`photozsom.data.legacysurvey.iter_catalogs`). A KD-tree is built once
   on the spectroscopic positions; each piece is searched against it with
   :func:`astropy.coordinates.search_around_sky` and a running "closest so far" is kept per
   spectroscopic row. Because the nearest neighbour in a union of pieces is the closest of the
@@ -23,7 +23,7 @@ with ``MATCHED = False`` and missing photometry: NaN for floats, ``<NA>`` for in
 do not depend on whether anything failed to match.
 
 Several spectroscopic rows can match the same photometric object (e.g. two spectra of one
-galaxy that were not merged); :func:`photozsom.datasets.specz.compile_surveys` removes those
+galaxy that were not merged); :func:`photozsom.data.specz.compile_surveys` removes those
 beforehand.
 """
 

@@ -1,11 +1,11 @@
 """A flag scored as a detector, with labelled galaxies weighted to a user's sample.
 
 Pure functions on arrays, shared by the flag's threshold choice and its nested scoring
-(:func:`photozsom.validation.nested_flags`):
+(:func:`photozsom.workflow.validation.nested_flags`):
 
 - :func:`user_weights`: weight ``f_user(c) / f_labelled(c)`` of each labelled galaxy, so that
   weighted rates are those expected on the user's sample if performance within a SOM cell
-  transfers (as :func:`photozsom.cells.threshold_curve`);
+  transfers (as :func:`photozsom.evaluation.cells.threshold_curve`);
 - :func:`youden`: weighted recall, false-positive rate, Youden's ``J`` and its standard
   error, precision and fraction flagged.
 

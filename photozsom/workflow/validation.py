@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from photozsom.metrics import OUTLIER_THRESHOLD
+from photozsom.evaluation.metrics import OUTLIER_THRESHOLD
 
 __all__ = [
     "SCORE_LABELS",
@@ -379,7 +379,7 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
     """Under-performing cells and cell outlier rate of each galaxy, judged on other galaxies.
 
     With ``crossfit`` the galaxies are split into two random halves (``seed``); each half
-    gets the verdict of :func:`photozsom.cells.report` (significantly worse than global on
+    gets the verdict of :func:`photozsom.evaluation.cells.report` (significantly worse than global on
     one of ``metrics``, Benjamini-Hochberg at ``fdr``) and the η of its cell as measured on
     the *other* half, so a galaxy's own outcome never decides its flag. Without, one
     report on all galaxies decides (what the pipeline's flagger does).
@@ -393,7 +393,7 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
     n_cells : int
     train_counts : array_like of int, shape (n_cells,)
         Training galaxies per cell (stored in the report; not used for the verdict).
-    metrics, fdr, fdr_scope : see :func:`photozsom.cells.report` and :class:`photozsom.flags.Flagger`.
+    metrics, fdr, fdr_scope : see :func:`photozsom.evaluation.cells.report` and :class:`photozsom.flags.Flagger`.
     seed : int
     crossfit : bool
 
@@ -403,7 +403,7 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
         ``underperforming`` (bool) and ``cell_eta`` (the cell's outlier fraction; the other
         half's global η where the cell holds none of the other half's galaxies).
     """
-    from photozsom import cells as _cells
+    from photozsom.evaluation import cells as _cells
 
     c = np.asarray(cell)
     n = c.size
@@ -444,10 +444,10 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
     For each fold, the other folds alone (i) choose ``min_count`` and ``distance_quantile``
     by :func:`photozsom.flags.choose_thresholds` (same rule, same user's sample, same
     leave-one-out training counts) and (ii) decide which cells under-perform
-    (:func:`photozsom.cells.report` on them, Benjamini-Hochberg at ``fdr``); the fold's
+    (:func:`photozsom.evaluation.cells.report` on them, Benjamini-Hochberg at ``fdr``); the fold's
     galaxies are then flagged with those thresholds and that verdict. So a galaxy's own
     outcome enters neither the thresholds nor the verdict that flag it, and scores computed
-    from these flags (:func:`photozsom.detection.youden`) are honest estimates of how the
+    from these flags (:func:`photozsom.evaluation.detection.youden`) are honest estimates of how the
     procedure performs on new galaxies. Training counts are leave-one-out in scoring as in
     selection: a training-split galaxy is not counted in its own cell.
 
@@ -479,7 +479,7 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
         ``underperforming``, ``flag`` and ``cell_eta`` (the cell's outlier rate on the other
         folds; their global rate where they have no galaxy in the cell).
     """
-    from photozsom import cells as _cells
+    from photozsom.evaluation import cells as _cells
     from photozsom.flags import _training_distance_threshold, choose_thresholds, out_of_distribution
 
     c = np.asarray(cell, dtype=np.int64)
@@ -556,7 +556,7 @@ def in_sample_flags(flagger: Any, cell: np.ndarray, distance: np.ndarray,
 
 def flag_scores(flags_by_scoring: Mapping[str, pd.DataFrame], bad: np.ndarray,
                 weight: np.ndarray | None = None) -> pd.DataFrame:
-    """:func:`photozsom.detection.youden` of each flag part under each way of scoring.
+    """:func:`photozsom.evaluation.detection.youden` of each flag part under each way of scoring.
 
     Parameters
     ----------
@@ -564,7 +564,7 @@ def flag_scores(flags_by_scoring: Mapping[str, pd.DataFrame], bad: np.ndarray,
         E.g. ``{"in sample": in_sample_flags(...), "nested": nested_flags(...)}``, same rows.
     bad : array_like of bool
     weight : array_like, optional
-        :func:`photozsom.detection.user_weights`.
+        :func:`photozsom.evaluation.detection.user_weights`.
 
     Returns
     -------
@@ -572,7 +572,7 @@ def flag_scores(flags_by_scoring: Mapping[str, pd.DataFrame], bad: np.ndarray,
         One row per (scoring, part): ``recall``, ``false_positive_rate``, ``J``, ``J_se``,
         ``precision``, ``flagged`` (weighted), ``n``, ``n_bad``.
     """
-    from photozsom.detection import youden
+    from photozsom.evaluation.detection import youden
 
     rows = []
     for name, f in flags_by_scoring.items():
@@ -705,7 +705,7 @@ def _evaluated_with_truth(run: Any) -> pd.DataFrame:
     df = ev.merge(spec[extra], on="OBJID", how="left", validate="one_to_one")
     if df["PHOTSYS"].isna().any():
         raise ValueError("cells/evaluated.parquet holds OBJIDs absent from sky/spec.parquet; "
-                         "the run directory mixes runs (photozsom.pipeline.check)")
+                         "the run directory mixes runs (photozsom.workflow.pipeline.check)")
     return df
 
 
@@ -713,7 +713,7 @@ def _pz_width(df: pd.DataFrame) -> np.ndarray:
     """``(Z_HI90 - Z_LO90) / (1 + Z_PHOT)``: the scaled width of the central 90% of P(z)."""
     for c in ("Z_LO90", "Z_HI90", "Z_PHOT"):
         if c not in df.columns:
-            raise ValueError(f"predictions lack {c} (photozsom.results.prediction_table writes it)")
+            raise ValueError(f"predictions lack {c} (photozsom.evaluation.results.prediction_table writes it)")
     return ((df["Z_HI90"] - df["Z_LO90"]) / (1 + df["Z_PHOT"])).to_numpy(np.float64)
 
 
@@ -789,16 +789,16 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
     -------
     dict
         ``galaxies``: DataFrame in the rows of ``cells/evaluated.parquet`` with ``OBJID``,
-        ``SOM``, ``CELL``, ``in_train``, ``weight`` (:func:`photozsom.detection.user_weights`
+        ``SOM``, ``CELL``, ``in_train``, ``weight`` (:func:`photozsom.evaluation.detection.user_weights`
         for the map's random galaxies), nested ``fold, min_count, distance_quantile, ood,
         underperforming, flag, cell_eta`` and in-sample ``ood_in, underperforming_in,
         flag_in``; ``scores``: :func:`flag_scores` per map (index ``som, scoring, part``) for
         ``target``; ``folds``: the pair each fold chose, per map.
     """
-    from photozsom import pipeline
-    from photozsom.detection import user_weights
+    from photozsom.evaluation.detection import user_weights
+    from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, pco_mask
     from photozsom.flags import load_flagger
-    from photozsom.metrics import OUTLIER_THRESHOLD, pco_mask
+    from photozsom.workflow import pipeline
 
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
@@ -847,18 +847,19 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
 
 def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
                              bins: Sequence[float] | None = None) -> pd.DataFrame:
-    """:func:`photozsom.pipeline.flag_by_magnitude` with the evaluated galaxies' metrics out of sample.
+    """:func:`photozsom.workflow.pipeline.flag_by_magnitude` with the evaluated galaxies' metrics out of sample.
 
     The random sample's flagged fractions are the flagger's (a fraction flagged is not a
     score); the MAD and η of flagged and unflagged evaluated galaxies use the nested flags
     of :func:`run_nested_flags` (``galaxies``), so the split into flagged and unflagged was
     not decided on the galaxies it is measured on. Same columns as
-    :func:`photozsom.pipeline.flag_by_magnitude`.
+    :func:`photozsom.workflow.pipeline.flag_by_magnitude`.
     """
     import itertools
 
-    from photozsom import metrics, pipeline
+    from photozsom.evaluation import metrics
     from photozsom.features import magnitudes
+    from photozsom.workflow import pipeline
 
     out = pipeline.flag_by_magnitude(run, flagger, bins=bins)
     ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
@@ -894,7 +895,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
 
     Parameters
     ----------
-    run : photozsom.pipeline.Run
+    run : photozsom.workflow.pipeline.Run
         A simulated-sky run with the stages data … flags done.
     flagger : Flagger or RegionalFlagger, optional
         Default: ``photozsom.flags.load_flagger(run.root / "flags/flagger")``.
@@ -986,7 +987,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
 
     Parameters
     ----------
-    run : photozsom.pipeline.Run
+    run : photozsom.workflow.pipeline.Run
     region : str
         Footprint whose colour map is compared (``"S"``: DECam with i-band).
     shape : (int, int), optional
@@ -1009,9 +1010,9 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
         cell_eta``, ``embedding: cell_eta``, ``pz_width``; ``auc``; ``som`` (the embedding
         map); ``settings``.
     """
-    from photozsom import pipeline
     from photozsom.embed import load_embeddings
     from photozsom.flags import RegionalFlagger, load_flagger
+    from photozsom.workflow import pipeline
 
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
@@ -1169,7 +1170,7 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
     For each seed the random parts of the per-cell analysis are redone with that seed: the
     SOM of ``region`` (same shape and features, trained on the same random sample), the
     out-of-fold MDNs (fold assignment and weights; the inputs, the image embeddings, stay
-    those of the run) and the bootstrap of :func:`photozsom.cells.report`. Where a seed
+    those of the run) and the bootstrap of :func:`photozsom.evaluation.cells.report`. Where a seed
     equals the seed the run's own stage used, the run's output is reused (the SOM, the
     out-of-fold predictions), so seed 0 reproduces the book's report. Cells are not the same
     objects on two maps, so stability is measured on galaxies: in how many seeds each
@@ -1177,12 +1178,12 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
 
     Parameters
     ----------
-    run : photozsom.pipeline.Run
+    run : photozsom.workflow.pipeline.Run
         A run with the som, mdn and cells stages done (out-of-fold evaluation).
     seeds : sequence of int
         Seeds to compare (the issue's default: five).
     scale : str
-        Preset of ``n_boot`` (:data:`photozsom.pipeline.SCALES`).
+        Preset of ``n_boot`` (:data:`photozsom.workflow.pipeline.SCALES`).
     region : str
         Map to analyse ("S": the southern map, as Figures 1 and 8).
     n_boot, fdr : int, float
@@ -1199,9 +1200,9 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
         and the mean pairwise Jaccard index of those galaxy sets) and ``galaxies``
         (DataFrame indexed by OBJID, one boolean column per seed: in a worse cell).
     """
-    from photozsom import pipeline
-    from photozsom.cells import METRICS
+    from photozsom.evaluation.cells import METRICS
     from photozsom.model import PhotoZModel
+    from photozsom.workflow import pipeline
 
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):

@@ -1,7 +1,7 @@
 """Photo-z performance cell by cell on the SOM, with bootstrap errors and significance.
 
 :func:`report` measures, for every SOM cell, the test-sample metrics of
-:mod:`photozsom.metrics` (mean redshift, MAD, bias, η, PCO), a bootstrap error for each, the
+:mod:`photozsom.evaluation.metrics` (mean redshift, MAD, bias, η, PCO), a bootstrap error for each, the
 paper's reference band for a cell of that size, and whether the cell deviates
 significantly from the global value after correcting for testing ~1000 cells at once
 (Benjamini-Hochberg). :func:`trend` summarises how each metric runs with the number of
@@ -78,9 +78,9 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from photozsom import metrics as _metrics
 from photozsom.artifacts import load_artifact, save_artifact
-from photozsom.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
+from photozsom.evaluation import metrics as _metrics
+from photozsom.evaluation.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
 
 __all__ = [
     "METRICS",
@@ -920,7 +920,7 @@ def threshold_curve(
     """Fraction of a sample kept, and the metrics of what is kept, against a flag threshold.
 
     The metrics are measured on the labelled test sample (``cell``, ``z_true``, ``z_pred``)
-    with :mod:`photozsom.metrics` (``sample_weight``). With ``sample_cell`` (the cells of a
+    with :mod:`photozsom.evaluation.metrics` (``sample_weight``). With ``sample_cell`` (the cells of a
     user's unlabelled sample) the fraction kept is the user's, and the test galaxies are
     reweighted cell by cell to the user's cell occupancy (weight ``f_user(c) / f_test(c)``),
     giving the performance expected for the user's kept galaxies if performance within a

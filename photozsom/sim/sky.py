@@ -17,7 +17,7 @@ unchanged on the mock or on real data:
     neighbours) and ``IS_STAR`` -- a real catalogue has none of them; use them for
     diagnostics only, never as training features. The random sample stands for every
     detection in an area ``random_area_deg2`` (settings), so a selection's surface density
-    is its count over that area (:func:`photozsom.datasets.summary.mock_density_table`).
+    is its count over that area (:func:`photozsom.data.summary.mock_density_table`).
 ``spec.parquet``
     The spectroscopic compilation matched to its photometry: the same columns plus ``Z``
     (the measured redshift, including the rare wrong ones), ``Z_ERR``, ``SURVEY``,
@@ -28,18 +28,18 @@ unchanged on the mock or on real data:
     removed by exactly those cuts).
 ``cutouts.h5``
     g, r, i, z cutouts of every spectroscopic galaxy and of a random subset of the random
-    sample, written with :class:`photozsom.datasets.store.CutoutStore` (nanomaggies per pixel,
+    sample, written with :class:`photozsom.embed.store.CutoutStore` (nanomaggies per pixel,
     0.262"/pixel; the i-band is NaN with ``band_mask`` False in the north; ``sigma`` is
     the per-pixel sky noise). Pixels carry the sky noise plus the photon noise of the
     sources, variance ``image / gain``, with ``gain`` the photo-electrons per nanomaggy at
     which the sky noise is the photon noise of a sky of nominal brightness
-    (``mock_photometry.SKY_BRIGHTNESS``, in settings.json).
+    (``photometry.SKY_BRIGHTNESS``, in settings.json).
 ``settings.json``
     What was asked for and what came out (counts per survey, the survey table).
 
-The physics lives in ``mock_population`` (luminosity functions, spectra, sizes),
-``mock_sed`` (templates and filter curves), ``mock_photometry`` (depths, noise, blends,
-extinction, morphology), ``mock_surveys`` (the survey table) and ``mock_images``
+The physics lives in ``population`` (luminosity functions, spectra, sizes),
+``sed`` (templates and filter curves), ``photometry`` (depths, noise, blends,
+extinction, morphology), ``surveys`` (the survey table) and ``images``
 (Fourier-space rendering). Nothing in them refers to photo-z results: outliers arise from
 noise, blends, colour degeneracies and wrong spectroscopic redshifts.
 """
@@ -53,11 +53,11 @@ from pathlib import Path
 
 import numpy as np
 
-from photozsom.datasets import mock_images
-from photozsom.datasets import mock_photometry as mph
-from photozsom.datasets import mock_population as mpop
-from photozsom.datasets.mock_sed import get_grid
-from photozsom.datasets.mock_surveys import SURVEYS, Survey, Targets, assign_redshifts, survey_table
+from photozsom.sim import images as mock_images
+from photozsom.sim import photometry as mph
+from photozsom.sim import population as mpop
+from photozsom.sim.sed import get_grid
+from photozsom.sim.surveys import SURVEYS, Survey, Targets, assign_redshifts, survey_table
 
 __all__ = ["FILES", "SCALES", "cli_main", "resolve_scale", "simulate"]
 
@@ -373,7 +373,7 @@ def _one_survey(rng, grid, lc, pool, survey: Survey, n_want: int, seed: int) -> 
 # writing
 # ----------------------------------------------------------------------------------------------------
 def _column_order(cat: dict) -> list[str]:
-    from photozsom.datasets.schema import COLUMNS
+    from photozsom.schema import COLUMNS
 
     first = [c for c in COLUMNS if c in cat]
     return first + [c for c in cat if c not in first]
@@ -499,7 +499,7 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
     >>> paths = simulate("runs/ci/sky", scale="ci", seed=0)     # doctest: +SKIP
     >>> spec = pd.read_parquet(paths["spec"])                    # doctest: +SKIP
     """
-    from photozsom.datasets.store import CutoutStore
+    from photozsom.embed.store import CutoutStore
 
     sizes = resolve_scale(scale, cutout_size)
     seed = int(seed)

@@ -110,7 +110,7 @@ def load_templates() -> tuple[np.ndarray, np.ndarray]:
     (:data:`LINE_TEMPLATE`) holds only the nebular emission lines of template 2 (its
     continuum removed with a running median), so that a galaxy's line equivalent widths can
     grow with redshift like its specific star-formation rate (see
-    :func:`photozsom.datasets.mock_population.sed_coefficients`).
+    :func:`photozsom.sim.population.sed_coefficients`).
 
     Returns
     -------

@@ -13,13 +13,13 @@ Model (every number is a module constant, with its source)
   P = -1.2) sets the density of the DESI ELG box (g_fibre < 24.1 blue galaxies at z ~ 1),
   which a stronger brightening had filled to ~2x the real 2400/deg^2. What the mock now
   gives against the published densities is printed by
-  :func:`photozsom.datasets.summary.mock_density_table` (ELG ~1.1x, BGS Bright ~1x, LRG
+  :func:`photozsom.data.summary.mock_density_table` (ELG ~1.1x, BGS Bright ~1x, LRG
   ~1.3x). Red and blue fractions depend on luminosity and
   redshift without being imposed.
 - **Stars.** Main-sequence stars of the Milky Way (:class:`StarCounts`): the thin disc,
   thick disc and halo of Juric et al. (2008) filled with a solar-neighbourhood luminosity
   function; colours and absolute magnitudes along the mean dwarf sequence of Pecaut &
-  Mamajek (2013) (:class:`photozsom.datasets.mock_sed.StarGrid`). They reach ~7,000/deg^2 to
+  Mamajek (2013) (:class:`photozsom.sim.sed.StarGrid`). They reach ~7,000/deg^2 to
   r = 22 over the footprint (Juric et al.: ~7,400/deg^2 in SDSS) and ~20% of the random sample.
 - **Light cone.** Galaxies fill the comoving volume of Planck18 (astropy.cosmology) from
   z = 5e-4 to 3. Sampling to a flux limit uses the smallest K-correction of any template
@@ -55,7 +55,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photozsom.datasets.mock_sed import LINE_TEMPLATE, N_TEMPLATES, SEDGrid
+from photozsom.sim.bands import LS_GRID_BANDS, SELECTION_BANDS
+from photozsom.sim.sed import LINE_TEMPLATE, N_TEMPLATES, SEDGrid, get_star_grid
 
 __all__ = [
     "DEC_NORTH",
@@ -479,7 +480,7 @@ class StarCounts:
     luminosity function :data:`STAR_LF`, integrated on a grid of sky directions (the
     footprint, 70% DECam south), distances (10 pc - 200 kpc) and absolute magnitudes. A star's
     temperature and colours follow from its M_r along the mean dwarf sequence
-    (:class:`~photozsom.datasets.mock_sed.StarGrid`, Pecaut & Mamajek 2013). Giants, white
+    (:class:`~photozsom.sim.sed.StarGrid`, Pecaut & Mamajek 2013). Giants, white
     dwarfs, metallicity and binaries are not simulated.
 
     Parameters
@@ -556,7 +557,6 @@ class StarCounts:
             ``ra``, ``dec``, ``gal_b`` within ~2 deg of the grid direction drawn; true
             photometry ``flux_ls`` (nanomaggies) and ``mag_sel`` (AB).
         """
-        from photozsom.datasets.mock_photometry import LS_GRID_BANDS, SELECTION_BANDS
 
         cdf, _ = self._cdf(limits)
         idx = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), cdf.size - 1)
@@ -586,6 +586,5 @@ class StarCounts:
 @functools.lru_cache(maxsize=1)
 def get_star_counts() -> StarCounts:
     """The star-count model, built once per process and cached."""
-    from photozsom.datasets.mock_sed import get_star_grid
 
     return StarCounts(get_star_grid())

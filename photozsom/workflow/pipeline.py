@@ -49,6 +49,7 @@ from photozsom.artifacts import read_json, write_json
 from photozsom.features import NORTH_SOM_FEATURES, SOM_FEATURES
 from photozsom.flags import SOMFlagger, locate, map_rows, train_map
 from photozsom.flags import cell_reports as flag_cell_reports
+from photozsom.train import make_split, oof_predictions
 
 __all__ = [
     "SCALES",
@@ -209,7 +210,7 @@ class Run:
         raise FileNotFoundError(
             f"{p} does not exist: run the '{stage.chapter}' chapter first "
             f"(`photozsom book --only {stage.chapter} -p data_dir={self.root}`), or "
-            f"photozsom.pipeline.run_{stage.name}(Run({str(self.root)!r}))"
+            f"photozsom.workflow.pipeline.run_{stage.name}(Run({str(self.root)!r}))"
         )
 
     def figure(self, name: str) -> Path:
@@ -339,7 +340,7 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
       "Z": ...})}``) + ``sweep_files``: quality cuts, compilation and a 2 arcsec cross-match;
       ``random_files`` for the random sample; cutouts from the Legacy Survey service when
       ``download`` (DR10 layer in the south, DR9 north layer for BASS/MzLS rows).
-    - nothing: the simulated sky (:func:`photozsom.datasets.simulate`), deterministic in seed.
+    - nothing: the simulated sky (:func:`photozsom.sim.simulate`), deterministic in seed.
 
     The train / validation / test split (80/10/10) is by a seeded hash of ``OBJID``, or by
     the values of column ``split_by`` (e.g. ``ROSETTE``: whole fields go to one part; a
@@ -368,7 +369,7 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
         info.update(_data_from_files(run, spec_files, sweep_files, random_files, cutout_dir,
                                      download))
     else:
-        from photozsom.datasets import simulate
+        from photozsom.sim import simulate
 
         simulate(sky, scale=preset(scale)["sky"], seed=seed, overwrite=False, progress=progress)
         info["source"] = f"simulated sky (scale {scale!r}, seed {seed})"
@@ -388,39 +389,6 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
                       download=bool(download))
     run.record("data", params)
     return info
-
-
-def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
-               fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> pd.DataFrame:
-    """``OBJID``, ``SPLIT`` of the spectroscopic sample (seeded hash of OBJID, or of ``by``)."""
-    from photozsom.mdn import train_val_test_split
-
-    if "OBJID" not in spec:
-        raise ValueError("the spectroscopic sample needs an OBJID column (unique per galaxy)")
-    if spec["OBJID"].duplicated().any():
-        raise ValueError("OBJID must be unique in the spectroscopic sample; "
-                         f"{int(spec['OBJID'].duplicated().sum())} rows repeat one")
-    key = spec["OBJID"].to_numpy() if by is None else spec[by].to_numpy()
-    if by is not None and set(np.unique(key.astype(str))) <= {"train", "val", "test"}:
-        return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(), "SPLIT": key.astype(str)})
-    if by is not None:
-        groups, inv = np.unique(key, return_inverse=True)
-        n_g = len(groups)
-        if n_g < 3:
-            raise ValueError(f"split_by={by!r} has {n_g} distinct values; need at least 3")
-        n_test = max(1, round(fractions[2] * n_g))
-        n_val = max(1, round(fractions[1] * n_g))
-        perm = np.random.default_rng(seed).permutation(n_g)
-        part_of_group = np.zeros(n_g, dtype=np.int64)
-        part_of_group[perm[:n_test]] = 2
-        part_of_group[perm[n_test:n_test + n_val]] = 1
-        part = part_of_group[inv]
-    else:
-        _, va, te = train_val_test_split(key, fractions, seed=seed)
-        part = np.zeros(len(spec), dtype=np.int64)
-        part[va], part[te] = 1, 2
-    return pd.DataFrame({"OBJID": spec["OBJID"].to_numpy(),
-                         "SPLIT": np.array(["train", "val", "test"])[part]})
 
 
 def _validated_catalogue(df: pd.DataFrame, name: str, *, need_z: bool = False) -> pd.DataFrame:
@@ -446,7 +414,7 @@ def _validated_catalogue(df: pd.DataFrame, name: str, *, need_z: bool = False) -
 def _data_from_files(run: Run, spec_files, sweep_files, random_files, cutout_dir,
                      download) -> dict[str, Any]:
     """The real-data branch: spec-z files -> cuts -> compile -> 2" match -> cutouts."""
-    from photozsom.datasets import crossmatch, legacysurvey, specz
+    from photozsom.data import crossmatch, legacysurvey, specz
 
     if not sweep_files:
         raise ValueError("spec_files needs sweep_files (DR10 sweeps to match photometry from)")
@@ -510,7 +478,7 @@ def fetch_cutouts(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
     is rebuilt. ``base_url``: another endpoint (a mirror, or a local test server). Returns the
     per-object download status table; rows that failed are not in the store and say why.
     """
-    from photozsom.datasets import cutouts
+    from photozsom.data import cutouts
 
     tables = []
     ps = catalogue["PHOTSYS"].astype(str).str.strip().str.upper().to_numpy()
@@ -542,7 +510,7 @@ def cutouts_from_folder(catalogue: pd.DataFrame, cutout_dir: str | os.PathLike,
     per galaxy (``OBJID, PATH, STATUS, ERROR``; ``STATUS`` "stored", "missing" or
     "unreadable"); galaxies without a usable file are not in the store.
     """
-    from photozsom.datasets import cutouts
+    from photozsom.data import cutouts
 
     tables = []
     ps = catalogue["PHOTSYS"].astype(str).str.strip().str.upper().to_numpy()
@@ -681,7 +649,7 @@ def model_inputs(run: Run, spec: pd.DataFrame, inputs: str) -> pd.DataFrame:
 def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int,
                  progress: bool) -> dict[str, Any]:
     """Fit on train (+val), predict the test split, out-of-fold predictions of train+val."""
-    from photozsom.results import prediction_table
+    from photozsom.evaluation.results import prediction_table
 
     split = spec["SPLIT"].to_numpy()
     tr, va, te = (split == s for s in ("train", "val", "test"))
@@ -701,34 +669,6 @@ def _fit_predict(run: Run, name: str, model: Any, spec: pd.DataFrame, *, cv_fold
         oof_pdf.save(run.path(f"{name}/oof_pdf.npz"))
         out["oof"] = oof
     return out
-
-
-def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int = 0,
-                    progress: bool = False) -> tuple[pd.DataFrame, Any]:
-    """Out-of-fold MDN predictions of every training and validation galaxy.
-
-    ``model`` is a fitted MDN :class:`~photozsom.model.PhotoZModel`: its inputs (imputer and
-    features, fitted on the training split) and its MDN settings are reused; ``cv_folds``
-    fresh MDNs, seeded by ``seed`` (folds and weights), each predict the galaxies they did not
-    see. Returns the prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the
-    order of the scorable galaxies of ``spec``.
-    """
-    from photozsom.mdn import cross_val_predict
-    from photozsom.results import prediction_table
-
-    split = spec["SPLIT"].to_numpy()
-    pool = (split == "train") | (split == "val")
-    z = spec["Z"].to_numpy(np.float64)
-    ids = spec["OBJID"].to_numpy()
-    X, okp, _ = model.transform(spec[pool])
-    opts = {k: v for k, v in model.estimator_options.items()
-            if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
-                     "schedule", "min_improvement")}
-    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
-                                      seed=seed, progress=progress, **opts)
-    oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
-    oof["FOLD"] = fold
-    return oof, oof_pdf
 
 
 def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedding",
@@ -779,7 +719,7 @@ def run_baseline(run: Run, *, scale: str = "ci", seed: int = 0, n_estimators: in
                      n_estimators=int(p["n_estimators"]))
     out = {"rf": _fit_predict(run, "baseline", rf, spec, cv_folds=0, seed=seed, progress=False)}
     if catalog_mdn:
-        from photozsom.results import prediction_table
+        from photozsom.evaluation.results import prediction_table
 
         cat = fit_photoz_model(run, spec, "catalog", scale=scale, seed=seed,
                                progress=progress, catalog_features=feats)
@@ -800,7 +740,7 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
 
     Evaluated galaxies are the out-of-fold predictions (every labelled galaxy) or the test
     split (``evaluate_on="test"``, the paper). Training counts are the training-split
-    galaxies per cell. Writes one :class:`~photozsom.cells.CellReport` per map
+    galaxies per cell. Writes one :class:`~photozsom.evaluation.cells.CellReport` per map
     (``cells/S``, ``cells/N``) and ``cells/evaluated.parquet`` (the evaluated galaxies with
     their SOM and cell).
     """
@@ -825,7 +765,7 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
 def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Series,
                  maps: Mapping[str, Any], *, n_boot: int, seed: int = 0,
                  fdr: float = 0.05) -> dict[str, Any]:
-    """One :class:`~photozsom.cells.CellReport` per map (:func:`photozsom.flags.cell_reports`).
+    """One :class:`~photozsom.evaluation.cells.CellReport` per map (:func:`photozsom.flags.cell_reports`).
 
     ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT``, ``PIT``, ``SOM``,
     ``CELL``); ``spec_cells`` the ``SOM``/``CELL`` of every spectroscopic galaxy, indexed by
@@ -845,8 +785,8 @@ def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Se
 
 
 def load_reports(run: Run) -> dict[str, Any]:
-    """The :class:`~photozsom.cells.CellReport` of each map of a run."""
-    from photozsom.cells import CellReport
+    """The :class:`~photozsom.evaluation.cells.CellReport` of each map of a run."""
+    from photozsom.evaluation.cells import CellReport
 
     return {r: CellReport.load(run.root / "cells" / r) for r in REGIONS
             if (run.root / "cells" / r).exists()}
@@ -932,7 +872,7 @@ def published_photoz(run: Run, split: str = "test") -> pd.DataFrame | None:
     if not set(PUBLISHED_PHOTOZ) <= set(spec.columns):
         return None
     from photozsom.baseline import published_photoz_valid
-    from photozsom.results import published_table
+    from photozsom.evaluation.results import published_table
 
     sub = spec[(spec["SPLIT"] == split).to_numpy()]
     return published_table(sub[published_photoz_valid(sub)])
@@ -951,7 +891,7 @@ def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = 
         ``n_eval_unflagged``, and ``mad_flagged``, ``mad_unflagged``, ``eta_flagged``,
         ``eta_unflagged`` of the evaluated spectroscopic galaxies.
     """
-    from photozsom import metrics
+    from photozsom.evaluation import metrics
     from photozsom.features import magnitudes
 
     random = run.random()
@@ -997,7 +937,7 @@ def prepare_bgs_example(out_dir: str | os.PathLike, *, scale: str = "ci", seed: 
     galaxies are spatially disjoint. At scales other than "default" a seeded fraction
     (``SCALES[scale]["real_fraction"]``) of each rosette is kept.
     """
-    from photozsom.datasets.desi_edr import load_bgs_north
+    from photozsom.data.desi_edr import load_bgs_north
 
     bgs = load_bgs_north()
     frac = float(preset(scale)["real_fraction"])
@@ -1053,7 +993,7 @@ def _combined_cells(run: Run, objid: np.ndarray) -> np.ndarray:
 
 
 def _calibration_summary(pdf: Any, z: np.ndarray) -> dict[str, float]:
-    from photozsom import metrics
+    from photozsom.evaluation import metrics
 
     pit = np.clip(pdf.pit(z), 0, 1)
     out = {"PCO_%": 100 * metrics.pco_fraction(pit), "KS": metrics.pit_stats(pit)["ks"],
@@ -1075,8 +1015,8 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
     others), so no galaxy is scored by a map that saw it. The MDN model with the global
     recalibration inside is saved as ``calibrate/model`` (``photozsom predict --model``).
     """
-    from photozsom import cells
     from photozsom.calibrate import Recalibrator
+    from photozsom.evaluation import cells
     from photozsom.model import PhotoZModel
     from photozsom.pdf import MixturePDF
 

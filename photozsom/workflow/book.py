@@ -10,9 +10,9 @@ The chapters live in ``book/*.py`` (jupytext percent format, the single source o
 4. builds the HTML with ``jupyter-book build -W -n --keep-going`` (warnings fail).
 
 Chapters pass files to each other through ``data_dir`` (default ``runs/<scale>``), laid out
-by :mod:`photozsom.pipeline`: each chapter runs one stage and shows what it made. Re-running
+by :mod:`photozsom.workflow.pipeline`: each chapter runs one stage and shows what it made. Re-running
 a chapter re-runs the chapters that depend on it, and the HTML is built only when every
-stage's recorded inputs match (:func:`photozsom.pipeline.require_consistent`).
+stage's recorded inputs match (:func:`photozsom.workflow.pipeline.require_consistent`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ __all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "pub
            "publish_page", "run_book", "with_dependents"]
 
 def _chapter_stages() -> dict[str, str]:
-    """Chapter name -> the pipeline stage it runs (from :data:`photozsom.pipeline.STAGES`)."""
-    from photozsom.pipeline import STAGES
+    """Chapter name -> the pipeline stage it runs (from :data:`photozsom.workflow.pipeline.STAGES`)."""
+    from photozsom.workflow.pipeline import STAGES
 
     return {s.chapter: s.name for s in STAGES.values()}
 
@@ -43,7 +43,7 @@ def with_dependents(names: Iterable[str], all_names: list[str]) -> list[str]:
     Chapters that run no stage (they only read: the appendix, the adapt chapter) follow
     whenever any stage re-runs.
     """
-    from photozsom.pipeline import STAGES, downstream
+    from photozsom.workflow.pipeline import STAGES, downstream
 
     by_chapter = _chapter_stages()
     stages = [by_chapter[n] for n in names if n in by_chapter]
@@ -64,7 +64,7 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
     for p in (here, *here.parents):
         if (p / "_toc.yml").exists() and (p / "book").is_dir():
             return p
-    pkg = Path(__file__).resolve().parent.parent
+    pkg = Path(__file__).resolve().parents[2]
     if (pkg / "_toc.yml").exists():
         return pkg
     raise FileNotFoundError(f"no _toc.yml with a book/ folder above {here}: run from the photozsom checkout or pass --root")
@@ -276,7 +276,7 @@ def run_book(
             _scrub(out)
             log(f"[book] {name}: done in {timings[name]:.0f} s")
         if html:
-            from photozsom.pipeline import require_consistent
+            from photozsom.workflow.pipeline import require_consistent
 
             require_consistent(root / data_dir if not Path(data_dir).is_absolute() else data_dir)
             t0 = time.time()

@@ -414,7 +414,7 @@ def add_noise(rng: np.random.Generator, image: np.ndarray, sigma_sky: np.ndarray
     sigma_sky : ndarray, shape (B, NB)
         Sky noise per pixel, nanomaggies.
     gain : ndarray, shape (B, NB)
-        Photo-electrons per nanomaggy (:func:`photozsom.datasets.mock_photometry.electrons_per_nanomaggy`).
+        Photo-electrons per nanomaggy (:func:`photozsom.sim.photometry.electrons_per_nanomaggy`).
 
     Returns
     -------

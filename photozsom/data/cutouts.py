@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photozsom.datasets.store import BANDS, PIXSCALE, CutoutStore
+from photozsom.embed.store import BANDS, PIXSCALE, CutoutStore
 from photozsom.io import open_fits
 
 __all__ = [
@@ -448,7 +448,7 @@ def fits_to_store(
     on_error: str = "raise",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Convert cutout FITS files into a :class:`~photozsom.datasets.store.CutoutStore`, in chunks.
+    """Convert cutout FITS files into a :class:`~photozsom.embed.store.CutoutStore`, in chunks.
 
     Parameters
     ----------
