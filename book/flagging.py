@@ -128,7 +128,7 @@ flagger
 
 # %%
 choice_path = run.root / "flags" / "threshold_choice.csv"
-if choice_path.exists():
+if choice_path.exists() and choice_path.read_text().strip():  # empty: thresholds given
     choice = pd.read_csv(choice_path)
     cs = choice[choice["som"] == "S"]
     fig = plots.threshold_choice(cs)

@@ -60,7 +60,7 @@ from scipy.special import ndtr, ndtri
 
 from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.features import check_matrix
-from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
+from photozsom.pdf import MixtureGrid, MixturePDF, check_redshifts, default_grid, get_grid
 
 __all__ = [
     "PUBLISHED_QUANTILES",
@@ -91,19 +91,6 @@ def _check_X(X, name: str, n_features: int | None) -> np.ndarray:
     return check_matrix(X, name, n_features, what="the forest was trained on {n}",
                         nonfinite_hint="a missing band or shape; select rows with the `valid` "
                                        "mask of features.catalog_features")
-
-
-def _check_z(z, n: int, name: str, grid: MixtureGrid) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    if z.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one redshift per row of the features), "
-                         f"got {z.shape}")
-    bad = ~np.isfinite(z) | (z < grid.lo) | (z > grid.hi)
-    if bad.any():
-        idx = np.flatnonzero(bad)
-        raise ValueError(f"{name} has {idx.size} redshift(s) outside [{grid.lo:g}, {grid.hi:g}] or "
-                         f"non-finite (first indices {idx[:5].tolist()}); drop them first")
-    return z
 
 
 def _uniform_grid(grid: MixtureGrid) -> float:
@@ -339,7 +326,7 @@ class RandomForestPhotoZ:
         grid = self._grid()
         names = feature_names if feature_names is not None else getattr(X, "columns", None)
         X = self._features(X, "X", fitting=True)
-        z = _check_z(z, X.shape[0], "z", grid)
+        z = check_redshifts(z, "z", X.shape[0], grid)
         if names is not None:
             names = [str(c) for c in names]
             if len(names) != X.shape[1]:
@@ -354,7 +341,7 @@ class RandomForestPhotoZ:
             Xv = self._features(X_val, "X_val", fitting=True)
             if Xv.shape[1] != X.shape[1]:
                 raise ValueError(f"X_val has {Xv.shape[1]} columns but X has {X.shape[1]}")
-            zv = _check_z(z_val, Xv.shape[0], "z_val", grid)
+            zv = check_redshifts(z_val, "z_val", Xv.shape[0], grid)
             self.trees_ = self._train_forest(X, z)
             source, t_val = "validation", None
         elif not fixed:

@@ -71,7 +71,7 @@ import pandas as pd
 
 from photozsom.device import default_device
 from photozsom.features import Standardizer, check_matrix
-from photozsom.pdf import MixtureGrid, MixturePDF, default_grid, get_grid
+from photozsom.pdf import MixtureGrid, MixturePDF, check_redshifts, default_grid, get_grid
 
 __all__ = ["MDN", "PRECISIONS", "assign_folds", "auto_schedule", "cpu_has_native_bf16",
            "cross_val_predict", "crps_mixture", "train_val_test_split"]
@@ -278,20 +278,6 @@ def _check_X(X, name: str, n_inputs: int) -> np.ndarray:
                         nonfinite_hint="the network cannot score them: drop those galaxies "
                                        "(features.catalog_features returns a `valid` mask) or "
                                        "fill the missing features explicitly")
-
-
-def _check_z(z, name: str, n: int, grid: MixtureGrid) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim != 1 or z.shape[0] != n:
-        raise ValueError(f"{name} must be 1-D with one redshift per row ({n}), got shape {z.shape}")
-    bad = ~np.isfinite(z) | (z < grid.lo) | (z > grid.hi)
-    if bad.any():
-        idx = np.flatnonzero(bad)
-        raise ValueError(
-            f"{name} has {idx.size} redshift(s) outside [{grid.lo:g}, {grid.hi:g}] or non-finite "
-            f"(first indices {idx[:5].tolist()}, values {z[idx[:3]].tolist()}); the mixture's "
-            "support is that range: drop those galaxies before training")
-    return z
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,13 +519,13 @@ class MDN:
         from tqdm.auto import tqdm
 
         Xt = _check_X(X_train, "X_train", self.n_inputs)
-        zt = _check_z(z_train, "z_train", len(Xt), self.grid)
+        zt = check_redshifts(z_train, "z_train", len(Xt), self.grid)
         has_val = X_val is not None or z_val is not None
         if has_val:
             if X_val is None or z_val is None:
                 raise ValueError("pass both X_val and z_val (or neither)")
             Xv = _check_X(X_val, "X_val", self.n_inputs)
-            zv = _check_z(z_val, "z_val", len(Xv), self.grid)
+            zv = check_redshifts(z_val, "z_val", len(Xv), self.grid)
         if self.standardizer is None:
             self.standardizer = Standardizer().fit(Xt)
             self._init_output_bias(zt)

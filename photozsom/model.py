@@ -46,7 +46,7 @@ import pandas as pd
 
 from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.features import feature_matrix, resolve_features
-from photozsom.pdf import MixturePDF
+from photozsom.pdf import MixturePDF, check_redshifts
 from photozsom.schema import as_dataframe
 from photozsom.support import Support
 
@@ -253,7 +253,7 @@ class PhotoZModel:
             Progress bar of the MDN's epochs.
         """
         self._check_params()
-        z_train = _check_z(z_train, "z_train")
+        z_train = check_redshifts(z_train, "z_train")
         Xtr, is_cat, _ = self._raw_matrix(train_catalogue, fitting=True, name="train_catalogue")
         if len(Xtr) != len(z_train):
             raise ValueError(f"train_catalogue has {len(Xtr)} rows but z_train {len(z_train)}")
@@ -276,7 +276,7 @@ class PhotoZModel:
         self.support_ = Support(seed=self.seed).fit(Xtr[ok_tr])
         Xva = zva = None
         if val_catalogue is not None:
-            zva_all = _check_z(z_val, "z_val")
+            zva_all = check_redshifts(z_val, "z_val")
             Xva, ok_va, _ = self.transform(val_catalogue)
             if len(Xva) != len(zva_all):
                 raise ValueError(f"val_catalogue has {len(Xva)} rows but z_val {len(zva_all)}")
@@ -341,7 +341,7 @@ class PhotoZModel:
 
         self._check_fitted()
         self.recalibration = "global"
-        self.recalibrator_ = Recalibrator(kind="global").fit(pdf, _check_z(z, "z"))
+        self.recalibrator_ = Recalibrator(kind="global").fit(pdf, check_redshifts(z, "z"))
         self.recalibration_source_ = source
         return self
 
@@ -473,14 +473,3 @@ class PhotoZModel:
         n = len(self.feature_names_) if fitted else "?"
         return (f"PhotoZModel(features={self.features!r}, estimator={self.estimator!r}, "
                 f"n_features={n}, recalibration={self.recalibration!r}, fitted={fitted})")
-
-
-def _check_z(z: Any, name: str) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64).ravel()
-    if z.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(z)):
-        bad = np.flatnonzero(~np.isfinite(z))
-        raise ValueError(f"{name} has {bad.size} non-finite redshift(s) (first rows "
-                         f"{bad[:5].tolist()}); remove those galaxies from the training sample")
-    return z

@@ -63,6 +63,7 @@ __all__ = [
     "Z_MIN",
     "MixtureGrid",
     "MixturePDF",
+    "check_redshifts",
     "default_grid",
     "get_grid",
 ]
@@ -1240,3 +1241,28 @@ class MixturePDF:
                 "means": np.broadcast_to(g.centres, shape).copy(),
                 "stds": np.full(shape, g.sigma), "weights": w})
         raise ValueError(f"kind must be 'interp' or 'mixmod', got {kind!r}")
+
+
+def check_redshifts(z: Any, name: str, n: int | None = None,
+                    grid: MixtureGrid | None = None) -> np.ndarray:
+    """Spectroscopic redshifts as a float64 vector, checked once for every model.
+
+    Raises one ``ValueError`` naming ``name`` when ``z`` is not 1-D with ``n`` values (one
+    redshift per row), is empty, or holds non-finite values or values outside the support
+    ``[grid.lo, grid.hi]`` of the mixture (when ``grid`` is given).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 1 or z.size == 0 or (n is not None and z.shape[0] != n):
+        want = f"{n}" if n is not None else "at least 1"
+        raise ValueError(f"{name} must be 1-D with one redshift per row ({want}), got shape "
+                         f"{z.shape}")
+    bad = ~np.isfinite(z)
+    if grid is not None:
+        bad |= (z < grid.lo) | (z > grid.hi)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        where = "" if grid is None else f" or outside [{grid.lo:g}, {grid.hi:g}] (the support)"
+        raise ValueError(f"{name} has {idx.size} non-finite redshift(s){where} (first rows "
+                         f"{idx[:5].tolist()}, values {z[idx[:3]].tolist()}); drop those "
+                         f"galaxies before training")
+    return z

@@ -5,13 +5,14 @@ declarations in :data:`STAGES` — the one source of truth, printed by :func:`la
 
     sky/        spec.parquet, random.parquet, cutouts.h5, split.parquet   stage "data"
     som/        S/, N/ (one SOM per footprint), spec_cells.parquet         stage "som"
-    embed/      encoder/, embeddings.h5                                    stage "embed"
+    embed/      encoder/, embeddings.h5, encoder.ckpt/                     stage "embed"
     mdn/        model/, predictions.parquet, oof_predictions.parquet,     stage "mdn"
                 test_pdf.npz, oof_pdf.npz
     baseline/   model/, predictions.parquet, catalog_mdn.parquet          stage "baseline"
     cells/      S/, N/ (CellReport per map), evaluated.parquet            stage "cells"
-    flags/      flagger/, random_flags.parquet                            stage "flags"
-    calibrate/  global/, cell/ (Recalibrators), model/, summary.csv         stage "calibrate"
+    flags/      flagger/, random_flags.parquet, threshold_choice.csv      stage "flags"
+    calibrate/  global/, cell/ (Recalibrators), model/, summary.csv,       stage "calibrate"
+                worse_cells.csv
     figures/    the chapters' PNGs
 
 Each stage writes ``<stage>/provenance.json`` with its parameters and the fingerprints of
@@ -56,14 +57,24 @@ __all__ = [
     "STAGES",
     "Run",
     "StaleRunError",
+    "build_flagger",
+    "cell_reports",
     "check",
+    "cutouts_from_folder",
     "downstream",
+    "fetch_cutouts",
     "fit_photoz_model",
     "flag_by_magnitude",
     "layout",
+    "load_maps",
+    "load_reports",
+    "make_split",
+    "model_inputs",
+    "oof_predictions",
     "prepare_bgs_example",
     "preset",
     "published_photoz",
+    "require_consistent",
     "run_baseline",
     "run_calibrate",
     "run_cells",
@@ -72,6 +83,9 @@ __all__ = [
     "run_flags",
     "run_mdn",
     "run_som",
+    "spec_cells",
+    "stage_folder",
+    "train_region_map",
 ]
 
 #: Settings of each scale; a stage argument left at None takes these. ``mdn_max_epochs`` is
@@ -113,7 +127,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("som/S", "som/N", "som/spec_cells.parquet"),
           "one SOM per footprint on the random sample; the spectroscopic galaxies' cells"),
     Stage("embed", "embeddings", ("sky/cutouts.h5", "sky/random.parquet", "sky/spec.parquet"),
-          ("embed/encoder", "embed/embeddings.h5"), "image embeddings of every cutout"),
+          ("embed/encoder", "embed/embeddings.h5", "embed/encoder.ckpt"),
+          "image embeddings of every cutout (and the encoder's last training checkpoint)"),
     Stage("mdn", "mdn", ("sky/spec.parquet", "sky/split.parquet", "embed/embeddings.h5"),
           ("mdn/model", "mdn/predictions.parquet", "mdn/oof_predictions.parquet",
            "mdn/test_pdf.npz", "mdn/oof_pdf.npz"),
@@ -128,11 +143,13 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "per-cell metrics, bootstrap errors and significance, one CellReport per map"),
     Stage("flags", "flagging", ("som/S", "cells/S", "cells/evaluated.parquet",
                                 "sky/random.parquet", "sky/split.parquet"),
-          ("flags/flagger", "flags/random_flags.parquet"),
-          "the RegionalFlagger and the flags of the random sample"),
+          ("flags/flagger", "flags/random_flags.parquet", "flags/threshold_choice.csv"),
+          "the SOMFlagger, the flags of the random sample and the threshold scan"),
     Stage("calibrate", "calibration", ("mdn/oof_pdf.npz", "mdn/test_pdf.npz", "mdn/model",
+                                       "mdn/oof_predictions.parquet", "mdn/predictions.parquet",
                                        "som/spec_cells.parquet", "cells/S"),
-          ("calibrate/global", "calibrate/cell", "calibrate/model", "calibrate/summary.csv"),
+          ("calibrate/global", "calibrate/cell", "calibrate/model", "calibrate/summary.csv",
+           "calibrate/worse_cells.csv"),
           "PIT recalibration of P(z), global and per SOM cell, fitted out of fold"),
 )}
 
@@ -806,7 +823,7 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
     sample as the user's sample. A number fixes one; ``min_count=None`` takes the scale's
     preset. When a map has too few bad galaxies to choose from, the preset (``min_count``)
     and 0.99 are used with a warning. The scan is written to
-    ``flags/threshold_choice.csv``.
+    ``flags/threshold_choice.csv`` (empty when both thresholds are given).
     """
     for name, v in (("min_count", min_count), ("distance_quantile", distance_quantile)):
         if isinstance(v, str) and v != "auto":
@@ -824,8 +841,8 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
                     fallback=(int(p["min_count"]), 0.99), progress=False)
     fl.fit(random, labelled, ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy(), ev["PIT"].to_numpy(),
            in_train=in_train, maps=maps, reports=reports)
-    if len(fl.threshold_choice_):
-        fl.threshold_choice_.to_csv(run.path("flags/threshold_choice.csv"), index=False)
+    # the scan (empty when both thresholds were given)
+    fl.threshold_choice_.to_csv(run.path("flags/threshold_choice.csv"), index=False)
     fl.save(run.path("flags/flagger"))
     flagged = fl.flag(random)
     flagged.insert(0, "OBJID", random["OBJID"].to_numpy())
