@@ -349,7 +349,7 @@ def _flatten_table(t) -> pd.DataFrame:
         if t[n].ndim <= 1:
             cols[n] = df1[n]
         else:
-            a = np.asarray(t[n]).reshape(len(t), -1)
+            a = native(np.asarray(t[n])).reshape(len(t), -1)  # FITS vectors are big-endian
             for j in range(a.shape[1]):
                 cols[f"{n}_{j}"] = a[:, j]
     return pd.DataFrame(cols, index=pd.RangeIndex(len(t)))
