@@ -34,10 +34,13 @@ def job(tmp_path_factory):
 
 def _start(job, out, pdf):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # a shell's background job inherits SIGINT ignored (and the command then rightly keeps
+    # ignoring it): give the child the default disposition, as an interactive terminal does
     return subprocess.Popen(
         [sys.executable, "-m", "photozsom", "predict", str(job["input"]), "-o", str(out),
          "--model", str(job["model"]), "--pdf", str(pdf), "--chunk-size", "500"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
 
 
 def _wait_for_partials(proc, folder, n=2, timeout=120.0):
