@@ -82,15 +82,7 @@ from photozsom.som.grid import TOPOLOGIES, Grid
 from photozsom.som.minisom_adapter import MiniSomBackend
 from photozsom.som.torch_batch import TorchBatchSOM
 
-__all__ = [
-    "ARTIFACT_VERSION",
-    "BACKENDS",
-    "SOM",
-    "Grid",
-    "MiniSomBackend",
-    "SOMBackend",
-    "TorchBatchSOM",
-]
+__all__ = ["ARTIFACT_VERSION", "BACKENDS", "SOM"]  # the package re-exports these and the backends
 
 #: The backends ``SOM(backend=...)`` accepts.
 BACKENDS: dict[str, type[SOMBackend]] = {"torch": TorchBatchSOM, "minisom": MiniSomBackend}
