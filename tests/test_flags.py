@@ -117,6 +117,63 @@ def test_planted_underperforming_cell_is_flagged_with_reason(fitted, flagger):
     assert not only_bias.flag(fitted["test"])["underperforming"][in_bad].any()
 
 
+def test_effect_size_floor_keeps_only_material_excesses(tmp_path, fitted):
+    """With ~1,600 galaxies a cell, a 1.4x scatter and a small bias shift are significant;
+    the default floor (twice as bad; a bias shift of one global MAD) keeps only the 3x cell."""
+    som = fitted["som"]
+    test, z = make_catalogue(40_000, 5)
+    c = som.predict(som_features(test)[0])
+    order = np.argsort(np.bincount(c, minlength=som.n_cells))[::-1]
+    big, mild, shifted = (int(k) for k in order[:3])
+    rng = np.random.default_rng(6)
+    dz = 0.02 * rng.standard_normal(z.size)
+    dz[c == big] *= 3.0
+    dz[c == mild] *= 1.4
+    dz[c == shifted] += 0.012   # about half the global MAD
+    zp = z + dz * (1 + z)
+    rep = cells.report(c, z, zp, None, som.n_cells, fitted["counts"], n_boot=50, seed=0)
+    t = rep.table
+    assert t.loc[big, "mad_worse"] and t.loc[mild, "mad_worse"] and t.loc[shifted, "bias_worse"]
+    # the floor computed by hand from the galaxies: MAD ratio and |bias| excess in global MADs
+    g_mad = metrics.mad(z, zp)
+    ratio = {k: metrics.mad(z[c == k], zp[c == k]) / g_mad for k in (big, mild)}
+    shift = (abs(metrics.bias(z[c == shifted], zp[c == shifted])) - abs(metrics.bias(z, zp))) / g_mad
+    assert ratio[big] >= 2 > ratio[mild] > 1.2 and 0.2 < shift < 1.0
+
+    def under(**kw):
+        return flags.Flagger(som, rep, fitted["counts"], metrics=("mad", "bias"), **kw
+                             ).underperforming_cells
+
+    assert flags.MIN_EFFECT == 1.0
+    default, none, loose = under(), under(min_effect=0.0), under(min_effect=0.2)
+    assert default[big] and not default[mild] and not default[shifted]
+    assert none[big] and none[mild] and none[shifted] and loose[mild] and loose[shifted]
+    # the floor only removes cells: default <= loose <= none, never a cell that is not significant
+    assert not (default & ~loose).any() and not (loose & ~none).any()
+    np.testing.assert_array_equal(none, rep.worse(("mad", "bias")))
+    # the reason names only the material metric; the floor survives a save/load
+    fl = flags.Flagger(som, rep, fitted["counts"], metrics=("mad", "bias"))
+    out = fl.flag(test.iloc[np.flatnonzero(c == big)[:3]])
+    assert out["reason"].str.contains("MAD").all() and not out["reason"].str.contains("bias").any()
+    back = flags.Flagger.load(fl.save(tmp_path / "fl"))
+    assert back.min_effect == 1.0
+    np.testing.assert_array_equal(back.underperforming_cells, default)
+    with pytest.raises(ValueError, match="min_effect"):
+        flags.Flagger(som, rep, fitted["counts"], min_effect=-0.1)
+
+
+def test_flagger_saved_before_the_floor_loads_without_one(tmp_path, fitted):
+    import json
+
+    path = flags.Flagger(fitted["som"], fitted["rep"], fitted["counts"]).save(tmp_path / "old")
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["min_effect"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    back = flags.Flagger.load(path)
+    assert back.min_effect == 0.0
+    np.testing.assert_array_equal(back.underperforming_cells, fitted["rep"].worse())
+
+
 def test_galaxies_from_absent_colour_region_are_ood(fitted, flagger):
     near, _ = make_catalogue(500, 10)
     far, _ = make_catalogue(300, 11, colours=(1.9, 1.2, -0.4, 2.0, 0.8))  # no training there

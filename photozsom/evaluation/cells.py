@@ -68,6 +68,7 @@ Statistical choices (all in the docstrings below, collected here):
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ __all__ = [
     "CellReport",
     "binomial_trend",
     "deviation",
+    "material",
     "metrics_by_redshift",
     "report",
     "sparsity_at_median",
@@ -193,6 +195,44 @@ def worse_than_global(metric: str, value: np.ndarray, global_value: float) -> np
         return value > global_value
 
 
+def material(metric: str, value: np.ndarray, global_values: Mapping[str, float],
+             min_effect: float) -> np.ndarray:
+    """Whether a cell value is worse than global by at least the effect-size floor.
+
+    A significance test alone calls a cell worse as soon as it has enough galaxies, however
+    small the excess; a user is warned only about excesses that matter. For MAD, η and
+    PCO the cell value must reach ``(1 + min_effect)`` times the global value; for the bias,
+    whose global value is near zero, ``|bias|`` must exceed ``|global bias|`` by
+    ``min_effect`` times the global MAD (a shift of half the typical scatter for 0.5).
+
+    Parameters
+    ----------
+    metric : {"mad", "bias", "eta", "pco"}
+    value : array_like
+        Cell values (η and PCO as fractions, MAD and bias in units of Δz/(1+z)).
+    global_values : mapping
+        The report's global values (``CellReport.global_``: ``mad``, ``bias``, ...).
+    min_effect : float
+        Relative floor, >= 0 (0.5: at least 50% worse).
+
+    Examples
+    --------
+    >>> g = {"mad": 0.02, "bias": 0.001, "eta": 0.01, "pco": 0.01}
+    >>> material("mad", np.array([0.025, 0.031]), g, 0.5).tolist()
+    [False, True]
+    >>> material("bias", np.array([-0.012, 0.008]), g, 0.5).tolist()
+    [True, False]
+    """
+    if not min_effect >= 0:
+        raise ValueError(f"min_effect must be >= 0, got {min_effect}")
+    value = np.asarray(value, dtype=np.float64)
+    g = float(global_values[metric])
+    with np.errstate(invalid="ignore"):
+        if metric == "bias":
+            return np.abs(value) >= abs(g) + min_effect * float(global_values["mad"])
+        return value >= (1.0 + min_effect) * g
+
+
 def deviation(metric: str, value: np.ndarray, global_value: float) -> np.ndarray:
     """Signed distance from global in the direction of :func:`worse_than_global`.
 
@@ -233,13 +273,21 @@ class CellReport:
         """Number of SOM cells (rows of :attr:`table`)."""
         return len(self.table)
 
-    def worse(self, metrics: tuple[str, ...] = METRICS) -> np.ndarray:
-        """Cells significantly worse than global on any of ``metrics``, shape (n_cells,)."""
+    def worse(self, metrics: tuple[str, ...] = METRICS, *, min_effect: float = 0.0) -> np.ndarray:
+        """Cells significantly worse than global on any of ``metrics``, shape (n_cells,).
+
+        ``min_effect`` adds an effect-size floor (:func:`material`): a significant cell
+        counts only when it is also worse by at least that relative amount (0: any
+        significant excess, as the paper's Figure 2).
+        """
         out = np.zeros(self.n_cells, dtype=bool)
         for m in metrics:
             if f"{m}_worse" not in self.table:
                 raise ValueError(f"unknown metric {m!r}; choose from {list(METRICS)}")
-            out |= self.table[f"{m}_worse"].to_numpy(dtype=bool)
+            w = self.table[f"{m}_worse"].to_numpy(dtype=bool)
+            if min_effect > 0:
+                w = w & material(m, self.table[m].to_numpy(), self.global_, min_effect)
+            out |= w
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
