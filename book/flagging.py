@@ -53,7 +53,7 @@ from IPython.display import display
 
 from photozsom import plots
 from photozsom.embed.store import CutoutStore
-from photozsom.evaluation import cells
+from photozsom.evaluation import cells, detection
 from photozsom.evaluation.results import deviating_cells
 from photozsom.workflow import pipeline
 from photozsom.workflow.book import outputs, publish_figure
@@ -325,9 +325,9 @@ curve.round(4)
 
 # %%
 truth = validation.score_flag_against_truth(run, flagger=flagger, nested=nested)
-table = validation.summary_table(truth["table"])
+table = detection.summary_table(truth["table"])
 table.to_csv(run.path("flags/flag_vs_truth.csv"))
-fig = validation.plot_detection(truth["curves"], truth["table"])
+fig = plots.plot_detection(truth["curves"], truth["table"])
 publish_figure("fig_truth", fig, run.figure("flag_vs_truth.png"))
 table
 
@@ -367,7 +367,7 @@ truth["auc"].round(3)
 maps_cmp = validation.compare_maps(run, flagger=flagger)
 print("thresholds chosen per fold:", maps_cmp["settings"]["chosen"])
 display(maps_cmp["spread"].round(3))
-validation.summary_table(maps_cmp["table"])
+detection.summary_table(maps_cmp["table"])
 
 # %% [markdown]
 # ## What this chapter wrote

@@ -17,6 +17,7 @@ function                   figure
 :func:`threshold_curve`    fraction kept and metrics of what is kept vs threshold
 :func:`spec_vs_random`     magnitudes and colours of the spectroscopic vs random sample
 :func:`embedding_map`      embedding principal components coloured by a property
+:func:`plot_detection`     a flag as a detector: precision and recall vs fraction flagged
 =========================  ==============================================================
 """
 
@@ -29,14 +30,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from photozsom.evaluation.detection import TRUTH_LABELS
+
 __all__ = [
     "LS_RGB_WEIGHTS",
+    "SCORE_LABELS",
     "cutout_grid",
     "embedding_map",
     "example_pdfs",
     "loss_curves",
     "metric_vs_count",
     "pit_histogram",
+    "plot_detection",
     "redshift_distributions",
     "rgb_image",
     "save",
@@ -58,6 +63,20 @@ METRIC_LABELS = {
     "count": "test galaxies in cell",
 }
 _PERCENT = {"eta", "pco"}
+
+#: Legend labels of the continuous flag scores of
+#: :func:`photozsom.workflow.validation.score_flag_against_truth` and
+#: :func:`~photozsom.workflow.validation.compare_maps` (:func:`plot_detection`).
+SCORE_LABELS: dict[str, str] = {
+    "n_train": "SOM: training galaxies in the cell (fewer = worse)",
+    "distance": "SOM: distance to the prototype",
+    "cell_eta": "SOM: cell's outlier rate (cross-fitted)",
+    "pz_width": "no SOM: P(z) 90% width / (1 + z_phot)",
+    "colour: n_train": "colour SOM: training galaxies in the cell",
+    "embedding: n_train": "embedding SOM: training galaxies in the cell",
+    "colour: cell_eta": "colour SOM: cell's outlier rate (cross-fitted)",
+    "embedding: cell_eta": "embedding SOM: cell's outlier rate (cross-fitted)",
+}
 
 
 def style() -> None:
@@ -600,4 +619,74 @@ def pco_per_cell(pco: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("cell PCO before recalibration [%]")
     ax.set_ylabel("cell PCO after [%]")
     ax.legend(fontsize=8)
+    return fig
+
+
+
+def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
+                   truths: Sequence[str] = ("outlier", "blend", "wrong_specz"),
+                   min_flagged: int = 20) -> plt.Figure:
+    """Precision and recall against the fraction flagged, one column per truth class.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Long table with ``truth``, ``score`` and the columns of :func:`photozsom.evaluation.detection.detection_curve`
+        (``photozsom.workflow.validation.score_flag_against_truth(...)["curves"]``).
+    table : DataFrame, optional
+        :func:`photozsom.evaluation.detection.flag_detection_table` rows (``truth``, ``flag``, ...), drawn as points.
+    truths : sequence of str
+        Truth classes to draw (columns of the figure), those present in ``curves``.
+    min_flagged : int
+        Precision is not drawn where fewer galaxies are flagged (one flagged galaxy gives a
+        precision of 0 or 1).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Top row: precision (fraction of flagged galaxies that are bad); bottom row: recall
+        (fraction of all bad galaxies caught); both against the fraction of galaxies
+        flagged. Dashed grey: a flag drawn at random (precision = base rate,
+        recall = fraction flagged).
+    """
+    truths = [t for t in truths if t in set(curves["truth"])]
+    if not truths:
+        raise ValueError("curves holds none of the requested truth classes; "
+                         f"it has {sorted(set(curves['truth']))}")
+    fig, axes = plt.subplots(2, len(truths), figsize=(4.2 * len(truths), 7), squeeze=False,
+                             sharex=True, constrained_layout=True)
+    scores = list(dict.fromkeys(curves["score"]))
+    colours = {s: f"C{i}" for i, s in enumerate(scores)}
+    flags = [] if table is None else list(dict.fromkeys(table["flag"]))
+    markers = dict(zip(flags, "o^sDvP*X", strict=False))
+    for j, tr in enumerate(truths):
+        sub = curves[curves["truth"] == tr]
+        base = float(sub["base_rate"].iloc[0])
+        ax_p, ax_r = axes[0, j], axes[1, j]
+        for s in scores:
+            cs = sub[sub["score"] == s]
+            lab = SCORE_LABELS.get(s, s)
+            prec = cs["precision"].where(cs["n_flagged"] >= min_flagged)
+            ax_p.plot(cs["fraction_flagged"], prec, color=colours[s], label=lab)
+            ax_r.plot(cs["fraction_flagged"], cs["recall"], color=colours[s], label=lab)
+        ax_p.axhline(base, color="0.5", ls="--", label="random flag")
+        ax_r.plot([0, 1], [0, 1], color="0.5", ls="--", label="random flag")
+        if table is not None:
+            for f in flags:
+                row = table[(table["truth"] == tr) & (table["flag"] == f)]
+                if len(row):
+                    kw = {"marker": markers.get(f, "o"), "color": "k", "ls": "none", "label": f}
+                    ax_p.plot(row["fraction_flagged"], row["precision"], **kw)
+                    ax_r.plot(row["fraction_flagged"], row["recall"], **kw)
+        ax_p.set_title(f"{TRUTH_LABELS.get(tr, tr)}\n(base rate {100 * base:.2g}%)")
+        ax_p.set_ylabel("precision (fraction of flagged that are bad)")
+        ax_r.set_ylabel("recall (fraction of all bad caught)")
+        ax_r.set_xlabel("fraction of galaxies flagged")
+        ax_p.set_xlim(0, 1)
+        ax_r.set_ylim(0, 1.02)
+        shown = sub["precision"].where(sub["n_flagged"] >= min_flagged).to_numpy(float)
+        top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
+        ax_p.set_ylim(0, min(1.02, max(0.05, 1.2 * top)))
+    handles, labels = axes[1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
     return fig

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from photozsom import flags
+from photozsom.evaluation import detection
 
 
 class _Map:
@@ -77,7 +78,6 @@ def _heterogeneous_sky(rng, n_cells=100, per_cell=150):
 def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
     from photozsom.evaluation import cells
     from photozsom.flags import Flagger
-    from photozsom.workflow import validation
 
     rng = np.random.default_rng(5)
     prec_in, prec_nested, expected_in, expected_nested = [], [], [], []
@@ -87,12 +87,12 @@ def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
         counts = np.full(n_cells, 100)
         som = _Map(n_cells)
         grid = {"min_counts": [0], "quantiles": [1.0]}
-        nested = validation.nested_flags(som, counts, cell, d, z, zp, metrics=("eta",),
-                                         n_folds=5, seed=1, grid=grid)
+        nested = detection.nested_flags(som, counts, cell, d, z, zp, metrics=("eta",),
+                                        n_folds=5, seed=1, grid=grid)
         rep = cells.report(cell, z, zp, None, n_cells, counts, n_boot=0)
         fl = Flagger(som, rep, min_count=0, distance_quantile=1.0, metrics=("eta",))
-        ins = validation.in_sample_flags(fl, cell, d)
-        scores = validation.flag_scores({"in sample": ins, "nested": nested}, bad)
+        ins = detection.in_sample_flags(fl, cell, d)
+        scores = detection.flag_scores({"in sample": ins, "nested": nested}, bad)
         for f, prec, exp in ((ins, prec_in, expected_in), (nested, prec_nested, expected_nested)):
             u = f["underperforming"].to_numpy(bool)
             assert u.any()
@@ -108,26 +108,22 @@ def test_nested_scores_are_honest_where_in_sample_scores_flatter_the_flag():
 
 
 def test_nested_flags_never_use_a_galaxys_own_outcome():
-    from photozsom.workflow import validation
-
     rng = np.random.default_rng(6)
     p_true, cell, bad, z, zp, d = _heterogeneous_sky(rng)
     counts = np.full(p_true.size, 100)
     kw = {"metrics": ("eta",), "n_folds": 4, "seed": 2,
           "grid": {"min_counts": [0, 5], "quantiles": [0.99, 1.0]}}
-    a = validation.nested_flags(_Map(p_true.size), counts, cell, d, z, zp, **kw)
+    a = detection.nested_flags(_Map(p_true.size), counts, cell, d, z, zp, **kw)
     # change the outcome of every galaxy of fold 0: fold 0's flags must not move
     zp2 = zp.copy()
     f0 = a["fold"].to_numpy() == 0
     zp2[f0] = z[f0] + 0.5 * (1 + z[f0]) * (~bad[f0])
-    b = validation.nested_flags(_Map(p_true.size), counts, cell, d, z, zp2, **kw)
+    b = detection.nested_flags(_Map(p_true.size), counts, cell, d, z, zp2, **kw)
     assert (a.loc[f0, "flag"].to_numpy() == b.loc[f0, "flag"].to_numpy()).all()
     assert (a.loc[~f0, "underperforming"].to_numpy() != b.loc[~f0, "underperforming"].to_numpy()).any()
 
 
 def test_leave_one_out_counts_in_scoring_as_in_selection():
-    from photozsom.workflow import validation
-
     rng = np.random.default_rng(7)
     n_cells = 30
     cell = np.repeat(np.arange(n_cells), 40)
@@ -137,9 +133,9 @@ def test_leave_one_out_counts_in_scoring_as_in_selection():
     counts = np.full(n_cells, 10)
     in_train = np.zeros(cell.size, bool)
     in_train[::4] = True      # each cell: 10 training galaxies among its labelled ones
-    out = validation.nested_flags(_Map(n_cells), counts, cell, np.zeros(cell.size), z, zp,
-                                  in_train=in_train, metrics=("eta",), n_folds=2,
-                                  fallback=(10, 1.0), grid={"min_counts": [10], "quantiles": [1.0]})
+    out = detection.nested_flags(_Map(n_cells), counts, cell, np.zeros(cell.size), z, zp,
+                                 in_train=in_train, metrics=("eta",), n_folds=2,
+                                 fallback=(10, 1.0), grid={"min_counts": [10], "quantiles": [1.0]})
     # a training galaxy sees 9 others in its cell: below min_count 10; the rest see 10
     assert (out["n_train_loo"].to_numpy() == counts[cell] - in_train).all()
     assert (out["ood"].to_numpy() == in_train).all()

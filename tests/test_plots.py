@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from photozsom import plots
+from photozsom.evaluation import detection
 
 
 def _galaxy(flux_griz, size=33, sigma_px=2.0, noise=0.002, seed=0):
@@ -56,3 +59,27 @@ def test_cutout_grid_labels_axes_in_arcsec():
     assert [ax.get_title() for ax in axes] == ["a", "b", "c"]
     lo, hi = axes[0].get_xlim()
     assert hi - lo == np.float64(33 * 0.262)
+
+
+def test_plot_detection_draws_labelled_axes(tmp_path):
+    rng = np.random.default_rng(8)
+    bad = rng.random(500) < 0.2
+    s = bad + rng.normal(size=500)
+    parts = []
+    for tr in ("outlier", "blend"):
+        for sc in ("distance", "pz_width"):
+            c = detection.detection_curve(s, bad, n_thresholds=10)
+            c.insert(0, "score", sc)
+            c.insert(0, "truth", tr)
+            parts.append(c)
+    table = detection.flag_detection_table({"outlier": bad, "blend": bad}, {"SOM flag": s > 1})
+    fig = plots.plot_detection(pd.concat(parts), table)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert "fraction" in axes[2].get_xlabel() and "precision" in axes[0].get_ylabel()
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(fig.legends) == 1 and "random flag" in texts
+    assert plots.SCORE_LABELS["pz_width"] in texts and "SOM flag" in texts
+    assert "blend" in axes[1].get_title()        # titled by the truth class
+    fig.savefig(tmp_path / "f.png")
+    plt.close(fig)

@@ -1,21 +1,18 @@
-"""photozsom.workflow.validation: detection scores against hand computations and limiting cases."""
+"""Detection scores (photozsom.evaluation.detection) against hand computations and limiting
+cases, and the run-level experiments of photozsom.workflow.validation on a tiny run."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
+from photozsom.evaluation import detection as D
 from photozsom.workflow import validation as V
 
 
 def test_detection_table_matches_hand_count():
     bad = np.array([1, 1, 0, 0, 0, 1, 0, 0, 0, 0], bool)
     flag = np.array([1, 0, 1, 0, 0, 1, 1, 0, 0, 0], bool)
-    row = V.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
+    row = D.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
     # flagged {0, 2, 5, 6}; bad {0, 1, 5}; caught {0, 5}
     assert row["n_flagged"] == 4 and row["n_bad"] == 3 and row["n_caught"] == 2
     assert row["precision"] == pytest.approx(2 / 4)
@@ -31,20 +28,20 @@ def test_detection_table_matches_sklearn():
     rng = np.random.default_rng(1)
     bad = rng.random(500) < 0.2
     flag = rng.random(500) < 0.3
-    row = V.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
+    row = D.flag_detection_table({"b": bad}, {"f": flag}).iloc[0]
     assert row["precision"] == pytest.approx(precision_score(bad, flag))
     assert row["recall"] == pytest.approx(recall_score(bad, flag))
 
 
 def test_detection_table_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="same length"):
-        V.flag_detection_table({"b": np.zeros(3, bool)}, {"f": np.zeros(4, bool)})
+        D.flag_detection_table({"b": np.zeros(3, bool)}, {"f": np.zeros(4, bool)})
 
 
 def test_score_equal_to_truth_gives_perfect_detector():
     rng = np.random.default_rng(0)
     bad = rng.random(1000) < 0.1
-    cur = V.detection_curve(bad.astype(float), bad, thresholds=[1.0])
+    cur = D.detection_curve(bad.astype(float), bad, thresholds=[1.0])
     assert cur["precision"].iloc[0] == 1.0 and cur["recall"].iloc[0] == 1.0
     assert cur["fraction_flagged"].iloc[0] == pytest.approx(bad.mean())
 
@@ -53,7 +50,7 @@ def test_random_score_has_precision_near_base_rate_and_recall_near_fraction():
     rng = np.random.default_rng(2)
     n = 200_000
     bad = rng.random(n) < 0.1
-    cur = V.detection_curve(rng.random(n), bad, thresholds=[0.25, 0.5, 0.75])
+    cur = D.detection_curve(rng.random(n), bad, thresholds=[0.25, 0.5, 0.75])
     se = np.sqrt(0.1 * 0.9 / cur["n_flagged"].to_numpy())
     assert np.all(np.abs(cur["precision"] - 0.1) < 5 * se)
     assert np.allclose(cur["recall"], cur["fraction_flagged"], atol=0.01)
@@ -66,7 +63,7 @@ def test_detection_curve_matches_brute_force_both_directions_and_nan():
     bad = rng.random(400) < 0.3
     t = np.array([-1, 0, 3, 7.5, 10, 19, 25])
     for hiw in (True, False):
-        cur = V.detection_curve(s, bad, t, higher_is_worse=hiw)
+        cur = D.detection_curve(s, bad, t, higher_is_worse=hiw)
         for _, r in cur.iterrows():
             fl = np.isnan(s) | ((s >= r["threshold"]) if hiw else (s <= r["threshold"]))
             assert r["n_flagged"] == fl.sum()
@@ -78,14 +75,14 @@ def test_detection_curve_matches_brute_force_both_directions_and_nan():
 
 def test_default_thresholds_span_flagged_fraction():
     rng = np.random.default_rng(4)
-    cur = V.detection_curve(rng.normal(size=3000), rng.random(3000) < 0.2)
+    cur = D.detection_curve(rng.normal(size=3000), rng.random(3000) < 0.2)
     assert cur["fraction_flagged"].min() < 0.01 and cur["fraction_flagged"].max() == 1.0
 
 
 def test_top_fraction_flag_takes_worst_scores():
     s = np.array([0.1, 0.9, np.nan, 0.5, 0.3])
-    assert V.top_fraction_flag(s, 0.4).tolist() == [False, True, True, False, False]
-    assert V.top_fraction_flag(s, 0.4, higher_is_worse=False).tolist() == [True, False, True,
+    assert D.top_fraction_flag(s, 0.4).tolist() == [False, True, True, False, False]
+    assert D.top_fraction_flag(s, 0.4, higher_is_worse=False).tolist() == [True, False, True,
                                                                              False, False]
 
 
@@ -102,26 +99,26 @@ def test_cell_spread_matches_direct_loop():
         num += zc.size * np.std(zc)
         num_n += zc.size * 1.4826 * np.median(np.abs(zc - np.median(zc)))
         den += zc.size
-    assert V.cell_redshift_spread(cells, z) == pytest.approx(num / den)
-    assert V.cell_redshift_spread(cells, z, statistic="nmad") == pytest.approx(num_n / den)
+    assert D.cell_redshift_spread(cells, z) == pytest.approx(num / den)
+    assert D.cell_redshift_spread(cells, z, statistic="nmad") == pytest.approx(num_n / den)
 
 
 def test_cell_spread_zero_for_pure_cells_and_global_for_one_cell():
     z = np.repeat([0.1, 0.5, 1.2], 10)
-    assert V.cell_redshift_spread(np.repeat([0, 1, 2], 10), z) == pytest.approx(0.0)
-    assert V.cell_redshift_spread(np.zeros(30, int), z) == pytest.approx(np.std(z))
+    assert D.cell_redshift_spread(np.repeat([0, 1, 2], 10), z) == pytest.approx(0.0)
+    assert D.cell_redshift_spread(np.zeros(30, int), z) == pytest.approx(np.std(z))
 
 
 def test_truth_labels_definitions():
     df = pd.DataFrame({"Z_PHOT": [0.5, 0.5, 0.5, 0.9], "Z": [0.5, 0.5, 1.0, 0.9],
                        "Z_TRUE": [0.5, 0.9, 0.5, 0.9], "BLEND_FRAC_TRUE": [0.0, np.nan, 0.3, 0.1]})
-    t = V.truth_labels(df)
+    t = D.truth_labels(df)
     assert t["outlier"].tolist() == [False, True, False, False]        # |0.4|/1.9 > 0.15
     assert t["outlier_spec"].tolist() == [False, False, True, False]   # |0.5|/2.0 > 0.15
     assert t["blend"].tolist() == [False, False, True, False]
     assert t["wrong_specz"].tolist() == [False, True, True, False]
     with pytest.raises(ValueError, match="Z_TRUE"):
-        V.truth_labels(df.drop(columns="Z_TRUE"))
+        D.truth_labels(df.drop(columns="Z_TRUE"))
 
 
 def test_crossfit_never_uses_a_galaxys_own_outcome():
@@ -131,13 +128,13 @@ def test_crossfit_never_uses_a_galaxys_own_outcome():
     cell = rng.integers(0, 2, n)
     z = rng.uniform(0.2, 1.0, n)
     zp = z + 0.01 * rng.standard_normal(n)
-    cf = V.crossfit_underperforming(cell, z, zp, None, 2, np.array([100, 100]), metrics=("eta",),
+    cf = D.crossfit_underperforming(cell, z, zp, None, 2, np.array([100, 100]), metrics=("eta",),
                                     seed=0)
     half = np.random.default_rng(0).random(n) < 0.5    # the halves the function draws
     zp2 = zp.copy()
     out = (cell == 1) & half
     zp2[out] = z[out] + 1.0
-    cf2 = V.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
+    cf2 = D.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
                                      metrics=("eta",), seed=0)
     # galaxies of the outlier half are judged by the clean half: not under-performing
     assert not cf2["underperforming"].to_numpy()[out].any()
@@ -146,7 +143,7 @@ def test_crossfit_never_uses_a_galaxys_own_outcome():
     assert cf2["underperforming"].to_numpy()[(cell == 1) & ~half].all()
     assert not cf["underperforming"].any()
     # in-sample: every galaxy of cell 1 is flagged
-    ins = V.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
+    ins = D.crossfit_underperforming(cell, z, zp2, None, 2, np.array([100, 100]),
                                      metrics=("eta",), crossfit=False)
     assert ins["underperforming"].to_numpy()[cell == 1].all()
 
@@ -161,29 +158,8 @@ def test_embedding_som_groups_clusters_and_lowers_spread():
     som = V.embedding_som(E, (3, 3), seed=0)
     assert som.n_features == 16 and som.feature_names[0] == "emb0"
     c = som.predict(E[5:])
-    spread = V.cell_redshift_spread(c, z[5:])
+    spread = D.cell_redshift_spread(c, z[5:])
     assert spread < 0.1 * np.std(z[5:])
-
-
-def test_plot_detection_draws_labelled_axes(tmp_path):
-    rng = np.random.default_rng(8)
-    bad = rng.random(500) < 0.2
-    s = bad + rng.normal(size=500)
-    parts = []
-    for tr in ("outlier", "blend"):
-        for sc in ("distance", "pz_width"):
-            c = V.detection_curve(s, bad, n_thresholds=10)
-            c.insert(0, "score", sc)
-            c.insert(0, "truth", tr)
-            parts.append(c)
-    table = V.flag_detection_table({"outlier": bad, "blend": bad}, {"SOM flag": s > 1})
-    fig = V.plot_detection(pd.concat(parts), table)
-    axes = fig.axes
-    assert len(axes) == 4
-    assert "fraction" in axes[2].get_xlabel() and "precision" in axes[0].get_ylabel()
-    assert len(fig.legends) == 1 and "random flag" in [t.get_text() for t in fig.legends[0].get_texts()]
-    fig.savefig(tmp_path / "f.png")
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------
@@ -222,11 +198,9 @@ def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
     expect = out_of_distribution(loo, ev["DIST"].to_numpy()[s], gs["min_count"].to_numpy(), thr)
     assert (gs["ood"].to_numpy(bool) == expect).all()
     # the scores are detection.youden of these flags with the user weights
-    from photozsom.evaluation.detection import youden
-
     bad_s = bad[s]
     row = nested["scores"].loc[("S", "nested", "flag")]
-    ref = youden(gs["flag"].to_numpy(bool), bad_s, gs["weight"].to_numpy())
+    ref = D.youden(gs["flag"].to_numpy(bool), bad_s, gs["weight"].to_numpy())
     assert row["J"] == pytest.approx(ref["J"]) and row["recall"] == pytest.approx(ref["recall"])
 
 
@@ -250,8 +224,8 @@ def test_run_compare_maps_spread_recomputed(tiny_run):
     z = rnd["Z_TRUE"].to_numpy()[both]
     ecell = esom.predict(emb[pos[both]])
     sp = res["spread"]
-    assert sp.loc["embedding", "random_std"] == pytest.approx(V.cell_redshift_spread(ecell, z))
-    assert sp.loc["colour", "random_std"] == pytest.approx(V.cell_redshift_spread(ccell[both], z))
+    assert sp.loc["embedding", "random_std"] == pytest.approx(D.cell_redshift_spread(ecell, z))
+    assert sp.loc["colour", "random_std"] == pytest.approx(D.cell_redshift_spread(ccell[both], z))
     assert sp.loc["none", "random_std"] == pytest.approx(np.std(z))
     assert {"colour SOM flag", "embedding SOM flag"} <= set(res["table"]["flag"])
     assert res["table"]["precision"].dropna().between(0, 1).all()
@@ -261,10 +235,10 @@ def test_summary_table_holds_the_long_tables_values():
     rng = np.random.default_rng(9)
     truth = {"outlier": rng.random(300) < 0.2, "blend": rng.random(300) < 0.05}
     flags = {"a": rng.random(300) < 0.3, "b": rng.random(300) < 0.1}
-    long = V.flag_detection_table(truth, flags)
-    wide = V.summary_table(long, percent=False)
+    long = D.flag_detection_table(truth, flags)
+    wide = D.summary_table(long, percent=False)
     for _, r in long.iterrows():
-        lab = V.TRUTH_LABELS[r["truth"]]
+        lab = D.TRUTH_LABELS[r["truth"]]
         assert wide.loc[r["flag"], (lab, "precision")] == pytest.approx(r["precision"])
         assert wide.loc[r["flag"], (lab, "recall")] == pytest.approx(r["recall"])
         assert wide.loc[r["flag"], ("", "flagged")] == pytest.approx(r["fraction_flagged"])

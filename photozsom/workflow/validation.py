@@ -1,585 +1,74 @@
-"""The flag scored against the simulation's truth, and a SOM of the image embeddings.
+"""The book's flag experiments on a pipeline run: the flag against the truth, an embedding map.
+
+Each function here takes a :class:`~photozsom.workflow.pipeline.Run` (the stages data …
+flags done), reads its files and scores with the pure functions of
+:mod:`photozsom.evaluation.detection`; the figure is :func:`photozsom.plots.plot_detection`.
 
 The paper proposes the flag as a warning to users: a galaxy in a SOM cell with thin
 training data, far from its prototype, or in a cell where the model under-performs, should
 not be trusted. On the simulated sky the truth is known, so the flag can be scored as a
-*detector* of what a user fears (this goes beyond the paper):
+*detector* of what a user fears (this goes beyond the paper): catastrophic photo-z
+outliers, blends and wrong spectroscopic redshifts
+(:func:`~photozsom.evaluation.detection.truth_labels`).
 
-- **catastrophic photo-z outliers**: ``|Z_PHOT - Z_TRUE| / (1 + Z_TRUE) > 0.15`` (the
-  paper's η threshold, against the *true* redshift), and the same against the spectroscopic
-  redshift ``Z`` (what a user with spec-z would measure);
-- **blends**: more than ``blend_threshold`` of the r-band catalogue flux belongs to
-  neighbours (``BLEND_FRAC_TRUE``);
-- **wrong spectroscopic redshifts**: ``|Z - Z_TRUE| / (1 + Z_TRUE) > wrong_z_threshold``
-  (default 0.01, far beyond any survey's redshift error).
-
-For each, :func:`flag_detection_table` gives the precision (the fraction of flagged
-galaxies that are bad), the recall (the fraction of all bad galaxies that are flagged:
-"caught"), the fraction flagged and the base rate (the precision of a flag drawn at
-random). :func:`detection_curve` gives the same over the thresholds of a continuous score,
-so a SOM score (the cell's training count, the distance to the prototype, the cell's
-outlier rate) can be compared with a flag that needs no SOM: the width of the galaxy's own
-P(z). If the SOM scores do no better than the width, the map adds no information about
-these failures.
-
-The flag's "under-performing" part is decided by the same labelled galaxies it is scored
-on; to keep that from flattering it, :func:`score_flag_against_truth` cross-fits by
-default: the galaxies are split into two random halves and each half is flagged by the
-cell report of the other half.
-
-:func:`compare_maps` answers the paper's future-work question: a SOM trained on the
-random sample's image embeddings instead of its colours — does it group galaxies of
-similar redshift more tightly (:func:`cell_redshift_spread`), and does a flag built on it
-detect the failures better?
-
-:func:`significance_across_seeds` asks how much of the per-cell significance is luck:
-the map, the out-of-fold MDNs and the bootstrap are redone with other seeds, and the number
-of significant cells (and which galaxies end up in them) is compared across seeds.
+- :func:`run_nested_flags`: the flag of a run's evaluated galaxies decided out of sample,
+  map by map (:func:`~photozsom.evaluation.detection.nested_flags`: thresholds and
+  under-performing cells chosen on the other folds), beside the flagger's own (in-sample)
+  flag, scored by Youden's J weighted to the random sample;
+  :func:`flag_by_magnitude_nested`: the flag by magnitude with those nested flags.
+- :func:`score_flag_against_truth`: the flag and its parts as detectors of each truth
+  class, and continuous scores (cell training count, distance to the prototype, the cell's
+  outlier rate) against a flag that needs no SOM: the width of the galaxy's own P(z). If
+  the SOM scores do no better than the width, the map adds no information about these
+  failures. The flag's "under-performing" part is decided by the same labelled galaxies it
+  is scored on; to keep that from flattering it, the flag is scored nested by default.
+- :func:`compare_maps` answers the paper's future-work question: a SOM trained on the
+  random sample's image embeddings (:func:`embedding_som`) instead of its colours — does it
+  group galaxies of similar redshift more tightly, and does a flag built on it detect the
+  failures better?
+- :func:`significance_across_seeds` asks how much of the per-cell significance is luck:
+  the map, the out-of-fold MDNs and the bootstrap are redone with other seeds, and the
+  number of significant cells (and which galaxies end up in them) is compared across seeds.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from photozsom.evaluation.metrics import OUTLIER_THRESHOLD
+from photozsom.embed import load_embeddings
+from photozsom.evaluation.cells import METRICS
+from photozsom.evaluation.detection import (
+    cell_redshift_spread,
+    crossfit_underperforming,
+    detection_curve,
+    flag_detection_table,
+    flag_scores,
+    in_sample_flags,
+    nested_flags,
+    top_fraction_flag,
+    truth_labels,
+    user_weights,
+)
+from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, mad, outlier_fraction, pco_mask
+from photozsom.features import magnitudes
+from photozsom.flags import RegionalFlagger, choose_thresholds, load_flagger, out_of_distribution
+from photozsom.model import PhotoZModel
+from photozsom.som import SOM
+from photozsom.workflow import pipeline
 
 __all__ = [
-    "SCORE_LABELS",
-    "TRUTH_LABELS",
-    "cell_redshift_spread",
     "compare_maps",
-    "crossfit_underperforming",
-    "detection_curve",
     "embedding_som",
     "flag_by_magnitude_nested",
-    "flag_detection_table",
-    "flag_scores",
-    "in_sample_flags",
-    "nested_flags",
-    "plot_detection",
     "run_nested_flags",
     "score_flag_against_truth",
     "significance_across_seeds",
-    "summary_table",
-    "top_fraction_flag",
-    "truth_labels",
 ]
-
-#: Readable names of the truth classes of :func:`truth_labels`.
-TRUTH_LABELS: dict[str, str] = {
-    "outlier": "catastrophic photo-z outlier (true z)",
-    "outlier_spec": "catastrophic photo-z outlier (spec-z)",
-    "blend": "blend",
-    "wrong_specz": "wrong spec-z",
-}
-
-#: Readable names of the continuous scores of :func:`score_flag_against_truth`.
-SCORE_LABELS: dict[str, str] = {
-    "n_train": "SOM: training galaxies in the cell (fewer = worse)",
-    "distance": "SOM: distance to the prototype",
-    "cell_eta": "SOM: cell's outlier rate (cross-fitted)",
-    "pz_width": "no SOM: P(z) 90% width / (1 + z_phot)",
-    "colour: n_train": "colour SOM: training galaxies in the cell",
-    "embedding: n_train": "embedding SOM: training galaxies in the cell",
-    "colour: cell_eta": "colour SOM: cell's outlier rate (cross-fitted)",
-    "embedding: cell_eta": "embedding SOM: cell's outlier rate (cross-fitted)",
-}
-
-
-# ======================================================================================
-# Pure functions
-# ======================================================================================
-def _bool1d(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D boolean array, got shape {a.shape}")
-    if a.dtype != bool:
-        if not np.isin(a, (0, 1)).all():
-            raise ValueError(f"{name} must be boolean (or 0/1), got values outside {{0, 1}}")
-        a = a.astype(bool)
-    return a
-
-
-def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHOLD,
-                 blend_threshold: float = 0.1, wrong_z_threshold: float = 0.01
-                 ) -> dict[str, np.ndarray]:
-    """The simulation's truth classes of a table of predicted galaxies.
-
-    Parameters
-    ----------
-    df : DataFrame, N rows
-        ``Z_PHOT`` (point photo-z), ``Z`` (spectroscopic redshift), ``Z_TRUE`` (true
-        redshift) and ``BLEND_FRAC_TRUE`` (fraction of the r-band flux from neighbours;
-        NaN counts as 0) — the simulation-only columns of the mock's ``spec.parquet``.
-    outlier_threshold : float
-        ``|Δz| / (1 + z)`` above which a photo-z is a catastrophic outlier (paper: 0.15).
-    blend_threshold : float
-        Neighbours' flux fraction above which a galaxy is a blend (default 0.1: its r-band
-        flux is then off by more than 0.1 mag).
-    wrong_z_threshold : float
-        ``|Z - Z_TRUE| / (1 + Z_TRUE)`` above which the spectroscopic redshift is wrong.
-
-    Returns
-    -------
-    dict of str to ndarray of bool, shape (N,)
-        ``outlier`` (photo-z vs true z), ``outlier_spec`` (photo-z vs spec-z), ``blend``,
-        ``wrong_specz``.
-    """
-    need = ["Z_PHOT", "Z", "Z_TRUE", "BLEND_FRAC_TRUE"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"truth_labels needs column(s) {missing}: Z_TRUE and BLEND_FRAC_TRUE exist only "
-            f"on the simulated sky (sky/spec.parquet of a run made without real data)"
-        )
-    zp = df["Z_PHOT"].to_numpy(np.float64)
-    zs = df["Z"].to_numpy(np.float64)
-    zt = df["Z_TRUE"].to_numpy(np.float64)
-    blend = np.nan_to_num(df["BLEND_FRAC_TRUE"].to_numpy(np.float64))
-    return {
-        "outlier": np.abs(zp - zt) / (1 + zt) > outlier_threshold,
-        "outlier_spec": np.abs(zp - zs) / (1 + zs) > outlier_threshold,
-        "blend": blend > blend_threshold,
-        "wrong_specz": np.abs(zs - zt) / (1 + zt) > wrong_z_threshold,
-    }
-
-
-def _detection_row(flag: np.ndarray, bad: np.ndarray) -> dict[str, float]:
-    n = flag.size
-    n_flag, n_bad = int(flag.sum()), int(bad.sum())
-    tp = int((flag & bad).sum())
-    base = n_bad / n if n else np.nan
-    prec = tp / n_flag if n_flag else np.nan
-    return {"n": n, "n_bad": n_bad, "n_flagged": n_flag, "n_caught": tp,
-            "fraction_flagged": n_flag / n if n else np.nan, "base_rate": base,
-            "precision": prec, "recall": tp / n_bad if n_bad else np.nan,
-            "lift": prec / base if base else np.nan}
-
-
-def flag_detection_table(truth: Mapping[str, np.ndarray],
-                         flags: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Each flag scored as a detector of each truth class.
-
-    Parameters
-    ----------
-    truth : mapping of str to array of bool, shape (N,)
-        The bad galaxies of each class (e.g. :func:`truth_labels`).
-    flags : mapping of str to array of bool, shape (N,)
-        The flagged galaxies of each flag, same rows.
-
-    Returns
-    -------
-    DataFrame
-        One row per (truth, flag): ``truth``, ``flag``, ``n``, ``n_bad``, ``n_flagged``,
-        ``n_caught`` (flagged and bad), ``fraction_flagged``, ``base_rate`` (``n_bad / n``:
-        the precision of a random flag), ``precision`` (``n_caught / n_flagged``, NaN when
-        nothing is flagged), ``recall`` (``n_caught / n_bad``: the fraction of all bad
-        galaxies caught) and ``lift`` (precision over base rate; 1 for an uninformative
-        flag).
-    """
-    if not truth or not flags:
-        raise ValueError("truth and flags must each hold at least one boolean array")
-    t = {k: _bool1d(v, f"truth[{k!r}]") for k, v in truth.items()}
-    f = {k: _bool1d(v, f"flags[{k!r}]") for k, v in flags.items()}
-    sizes = {a.size for a in (*t.values(), *f.values())}
-    if len(sizes) != 1:
-        raise ValueError(f"truth and flags arrays must all have the same length, got {sorted(sizes)}")
-    rows = [{"truth": tk, "flag": fk, **_detection_row(fv, tv)}
-            for tk, tv in t.items() for fk, fv in f.items()]
-    return pd.DataFrame(rows)
-
-
-def summary_table(table: pd.DataFrame, *, columns: Sequence[str] = ("precision", "recall"),
-                  percent: bool = True) -> pd.DataFrame:
-    """:func:`flag_detection_table` as one display table: a row per flag, a column per truth.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Long table with ``truth``, ``flag``, ``fraction_flagged``, ``base_rate`` and
-        ``columns``.
-    columns : sequence of str
-        Scores shown for each truth class.
-    percent : bool
-        Show fractions as percentages (rounded to 0.1).
-
-    Returns
-    -------
-    DataFrame
-        Index ``flag``, plus a row ``random flag (base rate)``: a flag drawn at random has
-        the base rate as precision (its recall equals the fraction it flags: NaN here).
-        Columns ``("", "flagged")`` (fraction flagged) and ``(truth label, score)``.
-    """
-    t = table.copy()
-    labels = {k: TRUTH_LABELS.get(k, k) for k in t["truth"].unique()}
-    wide = t.pivot(index="flag", columns="truth", values=list(columns))
-    wide = wide.swaplevel(axis=1)
-    order = [(tk, c) for tk in dict.fromkeys(t["truth"]) for c in columns]
-    wide = wide[order].reindex(list(dict.fromkeys(t["flag"])))
-    base = t.groupby("truth", sort=False)["base_rate"].first()
-    rnd = {(tk, c): (base[tk] if c == "precision" else np.nan) for tk, c in order}
-    wide.loc["random flag (base rate)"] = pd.Series(rnd)
-    wide.columns = pd.MultiIndex.from_tuples([(labels[tk], c) for tk, c in order])
-    flagged = t.groupby("flag", sort=False)["fraction_flagged"].first()
-    wide.insert(0, ("", "flagged"), flagged.reindex(wide.index))
-    if percent:
-        wide = (100 * wide).round(1)
-    return wide
-
-
-def detection_curve(score: np.ndarray, is_bad: np.ndarray, thresholds: np.ndarray | None = None,
-                    *, higher_is_worse: bool = True, n_thresholds: int = 50) -> pd.DataFrame:
-    """Precision and recall of the flag ``score >= t`` (or ``<= t``) against its threshold.
-
-    Parameters
-    ----------
-    score : array_like of float, shape (N,)
-        A per-galaxy score; NaN (no score, e.g. a galaxy the SOM cannot place) counts as the
-        worst value, flagged at every threshold.
-    is_bad : array_like of bool, shape (N,)
-        The galaxies the flag should catch.
-    thresholds : array_like, optional
-        Values of ``t``. Default: ``n_thresholds`` quantiles of the finite scores spanning
-        flagged fractions from about 0 to 1 (repeated values merged).
-    higher_is_worse : bool
-        Flag ``score >= t`` (True, e.g. a distance) or ``score <= t`` (False, e.g. a training
-        count).
-    n_thresholds : int
-        Number of default thresholds.
-
-    Returns
-    -------
-    DataFrame
-        One row per threshold (in the order of increasing fraction flagged): ``threshold``,
-        then the columns of :func:`flag_detection_table` (``n_flagged``,
-        ``fraction_flagged``, ``precision``, ``recall``, ``base_rate``, ...).
-    """
-    s = np.asarray(score, dtype=np.float64)
-    bad = _bool1d(is_bad, "is_bad")
-    if s.ndim != 1 or s.shape != bad.shape:
-        raise ValueError(f"score and is_bad must be 1-D of the same length, got {s.shape} and {bad.shape}")
-    if s.size == 0:
-        raise ValueError("score is empty")
-    fin = np.isfinite(s)
-    if thresholds is None:
-        if not fin.any():
-            raise ValueError("score has no finite value; pass thresholds=")
-        q = np.linspace(0, 1, int(n_thresholds))
-        thresholds = np.unique(np.quantile(s[fin], q))
-    t = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())
-    # flagged counts for every threshold at once: sort the finite scores once
-    order = np.sort(s[fin])
-    bad_sorted = bad[fin][np.argsort(s[fin], kind="stable")]
-    cum_bad = np.concatenate([[0], np.cumsum(bad_sorted)])
-    n_fin = order.size
-    if higher_is_worse:
-        start = np.searchsorted(order, t, side="left")      # rows with score >= t
-        n_flag_fin = n_fin - start
-        tp_fin = cum_bad[-1] - cum_bad[start]
-    else:
-        stop = np.searchsorted(order, t, side="right")      # rows with score <= t
-        n_flag_fin = stop
-        tp_fin = cum_bad[stop]
-    n_nan, tp_nan = int((~fin).sum()), int((bad & ~fin).sum())
-    n_flag = n_flag_fin + n_nan
-    tp = tp_fin + tp_nan
-    n, n_bad = s.size, int(bad.sum())
-    base = n_bad / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prec = np.where(n_flag > 0, tp / np.maximum(n_flag, 1), np.nan)
-        out = pd.DataFrame({
-            "threshold": t, "n": n, "n_bad": n_bad, "n_flagged": n_flag, "n_caught": tp,
-            "fraction_flagged": n_flag / n, "base_rate": base, "precision": prec,
-            "recall": tp / n_bad if n_bad else np.full(t.size, np.nan),
-            "lift": prec / base if base else np.full(t.size, np.nan)})
-    return out.sort_values("fraction_flagged", kind="stable").reset_index(drop=True)
-
-
-def top_fraction_flag(score: np.ndarray, fraction: float, *, higher_is_worse: bool = True
-                      ) -> np.ndarray:
-    """Flag the ``fraction`` of galaxies with the worst score (NaN scores first).
-
-    Used to compare a continuous score with a boolean flag at the same fraction flagged.
-
-    Parameters
-    ----------
-    score : array_like of float, shape (N,)
-    fraction : float in [0, 1]
-    higher_is_worse : bool
-
-    Returns
-    -------
-    ndarray of bool, shape (N,)
-        Exactly ``round(fraction * N)`` True values (ties broken by row order).
-    """
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
-    s = np.asarray(score, dtype=np.float64)
-    key = np.where(np.isfinite(s), s if higher_is_worse else -s, np.inf)
-    k = round(float(fraction) * s.size)
-    out = np.zeros(s.size, dtype=bool)
-    if k:
-        out[np.argsort(-key, kind="stable")[:k]] = True
-    return out
-
-
-def cell_redshift_spread(cells: np.ndarray, z: np.ndarray, *, statistic: str = "std",
-                         min_count: int = 2) -> float:
-    """Mean within-cell spread of redshift, weighted by the cells' galaxy counts.
-
-    Parameters
-    ----------
-    cells : array_like of int, shape (N,)
-        SOM cell of each galaxy; negative values (not mapped) are left out.
-    z : array_like of float, shape (N,)
-        Redshift of each galaxy (non-finite values are left out).
-    statistic : {"std", "nmad"}
-        ``"std"``: standard deviation (``ddof=0``) of z in the cell; ``"nmad"``:
-        ``1.4826 * median(|z - median(z)|)``, robust to a few strays.
-    min_count : int
-        Cells with fewer galaxies are left out (a single galaxy has spread 0).
-
-    Returns
-    -------
-    float
-        ``sum_c n_c spread_c / sum_c n_c`` over cells with at least ``min_count`` galaxies
-        (redshift units); NaN when no cell qualifies.
-    """
-    c = np.asarray(cells)
-    zz = np.asarray(z, dtype=np.float64)
-    if c.shape != zz.shape or c.ndim != 1:
-        raise ValueError(f"cells and z must be 1-D of the same length, got {c.shape} and {zz.shape}")
-    if statistic not in ("std", "nmad"):
-        raise ValueError(f"statistic must be 'std' or 'nmad', got {statistic!r}")
-    ok = (c >= 0) & np.isfinite(zz)
-    df = pd.DataFrame({"c": c[ok], "z": zz[ok]})
-    g = df.groupby("c")["z"]
-    n = g.size()
-    if statistic == "std":
-        spread = g.std(ddof=0)
-    else:
-        med = g.transform("median")
-        spread = 1.4826 * (df["z"] - med).abs().groupby(df["c"]).median()
-    keep = n >= max(int(min_count), 1)
-    if not keep.any():
-        return float("nan")
-    return float(np.average(spread[keep], weights=n[keep]))
-
-
-def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.ndarray,
-                             pit_values: np.ndarray | None, n_cells: int,
-                             train_counts: np.ndarray, *,
-                             metrics: Sequence[str] = ("mad", "eta", "pco", "bias"),
-                             fdr: float = 0.05, fdr_scope: str = "all", seed: int = 0,
-                             crossfit: bool = True) -> pd.DataFrame:
-    """Under-performing cells and cell outlier rate of each galaxy, judged on other galaxies.
-
-    With ``crossfit`` the galaxies are split into two random halves (``seed``); each half
-    gets the verdict of :func:`photozsom.evaluation.cells.report` (significantly worse than global on
-    one of ``metrics``, Benjamini-Hochberg at ``fdr``) and the η of its cell as measured on
-    the *other* half, so a galaxy's own outcome never decides its flag. Without, one
-    report on all galaxies decides (what the pipeline's flagger does).
-
-    Parameters
-    ----------
-    cell : array_like of int, shape (N,)
-        SOM cells (-1: not mapped; never under-performing, ``cell_eta`` NaN).
-    z_true, z_pred, pit_values : array_like, shape (N,)
-        Spectroscopic redshift, point photo-z, PIT (None: PCO not tested).
-    n_cells : int
-    train_counts : array_like of int, shape (n_cells,)
-        Training galaxies per cell (stored in the report; not used for the verdict).
-    metrics, fdr, fdr_scope : see :func:`photozsom.evaluation.cells.report` and :class:`photozsom.flags.Flagger`.
-    seed : int
-    crossfit : bool
-
-    Returns
-    -------
-    DataFrame, N rows
-        ``underperforming`` (bool) and ``cell_eta`` (the cell's outlier fraction; the other
-        half's global η where the cell holds none of the other half's galaxies).
-    """
-    from photozsom.evaluation import cells as _cells
-
-    c = np.asarray(cell)
-    n = c.size
-    zt, zp = np.asarray(z_true, np.float64), np.asarray(z_pred, np.float64)
-    pit = None if pit_values is None else np.asarray(pit_values, np.float64)
-    ok = (c >= 0) & np.isfinite(zt) & np.isfinite(zp)
-    halves = (np.random.default_rng(seed).random(n) < 0.5) if crossfit else np.ones(n, bool)
-    parts = (halves, ~halves) if crossfit else (halves,)
-    under = np.zeros(n, dtype=bool)
-    eta = np.full(n, np.nan)
-    for a in parts:
-        fit = ok & (~a if crossfit else a)
-        if fit.sum() < 2:
-            continue
-        rep = _cells.report(c[fit], zt[fit], zp[fit], None if pit is None else pit[fit],
-                            n_cells, train_counts, n_boot=0, seed=seed, fdr=fdr,
-                            fdr_scope=fdr_scope)
-        worse = rep.worse(tuple(metrics))
-        cell_eta = rep.table["eta"].to_numpy(np.float64)
-        cell_eta = np.where(np.isfinite(cell_eta), cell_eta, rep.global_["eta"])
-        sel = a & (c >= 0)
-        under[sel] = worse[c[sel]]
-        eta[sel] = cell_eta[c[sel]]
-    return pd.DataFrame({"underperforming": under, "cell_eta": eta})
-
-
-def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance: np.ndarray,
-                 z_true: np.ndarray, z_pred: np.ndarray, pit_values: np.ndarray | None = None, *,
-                 in_train: np.ndarray | None = None, sample_cell: np.ndarray | None = None,
-                 sample_distance: np.ndarray | None = None,
-                 metrics: Sequence[str] = ("mad", "eta", "pco", "bias"), fdr: float = 0.05,
-                 fdr_scope: str = "all", target: str = "outlier", n_folds: int = 5, seed: int = 0,
-                 fallback: tuple[int, float] | None = None,
-                 grid: Mapping[str, Sequence[float]] | None = None) -> pd.DataFrame:
-    """The whole flag decided out of sample: every choice made on the other folds.
-
-    The labelled galaxies with a cell are split into ``n_folds`` random folds (``seed``).
-    For each fold, the other folds alone (i) choose ``min_count`` and ``distance_quantile``
-    by :func:`photozsom.flags.choose_thresholds` (same rule, same user's sample, same
-    leave-one-out training counts) and (ii) decide which cells under-perform
-    (:func:`photozsom.evaluation.cells.report` on them, Benjamini-Hochberg at ``fdr``); the fold's
-    galaxies are then flagged with those thresholds and that verdict. So a galaxy's own
-    outcome enters neither the thresholds nor the verdict that flag it, and scores computed
-    from these flags (:func:`photozsom.evaluation.detection.youden`) are honest estimates of how the
-    procedure performs on new galaxies. Training counts are leave-one-out in scoring as in
-    selection: a training-split galaxy is not counted in its own cell.
-
-    Parameters
-    ----------
-    som : SOM
-        The map (its training-distance quantiles).
-    train_counts : array_like of int, shape (n_cells,)
-    cell, distance, z_true, z_pred, pit_values, in_train, sample_cell, sample_distance :
-        As in :func:`photozsom.flags.choose_thresholds` (cell -1: unmapped, flagged).
-    metrics, fdr, fdr_scope :
-        The under-performing verdict, as :class:`photozsom.flags.Flagger`.
-    target : {"outlier", "pit_tail"}
-        What the threshold rule counts as bad.
-    n_folds : int
-        Folds (>= 2).
-    seed : int
-    fallback : (int, float), optional
-        Thresholds for a fold whose training folds have too few bad galaxies for the rule
-        (without, that raises ``ValueError``).
-    grid : dict, optional
-        ``min_counts`` and ``quantiles`` passed to ``choose_thresholds``.
-
-    Returns
-    -------
-    DataFrame, N rows in input order
-        ``fold`` (-1: unmapped), ``min_count``, ``distance_quantile`` (the fold's chosen
-        pair), ``chosen_by`` ("rule" or "fallback"), ``n_train_loo``, ``ood``,
-        ``underperforming``, ``flag`` and ``cell_eta`` (the cell's outlier rate on the other
-        folds; their global rate where they have no galaxy in the cell).
-    """
-    from photozsom.evaluation import cells as _cells
-    from photozsom.flags import _training_distance_threshold, choose_thresholds, out_of_distribution
-
-    c = np.asarray(cell, dtype=np.int64)
-    n = c.size
-    d = np.asarray(distance, dtype=np.float64)
-    zt, zp = np.asarray(z_true, np.float64), np.asarray(z_pred, np.float64)
-    pit = None if pit_values is None else np.asarray(pit_values, np.float64)
-    counts = np.asarray(train_counts, dtype=np.int64)
-    it = np.zeros(n, bool) if in_train is None else np.asarray(in_train, dtype=bool)
-    if not (d.shape == zt.shape == zp.shape == it.shape == (n,)):
-        raise ValueError("cell, distance, z_true, z_pred and in_train need one value per galaxy")
-    if int(n_folds) < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    mapped = c >= 0
-    loo = np.where(mapped, counts[np.where(mapped, c, 0)] - it, -1)
-    fold = np.full(n, -1, dtype=np.int64)
-    idx = np.flatnonzero(mapped)
-    perm = np.random.default_rng(seed).permutation(idx.size)
-    fold[idx[perm]] = np.arange(idx.size) % int(n_folds)
-    out = pd.DataFrame({"fold": fold, "min_count": -1, "distance_quantile": np.nan,
-                        "chosen_by": "", "n_train_loo": loo, "ood": ~mapped,
-                        "underperforming": False, "cell_eta": np.nan})
-    for k in range(int(n_folds)):
-        fit, held = mapped & (fold != k), fold == k
-        try:
-            ch = choose_thresholds(som, counts, c[fit], d[fit], zt[fit], zp[fit], in_train=it[fit],
-                                   pit_values=None if pit is None else pit[fit],
-                                   sample_cell=sample_cell, sample_distance=sample_distance,
-                                   target=target, **dict(grid or {}))
-            pair, how = (ch.min_count, ch.distance_quantile), "rule"
-        except ValueError:
-            if fallback is None:
-                raise
-            pair, how = (int(fallback[0]), float(fallback[1])), "fallback"
-        rep = _cells.report(c[fit], zt[fit], zp[fit], None if pit is None else pit[fit],
-                            int(som.n_cells), counts, n_boot=0, seed=seed, fdr=fdr,
-                            fdr_scope=fdr_scope)
-        worse = rep.worse(tuple(metrics))
-        eta = rep.table["eta"].to_numpy(np.float64)
-        eta = np.where(np.isfinite(eta), eta, rep.global_["eta"])
-        thr = _training_distance_threshold(som, pair[1])
-        out.loc[held, "min_count"] = pair[0]
-        out.loc[held, "distance_quantile"] = pair[1]
-        out.loc[held, "chosen_by"] = how
-        out.loc[held, "ood"] = out_of_distribution(loo[held], d[held], pair[0], thr)
-        out.loc[held, "underperforming"] = worse[c[held]]
-        out.loc[held, "cell_eta"] = eta[c[held]]
-    out["flag"] = out["ood"] | out["underperforming"]
-    return out
-
-
-def in_sample_flags(flagger: Any, cell: np.ndarray, distance: np.ndarray,
-                    in_train: np.ndarray | None = None) -> pd.DataFrame:
-    """The flagger's own flag of its labelled galaxies, with leave-one-out training counts.
-
-    What the chapter used to score: thresholds and verdicts chosen on these same galaxies
-    (optimistic). ``flagger`` is one :class:`photozsom.flags.Flagger` (a map).
-    """
-    from photozsom.flags import _training_distance_threshold, out_of_distribution
-
-    c = np.asarray(cell, dtype=np.int64)
-    mapped = c >= 0
-    it = np.zeros(c.size, bool) if in_train is None else np.asarray(in_train, dtype=bool)
-    counts = np.asarray(flagger.train_counts, dtype=np.int64)
-    loo = np.where(mapped, counts[np.where(mapped, c, 0)] - it, -1)
-    thr = _training_distance_threshold(flagger.som, flagger.distance_quantile)
-    ood = ~mapped | out_of_distribution(loo, np.asarray(distance, np.float64),
-                                        flagger.min_count, thr)
-    worse = flagger.report.worse(tuple(flagger.metrics))
-    under = mapped & worse[np.where(mapped, c, 0)]
-    return pd.DataFrame({"n_train_loo": loo, "ood": ood, "underperforming": under,
-                         "flag": ood | under})
-
-
-def flag_scores(flags_by_scoring: Mapping[str, pd.DataFrame], bad: np.ndarray,
-                weight: np.ndarray | None = None) -> pd.DataFrame:
-    """:func:`photozsom.evaluation.detection.youden` of each flag part under each way of scoring.
-
-    Parameters
-    ----------
-    flags_by_scoring : mapping name -> DataFrame with ``ood``, ``underperforming``, ``flag``
-        E.g. ``{"in sample": in_sample_flags(...), "nested": nested_flags(...)}``, same rows.
-    bad : array_like of bool
-    weight : array_like, optional
-        :func:`photozsom.evaluation.detection.user_weights`.
-
-    Returns
-    -------
-    DataFrame
-        One row per (scoring, part): ``recall``, ``false_positive_rate``, ``J``, ``J_se``,
-        ``precision``, ``flagged`` (weighted), ``n``, ``n_bad``.
-    """
-    from photozsom.evaluation.detection import youden
-
-    rows = []
-    for name, f in flags_by_scoring.items():
-        for part in ("flag", "ood", "underperforming"):
-            rows.append({"scoring": name, "part": part,
-                         **youden(f[part].to_numpy(bool), bad, weight)})
-    return pd.DataFrame(rows).set_index(["scoring", "part"])
 
 
 def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int = 0,
@@ -602,8 +91,6 @@ def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int =
         Fitted on the standardised embeddings; ``feature_names`` ``emb0 .. emb{D-1}``. Map
         new rows with ``som.predict_with_distances(embedding_matrix)``.
     """
-    from photozsom.som import SOM
-
     E = np.asarray(embeddings, dtype=np.float32)
     if E.ndim != 2:
         raise ValueError(f"embeddings must be a 2-D array (N, D), got shape {E.shape}")
@@ -618,80 +105,6 @@ def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int =
     if epochs is not None:
         kw["epochs"] = epochs
     return som.fit(E[ok], **kw)
-
-
-# ======================================================================================
-# Figure
-# ======================================================================================
-def plot_detection(curves: pd.DataFrame, table: pd.DataFrame | None = None, *,
-                   truths: Sequence[str] = ("outlier", "blend", "wrong_specz"),
-                   min_flagged: int = 20) -> Any:
-    """Precision and recall against the fraction flagged, one column per truth class.
-
-    Parameters
-    ----------
-    curves : DataFrame
-        Long table with ``truth``, ``score`` and the columns of :func:`detection_curve`
-        (``score_flag_against_truth(...)["curves"]``).
-    table : DataFrame, optional
-        :func:`flag_detection_table` rows (``truth``, ``flag``, ...), drawn as points.
-    truths : sequence of str
-        Truth classes to draw (columns of the figure), those present in ``curves``.
-    min_flagged : int
-        Precision is not drawn where fewer galaxies are flagged (one flagged galaxy gives a
-        precision of 0 or 1).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Top row: precision (fraction of flagged galaxies that are bad); bottom row: recall
-        (fraction of all bad galaxies caught); both against the fraction of galaxies
-        flagged. Dashed grey: a flag drawn at random (precision = base rate,
-        recall = fraction flagged).
-    """
-    import matplotlib.pyplot as plt
-
-    truths = [t for t in truths if t in set(curves["truth"])]
-    if not truths:
-        raise ValueError("curves holds none of the requested truth classes; "
-                         f"it has {sorted(set(curves['truth']))}")
-    fig, axes = plt.subplots(2, len(truths), figsize=(4.2 * len(truths), 7), squeeze=False,
-                             sharex=True, constrained_layout=True)
-    scores = list(dict.fromkeys(curves["score"]))
-    colours = {s: f"C{i}" for i, s in enumerate(scores)}
-    flags = [] if table is None else list(dict.fromkeys(table["flag"]))
-    markers = dict(zip(flags, "o^sDvP*X", strict=False))
-    for j, tr in enumerate(truths):
-        sub = curves[curves["truth"] == tr]
-        base = float(sub["base_rate"].iloc[0])
-        ax_p, ax_r = axes[0, j], axes[1, j]
-        for s in scores:
-            cs = sub[sub["score"] == s]
-            lab = SCORE_LABELS.get(s, s)
-            prec = cs["precision"].where(cs["n_flagged"] >= min_flagged)
-            ax_p.plot(cs["fraction_flagged"], prec, color=colours[s], label=lab)
-            ax_r.plot(cs["fraction_flagged"], cs["recall"], color=colours[s], label=lab)
-        ax_p.axhline(base, color="0.5", ls="--", label="random flag")
-        ax_r.plot([0, 1], [0, 1], color="0.5", ls="--", label="random flag")
-        if table is not None:
-            for f in flags:
-                row = table[(table["truth"] == tr) & (table["flag"] == f)]
-                if len(row):
-                    kw = {"marker": markers.get(f, "o"), "color": "k", "ls": "none", "label": f}
-                    ax_p.plot(row["fraction_flagged"], row["precision"], **kw)
-                    ax_r.plot(row["fraction_flagged"], row["recall"], **kw)
-        ax_p.set_title(f"{TRUTH_LABELS.get(tr, tr)}\n(base rate {100 * base:.2g}%)")
-        ax_p.set_ylabel("precision (fraction of flagged that are bad)")
-        ax_r.set_ylabel("recall (fraction of all bad caught)")
-        ax_r.set_xlabel("fraction of galaxies flagged")
-        ax_p.set_xlim(0, 1)
-        ax_r.set_ylim(0, 1.02)
-        shown = sub["precision"].where(sub["n_flagged"] >= min_flagged).to_numpy(float)
-        top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
-        ax_p.set_ylim(0, min(1.02, max(0.05, 1.2 * top)))
-    handles, labels = axes[1, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
-    return fig
 
 
 # ======================================================================================
@@ -778,28 +191,25 @@ def _auc(curves: pd.DataFrame) -> pd.DataFrame:
 
 def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: int = 0,
                      target: str = "outlier") -> dict[str, Any]:
-    """:func:`nested_flags` and :func:`in_sample_flags` of a run's evaluated galaxies, map by map.
+    """Nested and in-sample flags of a run's evaluated galaxies, map by map.
 
     Each map's evaluated galaxies (``cells/evaluated.parquet``: out-of-fold photo-z) are
     flagged out of sample by the rule the flags stage used (``choose_thresholds`` with the
     random sample as the user's sample, under-performing cells by the map's report settings),
-    and in sample by the run's flagger, both with leave-one-out training counts.
+    and in sample by the run's flagger, both with leave-one-out training counts
+    (:func:`~photozsom.evaluation.detection.nested_flags`, :func:`~photozsom.evaluation.detection.in_sample_flags`).
 
     Returns
     -------
     dict
         ``galaxies``: DataFrame in the rows of ``cells/evaluated.parquet`` with ``OBJID``,
-        ``SOM``, ``CELL``, ``in_train``, ``weight`` (:func:`photozsom.evaluation.detection.user_weights`
-        for the map's random galaxies), nested ``fold, min_count, distance_quantile, ood,
-        underperforming, flag, cell_eta`` and in-sample ``ood_in, underperforming_in,
-        flag_in``; ``scores``: :func:`flag_scores` per map (index ``som, scoring, part``) for
-        ``target``; ``folds``: the pair each fold chose, per map.
+        ``SOM``, ``CELL``, ``in_train``, ``weight``
+        (:func:`~photozsom.evaluation.detection.user_weights` for the map's random galaxies),
+        nested ``fold, min_count, distance_quantile, ood, underperforming, flag, cell_eta``
+        and in-sample ``ood_in, underperforming_in, flag_in``; ``scores``:
+        :func:`~photozsom.evaluation.detection.flag_scores` per map (index ``som, scoring,
+        part``) for ``target``; ``folds``: the pair each fold chose, per map.
     """
-    from photozsom.evaluation.detection import user_weights
-    from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, pco_mask
-    from photozsom.flags import load_flagger
-    from photozsom.workflow import pipeline
-
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
     regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {"S": flagger}
@@ -855,12 +265,6 @@ def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
     not decided on the galaxies it is measured on. Same columns as
     :func:`photozsom.workflow.pipeline.flag_by_magnitude`.
     """
-    import itertools
-
-    from photozsom.evaluation import metrics
-    from photozsom.features import magnitudes
-    from photozsom.workflow import pipeline
-
     out = pipeline.flag_by_magnitude(run, flagger, bins=bins)
     ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
     g = galaxies.reindex(ev.index)
@@ -874,8 +278,8 @@ def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
         for name, sel in (("flagged", ine & flag), ("unflagged", ine & ~flag)):
             ok = sel.sum() > 0
             out.loc[i, f"n_eval_{name}"] = int(sel.sum())
-            out.loc[i, f"mad_{name}"] = metrics.mad(zt[sel], zp[sel]) if ok else np.nan
-            out.loc[i, f"eta_{name}"] = metrics.outlier_fraction(zt[sel], zp[sel]) if ok else np.nan
+            out.loc[i, f"mad_{name}"] = mad(zt[sel], zp[sel]) if ok else np.nan
+            out.loc[i, f"eta_{name}"] = outlier_fraction(zt[sel], zp[sel]) if ok else np.nan
     return out
 
 
@@ -891,7 +295,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     every labelled galaxy, joined with the simulation's truth from ``sky/spec.parquet``),
     flags each galaxy with the run's flagger (``flags/flagger``) and scores the flag and
     its parts, and the alternative flag "P(z) width" at the same fraction flagged, against
-    :func:`truth_labels`.
+    :func:`~photozsom.evaluation.detection.truth_labels`.
 
     Parameters
     ----------
@@ -911,23 +315,23 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     nested : dict, optional
         A :func:`run_nested_flags` result to reuse (default: computed, ``n_folds`` folds).
     blend_threshold, wrong_z_threshold, outlier_threshold : float
-        See :func:`truth_labels`.
+        See :func:`~photozsom.evaluation.detection.truth_labels`.
     n_thresholds : int
         Thresholds per curve.
 
     Returns
     -------
     dict
-        ``table``: :func:`flag_detection_table` for the flags ``SOM flag``, ``ood``,
-        ``under-performing`` and ``P(z) width (same fraction)`` (the widest P(z), as many
-        as the SOM flag marks) — the chapter's table; ``curves``: long table of
-        :func:`detection_curve` per (truth, score) for the scores of :data:`SCORE_LABELS`
-        — the figure's data (:func:`plot_detection`); ``auc``: area under recall vs
-        fraction flagged per score and truth (0.5 for a random flag, 1 for a perfect one);
+        ``table``: :func:`~photozsom.evaluation.detection.flag_detection_table` for the flags
+        ``SOM flag``, ``ood``, ``under-performing`` and ``P(z) width (same fraction)`` (the
+        widest P(z), as many as the SOM flag marks) — the chapter's table; ``curves``: long
+        table of :func:`~photozsom.evaluation.detection.detection_curve` per (truth, score)
+        for the scores ``n_train``, ``distance``, ``cell_eta`` and ``pz_width`` (labelled
+        in :data:`photozsom.plots.SCORE_LABELS`) — the figure's data
+        (:func:`photozsom.plots.plot_detection`); ``auc``: area under recall vs fraction
+        flagged per score and truth (0.5 for a random flag, 1 for a perfect one);
         ``galaxies``: per-galaxy truth, flags and scores; ``settings``.
     """
-    from photozsom.flags import load_flagger
-
     df = _evaluated_with_truth(run)
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
@@ -973,17 +377,18 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
     colour map's training sample includes them: a real catalogue does not know which
     are stars), with the colour map's shape. Both maps are then compared on
 
-    - **redshift spread within cells** (:func:`cell_redshift_spread`, std and NMAD): of the
-      true redshift of the random sample's *galaxies* (stars, Z_TRUE = 0, left out) that
-      both maps place, and of the spectroscopic redshift of the evaluated galaxies;
+    - **redshift spread within cells** (:func:`~photozsom.evaluation.detection.cell_redshift_spread`,
+      std and NMAD): of the true redshift of the random sample's *galaxies* (stars,
+      Z_TRUE = 0, left out) that both maps place, and of the spectroscopic redshift of the
+      evaluated galaxies;
     - **the flag**: a flag built on each map by the same rule (thin cell: fewer than
       ``min_count`` training-split galaxies, leave-one-out; farther from the prototype than
       the ``distance_quantile`` of the map's training distances; under-performing cells),
       each map **choosing its own** ``min_count`` and ``distance_quantile`` with
       :func:`photozsom.flags.choose_thresholds` — nested out of sample with ``crossfit``
-      (:func:`nested_flags`), so neither map is scored on the galaxies that tuned it —
-      scored against the truth on the evaluated galaxies of ``region`` that have an
-      embedding.
+      (:func:`~photozsom.evaluation.detection.nested_flags`), so neither map is scored on the
+      galaxies that tuned it — scored against the truth on the evaluated galaxies of
+      ``region`` that have an embedding.
 
     Parameters
     ----------
@@ -1004,16 +409,13 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
         holding everything) with ``n_cells``, ``occupied`` (cells holding random
         galaxies), ``random_std``, ``random_nmad`` (true z of random galaxies),
         ``spec_std``, ``spec_nmad`` (spec-z of evaluated galaxies); ``table``:
-        :func:`flag_detection_table` of the colour flag, the embedding flag and the P(z)
-        width at each flag's fraction; ``curves``: :func:`detection_curve` per (truth,
-        score) with scores ``colour: n_train``, ``embedding: n_train``, ``colour:
-        cell_eta``, ``embedding: cell_eta``, ``pz_width``; ``auc``; ``som`` (the embedding
-        map); ``settings``.
+        :func:`~photozsom.evaluation.detection.flag_detection_table` of the colour flag, the
+        embedding flag and the P(z) width at each flag's fraction; ``curves``:
+        :func:`~photozsom.evaluation.detection.detection_curve` per (truth, score) with scores
+        ``colour: n_train``, ``embedding: n_train``, ``colour: cell_eta``,
+        ``embedding: cell_eta``, ``pz_width``; ``auc``; ``som`` (the embedding map);
+        ``settings``.
     """
-    from photozsom.embed import load_embeddings
-    from photozsom.flags import RegionalFlagger, load_flagger
-    from photozsom.workflow import pipeline
-
     if flagger is None:
         flagger = load_flagger(run.need("flags/flagger"))
     regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {region: flagger}
@@ -1097,8 +499,6 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
                                    zip(nf["min_count"], nf["distance_quantile"], strict=True)
                                    if a >= 0})
         else:
-            from photozsom.flags import choose_thresholds, out_of_distribution
-
             try:
                 ch = choose_thresholds(m, cnt, c_ev, d_ev, common["z_true"], common["z_pred"],
                                        in_train=in_train, pit_values=common["pit_values"],
@@ -1200,10 +600,6 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
         and the mean pairwise Jaccard index of those galaxy sets) and ``galaxies``
         (DataFrame indexed by OBJID, one boolean column per seed: in a worse cell).
     """
-    from photozsom.evaluation.cells import METRICS
-    from photozsom.model import PhotoZModel
-    from photozsom.workflow import pipeline
-
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"need at least two distinct seeds, got {seeds}")
