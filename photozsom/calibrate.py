@@ -110,8 +110,14 @@ TABLE_X.setflags(write=False)
 #: Probit levels that are always knots of the global map when the data reach them: the
 #: edges of the central 68%, 95% and 99% intervals (the last is the PCO's).
 ANCHOR_PROBITS: tuple[float, ...] = (float(ndtri(0.84)), float(ndtri(0.975)), float(ndtri(0.995)))
-#: Galaxies per chunk in :meth:`Recalibrator.apply`.
+#: Galaxies per chunk in :meth:`Recalibrator.apply` (the exact path).
 _CHUNK_ROWS = 20_000
+#: Galaxies per chunk of the fast path (working arrays of ~2 MB stay in cache).
+_FAST_ROWS = 1_024
+#: The fast path's table: ``2**_TABLE_BITS + 1`` points in the tail coordinate ``c``.
+_TABLE_BITS = 18
+#: ``c`` of the smallest normal double: ``sqrt(-log(2 * tiny))``; beyond it ``c`` is clipped.
+_C_MAX = float(np.sqrt(-np.log(2 * np.finfo(np.float64).tiny)))
 
 
 def probit_pit(pit_values: np.ndarray) -> np.ndarray:
@@ -171,6 +177,46 @@ class _Projector:
                 ab[self.bw - d, :d] = diag
         self.ab = ab
         self.edges = edges
+        # LU factors of B without pivoting (B is strictly diagonally dominant by columns:
+        # each column sums to 1 and its diagonal is ~0.72), kept as bands: fill-in stays
+        # inside the band when there is no pivoting
+        lu = B.copy()
+        for k in range(grid.K - 1):
+            r = slice(k + 1, min(grid.K, k + self.bw + 1))
+            lu[r, k] /= lu[k, k]
+            cols = slice(k + 1, min(grid.K, k + self.bw + 1))
+            lu[r, cols] -= np.outer(lu[r, k], lu[k, cols])
+        self.lu_lower = [lu[i, max(0, i - self.bw):i].copy() for i in range(grid.K)]
+        self.lu_upper = [lu[i, i + 1:min(grid.K, i + self.bw + 1)].copy()
+                         for i in range(grid.K)]
+        self.lu_diag = np.diag(lu).copy()
+        mid = edges[1:-1, None]
+        # F_k and 1 - F_k at the mid-points, (K, K - 1); 0 / 1 beyond 12 sigma (< 1e-32)
+        near = np.abs(mid - c[None, :]) <= 12 * grid.sigma
+        cdf = np.where(near, grid.component_cdf(mid), (c[None, :] < mid).astype(float))
+        sf = np.where(near, grid.component_sf(mid), (c[None, :] >= mid).astype(float))
+        self.cdf_mid, self.sf_mid = np.ascontiguousarray(cdf.T), np.ascontiguousarray(sf.T)
+        self.spacing = np.diff(edges)[:-1] * 0.5 + np.diff(edges)[1:] * 0.5
+
+    def solve(self, d: np.ndarray) -> np.ndarray:
+        """``B^-1 d`` for rows ``d`` (n, K): forward and back substitution with the banded LU
+        factors, vectorised over the rows (one small product per component, any n)."""
+        K, bw = self.K, self.bw
+        y = np.array(d.T, dtype=np.float64, order="C")          # (K, n): rows contiguous
+        for i in range(1, K):
+            lo = max(0, i - bw)
+            y[i] -= self.lu_lower[i] @ y[lo:i]
+        for i in range(K - 1, -1, -1):
+            if i < K - 1:
+                y[i] -= self.lu_upper[i] @ y[i + 1:i + 1 + self.lu_upper[i].size]
+            y[i] /= self.lu_diag[i]
+        return y.T
+
+    def midpoint_cdf(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``F`` and ``1 - F`` at the K - 1 interior mid-points, each (n, K - 1), by products
+        with the components' CDF and survival function there: sums of non-negative terms,
+        so both tails keep their relative precision."""
+        return w @ self.cdf_mid, w @ self.sf_mid
 
     @classmethod
     def get(cls, grid: MixtureGrid) -> _Projector:
@@ -225,11 +271,114 @@ class _Projector:
         pick_b = rb < ra
         return np.where(pick_b[:, None], wb, wa), np.where(pick_b, rb, ra)
 
+    def weights_from_masses(self, d: np.ndarray, target: np.ndarray, *,
+                            residual: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Weights (n, K) with cell masses ``d`` (n, K) and CDF ``target`` (n, K - 1) at the
+        mid-points: :meth:`weights_from_midpoint_probits` from the masses, with the banded
+        solve of :meth:`solve` and the two non-negative candidates formed only for the rows
+        that need them. The residual (per row, redshift) only when asked for."""
+        w = self.solve(d)
+        neg = w < -1e-6
+        bad = np.flatnonzero(neg.any(axis=1))
+        wb = w[bad]
+        np.clip(w, 0.0, None, out=w)
+        w /= w.sum(axis=1, keepdims=True)
+        if bad.size:
+            db, nb = d[bad], neg[bad]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(nb, db / (db - wb), 1.0)
+            alpha = np.clip(ratio.min(axis=1), 0.0, 1.0)[:, None]
+            wa = w[bad]
+            cand = np.clip(alpha * np.where(nb, wb, wa) + (1 - alpha) * db, 0.0, None)
+            cand /= cand.sum(axis=1, keepdims=True)
+            ra, rb = self._fast_residual(wa, target[bad]), self._fast_residual(cand, target[bad])
+            w[bad] = np.where((rb < ra)[:, None], cand, wa)
+        return w, (self._fast_residual(w, target) if residual else None)
+
+    def _fast_residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """:meth:`_residual` by one product with the components' CDF at the mid-points."""
+        return np.abs(w @ self.cdf_mid - target) @ self.spacing
+
     def _residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
         mass = np.asarray((self.B @ w.T).T)
         F = np.cumsum(mass, axis=1)[:, :-1]
         h = np.diff(self.edges)[:-1] * 0.5 + np.diff(self.edges)[1:] * 0.5
         return np.abs(F - target) @ h
+
+
+def _c_of_x(x: np.ndarray) -> np.ndarray:
+    """The tail coordinate ``c = sign(x) sqrt(-log(2 Phi(-|x|)))`` of probits ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        t = np.sqrt(np.clip(-np.log(2.0 * ndtr(-np.abs(x))), 0.0, None))
+    return np.clip(np.sign(x) * t, -_C_MAX, _C_MAX)
+
+
+class _TailTable:
+    """A global map ``g`` tabulated for :meth:`Recalibrator.apply`'s fast path.
+
+    The input CDF value ``F`` enters through its smaller tail ``m = min(F, 1 - F)`` and the
+    coordinate ``c = -+sqrt(-log(2 m))`` (minus below the median), in which the probit
+    ``Phi^-1(F)`` is smooth with slope between 0 and ~1.4 and the whole double range of
+    ``m`` spans ``|c| <= 27.3``. Stored is the ratio ``R(c) = P / m`` of the output's smaller
+    tail ``P = min(g(F), 1 - g(F))`` to the input's, on ``2**18 + 1`` evenly spaced ``c``
+    (step 2.1e-4; 4 MB with the slopes), interpolated linearly: exact (``R = 1``) for the
+    identity map, and for a smooth map in error by ``~step^2 / 8 |R''| / R`` (relative;
+    ~1e-8 near the median, ~1e-5 for ``m ~ 1e-300``). ``h`` has kinks at its knots, and the output switches tails where
+    ``g(F) = 1/2``; in the table cells holding a knot, that switch or ``c = 0`` the map is
+    evaluated exactly instead (:attr:`exact`), so no kink is interpolated across.
+    """
+
+    def __init__(self, rc: Recalibrator) -> None:
+        n = 2 ** _TABLE_BITS
+        c = np.linspace(-_C_MAX, _C_MAX, n + 1)
+        m = 0.5 * np.exp(-c * c)
+        x = np.where(c < 0, ndtri(m), -ndtri(m))
+        y = rc._h(x)
+        self.c0 = float(_c_of_x(rc._h_inv(np.zeros(1)))[0])   # where g(F) = 1/2
+        P = np.where(c <= self.c0, ndtr(y), ndtr(-y))
+        R = P / m
+        self.step = (2 * _C_MAX) / n
+        self.n = n
+        # (R, dR) side by side: one gather per value; the last point has dR = 0, so c at
+        # the end of the range needs no clipping of the index
+        tab = np.column_stack([R, np.append(np.diff(R), 0.0)])
+        cells = np.floor((np.concatenate([_c_of_x(rc.knots_x_), [self.c0, 0.0]]) + _C_MAX)
+                         / self.step).astype(np.int64)
+        for k in (-1, 0, 1):               # neighbours too (rounding of c): NaN marks them
+            tab[np.clip(cells + k, 0, n)] = np.nan
+        self.table = tab
+
+    def lookup(self, F: np.ndarray, S: np.ndarray, rc: Recalibrator
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The output's smaller tail ``P`` and whether it is the lower one, for CDF values
+        ``F`` and their complements ``S`` (same shape)."""
+        m = np.minimum(F, S)
+        with np.errstate(divide="ignore"):
+            t = np.log(2.0 * m)
+        np.negative(t, out=t)
+        np.maximum(t, 0.0, out=t)
+        np.sqrt(t, out=t)
+        np.minimum(t, _C_MAX, out=t)
+        c = np.copysign(t, F - S, out=t)             # negative below the median
+        pos = c * (1.0 / self.step)
+        pos += _C_MAX / self.step
+        i = pos.astype(np.intp)
+        pos -= i
+        v = self.table.take(i, axis=0)
+        P = v[..., 1] * pos
+        P += v[..., 0]
+        P *= m
+        side = c <= self.c0
+        ex = np.flatnonzero(np.isnan(P))
+        if ex.size:
+            Ff, Sf = F.ravel()[ex], S.ravel()[ex]
+            with np.errstate(divide="ignore"):
+                x = np.where(Ff <= Sf, ndtri(Ff), -ndtri(Sf))
+            y = rc._h(x)
+            P.ravel()[ex] = np.where(y <= 0, ndtr(y), ndtr(-y))
+            side.ravel()[ex] = y <= 0
+        return P, side
 
 
 def _probabilities(a, name: str) -> np.ndarray:
@@ -591,7 +740,8 @@ class Recalibrator:
             raise TypeError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
 
     def apply(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
-              return_residual: bool = False) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
+              return_residual: bool = False, exact: bool = False
+              ) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
         """Recalibrated PDFs on the same grid: CDF ``g(F)`` at every mid-point of the centres.
 
         Parameters
@@ -606,6 +756,14 @@ class Recalibrator:
             ``sum_i |F'(m_i) - g(F(m_i))| (m_{i+1} - m_{i-1}) / 2`` (redshift; 0 to round-off
             where ``g(F)`` is represented exactly, see :meth:`projection_error` for the full
             integral).
+        exact : bool
+            Evaluate ``g`` at every mid-point through ``Phi^-1``, ``h`` and ``Phi`` (the
+            reference). By default galaxies on the global map take the fast path: ``g`` read
+            from a table (:class:`_TailTable`, relative error ~1e-9 in the CDF near the
+            median, exact for the identity map and at the map's knots) and the banded system
+            solved by vectorised substitution; the CDF at the mid-points then agrees with
+            the reference to ~1e-8 and quantiles to ~1e-8 in redshift (tested: < 1e-6),
+            about 10x faster. Per-cell maps always take the reference path.
 
         Returns
         -------
@@ -623,16 +781,53 @@ class Recalibrator:
         W = pdf.weights
         out = np.empty((n, proj.K))
         resid = np.empty(n)
-        for s in range(0, n, _CHUNK_ROWS):
-            sl = slice(s, min(n, s + _CHUNK_ROWS))
-            w = W[sl].astype(np.float64)
+        fast = np.zeros(n, dtype=bool) if exact else (
+            np.ones(n, dtype=bool) if params is None else params < 0)
+        slow = np.flatnonzero(~fast)
+        for s in range(0, slow.size, _CHUNK_ROWS):
+            rows = slow[s:s + _CHUNK_ROWS]
+            w = W[rows].astype(np.float64)
             w /= w.sum(axis=1, keepdims=True)
             x = proj.midpoint_probits(w)
-            p = None if params is None else params[sl]
-            out[sl], resid[sl] = proj.weights_from_midpoint_probits(self._probit_map(x, p))
+            p = None if params is None else params[rows]
+            out[rows], resid[rows] = proj.weights_from_midpoint_probits(self._probit_map(x, p))
+        if fast.any():
+            table = self._tail_table()
+            quick = np.flatnonzero(fast)
+            contiguous = quick.size == n
+            for s in range(0, quick.size, _FAST_ROWS):
+                rows = slice(s, s + _FAST_ROWS) if contiguous else quick[s:s + _FAST_ROWS]
+                w = W[rows].astype(np.float64)
+                w /= w.sum(axis=1, keepdims=True)
+                F, S = proj.midpoint_cdf(w)
+                P, low = table.lookup(F, S, self)
+                G = np.where(low, P, 1.0 - P)
+                # cell masses: differences of the smaller tail on either side of the median
+                # (relative precision in both tails), of g(F) in the cell where it crosses 1/2
+                k = len(F)
+                Pe = np.concatenate([np.zeros((k, 1)), P, np.zeros((k, 1))], axis=1)
+                le = np.concatenate([np.ones((k, 1), bool), low, np.zeros((k, 1), bool)], axis=1)
+                Ge = np.concatenate([np.zeros((k, 1)), G, np.ones((k, 1))], axis=1)
+                dP = np.diff(Pe, axis=1)
+                d = np.where(le[:, 1:] & le[:, :-1], dP,
+                             np.where(~le[:, 1:] & ~le[:, :-1], -dP, np.diff(Ge, axis=1)))
+                np.clip(d, 0.0, None, out=d)
+                out[rows], r = proj.weights_from_masses(d, G, residual=return_residual)
+                if return_residual:
+                    resid[rows] = r
         res = MixturePDF(out, centres=pdf.grid.centres, sigma=pdf.grid.sigma,
                          bounds=(pdf.grid.lo, pdf.grid.hi))
         return (res, resid) if return_residual else res
+
+    def _tail_table(self) -> _TailTable:
+        """The fast path's table of the global map (built on first use, rebuilt if the map's
+        knots or slopes change)."""
+        key = (self.knots_x_.tobytes(), self.knots_y_.tobytes(), self.tail_slopes_.tobytes())
+        cached = getattr(self, "_table_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, _TailTable(self))
+            self._table_cache = cached
+        return cached[1]
 
     def projection_error(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
                          step: float | None = None) -> np.ndarray:
