@@ -26,7 +26,7 @@ drawn, and three models are fitted on them:
 
 - ``default``: ``PhotoZModel(features="catalog", seed=0)`` as shipped: the MDN schedule set by
   ``N`` (:func:`photozsom.mdn.auto_schedule`), float32, recalibrated (``recalibration="global"``;
-  out of fold below 5,000 validation galaxies). Both its raw (``default_raw``) and recalibrated
+  out of fold below 1,000 validation galaxies: ``photozsom.model.RECAL_OOF_BELOW``). Both its raw (``default_raw``) and recalibrated
   (``default``) P(z) are scored;
 - ``plateau``: the first schedule (batch 256, lr 1e-3 halved on plateaus, patience 10, at most
   100 epochs), not recalibrated;

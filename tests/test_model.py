@@ -211,3 +211,24 @@ def test_global_recalibration_is_saved_and_applied(tmp_path, data):
     back = PhotoZModel.load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(back.predict(test).weights, cal.weights, rtol=1e-6, atol=1e-8)
     pd.testing.assert_frame_equal(back.history_, model.history_, check_dtype=False)
+
+
+def test_recalibration_source_follows_the_validation_size():
+    """From RECAL_OOF_BELOW validation galaxies up the map is fitted on the final model's own
+    validation P(z) (the same map as one fitted by hand on them); below, out of fold."""
+    from photozsom.calibrate import Recalibrator
+    from photozsom.model import RECAL_OOF_BELOW
+
+    train, val = make_catalogue(1500, seed=3), make_catalogue(RECAL_OOF_BELOW, seed=4)
+    opts = {"hidden": (16, 16, 16), "max_epochs": 2, "device": "cpu"}
+    model = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES, **opts)
+    model.fit(train, train["Z"], val, val["Z"], progress=False)
+    Xva, ok = feature_matrix(val, CATALOG_FEATURES)
+    assert model.recalibration_source_ == "validation"
+    assert model.recalibrator_.n_fit_ == ok.sum()
+    ref = Recalibrator("global").fit(model.estimator_.predict(Xva[ok]), val["Z"].to_numpy()[ok])
+    np.testing.assert_allclose(model.recalibrator_.knots_x_, ref.knots_x_, rtol=1e-9)
+    small = val.iloc[: RECAL_OOF_BELOW - 1]
+    model_s = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES, **opts)
+    model_s.fit(train, train["Z"], small, small["Z"], progress=False)
+    assert model_s.recalibration_source_.startswith("out_of_fold")
