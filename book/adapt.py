@@ -71,7 +71,7 @@ import sys
 import pandas as pd
 from IPython.display import Markdown, display
 
-from photozsom.data.desi_edr import CREDIT
+from photozsom.data import desi_edr
 from photozsom.embed import Encoder, embed_to_file
 from photozsom.embed.store import CutoutStore
 from photozsom.evaluation.results import flag_comparison
@@ -84,7 +84,7 @@ from photozsom.workflow import pipeline
 from photozsom.workflow.book import outputs
 
 run = pipeline.Run(data_dir)
-user_dir = run.root / "user_sample"
+user_dir = run.write("user_sample/")
 with CutoutStore(run.cutouts_path()) as main_store:
     size = main_store.size  # the encoder was trained on cutouts of this size [pixels]
 simulate(user_dir, scale=user_scale, seed=user_seed, cutout_size=size, overwrite=False)
@@ -97,16 +97,16 @@ print(f"user sample: {len(user):,} galaxies with r > {r_min} from a sky with see
 # the book's sky (the embedding one is the MDN chapter's model) and applied unchanged.
 
 # %%
-encoder = Encoder.load(run.need("embed/encoder"))
+encoder = Encoder.load(run.read("embed/encoder"))
 (user_dir / "embed").mkdir(exist_ok=True)
 embed_to_file(encoder, user_dir / "cutouts.h5", user_dir / "embed" / "embeddings.h5")
 user_in = pipeline.model_inputs(pipeline.Run(user_dir), user, "embedding")
-flagger = load_flagger(run.need("flags/flagger"))
+flagger = load_flagger(run.read("flags/flagger"))
 spec = run.spec_with_split()
 comparisons = {}
 for features in ("catalog", "embedding", "both"):
     if features == "embedding":
-        model = PhotoZModel.load(run.need("mdn/model"))
+        model = PhotoZModel.load(run.read("mdn/model"))
     else:
         model = pipeline.fit_photoz_model(run, spec, features, scale=scale, seed=seed)
     pred = pd.concat([user_in[["OBJID", "Z"]], predict_table(user_in, model, flagger)], axis=1)
@@ -146,9 +146,10 @@ pred["PZ_FLAG_REASON"].str.split(":").str[0].value_counts().head(6).rename("gala
 # rosette 14 as the test split that neither the model nor the flag sees.
 
 # %%
-display(Markdown(f"*Data credit:* {CREDIT}."))
-real_dir = run.root / "desi_edr_bgs"
-files = pipeline.prepare_bgs_example(real_dir / "input", scale=scale, seed=seed)
+display(Markdown(f"*Data credit:* {desi_edr.CREDIT}."))
+real_dir = run.write("desi_edr_bgs/")
+files = desi_edr.write_example(real_dir / "input", seed=seed,
+                               fraction=pipeline.preset(scale)["real_fraction"])
 model_dir = real_dir / "photoz"
 n_boot = int(pipeline.preset(scale)["n_boot"])
 

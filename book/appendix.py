@@ -33,7 +33,7 @@ from photozsom.workflow.book import outputs, publish_figure
 
 plots.style()
 run = pipeline.Run(data_dir)
-pred = pd.read_parquet(run.need("mdn/predictions.parquet"))
+pred = pd.read_parquet(run.read("mdn/predictions.parquet"))
 z, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
 
 # %% [markdown]

@@ -118,4 +118,4 @@ publish_figure("fig_pco_cells", fig, run.figure("calibration_pco_cells.png"))
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("calibrate/"), run.figure("calibration_pit.png"))
+outputs(run.write("calibrate/"), run.figure("calibration_pit.png"))

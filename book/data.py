@@ -35,7 +35,7 @@
 # spectroscopic files plus DR10 sweeps (`spec_files`, `sweep_files`), which go through the
 # quality cuts, the compilation and the 2" cross-match. Northern (BASS/MzLS) cutouts come
 # from the DR9-north layer of the cutout service, southern ones from DR10
-# (`pipeline.CUTOUT_LAYERS`).
+# (`photozsom.data.assemble.CUTOUT_LAYERS`).
 
 # %% tags=["parameters"]
 scale = "ci"  # "ci" (minutes) or "default" (the published book)
@@ -215,4 +215,4 @@ publish_figure("fig_cutouts", fig, run.figure("data_cutouts.png"))
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("sky/"), run.figure("figure3_nz_per_survey.png"))
+outputs(run.write("sky/"), run.figure("figure3_nz_per_survey.png"))

@@ -120,7 +120,7 @@ partial = cells.trend(report, control="z_mean")
 cols = ["method", "rho", "slope", "slope_lo", "slope_hi", "p"]
 both = trend[cols].join(partial[cols[1:]], rsuffix="_given_z")
 both["n_cells"] = trend["n_cells"]
-both.to_csv(run.path("cells/trend.csv"))
+both.to_csv(run.write("cells/trend.csv"))
 both.round(3)
 
 # %%
@@ -147,7 +147,7 @@ for m in both.index:
 # %%
 by_z = cells.metrics_by_redshift(ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy(),
                                  ev["PIT"].to_numpy(), seed=seed)
-by_z.to_csv(run.path("cells/metrics_by_redshift.csv"), index=False)
+by_z.to_csv(run.write("cells/metrics_by_redshift.csv"), index=False)
 fig = plots.metrics_vs_redshift(by_z, global_values=report.global_)
 publish_figure("fig_z", fig, run.figure("metrics_vs_redshift.png"))
 by_z.round(4)
@@ -188,7 +188,7 @@ if robustness_seeds is None:
     robustness_seeds = list(range(5)) if scale == "default" else [0, 1]
 robust = validation.significance_across_seeds(run, seeds=robustness_seeds, scale=scale,
                                               n_boot=n_boot, fdr=fdr)
-robust["per_seed"].to_csv(run.path("cells/significance_by_seed.csv"))
+robust["per_seed"].to_csv(run.write("cells/significance_by_seed.csv"))
 robust["per_seed"]
 
 # %%
@@ -242,7 +242,7 @@ publish_figure("fig8", fig8, run.figure("figure8_metric_vs_count_unmasked.png"))
 
 # %%
 outputs(
-    run.path("cells/"),
+    run.write("cells/"),
     run.figure("figure1_metric_vs_count.png"),
     run.figure("figure8_metric_vs_count_unmasked.png"),
 )

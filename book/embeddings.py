@@ -66,7 +66,7 @@ info = pipeline.run_embed(
 if "history" in info and info["n_pretrain"] is not None:
     print(f"pretrained on {info['n_pretrain']:,} unlabelled cutouts")
 spec = run.spec()
-emb, ids = load_embeddings(run.need("embed/embeddings.h5"), objid=spec["OBJID"].to_numpy())
+emb, ids = load_embeddings(run.read("embed/embeddings.h5"), objid=spec["OBJID"].to_numpy())
 print(f"{len(ids):,} spectroscopic embeddings of dimension {emb.shape[1]}")
 
 # %% [markdown]
@@ -123,4 +123,4 @@ corr.round(2)
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("embed/"), run.figure("embedding_pca.png"))
+outputs(run.write("embed/"), run.figure("embedding_pca.png"))

@@ -23,7 +23,12 @@
 #   galaxies, or its distance to the cell's prototype is beyond the `distance_quantile` of
 #   the distances of the SOM's own training sample (recorded when the map was trained); or
 # * it is **under-performing** (`underperforming`): its cell is significantly worse than the
-#   global performance on the metrics the user picks.
+#   global performance on the metrics the user picks, *and* materially so: at least twice
+#   the global MAD, η or PCO, or a bias shifted by more than the global MAD
+#   (`min_effect=1.0`, `photozsom.evaluation.cells.material`). Significance alone grows with
+#   the number of labelled galaxies per cell: with tens of galaxies a cell, cells only 30%
+#   worse become significant, and the flag would grow with the training set rather than
+#   with the problem (the paper's Figure 2 keeps every significant cell).
 #
 # Every input row comes back, in input order, with its `cell`, `distance`, the two flags,
 # `flag` and a readable `reason`; rows that cannot be scored (a band without data) are
@@ -72,7 +77,7 @@ spec = run.spec()
 
 # %%
 top = deviating_cells(report, "bias", n=16)
-ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
 ev = ev[(ev["SOM"] == "S") & (ev["CELL"] >= 0)]
 first = ev.sort_values("OBJID").groupby("CELL").head(1).set_index("CELL")
 examples = first.loc[top.index[top.index.isin(first.index)]]  # in order of deviation
@@ -127,7 +132,7 @@ flagger = res["flagger"]
 flagger
 
 # %%
-choice_path = run.root / "flags" / "threshold_choice.csv"
+choice_path = run.read("flags/threshold_choice.csv")
 if choice_path.exists() and choice_path.read_text().strip():  # empty: thresholds given
     choice = pd.read_csv(choice_path)
     cs = choice[choice["som"] == "S"]
@@ -169,7 +174,7 @@ res["chosen"]
 from photozsom.workflow import validation
 
 nested = validation.run_nested_flags(run, flagger=flagger, seed=seed)
-nested["scores"].to_csv(run.path("flags/flag_scores_nested.csv"))
+nested["scores"].to_csv(run.write("flags/flag_scores_nested.csv"))
 display(nested["folds"])
 sc = nested["scores"]
 for r in sc.index.get_level_values("som").unique():
@@ -294,7 +299,7 @@ curve = cells.threshold_curve(
     criterion="n_train",
     sample_cell=s_flags["cell"].to_numpy(),
 )
-curve.to_csv(run.path("flags/threshold_curve.csv"), index=False)
+curve.to_csv(run.write("flags/threshold_curve.csv"), index=False)
 fig = plots.threshold_curve(
     curve, x="threshold", xlabel="minimum training galaxies per cell"
 )
@@ -326,7 +331,7 @@ curve.round(4)
 # %%
 truth = validation.score_flag_against_truth(run, flagger=flagger, nested=nested)
 table = detection.summary_table(truth["table"])
-table.to_csv(run.path("flags/flag_vs_truth.csv"))
+table.to_csv(run.write("flags/flag_vs_truth.csv"))
 fig = plots.plot_detection(truth["curves"], truth["table"])
 publish_figure("fig_truth", fig, run.figure("flag_vs_truth.png"))
 table
@@ -374,7 +379,7 @@ detection.summary_table(maps_cmp["table"])
 
 # %%
 outputs(
-    run.path("flags/"),
+    run.write("flags/"),
     run.figure("figure2_flagged_cutouts.png"),
     run.figure("threshold_curve.png"),
     run.figure("threshold_choice.png"),

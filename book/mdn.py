@@ -196,5 +196,5 @@ else:
 
 # %%
 outputs(
-    run.path("mdn/"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png")
+    run.write("mdn/"), run.figure("mdn_loss.png"), run.figure("mdn_example_pdfs.png")
 )

@@ -54,6 +54,7 @@ from IPython.display import Markdown, display
 from photozsom import plots
 from photozsom.baseline import published_photoz_valid
 from photozsom.evaluation.results import (
+    PUBLISHED_PHOTOZ,
     bootstrap_replicates,
     calibration_variants,
     compare_models,
@@ -101,11 +102,11 @@ res = pipeline.run_baseline(
 )
 spec = run.spec_with_split()
 test = spec[(spec["SPLIT"] == "test").to_numpy()]
-mdn = pd.read_parquet(run.need("mdn/predictions.parquet"))
-oof = pd.read_parquet(run.need("mdn/oof_predictions.parquet"))
+mdn = pd.read_parquet(run.read("mdn/predictions.parquet"))
+oof = pd.read_parquet(run.read("mdn/oof_predictions.parquet"))
 mdn_recal = recalibrated_table(
-    MixturePDF.load(run.need("mdn/oof_pdf.npz")), oof["Z"].to_numpy(),
-    MixturePDF.load(run.need("mdn/test_pdf.npz")), mdn["OBJID"].to_numpy(), mdn["Z"].to_numpy(),
+    MixturePDF.load(run.read("mdn/oof_pdf.npz")), oof["Z"].to_numpy(),
+    MixturePDF.load(run.read("mdn/test_pdf.npz")), mdn["OBJID"].to_numpy(), mdn["Z"].to_numpy(),
 )
 forest = calibration_variants(res["rf"]["model"], test)
 IMAGE = ("embedding MDN, uncalibrated (this book)",
@@ -121,7 +122,7 @@ tables = {
 }
 if catalog_mdn:
     tables["catalogue-feature MDN, recalibrated (this book)"] = res["catalog_mdn"]
-if set(pipeline.PUBLISHED_PHOTOZ) <= set(test.columns):
+if set(PUBLISHED_PHOTOZ) <= set(test.columns):
     ok = published_photoz_valid(test)
     print(f"published photo-z: {int((~ok).sum()):,} test galaxies without valid quantiles left out")
     tables["published DR10 photo-z (Zhou et al.)"] = published_table(test[ok])
@@ -139,7 +140,7 @@ for k, t in tables.items():
 # %%
 replicates = bootstrap_replicates(tables, n_boot=n_boot, seed=seed)
 t1 = table1(tables, replicates=replicates)
-t1.to_csv(run.path("baseline/table1.csv"))
+t1.to_csv(run.write("baseline/table1.csv"))
 display(
     Markdown(
         "**Table 1:** point and probabilistic performance on the matched test subset "
@@ -181,7 +182,7 @@ for stage, pair in (("uncalibrated", (IMAGE[0], CATALOGUE[0])),
             f"**{', '.join(v.index[v['winner_here'] == 'no significant difference']) or 'none'}**."
         )
     )
-pd.concat(verdicts, names=["stage", "metric"]).to_csv(run.path("baseline/comparison.csv"))
+pd.concat(verdicts, names=["stage", "metric"]).to_csv(run.write("baseline/comparison.csv"))
 
 # %% [markdown]
 # ## What the images add: an encoder ablation
@@ -197,7 +198,7 @@ pd.concat(verdicts, names=["stage", "metric"]).to_csv(run.path("baseline/compari
 from photozsom.workflow.ablation import encoder_ablation
 
 ablation = encoder_ablation(run, scale=scale, seed=seed)
-ablation.to_csv(run.path("baseline/encoder_ablation.csv"))
+ablation.to_csv(run.write("baseline/encoder_ablation.csv"))
 ablation.round(4)
 
 # %%
@@ -215,4 +216,4 @@ print(
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("baseline/"))
+outputs(run.write("baseline/"))

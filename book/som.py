@@ -165,4 +165,4 @@ coverage.sort_values("spec_per_1000_random").head(10)
 # ## What this chapter wrote
 
 # %%
-outputs(run.path("som/"), run.figure("som_occupancy.png"))
+outputs(run.write("som/"), run.figure("som_occupancy.png"))

@@ -52,6 +52,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from photozsom.artifacts import atomic_path
+from photozsom.embed.store import CutoutStore
+from photozsom.flags import load_flagger
+from photozsom.plots import rgb_image
+from photozsom.workflow import pipeline
+
 __all__ = ["METRIC_CHOICES", "display_in_notebook", "explorer_html", "run_explorer",
            "save_explorer", "som_explorer", "thumbnail_uri"]
 
@@ -181,7 +187,6 @@ def thumbnail_uri(image: np.ndarray, *, size: int = 48, colors: int = 64) -> str
     """
     from PIL import Image
 
-    from photozsom.plots import rgb_image
 
     rgb = rgb_image(image)
     # row 0 at the bottom, as imshow(origin="lower") in photozsom.plots
@@ -680,7 +685,6 @@ def explorer_html(layout, *, title: str = "photozsom SOM explorer") -> str:
 
 def save_explorer(layout, path: str | Path, *, title: str = "photozsom SOM explorer") -> Path:
     """Write :func:`explorer_html` to ``path`` (atomically) and return the path."""
-    from photozsom.artifacts import atomic_path
 
     path = Path(path)
     page = explorer_html(layout, title=title)
@@ -722,7 +726,6 @@ class _StoreImages:
     def __init__(self, store_path, rows: np.ndarray):
         import threading
 
-        from photozsom.embed.store import CutoutStore
 
         self._store = CutoutStore(store_path)
         self._rows = np.asarray(rows)
@@ -741,23 +744,20 @@ class _StoreImages:
 def run_explorer(run_dir, *, region: str = "S", **kwargs):
     """The explorer of a book run directory: a map's cell report, its evaluated galaxies (with
     their flags) and their cutouts. ``kwargs`` go to :func:`som_explorer`."""
-    from photozsom.flags import load_flagger
-    from photozsom.workflow import pipeline
 
     run = pipeline.Run(run_dir)
     rep = pipeline.load_reports(run).get(region)
     if rep is None:
-        run.need(f"cells/{region}")
+        run.read(f"cells/{region}")
     som = pipeline.load_maps(run)[region]
-    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     ev = ev[(ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)].reset_index(drop=True)
     galaxies = ev[["CELL", "Z", "Z_PHOT"]].copy()
-    if (run.root / "flags" / "flagger").exists():
+    if run.exists("flags/flagger"):
         spec = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
-        galaxies["FLAG"] = load_flagger(run.root / "flags" / "flagger").flag(spec)["flag"].to_numpy()
+        galaxies["FLAG"] = load_flagger(run.read("flags/flagger")).flag(spec)["flag"].to_numpy()
     images = None
-    if (run.root / "sky" / "cutouts.h5").exists():
-        from photozsom.embed.store import CutoutStore
+    if run.exists("sky/cutouts.h5"):
 
         with CutoutStore(run.cutouts_path()) as store:
             rows = store.rows_of(ev["OBJID"].to_numpy())

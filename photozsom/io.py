@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom.artifacts import atomic_path
+from photozsom.pdf import MixturePDF, default_grid
 from photozsom.schema import COLUMNS
 
 __all__ = [
@@ -544,7 +546,6 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = 
     The table goes to a temporary file beside ``path`` and is renamed into place, so an
     interrupted write never leaves a half-written file under ``path``.
     """
-    from photozsom.artifacts import atomic_path
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -695,7 +696,6 @@ class PdfWriter:
     def close(self) -> None:
         """Finish the file and rename it into place (an empty file when nothing was written)."""
         if self._f is None:
-            from photozsom.pdf import default_grid
 
             self.grid = default_grid()
             self._open(min(self.k, self.grid.K), np.int64)
@@ -734,7 +734,6 @@ def read_pdf(path: str | os.PathLike, rows: slice | np.ndarray | None = None) ->
     """
     import h5py
 
-    from photozsom.pdf import MixturePDF
 
     path = Path(path)
     if not path.is_file():

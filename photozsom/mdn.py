@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
 from photozsom.device import default_device
 from photozsom.features import Standardizer, check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, check_redshifts, default_grid, get_grid
@@ -661,7 +662,6 @@ class MDN:
         -------
         pathlib.Path
         """
-        from photozsom.artifacts import save_artifact, state_to_arrays
 
         if self.standardizer is None:
             raise RuntimeError("nothing to save: the MDN is not trained")
@@ -689,7 +689,6 @@ class MDN:
             (a ValueError) when ``directory`` is not a ``photozsom.mdn`` artifact of a
             supported version.
         """
-        from photozsom.artifacts import arrays_to_state, load_artifact
 
         arrays, meta = load_artifact(directory, _KIND, versions=(1,))
         gd = meta["grid"]

@@ -74,7 +74,9 @@ from rail.estimation.informer import CatInformer
 
 from photozsom.evaluation import metrics
 from photozsom.features import SOFTENING, feature_bands
+from photozsom.flags import load_flagger
 from photozsom.model import PhotoZModel
+from photozsom.schema import as_dataframe
 
 __all__ = [
     "DEFAULT_BAND_COLUMNS",
@@ -110,7 +112,6 @@ def _as_frame(data: Any, groupname: str = "") -> pd.DataFrame:
         return data.reset_index(drop=True)
     if isinstance(data, dict):
         return pd.DataFrame({k: np.asarray(v) for k, v in data.items()})
-    from photozsom.schema import as_dataframe
 
     return as_dataframe(data).reset_index(drop=True)
 
@@ -385,7 +386,6 @@ class PhotoZEstimator(_CeciCommand, CatEstimator):
             raise ValueError(f"model must be a PhotoZModel or its directory, got "
                              f"{type(model).__name__}")
         if self.config.flagger not in ("None", "", None):
-            from photozsom.flags import load_flagger
 
             self._flagger = load_flagger(self.config.flagger)
         return model

@@ -48,6 +48,13 @@ import numpy as np
 import pandas as pd
 
 from photozsom.data.crossmatch import output_names
+from photozsom.embed import Encoder, embed_to_file
+from photozsom.embed.store import CutoutStore
+from photozsom.flags import load_flagger
+from photozsom.io import table_kind
+from photozsom.model import PhotoZModel
+from photozsom.predict import flag_table, predict_table
+from photozsom.schema import validate
 
 __all__ = [
     "ID_COLUMNS",
@@ -244,7 +251,6 @@ def to_hats(
         if not p.is_file():
             raise FileNotFoundError(f"input catalogue {p} does not exist")
     if file_format is None:
-        from photozsom.io import table_kind
 
         file_format = table_kind(files[0])
     from hats_import.collection.arguments import CollectionArguments
@@ -492,7 +498,6 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
     workers, scheduler
         Dask cluster (:func:`dask_client`).
     """
-    from photozsom.schema import validate
 
     spec = validate(spec, ["RA", "DEC"], name="spectroscopic catalogue")
     if _ROW in spec.columns:
@@ -536,29 +541,24 @@ def crossmatch_frame(spec: pd.DataFrame, phot, radius_arcsec: float = 2.0, *,
 def _load(kind: str, path: str, device: str | None) -> Any:
     """A model loaded once per process (per worker) and reused for every tile."""
     if kind == "flagger":
-        from photozsom.flags import load_flagger
 
         return load_flagger(path, device=device)
     if kind == "model":
-        from photozsom.model import PhotoZModel
 
         return PhotoZModel.load(path, device=device)
     if kind == "encoder":
-        from photozsom.embed import Encoder
 
         return Encoder.load(path, device=device)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
 def _flag_fn(df: pd.DataFrame, flagger_dir: str, device: str | None = None) -> pd.DataFrame:
-    from photozsom.predict import flag_table
 
     return flag_table(df, _load("flagger", flagger_dir, device))
 
 
 def _predict_fn(df: pd.DataFrame, model_dir: str, flagger_dir: str | None = None,
                 device: str | None = None) -> pd.DataFrame:
-    from photozsom.predict import predict_table
 
     model = _load("model", model_dir, device)
     flagger = None if flagger_dir is None else _load("flagger", flagger_dir, device)
@@ -730,8 +730,6 @@ def predict_hats(in_path, out_path: str | os.PathLike, model_dir: str | os.PathL
 def _embed_tile(part: pd.DataFrame, pixel, store_path: str, out_dir: str, encoder_dir: str,
                 device: str | None, chunk: int, batch_size: int) -> pd.DataFrame:
     """Embed one tile's cutouts: a per-tile store, then ``embed_to_file`` (both resumable)."""
-    from photozsom.embed import embed_to_file
-    from photozsom.embed.store import CutoutStore
 
     tag = f"Norder={pixel.order}_Npix={pixel.pixel}"
     ids = np.asarray(part["OBJID"].to_numpy(), dtype=np.int64)

@@ -122,7 +122,7 @@ def test_unknown_chapter_and_missing_input_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown chapter"):
         book.run_book(ROOT, only=["nonsense"], html=False)
     with pytest.raises(FileNotFoundError, match="run the 'som' chapter first"):
-        Run(tmp_path).need("som/S")
+        Run(tmp_path).read("som/S")
 
 
 # -- the whole book at ci scale ------------------------------------------------------------

@@ -28,7 +28,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 
 from photozsom.cli import main as cli_main
-from photozsom.data import cutouts, legacysurvey
+from photozsom.data import assemble, cutouts, legacysurvey
 from photozsom.data.crossmatch import haversine_arcsec
 from photozsom.embed.store import CutoutStore
 from photozsom.model import PhotoZModel
@@ -326,7 +326,7 @@ def data_run(tmp_path_factory):
     real_download = cutouts.download_cutouts
 
     def via_local_service(*args, **kwargs):
-        # pipeline.fetch_cutouts asks the public service; point it at the local one
+        # assemble.fetch_cutouts asks the public service; point it at the local one
         kwargs.update(base_url=service.url, backoff=0.001, timeout=10, progress=False)
         return real_download(*args, **kwargs)
 
@@ -638,7 +638,7 @@ def test_fetching_again_keeps_one_cutout_per_galaxy(data_run, tmp_path, monkeypa
     spec = run.spec()
     store = tmp_path / "c.h5"
     for _ in range(2):
-        status = pipeline.fetch_cutouts(spec, out["cutout_dir"], store)
+        status = assemble.fetch_cutouts(spec, out["cutout_dir"], store)
         assert (status["STATUS"] == "cached").all()
     with CutoutStore(store) as s:
         assert len(s) == len(spec)

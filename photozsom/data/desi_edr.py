@@ -18,12 +18,15 @@ the table was assembled. See ``photozsom/data/desi_edr_bgs_north.README.md``.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["BANDS", "CREDIT", "load_bgs_north"]
+__all__ = ["BANDS", "CREDIT", "load_bgs_north", "write_example"]
 
 #: Bands of the shipped catalogue (no i-band in the north).
 BANDS = ("G", "R", "Z", "W1", "W2")
@@ -56,3 +59,40 @@ def load_bgs_north() -> pd.DataFrame:
     out["ROSETTE"] = raw["ROSETTE"].to_numpy(np.int64)
     out["PHOTSYS"] = np.full(len(raw), "N")
     return pd.DataFrame(out)
+
+
+def write_example(out_dir: str | os.PathLike, *, fraction: float = 1.0, seed: int = 0,
+                  val_rosettes: Sequence[int] = (15,), report_rosettes: Sequence[int] = (14,),
+                  held_out_rosettes: Sequence[int] = (18, 19)) -> dict[str, Path]:
+    """Write the shipped galaxies as a user would bring them, split by rosette.
+
+    ``labelled.parquet`` holds the training rosettes (``SPLIT`` = "train"), the validation
+    rosettes ("val": early stopping) and the report rosettes ("test": the held-out summary
+    of ``photozsom train``); ``held_out.parquet`` holds the remaining rosettes, which no
+    model sees until ``photozsom predict``. Whole rosettes go to one part, so train and
+    held-out galaxies are spatially disjoint. ``fraction`` < 1 keeps a seeded random
+    fraction of every rosette (the book's small scales).
+
+    Returns
+    -------
+    dict
+        ``{"labelled": path, "held_out": path}``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    bgs = load_bgs_north()
+    if fraction < 1:
+        keep = np.random.default_rng(seed).random(len(bgs)) < fraction
+        bgs = bgs[keep].reset_index(drop=True)
+    ros = bgs["ROSETTE"].to_numpy()
+    split = np.full(len(bgs), "train", dtype=object)
+    split[np.isin(ros, val_rosettes)] = "val"
+    split[np.isin(ros, report_rosettes)] = "test"
+    held = np.isin(ros, held_out_rosettes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labelled = bgs[~held].assign(SPLIT=split[~held].astype(str))
+    paths = {"labelled": out / "labelled.parquet", "held_out": out / "held_out.parquet"}
+    labelled.to_parquet(paths["labelled"], index=False)
+    bgs[held].to_parquet(paths["held_out"], index=False)
+    return paths

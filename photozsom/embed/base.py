@@ -36,6 +36,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from photozsom.embed.store import PIXSCALE, CutoutStore
+
 __all__ = [
     "STATUS",
     "Embedder",
@@ -414,7 +416,6 @@ def embed_to_file(
     import h5py
     from tqdm.auto import tqdm
 
-    from photozsom.embed.store import PIXSCALE, CutoutStore
 
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 row, got {chunk}")

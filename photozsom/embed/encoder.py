@@ -78,8 +78,10 @@ from pathlib import Path
 import numpy as np
 from astropy.stats import mad_std
 
+from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
 from photozsom.device import default_device
 from photozsom.embed.base import usable_bands, validate_cutouts
+from photozsom.embed.store import PIXSCALE, CutoutStore, check_pixscale
 
 __all__ = ["CutoutSource", "Encoder", "estimate_sky_sigma", "stretch"]
 
@@ -304,7 +306,6 @@ class CutoutSource:
     """
 
     def __init__(self, data, *, objid=None, rows=None, band_mask=None, sigma=None):
-        from photozsom.embed.store import CutoutStore
 
         self._close = False
         if isinstance(data, (str, os.PathLike)):
@@ -398,7 +399,6 @@ def _optimizer_from_artifact(arrays: dict, meta: dict) -> dict:
 def _save_checkpoint(path, enc, opt, sched, scaler, *, epoch: int, epochs: int,
                      steps_per_epoch: int) -> None:
     """Write a training checkpoint directory atomically (arrays + JSON, no pickle)."""
-    from photozsom.artifacts import save_artifact, state_to_arrays
 
     arrays = state_to_arrays(enc.net.state_dict())
     opt_arrays, opt_meta = _optimizer_to_artifact(opt.state_dict())
@@ -433,7 +433,6 @@ def _restore_checkpoint(path, enc, opt, sched, scaler, *, epochs: int,
                         steps_per_epoch: int) -> int:
     """Load a checkpoint written by :func:`_save_checkpoint` into ``enc`` and the optimiser;
     returns the number of epochs it completed."""
-    from photozsom.artifacts import arrays_to_state, load_artifact
 
     path = Path(path)
     if path.is_file():
@@ -922,7 +921,6 @@ class Encoder:
         import torch
         from tqdm.auto import tqdm
 
-        from photozsom.embed.store import PIXSCALE, check_pixscale
 
         if epochs < 1 or batch_size < 2:
             raise ValueError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
@@ -1075,7 +1073,6 @@ class Encoder:
         pixel scale, history) and
         ``arrays.npz`` (the network's ``state_dict``). Nothing is pickled.
         """
-        from photozsom.artifacts import save_artifact, state_to_arrays
 
         meta = {
             "config": self._config(),
@@ -1093,7 +1090,6 @@ class Encoder:
         A single file written by photozsom before artifacts were directories is read
         with ``torch.load(weights_only=True)`` (tensors and plain values only).
         """
-        from photozsom.artifacts import arrays_to_state, load_artifact
 
         path = Path(path)
         if path.is_file():

@@ -85,6 +85,7 @@ from photozsom.evaluation.metrics import MAD_SCALE, OUTLIER_THRESHOLD, pco_mask
 
 __all__ = [
     "METRICS",
+    "MIN_EFFECT",
     "CellReport",
     "binomial_trend",
     "deviation",
@@ -96,6 +97,15 @@ __all__ = [
     "trend",
     "worse_than_global",
 ]
+
+#: Default effect-size floor of an under-performing cell: significantly worse than global
+#: *and* at least twice as bad (MAD, η, PCO twice global; ``|bias|`` above the global one by
+#: the global MAD). See :func:`material`. Significance alone
+#: grows with the labelled sample: on the 80k DESI galaxies (about 75 per cell) it marked
+#: 24% of the cells, most of them MAD 1.3-2 times global with P(z) as well calibrated as
+#: elsewhere (their width already says so); the floor keeps the flag for excesses a user
+#: must be told about, and its flagged fraction no longer grows with the labelled sample.
+MIN_EFFECT = 1.0
 
 #: Metrics with errors and significance in :func:`report` (``z_mean`` has errors only).
 METRICS: tuple[str, ...] = ("mad", "bias", "eta", "pco")

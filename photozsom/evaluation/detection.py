@@ -36,7 +36,7 @@ flag of its labelled galaxies, for comparison.
 sample if performance within a SOM cell transfers (as
 :func:`photozsom.evaluation.cells.threshold_curve`); :func:`youden` gives the weighted
 recall, false-positive rate, Youden's ``J`` and its standard error, precision and fraction
-flagged (used by the flag's threshold choice, :func:`photozsom.flags.choose_thresholds`);
+flagged (used by the flag's threshold choice, :func:`photozsom.evaluation.thresholds.choose_thresholds`);
 :func:`flag_scores` tabulates it for each part of each flag.
 
 The standard error of ``J`` is the linearised (sandwich) error of the two weighted ratios
@@ -57,6 +57,11 @@ import pandas as pd
 
 from photozsom.evaluation import cells as _cells
 from photozsom.evaluation.metrics import OUTLIER_THRESHOLD
+from photozsom.evaluation.thresholds import (
+    choose_thresholds,
+    out_of_distribution,
+    training_distance_threshold,
+)
 
 __all__ = [
     "TRUTH_LABELS",
@@ -440,7 +445,8 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
                              train_counts: np.ndarray, *,
                              metrics: Sequence[str] = ("mad", "eta", "pco", "bias"),
                              fdr: float = 0.05, fdr_scope: str = "all", seed: int = 0,
-                             crossfit: bool = True) -> pd.DataFrame:
+                             crossfit: bool = True,
+                             min_effect: float = _cells.MIN_EFFECT) -> pd.DataFrame:
     """Under-performing cells and cell outlier rate of each galaxy, judged on other galaxies.
 
     With ``crossfit`` the galaxies are split into two random halves (``seed``); each half
@@ -461,6 +467,9 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
     metrics, fdr, fdr_scope : see :func:`photozsom.evaluation.cells.report` and :class:`photozsom.flags.Flagger`.
     seed : int
     crossfit : bool
+    min_effect : float
+        Effect-size floor of an under-performing cell, as the flagger's
+        (:func:`photozsom.evaluation.cells.material`).
 
     Returns
     -------
@@ -484,7 +493,7 @@ def crossfit_underperforming(cell: np.ndarray, z_true: np.ndarray, z_pred: np.nd
         rep = _cells.report(c[fit], zt[fit], zp[fit], None if pit is None else pit[fit],
                             n_cells, train_counts, n_boot=0, seed=seed, fdr=fdr,
                             fdr_scope=fdr_scope)
-        worse = rep.worse(tuple(metrics))
+        worse = rep.worse(tuple(metrics), min_effect=min_effect)
         cell_eta = rep.table["eta"].to_numpy(np.float64)
         cell_eta = np.where(np.isfinite(cell_eta), cell_eta, rep.global_["eta"])
         sel = a & (c >= 0)
@@ -500,12 +509,13 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
                  metrics: Sequence[str] = ("mad", "eta", "pco", "bias"), fdr: float = 0.05,
                  fdr_scope: str = "all", target: str = "outlier", n_folds: int = 5, seed: int = 0,
                  fallback: tuple[int, float] | None = None,
-                 grid: Mapping[str, Sequence[float]] | None = None) -> pd.DataFrame:
+                 grid: Mapping[str, Sequence[float]] | None = None,
+                 min_effect: float = _cells.MIN_EFFECT) -> pd.DataFrame:
     """The whole flag decided out of sample: every choice made on the other folds.
 
     The labelled galaxies with a cell are split into ``n_folds`` random folds (``seed``).
     For each fold, the other folds alone (i) choose ``min_count`` and ``distance_quantile``
-    by :func:`photozsom.flags.choose_thresholds` (same rule, same user's sample, same
+    by :func:`photozsom.evaluation.thresholds.choose_thresholds` (same rule, same user's sample, same
     leave-one-out training counts) and (ii) decide which cells under-perform
     (:func:`photozsom.evaluation.cells.report` on them, Benjamini-Hochberg at ``fdr``); the fold's
     galaxies are then flagged with those thresholds and that verdict. So a galaxy's own
@@ -520,8 +530,8 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
         The map (its training-distance quantiles).
     train_counts : array_like of int, shape (n_cells,)
     cell, distance, z_true, z_pred, pit_values, in_train, sample_cell, sample_distance :
-        As in :func:`photozsom.flags.choose_thresholds` (cell -1: unmapped, flagged).
-    metrics, fdr, fdr_scope :
+        As in :func:`photozsom.evaluation.thresholds.choose_thresholds` (cell -1: unmapped, flagged).
+    metrics, fdr, fdr_scope, min_effect :
         The under-performing verdict, as :class:`photozsom.flags.Flagger`.
     target : {"outlier", "pit_tail"}
         What the threshold rule counts as bad.
@@ -542,10 +552,6 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
         ``underperforming``, ``flag`` and ``cell_eta`` (the cell's outlier rate on the other
         folds; their global rate where they have no galaxy in the cell).
     """
-    # the flag's rule lives in photozsom.flags, which builds on photozsom.evaluation (and
-    # loads the SOM, hence torch): imported here so that evaluation stays below it
-    from photozsom.flags import _training_distance_threshold, choose_thresholds, out_of_distribution
-
     c = np.asarray(cell, dtype=np.int64)
     n = c.size
     d = np.asarray(distance, dtype=np.float64)
@@ -581,10 +587,10 @@ def nested_flags(som: Any, train_counts: np.ndarray, cell: np.ndarray, distance:
         rep = _cells.report(c[fit], zt[fit], zp[fit], None if pit is None else pit[fit],
                             int(som.n_cells), counts, n_boot=0, seed=seed, fdr=fdr,
                             fdr_scope=fdr_scope)
-        worse = rep.worse(tuple(metrics))
+        worse = rep.worse(tuple(metrics), min_effect=min_effect)
         eta = rep.table["eta"].to_numpy(np.float64)
         eta = np.where(np.isfinite(eta), eta, rep.global_["eta"])
-        thr = _training_distance_threshold(som, pair[1])
+        thr = training_distance_threshold(som, pair[1])
         out.loc[held, "min_count"] = pair[0]
         out.loc[held, "distance_quantile"] = pair[1]
         out.loc[held, "chosen_by"] = how
@@ -602,20 +608,15 @@ def in_sample_flags(flagger: Any, cell: np.ndarray, distance: np.ndarray,
     What the chapter used to score: thresholds and verdicts chosen on these same galaxies
     (optimistic). ``flagger`` is one :class:`photozsom.flags.Flagger` (a map).
     """
-    # the flag's rule lives in photozsom.flags, which builds on photozsom.evaluation (and
-    # loads the SOM, hence torch): imported here so that evaluation stays below it
-    from photozsom.flags import _training_distance_threshold, out_of_distribution
-
     c = np.asarray(cell, dtype=np.int64)
     mapped = c >= 0
     it = np.zeros(c.size, bool) if in_train is None else np.asarray(in_train, dtype=bool)
     counts = np.asarray(flagger.train_counts, dtype=np.int64)
     loo = np.where(mapped, counts[np.where(mapped, c, 0)] - it, -1)
-    thr = _training_distance_threshold(flagger.som, flagger.distance_quantile)
+    thr = training_distance_threshold(flagger.som, flagger.distance_quantile)
     ood = ~mapped | out_of_distribution(loo, np.asarray(distance, np.float64),
                                         flagger.min_count, thr)
-    worse = flagger.report.worse(tuple(flagger.metrics))
-    under = mapped & worse[np.where(mapped, c, 0)]
+    under = mapped & flagger.underperforming_cells[np.where(mapped, c, 0)]
     return pd.DataFrame({"n_train_loo": loo, "ood": ood, "underperforming": under,
                          "flag": ood | under})
 

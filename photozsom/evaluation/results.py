@@ -16,15 +16,23 @@ uncertainty.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from photozsom.baseline import published_photoz_pdf
+from photozsom.calibrate import Recalibrator
 from photozsom.evaluation import metrics
+from photozsom.evaluation.cells import METRICS, deviation
+from photozsom.features import magnitudes
 
-__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "PUBLISHED_NOTE", "bootstrap_replicates",
-           "calibration_variants", "compare_models", "deviating_cells", "flag_comparison", "format_table1",
+__all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "PUBLISHED_NOTE", "PUBLISHED_PHOTOZ",
+           "bootstrap_replicates", "calibration_summary", "calibration_variants",
+           "compare_models", "deviating_cells", "flag_comparison", "flag_magnitude_table",
+           "format_table1",
            "matched", "metrics_table", "prediction_table", "published_table",
            "recalibrated_table", "table1"]
 
@@ -104,7 +112,6 @@ def published_table(catalogue, *, objid: str = "OBJID", z: str = "Z") -> pd.Data
     DataFrame
         The :func:`prediction_table` columns plus ``OUT68``, ``OUT95`` (bool) and ``NOTE``.
     """
-    from photozsom.baseline import published_photoz_pdf
 
     for col in (objid, z):
         if col not in catalogue:
@@ -184,7 +191,6 @@ def recalibrated_table(pdf_fit, z_fit: np.ndarray, pdf, objid: np.ndarray, z_tru
     kind : {"global", "cell"}
         ``"cell"`` needs ``cells_fit`` and ``cells``.
     """
-    from photozsom.calibrate import Recalibrator
 
     rc = Recalibrator(kind).fit(pdf_fit, np.asarray(z_fit, dtype=np.float64), cells=cells_fit)
     return prediction_table(rc.apply(pdf, cells=cells), objid, z_true)
@@ -465,7 +471,6 @@ def deviating_cells(report, metric: str = "bias", n: int = 16) -> pd.DataFrame:
     metric : str
         ``"bias"``, ``"mad"``, ``"eta"`` or ``"pco"``.
     """
-    from photozsom.evaluation.cells import METRICS, deviation
 
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
@@ -511,3 +516,75 @@ def flag_comparison(table: pd.DataFrame, *, z_pred: str = "Z_PHOT_MEAN", flag: s
                         if "CRPS" in table else np.nan})
         rows[name] = row
     return pd.DataFrame(rows).T
+
+
+#: Columns of the published DR10 photo-z catalogue (Zhou et al.) a sample may carry.
+PUBLISHED_PHOTOZ = ("Z_PHOT_MEAN", "Z_PHOT_MEDIAN", "Z_PHOT_STD", "Z_PHOT_L68", "Z_PHOT_U68",
+                    "Z_PHOT_L95", "Z_PHOT_U95")
+
+
+def calibration_summary(pdf: Any, z: np.ndarray) -> dict[str, float]:
+    """Calibration of P(z) on galaxies with known redshift ``z``: ``PCO_%``, ``KS`` (distance
+    of the PIT from uniform), ``CRPS`` and the 68% and 95% interval coverage in per cent."""
+    pit = np.clip(pdf.pit(z), 0, 1)
+    out = {"PCO_%": 100 * metrics.pco_fraction(pit), "KS": metrics.pit_stats(pit)["ks"],
+           "CRPS": float(np.mean(pdf.crps(z)))}
+    for level in (0.68, 0.95):
+        lo, hi = pdf.interval(level)
+        out[f"coverage_{int(level * 100)}_%"] = 100 * float(np.mean((z >= lo) & (z <= hi)))
+    return out
+
+
+def flag_magnitude_table(flagger: Any, random: pd.DataFrame, galaxies: pd.DataFrame,
+                         z_true: np.ndarray, z_pred: np.ndarray, *,
+                         bins: Sequence[float] | None = None) -> pd.DataFrame:
+    """Flagged fraction of a random sample and photo-z metrics of flagged vs unflagged
+    labelled galaxies, per r-band magnitude bin.
+
+    Parameters
+    ----------
+    flagger : Flagger, RegionalFlagger or SOMFlagger
+        Anything with ``flag(catalogue)``.
+    random : DataFrame
+        The random sample (DR10 columns, fluxes in nanomaggies).
+    galaxies : DataFrame
+        The labelled galaxies (same columns), in the order of ``z_true`` and ``z_pred``.
+    z_true, z_pred : array_like
+        Their spectroscopic redshifts and photo-z.
+    bins : sequence of float, optional
+        r-band magnitude edges [AB mag]; default: sextiles of the random sample.
+
+    Returns
+    -------
+    DataFrame
+        One row per bin: ``r_lo, r_hi`` [AB mag], ``n_random``, ``flagged``, ``ood``,
+        ``underperforming`` (fractions of the random sample), ``n_eval_flagged``,
+        ``n_eval_unflagged``, and ``mad_flagged``, ``mad_unflagged``, ``eta_flagged``,
+        ``eta_unflagged`` of the labelled galaxies.
+    """
+    rf = flagger.flag(random)
+    r_rand = magnitudes(random, ("R",))["r"].to_numpy()
+    fl = flagger.flag(galaxies)
+    r_ev = magnitudes(galaxies, ("R",))["r"].to_numpy()
+    z_true, z_pred = np.asarray(z_true, dtype=np.float64), np.asarray(z_pred, dtype=np.float64)
+    if bins is None:
+        fin = r_rand[np.isfinite(r_rand)]
+        bins = np.unique(np.round(np.quantile(fin, np.linspace(0, 1, 7)), 1))
+    bins = np.asarray(bins, dtype=np.float64)
+    rows = []
+    for lo, hi in itertools.pairwise(bins):
+        inr = (r_rand >= lo) & (r_rand < hi)
+        ine = (r_ev >= lo) & (r_ev < hi)
+        row = {"r_lo": lo, "r_hi": hi, "n_random": int(inr.sum()),
+               "flagged": rf["flag"].to_numpy()[inr].mean() if inr.any() else np.nan,
+               "ood": rf["ood"].to_numpy()[inr].mean() if inr.any() else np.nan,
+               "underperforming": rf["underperforming"].to_numpy()[inr].mean() if inr.any() else np.nan}
+        for name, sel in (("flagged", ine & fl["flag"].to_numpy()),
+                          ("unflagged", ine & ~fl["flag"].to_numpy())):
+            row[f"n_eval_{name}"] = int(sel.sum())
+            ok = sel.sum() > 0
+            zt, zp = z_true[sel], z_pred[sel]
+            row[f"mad_{name}"] = metrics.mad(zt, zp) if ok else np.nan
+            row[f"eta_{name}"] = metrics.outlier_fraction(zt, zp) if ok else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)

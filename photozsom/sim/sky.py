@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from photozsom.embed.store import CutoutStore
+from photozsom.schema import COLUMNS
 from photozsom.sim import images as mock_images
 from photozsom.sim import photometry as mph
 from photozsom.sim import population as mpop
@@ -373,7 +375,6 @@ def _one_survey(rng, grid, lc, pool, survey: Survey, n_want: int, seed: int) -> 
 # writing
 # ----------------------------------------------------------------------------------------------------
 def _column_order(cat: dict) -> list[str]:
-    from photozsom.schema import COLUMNS
 
     first = [c for c in COLUMNS if c in cat]
     return first + [c for c in cat if c not in first]
@@ -499,7 +500,6 @@ def simulate(out_dir: str | os.PathLike, scale="ci", seed: int = 0, cutout_size:
     >>> paths = simulate("runs/ci/sky", scale="ci", seed=0)     # doctest: +SKIP
     >>> spec = pd.read_parquet(paths["spec"])                    # doctest: +SKIP
     """
-    from photozsom.embed.store import CutoutStore
 
     sizes = resolve_scale(scale, cutout_size)
     seed = int(seed)

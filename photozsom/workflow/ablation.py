@@ -19,6 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom.artifacts import read_json, write_json
+from photozsom.embed import Encoder, embed_to_file, load_embeddings
+from photozsom.evaluation.results import prediction_table, table1
+from photozsom.model import PhotoZModel, with_embeddings
+from photozsom.workflow.pipeline import Run, preset
+
 __all__ = ["ABLATION_ROWS", "encoder_ablation"]
 
 #: Row names of :func:`encoder_ablation`'s table, in order.
@@ -33,7 +39,6 @@ ABLATION_DIR = "embed/image_only"
 
 
 def _as_run(run: Any):
-    from photozsom.workflow.pipeline import Run
 
     return run if isinstance(run, Run) else Run(run)
 
@@ -46,9 +51,8 @@ def _stage_param(run, stage: str, key: str) -> Any:
 def _fresh_folder(run, params: dict[str, Any]) -> Path:
     """``embed/image_only/`` of the run, emptied when it was made with other ``params``
     (another data run, seed, dim or epochs), so that no stale checkpoint is resumed."""
-    from photozsom.artifacts import read_json, write_json
 
-    folder = run.root / ABLATION_DIR
+    folder = run.write(ABLATION_DIR + "/")
     record = folder / "params.json"
     if folder.exists() and (not record.exists() or read_json(record) != params):
         shutil.rmtree(folder)
@@ -123,10 +127,6 @@ def encoder_ablation(
         The embed stage used AION-1 rather than the built-in encoder, or the mdn stage was
         trained on other inputs than the embedding.
     """
-    from photozsom.embed import Encoder, embed_to_file, load_embeddings
-    from photozsom.evaluation.results import prediction_table, table1
-    from photozsom.model import PhotoZModel, with_embeddings
-    from photozsom.workflow.pipeline import preset
 
     run = _as_run(run)
     embedder = _stage_param(run, "embed", "embedder")
@@ -142,7 +142,7 @@ def encoder_ablation(
             "compares with the MDN on the embedding alone: rerun the mdn stage with "
             "inputs='embedding'"
         )
-    full_path = run.need("mdn/predictions.parquet")
+    full_path = run.read("mdn/predictions.parquet")
     store = run.cutouts_path()
     p = preset(scale)
     dim = int(dim or _stage_param(run, "embed", "dim") or p["embed_dim"])
@@ -191,9 +191,8 @@ def encoder_ablation(
 
     # 4. the table
     tables = {ABLATION_ROWS[0]: pred, ABLATION_ROWS[1]: pd.read_parquet(full_path)}
-    cat_path = run.root / "baseline" / "catalog_mdn.parquet"
-    if cat_path.exists():
-        tables[ABLATION_ROWS[2]] = pd.read_parquet(cat_path)
+    if run.exists("baseline/catalog_mdn.parquet"):
+        tables[ABLATION_ROWS[2]] = pd.read_parquet(run.read("baseline/catalog_mdn.parquet"))
     return table1(tables, with_paper=False)
 
 

@@ -27,12 +27,14 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from photozsom import plots
+from photozsom.workflow.pipeline import STAGES, downstream, require_consistent
+
 __all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure",
            "publish_page", "run_book", "with_dependents"]
 
 def _chapter_stages() -> dict[str, str]:
     """Chapter name -> the pipeline stage it runs (from :data:`photozsom.workflow.pipeline.STAGES`)."""
-    from photozsom.workflow.pipeline import STAGES
 
     return {s.chapter: s.name for s in STAGES.values()}
 
@@ -43,7 +45,6 @@ def with_dependents(names: Iterable[str], all_names: list[str]) -> list[str]:
     Chapters that run no stage (they only read: the appendix, the adapt chapter) follow
     whenever any stage re-runs.
     """
-    from photozsom.workflow.pipeline import STAGES, downstream
 
     by_chapter = _chapter_stages()
     stages = [by_chapter[n] for n in names if n in by_chapter]
@@ -276,7 +277,6 @@ def run_book(
             _scrub(out)
             log(f"[book] {name}: done in {timings[name]:.0f} s")
         if html:
-            from photozsom.workflow.pipeline import require_consistent
 
             require_consistent(root / data_dir if not Path(data_dir).is_absolute() else data_dir)
             t0 = time.time()
@@ -317,7 +317,6 @@ def publish_figure(name: str, fig, path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
-    from photozsom import plots
 
     plots.save(fig, path)
     glue(name, fig, display=False)

@@ -112,7 +112,7 @@ def embedding_som(embeddings: np.ndarray, shape: tuple[int, int], *, seed: int =
 # ======================================================================================
 def _evaluated_with_truth(run: Any) -> pd.DataFrame:
     """``cells/evaluated.parquet`` joined with the spectroscopic sample's columns."""
-    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     spec = run.spec()
     extra = [c for c in spec.columns if c not in ev.columns or c == "OBJID"]
     df = ev.merge(spec[extra], on="OBJID", how="left", validate="one_to_one")
@@ -150,7 +150,8 @@ def _colour_flags(df: pd.DataFrame, flagger: Any, *, crossfit: bool, seed: int) 
             out["cell"].to_numpy()[rows], sub["Z"].to_numpy(), sub["Z_PHOT"].to_numpy(),
             sub["PIT"].to_numpy() if "PIT" in sub else None, fl.som.n_cells, fl.train_counts,
             metrics=fl.metrics, fdr=float(settings.get("fdr", 0.05)),
-            fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed, crossfit=crossfit)
+            fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed, crossfit=crossfit,
+            min_effect=fl.min_effect)
         if crossfit:
             out.loc[rows, "underperforming"] = cf["underperforming"].to_numpy()
         out.loc[rows, "cell_eta"] = cf["cell_eta"].to_numpy()
@@ -211,9 +212,9 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
         part``) for ``target``; ``folds``: the pair each fold chose, per map.
     """
     if flagger is None:
-        flagger = load_flagger(run.need("flags/flagger"))
+        flagger = load_flagger(run.read("flags/flagger"))
     regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {"S": flagger}
-    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     in_train = (run.split().reindex(ev["OBJID"].to_numpy()) == "train").to_numpy()
     rc = pipeline.spec_cells(run.random(), {r: f.som for r, f in regional.items()})
     parts, scores, folds = [], [], []
@@ -231,7 +232,7 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
             sample_cell=rc["CELL"].to_numpy()[u], sample_distance=rc["DIST"].to_numpy()[u],
             metrics=fl.metrics, fdr=float(st.get("fdr", 0.05)),
             fdr_scope=str(st.get("fdr_scope", "all")), target=target, n_folds=n_folds,
-            seed=seed, fallback=(fl.min_count, fl.distance_quantile))
+            seed=seed, fallback=(fl.min_count, fl.distance_quantile), min_effect=fl.min_effect)
         ins = in_sample_flags(fl, c, sub["DIST"].to_numpy(), in_train[e])
         mapped = c >= 0
         w = np.zeros(c.size)
@@ -266,7 +267,7 @@ def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
     :func:`photozsom.workflow.pipeline.flag_by_magnitude`.
     """
     out = pipeline.flag_by_magnitude(run, flagger, bins=bins)
-    ev = pd.read_parquet(run.need("cells/evaluated.parquet"))
+    ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     g = galaxies.reindex(ev.index)
     flag = g["flag"].fillna(True).to_numpy(bool)        # rows without a map: flagged
     spec = run.spec().set_index("OBJID")
@@ -302,7 +303,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     run : photozsom.workflow.pipeline.Run
         A simulated-sky run with the stages data … flags done.
     flagger : Flagger or RegionalFlagger, optional
-        Default: ``photozsom.flags.load_flagger(run.root / "flags/flagger")``.
+        Default: ``photozsom.flags.load_flagger(run.read("flags/flagger"))``.
     crossfit : bool
         True (default): score the flag **nested** out of sample — each galaxy flagged with
         the thresholds and the under-performing verdict its fold's other folds chose
@@ -334,7 +335,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
     """
     df = _evaluated_with_truth(run)
     if flagger is None:
-        flagger = load_flagger(run.need("flags/flagger"))
+        flagger = load_flagger(run.read("flags/flagger"))
     truth = truth_labels(df, outlier_threshold=outlier_threshold, blend_threshold=blend_threshold,
                          wrong_z_threshold=wrong_z_threshold)
     fl = _colour_flags(df, flagger, crossfit=crossfit, seed=seed)
@@ -417,7 +418,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
         ``settings``.
     """
     if flagger is None:
-        flagger = load_flagger(run.need("flags/flagger"))
+        flagger = load_flagger(run.read("flags/flagger"))
     regional = dict(flagger.flaggers) if hasattr(flagger, "flaggers") else {region: flagger}
     if region not in regional:
         raise ValueError(f"the flagger has no map for region {region!r}; it has {sorted(regional)}")
@@ -425,7 +426,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
     colour_som = cfl.som
     shape = tuple(shape) if shape is not None else tuple(colour_som.shape)
 
-    emb_all, ids_all = load_embeddings(run.need("embed/embeddings.h5"))
+    emb_all, ids_all = load_embeddings(run.read("embed/embeddings.h5"))
     emb_index = pd.Index(np.asarray(ids_all))
 
     def embeddings_of(objid: np.ndarray) -> np.ndarray:
@@ -473,7 +474,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
                                   df["PIT"].to_numpy(), esom.n_cells, e_counts,
                                   metrics=cfl.metrics, fdr=float(settings.get("fdr", 0.05)),
                                   fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed,
-                                  crossfit=crossfit)
+                                  crossfit=crossfit, min_effect=cfl.min_effect)
     # each map chooses its own thresholds by the same rule, on its own cells and counts, with
     # the random sample of the region (as each map sees it) as the user's sample
     in_train = (run.split().reindex(df["OBJID"].to_numpy()) == "train").to_numpy()
@@ -484,7 +485,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
               "pit_values": df["PIT"].to_numpy(), "in_train": in_train, "metrics": cfl.metrics,
               "fdr": float(settings.get("fdr", 0.05)),
               "fdr_scope": str(settings.get("fdr_scope", "all")), "seed": seed,
-              "fallback": (cfl.min_count, cfl.distance_quantile)}
+              "fallback": (cfl.min_count, cfl.distance_quantile), "min_effect": cfl.min_effect}
     kinds = {"colour": (colour_som, cfl.train_counts, col["cell"].to_numpy(),
                         col["distance"].to_numpy(), r_c["CELL"].to_numpy(), r_c["DIST"].to_numpy()),
              "embedding": (esom, e_counts, e_c, e_d, r_e, r_d)}
@@ -614,7 +615,7 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
     shape = maps[region].shape
     random, spec = run.random(), run.spec_with_split()
     split = run.split()
-    model = PhotoZModel.load(run.need("mdn/model"))
+    model = PhotoZModel.load(run.read("mdn/model"))
     spec_in = pipeline.model_inputs(run, spec, model.features)
 
     rows, worse_sets = [], []
@@ -628,7 +629,7 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
                                                progress=progress)
         sc = pipeline.spec_cells(spec, {region: som}).set_index("OBJID")
         if seed == mdn_prov.get("seed"):
-            oof = pd.read_parquet(run.need("mdn/oof_predictions.parquet"))
+            oof = pd.read_parquet(run.read("mdn/oof_predictions.parquet"))
         else:
             oof, _ = pipeline.oof_predictions(model, spec_in, cv_folds=int(mdn_prov["cv_folds"]),
                                               seed=seed, progress=progress)
