@@ -9,6 +9,7 @@ import pytest
 from photozsom.flags import SOMFlagger, load_flagger
 from photozsom.workflow import pipeline
 from photozsom.workflow.book import with_dependents
+from photozsom.workflow.run import Run, declared
 
 
 def test_every_declared_output_exists(tiny_run):
@@ -17,6 +18,29 @@ def test_every_declared_output_exists(tiny_run):
         for rel in pipeline.STAGES[name].outputs:
             assert (run.root / rel).exists(), rel
     assert pipeline.check(run) == {}
+
+
+def test_every_file_a_run_holds_is_declared_and_undeclared_paths_are_refused(tiny_run, tmp_path):
+    files = [p.relative_to(tiny_run.root).as_posix() for p in tiny_run.root.rglob("*")
+             if p.is_file()]
+    assert len(files) > 20
+    assert [f for f in files if not declared(f)] == []
+    assert declared("mdn/provenance.json") and not declared("mdn/S/provenance.json")
+    run = Run(tmp_path / "r")
+    for bad in ("mdn/notes.csv", "cells/trend2.csv", "elsewhere/x.parquet", "som/S2"):
+        with pytest.raises(ValueError, match="not declared"):
+            run.write(bad)
+        with pytest.raises(ValueError, match="not declared"):
+            run.read(bad)
+    assert not (tmp_path / "r").exists()           # a refused write creates nothing
+    # inside a declared directory, a chapter's table, a figure: allowed
+    assert run.write("som/S/weights.npy", make=False).name == "weights.npy"
+    assert run.write("cells/trend.csv", make=False).name == "trend.csv"
+    assert run.write("figures/x.png", make=False).name == "x.png"
+    with pytest.raises(FileNotFoundError, match="run the 'density' chapter"):
+        run.read("cells/S")
+    with pytest.raises(FileNotFoundError, match="run the 'adapt' chapter"):
+        run.read("user_sample/spec.parquet")
 
 
 def test_split_is_disjoint_and_matches_the_fractions(tiny_run):

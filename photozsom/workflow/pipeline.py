@@ -156,7 +156,7 @@ def run_data(run: Run, *, scale: str = "ci", seed: int = 0, spec_catalog: str | 
     else:
         simulate(sky, scale=preset(scale)["sky"], seed=seed, overwrite=False, progress=progress)
         info["source"] = f"simulated sky (scale {scale!r}, seed {seed})"
-        info["settings"] = read_json(sky / "settings.json")
+        info["settings"] = read_json(run.read("sky/settings.json"))
     spec = pd.read_parquet(sky / "spec.parquet")
     split = make_split(spec, seed=seed, by=split_by)
     split.to_parquet(sky / "split.parquet", index=False)

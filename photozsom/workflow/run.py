@@ -68,13 +68,16 @@ class Stage:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     doc: str
+    #: Outputs only some runs have (the simulated sky's settings).
+    optional: tuple[str, ...] = ()
 
 
 #: The stages in order; the run-directory layout and the dependency graph come from here.
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data", (),
           ("sky/spec.parquet", "sky/random.parquet", "sky/cutouts.h5", "sky/split.parquet"),
-          "spectroscopic sample with DR10 photometry, random sample, cutouts, train/val/test"),
+          "spectroscopic sample with DR10 photometry, random sample, cutouts, train/val/test",
+          ("sky/settings.json",)),
     Stage("som", "som", ("sky/random.parquet", "sky/spec.parquet"),
           ("som/S", "som/N", "som/spec_cells.parquet"),
           "one SOM per footprint on the random sample; the spectroscopic galaxies' cells"),
@@ -122,23 +125,27 @@ CHAPTER_OUTPUTS: dict[str, tuple[str, ...]] = {
     "adapt": ("user_sample", "desi_edr_bgs"),
 }
 
-_DECLARED = tuple(o for s in STAGES.values() for o in s.outputs) + tuple(
+_DECLARED = tuple(o for s in STAGES.values() for o in s.outputs + s.optional) + tuple(
     o for outs in CHAPTER_OUTPUTS.values() for o in outs)
 _FOLDERS = {o.split("/")[0] for o in _DECLARED} | {"figures"}
 
 
 def declared(rel: str) -> bool:
     """Whether ``rel`` (relative to the run directory) is a declared output or lies inside one
-    (a declared directory such as ``som/S``, a chapter folder, ``figures/``)."""
+    (a declared directory such as ``som/S``, a chapter folder, ``figures/``), or a stage's
+    ``provenance.json``."""
     rel = rel.rstrip("/")
     if rel in _FOLDERS or rel.startswith("figures/"):
         return True
+    if rel.count("/") == 1 and rel.endswith("/provenance.json") and rel.split("/")[0] in _PRODUCER:
+        return True   # written by Run.record
     return any(rel == o or rel.startswith(o + "/") for o in _DECLARED)
 
 
 def layout() -> str:
     """The run-directory layout, generated from :data:`STAGES`."""
-    rows = [f"{s.name:<9} -> {', '.join(s.outputs)}\n{'':<13}reads {', '.join(s.inputs) or '-'}"
+    rows = [f"{s.name:<9} -> {', '.join(s.outputs + tuple(f'[{o}]' for o in s.optional))}"
+            f"\n{'':<13}reads {', '.join(s.inputs) or '-'}"
             for s in STAGES.values()]
     rows += [f"chapter {c} -> {', '.join(o)}" for c, o in CHAPTER_OUTPUTS.items()]
     return "\n".join(rows)
