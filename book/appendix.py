@@ -43,8 +43,8 @@ z, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
 fig4 = plots.zphot_vs_zspec(
     z,
     zp,
-    lo=pred["Z_LO90"].to_numpy(),
-    hi=pred["Z_HI90"].to_numpy(),
+    lo=pred["Z_PHOT_L90"].to_numpy(),
+    hi=pred["Z_PHOT_U90"].to_numpy(),
     n_points=n_points,
     seed=seed,
     title="Embedding MDN: 90% credible regions",
@@ -64,7 +64,7 @@ publish_figure("fig4", fig4, run.figure("figure4_zphot_vs_zspec.png"))
 # ## Figure 5: where the probabilistic outliers are
 
 # %%
-pco = (z < pred["Z_LO99"].to_numpy()) | (z > pred["Z_HI99"].to_numpy())
+pco = (z < pred["Z_PHOT_L99"].to_numpy()) | (z > pred["Z_PHOT_U99"].to_numpy())
 fig5 = plots.zphot_vs_zspec(
     z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)"
 )

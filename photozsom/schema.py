@@ -21,6 +21,7 @@ import pandas as pd
 __all__ = [
     "BANDS",
     "COLUMNS",
+    "EVALUATION_COLUMNS",
     "NORTH_BANDS",
     "OPTICAL_BANDS",
     "OUTPUT_COLUMNS",
@@ -138,9 +139,27 @@ OUTPUT_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("PZ_N_TRAIN", "i", "", "training galaxies in the cell (-1: not mapped)"),
     Column("PZ_OOD", "b", "", "out of distribution: thin cell, far from the prototype or not "
            "mapped"),
-    Column("PZ_UNDERPERFORMING", "b", "", "in a cell significantly worse than global"),
+    Column("PZ_UNDERPERFORMING", "b", "", "in a cell significantly and materially worse than "
+           "global"),
     Column("PZ_FLAG", "b", "", "PZ_OOD or PZ_UNDERPERFORMING: do not trust this photo-z"),
     Column("PZ_FLAG_REASON", "U", "", "why the row is flagged ('' when not)"),
+)}
+
+#: Columns of an evaluation table (:func:`photozsom.evaluation.results.prediction_table`: the
+#: book's predictions of galaxies with a spectroscopic redshift). Interval columns follow the
+#: names of :data:`OUTPUT_COLUMNS` (``Z_PHOT_L<level>``, ``Z_PHOT_U<level>``) at the levels the
+#: paper's metrics use; ``Z_PHOT`` is the point estimate the metrics score: the mean of P(z)
+#: (``Z_PHOT_MEAN`` of a predict output), or a published catalogue's own point value.
+EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("OBJID", "i", "", "unique object id"),
+    Column("Z", "f", "", "spectroscopic redshift"),
+    Column("Z_PHOT", "f", "", "point photo-z scored by the metrics (mean of P(z))", True),
+    Column("Z_PHOT_L90", "f", "", "lower end of the central 90% interval of P(z)", True),
+    Column("Z_PHOT_U90", "f", "", "upper end of the central 90% interval of P(z)", True),
+    Column("Z_PHOT_L99", "f", "", "lower end of the central 99% interval of P(z)", True),
+    Column("Z_PHOT_U99", "f", "", "upper end of the central 99% interval of P(z)", True),
+    Column("PIT", "f", "", "CDF of P(z) at Z", True),
+    Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
 )}
 
 

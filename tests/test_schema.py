@@ -139,3 +139,27 @@ def test_every_output_column_is_described_with_its_dtype():
     for name in out.columns:
         dtype = out[name].to_numpy().dtype
         assert dtype.kind in kinds[OUTPUT_COLUMNS[name].kind], (name, dtype)
+
+
+def test_evaluation_tables_follow_the_declared_columns_and_the_output_naming():
+    import re
+
+    from photozsom.evaluation.results import prediction_table
+    from photozsom.pdf import MixturePDF
+    from photozsom.schema import EVALUATION_COLUMNS, OUTPUT_COLUMNS
+
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.full(200, 0.3), size=50)
+    pdf = MixturePDF(w)
+    z = rng.uniform(0.1, 1.0, 50)
+    t = prediction_table(pdf, np.arange(50), z)
+    assert list(t.columns) == list(EVALUATION_COLUMNS)
+    for name, col in EVALUATION_COLUMNS.items():
+        assert t[name].dtype.kind == col.kind, name
+    for level in (90, 99):
+        lo, hi = pdf.interval(level / 100)
+        np.testing.assert_allclose(t[f"Z_PHOT_L{level}"], lo)
+        np.testing.assert_allclose(t[f"Z_PHOT_U{level}"], hi)
+    # one naming: every interval column of either table is Z_PHOT_[LU]<percent>
+    intervals = [c for c in [*EVALUATION_COLUMNS, *OUTPUT_COLUMNS] if re.match(r"Z_PHOT_[LU]", c)]
+    assert intervals and all(re.fullmatch(r"Z_PHOT_[LU](68|90|95|99)", c) for c in intervals)

@@ -48,7 +48,7 @@ PAPER_TABLE1 = pd.DataFrame(
 
 
 def prediction_table(pdf, objid: np.ndarray, z_true: np.ndarray, *, point: str = POINT_ESTIMATE) -> pd.DataFrame:
-    """One row per galaxy: ``OBJID, Z, Z_PHOT, Z_LO90, Z_HI90, Z_LO99, Z_HI99, PIT, CRPS``.
+    """One row per galaxy: ``OBJID, Z, Z_PHOT, Z_PHOT_L90, Z_PHOT_U90, Z_PHOT_L99, Z_PHOT_U99, PIT, CRPS``.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def prediction_table(pdf, objid: np.ndarray, z_true: np.ndarray, *, point: str =
     lo99, hi99 = pdf.interval(0.99)
     return pd.DataFrame({
         "OBJID": np.asarray(objid, dtype=np.int64), "Z": z_true, "Z_PHOT": getattr(pdf, point)(),
-        "Z_LO90": lo90, "Z_HI90": hi90, "Z_LO99": lo99, "Z_HI99": hi99,
+        "Z_PHOT_L90": lo90, "Z_PHOT_U90": hi90, "Z_PHOT_L99": lo99, "Z_PHOT_U99": hi99,
         "PIT": pdf.pit(z_true), "CRPS": pdf.crps(z_true),
     })
 
@@ -95,7 +95,7 @@ def published_table(catalogue, *, objid: str = "OBJID", z: str = "Z") -> pd.Data
     a reconstructed P(z)). ``PIT``, ``CRPS`` and the 99% interval are NaN: they need the P(z)
     beyond ``Z_PHOT_L95``/``Z_PHOT_U95``, which the catalogue does not publish, so
     :func:`metrics_table` reports the PCO and CRPS of this row as NaN and :func:`table1` adds
-    :data:`PUBLISHED_NOTE`. ``Z_LO90``/``Z_HI90`` lie between the published 68% and 95%
+    :data:`PUBLISHED_NOTE`. ``Z_PHOT_L90``/``Z_PHOT_U90`` lie between the published 68% and 95%
     bounds and come from :func:`photozsom.baseline.published_photoz_pdf` (linear CDF between
     the quantiles, about one grid spacing accurate). ``OUT68``/``OUT95`` are exact: the truth
     outside the published central 68% / 95% interval.
@@ -125,7 +125,7 @@ def published_table(catalogue, *, objid: str = "OBJID", z: str = "Z") -> pd.Data
     nan = np.full(len(zt), np.nan)
     return pd.DataFrame({
         "OBJID": np.asarray(catalogue[objid], dtype=np.int64), "Z": zt, "Z_PHOT": q["Z_PHOT_MEDIAN"],
-        "Z_LO90": lo90, "Z_HI90": hi90, "Z_LO99": nan, "Z_HI99": nan, "PIT": nan, "CRPS": nan,
+        "Z_PHOT_L90": lo90, "Z_PHOT_U90": hi90, "Z_PHOT_L99": nan, "Z_PHOT_U99": nan, "PIT": nan, "CRPS": nan,
         "OUT68": (zt < q["Z_PHOT_L68"]) | (zt > q["Z_PHOT_U68"]),
         "OUT95": (zt < q["Z_PHOT_L95"]) | (zt > q["Z_PHOT_U95"]),
         "NOTE": PUBLISHED_NOTE,
