@@ -45,7 +45,10 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import load_artifact, save_artifact
+from photozsom.baseline import RandomForestPhotoZ
+from photozsom.calibrate import Recalibrator
 from photozsom.features import feature_matrix, resolve_features
+from photozsom.mdn import MDN, cross_val_predict
 from photozsom.pdf import MixturePDF, check_redshifts
 from photozsom.schema import as_dataframe
 from photozsom.support import Support
@@ -235,10 +238,8 @@ class PhotoZModel:
     # ------------------------------------------------------------------ fit / predict
     def _make_estimator(self, n_inputs: int):
         if self.estimator == "mdn":
-            from photozsom.mdn import MDN
 
             return MDN(n_inputs=n_inputs, seed=self.seed, **self.estimator_options)
-        from photozsom.baseline import RandomForestPhotoZ
 
         return RandomForestPhotoZ(seed=self.seed, **self.estimator_options)
 
@@ -300,7 +301,6 @@ class PhotoZModel:
             self.history_ = None
         self.recalibrator_ = None
         if self.recalibration is not None:
-            from photozsom.calibrate import Recalibrator
 
             n_val = 0 if zva is None else len(zva)
             cv = None
@@ -308,7 +308,6 @@ class PhotoZModel:
                     and n_val < RECAL_OOF_BELOW):
                 # a small validation split cannot pin the PIT tails the map corrects: fit it on
                 # out-of-fold predictions of every labelled galaxy instead
-                from photozsom.mdn import cross_val_predict
 
                 X_all = Xtr[ok_tr] if Xva is None else np.vstack([Xtr[ok_tr], Xva])
                 z_all = z_train[ok_tr] if zva is None else np.concatenate([z_train[ok_tr], zva])
@@ -343,7 +342,6 @@ class PhotoZModel:
         already made (``photozsom train``, the book's calibrate stage), so they are not
         made twice. ``source`` says what they are (kept in ``recalibration_source_``).
         """
-        from photozsom.calibrate import Recalibrator
 
         self._check_fitted()
         self.recalibration = "global"
@@ -458,16 +456,13 @@ class PhotoZModel:
         model._is_cat = arrays["is_catalog"].astype(bool)
         model.n_unscored_train_ = meta["n_unscored_train"]
         if meta["estimator"] == "mdn":
-            from photozsom.mdn import MDN
 
             model.estimator_ = MDN.load(path / "estimator", device=device)
         else:
-            from photozsom.baseline import RandomForestPhotoZ
 
             model.estimator_ = RandomForestPhotoZ.load(path / "estimator")
         model.recalibrator_ = None
         if (path / "recalibrator").exists():
-            from photozsom.calibrate import Recalibrator
 
             model.recalibrator_ = Recalibrator.load(path / "recalibrator")
         hist = path / "history.csv"

@@ -55,6 +55,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr, ndtri
 
+from photozsom.artifacts import atomic_path
+
 __all__ = [
     "CENTRES",
     "N_COMPONENTS",
@@ -1143,7 +1145,6 @@ class MixturePDF:
         pathlib.Path
             The file written (``.npz`` appended when ``path`` has neither suffix).
         """
-        from photozsom.artifacts import atomic_path
 
         path = Path(path)
         g = self.grid

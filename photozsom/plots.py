@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from photozsom.evaluation.detection import TRUTH_LABELS
+from photozsom.features import magnitudes
 
 __all__ = [
     "LS_RGB_WEIGHTS",
@@ -476,7 +477,6 @@ def spec_vs_random(spec: pd.DataFrame, random: pd.DataFrame, *, n_points: int = 
     Left: r-band magnitude distributions (extinction-corrected asinh AB mag). Right: g-r
     against r-z for a random subset of each.
     """
-    from photozsom.features import magnitudes
 
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

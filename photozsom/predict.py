@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from photozsom.artifacts import ArtifactError, read_json
+from photozsom.features import feature_bands
 from photozsom.io import (
     PDF_SUFFIXES,
     CatalogueWriter,
@@ -29,6 +31,7 @@ from photozsom.io import (
     stale_partials,
     table_kind,
 )
+from photozsom.pdf import MixturePDF
 
 __all__ = ["FLAG_OUTPUT", "OPTIONAL_COLUMNS", "PHOTOZ_COLUMNS", "check_job", "flag_file",
            "flag_table", "load_flagger_dir", "load_model", "model_columns", "predict_file",
@@ -63,7 +66,6 @@ def _predict_batched(model: Any, catalogue: pd.DataFrame, cells: np.ndarray | No
                      batch_rows: int, progress=None) -> tuple[Any, np.ndarray, np.ndarray]:
     """``model.predict_with_status`` in batches of rows: the model's working memory (about
     12 kB a row with a recalibration) is bounded by the batch, not by the chunk."""
-    from photozsom.pdf import MixturePDF
 
     n = len(catalogue)
     if n <= batch_rows:
@@ -173,8 +175,6 @@ def model_columns(model_dir: str | os.PathLike) -> list[str]:
     ValueError
         ``model_dir`` is not a saved PhotoZModel.
     """
-    from photozsom.artifacts import ArtifactError, read_json
-    from photozsom.features import feature_bands
 
     d = Path(model_dir)
     if not (d / "meta.json").is_file():
@@ -235,6 +235,8 @@ def _broken_file(d: Path) -> tuple[Path, str] | None:
 def load_model(model_dir: str | os.PathLike, *, device: str | None = None):
     """:meth:`PhotoZModel.load` with a one-line error naming the broken file of a corrupt
     (truncated, half-copied) model directory."""
+    # torch loads here, not when the command line imports this module: its input, output
+    # and model checks (check_job, model_columns) answer in under a second
     from photozsom.model import PhotoZModel
 
     return _load_artifact_dir(lambda: PhotoZModel.load(model_dir, device=device), model_dir,
@@ -243,7 +245,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str | None = None):
 
 def load_flagger_dir(flagger_dir: str | os.PathLike, *, device: str | None = None):
     """:func:`photozsom.flags.load_flagger` with the same one-line errors as :func:`load_model`."""
-    from photozsom.flags import load_flagger
+    from photozsom.flags import load_flagger  # torch: see load_model
 
     d = Path(flagger_dir)
     if not (d / "meta.json").is_file():
