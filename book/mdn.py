@@ -42,7 +42,8 @@ seed = 0
 inputs = "embedding"  # "embedding" (the paper), "catalog" or "embedding+catalog"
 # widths of the three hidden layers (+ the 200-wide output layer)
 hidden = [256, 256, 256]
-max_epochs = None  # length of the one-cycle schedule; None: the scale's preset
+max_epochs = None  # length of the one-cycle schedule; None: the scale's preset (the published book:
+# the MDN's own schedule for the training size)
 cv_folds = None  # out-of-fold predictions for the per-cell analysis; None: preset, 0: none
 
 # %%

@@ -148,7 +148,8 @@ def encoder_ablation(
     dim = int(dim or _stage_param(run, "embed", "dim") or p["embed_dim"])
     epochs = int(epochs or _stage_param(run, "embed", "epochs") or p["embed_epochs"])
     hidden = tuple(_stage_param(run, "mdn", "hidden") or (256, 256, 256))
-    max_epochs = int(_stage_param(run, "mdn", "max_epochs") or p["mdn_max_epochs"])
+    max_epochs = _stage_param(run, "mdn", "max_epochs") or p["mdn_max_epochs"]
+    max_epochs = None if max_epochs is None else int(max_epochs)   # None: the MDN's schedule
     recalibration = _stage_param(run, "mdn", "recalibration")
     data_run = (run.provenance("data") or {}).get("fingerprint")
     folder = _fresh_folder(run, {"seed": int(seed), "dim": dim, "epochs": epochs,

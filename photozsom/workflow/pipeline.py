@@ -328,7 +328,7 @@ def run_mdn(run: Run, *, scale: str = "ci", seed: int = 0, inputs: str = "embedd
         raise ValueError(f"inputs must be 'embedding', 'catalog' or 'embedding+catalog', got {inputs!r}")
     spec = model_inputs(run, run.spec_with_split(), features)
     model = PhotoZModel(features, seed=seed, hidden=tuple(hidden), catalog_features=feats,
-                        max_epochs=int(p["mdn_max_epochs"]), recalibration=recalibration)
+                        max_epochs=p["mdn_max_epochs"], recalibration=recalibration)
     out = _fit_predict(run, "mdn", model, spec, cv_folds=int(p["cv_folds"]), seed=seed,
                        progress=progress)
     run.record("mdn", {"scale": scale, "seed": seed, "inputs": inputs, "hidden": list(hidden),
@@ -501,7 +501,7 @@ def fit_photoz_model(run: Run, spec: pd.DataFrame, features: str, *, scale: str 
     tr, va = split == "train", split == "val"
     z = data["Z"].to_numpy(np.float64)
     if estimator == "mdn":
-        options.setdefault("max_epochs", int(preset(scale)["mdn_max_epochs"]))
+        options.setdefault("max_epochs", preset(scale)["mdn_max_epochs"])
     model = PhotoZModel(features, seed=seed, estimator=estimator, **options)
     return model.fit(data[tr], z[tr], data[va], z[va], progress=progress)
 

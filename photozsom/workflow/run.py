@@ -45,7 +45,9 @@ __all__ = ["CHAPTER_OUTPUTS", "SCALES", "STAGES", "Run", "Stage", "StaleRunError
            "declared", "downstream", "layout", "preset", "require_consistent", "stage_folder"]
 
 #: Settings of each scale; a stage argument left at None takes these. ``mdn_max_epochs`` is
-#: the length of the MDN's one-cycle schedule (24 is the MDN's own default).
+#: the length of the MDN's one-cycle schedule: capped at the small scales for speed, None
+#: (the MDN's own schedule for the training size, :func:`photozsom.mdn.auto_schedule`) for
+#: the published book.
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"sky": 600, "som_shape": (6, 6), "som_shape_north": (5, 5), "embed_epochs": 1,
              "embed_dim": 16, "mdn_max_epochs": 6, "cv_folds": 2, "n_boot": 100,
@@ -54,7 +56,7 @@ SCALES: dict[str, dict[str, Any]] = {
            "embed_dim": 64, "mdn_max_epochs": 20, "cv_folds": 3, "n_boot": 300,
            "n_estimators": 100, "min_count": 5, "real_fraction": 0.15},
     "default": {"sky": "default", "som_shape": (24, 24), "som_shape_north": (16, 16),
-                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": 24, "cv_folds": 5,
+                "embed_epochs": 12, "embed_dim": 64, "mdn_max_epochs": None, "cv_folds": 5,
                 "n_boot": 1000, "n_estimators": 200, "min_count": 5, "real_fraction": 1.0},
 }
 
