@@ -96,7 +96,7 @@ from scipy.special import ndtr, ndtri
 from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.pdf import MixtureGrid, MixturePDF
 
-__all__ = ["KINDS", "TABLE_X", "Recalibrator", "probit_pit"]
+__all__ = ["KINDS", "TABLE_X", "Recalibrator", "cross_fitted", "probit_pit"]
 
 #: Kinds of recalibration.
 KINDS: tuple[str, ...] = ("global", "cell")
@@ -894,6 +894,44 @@ class Recalibrator:
         obj.n_fit_ = int(meta["n_fit"])
         obj.pit_fit_ = meta.get("pit_fit", {})
         return obj
+
+
+def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,
+                 cells: np.ndarray | None = None, **options: Any) -> Any:
+    """Recalibrate every row by a map fitted on the *other* folds (cross-fitting).
+
+    For each value of ``fold`` a :class:`Recalibrator` of ``kind`` (``options`` such as
+    ``shrinkage``) is fitted on the rows of the other folds and applied to this fold's, so no
+    row is recalibrated by a map that saw its own redshift (the book's per-cell analysis of
+    recalibrated out-of-fold P(z)).
+
+    Parameters
+    ----------
+    kind : {"global", "cell"}
+    pdf : MixturePDF, N rows
+        Out-of-fold P(z).
+    z : array_like, shape (N,)
+        Spectroscopic redshifts.
+    fold : array_like of int, shape (N,)
+        The fold of each row.
+    cells : array_like of int, shape (N,), optional
+        SOM cells (``kind="cell"``).
+
+    Returns
+    -------
+    MixturePDF
+        The recalibrated P(z), rows in input order.
+    """
+    z, fold = np.asarray(z, dtype=np.float64), np.asarray(fold)
+    if fold.shape != z.shape or len(pdf) != z.size:
+        raise ValueError("pdf, z and fold need one row per galaxy")
+    w = np.empty_like(np.asarray(pdf.weights))
+    for f in np.unique(fold):
+        a = fold == f
+        r = Recalibrator(kind, **options).fit(pdf[~a], z[~a],
+                                              cells=None if cells is None else cells[~a])
+        w[a] = r.apply(pdf[a], cells=None if cells is None else cells[a]).weights
+    return MixturePDF(w)
 
 
 def _pit_summary(pit: np.ndarray) -> dict[str, float]:

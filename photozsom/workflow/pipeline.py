@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import read_json
-from photozsom.calibrate import Recalibrator
+from photozsom.calibrate import Recalibrator, cross_fitted
 from photozsom.data.assemble import from_files, validated_catalogue
 from photozsom.embed import AIONEmbedder, Encoder, embed_to_file, load_embeddings
 from photozsom.evaluation import cells
@@ -555,15 +555,10 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
     model.save(run.write("calibrate/model"))
 
     # per-cell analysis before and after, cross-fitted over the out-of-fold folds
-    fold = oof["FOLD"].to_numpy()
-    cal_w = np.empty_like(np.asarray(oof_pdf.weights))
     for kind in ("global", "cell"):
-        for f in np.unique(fold):
-            a = fold == f
-            r = (Recalibrator(kind, shrinkage=shrinkage)
-                 .fit(oof_pdf[~a], z_oof[~a], cells=None if kind == "global" else c_oof[~a]))
-            cal_w[a] = r.apply(oof_pdf[a], cells=None if kind == "global" else c_oof[a]).weights
-        after[f"oof_{kind}"] = MixturePDF(cal_w.copy())
+        after[f"oof_{kind}"] = cross_fitted(kind, oof_pdf, z_oof, oof["FOLD"].to_numpy(),
+                                            cells=None if kind == "global" else c_oof,
+                                            shrinkage=shrinkage)
     som = load_maps(run)["S"]
     rep_before = load_reports(run)["S"]
     south = (c_oof >= 0) & (c_oof < som.n_cells)
