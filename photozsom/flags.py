@@ -9,7 +9,8 @@ representative sample of DR10 colours, and warn the user when it falls
   not trained on) — together "out of distribution", ``ood``;
 - in a cell where the model is known to **under-perform**: the cell's metric is
   significantly worse than the global value (:class:`photozsom.evaluation.cells.CellReport`,
-  ``<metric>_worse``), for the metrics the user picks.
+  ``<metric>_worse``) and at least ``1 + min_effect`` times as bad
+  (:func:`photozsom.evaluation.cells.material`), for the metrics the user picks.
 
 :class:`Flagger` is a small object holding one SOM, its :class:`~photozsom.evaluation.cells.CellReport`
 and the thresholds; :meth:`Flagger.flag` returns one row per input row in input order,
@@ -267,7 +268,8 @@ class Flagger:
             be computed), ``distance`` (to the cell's prototype, standardised feature units;
             NaN when not mapped), ``n_train`` (training galaxies in the cell; -1 when not
             mapped), ``ood`` (thin cell, far from the prototype, or not mapped),
-            ``underperforming`` (cell significantly worse than global on ``metrics``),
+            ``underperforming`` (cell significantly and materially worse than global on
+            ``metrics``),
             ``flag`` (``ood | underperforming``) and ``reason`` (empty when not flagged).
         """
         X, valid, bad_reason = _features(data, self.feature_names)
@@ -592,8 +594,8 @@ class SOMFlagger:
     Benjamini-Hochberg significance against the global value) and chooses the
     out-of-distribution thresholds from the data (:func:`choose_thresholds`). ``flag`` then
     marks a galaxy when its cell holds too few training galaxies or it lies far from its
-    prototype (:func:`out_of_distribution`), or when its cell is significantly worse than
-    global on one of ``metrics``.
+    prototype (:func:`out_of_distribution`), or when its cell is significantly and
+    materially (``min_effect``) worse than global on one of ``metrics``.
 
     Parameters
     ----------

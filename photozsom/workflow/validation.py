@@ -584,7 +584,7 @@ def significance_across_seeds(run: Any, seeds: Sequence[int] = (0, 1, 2, 3, 4), 
     seeds : sequence of int
         Seeds to compare (the issue's default: five).
     scale : str
-        Preset of ``n_boot`` (:data:`photozsom.workflow.pipeline.SCALES`).
+        Preset of ``n_boot`` (:data:`photozsom.workflow.run.SCALES`).
     region : str
         Map to analyse ("S": the southern map, as Figures 1 and 8).
     n_boot, fdr : int, float
