@@ -152,7 +152,6 @@ if "oof" in res:
 #
 # ```
 # python benchmarks/sizes.py          # writes benchmarks/results/sizes.csv (~30 min, 2 cores)
-# python benchmarks/sizes.py --data sky-griz --sizes 5000 --out benchmarks/results/sizes_griz.csv
 # ```
 
 # %%
@@ -166,8 +165,8 @@ import photozsom
 results = Path(photozsom.__file__).resolve().parents[1] / "benchmarks" / "results"
 sizes_csv = results / "sizes.csv"
 if sizes_csv.is_file():
-    # sizes.csv: DESI and the default sky; sizes_griz.csv: the sky with griz only
-    sizes = pd.concat([pd.read_csv(f) for f in sorted(results.glob("sizes*.csv"))])
+    # DESI, the default sky, and the sky with griz only (sky-griz)
+    sizes = pd.read_csv(sizes_csv)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for (sample, model_name), g in sizes.groupby(["sample", "model"], sort=False):
         if model_name == "default_raw":
