@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from photozsom import schema
 from photozsom.artifacts import load_artifact, read_json, save_artifact
 from photozsom.evaluation.cells import METRICS, MIN_EFFECT, CellReport, material, report
 from photozsom.evaluation.thresholds import (
@@ -71,17 +72,8 @@ __all__ = ["ALL", "FLAG_COLUMNS", "MIN_EFFECT", "Flagger", "RegionalFlagger", "S
            "auto_shape", "cell_reports", "choose_thresholds", "load_flagger", "locate", "map_rows",
            "out_of_distribution", "train_map"]
 
-#: Columns of :meth:`Flagger.flag`, in order.
-FLAG_COLUMNS: tuple[str, ...] = (
-    "som",
-    "cell",
-    "distance",
-    "n_train",
-    "ood",
-    "underperforming",
-    "flag",
-    "reason",
-)
+#: Columns of :meth:`Flagger.flag`, in order (described in :data:`photozsom.schema.FLAG_COLUMNS`).
+FLAG_COLUMNS: tuple[str, ...] = tuple(schema.FLAG_COLUMNS)
 
 _LABELS = {"mad": "MAD", "bias": "bias", "eta": "eta", "pco": "PCO"}
 _PERCENT = {"eta", "pco"}

@@ -22,6 +22,7 @@ __all__ = [
     "BANDS",
     "COLUMNS",
     "EVALUATION_COLUMNS",
+    "FLAG_COLUMNS",
     "NORTH_BANDS",
     "OPTICAL_BANDS",
     "OUTPUT_COLUMNS",
@@ -160,6 +161,23 @@ EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("Z_PHOT_U99", "f", "", "upper end of the central 99% interval of P(z)", True),
     Column("PIT", "f", "", "CDF of P(z) at Z", True),
     Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
+)}
+
+#: Columns of a flag frame (:meth:`photozsom.flags.Flagger.flag`), in order; an output
+#: catalogue carries them as the ``PZ_*`` columns of :data:`OUTPUT_COLUMNS`
+#: (:data:`photozsom.predict.FLAG_OUTPUT`).
+FLAG_COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("som", "U", "", "the SOM (footprint: PHOTSYS, or '' for a single map) of the row"),
+    Column("cell", "i", "", "SOM cell (-1: not mapped)"),
+    Column("distance", "f", "", "distance to the cell's prototype (standardised feature "
+           "units)", True),
+    Column("n_train", "i", "", "training galaxies in the cell (-1: not mapped)"),
+    Column("ood", "b", "", "out of distribution: thin cell, far from the prototype or not "
+           "mapped"),
+    Column("underperforming", "b", "", "in a cell significantly and materially worse than "
+           "global"),
+    Column("flag", "b", "", "ood or underperforming"),
+    Column("reason", "U", "", "why the row is flagged ('' when not)"),
 )}
 
 

@@ -543,3 +543,19 @@ def test_choose_thresholds_weights_labelled_galaxies_to_the_users_cells(fitted):
         assert row["flagged_sample"] == pytest.approx(np.mean((counts[uc] < row["min_count"])
                                                               | (ud > thr)))
     assert "user's cell occupancy" in ch.rule
+
+
+def test_flag_frame_follows_the_schema_and_maps_onto_the_output_columns(fitted, flagger):
+    from photozsom.predict import FLAG_OUTPUT
+    from photozsom.schema import FLAG_COLUMNS, OUTPUT_COLUMNS
+
+    out = flagger.flag(fitted["test"].iloc[:50])
+    assert list(out.columns) == list(FLAG_COLUMNS) == list(flags.FLAG_COLUMNS)
+    for name, col in FLAG_COLUMNS.items():
+        kind = "U" if out[name].dtype.kind in "OU" or str(out[name].dtype).startswith("str") \
+            else out[name].dtype.kind
+        assert kind == col.kind, name
+    # every flag column has its documented name in an output catalogue, with the same kind
+    assert set(FLAG_OUTPUT) == set(FLAG_COLUMNS)
+    for name, out_name in FLAG_OUTPUT.items():
+        assert OUTPUT_COLUMNS[out_name].kind == FLAG_COLUMNS[name].kind, name
