@@ -203,11 +203,26 @@ def test_schedule_orders_on_subsamples_then_settles_then_full_passes():
     assert {p["rows"] for p in eng.schedule(700)} == {350, 700}
 
 
-def test_default_fit_stops_when_qe_stalls_and_records_final_distances():
+def test_default_fit_stops_when_qe_stalls_and_records_final_distances(monkeypatch):
     X = _colours(6000, seed=1)
     som = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
     full = [h for h in som.history if h["phase"] == "full"]
-    assert 1 <= len(full) == som.epochs_trained <= TorchBatchSOM.MAX_PASSES
+    # it stopped on the QE, not at the cap, and reports the passes it made
+    assert 1 <= len(full) == som.epochs_trained < TorchBatchSOM.MAX_PASSES
+    assert not full[-1]["updated"]
+    # a rule that never stops (TOL < -1) makes MAX_PASSES passes, each improving the QE, and
+    # the same seed retraces the default's passes first: the default stopped while the map
+    # could still have improved a little, as the rule intends
+    monkeypatch.setattr(TorchBatchSOM, "TOL", -2.0)
+    endless = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
+    full_all = [h for h in endless.history if h["phase"] == "full"]
+    assert len(full_all) == endless.epochs_trained == TorchBatchSOM.MAX_PASSES
+    assert all(h["updated"] for h in full_all)
+    np.testing.assert_allclose([h["qe"] for h in full], [h["qe"] for h in full_all[:len(full)]],
+                               rtol=1e-6)
+    qe_all = np.array([h["qe"] for h in full_all])
+    assert np.all(np.diff(qe_all) < 0)
+    monkeypatch.undo()
     # every pass after the first that went on to update had improved the QE by at least TOL
     # (the stopping rule, recomputed from the recorded QEs)
     for a, b in itertools.pairwise(full):
