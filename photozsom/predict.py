@@ -32,8 +32,9 @@ from photozsom.io import (
     table_kind,
 )
 from photozsom.pdf import MixturePDF
+from photozsom.schema import FLAG_OUTPUT
 
-__all__ = ["FLAG_OUTPUT", "OPTIONAL_COLUMNS", "PHOTOZ_COLUMNS", "check_job", "flag_file",
+__all__ = ["OPTIONAL_COLUMNS", "PHOTOZ_COLUMNS", "check_job", "flag_file",
            "flag_table", "load_flagger_dir", "load_model", "model_columns", "predict_file",
            "predict_table"]
 
@@ -42,19 +43,6 @@ PHOTOZ_COLUMNS: tuple[str, ...] = (
     "Z_PHOT_MEAN", "Z_PHOT_MEDIAN", "Z_PHOT_MODE", "Z_PHOT_STD",
     "Z_PHOT_L68", "Z_PHOT_U68", "Z_PHOT_L95", "Z_PHOT_U95",
 )
-#: Names the flag columns get in an output catalogue.
-FLAG_OUTPUT: dict[str, str] = {
-    "som": "PZ_SOM",
-    "cell": "PZ_SOM_CELL",
-    "distance": "PZ_SOM_DISTANCE",
-    "n_train": "PZ_N_TRAIN",
-    "ood": "PZ_OOD",
-    "underperforming": "PZ_UNDERPERFORMING",
-    "flag": "PZ_FLAG",
-    "reason": "PZ_FLAG_REASON",
-}
-
-
 def flag_table(catalogue: pd.DataFrame, flagger: Any) -> pd.DataFrame:
     """The flagger's columns for every row, under their ``PZ_*`` output names."""
     fl = flagger.flag(catalogue)

@@ -13,7 +13,7 @@ Every entry point that takes a catalogue calls :func:`validate`, which raises on
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "EVALUATION_COLUMNS",
     "FLAG_COLUMNS",
+    "FLAG_OUTPUT",
     "NORTH_BANDS",
     "OPTICAL_BANDS",
     "OUTPUT_COLUMNS",
@@ -117,6 +118,30 @@ SPECZ_COLUMNS: list[Column] = [
 #: Every known column, by name.
 COLUMNS: dict[str, Column] = {c.name: c for c in _COLS + SPECZ_COLUMNS}
 
+#: Columns of a flag frame (:meth:`photozsom.flags.Flagger.flag`), in order; an output
+#: catalogue carries them under the names of :data:`FLAG_OUTPUT` (in :data:`OUTPUT_COLUMNS`).
+FLAG_COLUMNS: dict[str, Column] = {c.name: c for c in (
+    Column("som", "U", "", "the SOM (footprint: PHOTSYS, or '' for a single map) of the row"),
+    Column("cell", "i", "", "SOM cell (-1: not mapped)"),
+    Column("distance", "f", "", "distance to the cell's prototype (standardised feature "
+           "units)", True),
+    Column("n_train", "i", "", "training galaxies in the cell (-1: not mapped)"),
+    Column("ood", "b", "", "out of distribution: thin cell, far from the prototype or not "
+           "mapped"),
+    Column("underperforming", "b", "", "in a cell significantly and materially worse than "
+           "global"),
+    Column("flag", "b", "", "ood or underperforming: do not trust this photo-z"),
+    Column("reason", "U", "", "why the row is flagged ('' when not)"),
+)}
+
+
+#: Names the flag columns get in an output catalogue.
+FLAG_OUTPUT: dict[str, str] = {
+    "som": "PZ_SOM", "cell": "PZ_SOM_CELL", "distance": "PZ_SOM_DISTANCE",
+    "n_train": "PZ_N_TRAIN", "ood": "PZ_OOD", "underperforming": "PZ_UNDERPERFORMING",
+    "flag": "PZ_FLAG", "reason": "PZ_FLAG_REASON",
+}
+
 #: Columns photozsom writes into a user's catalogue (``photozsom predict`` / ``flag``,
 #: :func:`photozsom.predict.predict_table`): the DR10 photo-z catalogue's names for P(z)
 #: summaries (redshift, dimensionless), then the row's status and the flag (``PZ_*``).
@@ -133,17 +158,7 @@ OUTPUT_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("PZ_REASON", "U", "", "why a row is not scored or outside ('' when ok)"),
     Column("PIT", "f", "", "CDF of P(z) at Z (with a spectroscopic Z only)", True),
     Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
-    Column("PZ_SOM", "U", "", "the SOM (footprint: PHOTSYS or 'ALL') the row was mapped on"),
-    Column("PZ_SOM_CELL", "i", "", "SOM cell (-1: not mapped)"),
-    Column("PZ_SOM_DISTANCE", "f", "", "distance to the cell's prototype (standardised "
-           "feature units)", True),
-    Column("PZ_N_TRAIN", "i", "", "training galaxies in the cell (-1: not mapped)"),
-    Column("PZ_OOD", "b", "", "out of distribution: thin cell, far from the prototype or not "
-           "mapped"),
-    Column("PZ_UNDERPERFORMING", "b", "", "in a cell significantly and materially worse than "
-           "global"),
-    Column("PZ_FLAG", "b", "", "PZ_OOD or PZ_UNDERPERFORMING: do not trust this photo-z"),
-    Column("PZ_FLAG_REASON", "U", "", "why the row is flagged ('' when not)"),
+    *(replace(c, name=FLAG_OUTPUT[c.name]) for c in FLAG_COLUMNS.values()),
 )}
 
 #: Columns of an evaluation table (:func:`photozsom.evaluation.results.prediction_table`: the
@@ -161,23 +176,6 @@ EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("Z_PHOT_U99", "f", "", "upper end of the central 99% interval of P(z)", True),
     Column("PIT", "f", "", "CDF of P(z) at Z", True),
     Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
-)}
-
-#: Columns of a flag frame (:meth:`photozsom.flags.Flagger.flag`), in order; an output
-#: catalogue carries them as the ``PZ_*`` columns of :data:`OUTPUT_COLUMNS`
-#: (:data:`photozsom.predict.FLAG_OUTPUT`).
-FLAG_COLUMNS: dict[str, Column] = {c.name: c for c in (
-    Column("som", "U", "", "the SOM (footprint: PHOTSYS, or '' for a single map) of the row"),
-    Column("cell", "i", "", "SOM cell (-1: not mapped)"),
-    Column("distance", "f", "", "distance to the cell's prototype (standardised feature "
-           "units)", True),
-    Column("n_train", "i", "", "training galaxies in the cell (-1: not mapped)"),
-    Column("ood", "b", "", "out of distribution: thin cell, far from the prototype or not "
-           "mapped"),
-    Column("underperforming", "b", "", "in a cell significantly and materially worse than "
-           "global"),
-    Column("flag", "b", "", "ood or underperforming"),
-    Column("reason", "U", "", "why the row is flagged ('' when not)"),
 )}
 
 

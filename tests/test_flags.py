@@ -546,8 +546,8 @@ def test_choose_thresholds_weights_labelled_galaxies_to_the_users_cells(fitted):
 
 
 def test_flag_frame_follows_the_schema_and_maps_onto_the_output_columns(fitted, flagger):
-    from photozsom.predict import FLAG_OUTPUT
-    from photozsom.schema import FLAG_COLUMNS, OUTPUT_COLUMNS
+    from photozsom.predict import flag_table
+    from photozsom.schema import FLAG_COLUMNS, FLAG_OUTPUT, OUTPUT_COLUMNS
 
     out = flagger.flag(fitted["test"].iloc[:50])
     assert list(out.columns) == list(FLAG_COLUMNS) == list(flags.FLAG_COLUMNS)
@@ -559,3 +559,7 @@ def test_flag_frame_follows_the_schema_and_maps_onto_the_output_columns(fitted, 
     assert set(FLAG_OUTPUT) == set(FLAG_COLUMNS)
     for name, out_name in FLAG_OUTPUT.items():
         assert OUTPUT_COLUMNS[out_name].kind == FLAG_COLUMNS[name].kind, name
+    # and the output table carries exactly those columns, with the flag frame's values
+    table = flag_table(fitted["test"].iloc[:50], flagger)
+    assert list(table.columns) == list(FLAG_OUTPUT.values())
+    np.testing.assert_array_equal(table["PZ_FLAG"].to_numpy(), out["flag"].to_numpy())
