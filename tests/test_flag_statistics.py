@@ -139,3 +139,28 @@ def test_leave_one_out_counts_in_scoring_as_in_selection():
     # a training galaxy sees 9 others in its cell: below min_count 10; the rest see 10
     assert (out["n_train_loo"].to_numpy() == counts[cell] - in_train).all()
     assert (out["ood"].to_numpy() == in_train).all()
+
+
+def test_youden_scores_a_grid_of_flags_like_each_flag_alone_and_the_sandwich_formula():
+    from photozsom.evaluation.thresholds import youden
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    bad = rng.random(n) < 0.1
+    w = rng.gamma(2.0, 1.0, n)
+    flags = rng.random((3, 4, n)) < np.linspace(0.05, 0.6, 12).reshape(3, 4, 1)
+    grid = youden(flags, bad, w)
+    assert grid["J"].shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            f = flags[i, j]
+            one = youden(f, bad, w)
+            for k in ("recall", "false_positive_rate", "J", "J_se", "precision", "flagged"):
+                assert grid[k][i, j] == pytest.approx(one[k], rel=1e-12, abs=1e-15)
+            # the sandwich standard error written per galaxy (u_i), independently
+            wb, wg = w * bad, w * ~bad
+            r = (wb @ f) / wb.sum()
+            fp = (wg @ f) / wg.sum()
+            u = wb * (f - r) / wb.sum() - wg * (f - fp) / wg.sum()
+            assert one["J_se"] == pytest.approx(np.sqrt((u ** 2).sum() * n / (n - 1)), rel=1e-10)
+            assert one["precision"] == pytest.approx((wb @ f) / (w @ f), rel=1e-12)

@@ -22,7 +22,7 @@ from scipy.special import ndtri
 from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, pco_mask, scaled_residuals
 
 __all__ = ["MIN_COUNT_GRID", "QUANTILE_GRID", "ThresholdChoice", "choose_thresholds",
-           "out_of_distribution", "training_distance_threshold"]
+           "out_of_distribution", "training_distance_threshold", "user_weights", "youden"]
 
 
 def out_of_distribution(train_count: Any, distance: Any, min_count: Any,
@@ -49,6 +49,92 @@ def training_distance_threshold(som: Any, quantile: float) -> float:
         return float("inf")  # a map built from prototypes or an old file: no training sample
     thr = fn(quantile)
     return float("inf") if thr is None or not np.isfinite(thr) else float(thr)
+
+
+def user_weights(cell: np.ndarray, sample_cell: np.ndarray | None, n_cells: int) -> np.ndarray:
+    """Weight of each labelled galaxy for the user's cell occupancy, shape (N,).
+
+    Parameters
+    ----------
+    cell : array_like of int, shape (N,)
+        SOM cells of the labelled galaxies (>= 0).
+    sample_cell : array_like of int, shape (M,), or None
+        Cells of the user's sample (-1: unmapped, ignored). None: every weight 1.
+    n_cells : int
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        ``f_user(c) / f_labelled(c)`` (0 in cells the user's sample does not reach).
+    """
+    cell = np.asarray(cell, dtype=np.int64)
+    if sample_cell is None:
+        return np.ones(cell.size)
+    sc = np.asarray(sample_cell, dtype=np.int64)
+    ok = sc >= 0
+    if not ok.any():
+        raise ValueError("no galaxy of the user's sample has a cell")
+    f_user = np.bincount(sc[ok], minlength=n_cells) / ok.sum()
+    f_lab = np.bincount(cell, minlength=n_cells) / max(cell.size, 1)
+    return f_user[cell] / f_lab[cell]
+
+
+def youden(flag: np.ndarray, bad: np.ndarray, weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Weighted recall, false-positive rate, Youden's J with its standard error, precision.
+
+    Parameters
+    ----------
+    flag : array_like of bool, shape (..., N)
+        Flagged galaxies; leading axes score several flags at once (a threshold grid).
+    bad : array_like of bool, shape (N,)
+        The galaxies the flag should catch.
+    weight : array_like, shape (N,), optional
+        Non-negative weights (e.g. :func:`user_weights`); default 1.
+
+    Returns
+    -------
+    dict
+        ``recall`` (weighted share of bad galaxies flagged), ``false_positive_rate``, ``J``
+        (their difference; 0 for a random flag), ``J_se``, ``precision`` (weighted share of
+        flagged galaxies that are bad; NaN when nothing is flagged), ``flagged`` (weighted
+        share flagged): floats for one flag, arrays of the leading shape for several; ``n``,
+        ``n_bad``.
+
+    Notes
+    -----
+    ``J_se`` is the linearised (sandwich) standard error of the difference of two ratios of
+    weighted sums over disjoint galaxies, ``var J = n/(n-1) sum_i u_i^2`` with
+    ``u_i = w_i bad_i (f_i - recall) / sum(w bad) - w_i good_i (f_i - fpr) / sum(w good)``,
+    summed as ``sum_i w_i^2 (f_i - r)^2 = (f @ w^2)(1 - 2 r) + r^2 sum w^2`` so a grid of
+    flags needs no (grid x galaxies) float array. Unlike Kish's effective sample size it does
+    not assume the weights unrelated to the flag.
+    """
+    f = np.asarray(flag, dtype=bool)
+    b = np.asarray(bad, dtype=bool)
+    w = np.ones(b.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    if b.ndim != 1 or w.shape != b.shape or f.shape[-1:] != b.shape:
+        raise ValueError("flag (..., N), bad (N,) and weight (N,) must share the galaxy axis")
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite and non-negative")
+    wb, wg = w * b, w * ~b
+    B, G = wb.sum(), wg.sum()
+    if not (B > 0 and G > 0):
+        raise ValueError("need bad and good galaxies with positive weight to score a flag")
+    tp, fp = f @ wb, f @ wg
+    # (clipped: summing weights in another order can put a full recall at 1 + 1e-16)
+    r, fpr = np.clip(tp / B, 0, 1), np.clip(fp / G, 0, 1)
+    var_b = ((f @ wb ** 2) * (1 - 2 * r) + r ** 2 * (wb ** 2).sum()) / B ** 2
+    var_g = ((f @ wg ** 2) * (1 - 2 * fpr) + fpr ** 2 * (wg ** 2).sum()) / G ** 2
+    n = b.size
+    se = np.sqrt(np.maximum(var_b + var_g, 0.0) * n / max(n - 1, 1))
+    tot = tp + fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tot > 0, tp / np.where(tot > 0, tot, 1.0), np.nan)
+    out = {"recall": r, "false_positive_rate": fpr, "J": r - fpr, "J_se": se,
+           "precision": precision, "flagged": tot / float(w.sum())}
+    if f.ndim == 1:
+        out = {k: float(v) for k, v in out.items()}
+    return {**out, "n": int(n), "n_bad": int(b.sum())}
 
 
 #: ``min_count`` values :func:`choose_thresholds` scans (training galaxies per cell).
@@ -222,14 +308,8 @@ def choose_thresholds(
         if sd.shape != sc.shape:
             raise ValueError("sample_distance must have one value per sample_cell")
         ok = sc >= 0
-        if not ok.any():
-            raise ValueError("no galaxy of the user's sample has a cell")
-        # each labelled galaxy stands for its cell's share of the user's sample
-        f_user = np.bincount(sc[ok], minlength=n_cells) / ok.sum()
-        f_lab = np.bincount(lab_cell, minlength=n_cells) / lab_cell.size
-        w = f_user[lab_cell] / f_lab[lab_cell]
-    else:
-        w = np.ones(lab_cell.size)
+    # each labelled galaxy stands for its cell's share of the user's sample
+    w = user_weights(lab_cell, sample_cell, n_cells)
     wb, wg = w * bad, w * ~bad
     if not (wb.sum() > 0 and wg.sum() > 0):
         raise ValueError("the user's sample shares no cell with the bad (or the good) labelled "
@@ -237,16 +317,8 @@ def choose_thresholds(
     # (n_min_count, n_quantile, n_galaxies): out of distribution at each grid point
     ood = out_of_distribution(loo[None, None, :], d[None, None, :], mc[:, None, None],
                               dthr[None, :, None])
-    tp, fp = ood @ wb, ood @ wg
-    # (clipped: summing weights in another order can put a full recall at 1 + 1e-16)
-    recall, fpr = np.clip(tp / wb.sum(), 0, 1), np.clip(fp / wg.sum(), 0, 1)
-    J = recall - fpr
-    # linearised (sandwich) variance of recall - fpr, two ratios of weighted sums over
-    # disjoint galaxies: sum_i w_i^2 (ood_i - r)^2 = (ood @ w^2)(1 - 2 r) + r^2 sum w^2
-    n_lab = wb.size
-    var_b = ((ood @ wb ** 2) * (1 - 2 * recall) + recall ** 2 * (wb ** 2).sum()) / wb.sum() ** 2
-    var_g = ((ood @ wg ** 2) * (1 - 2 * fpr) + fpr ** 2 * (wg ** 2).sum()) / wg.sum() ** 2
-    se = np.sqrt(np.maximum(var_b + var_g, 0.0) * n_lab / max(n_lab - 1, 1))
+    score = youden(ood, bad, w)   # every grid point at once
+    recall, fpr, J, se = score["recall"], score["false_positive_rate"], score["J"], score["J_se"]
     flagged = ood.mean(axis=2)
     if sample_cell is not None:
         # unmapped sample rows are flagged whatever the thresholds
@@ -276,8 +348,7 @@ def choose_thresholds(
         "distance_threshold": np.broadcast_to(dthr, J.shape).ravel(),
         "flagged": flagged.ravel(), "flagged_sample": flagged_sample.ravel(),
         "recall": recall.ravel(), "false_positive_rate": fpr.ravel(),
-        "precision": np.divide(tp, tp + fp, out=np.full(J.shape, np.nan),
-                               where=(tp + fp) > 0).ravel(),
+        "precision": score["precision"].ravel(),
         "J": J.ravel(), "J_se": se.ravel(), "eligible": eligible.ravel(),
         "chosen": (np.arange(J.size) == np.ravel_multi_index((ci, cj), J.shape)),
     })
