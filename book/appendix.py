@@ -64,7 +64,7 @@ publish_figure("fig4", fig4, run.figure("figure4_zphot_vs_zspec.png"))
 # ## Figure 5: where the probabilistic outliers are
 
 # %%
-pco = (z < pred["Z_PHOT_L99"].to_numpy()) | (z > pred["Z_PHOT_U99"].to_numpy())
+pco = metrics.pco_mask(np.clip(pred["PIT"].to_numpy(), 0, 1), 0.99)  # outside the central 99% of P(z)
 fig5 = plots.zphot_vs_zspec(
     z, zp, highlight=pco, seed=seed, title="Embedding MDN: 1% outliers (PCO)"
 )
