@@ -73,6 +73,12 @@ class Column:
     nan_ok: bool = False
 
 
+def _interval_columns(*levels: int) -> list[Column]:
+    """``Z_PHOT_L<level>``, ``Z_PHOT_U<level>``: the ends of central intervals of P(z)."""
+    return [Column(f"Z_PHOT_{side}{lv}", "f", "", f"{end} end of the central {lv}% interval "
+                   f"of P(z)", True) for lv in levels for side, end in (("L", "lower"), ("U", "upper"))]
+
+
 def _band_columns() -> list[Column]:
     cols: list[Column] = []
     for b in BANDS:
@@ -150,10 +156,7 @@ OUTPUT_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("Z_PHOT_MEDIAN", "f", "", "median of P(z)", True),
     Column("Z_PHOT_MODE", "f", "", "mode of P(z)", True),
     Column("Z_PHOT_STD", "f", "", "standard deviation of P(z)", True),
-    Column("Z_PHOT_L68", "f", "", "lower end of the central 68% interval of P(z)", True),
-    Column("Z_PHOT_U68", "f", "", "upper end of the central 68% interval of P(z)", True),
-    Column("Z_PHOT_L95", "f", "", "lower end of the central 95% interval of P(z)", True),
-    Column("Z_PHOT_U95", "f", "", "upper end of the central 95% interval of P(z)", True),
+    *_interval_columns(68, 95),
     Column("PZ_STATUS", "U", "", "'ok', 'outside' the model's training data, or 'not scored'"),
     Column("PZ_REASON", "U", "", "why a row is not scored or outside ('' when ok)"),
     Column("PIT", "f", "", "CDF of P(z) at Z (with a spectroscopic Z only)", True),
@@ -170,10 +173,7 @@ EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("OBJID", "i", "", "unique object id"),
     Column("Z", "f", "", "spectroscopic redshift"),
     Column("Z_PHOT", "f", "", "point photo-z scored by the metrics (mean of P(z))", True),
-    Column("Z_PHOT_L90", "f", "", "lower end of the central 90% interval of P(z)", True),
-    Column("Z_PHOT_U90", "f", "", "upper end of the central 90% interval of P(z)", True),
-    Column("Z_PHOT_L99", "f", "", "lower end of the central 99% interval of P(z)", True),
-    Column("Z_PHOT_U99", "f", "", "upper end of the central 99% interval of P(z)", True),
+    *_interval_columns(90, 99),
     Column("PIT", "f", "", "CDF of P(z) at Z", True),
     Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
 )}
