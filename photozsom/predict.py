@@ -50,27 +50,69 @@ def flag_table(catalogue: pd.DataFrame, flagger: Any) -> pd.DataFrame:
     return fl.rename(columns=FLAG_OUTPUT)
 
 
+#: Quantile levels of the median and the central 68% and 95% intervals, in the order of
+#: :func:`_summaries`' columns 1, 4, 5, 6, 7.
+_LEVELS = (0.5, 0.16, 0.84, 0.025, 0.975)
+
+
+def _summaries(pdf: Any) -> np.ndarray:
+    """The :data:`PHOTOZ_COLUMNS` of every P(z), shape (N, 8), redshift.
+
+    Only public methods of the P(z) (``quantiles``, ``mode``, ``mean``/``std``), so a
+    recalibrated P(z)'s own exact quantiles are used; the median and both central intervals
+    come from one :meth:`~photozsom.pdf.MixturePDF.quantiles` call (within 1e-5 of ``ppf``).
+    """
+    out = np.empty((len(pdf), len(PHOTOZ_COLUMNS)))
+    q = pdf.quantiles(_LEVELS)
+    moments = getattr(pdf, "_moments", None)
+    mean, std = moments() if moments is not None else (pdf.mean(), pdf.std())
+    out[:, 0], out[:, 2], out[:, 3] = mean, pdf.mode(), std
+    out[:, 1], out[:, 4:] = q[:, 0], q[:, 1:]
+    return out
+
+
 def _predict_batched(model: Any, catalogue: pd.DataFrame, cells: np.ndarray | None,
-                     batch_rows: int, progress=None) -> tuple[Any, np.ndarray, np.ndarray]:
-    """``model.predict_with_status`` in batches of rows: the model's working memory (about
-    12 kB a row with a recalibration) is bounded by the batch, not by the chunk."""
+                     batch_rows: int, progress=None, *, z: np.ndarray | None = None,
+                     keep_pdf: bool = False):
+    """``model.predict_with_status`` in batches of rows, each summarised at once: the model's
+    working memory (about 12 kB a row with a recalibration) is bounded by the batch, not by
+    the chunk, and the P(z) are only concatenated when ``keep_pdf``.
+
+    Returns ``(summaries (n_scored, 8), pit_crps (n_scored, 2) or None, pdf or None, ok,
+    reason)``; ``pit_crps`` when ``z`` (the rows' redshifts) is given, NaN where ``z`` is not
+    finite or outside the support.
+    """
 
     n = len(catalogue)
-    if n <= batch_rows:
-        return model.predict_with_status(catalogue, cells=cells)
-    pdfs, oks, reasons = [], [], []
-    for s in range(0, n, batch_rows):
+    summ, scores, pdfs, oks, reasons = [], [], [], [], []
+    for s in range(0, max(n, 1), max(1, batch_rows)):
         sl = slice(s, min(n, s + batch_rows))
+        part = catalogue if (sl.start == 0 and sl.stop == n) else catalogue.iloc[sl]
         pdf, ok, reason = model.predict_with_status(
-            catalogue.iloc[sl], cells=None if cells is None else cells[sl])
+            part, cells=None if cells is None else cells[sl])
         if pdf is not None:
-            pdfs.append(pdf)
+            summ.append(_summaries(pdf))
+            if z is not None:
+                zs = z[sl][ok]
+                sc = np.full((len(zs), 2), np.nan)
+                good = np.isfinite(zs) & (zs >= pdf.bounds[0]) & (zs <= pdf.bounds[1])
+                if good.any():
+                    sub = pdf[good]
+                    sc[good, 0], sc[good, 1] = sub.pit(zs[good]), sub.crps(zs[good])
+                scores.append(sc)
+            if keep_pdf:
+                pdfs.append(pdf)
         oks.append(ok)
         reasons.append(np.asarray(reason))
-        if progress is not None:
+        if progress is not None and n > batch_rows:
             progress(sl.stop - sl.start)
-    pdf = MixturePDF.concatenate(pdfs) if pdfs else None
-    return pdf, np.concatenate(oks), np.concatenate(reasons)
+    pdf = None
+    if pdfs:
+        pdf = pdfs[0] if len(pdfs) == 1 else MixturePDF.concatenate(pdfs)
+    ok, reason = np.concatenate(oks), np.concatenate(reasons)
+    summaries = np.concatenate(summ) if summ else np.empty((0, len(PHOTOZ_COLUMNS)))
+    pit_crps = (np.concatenate(scores) if scores else np.empty((0, 2))) if z is not None else None
+    return summaries, pit_crps, pdf, ok, reason
 
 
 def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
@@ -110,30 +152,19 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
             raise ValueError("this model recalibrates P(z) per SOM cell: pass the flagger "
                              "(--flagger DIR) whose map it was calibrated on")
         cells = flags["PZ_SOM_CELL"].to_numpy()
-    pdf, ok, reason = _predict_batched(model, catalogue, cells, int(batch_rows), progress)
-    out = {c: np.full(n, np.nan) for c in PHOTOZ_COLUMNS}
-    if pdf is not None:
-        # the median and both central intervals in one pass (MixturePDF.quantiles: within
-        # 1e-5 of ppf, typically 1e-7)
-        q = pdf.quantiles((0.5, 0.16, 0.84, 0.025, 0.975))
-        mean, std = pdf._moments()
-        for c, v in zip(PHOTOZ_COLUMNS, (mean, q[:, 0], pdf.mode(), std, q[:, 1], q[:, 2],
-                                         q[:, 3], q[:, 4]), strict=True):
-            out[c][ok] = v
+    z = catalogue["Z"].to_numpy(dtype=np.float64) if "Z" in catalogue.columns else None
+    summ, pit_crps, pdf, ok, reason = _predict_batched(
+        model, catalogue, cells, int(batch_rows), progress, z=z, keep_pdf=return_pdf)
+    vals = np.full((n, len(PHOTOZ_COLUMNS)), np.nan)
+    vals[ok] = summ
+    out: dict[str, Any] = {c: vals[:, i] for i, c in enumerate(PHOTOZ_COLUMNS)}
     status = np.where(~ok, "not scored", np.where(reason != "", "outside", "ok"))
     out["PZ_STATUS"] = pd.array(status.astype(str), dtype="str")
     out["PZ_REASON"] = pd.array(reason.astype(str), dtype="str")
-    if "Z" in catalogue.columns:
-        z = catalogue["Z"].to_numpy(dtype=np.float64)
-        pit, crps = np.full(n, np.nan), np.full(n, np.nan)
-        good = ok & np.isfinite(z)
-        if pdf is not None:   # a redshift outside the P(z) support (a -1 sentinel) gets NaN
-            good &= (z >= pdf.bounds[0]) & (z <= pdf.bounds[1])
-        if pdf is not None and good.any():
-            sub = good[ok]
-            pit[good] = pdf[sub].pit(z[good])
-            crps[good] = pdf[sub].crps(z[good])
-        out["PIT"], out["CRPS"] = pit, crps
+    if z is not None:
+        sc = np.full((n, 2), np.nan)
+        sc[ok] = pit_crps
+        out["PIT"], out["CRPS"] = sc[:, 0], sc[:, 1]
     result = pd.DataFrame(out, index=catalogue.index)
     if flags is not None:
         result = pd.concat([result, flags], axis=1)
@@ -458,8 +489,13 @@ def predict_file(inp: str | os.PathLike, out: str | os.PathLike, model: Any, fla
                   if pdf_path is not None else None)
 
     def fn(df: pd.DataFrame, stats: dict, tick) -> pd.DataFrame:
-        res, pdf, ok = predict_table(df, model, flagger, return_pdf=True,
-                                     batch_rows=min(25_000, max(1, len(df) // 4)), progress=tick)
+        batch = min(25_000, max(1, len(df) // 4))
+        if pdf_writer is not None:
+            res, pdf, ok = predict_table(df, model, flagger, return_pdf=True, batch_rows=batch,
+                                         progress=tick)
+        else:
+            res = predict_table(df, model, flagger, batch_rows=batch, progress=tick)
+            pdf, ok = None, (res["PZ_STATUS"] != "not scored").to_numpy()
         stats["scored"] = stats.get("scored", 0) + int(ok.sum())
         if "PZ_FLAG" in res:
             stats["flagged"] = stats.get("flagged", 0) + int(res["PZ_FLAG"].sum())
