@@ -377,3 +377,41 @@ def test_windowed_mode_equals_the_whole_support_search():
     assert np.all(dens(fast) >= dens(whole) * (1 - 1e-9))
     assert np.all((np.abs(fast - whole) < 1e-6) | (np.abs(dens(fast) - dens(whole))
                                                    < 1e-9 * dens(whole)))
+
+
+@pytest.mark.parametrize("K", [N_COMPONENTS, 203])
+def test_fast_quantiles_match_ppf_on_multimodal_and_support_edge_mixtures(K):
+    # narrow components on and next to both truncated edges, far-apart pairs with an empty
+    # gap between (a quantile level can fall in the gap), dense and sparse mixtures; K = 203
+    # is not a multiple of the block of 8 the cumulative weights are searched in
+    rng = np.random.default_rng(7 + K)
+    centres = np.linspace(Z_MIN, Z_MAX, K)
+    n = 1200
+    w = np.zeros((n, K))
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:      # piled on one or both edges
+            k = rng.choice([0, 1, 2, K - 3, K - 2, K - 1], size=rng.integers(1, 4), replace=False)
+        elif kind == 1:    # two or three far-apart narrow peaks
+            k = rng.choice(K, size=rng.integers(2, 4), replace=False)
+        elif kind == 2:    # an edge component and an interior one
+            k = np.array([rng.choice([0, K - 1]), rng.integers(3, K - 3)])
+        else:              # dense
+            w[i] = rng.dirichlet(np.full(K, 0.2))
+            continue
+        w[i, k] = rng.uniform(0.05, 1.0, k.size)
+    w /= w.sum(axis=1, keepdims=True)
+    levels = np.array([1e-4, 0.025, 0.16, 0.5, 0.84, 0.975, 1 - 1e-4])
+    for weights in (w, w.astype(np.float32)):
+        pdf = MixturePDF(weights, centres=centres)
+        got = pdf.quantiles(levels)
+        exact = np.column_stack([pdf.ppf(q) for q in levels])    # bisection + Newton, exact
+        assert np.max(np.abs(got - exact)) < 1e-5
+        assert np.median(np.abs(got - exact)) < 1e-8
+    # and they invert the CDF of the definition (scipy's normal CDF), levels in the support
+    a, b = (Z_MIN - centres) / SIGMA, (Z_MAX - centres) / SIGMA
+    cdf = np.einsum("nk,nlk->nl", w, (special.ndtr((got[..., None] - centres) / SIGMA)
+                                      - special.ndtr(a)) / (special.ndtr(b) - special.ndtr(a)))
+    dens = MixturePDF(w, centres=centres).pdf(got)
+    # F(q) = level where the density is positive; in an empty gap F is flat at the level
+    assert np.all(np.abs(cdf - levels) < 2e-6 + 1e-5 * dens)
