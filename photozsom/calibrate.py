@@ -86,6 +86,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ from scipy.special import ndtr, ndtri
 from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.pdf import MixtureGrid, MixturePDF
 
-__all__ = ["KINDS", "TABLE_X", "Recalibrator", "cross_fitted", "probit_pit"]
+__all__ = ["KINDS", "TABLE_X", "RecalibratedPDF", "Recalibrator", "cross_fitted", "probit_pit"]
 
 #: Kinds of recalibration.
 KINDS: tuple[str, ...] = ("global", "cell")
@@ -701,10 +702,7 @@ class Recalibrator:
         """
         self._check_fitted()
         u = _probabilities(u, "u")
-        params = self._cell_params(cells, u.shape[0])
-        with np.errstate(divide="ignore"):
-            x = ndtri(u)
-        return np.clip(ndtr(self._probit_map(x, params)), 0.0, 1.0)
+        return self._forward(u, self._cell_params(cells, u.shape[0]))
 
     def inverse_transform(self, q: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
         """``g^-1(q)``: the original CDF level whose recalibrated value is ``q``.
@@ -722,7 +720,58 @@ class Recalibrator:
         """
         self._check_fitted()
         q = _probabilities(q, "q")
-        rows = self._cell_params(cells, q.shape[0])
+        return self._backward(q, self._cell_params(cells, q.shape[0]))
+
+    # -- application -----------------------------------------------------------------------
+    def _check_pdf(self, pdf) -> None:
+        if not isinstance(pdf, MixturePDF):
+            raise TypeError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
+
+    def apply(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
+              return_residual: bool = False, exact: bool = False
+              ) -> RecalibratedPDF | tuple[RecalibratedPDF, np.ndarray]:
+        """Recalibrated PDFs: CDF ``g(F)`` exactly (a :class:`RecalibratedPDF`).
+
+        Parameters
+        ----------
+        pdf : MixturePDF, N rows
+            Predictions to recalibrate (any grid).
+        cells : ndarray of int, shape (N,), optional
+            SOM cell of each galaxy for ``kind="cell"`` (-1, unseen or out-of-range cells
+            and ``cells=None`` use the global map); ignored for ``kind="global"``.
+        return_residual, exact : bool
+            Compute the mixture weights (:meth:`project`) now, with these options, and also
+            return the residual when asked. By default the weights are computed on first use.
+
+        Returns
+        -------
+        RecalibratedPDF
+            ``cdf``, ``pit``, ``ppf``, ``quantiles``, ``median`` and ``interval`` are those of
+            ``g(F)`` exactly (through ``pdf`` and the map); the density, moments, mode, CRPS,
+            samples and files come from the projected weights (:meth:`project`).
+        residual : ndarray, shape (N,)
+            Only with ``return_residual`` (see :meth:`project`).
+        """
+        self._check_fitted()
+        self._check_pdf(pdf)
+        if isinstance(pdf, RecalibratedPDF):     # a second map acts on the first's mixture
+            pdf = MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
+        params = self._cell_params(cells, len(pdf))
+        if not (return_residual or exact):
+            return RecalibratedPDF(pdf, [self], rows=params)
+        res = self._project(pdf, params, return_residual=True, exact=exact)
+        out = RecalibratedPDF(pdf, [self], rows=params, weights=res[0]._w)
+        return (out, res[1]) if return_residual else out
+
+    # -- exact maps on probabilities (rows of the cell table given) -------------------------
+    def _forward(self, u: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """``g(u)`` for CDF values ``u`` (N,) or (N, G), rows of :attr:`cell_table_` or None."""
+        with np.errstate(divide="ignore"):
+            x = ndtri(u)
+        return np.clip(ndtr(self._probit_map(x, rows)), 0.0, 1.0)
+
+    def _backward(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """``g^-1(q)`` for probabilities ``q`` ((L,) with ``rows=None``, else (N,) or (N, G))."""
         with np.errstate(divide="ignore"):
             y = ndtri(q)
         x = self._h_inv(y)
@@ -734,15 +783,11 @@ class Recalibrator:
                                           1.0 / hi_s)
         return np.clip(ndtr(x), 0.0, 1.0)
 
-    # -- application -----------------------------------------------------------------------
-    def _check_pdf(self, pdf) -> None:
-        if not isinstance(pdf, MixturePDF):
-            raise TypeError(f"pdf must be a photozsom.pdf.MixturePDF, got {type(pdf).__name__}")
-
-    def apply(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
-              return_residual: bool = False, exact: bool = False
-              ) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
-        """Recalibrated PDFs on the same grid: CDF ``g(F)`` at every mid-point of the centres.
+    def project(self, pdf: MixturePDF, cells: np.ndarray | None = None, *,
+                return_residual: bool = False, exact: bool = False
+                ) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
+        """The recalibrated PDFs as mixture weights on the same grid: CDF ``g(F)`` at every
+        mid-point of the centres (the weights of :meth:`apply`'s result).
 
         Parameters
         ----------
@@ -769,14 +814,21 @@ class Recalibrator:
         -------
         MixturePDF
             Same grid, float64 weights; its ``cdf``, ``ppf``, ``pit`` and ``crps`` are exact
-            for the recalibrated mixture.
+            for the projected mixture (which differs from ``g(F)`` between mid-points: see
+            :meth:`projection_error`).
         residual : ndarray, shape (N,)
             Only with ``return_residual``.
         """
         self._check_fitted()
         self._check_pdf(pdf)
+        return self._project(pdf, self._cell_params(cells, len(pdf)),
+                             return_residual=return_residual, exact=exact)
+
+    def _project(self, pdf: MixturePDF, params: np.ndarray | None, *,
+                 return_residual: bool = False, exact: bool = False
+                 ) -> MixturePDF | tuple[MixturePDF, np.ndarray]:
+        """:meth:`project` with the per-galaxy rows of :attr:`cell_table_` (-1: global)."""
         n = len(pdf)
-        params = self._cell_params(cells, n)
         proj = _Projector.get(pdf.grid)
         W = pdf.weights
         out = np.empty((n, proj.K))
@@ -815,8 +867,7 @@ class Recalibrator:
                 out[rows], r = proj.weights_from_masses(d, G, residual=return_residual)
                 if return_residual:
                     resid[rows] = r
-        res = MixturePDF(out, centres=pdf.grid.centres, sigma=pdf.grid.sigma,
-                         bounds=(pdf.grid.lo, pdf.grid.hi))
+        res = MixturePDF._from_valid(out, pdf.grid, pdf._ids)
         return (res, resid) if return_residual else res
 
     def _tail_table(self) -> _TailTable:
@@ -860,7 +911,7 @@ class Recalibrator:
             raise ValueError(f"step must be a positive redshift, got {step}")
         zg = np.linspace(g.lo, g.hi, int(np.ceil((g.hi - g.lo) / step)) + 1)
         rows = None if cells is None else _check_cells(cells, len(pdf))
-        new = self.apply(pdf, rows)
+        new = self.project(pdf, rows)
         out = np.empty(len(pdf))
         for s in range(0, len(pdf), 500):
             sl = slice(s, min(len(pdf), s + 500))
@@ -896,6 +947,197 @@ class Recalibrator:
         return obj
 
 
+class RecalibratedPDF(MixturePDF):
+    """P(z) recalibrated by PIT maps: the CDF is ``g(F(z))`` exactly.
+
+    Returned by :meth:`Recalibrator.apply` (and :func:`cross_fitted`); a
+    :class:`~photozsom.pdf.MixturePDF` everywhere one is expected. It keeps the raw PDFs
+    ``F`` and the map ``g`` of each galaxy, so:
+
+    - ``cdf``, ``pit``, ``ppf``, ``quantiles``, ``median`` and ``interval`` are those of
+      ``g(F)`` exactly (quantiles: ``F^-1(g^-1(q))``, at the cost of the raw PDF's; for a
+      global map the levels ``g^-1(q)`` are the same for every galaxy). The PCO, PIT and
+      credible intervals therefore measure the recalibration itself, not its projection.
+    - ``weights`` and everything computed from them (``evaluate``/``pdf``, ``mean``, ``std``,
+      ``mode``, ``crps``, ``sample``, ``save``, ``to_qp``) are the projection of ``g(F)``
+      onto the grid (:meth:`Recalibrator.project`), computed on first use: it matches
+      ``g(F)`` at the mid-points between centres and differs between them by
+      :meth:`Recalibrator.projection_error`. In the far tails of a strongly widened map the
+      projection holds slightly more probability than ``g(F)`` (test PCO read from it was 0.1
+      to 0.2 points lower on the default sky), hence the exact path for the tails.
+
+    Saving writes the projected mixture (a plain ``MixturePDF`` on load).
+
+    Parameters
+    ----------
+    raw : MixturePDF, N rows
+        The PDFs before recalibration.
+    maps : sequence of Recalibrator
+        Fitted maps; galaxy ``i`` uses ``maps[which[i]]``.
+    which : ndarray of int, shape (N,), optional
+        Index into ``maps`` per galaxy (default: all the first).
+    rows : ndarray of int, shape (N,), optional
+        Row of the map's per-cell table per galaxy (-1: its global map); None: global maps.
+    weights : ndarray, shape (N, K), optional
+        The projected weights, when already computed.
+    """
+
+    def __init__(self, raw: MixturePDF, maps: Sequence[Recalibrator], *,
+                 which: np.ndarray | None = None, rows: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> None:
+        if isinstance(raw, RecalibratedPDF) or not isinstance(raw, MixturePDF):
+            raise TypeError("raw must be a plain photozsom.pdf.MixturePDF")
+        n = len(raw)
+        maps = list(maps)
+        if not maps:
+            raise ValueError("maps needs at least one fitted Recalibrator")
+        for m in maps:
+            m._check_fitted()
+        if which is not None:
+            which = np.asarray(which, dtype=np.int64)
+            if which.shape != (n,) or which.min(initial=0) < 0 or which.max(initial=0) >= len(maps):
+                raise ValueError(f"which must hold one index into maps (0..{len(maps) - 1}) per "
+                                 f"galaxy ({n})")
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.shape != (n,):
+                raise ValueError(f"rows must have one entry per galaxy ({n}), got {rows.shape}")
+        if weights is not None and weights.shape != raw._w.shape:
+            raise ValueError(f"weights must have shape {raw._w.shape}, got {weights.shape}")
+        self._raw, self._maps, self._which, self._map_rows = raw, maps, which, rows
+        self._proj = weights
+        self.grid = raw.grid
+        self._ids = raw._ids
+
+    @property
+    def raw(self) -> MixturePDF:
+        """The PDFs before recalibration."""
+        return self._raw
+
+    @property
+    def _w(self) -> np.ndarray:
+        if self._proj is None:
+            out = np.empty(self._raw._w.shape)
+            for rc, sel, rows in self._groups():
+                out[sel] = rc._project(self._raw[sel], rows)._w
+            self._proj = out
+        return self._proj
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"RecalibratedPDF(N={len(self)}, {len(self._maps)} map(s), {self.grid!r})"
+
+    def _groups(self):
+        """(map, galaxies, their cell-table rows) for each map that has galaxies."""
+        full = slice(None)
+        if len(self._maps) == 1 or self._which is None:
+            yield self._maps[0], full, self._map_rows
+            return
+        for m, rc in enumerate(self._maps):
+            sel = np.flatnonzero(self._which == m)
+            if sel.size:
+                yield rc, sel, None if self._map_rows is None else self._map_rows[sel]
+
+    def __getitem__(self, idx) -> RecalibratedPDF:
+        if isinstance(idx, (int, np.integer)):
+            n = len(self)
+            if not -n <= idx < n:
+                raise IndexError(f"galaxy index {idx} out of range for {n} PDFs")
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        raw = self._raw[idx]
+        pick = (lambda a: None if a is None else a[idx])
+        return RecalibratedPDF(raw, self._maps, which=pick(self._which), rows=pick(self._map_rows),
+                               weights=pick(self._proj))
+
+    @classmethod
+    def concatenate(cls, pdfs: Sequence[MixturePDF]) -> MixturePDF:
+        """Stack recalibrated PDFs (any maps, same grid); with a plain ``MixturePDF`` among
+        them the result is the plain stack of projected weights."""
+        pdfs = list(pdfs)
+        if not pdfs or not all(isinstance(p, RecalibratedPDF) for p in pdfs):
+            return MixturePDF.concatenate([MixturePDF._from_valid(p._w, p.grid, p._ids)
+                                           for p in pdfs])
+        raw = MixturePDF.concatenate([p._raw for p in pdfs])
+        maps: list[Recalibrator] = []
+        which, rows = [], []
+        for p in pdfs:
+            local = []
+            for m in p._maps:
+                hit = next((i for i, q in enumerate(maps) if q is m), None)
+                if hit is None:
+                    maps.append(m)
+                    hit = len(maps) - 1
+                local.append(hit)
+            w = np.zeros(len(p), np.int64) if p._which is None else p._which
+            which.append(np.asarray(local, np.int64)[w])
+            rows.append(np.full(len(p), -1, np.int64) if p._map_rows is None else p._map_rows)
+        any_rows = any(p._map_rows is not None for p in pdfs)
+        proj = (np.concatenate([p._proj for p in pdfs])
+                if all(p._proj is not None for p in pdfs) else None)
+        return RecalibratedPDF(raw, maps, which=np.concatenate(which),
+                               rows=np.concatenate(rows) if any_rows else None, weights=proj)
+
+    # -- exact g(F) ----------------------------------------------------------------------
+    def _forward(self, u: np.ndarray) -> np.ndarray:
+        out = np.empty_like(u)
+        for rc, sel, rows in self._groups():
+            out[sel] = rc._forward(u[sel], rows)
+        return out
+
+    def cdf(self, z) -> np.ndarray:
+        """``g(F(z))``, exact (see :meth:`MixturePDF.cdf` for the shapes)."""
+        return self._forward(self._raw.cdf(z))
+
+    def pit(self, z_true) -> np.ndarray:
+        """``g(F_i(z_i))``, exact (see :meth:`MixturePDF.pit`)."""
+        return self._forward(self._raw.pit(z_true))
+
+    def ppf(self, q) -> np.ndarray:
+        """Quantiles of ``g(F)``: ``F^-1(g^-1(q))`` (see :meth:`MixturePDF.ppf`)."""
+        a, shape = self._points(q, "q")
+        if np.any(a < 0) or np.any(a > 1):
+            raise ValueError("q must lie in [0, 1]")
+        u = np.empty(a.shape)
+        for rc, sel, rows in self._groups():
+            u[sel] = rc._backward(np.array(a[sel]), rows)
+        return self._raw.ppf(u).reshape(shape)
+
+    def quantiles(self, levels: Sequence[float]) -> np.ndarray:
+        """Quantiles of ``g(F)`` at ``levels``, shape (N, L): the raw PDF's fast
+        :meth:`MixturePDF.quantiles` at ``g^-1(levels)`` for galaxies on a global map, exact
+        ``ppf`` for those on a per-cell map."""
+        lv = np.asarray(levels, dtype=np.float64).ravel()
+        if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(lv < 0) or np.any(lv > 1):
+            raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
+        out = np.empty((len(self), lv.size))
+        for rc, sel, rows in self._groups():
+            idx = np.arange(len(self))[sel]
+            glob = np.ones(idx.size, bool) if rows is None else rows < 0
+            if glob.all():
+                out[idx] = self._raw[idx].quantiles(rc._backward(lv, None))
+                continue
+            if glob.any():
+                out[idx[glob]] = self._raw[idx[glob]].quantiles(rc._backward(lv, None))
+            cel = idx[~glob]
+            u = rc._backward(np.broadcast_to(lv, (cel.size, lv.size)).copy(), rows[~glob])
+            out[cel] = self._raw[cel].ppf(u)
+        return out
+
+    def median(self) -> np.ndarray:
+        """Median of ``g(F)``, shape (N,), redshift."""
+        return self.quantiles([0.5])[:, 0]
+
+    def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Central credible interval of ``g(F)`` (see :meth:`MixturePDF.interval`)."""
+        if not 0.0 < float(level) < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        tail = 0.5 * (1.0 - float(level))
+        q = self.quantiles([tail, 1.0 - tail])
+        return q[:, 0], q[:, 1]
+
+
 def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,
                  cells: np.ndarray | None = None, **options: Any) -> Any:
     """Recalibrate every row by a map fitted on the *other* folds (cross-fitting).
@@ -919,19 +1161,25 @@ def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,
 
     Returns
     -------
-    MixturePDF
-        The recalibrated P(z), rows in input order.
+    RecalibratedPDF
+        The recalibrated P(z), rows in input order (each row's CDF is its fold's ``g(F)``).
     """
     z, fold = np.asarray(z, dtype=np.float64), np.asarray(fold)
     if fold.shape != z.shape or len(pdf) != z.size:
         raise ValueError("pdf, z and fold need one row per galaxy")
-    w = np.empty_like(np.asarray(pdf.weights))
-    for f in np.unique(fold):
+    if isinstance(pdf, RecalibratedPDF):
+        pdf = MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
+    folds = np.unique(fold)
+    maps, rows = [], np.full(z.size, -1, np.int64)
+    for f in folds:
         a = fold == f
         r = Recalibrator(kind, **options).fit(pdf[~a], z[~a],
                                               cells=None if cells is None else cells[~a])
-        w[a] = r.apply(pdf[a], cells=None if cells is None else cells[a]).weights
-    return MixturePDF(w)
+        maps.append(r)
+        if kind == "cell":
+            rows[a] = r._cell_params(cells[a], int(a.sum()))
+    return RecalibratedPDF(pdf, maps, which=np.searchsorted(folds, fold),
+                           rows=rows if kind == "cell" else None)
 
 
 def _pit_summary(pit: np.ndarray) -> dict[str, float]:

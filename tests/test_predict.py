@@ -18,6 +18,7 @@ from photozsom.evaluation import cells
 from photozsom.features import SOM_FEATURES, som_features
 from photozsom.io import read_pdf
 from photozsom.model import PhotoZModel
+from photozsom.pdf import MixturePDF
 from photozsom.predict import PHOTOZ_COLUMNS, model_columns, predict_table
 from photozsom.som import SOM
 
@@ -127,6 +128,8 @@ def test_cli_streams_a_pdf_file_that_qp_and_photozsom_read(tmp_path, saved, suff
     assert cli(["predict", str(inp), "-o", str(out), *_model_args(saved), "--pdf", str(pdf_path),
                 "--chunk-size", "40"]) == 0
     pdf, ok, _ = saved["model"].predict_with_status(cat)
+    # the file holds the mixture weights: the projection of a recalibrated P(z) on the grid
+    pdf = MixturePDF(np.asarray(pdf.weights))
     # qp (tables_io) takes a .h5 name for a pandas table: fmt="hdf5" says what it is
     ens = qp.read(str(pdf_path), fmt="hdf5") if suffix == ".h5" else qp.read(str(pdf_path))
     assert ens.npdf == ok.sum()
