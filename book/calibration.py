@@ -21,8 +21,12 @@
 # galaxies, the recalibrated CDF $F'(z) = G(F(z))$ has a uniform PIT on galaxies like them
 # (Bordoloi, Lilly & Amara 2010). `photozsom.calibrate.Recalibrator` estimates $G$ smoothly in
 # probit space, globally or per SOM cell (shrunk toward the global map where a cell has few
-# galaxies), and returns a P(z) on the same 200-component grid, so its CDF, quantiles, PIT
-# and CRPS stay exact.
+# galaxies). The recalibrated P(z) keeps the model's own P(z) and the map: its CDF, PIT,
+# quantiles and credible intervals are those of $G(F)$ exactly, and its density (for plots,
+# the CRPS and P(z) files) is $G(F)$ projected back onto the same 200-component grid. The
+# projection matches $G(F)$ at the mid-points between components; between them it can hold a
+# little more probability in the far tails, so the PCO read from it is lower than the map's
+# (the row `after (global), projected` below).
 #
 # Both recalibrators are fitted on the out-of-fold P(z) of the labelled galaxies and scored
 # on the test split, which neither the MDN nor the recalibration saw.
@@ -33,7 +37,7 @@
 # galaxy (the extrapolation flattened the tails and over-corrected them); and each cell's
 # kernel-smoothed PIT distribution keeps the cell's variance exactly (its probits are pulled
 # toward the cell mean by $\sqrt{1 - b^2/v}$ for a kernel of width $b$ and a variance $v$).
-# A `PhotoZModel` recalibrates globally by default; with fewer than 5,000 validation galaxies
+# A `PhotoZModel` recalibrates globally by default; with fewer than 1,000 validation galaxies
 # it fits the map on out-of-fold predictions of all its labelled galaxies
 # (`recalibration=None` switches it off). The MDN chapter shows the resulting PCO from 5,000
 # training galaxies up.
@@ -59,7 +63,8 @@ res = pipeline.run_calibrate(run, scale=scale, seed=seed, shrinkage=shrinkage, n
 #
 # PCO (truth outside the central 99%: 1% when calibrated), the Kolmogorov-Smirnov distance
 # of the PIT from uniform, the mean CRPS (redshift units; lower is better) and the coverage
-# of the central 68% and 95% intervals.
+# of the central 68% and 95% intervals. The last row reads the global map's P(z) from its
+# projection onto the 200-component grid (what a P(z) file holds) instead of $G(F)$ itself.
 
 # %%
 summary = res["summary"]

@@ -136,12 +136,18 @@ def _write(df, path):
 def test_calibration_stage_maps_the_test_pit(copy_run):
     run = copy_run
     res = pipeline.run_calibrate(run, scale="tiny")
-    assert list(res["summary"].index) == ["before", "after (global)", "after (cell)"]
+    assert list(res["summary"].index) == ["before", "after (global)", "after (cell)",
+                                          "after (global), projected"]
     z = res["z_test"]
     u = res["test_pdf"].pit(z)
-    # the recalibrated P(z)'s PIT is the map applied to the old PIT (up to the projection)
-    np.testing.assert_allclose(res["after"]["global"].pit(z),
-                               res["recalibrators"]["global"].transform(u), atol=0.02)
+    # the recalibrated P(z)'s PIT is the map applied to the old PIT, exactly; the projected
+    # row reads it from the mixture weights (equal at the grid's mid-points only)
+    rc = res["recalibrators"]["global"]
+    np.testing.assert_array_equal(res["after"]["global"].pit(z), rc.transform(u))
+    proj = rc.project(res["test_pdf"]).pit(z)
+    np.testing.assert_allclose(proj, rc.transform(u), atol=0.02)
+    assert res["summary"].loc["after (global), projected", "PCO_%"] == pytest.approx(
+        100 * np.mean((proj < 0.005) | (proj > 0.995)))
     assert (run.root / "calibrate" / "model" / "recalibrator").is_dir()
     assert pipeline.check(run) == {}
 

@@ -546,7 +546,10 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
              "cell": rc["cell"].apply(test_pdf, cells=c_test)}
     summary = pd.DataFrame({"before": calibration_summary(test_pdf, z_test),
                             **{f"after ({k})": calibration_summary(v, z_test)
-                               for k, v in after.items()}}).T
+                               for k, v in after.items()},
+                            # the same map read from its projection onto the mixture grid
+                            "after (global), projected": calibration_summary(
+                                rc["global"].project(test_pdf), z_test)}).T
     for k, r in rc.items():
         r.save(run.write(f"calibrate/{k}"))
     summary.to_csv(run.write("calibrate/summary.csv"))
