@@ -1072,7 +1072,6 @@ class MixturePDF:
         bound = (c_all * wz.max(axis=1) + c_far * top) / (g.sigma * tot)
         ok = best * (1.0 - 1e-5) >= bound
         res = np.empty(n)
-        wzp = np.multiply(wp, g.padded_inv_norm(pad), dtype=np.float64)   # w_k / Z_k
         if ok.any():
             h = offsets[1] - offsets[0]
             keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5          # 1e-5: float32 table
@@ -1082,10 +1081,10 @@ class MixturePDF:
             # each is refined over [z - h, z + h], which holds the maximum of its peak
             r, c = self._mode_candidates(d, keep)
             zc = g.centres[j[okr][r]] + offsets[c]
-            res[okr] = self._polish_modes(wzp, pad, okr[r], zc, d, r, c, h)
+            res[okr] = self._polish_modes(wp, pad, okr[r], zc, d, r, c, h)
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            res[bad] = self._mode_whole(wp[bad], wzp[bad], pad)
+            res[bad] = self._mode_whole(wp[bad], pad)
         self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int((~ok).sum())
         return res
 
@@ -1098,9 +1097,9 @@ class MixturePDF:
         cand[:, :-1] &= d[:, :-1] >= d[:, 1:]
         return np.nonzero(cand)
 
-    def _mode_whole(self, wp: np.ndarray, wzp: np.ndarray, pad: int) -> np.ndarray:
+    def _mode_whole(self, wp: np.ndarray, pad: int) -> np.ndarray:
         """The whole-support search of :meth:`mode` (grid of spacing sigma/2), refined by
-        :meth:`_polish_modes`, for padded rows ``wp`` (weights) and ``wzp`` (weights / Z)."""
+        :meth:`_polish_modes`, for rows ``wp`` of weights padded with ``pad`` zeros."""
         g = self.grid
         zc, comp = g.mode_table
         h = zc[1] - zc[0]
@@ -1109,15 +1108,15 @@ class MixturePDF:
         for sl in _chunks(len(wp), zc.size):
             d = (comp @ wp[sl, pad:pad + g.K].T.astype(np.float32)).T          # (n, G)
             r, c = self._mode_candidates(d, keep)
-            out[sl] = self._polish_modes(wzp[sl], pad, r, zc[c], d, r, c, h)
+            out[sl] = self._polish_modes(wp[sl], pad, r, zc[c], d, r, c, h)
         return out
 
-    def _polish_modes(self, wzp: np.ndarray, pad: int, r: np.ndarray, zc: np.ndarray,
+    def _polish_modes(self, wp: np.ndarray, pad: int, r: np.ndarray, zc: np.ndarray,
                       d: np.ndarray, rd: np.ndarray, c: np.ndarray, h: float) -> np.ndarray:
-        """Highest density point of row ``r[i]`` of ``wzp`` within ``h`` of the tabulated
-        maximum ``zc[i]`` (column ``c[i]`` of row ``rd[i]`` of the tabulated densities
-        ``d``), best per row; ``r`` sorted, every row present (of those ``r`` names), evenly
-        spaced centres, ``h`` <= half a spacing.
+        """Highest density point of row ``r[i]`` of ``wp`` (weights padded with ``pad`` zeros
+        each side) within ``h`` (redshift) of the tabulated maximum ``zc[i]`` (column ``c[i]``
+        of row ``rd[i]`` of the tabulated densities ``d``), best per row; ``r`` sorted, every
+        row present (of those ``r`` names), evenly spaced centres, ``h`` <= half a spacing.
 
         A parabola through ``log p`` at the three tabulated points (exact for one Gaussian),
         then three safeguarded Newton steps on ``p'(z) = 0`` with the ``2 mode_near``
@@ -1142,7 +1141,9 @@ class MixturePDF:
         step = (g.centres[-1] - g.centres[0]) / (g.K - 1)
         f = np.clip(np.floor((zc - g.centres[0]) / step).astype(np.intp), 0, g.K - 1)
         col = f + (pad - nm + 1)
-        wl = sliding_window_view(wzp, 2 * nm, axis=1)[r, col]
+        # w_k / Z_k of the window, float64 (only the gathered windows are converted)
+        inv = sliding_window_view(g.padded_inv_norm(pad), 2 * nm)[col]
+        wl = np.multiply(sliding_window_view(wp, 2 * nm, axis=1)[r, col], inv, dtype=np.float64)
         mu0 = g.centres[0] + (f - nm + 1) * step
         du = np.arange(2 * nm) * (step / g.sigma)
         s = g.sigma

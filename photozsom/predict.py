@@ -55,6 +55,10 @@ def flag_table(catalogue: pd.DataFrame, flagger: Any) -> pd.DataFrame:
 _LEVELS = (0.5, 0.16, 0.84, 0.025, 0.975)
 
 
+#: ``PZ_STATUS`` by code: 0 scored inside the training data, 1 outside it, 2 not scored.
+_STATUS = np.array(["ok", "outside", "not scored"], dtype=object)
+
+
 def _summaries(pdf: Any) -> np.ndarray:
     """The :data:`PHOTOZ_COLUMNS` of every P(z), shape (N, 8), redshift.
 
@@ -158,9 +162,12 @@ def predict_table(catalogue: pd.DataFrame, model: Any, flagger: Any = None, *,
     vals = np.full((n, len(PHOTOZ_COLUMNS)), np.nan)
     vals[ok] = summ
     out: dict[str, Any] = {c: vals[:, i] for i, c in enumerate(PHOTOZ_COLUMNS)}
-    status = np.where(~ok, "not scored", np.where(reason != "", "outside", "ok"))
-    out["PZ_STATUS"] = pd.array(status.astype(str), dtype="str")
-    out["PZ_REASON"] = pd.array(reason.astype(str), dtype="str")
+    # string columns straight from object arrays: a fixed-width unicode copy of the reasons
+    # (as long as the longest, ~120 characters) cost ten times more than the columns
+    reason = np.asarray(reason, dtype=object)
+    code = np.where(ok, (reason != "").astype(np.int8), np.int8(2))
+    out["PZ_STATUS"] = pd.array(_STATUS[code], dtype="str")
+    out["PZ_REASON"] = pd.array(reason, dtype="str")
     if z is not None:
         sc = np.full((n, 2), np.nan)
         sc[ok] = pit_crps

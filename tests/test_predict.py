@@ -84,6 +84,24 @@ def test_predict_table_summaries_equal_the_pdf(saved):
     np.testing.assert_array_equal(out["PZ_SOM_CELL"], fl["cell"])
 
 
+def test_status_and_reason_columns_follow_predict_with_status(saved):
+    import copy
+
+    model = copy.deepcopy(saved["model"])
+    cat = _user()
+    # a support so tight that some scored rows lie outside the training data
+    X, ok, _ = model.transform(cat)
+    model.support_.threshold_ = float(np.median(model.support_.distance(X[ok])))
+    _, ok, reason = model.predict_with_status(cat)
+    out = predict_table(cat, model)
+    want = ["not scored" if not o else ("outside" if r else "ok")
+            for o, r in zip(ok, reason, strict=True)]
+    assert out["PZ_STATUS"].tolist() == want
+    assert {"ok", "outside", "not scored"} <= set(want)
+    assert out["PZ_REASON"].tolist() == [str(r) for r in reason]
+    assert str(out["PZ_STATUS"].dtype) == "str" and str(out["PZ_REASON"].dtype) == "str"
+
+
 def test_predict_table_does_not_depend_on_the_model_batch(saved):
     cat = _user()
     a = predict_table(cat, saved["model"], saved["flagger"])
