@@ -289,7 +289,8 @@ class PhotoZInformer(_CeciCommand, CatInformer):
     ``catalog_features`` (list; empty: :func:`default_features` of the mapped bands);
     ``estimator`` ("mdn" or "random_forest"); ``seed``; ``valid_fraction`` (share of the
     training rows held out, seeded, for early stopping and recalibration); ``recalibration``
-    ("none", "global"); ``max_epochs`` (0: the MDN's default); ``estimator_options`` (dict
+    ("global", the default as in :class:`~photozsom.model.PhotoZModel`, or "none");
+    ``max_epochs`` (0: the MDN's default); ``estimator_options`` (dict
     passed to the MDN / forest).
     """
 
@@ -304,8 +305,8 @@ class PhotoZInformer(_CeciCommand, CatInformer):
         estimator=Param(str, "mdn", msg="'mdn' or 'random_forest'"),
         seed=Param(int, 0, msg="seed of the split and the estimator"),
         valid_fraction=Param(float, 0.1, msg="share of training rows held out for early stopping"),
-        recalibration=Param(str, "none", msg="'none' or 'global' (PIT recalibration on the "
-                                             "held-out rows)"),
+        recalibration=Param(str, "global", msg="'global' (PIT recalibration on the held-out "
+                                               "rows, as PhotoZModel does by default) or 'none'"),
         max_epochs=Param(int, 0, msg="MDN epochs (0: the MDN's default)"),
         estimator_options=Param(dict, {}, msg="more options of the MDN / forest"),
         **_common_options(),
