@@ -428,6 +428,7 @@ class PhotoZModel:
             "embedding_columns": list(getattr(self, "_emb_names_", [])),
             "feature_names": self.feature_names_,
             "recalibration": self.recalibration,
+            "recalibration_source": getattr(self, "recalibration_source_", None),
             "estimator_options": self.estimator_options,
             "n_unscored_train": self.n_unscored_train_,
         }
@@ -462,6 +463,8 @@ class PhotoZModel:
 
             model.estimator_ = RandomForestPhotoZ.load(path / "estimator")
         model.recalibrator_ = None
+        if meta.get("recalibration_source") is not None:      # models saved before: unknown
+            model.recalibration_source_ = meta["recalibration_source"]
         if (path / "recalibrator").exists():
 
             model.recalibrator_ = Recalibrator.load(path / "recalibrator")

@@ -213,7 +213,7 @@ def test_global_recalibration_is_saved_and_applied(tmp_path, data):
     pd.testing.assert_frame_equal(back.history_, model.history_, check_dtype=False)
 
 
-def test_recalibration_source_follows_the_validation_size():
+def test_recalibration_source_follows_the_validation_size(tmp_path):
     """From RECAL_OOF_BELOW validation galaxies up the map is fitted on the final model's own
     validation P(z) (the same map as one fitted by hand on them); below, out of fold."""
     from photozsom.calibrate import Recalibrator
@@ -232,3 +232,6 @@ def test_recalibration_source_follows_the_validation_size():
     model_s = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES, **opts)
     model_s.fit(train, train["Z"], small, small["Z"], progress=False)
     assert model_s.recalibration_source_.startswith("out_of_fold")
+    # the source is saved with the model
+    back = PhotoZModel.load(model_s.save(tmp_path / "m"))
+    assert back.recalibration_source_ == model_s.recalibration_source_
