@@ -23,7 +23,7 @@ From each pool the first N of a seeded permutation train every code (N in ``--si
 smaller set is inside the larger). Every code sees the same five bands, g, r, z, W1, W2
 (the bands both samples have for every galaxy): photozsom reads the DR10 fluxes through its
 RAIL stage (:class:`photozsom.rail.PhotoZInformer`, features ``r, g-r, r-z, z-W1, W1-W2``;
-it holds out 10% of the N for early stopping itself), the RAIL codes read the same fluxes as
+it holds out 10% of the N for early stopping and its default global recalibration), the RAIL codes read the same fluxes as
 extinction-corrected asinh magnitudes (:func:`photozsom.features.magnitudes`,
 ``mag_g ... mag_w2``, reference band ``mag_r``) with 1-sigma errors
 ``(2.5 / ln 10) sigma_f / sqrt(f^2 + 4 b^2)`` (the asinh magnitude's error), sigma_f from
