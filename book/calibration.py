@@ -25,8 +25,8 @@
 # quantiles and credible intervals are those of $G(F)$ exactly, and its density (for plots,
 # the CRPS and P(z) files) is $G(F)$ projected back onto the same 200-component grid. The
 # projection matches $G(F)$ at the mid-points between components; between them it can hold a
-# little more probability in the far tails, so the PCO read from it is lower than the map's
-# (the row `after (global), projected` below).
+# little more probability in the far tails, so a PCO read from it can differ from the map's
+# (the row `after (global), projected` below shows by how much on this run).
 #
 # Both recalibrators are fitted on the out-of-fold P(z) of the labelled galaxies and scored
 # on the test split, which neither the MDN nor the recalibration saw.
