@@ -562,11 +562,16 @@ class MixturePDF:
         """Stack PDFs of several sets of galaxies (all on the same grid).
 
         The result carries ``ids`` when every input does; mixing PDFs with and without ids
-        raises a ValueError.
+        raises a ValueError. PDFs all of one subclass (e.g. recalibrated P(z),
+        :class:`photozsom.calibrate.RecalibratedPDF`) are stacked by that subclass, so what
+        they keep beyond the weights is kept.
         """
         pdfs = list(pdfs)
         if not pdfs:
             raise ValueError("concatenate needs at least one MixturePDF")
+        sub = type(pdfs[0])
+        if cls is MixturePDF and sub is not MixturePDF and all(type(p) is sub for p in pdfs):
+            return sub.concatenate(pdfs)
         grid = pdfs[0].grid
         for p in pdfs[1:]:
             if p.grid != grid:

@@ -456,6 +456,14 @@ def test_apply_is_the_mapped_cdf_exactly(narrow):
     # slicing and stacking keep the exact map
     part = RecalibratedPDF.concatenate([new[:100], new[100:]])
     np.testing.assert_array_equal(part.pit(z), new.pit(z))
+    # stacked through the base class too (as predict joins its batches): still G(F)
+    joined = MixturePDF.concatenate([new[:100], new[100:]])
+    assert isinstance(joined, RecalibratedPDF)
+    np.testing.assert_array_equal(joined.quantiles([0.005]), new.quantiles([0.005]))
+    # a plain MixturePDF among them: the plain stack of the projected weights
+    mixed = MixturePDF.concatenate([new[:100], proj[100:]])
+    assert type(mixed) is MixturePDF
+    np.testing.assert_array_equal(mixed.weights, proj.weights)
     np.testing.assert_array_equal(new[7].pit(z[7:8]), new.pit(z)[7:8])
 
 

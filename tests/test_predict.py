@@ -107,6 +107,11 @@ def test_predict_table_does_not_depend_on_the_model_batch(saved):
     a = predict_table(cat, saved["model"], saved["flagger"])
     b = predict_table(cat, saved["model"], saved["flagger"], batch_rows=10)
     pd.testing.assert_frame_equal(a, b)
+    # the returned P(z), joined from the batches, are the table's: for the recalibrated model
+    # their median is G(F)'s (the table's column), not the projection's
+    c, pdf, ok = predict_table(cat, saved["model"], return_pdf=True, batch_rows=10)
+    assert saved["model"].recalibrator_ is not None
+    np.testing.assert_array_equal(pdf.median(), c["Z_PHOT_MEDIAN"].to_numpy()[ok])
 
 
 @pytest.mark.parametrize("fmt_in,fmt_out", [("parquet", "parquet"), ("fits", "csv"),
