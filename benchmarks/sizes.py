@@ -19,6 +19,8 @@ Samples (catalogue features only; one seed):
   on every galaxy of an independent sky (seed 1) of the same size. Features
   :data:`photozsom.features.CATALOG_FEATURES`.
 - ``sky-griz``: the same skies with ``r, g-r, r-i, i-z`` only (fewer bands, no WISE, no shape).
+- ``sky-5band`` (only when asked for): the same skies with the DESI sample's features
+  ``r, g-r, r-z, z-W1, W1-W2`` (the peer benchmark's bands).
 
 At each training size ``N`` (``--sizes``, plus ``full``: every training galaxy) a seeded random
 ``N`` training galaxies and ``N / 8`` validation galaxies (the 80/10 ratio a user would have) are
@@ -154,7 +156,7 @@ def verdict(df: pd.DataFrame) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", nargs="+", default=["desi", "sky", "sky-griz"],
-                    choices=["desi", "sky", "sky-griz"])
+                    choices=["desi", "sky", "sky-griz", "sky-5band"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[5000, 15000, 50000])
     ap.add_argument("--no-full", action="store_true", help="skip the full training size")
     ap.add_argument("--sky-n", type=int, default=25000,
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             parts, feats = desi_parts(), DESI_FEATURES
         else:
             parts = sky_parts(args.workdir, args.sky_n)
-            feats = list(CATALOG_FEATURES) if sample == "sky" else GRIZ_FEATURES
+            feats = {"sky": list(CATALOG_FEATURES), "sky-griz": GRIZ_FEATURES,
+                     "sky-5band": DESI_FEATURES}[sample]
         sizes: list[int | None] = [s for s in args.sizes if s < len(parts[0])]
         if not args.no_full:
             sizes.append(None)
