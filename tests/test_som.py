@@ -205,10 +205,26 @@ def test_schedule_orders_on_subsamples_then_settles_then_full_passes():
 
 def test_default_fit_stops_when_qe_stalls_and_records_final_distances(monkeypatch):
     X = _colours(6000, seed=1)
+    # count the engine's data passes and map updates independently of its own bookkeeping
+    calls = {"accumulate": 0, "update": 0}
+    for name in calls:
+        orig = getattr(TorchBatchSOM, f"_{name}")
+
+        def spy(self, *a, _orig=orig, _name=name, **k):
+            calls[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(TorchBatchSOM, f"_{name}", spy)
     som = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
+    monkeypatch.undo()
     full = [h for h in som.history if h["phase"] == "full"]
+    # 6,000 rows fit in one accumulation per step: the steps made beyond ordering and
+    # settling are the full passes, and the last one was measured but not applied
+    made = calls["accumulate"] - TorchBatchSOM.ORDER_STEPS - TorchBatchSOM.SETTLE_STEPS
+    assert calls["update"] == calls["accumulate"] - 1
     # it stopped on the QE, not at the cap, and reports the passes it made
     assert 1 <= len(full) == som.epochs_trained < TorchBatchSOM.MAX_PASSES
+    assert som.epochs_trained == made
     assert not full[-1]["updated"]
     # a rule that never stops (TOL < -1) makes MAX_PASSES passes, each improving the QE, and
     # the same seed retraces the default's passes first: the default stopped while the map
