@@ -754,8 +754,7 @@ class Recalibrator:
         """
         self._check_fitted()
         self._check_pdf(pdf)
-        if isinstance(pdf, RecalibratedPDF):     # a second map acts on the first's mixture
-            pdf = MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
+        pdf = _mixture(pdf)
         params = self._cell_params(cells, len(pdf))
         if not (return_residual or exact):
             return RecalibratedPDF(pdf, [self], rows=params)
@@ -791,11 +790,8 @@ class Recalibrator:
 
         Parameters
         ----------
-        pdf : MixturePDF, N rows
-            Predictions to recalibrate (any grid).
-        cells : ndarray of int, shape (N,), optional
-            SOM cell of each galaxy for ``kind="cell"`` (-1, unseen or out-of-range cells
-            and ``cells=None`` use the global map); ignored for ``kind="global"``.
+        pdf, cells
+            As in :meth:`apply`.
         return_residual : bool
             Also return, per galaxy, the mismatch at the mid-points
             ``sum_i |F'(m_i) - g(F(m_i))| (m_{i+1} - m_{i-1}) / 2`` (redshift; 0 to round-off
@@ -954,8 +950,8 @@ class RecalibratedPDF(MixturePDF):
     :class:`~photozsom.pdf.MixturePDF` everywhere one is expected. It keeps the raw PDFs
     ``F`` and the map ``g`` of each galaxy, so:
 
-    - ``cdf``, ``pit``, ``ppf``, ``quantiles``, ``median`` and ``interval`` are those of
-      ``g(F)`` exactly (quantiles: ``F^-1(g^-1(q))``, at the cost of the raw PDF's; for a
+    - ``cdf``, ``pit``, ``ppf`` and ``quantiles`` (and so ``median`` and ``interval``, which
+      call ``ppf``) are those of ``g(F)`` exactly (quantiles: ``F^-1(g^-1(q))``, at the cost of the raw PDF's; for a
       global map the levels ``g^-1(q)`` are the same for every galaxy). The PCO, PIT and
       credible intervals therefore measure the recalibration itself, not its projection.
     - ``weights`` and everything computed from them (``evaluate``/``pdf``, ``mean``, ``std``,
@@ -1042,11 +1038,7 @@ class RecalibratedPDF(MixturePDF):
                 yield rc, sel, None if self._map_rows is None else self._map_rows[sel]
 
     def __getitem__(self, idx) -> RecalibratedPDF:
-        if isinstance(idx, (int, np.integer)):
-            n = len(self)
-            if not -n <= idx < n:
-                raise IndexError(f"galaxy index {idx} out of range for {n} PDFs")
-            idx = slice(idx, idx + 1 if idx != -1 else None)
+        idx = self._galaxy_index(idx)
         raw = self._raw[idx]
         pick = (lambda a: None if a is None else a[idx])
         return RecalibratedPDF(raw, self._maps, which=pick(self._which), rows=pick(self._map_rows),
@@ -1058,8 +1050,7 @@ class RecalibratedPDF(MixturePDF):
         them the result is the plain stack of projected weights."""
         pdfs = list(pdfs)
         if not pdfs or not all(isinstance(p, RecalibratedPDF) for p in pdfs):
-            return MixturePDF.concatenate([MixturePDF._from_valid(p._w, p.grid, p._ids)
-                                           for p in pdfs])
+            return MixturePDF.concatenate([_mixture(p) for p in pdfs])
         raw = MixturePDF.concatenate([p._raw for p in pdfs])
         maps: list[Recalibrator] = []
         which, rows = [], []
@@ -1109,9 +1100,7 @@ class RecalibratedPDF(MixturePDF):
         """Quantiles of ``g(F)`` at ``levels``, shape (N, L): the raw PDF's fast
         :meth:`MixturePDF.quantiles` at ``g^-1(levels)`` for galaxies on a global map, exact
         ``ppf`` for those on a per-cell map."""
-        lv = np.asarray(levels, dtype=np.float64).ravel()
-        if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(lv < 0) or np.any(lv > 1):
-            raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
+        lv = self._levels(levels)
         out = np.empty((len(self), lv.size))
         for rc, sel, rows in self._groups():
             idx = np.arange(len(self))[sel]
@@ -1126,17 +1115,13 @@ class RecalibratedPDF(MixturePDF):
             out[cel] = self._raw[cel].ppf(u)
         return out
 
-    def median(self) -> np.ndarray:
-        """Median of ``g(F)``, shape (N,), redshift."""
-        return self.quantiles([0.5])[:, 0]
 
-    def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Central credible interval of ``g(F)`` (see :meth:`MixturePDF.interval`)."""
-        if not 0.0 < float(level) < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        tail = 0.5 * (1.0 - float(level))
-        q = self.quantiles([tail, 1.0 - tail])
-        return q[:, 0], q[:, 1]
+def _mixture(pdf: MixturePDF) -> MixturePDF:
+    """A plain :class:`~photozsom.pdf.MixturePDF`: a recalibrated P(z) by its projected
+    weights (a second map acts on the first one's mixture), any other as it is."""
+    if isinstance(pdf, RecalibratedPDF):
+        return MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
+    return pdf
 
 
 def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,
@@ -1168,8 +1153,7 @@ def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,
     z, fold = np.asarray(z, dtype=np.float64), np.asarray(fold)
     if fold.shape != z.shape or len(pdf) != z.size:
         raise ValueError("pdf, z and fold need one row per galaxy")
-    if isinstance(pdf, RecalibratedPDF):
-        pdf = MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
+    pdf = _mixture(pdf)
     folds = np.unique(fold)
     maps, rows = [], np.full(z.size, -1, np.int64)
     for f in folds:

@@ -542,12 +542,18 @@ class MixturePDF:
     def __len__(self) -> int:
         return self._w.shape[0]
 
-    def __getitem__(self, idx) -> MixturePDF:
+    def _galaxy_index(self, idx):
+        """``idx`` as an index along galaxies that keeps the result 2-D (an int becomes a
+        one-row slice)."""
         if isinstance(idx, (int, np.integer)):
             n = len(self)
             if not -n <= idx < n:
                 raise IndexError(f"galaxy index {idx} out of range for {n} PDFs")
             idx = slice(idx, idx + 1 if idx != -1 else None)
+        return idx
+
+    def __getitem__(self, idx) -> MixturePDF:
+        idx = self._galaxy_index(idx)
         w = self._w[idx]
         if w.ndim != 2:
             raise IndexError("index MixturePDF along galaxies only (int, slice, bool mask or "
@@ -878,9 +884,7 @@ class MixturePDF:
         ndarray, shape (N, L)
             Redshifts in the support, one column per level.
         """
-        lv = np.asarray(levels, dtype=np.float64).ravel()
-        if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(lv < 0) or np.any(lv > 1):
-            raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
+        lv = self._levels(levels)
         g = self.grid
         out = np.empty((len(self), lv.size))
         tab = g.window_table("cdf", _Q_SPAN, _Q_PER_STEP)
@@ -894,6 +898,14 @@ class MixturePDF:
             out[sl, cols[0]:cols[-1] + 1][:, cols - cols[0]] = self._quantile_rows(
                 self._w[sl], lv[cols], tab)
         return out
+
+    @staticmethod
+    def _levels(levels: Sequence[float]) -> np.ndarray:
+        """Quantile levels as a non-empty float64 vector of probabilities in [0, 1]."""
+        lv = np.asarray(levels, dtype=np.float64).ravel()
+        if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(lv < 0) or np.any(lv > 1):
+            raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
+        return lv
 
     def _quantile_rows(self, w: np.ndarray, lv: np.ndarray, tab: tuple) -> np.ndarray:
         """:meth:`quantiles` of rows ``w`` (n, K) at levels ``lv`` (L,), shape (n, L).
