@@ -155,7 +155,7 @@ def recalibrated(model, cat) -> None:
     fresh = model.predict(cat)
     t_q, q_exact = cpu(lambda: fresh.quantiles(_LEVELS))
     t_proj, _ = cpu(lambda: fresh._w)
-    t_mom, _ = cpu(fresh._moments)
+    t_mom, _ = cpu(fresh.moments)
     t_mode, _ = cpu(fresh.mode)
     print(f"   model.predict {t_model:.2f} s; on its recalibrated P(z): quantiles of g(F) "
           f"{t_q:.2f} s, projection (forced by mean/std/mode) {t_proj:.2f} s, mean+std "

@@ -678,13 +678,14 @@ class MixturePDF:
     # -- summaries ---------------------------------------------------------------------------
     def mean(self) -> np.ndarray:
         """Expectation of z, shape (N,), redshift (the paper's point estimate)."""
-        return self._moments()[0]
+        return self.moments()[0]
 
     def std(self) -> np.ndarray:
         """Standard deviation of z, shape (N,), redshift."""
-        return self._moments()[1]
+        return self.moments()[1]
 
-    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of z in one pass, each shape (N,), redshift."""
         g = self.grid
         m = np.empty(len(self))
         v = np.empty(len(self))

@@ -62,14 +62,13 @@ _STATUS = np.array(["ok", "outside", "not scored"], dtype=object)
 def _summaries(pdf: Any) -> np.ndarray:
     """The :data:`PHOTOZ_COLUMNS` of every P(z), shape (N, 8), redshift.
 
-    Only public methods of the P(z) (``quantiles``, ``mode``, ``mean``/``std``), so a
+    Only public methods of the P(z) (``quantiles``, ``mode``, ``moments``), so a
     recalibrated P(z)'s own exact quantiles are used; the median and both central intervals
     come from one :meth:`~photozsom.pdf.MixturePDF.quantiles` call (within 1e-5 of ``ppf``).
     """
     out = np.empty((len(pdf), len(PHOTOZ_COLUMNS)))
     q = pdf.quantiles(_LEVELS)
-    moments = getattr(pdf, "_moments", None)
-    mean, std = moments() if moments is not None else (pdf.mean(), pdf.std())
+    mean, std = pdf.moments()
     out[:, 0], out[:, 2], out[:, 3] = mean, pdf.mode(), std
     out[:, 1], out[:, 4:] = q[:, 0], q[:, 1:]
     return out
