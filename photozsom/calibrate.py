@@ -1011,6 +1011,11 @@ class RecalibratedPDF(MixturePDF):
         """The PDFs before recalibration."""
         return self._raw
 
+    def projected(self) -> MixturePDF:
+        """The projection of ``g(F)`` onto the grid as a plain
+        :class:`~photozsom.pdf.MixturePDF` (what a P(z) file holds; computed once)."""
+        return MixturePDF._from_valid(self._w, self.grid, self._ids)
+
     @property
     def _w(self) -> np.ndarray:
         if self._proj is None:
@@ -1119,9 +1124,7 @@ class RecalibratedPDF(MixturePDF):
 def _mixture(pdf: MixturePDF) -> MixturePDF:
     """A plain :class:`~photozsom.pdf.MixturePDF`: a recalibrated P(z) by its projected
     weights (a second map acts on the first one's mixture), any other as it is."""
-    if isinstance(pdf, RecalibratedPDF):
-        return MixturePDF._from_valid(pdf._w, pdf.grid, pdf._ids)
-    return pdf
+    return pdf.projected() if isinstance(pdf, RecalibratedPDF) else pdf
 
 
 def cross_fitted(kind: str, pdf: Any, z: np.ndarray, fold: np.ndarray, *,

@@ -453,6 +453,8 @@ def test_apply_is_the_mapped_cdf_exactly(narrow):
     proj = rc.project(pdf)
     assert np.abs(proj.ppf(0.005) - new.ppf(0.005)).max() > 1e-7
     np.testing.assert_array_equal(new.weights, proj.weights)
+    assert type(new.projected()) is MixturePDF
+    np.testing.assert_array_equal(new.projected().ppf(0.005), proj.ppf(0.005))
     # slicing and stacking keep the exact map
     part = RecalibratedPDF.concatenate([new[:100], new[100:]])
     np.testing.assert_array_equal(part.pit(z), new.pit(z))

@@ -549,7 +549,7 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
                                for k, v in after.items()},
                             # the same map read from its projection onto the mixture grid
                             "after (global), projected": calibration_summary(
-                                rc["global"].project(test_pdf), z_test)}).T
+                                after["global"].projected(), z_test)}).T
     for k, r in rc.items():
         r.save(run.write(f"calibrate/{k}"))
     summary.to_csv(run.write("calibrate/summary.csv"))
