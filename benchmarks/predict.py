@@ -135,7 +135,6 @@ def recalibrated(model, cat) -> None:
     import numpy as np
 
     from photozsom.calibrate import Recalibrator
-    from photozsom.pdf import MixturePDF
     from photozsom.predict import _LEVELS
 
     t_model, _, _ = table_ratio("recalibrated, today (lazy g(F))", model, cat)
@@ -143,7 +142,7 @@ def recalibrated(model, cat) -> None:
 
     def eager_apply(self, pdf, cells=None, **kw):
         out = lazy_apply(self, pdf, cells, **kw)
-        out._w                                  # noqa: B018 - project now, as before
+        out.projected()                         # project now, as before
         return out
 
     Recalibrator.apply = eager_apply
@@ -154,13 +153,13 @@ def recalibrated(model, cat) -> None:
     # the summaries of today's recalibrated P(z), one by one, from a fresh (lazy) object
     fresh = model.predict(cat)
     t_q, q_exact = cpu(lambda: fresh.quantiles(_LEVELS))
-    t_proj, _ = cpu(lambda: fresh._w)
+    t_proj, _ = cpu(fresh.projected)
     t_mom, _ = cpu(fresh.moments)
     t_mode, _ = cpu(fresh.mode)
     print(f"   model.predict {t_model:.2f} s; on its recalibrated P(z): quantiles of g(F) "
           f"{t_q:.2f} s, projection (forced by mean/std/mode) {t_proj:.2f} s, mean+std "
           f"{t_mom:.2f} s, mode {t_mode:.2f} s", flush=True)
-    proj = MixturePDF._from_valid(np.asarray(pdf_ref.weights), pdf_ref.grid)
+    proj = pdf_ref.projected()
     dq = np.abs(q_exact - proj.quantiles(_LEVELS))
     print(f"   change of definition, quantiles of g(F) (today) - those of its projection "
           f"(before), |dz| median + 68/95% bounds: largest {dq.max():.1e}, 99.9th percentile "
