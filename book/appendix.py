@@ -34,7 +34,7 @@ from photozsom.workflow.book import outputs, publish_figure
 plots.style()
 run = pipeline.Run(data_dir)
 pred = pd.read_parquet(run.read("mdn/predictions.parquet"))
-z, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
+z, zp = pred["Z"].to_numpy(), pred["Z_PHOT_MEAN"].to_numpy()
 
 # %% [markdown]
 # ## Figure 4: photometric against spectroscopic redshift

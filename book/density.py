@@ -145,7 +145,7 @@ for m in both.index:
 # redshift dependence the paper warns about, measured.
 
 # %%
-by_z = cells.metrics_by_redshift(ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy(),
+by_z = cells.metrics_by_redshift(ev["Z"].to_numpy(), ev["Z_PHOT_MEAN"].to_numpy(),
                                  ev["PIT"].to_numpy(), seed=seed)
 by_z.to_csv(run.write("cells/metrics_by_redshift.csv"), index=False)
 fig = plots.metrics_vs_redshift(by_z, global_values=report.global_)

@@ -85,7 +85,7 @@ with CutoutStore(run.cutouts_path()) as store:
     images, _, _ = store.read(store.rows_of(examples["OBJID"].to_numpy()))
 titles = [
     f"cell {c}: bias {top.loc[c, 'bias']:+.3f}{'*' if top.loc[c, 'significant'] else ''}\n"
-    f"z_spec {r.Z:.2f}, z_phot {r.Z_PHOT:.2f}"
+    f"z_spec {r.Z:.2f}, z_phot {r.Z_PHOT_MEAN:.2f}"
     for c, r in examples.iterrows()
 ]
 fig2 = plots.cutout_grid(images, titles)
@@ -294,7 +294,7 @@ curve = cells.threshold_curve(
     report,
     ev["CELL"].to_numpy(),
     ev["Z"].to_numpy(),
-    ev["Z_PHOT"].to_numpy(),
+    ev["Z_PHOT_MEAN"].to_numpy(),
     ev["PIT"].to_numpy(),
     criterion="n_train",
     sample_cell=s_flags["cell"].to_numpy(),

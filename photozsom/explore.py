@@ -29,7 +29,7 @@ Examples
 >>> cell = rng.integers(0, 12, 600); z = rng.uniform(0.1, 1.0, 600)
 >>> zp = z + 0.03 * (1 + z) * rng.standard_normal(600)
 >>> rep = cells.report(cell, z, zp, None, 12, np.bincount(cell, minlength=12), n_boot=50)
->>> gal = pd.DataFrame({"CELL": cell, "Z": z, "Z_PHOT": zp})
+>>> gal = pd.DataFrame({"CELL": cell, "Z": z, "Z_PHOT_MEAN": zp})
 >>> layout = som_explorer(rep.table, (3, 4), global_=rep.global_, settings=rep.settings,
 ...                       galaxies=gal)
 >>> html = explorer_html(layout)
@@ -56,6 +56,7 @@ from photozsom.artifacts import atomic_path
 from photozsom.embed.store import CutoutStore
 from photozsom.flags import load_flagger
 from photozsom.plots import rgb_image
+from photozsom.schema import POINT_COLUMNS, point_column
 from photozsom.workflow import pipeline
 
 __all__ = ["METRIC_CHOICES", "display_in_notebook", "explorer_html", "run_explorer",
@@ -140,7 +141,11 @@ def _check_table(cell_table: pd.DataFrame, n_cells: int) -> pd.DataFrame:
 def _check_galaxies(galaxies: pd.DataFrame, images: np.ndarray | None, n_cells: int):
     c_cell = _column(galaxies, "CELL", "galaxies")
     c_z = _column(galaxies, "Z", "galaxies")
-    c_zp = _column(galaxies, "Z_PHOT", "galaxies")
+    c_zp = next(filter(None, (_column(galaxies, c, "galaxies", required=False)
+                              for c in POINT_COLUMNS)), None)
+    if c_zp is None:
+        raise ValueError(f"galaxies has no point photo-z column: add one of "
+                         f"{list(POINT_COLUMNS)}; it has {list(galaxies.columns)}")
     c_flag = _column(galaxies, "FLAG", "galaxies", required=False)
     cell = np.asarray(galaxies[c_cell])
     if cell.dtype.kind not in "iu":
@@ -433,8 +438,9 @@ def som_explorer(
         in ``global_`` are read too).
     galaxies : DataFrame, optional
         One row per evaluated (test) galaxy with columns ``CELL`` (SOM cell, -1 for none),
-        ``Z`` (spectroscopic redshift), ``Z_PHOT`` (point estimate) and optionally ``FLAG``
-        (bool; column names in any case). Enables the z_phot vs z_spec panel, the cutouts
+        ``Z`` (spectroscopic redshift), a point photo-z (the first of ``Z_PHOT_MEAN``,
+        ``Z_PHOT_MEDIAN``, ``Z_PHOT_MODE`` it has) and optionally ``FLAG`` (bool; column
+        names in any case). Enables the z_phot vs z_spec panel, the cutouts
         and the "flag fraction" metric.
     images : ndarray, shape (N, 4, H, W), optional
         g, r, i, z cutouts of ``galaxies`` (same rows), nanomaggies per pixel; up to
@@ -503,7 +509,7 @@ def som_explorer(
     if not (isinstance(max_thumbs, (int, np.integer)) and max_thumbs >= 0):
         raise ValueError(f"max_thumbs must be a non-negative integer, got {max_thumbs!r}")
     if images is not None and galaxies is None:
-        raise ValueError("images need galaxies (their CELL, Z, Z_PHOT rows, in the same order)")
+        raise ValueError("images need galaxies (their CELL, Z, Z_PHOT_MEAN rows, in the same order)")
     n_cells = rows_ * cols_
     tab = _check_table(cell_table, n_cells)
     glob = {**dict(settings or {}), **dict(global_)}
@@ -752,7 +758,7 @@ def run_explorer(run_dir, *, region: str = "S", **kwargs):
     som = pipeline.load_maps(run)[region]
     ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     ev = ev[(ev["SOM"] == region).to_numpy() & (ev["CELL"].to_numpy() >= 0)].reset_index(drop=True)
-    galaxies = ev[["CELL", "Z", "Z_PHOT"]].copy()
+    galaxies = ev[["CELL", "Z", point_column(ev)]].copy()
     if run.exists("flags/flagger"):
         spec = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
         galaxies["FLAG"] = load_flagger(run.read("flags/flagger")).flag(spec)["flag"].to_numpy()

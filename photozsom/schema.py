@@ -27,6 +27,7 @@ __all__ = [
     "NORTH_BANDS",
     "OPTICAL_BANDS",
     "OUTPUT_COLUMNS",
+    "POINT_COLUMNS",
     "SOUTH_BANDS",
     "SPECZ_COLUMNS",
     "WISE_BANDS",
@@ -34,6 +35,7 @@ __all__ = [
     "as_dataframe",
     "flux_columns",
     "footprints",
+    "point_column",
     "validate",
 ]
 
@@ -164,19 +166,45 @@ OUTPUT_COLUMNS: dict[str, Column] = {c.name: c for c in (
     *(replace(c, name=FLAG_OUTPUT[c.name]) for c in FLAG_COLUMNS.values()),
 )}
 
+#: Point summaries of P(z), by the names :data:`OUTPUT_COLUMNS` gives them. An evaluation table
+#: holds the one its metrics score (:func:`point_column`); a ``photozsom predict`` output holds
+#: all three.
+POINT_COLUMNS: tuple[str, ...] = ("Z_PHOT_MEAN", "Z_PHOT_MEDIAN", "Z_PHOT_MODE")
+
 #: Columns of an evaluation table (:func:`photozsom.evaluation.results.prediction_table`: the
-#: book's predictions of galaxies with a spectroscopic redshift). Interval columns follow the
-#: names of :data:`OUTPUT_COLUMNS` (``Z_PHOT_L<level>``, ``Z_PHOT_U<level>``) at the levels the
-#: paper's metrics use; ``Z_PHOT`` is the point estimate the metrics score: the mean of P(z)
-#: (``Z_PHOT_MEAN`` of a predict output), or a published catalogue's own point value.
+#: book's predictions of galaxies with a spectroscopic redshift). Photo-z columns have the
+#: names of :data:`OUTPUT_COLUMNS`: the point value the metrics score is one of
+#: :data:`POINT_COLUMNS` (``Z_PHOT_MEAN`` for the book's models, ``Z_PHOT_MEDIAN`` for a
+#: published catalogue's own point value), intervals ``Z_PHOT_L<level>`` / ``Z_PHOT_U<level>``
+#: at the levels the paper's metrics use.
 EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("OBJID", "i", "", "unique object id"),
     Column("Z", "f", "", "spectroscopic redshift"),
-    Column("Z_PHOT", "f", "", "point photo-z scored by the metrics (mean of P(z))", True),
+    *(replace(OUTPUT_COLUMNS[n], description=OUTPUT_COLUMNS[n].description
+              + " (the point value scored; one of these per table)") for n in POINT_COLUMNS),
     *_interval_columns(90, 99),
     Column("PIT", "f", "", "CDF of P(z) at Z", True),
     Column("CRPS", "f", "", "continuous ranked probability score of P(z) at Z (redshift)", True),
 )}
+
+
+def point_column(table, name: str = "table") -> str:
+    """The point photo-z column of ``table``: the first of :data:`POINT_COLUMNS` it holds.
+
+    An evaluation table holds one (``Z_PHOT_MEAN`` for a model, ``Z_PHOT_MEDIAN`` for a
+    published catalogue); a ``photozsom predict`` output holds all three and scores its mean.
+
+    Raises
+    ------
+    ValueError
+        When ``table`` holds none of them.
+    """
+    cols = set(map(str, getattr(table, "columns", getattr(table, "colnames", ()))))
+    for c in POINT_COLUMNS:
+        if c in cols:
+            return c
+    raise ValueError(f"{name} has no point photo-z column: add one of {list(POINT_COLUMNS)} "
+                     f"(e.g. Z_PHOT_MEAN, the mean of P(z) in redshift)")
 
 
 def flux_columns(bands: Iterable[str] = BANDS) -> list[str]:

@@ -218,12 +218,12 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
                                    progress=progress)
     model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{cv_folds}")
     cal = model.recalibrator_.apply(oof_pdf)
-    oof = oof.assign(Z_PHOT=cal.mean(), PIT=cal.pit(oof["Z"].to_numpy()))
+    oof = oof.assign(Z_PHOT_MEAN=cal.mean(), PIT=cal.pit(oof["Z"].to_numpy()))
     pool = df[parts["train"] | parts["val"]].reset_index(drop=True)
     o = oof.set_index("OBJID").reindex(pool["OBJID"].to_numpy())
     _log("fitting the flag (SOMFlagger)", progress)
     flagger = SOMFlagger(seed=seed, n_boot=n_boot, progress=progress)
-    flagger.fit(rnd, pool, pool["Z"].to_numpy(), o["Z_PHOT"].to_numpy(), o["PIT"].to_numpy(),
+    flagger.fit(rnd, pool, pool["Z"].to_numpy(), o["Z_PHOT_MEAN"].to_numpy(), o["PIT"].to_numpy(),
                 in_train=(pool["SPLIT"] == "train").to_numpy())
     _log("scoring the held-out test split", progress)
     test = df[parts["test"]].reset_index(drop=True)

@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory):
 
 
 def _independent_metrics(t: pd.DataFrame) -> dict[str, float]:
-    z, zp = t["Z"].to_numpy(), t["Z_PHOT"].to_numpy()
+    z, zp = t["Z"].to_numpy(), t["Z_PHOT_MEAN"].to_numpy()
     dz = (zp - z) / (1 + z)
     pit = t["PIT"].to_numpy()
     return {"MAD": 1.4826 * np.median(np.abs(dz)), "bias": dz.mean(),

@@ -46,7 +46,7 @@ def _synthetic(shape=SHAPE, n=900, size=20, seed=3, images=True):
     out = rng.random(n) < 0.05
     zp[out] = rng.uniform(0.0, 1.2, out.sum())
     rep = cells.report(cell, z, zp, rng.random(n), k, rng.poisson(40, k), n_boot=50, seed=seed)
-    gal = pd.DataFrame({"CELL": cell, "Z": z, "Z_PHOT": zp, "flag": rng.random(n) < 0.3})
+    gal = pd.DataFrame({"CELL": cell, "Z": z, "Z_PHOT_MEAN": zp, "flag": rng.random(n) < 0.3})
     imgs = None
     if images:
         yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
@@ -164,8 +164,11 @@ def test_bad_inputs_name_the_fix():
     rep, gal, _ = _synthetic(images=False)
     with pytest.raises(ValueError, match="one row per cell"):
         som_explorer(rep.table, (5, 7), global_=rep.global_)
-    with pytest.raises(ValueError, match="Z_PHOT"):
-        som_explorer(rep.table, SHAPE, global_=rep.global_, galaxies=gal.drop(columns="Z_PHOT"))
+    with pytest.raises(ValueError, match="no point photo-z column"):
+        som_explorer(rep.table, SHAPE, global_=rep.global_, galaxies=gal.drop(columns="Z_PHOT_MEAN"))
+    # a median is taken as the point value when the table has no mean (any case)
+    som_explorer(rep.table, SHAPE, global_=rep.global_,
+                 galaxies=gal.rename(columns={"Z_PHOT_MEAN": "z_phot_median"}))
     with pytest.raises(ValueError, match="aligned"):
         som_explorer(rep.table, SHAPE, global_=rep.global_, galaxies=gal,
                      images=np.zeros((3, 4, 8, 8)))
@@ -368,14 +371,14 @@ def test_chromium_renders_offline_and_hover_click_show_the_cell(browser, tmp_pat
     titles = b.js("deepAll(document, 'img.pzs-thumb').map(i => i.title)")
     mine = gal[gal["CELL"] == k]
     pairs = {(f"{a:.3f}", f"{c:.3f}")
-             for a, c in zip(np.float32(mine["Z"]), np.float32(mine["Z_PHOT"]))}
+             for a, c in zip(np.float32(mine["Z"]), np.float32(mine["Z_PHOT_MEAN"]))}
     shown = {tuple(re.fullmatch(r"z_spec (\S+), z_phot (\S+)", t).groups()) for t in titles}
     assert len(shown) == n_thumbs and shown <= pairs
     assert b.js("model('cells').selected.indices") == [k]
     sel = b.js("(() => { const s = model('cell_galaxies').data; "
                "return [Array.from(s.z), Array.from(s.zp)]; })()")
     assert sorted(sel[0]) == pytest.approx(sorted(mine["Z"]), abs=1e-6)
-    assert sorted(sel[1]) == pytest.approx(sorted(mine["Z_PHOT"]), abs=1e-6)
+    assert sorted(sel[1]) == pytest.approx(sorted(mine["Z_PHOT_MEAN"]), abs=1e-6)
 
     # the drop-down recolours the map and relabels the colour bar
     b.js("model('metric').value = 'MAD'")

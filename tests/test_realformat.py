@@ -486,7 +486,7 @@ def test_every_stage_output_exists_and_provenance_is_consistent(real_run):
     assert len(out["mdn"]["oof"]) == int(split.isin(["train", "val"]).sum())
     # colours carry redshift here: the catalogue models beat a constant guess
     pred = out["baseline"]["rf"]["predictions"]
-    zt, zp = pred["Z"].to_numpy(), pred["Z_PHOT"].to_numpy()
+    zt, zp = pred["Z"].to_numpy(), pred["Z_PHOT_MEAN"].to_numpy()
     assert np.median(np.abs(zp - zt)) < 0.5 * np.median(np.abs(zt - np.median(zt)))
 
 

@@ -31,8 +31,8 @@ def test_prediction_table_columns_are_the_pdf_summaries():
     pdf, centre = _pdf(rng, 50)
     z = centre + rng.normal(0, 0.02, 50)
     t = prediction_table(pdf, np.arange(50) + 100, z)
-    np.testing.assert_allclose(t["Z_PHOT"], pdf.mean())
-    np.testing.assert_allclose(prediction_table(pdf, np.arange(50), z, point="median")["Z_PHOT"], pdf.median())
+    np.testing.assert_allclose(t["Z_PHOT_MEAN"], pdf.mean())
+    np.testing.assert_allclose(prediction_table(pdf, np.arange(50), z, point="median")["Z_PHOT_MEDIAN"], pdf.median())
     lo, hi = pdf.interval(0.99)
     np.testing.assert_allclose(t["Z_PHOT_L99"], lo)
     np.testing.assert_allclose(t["Z_PHOT_U99"], hi)
@@ -48,12 +48,12 @@ def test_prediction_table_columns_are_the_pdf_summaries():
 
 
 def test_matched_keeps_common_objects_in_one_order():
-    a = pd.DataFrame({"OBJID": [5, 3, 9, 1], "Z_PHOT": [0.5, 0.3, 0.9, 0.1]})
-    b = pd.DataFrame({"OBJID": [1, 9, 7, 5], "Z_PHOT": [1.1, 1.9, 1.7, 1.5]})
+    a = pd.DataFrame({"OBJID": [5, 3, 9, 1], "Z_PHOT_MEAN": [0.5, 0.3, 0.9, 0.1]})
+    b = pd.DataFrame({"OBJID": [1, 9, 7, 5], "Z_PHOT_MEAN": [1.1, 1.9, 1.7, 1.5]})
     m = matched({"a": a, "b": b})
     assert m["a"]["OBJID"].tolist() == m["b"]["OBJID"].tolist() == [1, 5, 9]
-    assert m["a"]["Z_PHOT"].tolist() == [0.1, 0.5, 0.9]
-    assert m["b"]["Z_PHOT"].tolist() == [1.1, 1.5, 1.9]
+    assert m["a"]["Z_PHOT_MEAN"].tolist() == [0.1, 0.5, 0.9]
+    assert m["b"]["Z_PHOT_MEAN"].tolist() == [1.1, 1.5, 1.9]
 
 
 def test_table1_metrics_against_hand_computation():
@@ -64,17 +64,17 @@ def test_table1_metrics_against_hand_computation():
     zp[:12] = z[:12] + 0.5                                  # catastrophic outliers
     pit = rng.uniform(0, 1, n)
     pit[:6] = 0.999                                         # PCO galaxies
-    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT": zp, "PIT": pit, "CRPS": np.full(n, 0.02)})
+    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT_MEAN": zp, "PIT": pit, "CRPS": np.full(n, 0.02)})
     other = t.iloc[::2].copy()                              # a model that predicted half the galaxies
     t1 = table1({"m": t, "other": other})
     sub = t.iloc[::2]
-    dz = (sub["Z_PHOT"] - sub["Z"]) / (1 + sub["Z"])
+    dz = (sub["Z_PHOT_MEAN"] - sub["Z"]) / (1 + sub["Z"])
     assert t1.loc["m", "N"] == n // 2
     assert t1.loc["m", "MAD"] == pytest.approx(1.4826 * np.median(np.abs(dz)))
     assert t1.loc["m", "bias"] == pytest.approx(dz.mean())
     assert t1.loc["m", "eta_%"] == pytest.approx(100 * np.mean(np.abs(dz) > 0.15))
     assert t1.loc["m", "PCO_%"] == pytest.approx(100 * np.mean((sub["PIT"] < 0.005) | (sub["PIT"] > 0.995)))
-    r2 = 1 - np.sum((sub["Z_PHOT"] - sub["Z"]) ** 2) / np.sum((sub["Z"] - sub["Z"].mean()) ** 2)
+    r2 = 1 - np.sum((sub["Z_PHOT_MEAN"] - sub["Z"]) ** 2) / np.sum((sub["Z"] - sub["Z"].mean()) ** 2)
     assert t1.loc["m", "R2"] == pytest.approx(r2)
     assert list(t1.index[-2:]) == list(PAPER_TABLE1.index)
 
@@ -145,12 +145,12 @@ def test_metrics_table_evaluates_each_subset_as_given():
     rng = np.random.default_rng(5)
     n = 60
     z = rng.uniform(0.1, 1.0, n)
-    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT": z + rng.normal(0, 0.05, n),
+    t = pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT_MEAN": z + rng.normal(0, 0.05, n),
                       "PIT": rng.uniform(0, 1, n), "CRPS": rng.uniform(0.01, 0.05, n)})
     flag = np.arange(n) % 3 == 0
     out = metrics_table({"all": t, "flagged": t[flag], "one": t.iloc[:1]})
     assert out.loc["flagged", "N"] == flag.sum()               # no matching across tables
-    dz = ((t["Z_PHOT"] - t["Z"]) / (1 + t["Z"]))[flag]
+    dz = ((t["Z_PHOT_MEAN"] - t["Z"]) / (1 + t["Z"]))[flag]
     assert out.loc["flagged", "MAD"] == pytest.approx(1.4826 * np.median(np.abs(dz)))
     assert out.loc["flagged", "CRPS"] == pytest.approx(t["CRPS"][flag].mean())
     assert out.loc["one", "N"] == 1 and np.isnan(out.loc["one", "MAD"])

@@ -153,9 +153,12 @@ def test_evaluation_tables_follow_the_declared_columns_and_the_output_naming():
     pdf = MixturePDF(w)
     z = rng.uniform(0.1, 1.0, 50)
     t = prediction_table(pdf, np.arange(50), z)
-    assert list(t.columns) == list(EVALUATION_COLUMNS)
-    for name, col in EVALUATION_COLUMNS.items():
-        assert t[name].dtype.kind == col.kind, name
+    # the declared columns, with the one point summary scored (the mean by default)
+    assert list(t.columns) == [c for c in EVALUATION_COLUMNS if c not in ("Z_PHOT_MEDIAN", "Z_PHOT_MODE")]
+    for name in t.columns:
+        assert t[name].dtype.kind == EVALUATION_COLUMNS[name].kind, name
+        if name in OUTPUT_COLUMNS:   # one naming: the same column means the same in user output
+            assert EVALUATION_COLUMNS[name].unit == OUTPUT_COLUMNS[name].unit, name
     for level in (90, 99):
         lo, hi = pdf.interval(level / 100)
         np.testing.assert_allclose(t[f"Z_PHOT_L{level}"], lo)
@@ -163,3 +166,22 @@ def test_evaluation_tables_follow_the_declared_columns_and_the_output_naming():
     # one naming: every interval column of either table is Z_PHOT_[LU]<percent>
     intervals = [c for c in [*EVALUATION_COLUMNS, *OUTPUT_COLUMNS] if re.match(r"Z_PHOT_[LU]", c)]
     assert intervals and all(re.fullmatch(r"Z_PHOT_[LU](68|90|95|99)", c) for c in intervals)
+
+
+def test_point_column_names_the_scored_summary_and_refuses_a_table_without_one():
+    from photozsom.evaluation.results import prediction_table
+    from photozsom.pdf import MixturePDF
+    from photozsom.schema import POINT_COLUMNS, point_column
+
+    rng = np.random.default_rng(1)
+    pdf = MixturePDF(rng.dirichlet(np.full(200, 0.3), size=20))
+    z = rng.uniform(0.1, 1.0, 20)
+    for point in ("mean", "median", "mode"):
+        t = prediction_table(pdf, np.arange(20), z, point=point)
+        name = point_column(t)
+        assert name == f"Z_PHOT_{point.upper()}" and [c for c in t if c in POINT_COLUMNS] == [name]
+        np.testing.assert_allclose(t[name], getattr(pdf, point)())
+    # a predict output holds all three: the mean is the one the metrics score
+    assert point_column(pd.DataFrame(columns=["Z_PHOT_MODE", "Z_PHOT_MEDIAN", "Z_PHOT_MEAN"])) == "Z_PHOT_MEAN"
+    with pytest.raises(ValueError, match="no point photo-z column"):
+        point_column(pd.DataFrame({"Z": [0.1], "Z_PHOT": [0.1]}))

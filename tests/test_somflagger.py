@@ -37,7 +37,7 @@ def test_pipeline_flags_stage_reproduces_the_hand_assembled_flagger(tiny_run):
         e, u = (ev["SOM"] == r).to_numpy(), (rc["SOM"] == r).to_numpy()
         ch = choose_thresholds(maps[r], reports[r].table["n_train"].to_numpy(),
                                ev["CELL"].to_numpy()[e], ev["DIST"].to_numpy()[e],
-                               ev["Z"].to_numpy()[e], ev["Z_PHOT"].to_numpy()[e],
+                               ev["Z"].to_numpy()[e], ev["Z_PHOT_MEAN"].to_numpy()[e],
                                in_train=in_train[e], pit_values=ev["PIT"].to_numpy()[e],
                                sample_cell=rc["CELL"].to_numpy()[u],
                                sample_distance=rc["DIST"].to_numpy()[u])
@@ -62,7 +62,7 @@ def test_fit_from_scratch_equals_the_pipeline(tiny_run):
     p = pipeline.preset("tiny")
     fl = SOMFlagger(shape={"S": p["som_shape"], "N": p["som_shape_north"]},
                     n_boot=p["n_boot"], fallback=(p["min_count"], 0.99), progress=False)
-    fl.fit(run.random(), pool, pool["Z"], oof["Z_PHOT"], oof["PIT"],
+    fl.fit(run.random(), pool, pool["Z"], oof["Z_PHOT_MEAN"], oof["PIT"],
            in_train=(pool["SPLIT"] == "train").to_numpy())
     assert fl.thresholds_ == saved.thresholds_
     assert {r: m.feature_names for r, m in fl.maps_.items()} == {

@@ -27,13 +27,14 @@ from photozsom.evaluation.results import (
 from photozsom.features import CATALOG_FEATURES
 from photozsom.model import PhotoZModel
 from photozsom.pdf import MixturePDF, default_grid
+from photozsom.schema import point_column
 
 
 def _table(z: np.ndarray, dz: np.ndarray, pit: np.ndarray | None = None) -> pd.DataFrame:
     """A prediction table with scaled residuals ``dz``."""
     n = len(z)
     rng = np.random.default_rng(n)
-    return pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT": z + (1 + z) * dz,
+    return pd.DataFrame({"OBJID": np.arange(n), "Z": z, "Z_PHOT_MEAN": z + (1 + z) * dz,
                          "PIT": rng.uniform(0, 1, n) if pit is None else pit,
                          "CRPS": np.abs(dz)})
 
@@ -162,9 +163,10 @@ def _published_rows(n: int, seed: int) -> pd.DataFrame:
 def test_published_row_uses_z_phot_median_and_leaves_pco_unknown():
     cat = _published_rows(600, 0)
     pub = published_table(cat)
-    np.testing.assert_array_equal(pub["Z_PHOT"], cat["Z_PHOT_MEDIAN"])
+    assert "Z_PHOT_MEAN" not in pub and point_column(pub) == "Z_PHOT_MEDIAN"
+    np.testing.assert_array_equal(pub["Z_PHOT_MEDIAN"], cat["Z_PHOT_MEDIAN"])
     # not the reconstruction's mean, which the old row used
-    assert np.abs(pub["Z_PHOT"] - published_photoz_pdf(cat).mean()).max() > 0.005
+    assert np.abs(pub["Z_PHOT_MEDIAN"] - published_photoz_pdf(cat).mean()).max() > 0.005
     assert pub["PIT"].isna().all() and pub["CRPS"].isna().all()
     z = cat["Z"].to_numpy()
     np.testing.assert_array_equal(pub["OUT95"], (z < cat["Z_PHOT_L95"]) | (z > cat["Z_PHOT_U95"]))
@@ -216,7 +218,7 @@ def test_forest_variants_raw_smoothed_and_recalibrated(forest):
     np.testing.assert_allclose(v["smoothed"]["CRPS"], smoothed.crps(test["Z"].to_numpy()[ok]), atol=1e-12)
     # recalibrated: the model's own full prediction (smoothing, then its recalibrator)
     full = model.predict(test[ok])
-    np.testing.assert_allclose(v["recalibrated"]["Z_PHOT"], full.mean(), atol=1e-12)
+    np.testing.assert_allclose(v["recalibrated"]["Z_PHOT_MEAN"], full.mean(), atol=1e-12)
     # the raw histogram's PCO is set by 40 trees x 2.5% mass each, far from the smoothed one
     assert v["uncalibrated"]["CRPS"].mean() > v["smoothed"]["CRPS"].mean()
     for t in v.values():

@@ -110,7 +110,7 @@ def test_cell_spread_zero_for_pure_cells_and_global_for_one_cell():
 
 
 def test_truth_labels_definitions():
-    df = pd.DataFrame({"Z_PHOT": [0.5, 0.5, 0.5, 0.9], "Z": [0.5, 0.5, 1.0, 0.9],
+    df = pd.DataFrame({"Z_PHOT_MEAN": [0.5, 0.5, 0.5, 0.9], "Z": [0.5, 0.5, 1.0, 0.9],
                        "Z_TRUE": [0.5, 0.9, 0.5, 0.9], "BLEND_FRAC_TRUE": [0.0, np.nan, 0.3, 0.1]})
     t = D.truth_labels(df)
     assert t["outlier"].tolist() == [False, True, False, False]        # |0.4|/1.9 > 0.15
@@ -178,7 +178,7 @@ def test_run_flag_in_sample_equals_the_flaggers_and_counts_match(tiny_run):
     g = res["galaxies"]
     assert (g["OBJID"].to_numpy() == ev["OBJID"].to_numpy()).all()
     assert (g["flag"].to_numpy() == fl["flag"].to_numpy()).all()
-    bad = (np.abs(ev["Z_PHOT"] - spec["Z_TRUE"]) / (1 + spec["Z_TRUE"]) > 0.15).to_numpy()
+    bad = (np.abs(ev["Z_PHOT_MEAN"] - spec["Z_TRUE"]) / (1 + spec["Z_TRUE"]) > 0.15).to_numpy()
     t = res["table"]
     row = t[(t["truth"] == "outlier") & (t["flag"] == "SOM flag")].iloc[0]
     assert row["n_bad"] == bad.sum()
@@ -293,7 +293,7 @@ def test_significance_across_seeds_reuses_the_run_and_reseeds_the_rest(tiny_run)
     counts = np.bincount(som1.predict(Xt[okt]), minlength=som1.n_cells)
     use = cell >= 0
     pred = prediction_table(pdf, ids, sub["Z"].to_numpy())
-    rep = cells.report(cell[use], pred["Z"].to_numpy()[use], pred["Z_PHOT"].to_numpy()[use],
+    rep = cells.report(cell[use], pred["Z"].to_numpy()[use], pred["Z_PHOT_MEAN"].to_numpy()[use],
                        pred["PIT"].to_numpy()[use], som1.n_cells, counts,
                        n_boot=pipeline.SCALES["tiny"]["n_boot"], seed=1)
     for m in cells.METRICS:

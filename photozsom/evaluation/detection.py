@@ -7,7 +7,7 @@ pipeline run are in :mod:`photozsom.workflow.validation`, the figure is
 **Against the truth** (known on the simulated sky). What a user fears, as the truth classes
 of :func:`truth_labels` (readable names in :data:`TRUTH_LABELS`):
 
-- **catastrophic photo-z outliers**: ``|Z_PHOT - Z_TRUE| / (1 + Z_TRUE) > 0.15`` (the
+- **catastrophic photo-z outliers**: ``|Z_PHOT_MEAN - Z_TRUE| / (1 + Z_TRUE) > 0.15`` (the
   paper's η threshold, against the *true* redshift), and the same against the spectroscopic
   redshift ``Z`` (what a user with spec-z would measure);
 - **blends**: more than ``blend_threshold`` of the r-band catalogue flux belongs to
@@ -64,6 +64,7 @@ from photozsom.evaluation.thresholds import (
     user_weights,
     youden,
 )
+from photozsom.schema import point_column
 
 __all__ = [
     "TRUTH_LABELS",
@@ -112,7 +113,7 @@ def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHO
     Parameters
     ----------
     df : DataFrame, N rows
-        ``Z_PHOT`` (point photo-z), ``Z`` (spectroscopic redshift), ``Z_TRUE`` (true
+        a point photo-z (``Z_PHOT_MEAN``; :func:`photozsom.schema.point_column`), ``Z`` (spectroscopic redshift), ``Z_TRUE`` (true
         redshift) and ``BLEND_FRAC_TRUE`` (fraction of the r-band flux from neighbours;
         NaN counts as 0) — the simulation-only columns of the mock's ``spec.parquet``.
     outlier_threshold : float
@@ -129,14 +130,14 @@ def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHO
         ``outlier`` (photo-z vs true z), ``outlier_spec`` (photo-z vs spec-z), ``blend``,
         ``wrong_specz``.
     """
-    need = ["Z_PHOT", "Z", "Z_TRUE", "BLEND_FRAC_TRUE"]
+    need = [point_column(df, "predictions"), "Z", "Z_TRUE", "BLEND_FRAC_TRUE"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(
             f"truth_labels needs column(s) {missing}: Z_TRUE and BLEND_FRAC_TRUE exist only "
             f"on the simulated sky (sky/spec.parquet of a run made without real data)"
         )
-    zp = df["Z_PHOT"].to_numpy(np.float64)
+    zp = df[point_column(df)].to_numpy(np.float64)
     zs = df["Z"].to_numpy(np.float64)
     zt = df["Z_TRUE"].to_numpy(np.float64)
     blend = np.nan_to_num(df["BLEND_FRAC_TRUE"].to_numpy(np.float64))

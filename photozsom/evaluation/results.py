@@ -28,6 +28,7 @@ from photozsom.calibrate import Recalibrator
 from photozsom.evaluation import metrics
 from photozsom.evaluation.cells import METRICS, deviation
 from photozsom.features import magnitudes
+from photozsom.schema import point_column
 
 __all__ = ["PAPER_TABLE1", "POINT_ESTIMATE", "PUBLISHED_NOTE", "PUBLISHED_PHOTOZ",
            "bootstrap_replicates", "calibration_summary", "calibration_variants",
@@ -48,7 +49,7 @@ PAPER_TABLE1 = pd.DataFrame(
 
 
 def prediction_table(pdf, objid: np.ndarray, z_true: np.ndarray, *, point: str = POINT_ESTIMATE) -> pd.DataFrame:
-    """One row per galaxy: ``OBJID, Z, Z_PHOT, Z_PHOT_L90, Z_PHOT_U90, Z_PHOT_L99, Z_PHOT_U99, PIT, CRPS``.
+    """One row per galaxy: ``OBJID, Z, Z_PHOT_<POINT>, Z_PHOT_L90, Z_PHOT_U90, Z_PHOT_L99, Z_PHOT_U99, PIT, CRPS``.
 
     Parameters
     ----------
@@ -57,7 +58,9 @@ def prediction_table(pdf, objid: np.ndarray, z_true: np.ndarray, *, point: str =
     z_true : ndarray, shape (N,)
         Spectroscopic redshifts.
     point : {"mean", "median", "mode"}
-        Which summary of P(z|X) is the point estimate ``Z_PHOT``.
+        Which summary of P(z|X) is the point estimate the metrics score: the table's
+        ``Z_PHOT_MEAN``, ``Z_PHOT_MEDIAN`` or ``Z_PHOT_MODE`` column (the names of
+        :data:`photozsom.schema.OUTPUT_COLUMNS`; :func:`photozsom.schema.point_column`).
     """
     if point not in ("mean", "median", "mode"):
         raise ValueError(f"point must be 'mean', 'median' or 'mode', got {point!r}")
@@ -67,7 +70,7 @@ def prediction_table(pdf, objid: np.ndarray, z_true: np.ndarray, *, point: str =
     lo90, hi90 = pdf.interval(0.90)
     lo99, hi99 = pdf.interval(0.99)
     return pd.DataFrame({
-        "OBJID": np.asarray(objid, dtype=np.int64), "Z": z_true, "Z_PHOT": getattr(pdf, point)(),
+        "OBJID": np.asarray(objid, dtype=np.int64), "Z": z_true, f"Z_PHOT_{point.upper()}": getattr(pdf, point)(),
         "Z_PHOT_L90": lo90, "Z_PHOT_U90": hi90, "Z_PHOT_L99": lo99, "Z_PHOT_U99": hi99,
         "PIT": pdf.pit(z_true), "CRPS": pdf.crps(z_true),
     })
@@ -91,8 +94,8 @@ PUBLISHED_NOTE = ("PCO and CRPS unknown: the catalogue publishes five quantiles 
 def published_table(catalogue, *, objid: str = "OBJID", z: str = "Z") -> pd.DataFrame:
     """Prediction table of the published DR10 photo-z catalogue (Zhou et al.), like for like.
 
-    The point estimate ``Z_PHOT`` is the catalogue's own ``Z_PHOT_MEDIAN`` (not a summary of
-    a reconstructed P(z)). ``PIT``, ``CRPS`` and the 99% interval are NaN: they need the P(z)
+    The point estimate is the catalogue's own ``Z_PHOT_MEDIAN`` (not a summary of a
+    reconstructed P(z)). ``PIT``, ``CRPS`` and the 99% interval are NaN: they need the P(z)
     beyond ``Z_PHOT_L95``/``Z_PHOT_U95``, which the catalogue does not publish, so
     :func:`metrics_table` reports the PCO and CRPS of this row as NaN and :func:`table1` adds
     :data:`PUBLISHED_NOTE`. ``Z_PHOT_L90``/``Z_PHOT_U90`` lie between the published 68% and 95%
@@ -124,7 +127,7 @@ def published_table(catalogue, *, objid: str = "OBJID", z: str = "Z") -> pd.Data
     lo90, hi90 = pdf.interval(0.90)
     nan = np.full(len(zt), np.nan)
     return pd.DataFrame({
-        "OBJID": np.asarray(catalogue[objid], dtype=np.int64), "Z": zt, "Z_PHOT": q["Z_PHOT_MEDIAN"],
+        "OBJID": np.asarray(catalogue[objid], dtype=np.int64), "Z": zt, "Z_PHOT_MEDIAN": q["Z_PHOT_MEDIAN"],
         "Z_PHOT_L90": lo90, "Z_PHOT_U90": hi90, "Z_PHOT_L99": nan, "Z_PHOT_U99": nan, "PIT": nan, "CRPS": nan,
         "OUT68": (zt < q["Z_PHOT_L68"]) | (zt > q["Z_PHOT_U68"]),
         "OUT95": (zt < q["Z_PHOT_L95"]) | (zt > q["Z_PHOT_U95"]),
@@ -223,7 +226,7 @@ def metrics_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         if len(t) < 2:
             rows[name] = {"N": len(t)}
             continue
-        pm = metrics.point_metrics(t["Z"].to_numpy(), t["Z_PHOT"].to_numpy())
+        pm = metrics.point_metrics(t["Z"].to_numpy(), t[point_column(t, name)].to_numpy())
         rows[name] = {"MAD": pm["mad"], "bias": pm["bias"], "eta_%": 100 * pm["eta"],
                       "PCO_%": _pco_percent(t["PIT"].to_numpy()), "R2": pm["r2"],
                       "CRPS": float(np.mean(t["CRPS"])) if "CRPS" in t else np.nan,
@@ -283,7 +286,7 @@ def bootstrap_replicates(tables: Mapping[str, pd.DataFrame], *, n_boot: int = 20
         raise ValueError(f"the tables share {n} galaxies; a bootstrap needs at least 2")
     prep = {}
     for name, t in m.items():
-        zt, zp = t["Z"].to_numpy(np.float64), t["Z_PHOT"].to_numpy(np.float64)
+        zt, zp = t["Z"].to_numpy(np.float64), t[point_column(t, name)].to_numpy(np.float64)
         metrics.check_redshifts(zt, zp)
         dz = (zp - zt) / (1.0 + zt)
         pit = t["PIT"].to_numpy(np.float64)

@@ -53,6 +53,7 @@ from photozsom.flags import cell_reports as flag_cell_reports
 from photozsom.io import read_table
 from photozsom.model import PhotoZModel, with_embeddings
 from photozsom.pdf import MixturePDF
+from photozsom.schema import point_column
 from photozsom.sim import simulate
 from photozsom.som import SOM
 from photozsom.train import make_split, oof_predictions
@@ -395,7 +396,7 @@ def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Se
                  fdr: float = 0.05) -> dict[str, Any]:
     """One :class:`~photozsom.evaluation.cells.CellReport` per map (:func:`photozsom.flags.cell_reports`).
 
-    ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT``, ``PIT``, ``SOM``,
+    ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT_MEAN``, ``PIT``, ``SOM``,
     ``CELL``); ``spec_cells`` the ``SOM``/``CELL`` of every spectroscopic galaxy, indexed by
     OBJID; ``split`` the SPLIT of each OBJID (training counts are the "train" galaxies per
     cell, evaluated or not). A map with fewer than two evaluated galaxies gets no report.
@@ -406,7 +407,7 @@ def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Se
     located = pd.concat([evaluated[["SOM", "CELL"]], train[["SOM", "CELL"]]], ignore_index=True)
     pad = np.full(n_tr, np.nan)
     return flag_cell_reports(
-        located, np.r_[evaluated["Z"].to_numpy(), pad], np.r_[evaluated["Z_PHOT"].to_numpy(), pad],
+        located, np.r_[evaluated["Z"].to_numpy(), pad], np.r_[evaluated[point_column(evaluated)].to_numpy(), pad],
         np.r_[evaluated["PIT"].to_numpy(), pad], np.r_[np.zeros(n_ev, bool), np.ones(n_tr, bool)],
         maps, n_boot=n_boot, seed=seed, fdr=fdr, evaluate=np.r_[np.ones(n_ev, bool),
                                                                 np.zeros(n_tr, bool)])
@@ -447,7 +448,7 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
     fl = SOMFlagger(min_count="auto" if min_count == "auto" else int(p["min_count"]),
                     distance_quantile=distance_quantile, metrics=flag_metrics, target=target,
                     fallback=(int(p["min_count"]), 0.99), progress=False)
-    fl.fit(random, labelled, ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy(), ev["PIT"].to_numpy(),
+    fl.fit(random, labelled, ev["Z"].to_numpy(), ev[point_column(ev)].to_numpy(), ev["PIT"].to_numpy(),
            in_train=in_train, maps=maps, reports=reports)
     # the scan (empty when both thresholds were given)
     fl.threshold_choice_.to_csv(run.write("flags/threshold_choice.csv"), index=False)
@@ -486,7 +487,7 @@ def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = 
     ev = pd.read_parquet(run.read("cells/evaluated.parquet"))
     galaxies = run.spec().set_index("OBJID").loc[ev["OBJID"].to_numpy()].reset_index()
     return flag_magnitude_table(flagger, run.random(), galaxies, ev["Z"].to_numpy(),
-                                ev["Z_PHOT"].to_numpy(), bins=bins)
+                                ev[point_column(ev)].to_numpy(), bins=bins)
 
 
 def fit_photoz_model(run: Run, spec: pd.DataFrame, features: str, *, scale: str = "ci",

@@ -58,6 +58,7 @@ from photozsom.evaluation.metrics import OUTLIER_THRESHOLD, mad, outlier_fractio
 from photozsom.features import magnitudes
 from photozsom.flags import RegionalFlagger, choose_thresholds, load_flagger, out_of_distribution
 from photozsom.model import PhotoZModel
+from photozsom.schema import point_column
 from photozsom.som import SOM
 from photozsom.workflow import pipeline
 
@@ -123,11 +124,11 @@ def _evaluated_with_truth(run: Any) -> pd.DataFrame:
 
 
 def _pz_width(df: pd.DataFrame) -> np.ndarray:
-    """``(Z_PHOT_U90 - Z_PHOT_L90) / (1 + Z_PHOT)``: the scaled width of the central 90% of P(z)."""
-    for c in ("Z_PHOT_L90", "Z_PHOT_U90", "Z_PHOT"):
+    """``(Z_PHOT_U90 - Z_PHOT_L90) / (1 + Z_PHOT_MEAN)``: the scaled width of the central 90% of P(z)."""
+    for c in ("Z_PHOT_L90", "Z_PHOT_U90", point_column(df, "predictions")):
         if c not in df.columns:
             raise ValueError(f"predictions lack {c} (photozsom.evaluation.results.prediction_table writes it)")
-    return ((df["Z_PHOT_U90"] - df["Z_PHOT_L90"]) / (1 + df["Z_PHOT"])).to_numpy(np.float64)
+    return ((df["Z_PHOT_U90"] - df["Z_PHOT_L90"]) / (1 + df[point_column(df)])).to_numpy(np.float64)
 
 
 def _colour_flags(df: pd.DataFrame, flagger: Any, *, crossfit: bool, seed: int) -> pd.DataFrame:
@@ -147,7 +148,7 @@ def _colour_flags(df: pd.DataFrame, flagger: Any, *, crossfit: bool, seed: int) 
         sub = df[rows]
         settings = fl.report.settings
         cf = crossfit_underperforming(
-            out["cell"].to_numpy()[rows], sub["Z"].to_numpy(), sub["Z_PHOT"].to_numpy(),
+            out["cell"].to_numpy()[rows], sub["Z"].to_numpy(), sub[point_column(sub)].to_numpy(),
             sub["PIT"].to_numpy() if "PIT" in sub else None, fl.som.n_cells, fl.train_counts,
             metrics=fl.metrics, fdr=float(settings.get("fdr", 0.05)),
             fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed, crossfit=crossfit,
@@ -228,7 +229,7 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
         c = sub["CELL"].to_numpy()
         nested = nested_flags(
             fl.som, fl.train_counts, c, sub["DIST"].to_numpy(), sub["Z"].to_numpy(),
-            sub["Z_PHOT"].to_numpy(), sub["PIT"].to_numpy(), in_train=in_train[e],
+            sub[point_column(sub)].to_numpy(), sub["PIT"].to_numpy(), in_train=in_train[e],
             sample_cell=rc["CELL"].to_numpy()[u], sample_distance=rc["DIST"].to_numpy()[u],
             metrics=fl.metrics, fdr=float(st.get("fdr", 0.05)),
             fdr_scope=str(st.get("fdr_scope", "all")), target=target, n_folds=n_folds,
@@ -245,7 +246,7 @@ def run_nested_flags(run: Any, *, flagger: Any = None, n_folds: int = 5, seed: i
                        ins.set_axis(sub.index)[["ood", "underperforming", "flag"]]
                        .add_suffix("_in")], axis=1)
         parts.append(g)
-        zt, zp = sub["Z"].to_numpy()[mapped], sub["Z_PHOT"].to_numpy()[mapped]
+        zt, zp = sub["Z"].to_numpy()[mapped], sub[point_column(sub)].to_numpy()[mapped]
         bad = (np.abs(zp - zt) / (1 + zt) > OUTLIER_THRESHOLD if target == "outlier"
                else pco_mask(np.clip(sub["PIT"].to_numpy()[mapped], 0, 1), 0.99))
         sc = flag_scores({"in sample": ins[mapped], "nested": nested[mapped]}, bad, w[mapped])
@@ -272,7 +273,7 @@ def flag_by_magnitude_nested(run: Any, flagger: Any, galaxies: pd.DataFrame, *,
     flag = g["flag"].fillna(True).to_numpy(bool)        # rows without a map: flagged
     spec = run.spec().set_index("OBJID")
     r_ev = magnitudes(spec.loc[ev["OBJID"].to_numpy()], ("R",))["r"].to_numpy()
-    zt, zp = ev["Z"].to_numpy(), ev["Z_PHOT"].to_numpy()
+    zt, zp = ev["Z"].to_numpy(), ev[point_column(ev)].to_numpy()
     edges = np.r_[out["r_lo"].to_numpy(), out["r_hi"].to_numpy()[-1:]]
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         ine = (r_ev >= lo) & (r_ev < hi)
@@ -356,7 +357,7 @@ def score_flag_against_truth(run: Any, *, flagger: Any = None, crossfit: bool = 
              "P(z) width (same fraction)": top_fraction_flag(width, frac)}
     table = flag_detection_table(truth, flags)
     curves = _curves(truth, _scores(fl, width), n_thresholds)
-    galaxies = pd.concat([df[["OBJID", "PHOTSYS", "Z", "Z_TRUE", "Z_PHOT"]].reset_index(drop=True),
+    galaxies = pd.concat([df[["OBJID", "PHOTSYS", "Z", "Z_TRUE", point_column(df)]].reset_index(drop=True),
                           pd.DataFrame({f"is_{k}": v for k, v in truth.items()}),
                           fl.reset_index(drop=True), pd.Series(width, name="pz_width")], axis=1)
     return {"table": table, "curves": curves, "auc": _auc(curves), "galaxies": galaxies,
@@ -470,7 +471,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
     e_counts = np.bincount(esom.predict(E_tr), minlength=esom.n_cells) if len(E_tr) else \
         np.zeros(esom.n_cells, np.int64)
     settings = cfl.report.settings
-    cf = crossfit_underperforming(e_c, df["Z"].to_numpy(), df["Z_PHOT"].to_numpy(),
+    cf = crossfit_underperforming(e_c, df["Z"].to_numpy(), df[point_column(df)].to_numpy(),
                                   df["PIT"].to_numpy(), esom.n_cells, e_counts,
                                   metrics=cfl.metrics, fdr=float(settings.get("fdr", 0.05)),
                                   fdr_scope=str(settings.get("fdr_scope", "all")), seed=seed,
@@ -481,7 +482,7 @@ def compare_maps(run: Any, *, region: str = "S", shape: tuple[int, int] | None =
     r_e, r_d = np.full(len(rnd), -1, np.int64), np.full(len(rnd), np.nan)
     r_e[has_e], r_d[has_e] = esom.predict_with_distances(E_rnd[has_e])
     r_c = pipeline.spec_cells(rnd, {region: colour_som})
-    common = {"z_true": df["Z"].to_numpy(), "z_pred": df["Z_PHOT"].to_numpy(),
+    common = {"z_true": df["Z"].to_numpy(), "z_pred": df[point_column(df)].to_numpy(),
               "pit_values": df["PIT"].to_numpy(), "in_train": in_train, "metrics": cfl.metrics,
               "fdr": float(settings.get("fdr", 0.05)),
               "fdr_scope": str(settings.get("fdr_scope", "all")), "seed": seed,
