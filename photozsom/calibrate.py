@@ -1019,8 +1019,13 @@ class RecalibratedPDF(MixturePDF):
     @property
     def _w(self) -> np.ndarray:
         if self._proj is None:
+            groups = list(self._groups())
+            if len(groups) == 1 and isinstance(groups[0][1], slice):   # one map: no copy
+                rc, _, rows = groups[0]
+                self._proj = rc._project(self._raw, rows)._w
+                return self._proj
             out = np.empty(self._raw._w.shape)
-            for rc, sel, rows in self._groups():
+            for rc, sel, rows in groups:
                 out[sel] = rc._project(self._raw[sel], rows)._w
             self._proj = out
         return self._proj

@@ -1049,8 +1049,12 @@ class MixturePDF:
         same candidate rule and refinement apply. It is used when that tabulated maximum is
         at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
         density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
-        maximum is inside; the other galaxies (two separated peaks of similar height) take
-        the whole-support grid above.
+        maximum is inside. A galaxy that fails it (two separated peaks of similar height)
+        gets a second window around its heaviest component outside ``j +- 4``, used when
+        the best tabulated density in either window is at least the same bound with both
+        neighbourhoods taken out (outside both windows every component of either is at
+        least 2 spacings away); the rest (three or more competing peaks) take the
+        whole-support grid above.
         """
         g = self.grid
         tab = g.window_table("pdf", 6, 8)
@@ -1099,10 +1103,44 @@ class MixturePDF:
             r, c = self._mode_candidates(d, keep)
             zc = g.centres[j[okr][r]] + offsets[c]
             res[okr] = self._polish_modes(wp, pad, okr[r], zc, d, r, c, h)
+        n_whole = 0
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            res[bad] = self._mode_whole(wp[bad], pad)
-        self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int((~ok).sum())
+            # a second window around the heaviest component outside j +- 4 (two separated
+            # peaks); outside both windows the density is below the bound with both
+            # neighbourhoods taken out, else the whole support is searched
+            j2 = np.argmax(wz[bad], axis=1)
+            wl2 = sliding_window_view(wp, 2 * half + 1, axis=1)[bad, j2 + pad - half]
+            wl2 = wl2.astype(np.float32, copy=False)
+            d2 = np.empty((bad.size, offsets.size), dtype=np.float32)
+            g2 = gid[j2]
+            order = np.argsort(g2, kind="stable")
+            for part in np.split(order, np.flatnonzero(np.diff(g2[order])) + 1):
+                d2[part] = wl2[part] @ table[j2[part[0]]]
+            d1 = dens[bad]
+            tb = tot[bad]
+            best2 = np.maximum(d1.max(axis=1), d2.max(axis=1)) / tb
+            rb = np.arange(bad.size)
+            wzb = wz[bad]
+            wzb[rb[:, None], np.clip(j2[:, None] + np.arange(-4, 5), 0, K - 1)] = 0
+            bound2 = (c_all * wzb.max(axis=1) + c_far * top[bad]) / (g.sigma * tb)
+            ok2 = best2 * (1.0 - 1e-5) >= bound2
+            if ok2.any():
+                h = offsets[1] - offsets[0]
+                keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5
+                i2 = np.flatnonzero(ok2)
+                S = offsets.size
+                d12 = np.concatenate([d1[i2], np.zeros((i2.size, 1), np.float32), d2[i2]],
+                                     axis=1)                  # a zero column between windows
+                r, c = self._mode_candidates(d12, keep)
+                zc = np.where(c < S, g.centres[j[bad[i2]][r]] + offsets[np.minimum(c, S - 1)],
+                              g.centres[j2[i2][r]] + offsets[np.maximum(c - S - 1, 0)])
+                res[bad[i2]] = self._polish_modes(wp, pad, bad[i2][r], zc, d12, r, c, h)
+            rest = bad[~ok2]
+            n_whole = rest.size
+            if rest.size:
+                res[rest] = self._mode_whole(wp[rest], pad)
+        self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int(n_whole)
         return res
 
     @staticmethod
@@ -1178,6 +1216,8 @@ class MixturePDF:
                 dx = -s * d1 / d2
             good = np.isfinite(dx) & (d2 < 0) & (np.abs(dx) < 2 * h)
             x = np.clip(np.where(good, x + dx, x), a, b)
+            if not np.any(good & (np.abs(dx) > 1e-13)):      # converged (to 1e-13)
+                break
         px = terms(x)[0].sum(axis=1)
         pc = terms(zc)[0].sum(axis=1)
         better = px >= pc
