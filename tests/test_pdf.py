@@ -415,3 +415,42 @@ def test_fast_quantiles_match_ppf_on_multimodal_and_support_edge_mixtures(K):
     dens = MixturePDF(w, centres=centres).pdf(got)
     # F(q) = level where the density is positive; in an empty gap F is flat at the level
     assert np.all(np.abs(cdf - levels) < 2e-6 + 1e-5 * dens)
+
+
+def test_two_peak_mode_takes_the_second_window_and_matches_scipy():
+    # two separated bumps of similar height: the first window's bound fails, the second
+    # window around the other bump settles them without the whole-support search; three
+    # competing bumps still take the whole support. Checked against scipy's density on a
+    # fine grid (independent of the mixture code).
+    rng = np.random.default_rng(21)
+    n = 200
+    k = np.arange(N_COMPONENTS)
+    c1 = rng.uniform(10, 90, n)
+    c2 = c1 + rng.uniform(15, 100, n)
+    s1, s2 = rng.uniform(0.5, 4, n), rng.uniform(0.5, 4, n)
+    w = (np.exp(-0.5 * ((k - c1[:, None]) / s1[:, None]) ** 2) / s1[:, None]
+         + rng.uniform(0.8, 1.2, n)[:, None]
+         * np.exp(-0.5 * ((k - c2[:, None]) / s2[:, None]) ** 2) / s2[:, None])
+    amp = np.array([[1.0, 1.01, 0.99], [0.99, 1.0, 1.01], [1.01, 0.99, 1.0]])
+    three = amp @ np.exp(-0.5 * ((k - np.array([40.0, 100.0, 160.0])[:, None]) / 1.5) ** 2)
+    for weights, whole in ((w, False), (three, True)):
+        weights = weights / weights.sum(axis=1, keepdims=True)
+        pdf = MixturePDF(weights)
+        mode = pdf.mode()
+        assert (pdf._mode_fallbacks > 0) == whole
+        fine = np.linspace(Z_MIN, Z_MAX, 32001)
+        dens = weights @ TN.pdf(fine[:, None]).T                   # scipy, (n, 32001)
+        at_mode = np.einsum("nk,nk->n", weights, TN.pdf(mode[:, None]))
+        assert np.all(at_mode >= dens.max(axis=1) * (1 - 1e-9))
+
+
+def test_fast_quantiles_rarely_need_the_exact_ppf_on_network_like_pdfs():
+    w = _bumpy_weights(3000, 5)
+    pdf = MixturePDF(w)
+    levels = [0.5, 0.16, 0.84, 0.025, 0.975]
+    got = pdf.quantiles(levels)
+    assert pdf._quantile_fallbacks < 0.01 * got.size          # the Hermite path serves them
+    wn = w.astype(float) / w.sum(axis=1, keepdims=True)
+    # scipy's CDF at the result is the level (to the float64 tables' precision)
+    err = np.abs(scipy_cdf(wn, got) - np.asarray(levels)) / MixturePDF(wn).pdf(got)
+    assert np.max(err) < 1e-6 and np.median(err) < 1e-8
