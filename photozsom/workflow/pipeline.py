@@ -16,7 +16,8 @@ outputs; :mod:`photozsom.workflow.run` holds the run directory, presets and prov
     figures/    the chapters' PNGs
 
 Each stage calls the package (:mod:`photozsom.sim`, :mod:`photozsom.data`, :mod:`photozsom.som`,
-:mod:`photozsom.model`, :mod:`photozsom.flags`, :mod:`photozsom.calibrate`, ...) and records
+:mod:`photozsom.model`, :mod:`photozsom.flags`, :mod:`photozsom.calibrate`, ...; the two
+footprints' maps, reports and flaggers through :mod:`photozsom.workflow.regions`) and records
 its parameters with :meth:`~photozsom.workflow.run.Run.record`.
 
 Examples
@@ -47,9 +48,8 @@ from photozsom.evaluation.results import (
     flag_magnitude_table,
     prediction_table,
 )
-from photozsom.features import CATALOG_FEATURES, NORTH_SOM_FEATURES, SOM_FEATURES
-from photozsom.flags import Flagger, RegionalFlagger, SOMFlagger, locate, map_rows, train_map
-from photozsom.flags import cell_reports as flag_cell_reports
+from photozsom.features import CATALOG_FEATURES
+from photozsom.flags import SOMFlagger
 from photozsom.io import read_table
 from photozsom.model import PhotoZModel, with_embeddings
 from photozsom.pdf import MixturePDF
@@ -57,6 +57,14 @@ from photozsom.schema import point_column
 from photozsom.sim import simulate
 from photozsom.som import SOM
 from photozsom.train import make_split, oof_predictions
+from photozsom.workflow.regions import (
+    REGIONS,
+    cell_reports,
+    combined_cells,
+    regional_flagger,
+    spec_cells,
+    train_region_map,
+)
 from photozsom.workflow.run import (
     SCALES,
     STAGES,
@@ -71,40 +79,12 @@ from photozsom.workflow.run import (
 )
 
 __all__ = [
-    "SCALES",
-    "STAGES",
-    "Run",
-    "StaleRunError",
-    "build_flagger",
-    "cell_reports",
-    "check",
-    "downstream",
-    "fit_photoz_model",
-    "flag_by_magnitude",
-    "layout",
-    "load_maps",
-    "load_reports",
-    "make_split",
-    "model_inputs",
-    "oof_predictions",
-    "preset",
-    "require_consistent",
-    "run_baseline",
-    "run_calibrate",
-    "run_cells",
-    "run_data",
-    "run_embed",
-    "run_flags",
-    "run_mdn",
-    "run_som",
-    "spec_cells",
-    "stage_folder",
-    "train_region_map",
+    "SCALES", "STAGES", "Run", "StaleRunError", "build_flagger", "cell_reports", "check",
+    "downstream", "fit_photoz_model", "flag_by_magnitude", "layout", "load_maps",
+    "load_reports", "make_split", "model_inputs", "oof_predictions", "preset",
+    "require_consistent", "run_baseline", "run_calibrate", "run_cells", "run_data", "run_embed",
+    "run_flags", "run_mdn", "run_som", "spec_cells", "stage_folder", "train_region_map",
 ]
-
-#: Footprints and the SOM features of each (DR10 ``PHOTSYS``): the book's maps. A user's own
-#: sample gets them from the bands it has (``SOMFlagger(features="auto")``).
-REGIONS: dict[str, list[str]] = {"S": SOM_FEATURES, "N": NORTH_SOM_FEATURES}
 
 
 # ======================================================================================
@@ -211,27 +191,6 @@ def run_som(run: Run, *, scale: str = "ci", seed: int = 0, som_shape: Sequence[i
     info["maps"] = maps
     info["spec_cells"] = cells
     return info
-
-
-def train_region_map(random: pd.DataFrame, region: str, shape: Sequence[int], *, seed: int = 0,
-                     epochs: int | None = None, backend: str = "torch", min_train: int = 10,
-                     progress: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Train the SOM of one footprint (``"S"`` or ``"N"``) on a random sample's colours
-    (:func:`photozsom.flags.train_map` on that footprint's rows and :data:`REGIONS` features).
-
-    Returns ``(som, info)``; ``som`` is None when the footprint has fewer than ``min_train``
-    usable galaxies per cell (``info`` says how many it has).
-    """
-    return train_map(random[map_rows(random, region)], REGIONS[region], shape, seed=seed,
-                     epochs=epochs, backend=backend, min_train=min_train, progress=progress)
-
-
-def spec_cells(catalogue: pd.DataFrame, maps: Mapping[str, Any]) -> pd.DataFrame:
-    """``OBJID, SOM, CELL, DIST`` of every row: its footprint's map, cell and distance
-    (:func:`photozsom.flags.locate`)."""
-    where = locate(catalogue, maps).reset_index(drop=True)
-    where.insert(0, "OBJID", catalogue["OBJID"].to_numpy())
-    return where
 
 
 def load_maps(run: Run) -> dict[str, Any]:
@@ -391,28 +350,6 @@ def run_cells(run: Run, *, scale: str = "ci", seed: int = 0, n_boot: int | None 
     return {"reports": reports, "evaluated": ev, "maps": maps}
 
 
-def cell_reports(evaluated: pd.DataFrame, spec_cells: pd.DataFrame, split: pd.Series,
-                 maps: Mapping[str, Any], *, n_boot: int, seed: int = 0,
-                 fdr: float = 0.05) -> dict[str, Any]:
-    """One :class:`~photozsom.evaluation.cells.CellReport` per map (:func:`photozsom.flags.cell_reports`).
-
-    ``evaluated`` holds the evaluated galaxies (``Z``, ``Z_PHOT_MEAN``, ``PIT``, ``SOM``,
-    ``CELL``); ``spec_cells`` the ``SOM``/``CELL`` of every spectroscopic galaxy, indexed by
-    OBJID; ``split`` the SPLIT of each OBJID (training counts are the "train" galaxies per
-    cell, evaluated or not). A map with fewer than two evaluated galaxies gets no report.
-    """
-    train = spec_cells.reindex(split.index[split.to_numpy() == "train"])
-    train = train.assign(SOM=train["SOM"].fillna(""), CELL=train["CELL"].fillna(-1))
-    n_ev, n_tr = len(evaluated), len(train)
-    located = pd.concat([evaluated[["SOM", "CELL"]], train[["SOM", "CELL"]]], ignore_index=True)
-    pad = np.full(n_tr, np.nan)
-    return flag_cell_reports(
-        located, np.r_[evaluated["Z"].to_numpy(), pad], np.r_[evaluated[point_column(evaluated)].to_numpy(), pad],
-        np.r_[evaluated["PIT"].to_numpy(), pad], np.r_[np.zeros(n_ev, bool), np.ones(n_tr, bool)],
-        maps, n_boot=n_boot, seed=seed, fdr=fdr, evaluate=np.r_[np.ones(n_ev, bool),
-                                                                np.zeros(n_tr, bool)])
-
-
 def load_reports(run: Run) -> dict[str, Any]:
     """The :class:`~photozsom.evaluation.cells.CellReport` of each map of a run."""
     return {r: CellReport.load(run.read(f"cells/{r}")) for r in REGIONS if run.exists(f"cells/{r}")}
@@ -466,18 +403,12 @@ def run_flags(run: Run, *, scale: str = "ci", min_count: int | str | None = "aut
 
 def build_flagger(run: Run, thresholds: Mapping[str, Sequence[float]], *,
                   flag_metrics: Sequence[str] = ("mad", "eta", "pco", "bias")) -> Any:
-    """A :class:`~photozsom.flags.RegionalFlagger` of a run's maps and cell reports with
-    ``thresholds[region] = (min_count, distance_quantile)`` (nothing is written)."""
-    maps, reports = load_maps(run), load_reports(run)
+    """:func:`~photozsom.workflow.regions.regional_flagger` of a run's maps and cell reports
+    with ``thresholds[region] = (min_count, distance_quantile)`` (nothing is written)."""
+    reports = load_reports(run)
     if not reports:
         run.read("cells/S")
-    missing = set(reports) - set(thresholds)
-    if missing:
-        raise ValueError(f"no thresholds for map(s) {sorted(missing)}")
-    return RegionalFlagger({
-        r: Flagger(maps[r], reports[r], min_count=int(thresholds[r][0]),
-                   distance_quantile=float(thresholds[r][1]), metrics=tuple(flag_metrics))
-        for r in reports})
+    return regional_flagger(load_maps(run), reports, thresholds, flag_metrics=flag_metrics)
 
 
 def flag_by_magnitude(run: Run, flagger: Any, *, bins: Sequence[float] | None = None) -> pd.DataFrame:
@@ -509,17 +440,7 @@ def fit_photoz_model(run: Run, spec: pd.DataFrame, features: str, *, scale: str 
 
 
 def _combined_cells(run: Run, objid: np.ndarray) -> np.ndarray:
-    """One cell id per galaxy over both maps (south cells first, then north); -1: none."""
-    sc = pd.read_parquet(run.read("som/spec_cells.parquet")).set_index("OBJID").reindex(objid)
-    maps = load_maps(run)
-    offset, out = 0, np.full(len(objid), -1, dtype=np.int64)
-    for region in REGIONS:
-        if region not in maps:
-            continue
-        sel = (sc["SOM"] == region).to_numpy() & (sc["CELL"].to_numpy() >= 0)
-        out[sel] = offset + sc["CELL"].to_numpy()[sel].astype(np.int64)
-        offset += maps[region].n_cells
-    return out
+    return combined_cells(pd.read_parquet(run.read("som/spec_cells.parquet")), load_maps(run), objid)
 
 
 def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: float = 50.0,
