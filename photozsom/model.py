@@ -120,6 +120,12 @@ class PhotoZModel:
         ``RECAL_OOF_BELOW`` (1,000) galaxies, on 5-fold out-of-fold predictions of the
         training and validation galaxies (``recalibration_source_`` says which). "cell"
         needs ``cells_val`` in :meth:`fit` and ``cells`` in :meth:`predict`.
+    fold_groups : str, optional
+        A column of the training and validation tables naming each galaxy's field (e.g.
+        ``"ROSETTE"``, ``"TILEID"``): the out-of-fold predictions above then keep whole
+        fields in one fold (:func:`photozsom.mdn.assign_group_folds`), so the map is fitted
+        on P(z) of fields their network never saw, as the user's new fields will be.
+        Default: folds by object ID (right for a sample spread over the sky).
     **estimator_options
         Passed to :class:`photozsom.mdn.MDN` (``hidden``, ``max_epochs``, ``batch_size``,
         ``device``, ...) or :class:`photozsom.baseline.RandomForestPhotoZ`
@@ -143,13 +149,15 @@ class PhotoZModel:
 
     def __init__(self, features: str = "catalog", *, seed: int = 0, estimator: str = "mdn",
                  catalog_features: str | Sequence[str] = "auto",
-                 recalibration: str | None = "global", **estimator_options: Any) -> None:
+                 recalibration: str | None = "global", fold_groups: str | None = None,
+                 **estimator_options: Any) -> None:
         self.features = features
         self.seed = seed
         self.estimator = estimator
         self.catalog_features = catalog_features if isinstance(catalog_features, str) \
             else tuple(catalog_features)
         self.recalibration = recalibration
+        self.fold_groups = None if fold_groups is None else str(fold_groups).upper()
         self.estimator_options = dict(estimator_options)
 
     # ------------------------------------------------------------------ inputs
@@ -311,11 +319,17 @@ class PhotoZModel:
 
                 X_all = Xtr[ok_tr] if Xva is None else np.vstack([Xtr[ok_tr], Xva])
                 z_all = z_train[ok_tr] if zva is None else np.concatenate([z_train[ok_tr], zva])
+                groups = self._fold_groups(train_catalogue, ok_tr, val_catalogue,
+                                           None if zva is None else ok_va)
+                n_folds = RECAL_FOLDS if groups is None else min(RECAL_FOLDS,
+                                                                 len(np.unique(groups)))
                 pdf_fit, _ = cross_val_predict(X_all, z_all, np.arange(len(z_all)),
-                                               n_folds=RECAL_FOLDS, seed=self.seed,
-                                               progress=False, **self.estimator_options)
+                                               n_folds=n_folds, seed=self.seed,
+                                               progress=False, groups=groups,
+                                               **self.estimator_options)
                 z_fit = z_all
-                self.recalibration_source_ = f"out_of_fold_{RECAL_FOLDS}"
+                self.recalibration_source_ = f"out_of_fold_{n_folds}" + (
+                    "" if groups is None else f"_by_{self.fold_groups}")
             else:
                 pdf_fit, z_fit = self.estimator_.predict(Xva), zva
                 self.recalibration_source_ = "validation"
@@ -334,6 +348,29 @@ class PhotoZModel:
                 return self
             self.recalibrator_ = rc.fit(pdf_fit, z_fit, cells=cv)
         return self
+
+    def _fold_groups(self, train_catalogue: Any, ok_tr: np.ndarray, val_catalogue: Any,
+                     ok_va: np.ndarray | None) -> np.ndarray | None:
+        """The ``fold_groups`` column of the scorable training (+ validation) rows."""
+        if self.fold_groups is None:
+            return None
+        parts = [(train_catalogue, ok_tr, "train_catalogue")]
+        if ok_va is not None:
+            parts.append((val_catalogue, ok_va, "val_catalogue"))
+        out = []
+        for table, ok, name in parts:
+            df = as_dataframe(table)
+            if self.fold_groups not in df.columns:
+                raise ValueError(f"fold_groups={self.fold_groups!r}: {name} has no such column "
+                                 f"(name the column holding each galaxy's field, or "
+                                 f"fold_groups=None)")
+            out.append(df[self.fold_groups].to_numpy()[ok])
+        groups = np.concatenate(out)
+        if len(np.unique(groups)) < 2:
+            raise ValueError(f"fold_groups={self.fold_groups!r}: the labelled galaxies come from "
+                             f"one field, so no fold can hold out a field; use "
+                             f"fold_groups=None")
+        return groups
 
     def recalibrate_with(self, pdf: MixturePDF, z: Any, *, source: str) -> PhotoZModel:
         """Replace the recalibration by a global map fitted on held-out P(z).
@@ -429,6 +466,7 @@ class PhotoZModel:
             "feature_names": self.feature_names_,
             "recalibration": self.recalibration,
             "recalibration_source": getattr(self, "recalibration_source_", None),
+            "fold_groups": self.fold_groups,
             "estimator_options": self.estimator_options,
             "n_unscored_train": self.n_unscored_train_,
         }
@@ -449,7 +487,8 @@ class PhotoZModel:
         path = Path(path)
         model = cls(meta["features"], seed=meta["seed"], estimator=meta["estimator"],
                     catalog_features=meta["catalog_features"],
-                    recalibration=meta["recalibration"], **meta["estimator_options"])
+                    recalibration=meta["recalibration"], fold_groups=meta.get("fold_groups"),
+                    **meta["estimator_options"])
         model.feature_names_ = list(meta["feature_names"])
         model._emb_names_ = list(meta["embedding_columns"])
         model.catalog_features_ = list(meta["catalog_features_resolved"])

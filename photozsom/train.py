@@ -78,14 +78,16 @@ def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
 
 
 def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int = 0,
-                    progress: bool = False) -> tuple[pd.DataFrame, Any]:
+                    progress: bool = False, groups: str | None = None) -> tuple[pd.DataFrame, Any]:
     """Out-of-fold MDN predictions of every training and validation galaxy.
 
     ``model`` is a fitted MDN :class:`~photozsom.model.PhotoZModel`: its inputs (imputer and
     features, fitted on the training split) and its MDN settings are reused; ``cv_folds``
     fresh MDNs, seeded by ``seed`` (folds and weights), each predict the galaxies they did not
-    see. Returns the prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the
-    order of the scorable galaxies of ``spec``.
+    see. ``groups`` names a column of fields (e.g. ``ROSETTE``) kept whole in one fold
+    (:func:`photozsom.mdn.assign_group_folds`; at most one fold per field). Returns the
+    prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the order of the
+    scorable galaxies of ``spec``.
     """
     split = spec["SPLIT"].to_numpy()
     pool = (split == "train") | (split == "val")
@@ -95,8 +97,10 @@ def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int 
     opts = {k: v for k, v in model.estimator_options.items()
             if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
                      "schedule", "min_improvement")}
-    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
-                                      seed=seed, progress=progress, **opts)
+    g = None if groups is None else spec[groups].to_numpy()[pool][okp]
+    n_folds = cv_folds if g is None else min(cv_folds, len(np.unique(g)))
+    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=n_folds,
+                                      seed=seed, progress=progress, groups=g, **opts)
     oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
     oof["FOLD"] = fold
     return oof, oof_pdf
@@ -138,6 +142,19 @@ def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
     return df
 
 
+def _field_column(df: pd.DataFrame, split_by: str | None) -> str | None:
+    """``split_by`` (upper case) when it names fields with two or more among the labelled
+    training and validation galaxies; None for no column or a train/val/test column."""
+    if split_by is None:
+        return None
+    col = split_by.upper()
+    values = df[col].to_numpy()
+    if set(np.unique(values.astype(str))) <= {"train", "val", "test"}:
+        return None
+    labelled = df["SPLIT"].isin(["train", "val"]).to_numpy()
+    return col if len(np.unique(values[labelled])) >= 2 else None
+
+
 def summarise(table: pd.DataFrame) -> dict[str, Any]:
     """The held-out summary of a ``predict_table`` output with ``Z``: counts by status and
     :func:`photozsom.evaluation.results.flag_comparison` (all, flagged, not flagged) as a dict."""
@@ -169,7 +186,9 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
     split_by : str, optional
         Column whose values are kept together in one split (e.g. ``ROSETTE``); a column of
         "train"/"val"/"test" values is used as the split itself. Default: the table's
-        ``SPLIT`` column when it has one, else a seeded hash of ``OBJID``.
+        ``SPLIT`` column when it has one, else a seeded hash of ``OBJID``. A field column
+        also keeps its fields whole in the out-of-fold folds (so the recalibration and the
+        flag are measured on fields their networks never saw).
     features : "auto" or sequence of str
         The model's catalogue features (:func:`photozsom.features.auto_features`).
     seed : int
@@ -214,9 +233,12 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
               progress=progress)
     _log(f"features {model.feature_names_}; {model.n_unscored_train_} training galaxies "
          f"without every feature left out; {cv_folds} out-of-fold networks", progress)
+    fields = _field_column(df, split_by)
     oof, oof_pdf = oof_predictions(model, df, cv_folds=int(cv_folds), seed=seed,
-                                   progress=progress)
-    model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{cv_folds}")
+                                   progress=progress, groups=fields)
+    n_folds = int(oof["FOLD"].max()) + 1
+    model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{n_folds}"
+                           + ("" if fields is None else f"_by_{fields}"))
     cal = model.recalibrator_.apply(oof_pdf)
     oof = oof.assign(Z_PHOT_MEAN=cal.mean(), PIT=cal.pit(oof["Z"].to_numpy()))
     pool = df[parts["train"] | parts["val"]].reset_index(drop=True)

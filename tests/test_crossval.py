@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from photozsom.mdn import MDN, assign_folds, cross_val_predict, train_val_test_split
+from photozsom.mdn import MDN, assign_folds, assign_group_folds, cross_val_predict, train_val_test_split
 from photozsom.pdf import MixturePDF
 
 
@@ -80,3 +80,41 @@ def test_bad_arguments():
         cross_val_predict(X, z[:-1], ids)
     with pytest.raises(ValueError, match="n_folds"):
         assign_folds(ids[:3], n_folds=4)
+
+
+def test_group_folds_keep_fields_whole_and_balance_the_rows():
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(50, 400, 11)
+    groups = np.repeat(np.array([f"R{i}" for i in range(11)]), sizes)[rng.permutation(sizes.sum())]
+    fold = assign_group_folds(groups, n_folds=4, seed=0)
+    # every field lies in exactly one fold, every fold holds a field
+    per_group = {g: set(fold[groups == g]) for g in np.unique(groups)}
+    assert all(len(f) == 1 for f in per_group.values())
+    assert set(fold) == {0, 1, 2, 3}
+    # largest-first to the lightest fold: no fold exceeds the lightest by more than the largest field
+    load = np.bincount(fold, minlength=4)
+    assert load.sum() == sizes.sum() and load.max() - load.min() <= sizes.max()
+    # the fold of a row depends on its field, not on the row order
+    perm = rng.permutation(len(groups))
+    np.testing.assert_array_equal(assign_group_folds(groups[perm], 4, 0), fold[perm])
+    # integer fields (and float ones holding whole numbers) give the same partition
+    codes = np.unique(groups, return_inverse=True)[1].ravel()
+    f_int = assign_group_folds(codes.astype(float), 4, 0)
+    assert all(len(set(f_int[codes == c])) == 1 for c in np.unique(codes))
+    with pytest.raises(ValueError, match="number of groups"):
+        assign_group_folds(groups, n_folds=12)
+    with pytest.raises(ValueError, match="NaN"):
+        assign_group_folds(np.array([1.0, np.nan, 2.0]), n_folds=2)
+
+
+def test_grouped_cross_val_predict_holds_out_whole_fields():
+    X, z, ids = _noise_problem(n=300)
+    groups = np.arange(300) % 6
+    kw = {"hidden": (8, 8, 8), "max_epochs": 1, "batch_size": 64}
+    _, fold = cross_val_predict(X, z, ids, n_folds=3, seed=0, progress=False, groups=groups, **kw)
+    assert all(len(set(fold[groups == g])) == 1 for g in range(6))
+    np.testing.assert_array_equal(fold, assign_group_folds(groups, 3, 0))
+    _, by_id = cross_val_predict(X, z, ids, n_folds=3, seed=0, progress=False, **kw)
+    assert any(len(set(by_id[groups == g])) > 1 for g in range(6))   # the default mixes fields
+    with pytest.raises(ValueError, match="differ in length"):
+        cross_val_predict(X, z, ids, n_folds=3, progress=False, groups=groups[:-1], **kw)

@@ -235,3 +235,14 @@ def test_recalibration_source_follows_the_validation_size(tmp_path):
     # the source is saved with the model
     back = PhotoZModel.load(model_s.save(tmp_path / "m"))
     assert back.recalibration_source_ == model_s.recalibration_source_
+    # fields kept whole in the folds (fold_groups): named in the source, saved with the model
+    train_f = train.assign(ROSETTE=np.arange(len(train)) % 4)
+    small_f = small.assign(ROSETTE=4)
+    model_g = PhotoZModel("catalog", seed=0, catalog_features=CATALOG_FEATURES,
+                          fold_groups="rosette", **opts)
+    model_g.fit(train_f, train_f["Z"], small_f, small_f["Z"], progress=False)
+    assert model_g.recalibration_source_ == "out_of_fold_5_by_ROSETTE"
+    assert not np.allclose(model_g.recalibrator_.knots_x_, model_s.recalibrator_.knots_x_)
+    assert PhotoZModel.load(model_g.save(tmp_path / "g")).fold_groups == "ROSETTE"
+    with pytest.raises(ValueError, match="fold_groups='ROSETTE': val_catalogue has no such"):
+        model_g.fit(train_f, train_f["Z"], small, small["Z"], progress=False)
