@@ -28,8 +28,7 @@ drawn, and three models are fitted on them:
 
 - ``default``: ``PhotoZModel(features="catalog", seed=0)`` as shipped: the MDN schedule set by
   ``N`` (:func:`photozsom.mdn.auto_schedule`), float32, recalibrated (``recalibration="global"``;
-  out of fold below 1,000 validation galaxies: ``photozsom.model.RECAL_OOF_BELOW``, with whole
-  rosettes per fold on DESI: ``fold_groups="ROSETTE"``). Both its raw (``default_raw``) and recalibrated
+  out of fold below 1,000 validation galaxies: ``photozsom.model.RECAL_OOF_BELOW``). Both its raw (``default_raw``) and recalibrated
   (``default``) P(z) are scored;
 - ``plateau``: the first schedule (batch 256, lr 1e-3 halved on plateaus, patience 10, at most
   100 epochs), not recalibrated;
@@ -65,9 +64,6 @@ PLATEAU = {"lr": 1e-3, "batch_size": 256, "max_epochs": 100, "patience": 10,
            "schedule": "plateau", "min_improvement": 0.0}
 ONECYCLE = {"batch_size": 1024, "max_epochs": 24, "schedule": "onecycle"}
 CRPS_TARGET, PCO_TARGET = 1.02, (0.7, 1.3)
-#: The field column a user of each sample would name (``PhotoZModel(fold_groups=...)``): DESI
-#: galaxies come in rosettes; the simulated sky has no fields.
-FOLD_GROUPS = {"desi": "ROSETTE"}
 
 
 def desi_parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -103,8 +99,7 @@ def score(pdf, z: np.ndarray) -> dict[str, float]:
             "pco": 100.0 * float(metrics.pco_fraction(pit))}
 
 
-def run_size(sample: str, parts, features: list[str], n: int | None, seed: int,
-             fold_groups: str | None = None) -> list[dict]:
+def run_size(sample: str, parts, features: list[str], n: int | None, seed: int) -> list[dict]:
     """Fit the three models at one training size and score them on the test galaxies."""
     from photozsom.model import PhotoZModel
 
@@ -119,7 +114,7 @@ def run_size(sample: str, parts, features: list[str], n: int | None, seed: int,
     configs = {"default": ({}, "global"), "plateau": (PLATEAU, None), "onecycle": (ONECYCLE, None)}
     for name, (opts, recal) in configs.items():
         model = PhotoZModel("catalog", seed=seed, catalog_features=features,
-                            recalibration=recal, fold_groups=fold_groups, **opts)
+                            recalibration=recal, **opts)
         t0 = time.perf_counter()
         model.fit(train, train["Z"].to_numpy(np.float64), val, val["Z"].to_numpy(np.float64),
                   progress=False)
@@ -190,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_full:
             sizes.append(None)
         for n in sizes:
-            rows += run_size(sample, parts, feats, n, args.seed, FOLD_GROUPS.get(sample))
+            rows += run_size(sample, parts, feats, n, args.seed)
             df = pd.DataFrame(rows)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             df.to_csv(args.out, index=False)       # after every size: a partial run is kept

@@ -125,7 +125,9 @@ class PhotoZModel:
         ``"ROSETTE"``, ``"TILEID"``): the out-of-fold predictions above then keep whole
         fields in one fold (:func:`photozsom.mdn.assign_group_folds`), so the map is fitted
         on P(z) of fields their network never saw, as the user's new fields will be.
-        Default: folds by object ID (right for a sample spread over the sky).
+        Default: folds by object ID. With few fields the map then rests on a handful of
+        them: on the shipped DESI sample at 5,000 training galaxies (7 rosettes) it missed
+        the test PCO more (2.6% against 1.9% by object ID), so it is not the default.
     **estimator_options
         Passed to :class:`photozsom.mdn.MDN` (``hidden``, ``max_epochs``, ``batch_size``,
         ``device``, ...) or :class:`photozsom.baseline.RandomForestPhotoZ`

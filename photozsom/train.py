@@ -142,19 +142,6 @@ def _prepare(spec: Any, *, split_by: str | None, seed: int) -> pd.DataFrame:
     return df
 
 
-def _field_column(df: pd.DataFrame, split_by: str | None) -> str | None:
-    """``split_by`` (upper case) when it names fields with two or more among the labelled
-    training and validation galaxies; None for no column or a train/val/test column."""
-    if split_by is None:
-        return None
-    col = split_by.upper()
-    values = df[col].to_numpy()
-    if set(np.unique(values.astype(str))) <= {"train", "val", "test"}:
-        return None
-    labelled = df["SPLIT"].isin(["train", "val"]).to_numpy()
-    return col if len(np.unique(values[labelled])) >= 2 else None
-
-
 def summarise(table: pd.DataFrame) -> dict[str, Any]:
     """The held-out summary of a ``predict_table`` output with ``Z``: counts by status and
     :func:`photozsom.evaluation.results.flag_comparison` (all, flagged, not flagged) as a dict."""
@@ -186,9 +173,7 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
     split_by : str, optional
         Column whose values are kept together in one split (e.g. ``ROSETTE``); a column of
         "train"/"val"/"test" values is used as the split itself. Default: the table's
-        ``SPLIT`` column when it has one, else a seeded hash of ``OBJID``. A field column
-        also keeps its fields whole in the out-of-fold folds (so the recalibration and the
-        flag are measured on fields their networks never saw).
+        ``SPLIT`` column when it has one, else a seeded hash of ``OBJID``.
     features : "auto" or sequence of str
         The model's catalogue features (:func:`photozsom.features.auto_features`).
     seed : int
@@ -233,12 +218,9 @@ def train(spec: Any, out_dir: str | os.PathLike, *, random: Any = None,
               progress=progress)
     _log(f"features {model.feature_names_}; {model.n_unscored_train_} training galaxies "
          f"without every feature left out; {cv_folds} out-of-fold networks", progress)
-    fields = _field_column(df, split_by)
     oof, oof_pdf = oof_predictions(model, df, cv_folds=int(cv_folds), seed=seed,
-                                   progress=progress, groups=fields)
-    n_folds = int(oof["FOLD"].max()) + 1
-    model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{n_folds}"
-                           + ("" if fields is None else f"_by_{fields}"))
+                                   progress=progress)
+    model.recalibrate_with(oof_pdf, oof["Z"], source=f"out_of_fold_{cv_folds}")
     cal = model.recalibrator_.apply(oof_pdf)
     oof = oof.assign(Z_PHOT_MEAN=cal.mean(), PIT=cal.pit(oof["Z"].to_numpy()))
     pool = df[parts["train"] | parts["val"]].reset_index(drop=True)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from photozsom.mdn import MDN, assign_folds, assign_group_folds, cross_val_predict, train_val_test_split
+from photozsom.mdn import (
+    MDN,
+    assign_folds,
+    assign_group_folds,
+    cross_val_predict,
+    train_val_test_split,
+)
 from photozsom.pdf import MixturePDF
 
 

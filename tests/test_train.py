@@ -56,10 +56,6 @@ def test_train_writes_one_directory_with_model_flagger_and_summary(griz):
     assert "held-out test split" in done.stdout
     oof = pd.read_parquet(tmp / "model" / "oof_predictions.parquet")
     assert set(oof["OBJID"]) <= set(split.loc[split["SPLIT"] != "test", "OBJID"])
-    # the out-of-fold networks hold out whole fields too, and the model says so
-    field = spec.set_index("OBJID").loc[oof["OBJID"].to_numpy(), "FIELD"].to_numpy()
-    assert all(oof["FOLD"].to_numpy()[field == f].std() == 0 for f in np.unique(field))
-    assert model.recalibration_source_ == "out_of_fold_2_by_FIELD"
 
 
 def test_predict_uses_the_directory_whole_and_never_says_ok_to_nonsense(griz):
