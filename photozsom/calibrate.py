@@ -97,7 +97,8 @@ from scipy.special import ndtr, ndtri
 from photozsom.artifacts import load_artifact, save_artifact
 from photozsom.pdf import MixtureGrid, MixturePDF
 
-__all__ = ["KINDS", "TABLE_X", "RecalibratedPDF", "Recalibrator", "cross_fitted", "probit_pit"]
+__all__ = ["KINDS", "TABLE_X", "RecalibratedPDF", "Recalibrator", "cross_fitted", "pco_noise",
+           "probit_pit"]
 
 #: Kinds of recalibration.
 KINDS: tuple[str, ...] = ("global", "cell")
@@ -136,6 +137,39 @@ def probit_pit(pit_values: np.ndarray) -> np.ndarray:
     """
     u = np.asarray(pit_values, dtype=np.float64)
     return np.clip(ndtri(u), -PROBIT_CLIP, PROBIT_CLIP)
+
+
+def pco_noise(n_fit: int, n_test: int | None = None, *, outside: float = 0.01) -> float:
+    """Standard deviation (in %) of a recalibrated PCO around its target ``outside``.
+
+    A global map fitted on ``n_fit`` held-out galaxies sets each tail at an empirical
+    quantile, so the true probability beyond the two edges of the central interval scatters
+    around ``outside`` with variance ``outside (1 - outside / 2) / n_fit`` (the order
+    statistics' Beta distribution); measuring it on ``n_test`` other galaxies adds the
+    binomial ``outside (1 - outside) / n_test``. ``n_test=None``: the fit's part alone.
+
+    Parameters
+    ----------
+    n_fit : int
+        Galaxies the map is fitted on (:attr:`Recalibrator.n_fit_`).
+    n_test : int, optional
+        Galaxies the PCO is measured on.
+    outside : float
+        Target fraction outside the interval (0.01: the PCO's 99% interval).
+
+    Examples
+    --------
+    >>> round(pco_noise(2500), 3), round(pco_noise(2500, 25000), 3)
+    (0.199, 0.209)
+    """
+    if not 0 < outside < 1:
+        raise ValueError(f"outside must be in (0, 1), got {outside}")
+    if int(n_fit) < 1 or (n_test is not None and int(n_test) < 1):
+        raise ValueError(f"n_fit and n_test must be >= 1, got {n_fit}, {n_test}")
+    var = outside * (1 - outside / 2) / int(n_fit)
+    if n_test is not None:
+        var += outside * (1 - outside) / int(n_test)
+    return 100.0 * float(np.sqrt(var))
 
 
 def _interp_linear_ext(x: np.ndarray, xk: np.ndarray, yk: np.ndarray, slope_lo: float,

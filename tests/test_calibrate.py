@@ -9,7 +9,14 @@ import pytest
 from scipy import stats
 from scipy.special import ndtr, ndtri
 
-from photozsom.calibrate import TABLE_X, RecalibratedPDF, Recalibrator, cross_fitted, probit_pit
+from photozsom.calibrate import (
+    TABLE_X,
+    RecalibratedPDF,
+    Recalibrator,
+    cross_fitted,
+    pco_noise,
+    probit_pit,
+)
 from photozsom.pdf import CENTRES, SIGMA, MixturePDF
 
 MIDPOINTS = 0.5 * (CENTRES[1:] + CENTRES[:-1])
@@ -503,3 +510,31 @@ def test_recalibrated_pco_is_unbiased_on_large_test_sets():
     lo, hi = test.interval(0.99)
     outside = np.mean((z[~fit] < lo) | (z[~fit] > hi))
     assert abs(outside - pco) < 1e-4             # the interval and the PIT agree
+
+
+def test_pco_noise_predicts_the_scatter_of_recalibrated_pco_over_fit_samples():
+    """Maps fitted on many independent 1,500-galaxy samples of one too-narrow, heavy-tailed
+    sky: their PCO on 20,000 other galaxies averages 1% (no bias) and scatters by pco_noise."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    mu = rng.uniform(0.3, 1.2, n)
+    s = rng.uniform(0.012, 0.04, n)
+    z = mu + 1.8 * s * rng.standard_t(5, n) * np.sqrt(3 / 5)
+    ok = (z > 0.01) & (z < 1.59)
+    mu, s, z = mu[ok], s[ok], z[ok]
+    test = slice(0, 20_000)
+    pit_test = gaussian_pdfs(mu[test], s[test]).pit(z[test])
+    n_fit, pcos = 1500, []
+    for k in range(60):
+        fit = slice(20_000 + k * n_fit, 20_000 + (k + 1) * n_fit)
+        rc = Recalibrator().fit(gaussian_pdfs(mu[fit], s[fit]), z[fit])
+        u = rc.transform(pit_test)
+        pcos.append(100 * float(np.mean((u < 0.005) | (u > 0.995))))
+    # across fit samples (one test set): the fit's part of the noise
+    sd, predicted = np.std(pcos, ddof=1), pco_noise(n_fit)
+    assert 0.7 * predicted < sd < 1.3 * predicted, (sd, predicted)   # chi2(59): 95% in 0.82-1.18
+    # the mean: the fit noise averaged over 60 samples, plus the one test set's binomial part
+    se_mean = np.sqrt(predicted**2 / 60 + pco_noise(n_fit, 20_000) ** 2 - predicted**2)
+    assert abs(np.mean(pcos) - 1.0) < 3 * se_mean, (np.mean(pcos), se_mean)
+    with pytest.raises(ValueError, match="n_fit"):
+        pco_noise(0)
