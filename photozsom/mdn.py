@@ -844,13 +844,14 @@ def assign_folds(ids: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray
     return rank * n_folds // ids.size
 
 
-def assign_group_folds(groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+def assign_group_folds(groups: np.ndarray, n_folds: int = 5) -> np.ndarray:
     """Folds that keep each group whole (e.g. a DESI rosette, a survey field, a sky patch).
 
     Galaxies of one field share its large-scale structure (redshift spikes), so a model
     validated on other galaxies of the fields it trained on looks better calibrated than it
-    is on a new field. Whole groups go to one fold: groups are taken from the largest down
-    (ties in a seeded hash order) and each goes to the fold with the fewest rows so far.
+    is on a new field. scikit-learn's :class:`~sklearn.model_selection.GroupKFold` puts whole
+    groups in one fold, the largest first, each in the fold with the fewest rows so far
+    (deterministic: it depends on the groups, not on the row order).
 
     Parameters
     ----------
@@ -858,35 +859,22 @@ def assign_group_folds(groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> n
         Group label of each row (integers or strings).
     n_folds : int
         Number of folds, 2 <= n_folds <= the number of distinct groups.
-    seed : int
-        Orders groups of equal size.
 
     Returns
     -------
     ndarray of int64, shape (N,)
         Fold of each row, 0 .. n_folds - 1, every fold non-empty.
     """
+    from sklearn.model_selection import GroupKFold  # here: keeps predict's start-up light
+
     groups = np.asarray(groups) if not isinstance(groups, pd.Series) else groups.to_numpy()
     if groups.ndim != 1 or groups.size == 0:
         raise ValueError(f"groups must be a non-empty 1-D array, got shape {groups.shape}")
-    if groups.dtype.kind == "f":
-        if not np.isfinite(groups).all():
-            raise ValueError("groups hold NaN: give every row a group")
-        if not np.array_equal(groups, np.round(groups)):
-            raise ValueError("float groups must hold whole numbers (group labels)")
-        groups = groups.astype(np.int64)
-    labels, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-    n_folds = int(n_folds)
-    if not 2 <= n_folds <= labels.size:
-        raise ValueError(f"n_folds ({n_folds}) must be >= 2 and at most the number of groups "
-                         f"({labels.size}): fewer folds or finer groups")
-    order = np.lexsort((_hash_uniform(labels, int(seed), salt=_FOLD_SALT), -sizes))
-    fold_of, load = np.empty(labels.size, dtype=np.int64), np.zeros(n_folds, dtype=np.int64)
-    for g in order:                              # a loop over groups, not galaxies
-        k = int(np.argmin(load))
-        fold_of[g] = k
-        load[k] += sizes[g]
-    return fold_of[inverse.ravel()]
+    fold = np.empty(groups.size, dtype=np.int64)
+    split = GroupKFold(n_splits=int(n_folds)).split(np.empty((groups.size, 0)), groups=groups)
+    for k, (_, held) in enumerate(split):
+        fold[held] = k
+    return fold
 
 
 def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds: int = 5,
@@ -943,7 +931,7 @@ def cross_val_predict(X: np.ndarray, z: np.ndarray, ids: np.ndarray, *, n_folds:
     else:
         if len(groups) != len(ids):
             raise ValueError(f"groups ({len(groups)}) and ids ({len(ids)}) differ in length")
-        fold = assign_group_folds(groups, n_folds, seed)
+        fold = assign_group_folds(groups, n_folds)
     is_val = _hash_uniform(ids, int(seed), salt=_FOLD_VAL_SALT) < val_fraction
     weights = None
     for k in tqdm(range(n_folds), desc="folds", unit="fold", disable=None if progress else True):

@@ -321,10 +321,8 @@ class PhotoZModel:
 
                 X_all = Xtr[ok_tr] if Xva is None else np.vstack([Xtr[ok_tr], Xva])
                 z_all = z_train[ok_tr] if zva is None else np.concatenate([z_train[ok_tr], zva])
-                groups = self._fold_groups(train_catalogue, ok_tr, val_catalogue,
-                                           None if zva is None else ok_va)
-                n_folds = RECAL_FOLDS if groups is None else min(RECAL_FOLDS,
-                                                                 len(np.unique(groups)))
+                groups, n_folds = self._fold_groups(train_catalogue, ok_tr, val_catalogue,
+                                                    None if zva is None else ok_va)
                 pdf_fit, _ = cross_val_predict(X_all, z_all, np.arange(len(z_all)),
                                                n_folds=n_folds, seed=self.seed,
                                                progress=False, groups=groups,
@@ -352,10 +350,11 @@ class PhotoZModel:
         return self
 
     def _fold_groups(self, train_catalogue: Any, ok_tr: np.ndarray, val_catalogue: Any,
-                     ok_va: np.ndarray | None) -> np.ndarray | None:
-        """The ``fold_groups`` column of the scorable training (+ validation) rows."""
+                     ok_va: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """The ``fold_groups`` column of the scorable training (+ validation) rows (None
+        without ``fold_groups``) and the number of out-of-fold folds (at most one a field)."""
         if self.fold_groups is None:
-            return None
+            return None, RECAL_FOLDS
         parts = [(train_catalogue, ok_tr, "train_catalogue")]
         if ok_va is not None:
             parts.append((val_catalogue, ok_va, "val_catalogue"))
@@ -368,11 +367,12 @@ class PhotoZModel:
                                  f"fold_groups=None)")
             out.append(df[self.fold_groups].to_numpy()[ok])
         groups = np.concatenate(out)
-        if len(np.unique(groups)) < 2:
+        n_fields = len(np.unique(groups))
+        if n_fields < 2:
             raise ValueError(f"fold_groups={self.fold_groups!r}: the labelled galaxies come from "
                              f"one field, so no fold can hold out a field; use "
                              f"fold_groups=None")
-        return groups
+        return groups, min(RECAL_FOLDS, n_fields)
 
     def recalibrate_with(self, pdf: MixturePDF, z: Any, *, source: str) -> PhotoZModel:
         """Replace the recalibration by a global map fitted on held-out P(z).

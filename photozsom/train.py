@@ -78,16 +78,14 @@ def make_split(spec: pd.DataFrame, *, seed: int = 0, by: str | None = None,
 
 
 def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int = 0,
-                    progress: bool = False, groups: str | None = None) -> tuple[pd.DataFrame, Any]:
+                    progress: bool = False) -> tuple[pd.DataFrame, Any]:
     """Out-of-fold MDN predictions of every training and validation galaxy.
 
     ``model`` is a fitted MDN :class:`~photozsom.model.PhotoZModel`: its inputs (imputer and
     features, fitted on the training split) and its MDN settings are reused; ``cv_folds``
     fresh MDNs, seeded by ``seed`` (folds and weights), each predict the galaxies they did not
-    see. ``groups`` names a column of fields (e.g. ``ROSETTE``) kept whole in one fold
-    (:func:`photozsom.mdn.assign_group_folds`; at most one fold per field). Returns the
-    prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the order of the
-    scorable galaxies of ``spec``.
+    see. Returns the prediction table (with ``FOLD``) and the P(z) (a MixturePDF), in the
+    order of the scorable galaxies of ``spec``.
     """
     split = spec["SPLIT"].to_numpy()
     pool = (split == "train") | (split == "val")
@@ -97,10 +95,8 @@ def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int 
     opts = {k: v for k, v in model.estimator_options.items()
             if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
                      "schedule", "min_improvement")}
-    g = None if groups is None else spec[groups].to_numpy()[pool][okp]
-    n_folds = cv_folds if g is None else min(cv_folds, len(np.unique(g)))
-    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=n_folds,
-                                      seed=seed, progress=progress, groups=g, **opts)
+    oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
+                                      seed=seed, progress=progress, **opts)
     oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])
     oof["FOLD"] = fold
     return oof, oof_pdf
