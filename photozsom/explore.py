@@ -56,7 +56,7 @@ from photozsom.artifacts import atomic_path
 from photozsom.embed.store import CutoutStore
 from photozsom.flags import load_flagger
 from photozsom.plots import rgb_image
-from photozsom.schema import POINT_COLUMNS, point_column
+from photozsom.schema import point_column
 from photozsom.workflow import pipeline
 
 __all__ = ["METRIC_CHOICES", "display_in_notebook", "explorer_html", "run_explorer",
@@ -141,11 +141,7 @@ def _check_table(cell_table: pd.DataFrame, n_cells: int) -> pd.DataFrame:
 def _check_galaxies(galaxies: pd.DataFrame, images: np.ndarray | None, n_cells: int):
     c_cell = _column(galaxies, "CELL", "galaxies")
     c_z = _column(galaxies, "Z", "galaxies")
-    c_zp = next(filter(None, (_column(galaxies, c, "galaxies", required=False)
-                              for c in POINT_COLUMNS)), None)
-    if c_zp is None:
-        raise ValueError(f"galaxies has no point photo-z column: add one of "
-                         f"{list(POINT_COLUMNS)}; it has {list(galaxies.columns)}")
+    c_zp = point_column(galaxies, "galaxies")
     c_flag = _column(galaxies, "FLAG", "galaxies", required=False)
     cell = np.asarray(galaxies[c_cell])
     if cell.dtype.kind not in "iu":

@@ -189,7 +189,8 @@ EVALUATION_COLUMNS: dict[str, Column] = {c.name: c for c in (
 
 
 def point_column(table, name: str = "table") -> str:
-    """The point photo-z column of ``table``: the first of :data:`POINT_COLUMNS` it holds.
+    """The point photo-z column of ``table``: the first of :data:`POINT_COLUMNS` it holds
+    (in any case; the name is returned as the table spells it).
 
     An evaluation table holds one (``Z_PHOT_MEAN`` for a model, ``Z_PHOT_MEDIAN`` for a
     published catalogue); a ``photozsom predict`` output holds all three and scores its mean.
@@ -199,12 +200,13 @@ def point_column(table, name: str = "table") -> str:
     ValueError
         When ``table`` holds none of them.
     """
-    cols = set(map(str, getattr(table, "columns", getattr(table, "colnames", ()))))
+    cols = list(getattr(table, "columns", getattr(table, "colnames", ())))
+    upper = {str(c).upper(): c for c in reversed(cols)}     # the first spelling wins
     for c in POINT_COLUMNS:
-        if c in cols:
-            return c
+        if c in upper:
+            return upper[c]
     raise ValueError(f"{name} has no point photo-z column: add one of {list(POINT_COLUMNS)} "
-                     f"(e.g. Z_PHOT_MEAN, the mean of P(z) in redshift)")
+                     f"(e.g. Z_PHOT_MEAN, the mean of P(z) in redshift); it has {cols}")
 
 
 def flux_columns(bands: Iterable[str] = BANDS) -> list[str]:

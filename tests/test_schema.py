@@ -183,5 +183,7 @@ def test_point_column_names_the_scored_summary_and_refuses_a_table_without_one()
         np.testing.assert_allclose(t[name], getattr(pdf, point)())
     # a predict output holds all three: the mean is the one the metrics score
     assert point_column(pd.DataFrame(columns=["Z_PHOT_MODE", "Z_PHOT_MEDIAN", "Z_PHOT_MEAN"])) == "Z_PHOT_MEAN"
+    # any case, returned as the table spells it
+    assert point_column(pd.DataFrame(columns=["z", "z_phot_median"])) == "z_phot_median"
     with pytest.raises(ValueError, match="no point photo-z column"):
         point_column(pd.DataFrame({"Z": [0.1], "Z_PHOT": [0.1]}))

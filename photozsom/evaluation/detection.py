@@ -130,14 +130,15 @@ def truth_labels(df: pd.DataFrame, *, outlier_threshold: float = OUTLIER_THRESHO
         ``outlier`` (photo-z vs true z), ``outlier_spec`` (photo-z vs spec-z), ``blend``,
         ``wrong_specz``.
     """
-    need = [point_column(df, "predictions"), "Z", "Z_TRUE", "BLEND_FRAC_TRUE"]
+    c_zp = point_column(df, "predictions")
+    need = ["Z", "Z_TRUE", "BLEND_FRAC_TRUE"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(
             f"truth_labels needs column(s) {missing}: Z_TRUE and BLEND_FRAC_TRUE exist only "
             f"on the simulated sky (sky/spec.parquet of a run made without real data)"
         )
-    zp = df[point_column(df)].to_numpy(np.float64)
+    zp = df[c_zp].to_numpy(np.float64)
     zs = df["Z"].to_numpy(np.float64)
     zt = df["Z_TRUE"].to_numpy(np.float64)
     blend = np.nan_to_num(df["BLEND_FRAC_TRUE"].to_numpy(np.float64))

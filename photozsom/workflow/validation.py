@@ -125,10 +125,11 @@ def _evaluated_with_truth(run: Any) -> pd.DataFrame:
 
 def _pz_width(df: pd.DataFrame) -> np.ndarray:
     """``(Z_PHOT_U90 - Z_PHOT_L90) / (1 + Z_PHOT_MEAN)``: the scaled width of the central 90% of P(z)."""
-    for c in ("Z_PHOT_L90", "Z_PHOT_U90", point_column(df, "predictions")):
+    c_zp = point_column(df, "predictions")
+    for c in ("Z_PHOT_L90", "Z_PHOT_U90"):
         if c not in df.columns:
             raise ValueError(f"predictions lack {c} (photozsom.evaluation.results.prediction_table writes it)")
-    return ((df["Z_PHOT_U90"] - df["Z_PHOT_L90"]) / (1 + df[point_column(df)])).to_numpy(np.float64)
+    return ((df["Z_PHOT_U90"] - df["Z_PHOT_L90"]) / (1 + df[c_zp])).to_numpy(np.float64)
 
 
 def _colour_flags(df: pd.DataFrame, flagger: Any, *, crossfit: bool, seed: int) -> pd.DataFrame:
