@@ -45,7 +45,6 @@ import sizes
 from photozsom.calibrate import Recalibrator, pco_noise
 from photozsom.evaluation import metrics
 from photozsom.features import CATALOG_FEATURES
-from photozsom.mdn import train_val_test_split
 from photozsom.model import PhotoZModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,12 +56,8 @@ def held_out(sample: str, workdir: Path, seed: int):
         train, val, test = sizes.desi_parts()
         feats, rest = sizes.DESI_FEATURES, pd.concat([val, test])
     else:
-        sizes.sky_parts(workdir, 25000)                    # simulates the two skies if needed
-        sky0 = pd.read_parquet(workdir / "sky_25000_seed0" / "spec.parquet")
-        sky1 = pd.read_parquet(workdir / "sky_25000_seed1" / "spec.parquet")
-        tr, va, te = train_val_test_split(sky0["OBJID"].to_numpy(), seed=0)
-        train, val = sky0.iloc[tr], sky0.iloc[va]
-        feats, rest = list(CATALOG_FEATURES), pd.concat([sky0.iloc[va], sky0.iloc[te], sky1])
+        train, val, sky1, test0 = sizes.sky_parts(workdir, 25000, with_test_split=True)
+        feats, rest = list(CATALOG_FEATURES), pd.concat([val, test0, sky1])
     model = PhotoZModel("catalog", seed=seed, catalog_features=feats, recalibration=None)
     model.fit(train, train["Z"].to_numpy(np.float64), val, val["Z"].to_numpy(np.float64),
               progress=False)

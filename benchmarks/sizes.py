@@ -76,8 +76,9 @@ def desi_parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             bgs[np.isin(ros, TEST_ROSETTES)])
 
 
-def sky_parts(workdir: Path, n_spec: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(train pool, validation pool, test) of the default sky; test = an independent sky."""
+def sky_parts(workdir: Path, n_spec: int, *, with_test_split: bool = False) -> tuple[pd.DataFrame, ...]:
+    """(train pool, validation pool, test) of the default sky; test = an independent sky.
+    ``with_test_split``: the sky's own (unused) 10% test split too, as a fourth table."""
     from photozsom.sim import simulate
 
     skies = []
@@ -88,8 +89,9 @@ def sky_parts(workdir: Path, n_spec: int) -> tuple[pd.DataFrame, pd.DataFrame, p
                              "cutout_size": 16}, seed=seed, progress=False)
         skies.append(pd.read_parquet(out / "spec.parquet"))
     spec = skies[0]
-    tr, va, _ = train_val_test_split(spec["OBJID"].to_numpy(), seed=0)
-    return spec.iloc[tr], spec.iloc[va], skies[1]
+    tr, va, te = train_val_test_split(spec["OBJID"].to_numpy(), seed=0)
+    parts = (spec.iloc[tr], spec.iloc[va], skies[1])
+    return (*parts, spec.iloc[te]) if with_test_split else parts
 
 
 def score(pdf, z: np.ndarray) -> dict[str, float]:
