@@ -2,6 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+
+def torch_build_has_gpu() -> bool:
+    """Whether the installed torch could see a GPU: a CUDA (or ROCm) build.
+
+    Read from ``torch/version.py`` without importing torch (importing it takes 1-3 s), so a
+    CPU-only build -- this package's default install, ``torch==2.13.0`` from the CPU index --
+    is recognised at no cost and :func:`default_device` can answer ``"cpu"`` at once.
+    Returns True when torch is already imported and built with CUDA or ROCm, when its
+    ``version.py`` names a CUDA or HIP version, and whenever the file cannot be read
+    (unknown: the caller then asks torch itself).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "version"):
+        return bool(getattr(torch.version, "cuda", None) or getattr(torch.version, "hip", None))
+    try:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or not spec.submodule_search_locations:
+            return True
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+    except (OSError, ImportError, ValueError, StopIteration):
+        return True
+    for name in ("cuda", "hip"):
+        m = re.search(rf"^{name}\s*(?::[^=\n]*)?=\s*(.+?)\s*$", text, re.MULTILINE)
+        if m is None or m.group(1) != "None":
+            return True
+    return False
+
 
 def default_device(device: str | None = None) -> str:
     """Return the torch device to use.
@@ -10,18 +42,25 @@ def default_device(device: str | None = None) -> str:
     ----------
     device : str or None
         An explicit choice ("cpu", "cuda", "cuda:1"); ``None`` picks "cuda" when
-        ``torch.cuda.is_available()`` and "cpu" otherwise.
+        ``torch.cuda.is_available()`` and "cpu" otherwise (without importing torch when
+        the installed build has no GPU support: :func:`torch_build_has_gpu`).
 
     Raises
     ------
     ValueError
         When "cuda" is requested but no CUDA device is available.
     """
-    import torch
-
     if device is None:
+        if not torch_build_has_gpu():
+            return "cpu"
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     device = str(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but torch finds no CUDA device; use device='cpu'")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} requested but torch finds no CUDA device; "
+                             f"use device='cpu'")
     return device

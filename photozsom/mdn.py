@@ -356,8 +356,6 @@ class MDN:
                  patience: int = 4, schedule: str = "onecycle", min_improvement: float = 1e-3,
                  dropout: float = 0.0, precision: str = "float32",
                  grid: MixtureGrid | None = None) -> None:
-        import torch
-
         if int(n_inputs) < 1:
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
         hidden = tuple(int(h) for h in hidden)
@@ -396,13 +394,44 @@ class MDN:
         self.max_epochs_: int | None = None
         self.lr_: float | None = None
         self.grid = grid or default_grid()
-        cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):   # seeded, without touching the caller's RNG
-            torch.manual_seed(self.seed)
-            self.network = self._build().to(self.device)
+        # the torch network is built (seeded) on first use: a model loaded to predict on the
+        # CPU runs its forward pass in numpy and never imports torch (see predict_weights)
+        self._network = None
+        self._state: dict[str, np.ndarray] | None = None     # weights read by load()
         self.standardizer: Standardizer | None = None
         self.history_ = pd.DataFrame(columns=["epoch", "train_crps", "val_crps", "lr", "seconds"])
         self.best_epoch_: int | None = None
+
+    @property
+    def network(self):
+        """The torch network (``torch.nn.Sequential``: ``Linear``/``ReLU`` blocks, then a
+        ``Linear`` to the K logits), built on first use from ``seed`` (without touching the
+        caller's random state), holding the loaded weights after :meth:`load`."""
+        if self._network is None:
+            import torch
+
+            cuda = ([torch.device(self.device).index or 0] if self.device.startswith("cuda")
+                    else [])
+            with torch.random.fork_rng(devices=cuda):   # seeded, caller's RNG untouched
+                torch.manual_seed(self.seed)
+                net = self._build()
+            if self._state is not None:
+                net.load_state_dict(arrays_to_state(self._state))
+                net.eval()
+            self._network = net.to(self.device)
+        return self._network
+
+    def _layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(weight (out, in), bias (out,)) of each ``Linear``, float32 numpy, in order: the
+        loaded arrays, or the current weights of the torch network once it exists."""
+        if self._network is None and self._state is not None:
+            st = self._state
+        else:
+            st = state_to_arrays(self.network.state_dict())
+        n = len("state/")
+        idx = sorted({int(k[n:].split(".")[0]) for k in st if k.endswith(".weight")})
+        return [(np.asarray(st[f"state/{i}.weight"], dtype=np.float32),
+                 np.asarray(st[f"state/{i}.bias"], dtype=np.float32)) for i in idx]
 
     def _build(self):
         from torch import nn
@@ -607,14 +636,48 @@ class MDN:
         return self.history_
 
     # -- inference -----------------------------------------------------------------------------
-    def predict_weights(self, X: np.ndarray, batch_size: int = 16384) -> np.ndarray:
-        """Mixture weights, shape (N, K), float32 (rows sum to 1)."""
-        import torch
+    def _check_state(self) -> None:
+        """The loaded weights have the shapes the configuration implies (else ValueError)."""
+        widths = [self.n_inputs, *self.hidden, self.grid.K]
+        try:
+            layers = self._layers()
+        except KeyError as err:
+            raise ValueError(f"the MDN's weights lack {err}") from None
+        shapes = [(W.shape, b.shape) for W, b in layers]
+        want = [((o, i), (o,)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+        if shapes != want:
+            raise ValueError(f"the MDN's weights have shapes {shapes}, its configuration "
+                             f"(n_inputs {self.n_inputs}, hidden {list(self.hidden)}, "
+                             f"K {self.grid.K}) needs {want}")
 
+    def predict_weights(self, X: np.ndarray, batch_size: int = 16384) -> np.ndarray:
+        """Mixture weights, shape (N, K), float32 (rows sum to 1).
+
+        On the CPU the forward pass runs in numpy (float32 ``Linear``/``ReLU`` layers and a
+        softmax, the network's own operations): the same weights as torch's to ~1e-5
+        (relative; the two libraries sum the products in different orders), and a model
+        loaded from disk predicts without importing torch. On CUDA it runs in torch.
+        """
         if self.standardizer is None:
             raise RuntimeError("the MDN is not trained: call fit(...) or MDN.load(path) first")
         X = _check_X(X, "X", self.n_inputs)
         out = np.empty((X.shape[0], self.grid.K), dtype=np.float32)
+        if not self.device.startswith("cuda"):
+            layers = self._layers()
+            for s in range(0, X.shape[0], int(batch_size)):
+                h = self.standardizer.transform(X[s:s + batch_size]).astype(np.float32)
+                for i, (W, b) in enumerate(layers):
+                    h = h @ W.T
+                    h += b
+                    if i < len(layers) - 1:
+                        np.maximum(h, 0.0, out=h)
+                h -= h.max(axis=1, keepdims=True)
+                np.exp(h, out=h)
+                h /= h.sum(axis=1, keepdims=True)
+                out[s:s + batch_size] = h
+            return out
+        import torch
+
         self.network.eval()
         with torch.inference_mode():
             for s in range(0, X.shape[0], int(batch_size)):
@@ -696,8 +759,11 @@ class MDN:
         cfg = dict(meta["config"])
         cfg["hidden"] = tuple(cfg["hidden"])
         model = cls(**cfg, device=device, grid=grid)
-        model.network.load_state_dict(arrays_to_state(arrays))
-        model.network.eval()
+        model._state = {k: v for k, v in arrays.items() if k.startswith("state/")}
+        if not model.device.startswith("cuda"):
+            model._check_state()        # a damaged file fails here, not at the first predict
+        else:
+            model.network.eval()
         model.standardizer = Standardizer(arrays["standardizer/mean"], arrays["standardizer/std"],
                                           list(meta.get("feature_names", [])))
         cols = meta.get("history_columns", [])

@@ -357,3 +357,35 @@ def test_fit_records_the_schedule_it_used_and_save_load_keeps_it(tmp_path):
     back = MDN.load(m.save(tmp_path / "m"))
     assert (back.batch_size_, back.max_epochs_, back.lr_) == (256, 250, m.lr_)
     assert back.batch_size is None and back.precision == "float32"
+
+
+def test_numpy_forward_pass_equals_the_torch_network(fitted, tmp_path):
+    """predict_weights (numpy on the CPU) against the torch network's own forward pass and
+    softmax, for the fitted model and a dropout one (dropout is off at inference)."""
+    model, _, (x, *_rest) = fitted
+    drop = MDN(3, hidden=(32, 16), dropout=0.3, seed=2, max_epochs=1, device="cpu")
+    drop.fit(x[:400], np.clip(x[:400, 0] * 0.1 + 0.5, 0.05, 1.5), progress=False)
+    for m in (model, drop):
+        m.network.eval()
+        with torch.inference_mode():
+            ref = torch.softmax(m.network(torch.as_tensor(
+                m.standardizer.transform(x[:300]), dtype=torch.float32)), dim=1).numpy()
+        got = m.predict_weights(x[:300], batch_size=128)      # several numpy batches
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    # a loaded model predicts the same from its stored arrays, before any torch network exists
+    back = MDN.load(model.save(tmp_path / "mdn"), device="cpu")
+    assert back._network is None
+    np.testing.assert_array_equal(back.predict_weights(x[:50]), model.predict_weights(x[:50]))
+    assert back._network is None
+
+
+def test_loading_refuses_weights_of_the_wrong_shape(fitted, tmp_path):
+    model, _, _ = fitted
+    path = model.save(tmp_path / "mdn")
+    with np.load(path / "arrays.npz") as f:
+        arrays = dict(f)
+    arrays["state/2.weight"] = arrays["state/2.weight"][:, :10]
+    np.savez(path / "arrays.npz", **arrays)
+    with pytest.raises(ValueError, match="weights have shapes"):
+        MDN.load(path, device="cpu")
