@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
                     "photozsom_sizes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "sizes.csv")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads outside training (default: torch's; MDN training uses "
+                         "its fixed count, photozsom.device.TRAIN_THREADS)")
     args = ap.parse_args(argv)
     import torch
 

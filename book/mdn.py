@@ -68,8 +68,10 @@ run = pipeline.Run(data_dir)
 # (`photozsom.mdn.auto_schedule`): mini-batches of 256 to 1024 galaxies and at least 1,000
 # optimiser steps and 24 epochs, so a large sample trains fast (batch 1024, 24 epochs) and a
 # small one still converges. Training runs in **float32** on every device unless
-# `precision="bf16"` is asked for, so the same seed gives the same model on any CPU. The
-# same saved model is what `photozsom predict` applies to any catalogue.
+# `precision="bf16"` is asked for, and with a fixed number of torch threads (two:
+# `photozsom.device.TRAIN_THREADS`; torch splits its gradient sums by thread count), so the
+# same seed gives the same model on any CPU, whatever its cores. The same saved model is what
+# `photozsom predict` applies to any catalogue; on the CPU its forward pass runs in numpy.
 
 # %%
 res = pipeline.run_mdn(

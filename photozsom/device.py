@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -64,3 +66,30 @@ def default_device(device: str | None = None) -> str:
             raise ValueError(f"device={device!r} requested but torch finds no CUDA device; "
                              f"use device='cpu'")
     return device
+
+
+#: Torch intra-op threads while a model trains on the CPU (``MDN(threads=...)``). Torch splits
+#: its gradient reductions by thread count, so the same seed trains a different network on a
+#: machine with another number of cores; a fixed count gives the same model on any CPU. Two
+#: is torch's own choice on the 2-core machines the book and CI run on (so their numbers are
+#: those of the default), and these small networks gain little from more threads.
+TRAIN_THREADS = 2
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int | None, device: str = "cpu") -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads on the CPU, then restore the count.
+
+    ``n=None`` or a CUDA ``device`` leaves torch as it is.
+    """
+    if n is None or str(device).startswith("cuda"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -42,7 +42,9 @@ length); ``"cosine"`` decays from ``lr`` without warm-up. The output bias starts
 of the training redshift distribution, so epoch 0 already predicts n(z).
 
 Precision: ``precision="float32"`` (the default) trains and predicts in float32 on every
-device, so the same seed gives the same model on any CPU. ``precision="bf16"`` runs the
+device and trains with a fixed number of torch threads (``threads``, default 2: torch's
+gradient sums depend on the thread count), so the same seed gives the same model on any CPU
+whatever its cores. ``precision="bf16"`` runs the
 network under bfloat16 autocast (the softmax and the loss stay float32): on CUDA for training
 and inference, on the CPU for the training steps only (validation and predictions stay
 float32). It is ~1.6x faster per epoch on CPUs with native bfloat16 (AVX512-BF16 / AMX,
@@ -59,6 +61,7 @@ rows or, stably when rows are added, of an array of object IDs.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -70,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
-from photozsom.device import default_device
+from photozsom.device import TRAIN_THREADS, default_device, fixed_threads
 from photozsom.features import Standardizer, check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, check_redshifts, default_grid, get_grid
 
@@ -328,6 +331,13 @@ class MDN:
         bfloat16 autocast of the network, on CUDA for training and inference, on the CPU for
         the training steps only (about 1.6x faster per epoch on a CPU with native bfloat16),
         while validation and :meth:`predict` stay float32 there.
+    threads : int or None
+        Torch threads while training on the CPU (default
+        :data:`photozsom.device.TRAIN_THREADS` = 2): torch splits the gradient sums by
+        thread count, so a fixed count trains the same model from the same seed whatever
+        the machine's cores. None uses torch's own count (faster on many cores, a
+        different model on a machine with another core count). Prediction on the CPU runs
+        in numpy and does not depend on it.
     grid : MixtureGrid, optional
         Mixture components; default the paper's grid.
 
@@ -355,7 +365,7 @@ class MDN:
                  batch_size: int | None = None, max_epochs: int | None = None,
                  patience: int = 4, schedule: str = "onecycle", min_improvement: float = 1e-3,
                  dropout: float = 0.0, precision: str = "float32",
-                 grid: MixtureGrid | None = None) -> None:
+                 threads: int | None = TRAIN_THREADS, grid: MixtureGrid | None = None) -> None:
         if int(n_inputs) < 1:
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
         hidden = tuple(int(h) for h in hidden)
@@ -369,6 +379,8 @@ class MDN:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}; "
                              "'float32' gives the same model on every CPU")
+        if threads is not None and int(threads) < 1:
+            raise ValueError(f"threads must be >= 1 (or None: torch's own count), got {threads}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if schedule not in _SCHEDULES:
@@ -389,6 +401,7 @@ class MDN:
         self.patience, self.dropout = int(patience), float(dropout)
         self.precision = precision
         self.amp = precision == "bf16"
+        self.threads = None if threads is None else int(threads)
         # the settings the last fit used (None until fit; see auto_schedule)
         self.batch_size_: int | None = None
         self.max_epochs_: int | None = None
@@ -452,7 +465,7 @@ class MDN:
                 "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
                 "max_epochs": self.max_epochs, "patience": self.patience,
                 "schedule": self.schedule, "min_improvement": self.min_improvement,
-                "dropout": self.dropout, "precision": self.precision}
+                "dropout": self.dropout, "precision": self.precision, "threads": self.threads}
 
     def __repr__(self) -> str:
         return (f"MDN(n_inputs={self.n_inputs}, hidden={self.hidden}, K={self.grid.K}, "
@@ -545,6 +558,11 @@ class MDN:
             mini-batches), ``val_crps`` (after the epoch; NaN without validation data),
             ``lr`` and ``seconds``. Also stored as ``history_``.
         """
+        with fixed_threads(self.threads, self.device):
+            return self._fit(X_train, z_train, X_val, z_val, progress=progress)
+
+    def _fit(self, X_train: np.ndarray, z_train: np.ndarray, X_val: np.ndarray | None,
+             z_val: np.ndarray | None, *, progress: bool) -> pd.DataFrame:
         import torch
         from tqdm.auto import tqdm
 
@@ -644,7 +662,7 @@ class MDN:
         except KeyError as err:
             raise ValueError(f"the MDN's weights lack {err}") from None
         shapes = [(W.shape, b.shape) for W, b in layers]
-        want = [((o, i), (o,)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+        want = [((o, i), (o,)) for i, o in itertools.pairwise(widths)]
         if shapes != want:
             raise ValueError(f"the MDN's weights have shapes {shapes}, its configuration "
                              f"(n_inputs {self.n_inputs}, hidden {list(self.hidden)}, "

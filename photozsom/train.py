@@ -94,7 +94,7 @@ def oof_predictions(model: Any, spec: pd.DataFrame, *, cv_folds: int, seed: int 
     X, okp, _ = model.transform(spec[pool])
     opts = {k: v for k, v in model.estimator_options.items()
             if k in ("hidden", "max_epochs", "batch_size", "lr", "patience", "device",
-                     "schedule", "min_improvement")}
+                     "schedule", "min_improvement", "precision", "threads")}
     oof_pdf, fold = cross_val_predict(X[okp], z[pool][okp], ids[pool][okp], n_folds=cv_folds,
                                       seed=seed, progress=progress, **opts)
     oof = prediction_table(oof_pdf, ids[pool][okp], z[pool][okp])

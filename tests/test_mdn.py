@@ -389,3 +389,28 @@ def test_loading_refuses_weights_of_the_wrong_shape(fitted, tmp_path):
     np.savez(path / "arrays.npz", **arrays)
     with pytest.raises(ValueError, match="weights have shapes"):
         MDN.load(path, device="cpu")
+
+
+def test_the_same_seed_trains_the_same_network_whatever_torch_thread_count():
+    """Torch splits gradient sums by thread count: with ``threads=None`` (torch's own count)
+    one and three threads train different networks; the default fixed count trains the same
+    one from either, and the caller's thread count is restored."""
+    x, z, _ = synthetic(1200, seed=4)
+    before = torch.get_num_threads()
+
+    def train(outside: int, threads) -> np.ndarray:
+        torch.set_num_threads(outside)
+        try:
+            m = MDN(3, hidden=(64, 64), seed=1, batch_size=64, max_epochs=3, threads=threads,
+                    device="cpu")
+            m.fit(x[:1000], z[:1000], x[1000:], z[1000:], progress=False)
+            assert torch.get_num_threads() == outside
+            return m.predict_weights(x[:200])
+        finally:
+            torch.set_num_threads(before)
+
+    assert not np.array_equal(train(1, None), train(3, None))
+    np.testing.assert_array_equal(train(1, 2), train(3, 2))
+    assert MDN(3, device="cpu").threads == 2
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        MDN(3, threads=0, device="cpu")

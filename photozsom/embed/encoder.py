@@ -79,7 +79,7 @@ import numpy as np
 from astropy.stats import mad_std
 
 from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
-from photozsom.device import default_device
+from photozsom.device import TRAIN_THREADS, default_device, fixed_threads
 from photozsom.embed.base import usable_bands, validate_cutouts
 from photozsom.embed.store import PIXSCALE, CutoutStore, check_pixscale
 
@@ -867,6 +867,7 @@ class Encoder:
         max_steps: int | None = None,
         allow_pixscale: float | None = None,
         progress: bool = True,
+        threads: int | None = TRAIN_THREADS,
     ) -> dict:
         """Pretrain self-supervised (SimCLR) on unlabelled cutouts.
 
@@ -904,6 +905,11 @@ class Encoder:
             Legacy Survey's 0.262; the encoder then expects it when embedding.
         progress : bool
             Show a progress bar.
+        threads : int or None
+            Torch threads while training on the CPU (default
+            :data:`photozsom.device.TRAIN_THREADS`): a fixed count trains the same
+            encoder from the same seed on any CPU (torch splits gradient sums by
+            thread count); None: torch's own count.
 
         Returns
         -------
@@ -918,9 +924,30 @@ class Encoder:
             A store whose pixel scale is not 0.262 arcsec/pixel (see ``allow_pixscale``), a
             checkpoint of another configuration, bad shapes.
         """
+        with fixed_threads(threads, self.device):
+            return self._fit(data, epochs, batch_size, objid=objid, rows=rows,
+                             band_mask=band_mask, sigma=sigma, checkpoint=checkpoint,
+                             buffer=buffer, max_steps=max_steps,
+                             allow_pixscale=allow_pixscale, progress=progress)
+
+    def _fit(
+        self,
+        data,
+        epochs: int = 10,
+        batch_size: int = 256,
+        *,
+        objid: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        band_mask: np.ndarray | None = None,
+        sigma: np.ndarray | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        buffer: int = 8192,
+        max_steps: int | None = None,
+        allow_pixscale: float | None = None,
+        progress: bool = True,
+    ) -> dict:
         import torch
         from tqdm.auto import tqdm
-
 
         if epochs < 1 or batch_size < 2:
             raise ValueError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
