@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from photozsom.calibrate import Recalibrator, pco_noise
 from photozsom.flags import SOMFlagger, load_flagger
 from photozsom.workflow import pipeline
 from photozsom.workflow.book import with_dependents
@@ -137,7 +138,22 @@ def test_calibration_stage_maps_the_test_pit(copy_run):
     run = copy_run
     res = pipeline.run_calibrate(run, scale="tiny")
     assert list(res["summary"].index) == ["before", "after (global)", "after (cell)",
-                                          "after (global), projected"]
+                                          "after (global), projected", "before, out of fold",
+                                          "after (global), cross-fitted",
+                                          "after (cell), cross-fitted"]
+    # the cross-fitted rows score every labelled galaxy, each by a map that did not see it
+    oof = pd.read_parquet(run.read("mdn/oof_predictions.parquet"))
+    z_oof, fold = oof["Z"].to_numpy(), oof["FOLD"].to_numpy()
+    row = res["summary"].loc["after (global), cross-fitted"]
+    assert row["n_scored"] == len(z_oof) and row["n_fit"] == len(z_oof) - np.bincount(fold).max()
+    pit = np.empty(len(z_oof))
+    for k in np.unique(fold):
+        held = fold == k
+        m = Recalibrator("global").fit(res["oof_raw"][~held], z_oof[~held])
+        pit[held] = m.transform(res["oof_raw"][held].pit(z_oof[held]))
+    assert row["PCO_%"] == pytest.approx(100 * np.mean((pit < 0.005) | (pit > 0.995)))
+    assert row["PCO_sd_%"] == pytest.approx(pco_noise(row["n_fit"], row["n_scored"]))
+    assert np.isnan(res["summary"].loc["before", "PCO_sd_%"])
     z = res["z_test"]
     u = res["test_pdf"].pit(z)
     # the recalibrated P(z)'s PIT is the map applied to the old PIT, exactly; the projected

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import read_json
-from photozsom.calibrate import Recalibrator, cross_fitted
+from photozsom.calibrate import Recalibrator, cross_fitted, pco_noise
 from photozsom.data.assemble import from_files, validated_catalogue
 from photozsom.embed import AIONEmbedder, Encoder, embed_to_file, load_embeddings
 from photozsom.evaluation import cells
@@ -449,7 +449,13 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
 
     Both recalibrators are fitted on the out-of-fold P(z) of the labelled galaxies and scored
     on the untouched test split (PCO, KS distance of the PIT from uniform, CRPS, 68% and
-    95% interval coverage). The per-cell analysis of the southern map is re-run on the
+    95% interval coverage), and, cross-fitted, on every labelled galaxy (each fold by maps
+    fitted on the other folds: tens of thousands of scored galaxies where the test split
+    has a few thousand). ``calibrate/summary.csv`` gives per row the galaxies scored
+    (``n_scored``), those the map was fitted on (``n_fit``, at least) and the spread a
+    calibrated map's PCO has at those sizes (``PCO_sd_%``,
+    :func:`~photozsom.calibrate.pco_noise`).
+    The per-cell analysis of the southern map is re-run on the
     out-of-fold predictions recalibrated *cross-fitted* (each fold by maps fitted on the
     others), so no galaxy is scored by a map that saw it. The MDN model with the global
     recalibration inside is saved as ``calibrate/model`` (``photozsom predict --model``).
@@ -466,12 +472,27 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
           "cell": Recalibrator("cell", shrinkage=shrinkage).fit(oof_pdf, z_oof, cells=c_oof)}
     after = {"global": rc["global"].apply(test_pdf),
              "cell": rc["cell"].apply(test_pdf, cells=c_test)}
-    summary = pd.DataFrame({"before": calibration_summary(test_pdf, z_test),
-                            **{f"after ({k})": calibration_summary(v, z_test)
-                               for k, v in after.items()},
-                            # the same map read from its projection onto the mixture grid
-                            "after (global), projected": calibration_summary(
-                                after["global"].projected(), z_test)}).T
+    # every labelled galaxy, each recalibrated by maps fitted on the other folds
+    fold = oof["FOLD"].to_numpy()
+    for kind in ("global", "cell"):
+        after[f"oof_{kind}"] = cross_fitted(kind, oof_pdf, z_oof, fold,
+                                            cells=None if kind == "global" else c_oof,
+                                            shrinkage=shrinkage)
+    n_oof, n_test = len(z_oof), len(z_test)
+    n_cross = int(n_oof - np.bincount(fold).max())      # fewest galaxies a fold's map saw
+    rows = {"before": (test_pdf, z_test, 0),
+            **{f"after ({k})": (after[k], z_test, n_oof) for k in ("global", "cell")},
+            # the same map read from its projection onto the mixture grid
+            "after (global), projected": (after["global"].projected(), z_test, n_oof),
+            "before, out of fold": (oof_pdf, z_oof, 0),
+            **{f"after ({k}), cross-fitted": (after[f"oof_{k}"], z_oof, n_cross)
+               for k in ("global", "cell")}}
+    summary = pd.DataFrame({
+        name: {**calibration_summary(pdf, z), "n_scored": len(z), "n_fit": n_fit,
+               # expected spread of a calibrated map's PCO (map fit + binomial), per cent
+               "PCO_sd_%": pco_noise(n_fit, len(z)) if n_fit else np.nan}
+        for name, (pdf, z, n_fit) in rows.items()}).T
+    summary[["n_scored", "n_fit"]] = summary[["n_scored", "n_fit"]].astype(np.int64)
     for k, r in rc.items():
         r.save(run.write(f"calibrate/{k}"))
     summary.to_csv(run.write("calibrate/summary.csv"))
@@ -480,10 +501,6 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
     model.save(run.write("calibrate/model"))
 
     # per-cell analysis before and after, cross-fitted over the out-of-fold folds
-    for kind in ("global", "cell"):
-        after[f"oof_{kind}"] = cross_fitted(kind, oof_pdf, z_oof, oof["FOLD"].to_numpy(),
-                                            cells=None if kind == "global" else c_oof,
-                                            shrinkage=shrinkage)
     som = load_maps(run)["S"]
     rep_before = load_reports(run)["S"]
     south = (c_oof >= 0) & (c_oof < som.n_cells)
@@ -501,4 +518,4 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
     run.record("calibrate", {"scale": scale, "seed": seed, "shrinkage": shrinkage,
                              "n_boot": p["n_boot"], "fdr": fdr})
     return {"summary": summary, "recalibrators": rc, "test_pdf": test_pdf, "after": after,
-            "z_test": z_test, "worse_cells": worse, "pco_cells": pco_cells, "reports": reports}
+            "z_test": z_test, "oof_raw": oof_pdf, "worse_cells": worse, "pco_cells": pco_cells, "reports": reports}
