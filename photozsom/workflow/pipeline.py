@@ -478,7 +478,7 @@ def run_calibrate(run: Run, *, scale: str = "ci", seed: int = 0, shrinkage: floa
         after[f"oof_{kind}"] = cross_fitted(kind, oof_pdf, z_oof, fold,
                                             cells=None if kind == "global" else c_oof,
                                             shrinkage=shrinkage)
-    n_oof, n_test = len(z_oof), len(z_test)
+    n_oof = len(z_oof)
     n_cross = int(n_oof - np.bincount(fold).max())      # fewest galaxies a fold's map saw
     rows = {"before": (test_pdf, z_test, 0),
             **{f"after ({k})": (after[k], z_test, n_oof) for k in ("global", "cell")},
