@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -93,3 +94,15 @@ def fixed_threads(n: int | None, device: str = "cpu") -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def trains_with_fixed_threads(fit: Callable) -> Callable:
+    """Decorate a model's ``fit`` to run under :func:`fixed_threads` with the model's own
+    ``threads`` and ``device`` attributes."""
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        with fixed_threads(self.threads, self.device):
+            return fit(self, *args, **kwargs)
+
+    return wrapper

@@ -73,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
-from photozsom.device import TRAIN_THREADS, default_device, fixed_threads
+from photozsom.device import TRAIN_THREADS, default_device, trains_with_fixed_threads
 from photozsom.features import Standardizer, check_matrix
 from photozsom.pdf import MixtureGrid, MixturePDF, check_redshifts, default_grid, get_grid
 
@@ -534,6 +534,7 @@ class MDN:
             opt, mode="min", factor=0.5, patience=max(1, self.patience // 3))
 
     # -- training ------------------------------------------------------------------------------
+    @trains_with_fixed_threads
     def fit(self, X_train: np.ndarray, z_train: np.ndarray, X_val: np.ndarray | None = None,
             z_val: np.ndarray | None = None, *, progress: bool = True) -> pd.DataFrame:
         """Train on the CRPS with early stopping on the validation CRPS.
@@ -558,11 +559,6 @@ class MDN:
             mini-batches), ``val_crps`` (after the epoch; NaN without validation data),
             ``lr`` and ``seconds``. Also stored as ``history_``.
         """
-        with fixed_threads(self.threads, self.device):
-            return self._fit(X_train, z_train, X_val, z_val, progress=progress)
-
-    def _fit(self, X_train: np.ndarray, z_train: np.ndarray, X_val: np.ndarray | None,
-             z_val: np.ndarray | None, *, progress: bool) -> pd.DataFrame:
         import torch
         from tqdm.auto import tqdm
 

@@ -727,3 +727,24 @@ def test_checkpoint_of_the_other_kind_of_encoder_is_refused(tmp_path, toy):
     with pytest.raises(ValueError, match="config"):
         tiny_image_only().fit(images, epochs=2, batch_size=32, band_mask=mask, sigma=sigma,
                               checkpoint=ck, progress=False)
+
+
+def test_training_does_not_depend_on_the_callers_torch_thread_count(toy):
+    """Encoder.fit trains with the encoder's fixed thread count (photozsom.device's, as the
+    MDN does), whatever torch's count outside, and restores it."""
+    images, mask, sigma = (a[:128] for a in toy)
+    before = torch.get_num_threads()
+    out = []
+    for outside in (1, 3):
+        torch.set_num_threads(outside)
+        try:
+            enc = tiny_encoder()
+            enc.fit(images, epochs=1, batch_size=64, band_mask=mask, sigma=sigma,
+                    progress=False)
+            assert torch.get_num_threads() == outside
+            out.append(enc.embed(images[:20], mask[:20], progress=False))
+        finally:
+            torch.set_num_threads(before)
+    np.testing.assert_array_equal(out[0], out[1])
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        Encoder(threads=0)

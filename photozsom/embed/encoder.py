@@ -79,7 +79,7 @@ import numpy as np
 from astropy.stats import mad_std
 
 from photozsom.artifacts import arrays_to_state, load_artifact, save_artifact, state_to_arrays
-from photozsom.device import TRAIN_THREADS, default_device, fixed_threads
+from photozsom.device import TRAIN_THREADS, default_device, trains_with_fixed_threads
 from photozsom.embed.base import usable_bands, validate_cutouts
 from photozsom.embed.store import PIXSCALE, CutoutStore, check_pixscale
 
@@ -511,6 +511,12 @@ class Encoder:
         reconstruction loss (``photometry_weight`` must be 0 or ``None``), so everything the
         embedding knows is learned from the pixels by the contrastive objective. An ablation
         of the hand-built light profile; the default (``False``) is the full encoder.
+    threads : int or None
+        Torch threads while :meth:`fit` trains on the CPU (default
+        :data:`photozsom.device.TRAIN_THREADS`): a fixed count trains the same encoder from
+        the same seed on any CPU (torch splits gradient sums by thread count); None: torch's
+        own count. Not part of the saved configuration (it does not change the model's
+        shape or meaning).
 
     Examples
     --------
@@ -539,6 +545,7 @@ class Encoder:
         photometry_weight: float | None = None,
         amp: bool | None = None,
         image_only: bool = False,
+        threads: int | None = TRAIN_THREADS,
     ):
         import torch
 
@@ -581,6 +588,9 @@ class Encoder:
         self.band_dropout = tuple(float(p) for p in band_dropout)
         self.photometry_weight = float(photometry_weight)
         self.amp = self.device.startswith("cuda") if amp is None else bool(amp)
+        if threads is not None and int(threads) < 1:
+            raise ValueError(f"threads must be >= 1 (or None: torch's own count), got {threads}")
+        self.threads = None if threads is None else int(threads)
         self.softening: np.ndarray | None = None
         #: Pixel scale of the training cutouts, arcsec/pixel (None: not from a store).
         self.pixscale: float | None = None
@@ -852,6 +862,7 @@ class Encoder:
             bar.set_postfix(loss=f"{losses[-1][0]:.3f}")
         return losses, step, True
 
+    @trains_with_fixed_threads
     def fit(
         self,
         data,
@@ -867,7 +878,6 @@ class Encoder:
         max_steps: int | None = None,
         allow_pixscale: float | None = None,
         progress: bool = True,
-        threads: int | None = TRAIN_THREADS,
     ) -> dict:
         """Pretrain self-supervised (SimCLR) on unlabelled cutouts.
 
@@ -905,11 +915,6 @@ class Encoder:
             Legacy Survey's 0.262; the encoder then expects it when embedding.
         progress : bool
             Show a progress bar.
-        threads : int or None
-            Torch threads while training on the CPU (default
-            :data:`photozsom.device.TRAIN_THREADS`): a fixed count trains the same
-            encoder from the same seed on any CPU (torch splits gradient sums by
-            thread count); None: torch's own count.
 
         Returns
         -------
@@ -924,28 +929,6 @@ class Encoder:
             A store whose pixel scale is not 0.262 arcsec/pixel (see ``allow_pixscale``), a
             checkpoint of another configuration, bad shapes.
         """
-        with fixed_threads(threads, self.device):
-            return self._fit(data, epochs, batch_size, objid=objid, rows=rows,
-                             band_mask=band_mask, sigma=sigma, checkpoint=checkpoint,
-                             buffer=buffer, max_steps=max_steps,
-                             allow_pixscale=allow_pixscale, progress=progress)
-
-    def _fit(
-        self,
-        data,
-        epochs: int = 10,
-        batch_size: int = 256,
-        *,
-        objid: np.ndarray | None = None,
-        rows: np.ndarray | None = None,
-        band_mask: np.ndarray | None = None,
-        sigma: np.ndarray | None = None,
-        checkpoint: str | os.PathLike | None = None,
-        buffer: int = 8192,
-        max_steps: int | None = None,
-        allow_pixscale: float | None = None,
-        progress: bool = True,
-    ) -> dict:
         import torch
         from tqdm.auto import tqdm
 
