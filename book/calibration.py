@@ -104,8 +104,8 @@ print(f"the global map is fitted on {n_fit} galaxies and scored on {n_test}: exp
       f"PCO 1% +- {noise:.2f}%; measured {g['PCO_%']:.2f}%, "
       f"{(g['PCO_%'] - 1.0) / noise:+.1f} standard deviations from 1%")
 x = summary.loc["after (global), cross-fitted"]
-print(f"cross-fitted on all {x['n_scored']:,} labelled galaxies (maps fitted on >= "
-      f"{x['n_fit']:,}): expected 1% +- {x['PCO_sd_%']:.2f}%; measured {x['PCO_%']:.2f}% "
+print(f"cross-fitted on all {int(x['n_scored']):,} labelled galaxies (maps fitted on >= "
+      f"{int(x['n_fit']):,}): expected 1% +- {x['PCO_sd_%']:.2f}%; measured {x['PCO_%']:.2f}% "
       f"(before: {summary.loc['before, out of fold', 'PCO_%']:.2f}%), "
       f"{(x['PCO_%'] - 1.0) / x['PCO_sd_%']:+.1f} standard deviations from 1%")
 
