@@ -207,12 +207,16 @@ def test_default_fit_stops_when_qe_stalls_and_records_final_distances(monkeypatc
     X = _colours(6000, seed=1)
     # count the engine's data passes and map updates independently of its own bookkeeping
     calls = {"accumulate": 0, "update": 0}
+    dists = []                                   # each accumulation's BMU distances
     for name in calls:
         orig = getattr(TorchBatchSOM, f"_{name}")
 
         def spy(self, *a, _orig=orig, _name=name, **k):
             calls[_name] += 1
-            return _orig(self, *a, **k)
+            out = _orig(self, *a, **k)
+            if _name == "accumulate":
+                dists.append(out[2].double().cpu().numpy())
+            return out
 
         monkeypatch.setattr(TorchBatchSOM, f"_{name}", spy)
     som = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
@@ -225,6 +229,18 @@ def test_default_fit_stops_when_qe_stalls_and_records_final_distances(monkeypatc
     # it stopped on the QE, not at the cap (counted by the spies, not by the SOM), and its
     # history and its counter both report the passes it made
     assert 1 <= made < TorchBatchSOM.MAX_PASSES
+    # the stopping rule recomputed from the spied distances: pass j stops when the QE fell by
+    # less than TOL x QE (plus, for the first pass, two standard errors of the last settling
+    # subsample's QE) below the previous step's; it stopped at the last pass, not before
+    first = TorchBatchSOM.ORDER_STEPS + TorchBatchSOM.SETTLE_STEPS
+    qe = [float(d.mean()) for d in dists]
+
+    def stops(j):
+        prev = dists[j - 1]
+        se = 2.0 * prev.std(ddof=1) / np.sqrt(prev.size) if j == first else 0.0
+        return prev.mean() - qe[j] < TorchBatchSOM.TOL * qe[j] + se
+
+    assert [stops(j) for j in range(first, first + made)] == [False] * (made - 1) + [True]
     assert len(full) == made
     assert som.epochs_trained == made
     assert not full[-1]["updated"]
