@@ -29,7 +29,7 @@ from scipy import stats
 from photozsom import plots
 from photozsom.evaluation import metrics
 from photozsom.workflow import pipeline
-from photozsom.workflow.book import outputs, publish_figure
+from photozsom.workflow.book import outputs, publish_figure, stored_result
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -202,20 +202,13 @@ for m in ("mad", "eta", "pco"):
 # ```
 
 # %%
-from pathlib import Path
-
-import photozsom
-
-peers_csv = Path(photozsom.__file__).resolve().parents[1] / "benchmarks" / "results" / "peers.csv"
-if peers_csv.is_file():
-    peers = pd.read_csv(peers_csv)
+peers = stored_result("peers.csv", "peers.py")
+if peers is not None:
     peers = peers[peers["nmad"].notna()] if "nmad" in peers else peers.iloc[0:0]
     cols = ["nmad", "eta", "bias", "pco", "pit_ks", "crps", "train_s", "predict_s"]
     display_table = peers.set_index(["sample", "n_train", "code"])[cols]
 else:
-    peers = None
     display_table = pd.DataFrame()
-    print(f"no stored peer table at {peers_csv} (run benchmarks/peers.py)")
 display_table.round(4)
 
 # %% [markdown]

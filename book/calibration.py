@@ -50,16 +50,12 @@ shrinkage = 50.0  # pseudo-count of galaxies pulling a cell's map toward the glo
 n_boot = None  # bootstrap resamples of the per-cell re-analysis; None: the scale's preset
 
 # %%
-from pathlib import Path
-
-import pandas as pd
 from IPython.display import display
 
-import photozsom
 from photozsom import plots
 from photozsom.calibrate import pco_noise
 from photozsom.workflow import pipeline
-from photozsom.workflow.book import outputs, publish_figure
+from photozsom.workflow.book import outputs, publish_figure, stored_result
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -156,12 +152,9 @@ publish_figure("fig_pco_cells", fig, run.figure("calibration_pco_cells.png"))
 # and ± 0.3%.
 
 # %%
-noise_csv = Path(photozsom.__file__).resolve().parents[1] / "benchmarks" / "results" / \
-    "recalibration_noise_summary.csv"
-if noise_csv.is_file():
-    display(pd.read_csv(noise_csv).round(3))
-else:
-    print(f"no stored table at {noise_csv} (run benchmarks/recalibration_noise.py)")
+noise_table = stored_result("recalibration_noise_summary.csv", "recalibration_noise.py")
+if noise_table is not None:
+    display(noise_table.round(3))
 
 # %% [markdown]
 # The model with the global recalibration inside is saved as `calibrate/model`:

@@ -53,18 +53,15 @@ distance_quantile = "auto"
 flag_metrics = ["mad", "eta", "pco", "bias"]
 
 # %%
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import display
 
-import photozsom
 from photozsom import plots
 from photozsom.embed.store import CutoutStore
 from photozsom.evaluation import cells, detection
 from photozsom.evaluation.results import deviating_cells
 from photozsom.workflow import pipeline
-from photozsom.workflow.book import outputs, publish_figure
+from photozsom.workflow.book import outputs, publish_figure, stored_result
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -195,14 +192,11 @@ sc.round(3)
 # folds (fold networks on 54%, 64% and 73%) on the default book's run; the stored table:
 
 # %%
-folds_csv = (Path(photozsom.__file__).resolve().parents[1] / "benchmarks" / "results"
-             / "flag_fold_size.csv")
-if folds_csv.is_file():
-    display(pd.read_csv(folds_csv)[["folds", "fold_train_fraction", "som", "min_count",
-                                    "distance_quantile", "n_bad", "flag_J", "flag_J_se",
-                                    "underperforming_J", "underperforming_J_se"]].round(3))
-else:
-    print(f"no stored table at {folds_csv} (run benchmarks/flag_fold_size.py)")
+fold_sizes = stored_result("flag_fold_size.csv", "flag_fold_size.py")
+if fold_sizes is not None:
+    display(fold_sizes[["folds", "fold_train_fraction", "som", "min_count", "distance_quantile",
+                        "n_bad", "flag_J", "flag_J_se", "underperforming_J",
+                        "underperforming_J_se"]].round(3))
 
 # %% [markdown]
 # ```{glue:figure} fig_choice

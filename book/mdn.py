@@ -53,7 +53,7 @@ import pandas as pd
 from photozsom import plots
 from photozsom.evaluation import metrics
 from photozsom.workflow import pipeline
-from photozsom.workflow.book import outputs, publish_figure
+from photozsom.workflow.book import outputs, publish_figure, stored_result
 
 plots.style()
 run = pipeline.Run(data_dir)
@@ -157,18 +157,12 @@ if "oof" in res:
 # ```
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-import photozsom
-
-results = Path(photozsom.__file__).resolve().parents[1] / "benchmarks" / "results"
-sizes_csv = results / "sizes.csv"
-if sizes_csv.is_file():
-    # DESI, the default sky, and the sky with griz only (sky-griz)
-    sizes = pd.read_csv(sizes_csv)
+# DESI, the default sky, and the sky with griz only (sky-griz)
+sizes = stored_result("sizes.csv", "sizes.py")
+if sizes is not None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for (sample, model_name), g in sizes.groupby(["sample", "model"], sort=False):
         if model_name == "default_raw":
@@ -182,8 +176,6 @@ if sizes_csv.is_file():
     publish_figure("fig_sizes", fig, run.figure("mdn_sizes.png"))
     display_cols = ["sample", "size", "model", "n_train", "crps", "nmad", "pco", "seconds"]
     display(sizes[display_cols].round(4))
-else:
-    print(f"no stored size table at {sizes_csv} (run benchmarks/sizes.py)")
 
 # %% [markdown]
 # ```{glue:figure} fig_sizes
@@ -206,13 +198,10 @@ else:
 # whose luck every map then shares (DESI keeps its validation rosette).
 
 # %%
-spread_csv = results / "seed_spread_summary.csv"
-if spread_csv.is_file():
-    spread = pd.read_csv(spread_csv)
+spread = stored_result("seed_spread_summary.csv", "seed_spread.py")
+if spread is not None:
     display(spread[["sample", "size", "resplit", "map", "seeds", "pco_mean", "pco_se", "pco_sd",
                     "pco_min", "pco_max", "within_target"]].round(3))
-else:
-    print(f"no stored seed table at {spread_csv} (run benchmarks/seed_spread.py)")
 
 # %% [markdown]
 # ## What this chapter wrote

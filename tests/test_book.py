@@ -291,3 +291,15 @@ def test_rendered_pages_screenshot_and_images_in_dom(built_book, book_root, tmp_
     os.makedirs(book_root / "_build" / "screenshots", exist_ok=True)
     for name in pages:
         shutil.copy(tmp_path / f"{name}.png", book_root / "_build" / "screenshots" / f"{name}.png")
+
+
+def test_stored_result_reads_the_checkouts_benchmark_table_or_says_how_to_make_it(capsys):
+    import pandas as pd
+
+    from photozsom.workflow.book import stored_result
+
+    root = Path(__file__).resolve().parents[1]
+    got = stored_result("sizes.csv", "sizes.py")
+    pd.testing.assert_frame_equal(got, pd.read_csv(root / "benchmarks" / "results" / "sizes.csv"))
+    assert stored_result("no_such_table.csv", "nothing.py") is None
+    assert "run python benchmarks/nothing.py" in capsys.readouterr().out

@@ -31,7 +31,7 @@ from photozsom import plots
 from photozsom.workflow.pipeline import STAGES, downstream, require_consistent
 
 __all__ = ["ChapterFailed", "chapters", "cli_main", "find_root", "outputs", "publish_figure",
-           "publish_page", "run_book", "with_dependents"]
+           "publish_page", "run_book", "stored_result", "with_dependents"]
 
 def _chapter_stages() -> dict[str, str]:
     """Chapter name -> the pipeline stage it runs (from :data:`photozsom.workflow.pipeline.STAGES`)."""
@@ -359,6 +359,22 @@ def publish_page(path: str | os.PathLike, *, height: int = 900, title: str = "in
         shutil.copyfile(path, dest)
     return IFrame(f"../../_static/explorer/{path.name}", width="100%", height=int(height),
                   extras=['style="border:0"', f'title="{title}"', 'loading="lazy"'])
+
+
+def stored_result(name: str, script: str):
+    """A benchmark's stored table, ``benchmarks/results/<name>`` of this checkout, as a
+    DataFrame; None (and a line saying how to make it) when the file is not there.
+
+    Chapters show these tables instead of recomputing them (they take minutes to hours);
+    ``script`` names the benchmark that writes the file (``benchmarks/<script>``).
+    """
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / name
+    if not path.is_file():
+        print(f"no stored table at {path} (run python benchmarks/{script})")
+        return None
+    return pd.read_csv(path)
 
 
 def outputs(*paths: str | os.PathLike):
