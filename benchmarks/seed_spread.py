@@ -69,11 +69,8 @@ def run_seed(sample: str, parts, features: list[str], n: int, seed: int, *,
         order = np.random.default_rng(10_000 + seed).permutation(len(both))
         n_va_pool = len(pool_va)
         pool_va, pool_tr = both.iloc[order[:n_va_pool]], both.iloc[order[n_va_pool:]]
-    rng = np.random.default_rng(seed)
-    n_tr = min(int(n), len(pool_tr))
-    train = pool_tr.iloc[np.sort(rng.choice(len(pool_tr), n_tr, replace=False))]
-    n_va = min(len(pool_va), max(n_tr // 8, 1))
-    val = pool_va.iloc[np.sort(rng.choice(len(pool_va), n_va, replace=False))]
+    train, val, test = sizes.draw((pool_tr, pool_va, test), n, seed)
+    n_tr, n_va = len(train), len(val)
     z_te, z_va = test["Z"].to_numpy(np.float64), val["Z"].to_numpy(np.float64)
     model = PhotoZModel("catalog", seed=seed, catalog_features=features)
     t0 = time.perf_counter()

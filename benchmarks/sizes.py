@@ -101,16 +101,24 @@ def score(pdf, z: np.ndarray) -> dict[str, float]:
             "pco": 100.0 * float(metrics.pco_fraction(pit))}
 
 
-def run_size(sample: str, parts, features: list[str], n: int | None, seed: int) -> list[dict]:
-    """Fit the three models at one training size and score them on the test galaxies."""
-    from photozsom.model import PhotoZModel
-
+def draw(parts, n: int | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(training, validation, test) galaxies: a seeded random ``n`` of the training pool (all
+    for None) and ``n / 8`` of the validation pool (the 80/10 ratio a user would have)."""
     pool_tr, pool_va, test = parts
     rng = np.random.default_rng(seed)
     n_tr = len(pool_tr) if n is None else min(int(n), len(pool_tr))
     train = pool_tr.iloc[np.sort(rng.choice(len(pool_tr), n_tr, replace=False))]
     n_va = min(len(pool_va), max(n_tr // 8, 1))
     val = pool_va.iloc[np.sort(rng.choice(len(pool_va), n_va, replace=False))]
+    return train, val, test
+
+
+def run_size(sample: str, parts, features: list[str], n: int | None, seed: int) -> list[dict]:
+    """Fit the three models at one training size and score them on the test galaxies."""
+    from photozsom.model import PhotoZModel
+
+    train, val, test = draw(parts, n, seed)
+    n_tr, n_va = len(train), len(val)
     z_te = test["Z"].to_numpy(np.float64)
     rows = []
     configs = {"default": ({}, "global"), "plateau": (PLATEAU, None), "onecycle": (ONECYCLE, None)}
