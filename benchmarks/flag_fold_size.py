@@ -24,6 +24,7 @@ Writes ``benchmarks/results/flag_fold_size.csv``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ LINKED = ("sky", "som", "embed")
 
 def run_folds(src: Path, work: Path, k: int) -> pd.DataFrame:
     """Re-run mdn, cells and flags of ``src`` with ``k`` folds in ``work``; one row per map."""
+    from photozsom.mdn import cross_val_predict
     from photozsom.workflow import pipeline, validation
 
     dst = work / f"folds_{k}"
@@ -63,10 +65,12 @@ def run_folds(src: Path, work: Path, k: int) -> pd.DataFrame:
     split = pd.read_parquet(run.read("sky/split.parquet"))
     frac = {s: float((split["SPLIT"] == s).mean()) for s in ("train", "val")}
     pool = frac["train"] + frac["val"]
+    # the share of its training folds each fold network keeps for early stopping
+    val_fraction = inspect.signature(cross_val_predict).parameters["val_fraction"].default
     sc = nested["scores"]
     rows = []
     for som, (min_count, quantile) in res["chosen"].items():
-        row = {"folds": k, "fold_train_fraction": pool * (k - 1) / k * 0.9,
+        row = {"folds": k, "fold_train_fraction": pool * (k - 1) / k * (1.0 - val_fraction),
                "final_train_fraction": frac["train"], "som": som, "min_count": min_count,
                "distance_quantile": quantile, "seconds": round(seconds, 1)}
         for part in ("flag", "underperforming"):
