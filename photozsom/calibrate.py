@@ -221,9 +221,15 @@ class _Projector:
             lu[r, k] /= lu[k, k]
             cols = slice(k + 1, min(grid.K, k + self.bw + 1))
             lu[r, cols] -= np.outer(lu[r, k], lu[k, cols])
-        self.lu_lower = [lu[i, max(0, i - self.bw):i].copy() for i in range(grid.K)]
-        self.lu_upper = [lu[i, i + 1:min(grid.K, i + self.bw + 1)].copy()
-                         for i in range(grid.K)]
+        # row i's factors left of the diagonal (columns i - bw .. i - 1) and right of it
+        # (i + 1 .. i + bw) as (K, bw) arrays, 0 past the ends
+        bw = max(self.bw, 1)
+        self.lu_lower, self.lu_upper = np.zeros((grid.K, bw)), np.zeros((grid.K, bw))
+        for i in range(grid.K):
+            lo_part = lu[i, max(0, i - bw):i]
+            up_part = lu[i, i + 1:min(grid.K, i + bw + 1)]
+            self.lu_lower[i, bw - lo_part.size:] = lo_part
+            self.lu_upper[i, :up_part.size] = up_part
         self.lu_diag = np.diag(lu).copy()
         mid = edges[1:-1, None]
         # F_k and 1 - F_k at the mid-points, (K, K - 1); 0 / 1 beyond 12 sigma (< 1e-32)
@@ -232,26 +238,28 @@ class _Projector:
         sf = np.where(near, grid.component_sf(mid), (c[None, :] >= mid).astype(float))
         self.cdf_mid, self.sf_mid = np.ascontiguousarray(cdf.T), np.ascontiguousarray(sf.T)
         self.spacing = np.diff(edges)[:-1] * 0.5 + np.diff(edges)[1:] * 0.5
+        self._kernel: dict[str, Any] | None = None
 
-    def solve(self, d: np.ndarray) -> np.ndarray:
-        """``B^-1 d`` for rows ``d`` (n, K): forward and back substitution with the banded LU
-        factors, vectorised over the rows (one small product per component, any n)."""
-        K, bw = self.K, self.bw
-        y = np.array(d.T, dtype=np.float64, order="C")          # (K, n): rows contiguous
-        for i in range(1, K):
-            lo = max(0, i - bw)
-            y[i] -= self.lu_lower[i] @ y[lo:i]
-        for i in range(K - 1, -1, -1):
-            if i < K - 1:
-                y[i] -= self.lu_upper[i] @ y[i + 1:i + 1 + self.lu_upper[i].size]
-            y[i] /= self.lu_diag[i]
-        return y.T
-
-    def midpoint_cdf(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``F`` and ``1 - F`` at the K - 1 interior mid-points, each (n, K - 1), by products
-        with the components' CDF and survival function there: sums of non-negative terms,
-        so both tails keep their relative precision."""
-        return w @ self.cdf_mid, w @ self.sf_mid
+    def kernel_arrays(self) -> dict[str, Any]:
+        """The bands of :func:`photozsom.kernels.midpoint_tails` (built once): the CDF and
+        survival function of the ``2 b + 2`` components around each mid-point, (2 b + 2,
+        K - 1) (every other component is exactly 0 or 1 there)."""
+        if self._kernel is None:
+            K, M = self.K, self.K - 1
+            frac = ((self.cdf_mid > 0) & (self.cdf_mid < 1)) | ((self.sf_mid > 0)
+                                                                 & (self.sf_mid < 1))
+            i, k = np.nonzero(frac.T)                     # (mid-point, component) pairs
+            b = int(max(np.max(i - k, initial=0), np.max(k - i - 1, initial=0)))
+            q = np.arange(2 * b + 2)
+            comp = np.arange(M)[:, None] - b + q[None, :]
+            inside = (comp >= 0) & (comp < K)
+            cc = np.clip(comp, 0, K - 1)
+            rows = np.arange(M)[:, None]
+            band_cdf = np.where(inside, self.cdf_mid.T[rows, cc], 0.0)
+            band_sf = np.where(inside, self.sf_mid.T[rows, cc], 0.0)
+            self._kernel = {"band_cdf": np.ascontiguousarray(band_cdf.T),
+                            "band_sf": np.ascontiguousarray(band_sf.T), "b": b}
+        return self._kernel
 
     @classmethod
     def get(cls, grid: MixtureGrid) -> _Projector:
@@ -306,32 +314,10 @@ class _Projector:
         pick_b = rb < ra
         return np.where(pick_b[:, None], wb, wa), np.where(pick_b, rb, ra)
 
-    def weights_from_masses(self, d: np.ndarray, target: np.ndarray, *,
-                            residual: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Weights (n, K) with cell masses ``d`` (n, K) and CDF ``target`` (n, K - 1) at the
-        mid-points: :meth:`weights_from_midpoint_probits` from the masses, with the banded
-        solve of :meth:`solve` and the two non-negative candidates formed only for the rows
-        that need them. The residual (per row, redshift) only when asked for."""
-        w = self.solve(d)
-        neg = w < -1e-6
-        bad = np.flatnonzero(neg.any(axis=1))
-        wb = w[bad]
-        np.clip(w, 0.0, None, out=w)
-        w /= w.sum(axis=1, keepdims=True)
-        if bad.size:
-            db, nb = d[bad], neg[bad]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(nb, db / (db - wb), 1.0)
-            alpha = np.clip(ratio.min(axis=1), 0.0, 1.0)[:, None]
-            wa = w[bad]
-            cand = np.clip(alpha * np.where(nb, wb, wa) + (1 - alpha) * db, 0.0, None)
-            cand /= cand.sum(axis=1, keepdims=True)
-            ra, rb = self._fast_residual(wa, target[bad]), self._fast_residual(cand, target[bad])
-            w[bad] = np.where((rb < ra)[:, None], cand, wa)
-        return w, (self._fast_residual(w, target) if residual else None)
-
-    def _fast_residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """:meth:`_residual` by one product with the components' CDF at the mid-points."""
+    def residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """``sum_i |F_w(m_i) - target_i| h_i`` per row (redshift): how far weights ``w``
+        (n, K) miss a CDF ``target`` (n, K - 1) at the mid-points ``m_i`` (spacings
+        ``h_i``), by one product with the components' CDF there."""
         return np.abs(w @ self.cdf_mid - target) @ self.spacing
 
     def _residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -384,36 +370,15 @@ class _TailTable:
             tab[np.clip(cells + k, 0, n)] = np.nan
         self.table = tab
 
-    def lookup(self, F: np.ndarray, S: np.ndarray, rc: Recalibrator
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """The output's smaller tail ``P`` and whether it is the lower one, for CDF values
-        ``F`` and their complements ``S`` (same shape)."""
-        m = np.minimum(F, S)
+    @staticmethod
+    def exact(F: np.ndarray, S: np.ndarray, rc: Recalibrator) -> tuple[np.ndarray, np.ndarray]:
+        """The output's smaller tail ``P = min(g(F), 1 - g(F))`` and whether it is the lower
+        one, evaluated through ``Phi^-1``, the map and ``Phi``, for CDF values ``F`` and
+        their complements ``S`` (1-d): the cells the table marks NaN."""
         with np.errstate(divide="ignore"):
-            t = np.log(2.0 * m)
-        np.negative(t, out=t)
-        np.maximum(t, 0.0, out=t)
-        np.sqrt(t, out=t)
-        np.minimum(t, _C_MAX, out=t)
-        c = np.copysign(t, F - S, out=t)             # negative below the median
-        pos = c * (1.0 / self.step)
-        pos += _C_MAX / self.step
-        i = pos.astype(np.intp)
-        pos -= i
-        v = self.table.take(i, axis=0)
-        P = v[..., 1] * pos
-        P += v[..., 0]
-        P *= m
-        side = c <= self.c0
-        ex = np.flatnonzero(np.isnan(P))
-        if ex.size:
-            Ff, Sf = F.ravel()[ex], S.ravel()[ex]
-            with np.errstate(divide="ignore"):
-                x = np.where(Ff <= Sf, ndtri(Ff), -ndtri(Sf))
-            y = rc._h(x)
-            P.ravel()[ex] = np.where(y <= 0, ndtr(y), ndtr(-y))
-            side.ravel()[ex] = y <= 0
-        return P, side
+            x = np.where(F <= S, ndtri(F), -ndtri(S))
+        y = rc._h(x)
+        return np.where(y <= 0, ndtr(y), ndtr(-y)), y <= 0
 
 
 def _probabilities(a, name: str) -> np.ndarray:
@@ -874,29 +839,34 @@ class Recalibrator:
             p = None if params is None else params[rows]
             out[rows], resid[rows] = proj.weights_from_midpoint_probits(self._probit_map(x, p))
         if fast.any():
+            # the compiled loops (photozsom.kernels); the table cells marked exact are
+            # evaluated in between
+            from photozsom.kernels import midpoint_tails, weights_from_tails
+
             table = self._tail_table()
+            ka = proj.kernel_arrays()
             quick = np.flatnonzero(fast)
             contiguous = quick.size == n
+            M = proj.K - 1
             for s in range(0, quick.size, _FAST_ROWS):
                 rows = slice(s, s + _FAST_ROWS) if contiguous else quick[s:s + _FAST_ROWS]
-                w = W[rows].astype(np.float64)
-                w /= w.sum(axis=1, keepdims=True)
-                F, S = proj.midpoint_cdf(w)
-                P, low = table.lookup(F, S, self)
-                G = np.where(low, P, 1.0 - P)
-                # cell masses: differences of the smaller tail on either side of the median
-                # (relative precision in both tails), of g(F) in the cell where it crosses 1/2
-                k = len(F)
-                Pe = np.concatenate([np.zeros((k, 1)), P, np.zeros((k, 1))], axis=1)
-                le = np.concatenate([np.ones((k, 1), bool), low, np.zeros((k, 1), bool)], axis=1)
-                Ge = np.concatenate([np.zeros((k, 1)), G, np.ones((k, 1))], axis=1)
-                dP = np.diff(Pe, axis=1)
-                d = np.where(le[:, 1:] & le[:, :-1], dP,
-                             np.where(~le[:, 1:] & ~le[:, :-1], -dP, np.diff(Ge, axis=1)))
-                np.clip(d, 0.0, None, out=d)
-                out[rows], r = proj.weights_from_masses(d, G, residual=return_residual)
+                w = np.ascontiguousarray(W[rows])
+                k = len(w)
+                F, S, P = np.empty((k, M)), np.empty((k, M)), np.empty((k, M))
+                low = np.empty((k, M), dtype=bool)
+                midpoint_tails(w, ka["band_cdf"], ka["band_sf"], ka["b"], table.table, _C_MAX,
+                               table.step, table.c0, F, S, P, low)
+                ex = np.flatnonzero(np.isnan(P))
+                if ex.size:
+                    P.ravel()[ex], low.ravel()[ex] = table.exact(F.ravel()[ex], S.ravel()[ex],
+                                                                 self)
+                res = np.empty((k, proj.K))
+                weights_from_tails(P, low, ka["band_cdf"], ka["b"], proj.lu_lower,
+                                   proj.lu_upper, proj.lu_diag, proj.lu_lower.shape[1],
+                                   proj.spacing, res)
+                out[rows] = res
                 if return_residual:
-                    resid[rows] = r
+                    resid[rows] = proj.residual(res, np.where(low, P, 1.0 - P))
         res = MixturePDF._from_valid(out, pdf.grid, pdf._ids)
         return (res, resid) if return_residual else res
 

@@ -96,8 +96,6 @@ _FORMAT = "photozsom.MixturePDF"
 #: root of the cubic Hermite interpolant of F in its step, kept where p changes by at most a
 #: factor _Q_RATIO across the step (else the exact ppf): see MixturePDF.quantiles.
 _Q_SPAN, _Q_PER_STEP, _Q_RATIO = 2, 16, 2.5
-#: MixturePDF.quantiles: blocks of _Q_BLOCK components locate q in the cumulative weights.
-_Q_BLOCK = 8
 
 
 def _phi(u: np.ndarray) -> np.ndarray:
@@ -316,43 +314,22 @@ class MixtureGrid:
             self._windows[key] = (offsets, table, half, np.ravel(inv))
         return self._windows[key]
 
-    def quantile_aux(self, span: int, per_step: int) -> dict[str, Any]:
-        """Constants of :meth:`MixturePDF.quantiles` for ``window_table("cdf", span, per_step)``.
-
-        Rows are padded with ``W`` zeros on the left (column ``W + k`` holds component ``k``,
-        zeros past the last, ``Kp`` columns, a whole number ``nb`` of blocks of
-        ``_Q_BLOCK`` components after the padding). ``tables[j]`` (2W+1, 2S) float64 holds
-        the component CDFs (first S columns) and densities (last S, 1/redshift) of the window
-        around centre ``j`` at ``mu_j + offsets`` (as :meth:`window_table`, in double
-        precision); for the common one (label ``group``) ``table32`` its CDFs in float32 (to
-        locate a level) and ``pairs[s]`` (4, 2W+1) the CDFs at offsets ``s`` and ``s + 1``
-        and the densities there times the offset step (to interpolate); ``step`` the centre
-        spacing.
-        """
-        key = ("qaux", int(span), int(per_step))
+    def quantile_tables(self, span: int, per_step: int) -> np.ndarray:
+        """Tables of :meth:`MixturePDF.quantiles` for ``window_table("cdf", span, per_step)``:
+        ``tables[j]`` (2W+1, 2S) float64 holds the component CDFs (first S columns) and
+        densities (last S, 1/redshift) of the window around centre ``j`` at
+        ``mu_j + offsets`` (as :meth:`window_table`, in double precision; 0 past the ends)."""
+        key = ("qtab", int(span), int(per_step))
         if key not in self._windows:
-            offsets, _, half, gid = self.window_table("cdf", span, per_step)
+            offsets, _, half, _ = self.window_table("cdf", span, per_step)
             K = self.K
-            step = (self.centres[-1] - self.centres[0]) / (K - 1)
-            nb = -(-K // _Q_BLOCK)
-            Kp = half + max(nb * _Q_BLOCK, K + half + 1)
             m = np.arange(-half, half + 1)
             k = np.arange(K)[:, None] + m[None, :]                          # (K, 2W+1)
             valid = ((k >= 0) & (k < K))[:, :, None]
             kc = np.clip(k, 0, K - 1)[:, :, None]
             z = self.centres[:, None, None] + offsets[None, None, :]        # (K, 1, S)
-            tables = np.concatenate([self.component_cdf(z, kc) * valid,
-                                     self.component_pdf(z, kc) * valid], axis=2)
-            group = int(np.bincount(gid).argmax())
-            common = tables[np.flatnonzero(gid == group)[0]]
-            S, h = offsets.size, offsets[1] - offsets[0]
-            Fc, pc = common[:, :S], common[:, S:] * h
-            self._windows[key] = {
-                "nb": nb, "Kp": Kp, "step": step, "tables": tables, "group": group,
-                "table32": Fc.astype(np.float32),
-                "pairs": np.ascontiguousarray(np.stack([Fc[:, :-1], Fc[:, 1:], pc[:, :-1],
-                                                        pc[:, 1:]]).transpose(2, 0, 1)),
-            }
+            self._windows[key] = np.ascontiguousarray(np.concatenate(
+                [self.component_cdf(z, kc) * valid, self.component_pdf(z, kc) * valid], axis=2))
         return self._windows[key]
 
     @property
@@ -866,22 +843,23 @@ class MixturePDF:
     def quantiles(self, levels: Sequence[float]) -> np.ndarray:
         """Several quantiles of every PDF at once, fast: ``ppf(q)`` for each ``q`` in ``levels``.
 
-        The quantile level ``q`` is first located in the cumulative weights (block ends of 8
-        components, then within the block: component ``j``). The step of 1/16 centre spacing
-        holding it is found among 65 points spanning ``mu_j +- 2`` spacings by one small
-        float32 product of the 15 nearest weights with the tabulated component CDFs
-        (:meth:`MixtureGrid.quantile_aux`); ``F`` and the density ``p`` at both ends of the
-        step are then computed in float64 from the same weights and double-precision tables,
-        and the quantile is the root of the cubic Hermite interpolant of ``F`` there (Newton
-        steps from the linear interpolant). No special function is evaluated. The error is
+        The quantile level ``q`` is first located in the cumulative weights (component ``j``,
+        by bisection). The step of 1/16 centre spacing holding it is found among 65 points
+        spanning ``mu_j +- 2`` spacings by bisection, ``F`` there being a product of the 15
+        nearest weights with the tabulated component CDFs (:meth:`MixtureGrid.quantile_tables`);
+        ``F`` and the density ``p`` at both ends of the step come from the same weights and
+        tables, and the quantile is the root of the cubic Hermite interpolant of ``F`` there
+        (Newton steps from the linear interpolant). All in float64, one compiled loop over
+        the galaxies (:func:`photozsom.kernels.quantile_rows`), and no special function is
+        evaluated, so the values do not depend on the CPU. The error is
         ``<= h^4 max|p'''| / (384 p)`` with ``h`` the step; every component has
         ``|p_k'''| <= |u^3 - 3u| p_k / sigma^3``, so it is at most ``~3e-9 |u^3 - 3u|`` in
         redshift for the standardised distance ``u`` of the components that carry the
         density. A point whose density changes by more than a factor 2.5 across its step (a
         quantile in a gap of near-zero density, carried by far tails), whose Newton steps do
-        not converge, or that lies outside the tabulated span or at a truncated edge is
+        not converge, or that lies outside the tabulated span is
         recomputed by the exact :meth:`ppf`; so every value agrees with :meth:`ppf` to better
-        than 1e-5 in redshift (typically 1e-9, at most ~1e-7 on network P(z)). About 10x
+        than 1e-5 in redshift (typically 1e-9, at most ~1e-7 on network P(z)). About 25x
         faster than :meth:`ppf` for the four bounds of two intervals and the median (one
         thread).
 
@@ -907,7 +885,7 @@ class MixturePDF:
         cols = np.flatnonzero(inner)
         for sl in _chunks(len(self), max(1, _CHUNK // 2048)):      # 2048 rows at a time
             out[sl, cols[0]:cols[-1] + 1][:, cols - cols[0]] = self._quantile_rows(
-                self._w[sl], lv[cols], tab)
+                self._w[sl], lv[cols][None, :])
         return out
 
     @staticmethod
@@ -918,94 +896,29 @@ class MixturePDF:
             raise ValueError(f"levels must be probabilities in [0, 1], got {levels!r}")
         return lv
 
-    def _quantile_rows(self, w: np.ndarray, lv: np.ndarray, tab: tuple) -> np.ndarray:
-        """:meth:`quantiles` of rows ``w`` (n, K) at levels ``lv`` (L,), shape (n, L).
+    def _quantile_rows(self, w: np.ndarray, lv: np.ndarray) -> np.ndarray:
+        """:meth:`quantiles` of rows ``w`` (n, K) at levels ``lv`` (1 or n, L) in (0, 1),
+        shape (n, L): the compiled loop :func:`photozsom.kernels.quantile_rows`, and the
+        exact :meth:`ppf` for the points it marks (see :meth:`quantiles`)."""
+        from photozsom.kernels import quantile_rows
 
-        Every gather is a copy of contiguous weights or cumulative weights (a sliding window
-        over the rows padded with zeros) and ``F`` and ``p`` at the tabulated offsets are one
-        small matrix product, so the cost is a few passes over (n L, 2S) arrays; no special
-        function is evaluated.
-        """
         g = self.grid
-        offsets, _, half, gid = tab
-        aux = g.quantile_aux(_Q_SPAN, _Q_PER_STEP)
-        n, K = w.shape
-        L, S, B = lv.size, offsets.size, _Q_BLOCK
-        nb, Kp = aux["nb"], aux["Kp"]
-        wp = np.zeros((n, Kp))                                # column half + k: component k
-        wp[:, half:half + K] = w
-        cum = np.empty((n, Kp + 1))                           # cum[:, c]: sum of columns < c
-        cum[:, 0] = 0.0
-        np.cumsum(wp, axis=1, out=cum[:, 1:])
-        tot = cum[:, -1]
-        target = lv[None, :] * tot[:, None]                                   # (n, L)
-        # j: the first component whose inclusive cumulative weight reaches the target, by
-        # blocks of B components (block b ends at padded column half + B b + B - 1), then
-        # within the block
-        ends = cum[:, half + B:half + B * nb + 1:B]                           # (n, nb)
-        blk = np.minimum((ends[:, None, :] < target[:, :, None]).sum(axis=2), nb - 1).ravel()
-        target = target.ravel()                                               # (P,)
-        P = n * L
-        pi = np.arange(P)
-        prow = pi // L
-        inc = sliding_window_view(cum, B, axis=1)[prow, half + 1 + blk * B]   # (P, B)
-        j = np.minimum(blk * B + np.minimum((inc < target[:, None]).sum(axis=1), B - 1), K - 1)
-        # the window's weights (components j-half..j+half) and the weight below it
-        wl = sliding_window_view(wp, 2 * half + 1, axis=1)[prow, j]           # (P, m)
-        below = cum.ravel().take(prow * (Kp + 1) + j)
-        tl = target - below
-        # the tabulated step holding the level and F, p at both its ends: for the centres
-        # sharing the common table the step is located in float32 and the four values are
-        # computed in float64 from the window; the few centres near the truncated edges
-        # take one float64 product with their own table
-        h = offsets[1] - offsets[0]
-        s = np.empty(P, dtype=np.intp)
-        v = np.empty((P, 4))                       # F(xa), F(xa + h), p(xa) h, p(xa + h) h
-        gj = gid[j]
-        other = np.flatnonzero(gj != aux["group"])
-        sel = slice(None) if other.size == 0 else np.flatnonzero(gj == aux["group"])
-        wc = wl[sel]
-        s[sel] = ((wc.astype(np.float32) @ aux["table32"])
-                  < tl[sel, None].astype(np.float32)).sum(axis=1)
-        pair = aux["pairs"].take(np.clip(s[sel] - 1, 0, S - 2), axis=0)      # (p, 4, m)
-        v[sel] = np.matmul(pair, wc[:, :, None])[:, :, 0]
-        if other.size:
-            order = other[np.argsort(gj[other], kind="stable")]
-            for grp in np.split(order, np.flatnonzero(np.diff(gj[order])) + 1):
-                Fp = wl[grp] @ aux["tables"][j[grp[0]]]                       # (p, 2S)
-                sg = (Fp[:, :S] < tl[grp, None]).sum(axis=1)
-                at = np.arange(grp.size) * (2 * S) + np.clip(sg - 1, 0, S - 2)
-                flat = Fp.ravel()
-                s[grp] = sg
-                v[grp] = np.column_stack([flat.take(at), flat.take(at + 1),
-                                          flat.take(at + S) * h, flat.take(at + S + 1) * h])
-        sa = np.clip(s - 1, 0, S - 2)
-        fa, fb, ma, mb = v.T
-        xa = g.centres[j] + offsets[sa]
-        # the cubic Hermite interpolant of F on [xa, xa + h] (exact F and p at both ends)
-        # solved for the level by Newton steps from the linear interpolant
-        dF, y = fb - fa, tl - fa
-        c2, c3 = 3.0 * dF - 2.0 * ma - mb, ma + mb - 2.0 * dF
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = y / dF
-            for _ in range(3):
-                dt = (t * (ma + t * (c2 + t * c3)) - y) / (ma + t * (2.0 * c2 + 3.0 * t * c3))
-                t -= dt
-            ok = ((s > 0) & (s < S) & (fa < tl) & (tl <= fb) & (np.abs(dt) <= 1e-7)
-                  & (t >= 0.0) & (t <= 1.0)
-                  & (np.minimum(ma, mb) * _Q_RATIO >= np.maximum(ma, mb)))
-        x1 = xa + t * h
-        # F reaches q at (or below) the lower edge of the support
-        at_lo = (s == 0) & (xa <= g.lo)
-        x1 = np.where(at_lo, g.lo, x1)
-        ok |= at_lo
+        offsets, _, half, _ = g.window_table("cdf", _Q_SPAN, _Q_PER_STEP)
+        tables = g.quantile_tables(_Q_SPAN, _Q_PER_STEP)
+        n, L = w.shape[0], lv.shape[1]
+        z = np.empty((n, L))
+        ok = np.empty((n, L), dtype=bool)
+        quantile_rows(np.ascontiguousarray(w), np.ascontiguousarray(lv, dtype=np.float64),
+                      tables, offsets, g.centres, int(half), _Q_RATIO, g.lo, z, ok)
         bad = np.flatnonzero(~ok)
         if bad.size:
             r, c = np.divmod(bad, L)
             wr = w[r].astype(np.float64)
-            x1[bad] = self._ppf_rows(lv[c][:, None], wr / wr.sum(axis=1, keepdims=True))[:, 0]
+            wr /= wr.sum(axis=1, keepdims=True)
+            z.ravel()[bad] = self._ppf_rows(lv[np.minimum(r, lv.shape[0] - 1), c][:, None],
+                                            wr)[:, 0]
         self._quantile_fallbacks = getattr(self, "_quantile_fallbacks", 0) + int(bad.size)
-        return np.clip(x1, g.lo, g.hi).reshape(n, L)
+        return np.clip(z, g.lo, g.hi)
 
     def median(self) -> np.ndarray:
         """Median redshift, shape (N,)."""
@@ -1046,7 +959,8 @@ class MixturePDF:
         Fast path (evenly spaced centres): the density is tabulated only within 6 centre
         spacings of each galaxy's heaviest component (one small matrix product per galaxy
         with :meth:`MixtureGrid.window_table`, spacing 1/8 of a centre spacing), where the
-        same candidate rule and refinement apply. It is used when that tabulated maximum is
+        same candidate rule and refinement apply (one compiled loop over the galaxies,
+        :func:`photozsom.kernels.mode_rows`). It is used when that tabulated maximum is
         at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
         density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
         maximum is inside. A galaxy that fails it (two separated peaks of similar height)
@@ -1059,11 +973,21 @@ class MixturePDF:
         g = self.grid
         tab = g.window_table("pdf", 6, 8)
         out = np.empty(len(self))
-        for sl in _chunks(len(self), max(1, _CHUNK // 4096)):          # 4096 rows at a time
-            if tab is None:
+        if tab is None:
+            for sl in _chunks(len(self), max(1, _CHUNK // 4096)):      # 4096 rows at a time
                 out[sl] = self._mode_grid(self._rows(sl))
-            else:
-                out[sl] = self._mode_window(self._w[sl], tab)
+            return out
+        from photozsom.kernels import mode_rows
+
+        offsets, table, half, _ = tab
+        c_all, c_far = g.comb_bounds
+        ok = np.empty(len(self), dtype=bool)
+        mode_rows(np.ascontiguousarray(self._w), table, g.inv_norm, g.centres, offsets,
+                  int(half), int(g.mode_near), c_all, c_far, g.sigma, g.lo, g.hi, out, ok)
+        bad = np.flatnonzero(~ok)
+        for s in range(0, bad.size, 4096):
+            rows = bad[s:s + 4096]
+            out[rows] = self._mode_window(self._w[rows], tab)
         return out
 
     def _mode_window(self, w: np.ndarray, tab: tuple) -> np.ndarray:

@@ -1,0 +1,461 @@
+"""Compiled inner loops (numba): quantiles of mixtures (:mod:`photozsom.pdf`) and the projection of a recalibrated CDF onto mixture weights
+(:mod:`photozsom.calibrate`).
+
+One loop over the galaxies, each galaxy's 200 weights read once, replaces the numpy
+passes over (galaxies x levels x window) temporaries of the quantile search: about 2.5x
+faster on one thread (``benchmarks/predict.py``), the same algorithm and the same values
+(to rounding). The loops evaluate no special function (only sums of products with the
+tables of :meth:`photozsom.pdf.MixtureGrid.quantile_tables`), so they give the same numbers on
+any CPU; numba compiles them without fast-math and caches the machine code on first use
+(``cache=True``: ``__pycache__`` next to this file, or numba's user cache directory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["midpoint_tails", "mode_rows", "quantile_rows", "weights_from_tails"]
+
+
+@njit(cache=True, nogil=True)
+def quantile_rows(w, levels, tables, offsets, centres, half, ratio, zlo, out_z, out_ok):  # pragma: no cover - compiled
+    """Quantiles of mixture rows, in place (:meth:`photozsom.pdf.MixturePDF.quantiles`).
+
+    Parameters
+    ----------
+    w : (n, K) float32 or float64
+        Mixture weights (need not sum to 1: levels are scaled by each row's total).
+    levels : (nl, L) float64
+        Levels in (0, 1); row ``i`` uses ``levels[min(i, nl - 1)]``.
+    tables : (K, m, 2S) float64
+        For centre ``j``: the CDFs (first S columns) and densities (last S, 1/redshift) of
+        components ``j - half .. j + half`` at ``centres[j] + offsets`` (0 past the ends).
+    offsets : (S,) float64
+        Evenly spaced redshift offsets.
+    centres : (K,) float64
+    half : int
+    ratio : float
+        A quantile whose density changes by more than this factor across its step is
+        marked for the exact path.
+    zlo : float
+        Lower edge of the support: a level reached there returns it.
+    out_z : (n, L) float64
+        The quantiles, redshift.
+    out_ok : (n, L) bool
+        False where the value must be recomputed exactly (see :meth:`MixturePDF.quantiles`).
+    """
+    n, K = w.shape
+    nl, L = levels.shape
+    S = offsets.size
+    m = 2 * half + 1
+    h = offsets[1] - offsets[0]
+    cum = np.empty(K + 1)
+    wl = np.empty(m)
+    for i in range(n):
+        cum[0] = 0.0
+        for k in range(K):
+            cum[k + 1] = cum[k] + np.float64(w[i, k])
+        tot = cum[K]
+        lrow = levels[min(i, nl - 1)]
+        for col in range(L):
+            target = lrow[col] * tot
+            # the first component whose inclusive cumulative weight reaches the target
+            lo, hi = 0, K - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cum[mid + 1] < target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            j = lo
+            for q in range(m):
+                k = j - half + q
+                wl[q] = np.float64(w[i, k]) if (k >= 0 and k < K) else 0.0
+            kb = j - half
+            below = cum[kb] if kb > 0 else 0.0
+            tl = target - below
+            T = tables[j]
+            # the first tabulated offset where F reaches the level (bisection)
+            a, b = 0, S
+            while a < b:
+                mid = (a + b) // 2
+                f = 0.0
+                for q in range(m):
+                    f += wl[q] * T[q, mid]
+                if f < tl:
+                    a = mid + 1
+                else:
+                    b = mid
+            s = a
+            sa = min(max(s - 1, 0), S - 2)
+            fa = 0.0
+            fb = 0.0
+            ma = 0.0
+            mb = 0.0
+            for q in range(m):
+                fa += wl[q] * T[q, sa]
+                fb += wl[q] * T[q, sa + 1]
+                ma += wl[q] * T[q, S + sa]
+                mb += wl[q] * T[q, S + sa + 1]
+            ma *= h
+            mb *= h
+            # the cubic Hermite interpolant of F on the step, solved by Newton steps
+            dF = fb - fa
+            y = tl - fa
+            q2 = 3.0 * dF - 2.0 * ma - mb
+            q3 = ma + mb - 2.0 * dF
+            t = y / dF if dF > 0.0 else 0.5
+            dt = 1.0
+            for _ in range(3):
+                den = ma + t * (2.0 * q2 + 3.0 * t * q3)
+                dt = (t * (ma + t * (q2 + t * q3)) - y) / den if den != 0.0 else np.inf
+                t -= dt
+            ok = ((s > 0) and (s < S) and (fa < tl <= fb) and abs(dt) <= 1e-7
+                  and t >= 0.0 and t <= 1.0 and min(ma, mb) * ratio >= max(ma, mb))
+            xa = centres[j] + offsets[sa]
+            out_z[i, col] = xa + t * h
+            if s == 0 and xa <= zlo:           # F reaches the level at the lower edge
+                out_z[i, col] = zlo
+                out_ok[i, col] = True
+                continue
+            out_ok[i, col] = ok
+
+
+@njit(cache=True, nogil=True)
+def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
+                   ):  # pragma: no cover - compiled
+    """The first half of the projection of a recalibrated CDF (global map), in place.
+
+    For each galaxy, ``F`` and ``1 - F`` at the K - 1 mid-points (components more than
+    ``b`` centres away enter as exact 0 or 1) and the output's smaller tail ``P`` with its
+    side ``low`` (True below the median) read from the map's table in the tail coordinate
+    ``c`` (:class:`photozsom.calibrate._TailTable`). NaN is left in ``P`` where the table
+    marks a cell to evaluate exactly (the caller does).
+
+    Parameters
+    ----------
+    w : (n, K) float32 or float64
+        Weights (any positive total).
+    band_cdf, band_sf : (2b + 2, K - 1) float64
+        ``F_k`` and ``1 - F_k`` of components ``i - b + q`` (q = 0 .. 2b + 1) at mid-point
+        ``i`` (0 past the ends).
+    b : int
+    R : (T + 1, 2) float64
+        The table's ratio and its differences (NaN in the cells to evaluate exactly).
+    c_max, step, c0 : float
+        Range and step of the table's coordinate, and where ``g(F) = 1/2``.
+    F, S, P : (n, K - 1) float64
+    low : (n, K - 1) bool
+    """
+    n, K = w.shape
+    M = K - 1
+    nq = 2 * b + 2
+    wr = np.zeros(K + 2 * nq)                        # weights, nq zeros each side
+    cum = np.empty(K + 1)
+    suf = np.empty(K + 1)
+    inv_step = 1.0 / step
+    shift = c_max / step
+    for r in range(n):
+        tot = 0.0
+        for k in range(K):
+            tot += np.float64(w[r, k])
+        cum[0] = 0.0
+        for k in range(K):
+            v = np.float64(w[r, k]) / tot
+            wr[nq + k] = v
+            cum[k + 1] = cum[k] + v
+        suf[K] = 0.0                                 # suffix sums: the upper tail keeps
+        for k in range(K - 1, -1, -1):               # its relative precision
+            suf[k] = suf[k + 1] + wr[nq + k]
+        # F and 1 - F at the mid-points: the components wholly left (CDF 1) and wholly
+        # right (survival 1) by prefix and suffix sums, the band by products that run
+        # along the mid-points (independent sums: vectorised)
+        for i in range(M):
+            k0 = i - b
+            F[r, i] = cum[k0] if k0 > 0 else 0.0
+            k1 = i + b + 2
+            S[r, i] = suf[k1] if k1 < K else 0.0
+        for q in range(nq):
+            base = nq - b + q
+            for i in range(M):
+                F[r, i] += wr[base + i] * band_cdf[q, i]
+                S[r, i] += wr[base + i] * band_sf[q, i]
+        for i in range(M):
+            f = F[r, i]
+            sv = S[r, i]
+            m = min(f, sv)
+            t = -np.log(2.0 * m) if m > 0.0 else np.inf
+            t = np.sqrt(max(t, 0.0))
+            t = min(t, c_max)
+            c = t if f >= sv else -t
+            if f == sv:
+                c = 0.0
+            pos = c * inv_step
+            pos += shift
+            j = int(pos)
+            frac = pos - j
+            P[r, i] = (R[j, 0] + R[j, 1] * frac) * m if m > 0.0 else 0.0   # g(0)=0, g(1)=1
+            low[r, i] = c <= c0
+
+
+@njit(cache=True, nogil=True)
+def weights_from_tails(P, low, band_cdf, b, lu_lower, lu_upper, lu_diag, bw, spacing, out
+                       ):  # pragma: no cover - compiled
+    """The second half of the projection: mixture weights whose CDF at the mid-points is
+    ``g(F)``, from the output's smaller tails ``P`` and sides ``low`` (n, K - 1), in place.
+
+    The cell masses (differences of the smaller tail on either side of the median, of
+    ``g(F)`` where it crosses 1/2), the banded system solved with its LU bands, and where
+    that gives negative weights the closer to ``g(F)`` at the mid-points of two
+    non-negative candidates (as the exact path,
+    :meth:`photozsom.calibrate._Projector.weights_from_midpoint_probits`).
+
+    Parameters
+    ----------
+    lu_lower, lu_upper : (K, bw) float64
+        The banded LU factors of the mass matrix: row ``i``'s entries left of the diagonal
+        (columns ``i - bw .. i - 1``) and right of it (``i + 1 .. i + bw``), 0 past the ends.
+    lu_diag : (K,) float64
+    spacing : (K - 1,) float64
+        Mid-point spacings (redshift), weighting the residual.
+    out : (n, K) float64
+        The normalised weights.
+    """
+    n, M = P.shape
+    K = M + 1
+    y = np.empty(K)
+    d = np.empty(K)
+    wa = np.empty(K)
+    cand = np.empty(K)
+    G = np.empty(M)
+    nq = 2 * b + 2
+    vp = np.zeros(K + 2 * nq)
+    cum = np.empty(K + 1)
+    yp = np.zeros(K + 2 * bw)
+    fs = np.empty(M)
+    for r in range(n):
+        for i in range(K):
+            la = True if i == 0 else low[r, i - 1]
+            lb = False if i == M else low[r, i]
+            pa = 0.0 if i == 0 else P[r, i - 1]
+            pb = 0.0 if i == M else P[r, i]
+            if la and lb:
+                dm = pb - pa
+            elif (not la) and (not lb):
+                dm = pa - pb
+            else:
+                ga = pa if la else 1.0 - pa
+                gb = pb if lb else 1.0 - pb
+                dm = gb - ga
+            y[i] = max(0.0, dm)
+            d[i] = y[i]
+        for i in range(M):
+            G[i] = P[r, i] if low[r, i] else 1.0 - P[r, i]
+        # forward and back substitution with the banded LU factors (y padded with bw
+        # zeros each side; the factors hold zeros past the ends)
+        for i in range(K):
+            yp[bw + i] = y[i]
+        for i in range(1, K):
+            acc = yp[bw + i]
+            for q in range(bw):
+                acc -= lu_lower[i, q] * yp[i + q]
+            yp[bw + i] = acc
+        for i in range(K - 1, -1, -1):
+            acc = yp[bw + i]
+            for q in range(bw):
+                acc -= lu_upper[i, q] * yp[bw + i + 1 + q]
+            yp[bw + i] = acc / lu_diag[i]
+        for i in range(K):
+            y[i] = yp[bw + i]
+        s = 0.0
+        neg = False
+        for i in range(K):
+            if y[i] < -1e-6:
+                neg = True
+            s += max(0.0, y[i])
+        for i in range(K):
+            wa[i] = (max(0.0, y[i])) / s
+        if not neg:
+            for i in range(K):
+                out[r, i] = wa[i]
+            continue
+        alpha = 1.0
+        for i in range(K):
+            if y[i] < -1e-6:
+                ratio = d[i] / (d[i] - y[i])
+                alpha = min(alpha, ratio)
+        alpha = min(max(alpha, 0.0), 1.0)
+        s = 0.0
+        for i in range(K):
+            v = alpha * (y[i] if y[i] < -1e-6 else wa[i]) + (1.0 - alpha) * d[i]
+            cand[i] = max(0.0, v)
+            s += cand[i]
+        for i in range(K):
+            cand[i] /= s
+        ra = _residual(wa, band_cdf, b, G, spacing, cum, vp, fs)
+        rb = _residual(cand, band_cdf, b, G, spacing, cum, vp, fs)
+        for i in range(K):
+            out[r, i] = cand[i] if rb < ra else wa[i]
+
+
+@njit(cache=True, nogil=True)
+def _residual(v, band_cdf, b, G, spacing, cum, vp, f):  # pragma: no cover - compiled
+    """``sum_i |F_v(m_i) - G_i| h_i`` for weights ``v`` (K,); ``cum`` (K + 1), ``vp``
+    (K + 2 (2 b + 2), zeros at both ends) and ``f`` (K - 1) are scratch."""
+    K = v.size
+    nq = 2 * b + 2
+    cum[0] = 0.0
+    for k in range(K):
+        cum[k + 1] = cum[k] + v[k]
+        vp[nq + k] = v[k]
+    for i in range(K - 1):
+        k0 = i - b
+        f[i] = cum[k0] if k0 > 0 else 0.0
+    for q in range(nq):
+        base = nq - b + q
+        for i in range(K - 1):
+            f[i] += vp[base + i] * band_cdf[q, i]
+    out = 0.0
+    for i in range(K - 1):
+        out += abs(f[i] - G[i]) * spacing[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, sigma, zlo,
+              zhi, out, ok):  # pragma: no cover - compiled
+    """The one-window path of :meth:`photozsom.pdf.MixturePDF.mode`, in place.
+
+    For each galaxy: the density tabulated within 6 centre spacings of its heaviest
+    component ``j`` (largest ``w_k / Z_k``); if the tabulated maximum is at least the bound
+    ``(c_all max_{|k-j|>=5} w_k/Z_k + c_far w_j/Z_j) / sigma`` on the density anywhere
+    outside the window, every tabulated local maximum within the curvature bound of the
+    largest is refined (a parabola through ``log p``, then at most three safeguarded Newton
+    steps on ``p'(z) = 0`` with the ``2 near`` components around it, in float64) and the
+    highest is returned; otherwise ``ok`` is False and the caller takes the numpy path.
+
+    Parameters
+    ----------
+    w : (n, K) float32 or float64
+    table : (K, m, S) float32
+        :meth:`photozsom.pdf.MixtureGrid.window_table` ``("pdf", 6, 8)``: densities of
+        components ``j - half .. j + half`` at ``centres[j] + offsets``.
+    inv_norm : (K,) float64
+        ``1 / Z_k``.
+    centres, offsets : float64
+    half, near : int
+        Window half-width and :attr:`photozsom.pdf.MixtureGrid.mode_near`.
+    c_all, c_far : float
+        :attr:`photozsom.pdf.MixtureGrid.comb_bounds`.
+    sigma, zlo, zhi : float
+        Component width and the support, redshift.
+    out : (n,) float64
+        The modes, redshift.
+    ok : (n,) bool
+    """
+    n, K = w.shape
+    S = offsets.size
+    m = 2 * half + 1
+    h = offsets[1] - offsets[0]
+    step = (centres[K - 1] - centres[0]) / (K - 1)
+    keep = 1.0 - h * h / (8.0 * sigma * sigma) - 1e-5          # 1e-5: float32 table
+    dens = np.empty(S)
+    wl = np.empty(m)
+    wn = np.empty(2 * near)
+    for r in range(n):
+        tot = 0.0
+        j = 0
+        top = -1.0
+        for k in range(K):
+            v = np.float64(w[r, k])
+            tot += v
+            if v * inv_norm[k] > top:
+                top = v * inv_norm[k]
+                j = k
+        rest = 0.0                                  # largest w/Z outside j +- 4
+        for k in range(K):
+            if k < j - 4 or k > j + 4:
+                rest = max(rest, np.float64(w[r, k]) * inv_norm[k])
+        for q in range(m):
+            k = j - half + q
+            wl[q] = np.float64(w[r, k]) if (k >= 0 and k < K) else 0.0
+        for s in range(S):
+            dens[s] = 0.0
+        T = table[j]
+        for q in range(m):
+            if wl[q] != 0.0:
+                for s in range(S):
+                    dens[s] += wl[q] * T[q, s]
+        dmax = 0.0
+        for s in range(S):
+            dmax = max(dmax, dens[s])
+        bound = (c_all * rest + c_far * top) / (sigma * tot)
+        if not (dmax / tot * (1.0 - 1e-5) >= bound):
+            ok[r] = False
+            continue
+        ok[r] = True
+        best_x = 0.0
+        best_v = -1.0
+        for c in range(S):
+            d0 = dens[c]
+            if d0 < keep * dmax:
+                continue
+            if c > 0 and d0 < dens[c - 1]:
+                continue
+            if c < S - 1 and d0 < dens[c + 1]:
+                continue
+            dm = dens[c - 1] if c > 0 else 0.0
+            dp = dens[c + 1] if c < S - 1 else 0.0
+            zc = centres[j] + offsets[c]
+            shift = 0.0
+            if dm > 0.0 and dp > 0.0 and d0 > 0.0:
+                l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
+                den = l0 - 2.0 * l1 + l2
+                if den < 0.0:
+                    shift = 0.5 * (l0 - l2) / den
+            a = max(zc - h, zlo)
+            b = min(zc + h, zhi)
+            x = min(max(zc + min(max(shift, -1.0), 1.0) * h, a), b)
+            f = int(np.floor((zc - centres[0]) / step))
+            f = min(max(f, 0), K - 1)
+            k0 = f - near + 1
+            for q in range(2 * near):
+                k = k0 + q
+                wn[q] = np.float64(w[r, k]) * inv_norm[k] if (k >= 0 and k < K) else 0.0
+            mu0 = centres[0] + k0 * step
+            du = step / sigma
+            for _ in range(3):                      # safeguarded Newton steps on p' = 0
+                u0 = (x - mu0) / sigma
+                s1 = 0.0
+                s2 = 0.0
+                s0 = 0.0
+                for q in range(2 * near):
+                    u = u0 - q * du
+                    e = wn[q] * np.exp(-0.5 * u * u)
+                    s0 += e
+                    s1 += e * u
+                    s2 += e * u * u
+                d1 = -s1
+                d2 = s2 - s0
+                dx = -sigma * d1 / d2 if d2 != 0.0 else np.inf
+                good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
+                if good:
+                    x = min(max(x + dx, a), b)
+                if not (good and abs(dx) > 1e-13):
+                    break
+            px = 0.0
+            pc = 0.0
+            ux = (x - mu0) / sigma
+            uc = (zc - mu0) / sigma
+            for q in range(2 * near):
+                u = ux - q * du
+                px += wn[q] * np.exp(-0.5 * u * u)
+                u = uc - q * du
+                pc += wn[q] * np.exp(-0.5 * u * u)
+            if not px >= pc:
+                x, px = zc, pc
+            if px > best_v:
+                best_v = px
+                best_x = x
+        out[r] = best_x
