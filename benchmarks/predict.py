@@ -24,6 +24,14 @@ default, ``recalibration="global"``) and the same model without its recalibratio
    net of the start-up (imports, model loading: a 1,000-row run), its peak resident memory
    and the P(z) file's bytes per row.
 
+With ``--baseline REV`` (default: b0cf07c, the numpy code before ``photozsom.kernels``)
+measurements 1 and 3 are repeated, in the same run, with the package as it was at that git
+revision (a temporary ``git worktree`` put first on ``sys.path`` of a child process), and
+the ratios printed.
+
+Before any timing, ``predict_table`` runs once on 100 rows (compiled loops loaded, tables
+built, as in a run); the command-line measurement includes that start-up.
+
 The model is a catalogue-feature :class:`~photozsom.model.PhotoZModel` trained for a few
 epochs on the shipped DESI EDR BGS sample (north: g, r, z, W1, W2), unless ``--model`` names
 a saved one; the catalogue is that sample tiled to ``--rows`` rows unless ``--input`` names one.
@@ -33,6 +41,7 @@ Usage::
     python benchmarks/predict.py                          # 200,000 rows
     python benchmarks/predict.py --rows 1000000 --cli-only  # the million-row run
     python benchmarks/predict.py --model DIR --input cat.parquet
+    python benchmarks/predict.py --baseline none          # no same-run baseline
 """
 
 from __future__ import annotations
@@ -64,16 +73,61 @@ _WRAP = ("import resource, sys, time\n"
          "sys.exit(rc)\n")
 
 
+#: The ratio of measurement 1 in a child process whose ``sys.path`` starts with another
+#: checkout of the package (argv: checkout, model, input); prints ``RATIO predict table``.
+_RATIO = ("import sys, time\n"
+          "sys.path.insert(0, sys.argv[1])\n"
+          "import pandas as pd\n"
+          "import photozsom\n"
+          "assert photozsom.__file__.startswith(sys.argv[1]), photozsom.__file__\n"
+          "from photozsom.model import PhotoZModel\n"
+          "from photozsom.predict import predict_table\n"
+          "model = PhotoZModel.load(sys.argv[2])\n"
+          "cat = pd.read_parquet(sys.argv[3])\n"
+          "predict_table(cat.iloc[:100], model)\n"
+          "t = time.process_time(); model.predict(cat); a = time.process_time() - t\n"
+          "t = time.process_time(); predict_table(cat, model); b = time.process_time() - t\n"
+          "print('RATIO', a, b)\n")
+
+
+def baseline_checkout(rev: str, where: Path) -> Path:
+    """A detached ``git worktree`` of this repository at ``rev`` (removed by the caller)."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(where),
+                    rev], check=True)
+    return where
+
+
+def child_ratio(checkout: Path, model_dir: Path, inp: Path) -> tuple[float, float]:
+    """model.predict and predict_table CPU seconds with the package of ``checkout``."""
+    res = subprocess.run([sys.executable, "-c", _RATIO, str(checkout), str(model_dir),
+                          str(inp)], check=True, capture_output=True, text=True)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RATIO")][-1].split()
+    return float(line[1]), float(line[2])
+
+
+def base_ratio(label: str, base_co: Path | None, model_dir: Path, inp: Path) -> None:
+    """Measurement 1 with the baseline's package (nothing without a baseline)."""
+    if base_co is None:
+        return
+    t_model, t_table = child_ratio(base_co, model_dir, inp)
+    print(f"   baseline, {label}, same run: model.predict {t_model:.2f} s, predict_table "
+          f"{t_table:.2f} s: ratio {t_table / t_model:.2f}", flush=True)
+
+
 def cpu(fn):
     t = time.process_time()
     out = fn()
     return time.process_time() - t, out
 
 
-def run_cli(args: list[str]) -> tuple[float, float, float]:
-    """CPU seconds, wall seconds and peak RSS (MiB) of ``photozsom ARGS`` in a fresh process."""
+def run_cli(args: list[str], checkout: Path | None = None) -> tuple[float, float, float]:
+    """CPU seconds, wall seconds and peak RSS (MiB) of ``photozsom ARGS`` in a fresh process
+    (with the package of ``checkout`` first on its path, when given)."""
+    code = _WRAP if checkout is None else (
+        f"import sys; sys.path.insert(0, {str(checkout)!r})\n" + _WRAP)
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", _WRAP, *args], check=False, capture_output=True,
+    res = subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True,
                          text=True)
     wall = time.perf_counter() - t
     if res.returncode != 0:
@@ -122,6 +176,7 @@ def table_ratio(label: str, model, cat) -> tuple[float, float, object]:
     """model.predict and predict_table CPU seconds on ``cat``; prints the ratio."""
     from photozsom.predict import predict_table
 
+    predict_table(cat.iloc[:100], model)             # compiled loops loaded, tables built
     t_model, pdf = cpu(lambda: model.predict(cat))
     t_table, _ = cpu(lambda: predict_table(cat, model))
     print(f"1. {label}: model.predict {t_model:.2f} s, predict_table {t_table:.2f} s: "
@@ -188,14 +243,14 @@ def main() -> None:
     ap.add_argument("--input", default=None, help="a Parquet catalogue (default: DESI tiled)")
     ap.add_argument("--chunk-size", type=int, default=50_000)
     ap.add_argument("--cli-only", action="store_true", help="only measurement 3")
+    ap.add_argument("--baseline", default="b0cf07c",
+                    help="git revision measured beside today's code ('none': skip)")
     args = ap.parse_args()
 
-    import numpy as np
     import pandas as pd
     import torch
 
     torch.set_num_threads(1)
-    from photozsom.model import PhotoZModel
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -206,61 +261,91 @@ def main() -> None:
         small = tmp / "small.parquet"
         pd.read_parquet(inp).iloc[:1000].to_parquet(small)
         print(f"model {model_dir}; input {inp} ({n} rows); one thread, CPU seconds", flush=True)
-        if not args.cli_only:
-            model = PhotoZModel.load(model_dir)
-            if model.recalibrator_ is None:
-                print("(the model has no recalibration: the recalibrated rows are skipped)")
-            cat = pd.read_parquet(inp)
-            try:
-                model.predict(cat.iloc[:100])               # tables built once, as in a run
-            except Exception as err:                        # noqa: BLE001 - report, go on
-                print(f"1. recalibrated: skipped, the recalibrated model fails "
-                      f"({type(err).__name__}: {err})", flush=True)
-                model.recalibrator_ = None
-            if model.recalibrator_ is not None:
-                recalibrated(model, cat)
-            model_raw = PhotoZModel.load(raw_dir)
-            _, _, pdf = table_ratio("not recalibrated", model_raw, cat)
-            levels = (0.5, 0.16, 0.84, 0.025, 0.975)
+        base_co = None
+        if args.baseline.lower() != "none":
+            base_co = baseline_checkout(args.baseline, tmp / "baseline")
+            print(f"baseline: the package at {args.baseline} ({base_co})", flush=True)
+        try:
+            measure(args, model_dir, raw_dir, inp, n, small, tmp, base_co)
+        finally:
+            if base_co is not None:
+                subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]),
+                                "worktree", "remove", "--force", str(base_co)], check=False)
 
-            def before():
-                med = pdf.median()
-                l68, u68 = pdf.interval(0.68)
-                l95, u95 = pdf.interval(0.95)
-                w = np.asarray(pdf.weights, dtype=np.float64)
-                mode = pdf._mode_grid(w / w.sum(axis=1, keepdims=True))
-                return np.column_stack([med, l68, u68, l95, u95]), mode
 
-            def today():
-                return pdf.quantiles(levels), pdf.mode()
+def measure(args, model_dir: Path, raw_dir: Path, inp: Path, n: int, small: Path, tmp: Path,
+            base_co: Path | None) -> None:
+    """Measurements 1-3 (see the module docstring)."""
+    import numpy as np
+    import pandas as pd
 
-            t_old, (q_old, m_old) = cpu(before)
-            t_new, (q_new, m_new) = cpu(today)
-            print(f"2. median + 68/95% intervals + mode: before {t_old:.2f} s, today "
-                  f"{t_new:.2f} s: {t_old / t_new:.1f}x faster; largest |dz| quantiles "
-                  f"{np.abs(q_old - q_new).max():.1e}, mode {np.abs(m_old - m_new).max():.1e}",
-                  flush=True)
-        for label, mdir in (("recalibrated", model_dir), ("not recalibrated", raw_dir)):
-            base = ["predict", "--model", str(mdir), "--chunk-size", str(args.chunk_size),
-                    "--overwrite"]
-            try:
-                c0, _, _ = run_cli(base[:1] + [str(small)] + base[1:]
-                                   + ["-o", str(tmp / "s.parquet")])
-            except RuntimeError as err:
-                print(f"3. photozsom predict, {label}: skipped, the command fails "
-                      f"({str(err).strip().splitlines()[-1][:200]})", flush=True)
-                continue
-            c1, w1, m1 = run_cli(base[:1] + [str(inp)] + base[1:] + ["-o", str(tmp / "out.parquet")])
-            print(f"3. photozsom predict, {label}: {n / c1:,.0f} rows per CPU-second "
-                  f"({n / w1:,.0f} rows/s wall; net of the {c0:.1f} CPU-s start-up "
-                  f"{(n - 1000) / max(c1 - c0, 1e-9):,.0f} rows per CPU-second; target >= 50,000), "
-                  f"peak {m1:,.0f} MiB", flush=True)
-            pdf_path = tmp / "pz.h5"
-            c2, w2, m2 = run_cli(base[:1] + [str(inp)] + base[1:]
-                                 + ["-o", str(tmp / "out.parquet"), "--pdf", str(pdf_path)])
-            print(f"   with --pdf: {n / c2:,.0f} rows per CPU-second ({n / w2:,.0f} rows/s "
-                  f"wall), peak {m2:,.0f} MiB, P(z) file {pdf_path.stat().st_size / n:,.0f} "
-                  f"bytes/row", flush=True)
+    from photozsom.model import PhotoZModel
+
+    if not args.cli_only:
+        model = PhotoZModel.load(model_dir)
+        if model.recalibrator_ is None:
+            print("(the model has no recalibration: the recalibrated rows are skipped)")
+        cat = pd.read_parquet(inp)
+        try:
+            model.predict(cat.iloc[:100])               # tables built once, as in a run
+        except Exception as err:                        # noqa: BLE001 - report, go on
+            print(f"1. recalibrated: skipped, the recalibrated model fails "
+                  f"({type(err).__name__}: {err})", flush=True)
+            model.recalibrator_ = None
+        if model.recalibrator_ is not None:
+            recalibrated(model, cat)
+            base_ratio("recalibrated", base_co, model_dir, inp)
+        model_raw = PhotoZModel.load(raw_dir)
+        _, _, pdf = table_ratio("not recalibrated", model_raw, cat)
+        base_ratio("not recalibrated", base_co, raw_dir, inp)
+        levels = (0.5, 0.16, 0.84, 0.025, 0.975)
+
+        def before():
+            med = pdf.median()
+            l68, u68 = pdf.interval(0.68)
+            l95, u95 = pdf.interval(0.95)
+            w = np.asarray(pdf.weights, dtype=np.float64)
+            mode = pdf._mode_grid(w / w.sum(axis=1, keepdims=True))
+            return np.column_stack([med, l68, u68, l95, u95]), mode
+
+        def today():
+            return pdf.quantiles(levels), pdf.mode()
+
+        t_old, (q_old, m_old) = cpu(before)
+        t_new, (q_new, m_new) = cpu(today)
+        print(f"2. median + 68/95% intervals + mode: before {t_old:.2f} s, today "
+              f"{t_new:.2f} s: {t_old / t_new:.1f}x faster; largest |dz| quantiles "
+              f"{np.abs(q_old - q_new).max():.1e}, mode {np.abs(m_old - m_new).max():.1e}",
+              flush=True)
+    for label, mdir in (("recalibrated", model_dir), ("not recalibrated", raw_dir)):
+        base = ["predict", "--model", str(mdir), "--chunk-size", str(args.chunk_size),
+                "--overwrite"]
+        try:
+            c0, _, _ = run_cli(base[:1] + [str(small)] + base[1:]
+                               + ["-o", str(tmp / "s.parquet")])
+        except RuntimeError as err:
+            print(f"3. photozsom predict, {label}: skipped, the command fails "
+                  f"({str(err).strip().splitlines()[-1][:200]})", flush=True)
+            continue
+        c1, w1, m1 = run_cli(base[:1] + [str(inp)] + base[1:] + ["-o", str(tmp / "out.parquet")])
+        print(f"3. photozsom predict, {label}: {n / c1:,.0f} rows per CPU-second "
+              f"({n / w1:,.0f} rows/s wall; net of the {c0:.1f} CPU-s start-up "
+              f"{(n - 1000) / max(c1 - c0, 1e-9):,.0f} rows per CPU-second; target >= 50,000), "
+              f"peak {m1:,.0f} MiB", flush=True)
+        if base_co is not None:
+            b0, _, _ = run_cli(base[:1] + [str(small)] + base[1:]
+                               + ["-o", str(tmp / "s.parquet")], base_co)
+            b1, _, bm = run_cli(base[:1] + [str(inp)] + base[1:]
+                                + ["-o", str(tmp / "out.parquet")], base_co)
+            print(f"   baseline ({args.baseline}), same run: {n / b1:,.0f} rows per CPU-second "
+                  f"(start-up {b0:.1f} CPU-s), peak {bm:,.0f} MiB: today {b1 / c1:.2f}x its "
+                  f"throughput", flush=True)
+        pdf_path = tmp / "pz.h5"
+        c2, w2, m2 = run_cli(base[:1] + [str(inp)] + base[1:]
+                             + ["-o", str(tmp / "out.parquet"), "--pdf", str(pdf_path)])
+        print(f"   with --pdf: {n / c2:,.0f} rows per CPU-second ({n / w2:,.0f} rows/s "
+              f"wall), peak {m2:,.0f} MiB, P(z) file {pdf_path.stat().st_size / n:,.0f} "
+              f"bytes/row", flush=True)
 
 
 if __name__ == "__main__":

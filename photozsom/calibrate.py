@@ -1117,6 +1117,9 @@ class RecalibratedPDF(MixturePDF):
         lv = self._levels(levels)
         out = np.empty((len(self), lv.size))
         for rc, sel, rows in self._groups():
+            if isinstance(sel, slice) and (rows is None or np.all(rows < 0)):
+                out[sel] = self._raw.quantiles(rc._backward(lv, None))   # no copy of the rows
+                continue
             idx = np.arange(len(self))[sel]
             glob = np.ones(idx.size, bool) if rows is None else rows < 0
             if glob.all():

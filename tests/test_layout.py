@@ -10,8 +10,10 @@ import photozsom
 ROOT = Path(photozsom.__file__).parent
 #: Where a function-local import of a photozsom module is on purpose: the command line and
 #: predict's model loaders import torch only when a command needs it, so that its argument
-#: checks answer in under a second.
-LAZY = {"cli.py": None, "predict.py": {"photozsom.model", "photozsom.flags"}}
+#: checks answer in under a second; the P(z) and the recalibration import their compiled
+#: loops (numba, ~0.3 s) only when a summary is computed.
+LAZY = {"cli.py": None, "predict.py": {"photozsom.model", "photozsom.flags"},
+        "pdf.py": {"photozsom.kernels"}, "calibrate.py": {"photozsom.kernels"}}
 
 
 def local_imports(path: Path) -> list[tuple[int, str]]:
