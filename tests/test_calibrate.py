@@ -538,3 +538,65 @@ def test_pco_noise_predicts_the_scatter_of_recalibrated_pco_over_fit_samples():
     assert abs(np.mean(pcos) - 1.0) < 3 * se_mean, (np.mean(pcos), se_mean)
     with pytest.raises(ValueError, match="n_fit"):
         pco_noise(0)
+
+
+def test_fast_path_solve_by_the_band_of_the_inverse_matches_a_dense_solve():
+    """The fast path multiplies the cell masses by the band of B^-1 instead of solving: on
+    random non-negative masses it agrees with numpy's dense solve to double precision, and
+    what the band leaves out of B^-1 is below 1e-15 of its diagonal."""
+    from photozsom.calibrate import _Projector
+    from photozsom.pdf import default_grid
+
+    proj = _Projector.get(default_grid())
+    B = proj.B.toarray()
+    assert proj.inv_truncation < 1e-15
+    d = np.random.default_rng(3).dirichlet(np.full(B.shape[0], 0.3), size=20)
+    want = np.linalg.solve(B, d.T).T
+    hb = (proj.inv_band.shape[0] - 1) // 2
+    dp = np.pad(d, ((0, 0), (hb, hb)))
+    got = sum(proj.inv_band[q][None, :] * dp[:, q:q + B.shape[0]]
+              for q in range(2 * hb + 1))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+
+
+def test_fast_path_table_reads_g_to_1e_10_in_the_body_and_marks_the_kinks():
+    """The compiled mid-point pass (F, 1 - F and the tabulated map) against F, 1 - F from
+    products with the components' CDFs (and the mixture's own cdf away from the far tails,
+    where it drops components beyond 10 sigma) and the map evaluated through Phi^-1, h and
+    Phi: every value the table gives is within 1e-10 (relative) of the exact one where the
+    smaller tail m > 1e-11, 1e-7 where m > 1e-100 and 1e-5 down to the smallest normal
+    double (the cubic Hermite error grows with the map's curvature in c), and the cells it
+    marks (NaN: a knot
+    of h, g = 1/2 or F = 1/2) are few."""
+    from photozsom.calibrate import _C_MAX, _Projector
+    from photozsom.kernels import midpoint_tails
+
+    pdf, z = too_narrow_sample(3000, 2.0, seed=4)
+    rc = Recalibrator().fit(pdf[:2000], z[:2000])
+    test = pdf[2000:]
+    proj = _Projector.get(test.grid)
+    ka, table = proj.kernel_arrays(), rc._tail_table()
+    n, M = len(test), proj.K - 1
+    F, S, P = np.empty((n, M)), np.empty((n, M)), np.empty((n, M))
+    low = np.empty((n, M), dtype=bool)
+    midpoint_tails(np.ascontiguousarray(test.weights), ka["band_cdf"], ka["band_sf"], ka["b"],
+                   table.table, _C_MAX, table.step, table.c0, F, S, P, low)
+    # F and 1 - F as products with every component's CDF / survival at the mid-points
+    w = np.array(test.weights, dtype=np.float64)
+    w /= w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(F, w @ proj.cdf_mid, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(S, w @ proj.sf_mid, rtol=1e-12, atol=1e-300)
+    mid = np.broadcast_to(MIDPOINTS, (n, M))
+    body = F > 1e-15                     # where the mixture's cdf sums every component
+    np.testing.assert_allclose(F[body], test.cdf(mid)[body], rtol=1e-12)
+    marked = np.isnan(P)
+    assert 0 < marked.mean() < 0.05
+    m = np.minimum(F, S)
+    use = ~marked & (m >= np.finfo(float).tiny)        # c is clipped below normal doubles
+    want, want_low = table.exact(F[use], S[use], rc)
+    np.testing.assert_array_equal(low[use], want_low)
+    np.testing.assert_allclose(P[use], want, rtol=1e-5, atol=0)
+    near = m[use] > 1e-100                             # |c| < 15
+    np.testing.assert_allclose(P[use][near], want[near], rtol=1e-7, atol=0)
+    body = m[use] > 1e-11                              # |c| < 5
+    np.testing.assert_allclose(P[use][body], want[body], rtol=1e-10, atol=0)
