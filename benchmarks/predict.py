@@ -85,8 +85,13 @@ _RATIO = ("import sys, time\n"
           "model = PhotoZModel.load(sys.argv[2])\n"
           "cat = pd.read_parquet(sys.argv[3])\n"
           "predict_table(cat.iloc[:100], model)\n"
-          "t = time.process_time(); model.predict(cat); a = time.process_time() - t\n"
-          "t = time.process_time(); predict_table(cat, model); b = time.process_time() - t\n"
+          "def best(f):\n"
+          "    ts = []\n"
+          "    for _ in range(3):\n"
+          "        t = time.process_time(); f(); ts.append(time.process_time() - t)\n"
+          "    return min(ts)\n"
+          "a = best(lambda: model.predict(cat))\n"
+          "b = best(lambda: predict_table(cat, model))\n"
           "print('RATIO', a, b)\n")
 
 
@@ -112,13 +117,23 @@ def base_ratio(label: str, base_co: Path | None, model_dir: Path, inp: Path) -> 
         return
     t_model, t_table = child_ratio(base_co, model_dir, inp)
     print(f"   baseline, {label}, same run: model.predict {t_model:.2f} s, predict_table "
-          f"{t_table:.2f} s: ratio {t_table / t_model:.2f}", flush=True)
+          f"{t_table:.2f} s (best of 3): ratio {t_table / t_model:.2f}", flush=True)
 
 
 def cpu(fn):
     t = time.process_time()
     out = fn()
     return time.process_time() - t, out
+
+
+def best(fn, repeat: int = 3):
+    """The least CPU time of ``repeat`` calls (single runs of the same code move by up to
+    30%: page faults of the large arrays) and the last result."""
+    times = []
+    for _ in range(repeat):
+        t, out = cpu(fn)
+        times.append(t)
+    return min(times), out
 
 
 def run_cli(args: list[str], checkout: Path | None = None) -> tuple[float, float, float]:
@@ -177,10 +192,10 @@ def table_ratio(label: str, model, cat) -> tuple[float, float, object]:
     from photozsom.predict import predict_table
 
     predict_table(cat.iloc[:100], model)             # compiled loops loaded, tables built
-    t_model, pdf = cpu(lambda: model.predict(cat))
-    t_table, _ = cpu(lambda: predict_table(cat, model))
-    print(f"1. {label}: model.predict {t_model:.2f} s, predict_table {t_table:.2f} s: "
-          f"ratio {t_table / t_model:.2f} (target <= 1.5)", flush=True)
+    t_model, pdf = best(lambda: model.predict(cat))
+    t_table, _ = best(lambda: predict_table(cat, model))
+    print(f"1. {label}: model.predict {t_model:.2f} s, predict_table {t_table:.2f} s (best of "
+          f"3): ratio {t_table / t_model:.2f} (target <= 1.5)", flush=True)
     return t_model, t_table, pdf
 
 

@@ -320,9 +320,102 @@ def _residual(v, band_cdf, b, G, spacing, cum, vp, f):  # pragma: no cover - com
 
 
 @njit(cache=True, nogil=True)
+def _window_density(w, r, j, table, half, wl, dens):  # pragma: no cover - compiled
+    """The density (unnormalised) of row ``r`` at ``centres[j] + offsets`` into ``dens``."""
+    K = w.shape[1]
+    m = 2 * half + 1
+    S = dens.size
+    for q in range(m):
+        k = j - half + q
+        wl[q] = np.float64(w[r, k]) if (k >= 0 and k < K) else 0.0
+    for s in range(S):
+        dens[s] = 0.0
+    T = table[j]
+    for q in range(m):
+        if wl[q] != 0.0:
+            for s in range(S):
+                dens[s] += wl[q] * T[q, s]
+    dmax = 0.0
+    for s in range(S):
+        dmax = max(dmax, dens[s])
+    return dmax
+
+
+@njit(cache=True, nogil=True)
+def _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, sigma, zlo, zhi,
+                   wn, best):  # pragma: no cover - compiled
+    """Refine every tabulated local maximum of ``dens`` (the window around centre ``j``)
+    within ``keep`` of ``dmax``; ``best`` (2,) holds the highest (density, z) so far."""
+    K = w.shape[1]
+    S = offsets.size
+    h = offsets[1] - offsets[0]
+    step = (centres[K - 1] - centres[0]) / (K - 1)
+    for c in range(S):
+        d0 = dens[c]
+        if d0 < keep * dmax:
+            continue
+        if c > 0 and d0 < dens[c - 1]:
+            continue
+        if c < S - 1 and d0 < dens[c + 1]:
+            continue
+        dm = dens[c - 1] if c > 0 else 0.0
+        dp = dens[c + 1] if c < S - 1 else 0.0
+        zc = centres[j] + offsets[c]
+        shift = 0.0
+        if dm > 0.0 and dp > 0.0 and d0 > 0.0:
+            l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
+            den = l0 - 2.0 * l1 + l2
+            if den < 0.0:
+                shift = 0.5 * (l0 - l2) / den
+        a = max(zc - h, zlo)
+        b = min(zc + h, zhi)
+        x = min(max(zc + min(max(shift, -1.0), 1.0) * h, a), b)
+        f = int(np.floor((zc - centres[0]) / step))
+        f = min(max(f, 0), K - 1)
+        k0 = f - near + 1
+        for q in range(2 * near):
+            k = k0 + q
+            wn[q] = np.float64(w[r, k]) * inv_norm[k] if (k >= 0 and k < K) else 0.0
+        mu0 = centres[0] + k0 * step
+        du = step / sigma
+        for _ in range(3):                      # safeguarded Newton steps on p' = 0
+            u0 = (x - mu0) / sigma
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for q in range(2 * near):
+                u = u0 - q * du
+                e = wn[q] * np.exp(-0.5 * u * u)
+                s0 += e
+                s1 += e * u
+                s2 += e * u * u
+            d2 = s2 - s0
+            dx = sigma * s1 / d2 if d2 != 0.0 else np.inf
+            good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
+            if good:
+                x = min(max(x + dx, a), b)
+            if not (good and abs(dx) > 1e-13):
+                break
+        px = 0.0
+        pc = 0.0
+        ux = (x - mu0) / sigma
+        uc = (zc - mu0) / sigma
+        for q in range(2 * near):
+            u = ux - q * du
+            px += wn[q] * np.exp(-0.5 * u * u)
+            u = uc - q * du
+            pc += wn[q] * np.exp(-0.5 * u * u)
+        if not px >= pc:
+            x, px = zc, pc
+        if px > best[0]:
+            best[0] = px
+            best[1] = x
+
+
+@njit(cache=True, nogil=True)
 def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, sigma, zlo,
               zhi, out, ok):  # pragma: no cover - compiled
-    """The one-window path of :meth:`photozsom.pdf.MixturePDF.mode`, in place.
+    """The windowed paths of :meth:`photozsom.pdf.MixturePDF.mode`, in place.
 
     For each galaxy: the density tabulated within 6 centre spacings of its heaviest
     component ``j`` (largest ``w_k / Z_k``); if the tabulated maximum is at least the bound
@@ -330,7 +423,10 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
     outside the window, every tabulated local maximum within the curvature bound of the
     largest is refined (a parabola through ``log p``, then at most three safeguarded Newton
     steps on ``p'(z) = 0`` with the ``2 near`` components around it, in float64) and the
-    highest is returned; otherwise ``ok`` is False and the caller takes the numpy path.
+    highest is returned. Otherwise a second window around the heaviest component outside
+    ``j +- 4`` is tabulated, and the same is done over both windows when their best value
+    is at least the bound with both neighbourhoods taken out; failing that ``ok`` is False
+    and the caller searches the whole support.
 
     Parameters
     ----------
@@ -353,13 +449,13 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
     """
     n, K = w.shape
     S = offsets.size
-    m = 2 * half + 1
     h = offsets[1] - offsets[0]
-    step = (centres[K - 1] - centres[0]) / (K - 1)
     keep = 1.0 - h * h / (8.0 * sigma * sigma) - 1e-5          # 1e-5: float32 table
     dens = np.empty(S)
-    wl = np.empty(m)
+    dens2 = np.empty(S)
+    wl = np.empty(2 * half + 1)
     wn = np.empty(2 * near)
+    best = np.empty(2)
     for r in range(n):
         tot = 0.0
         j = 0
@@ -370,89 +466,36 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
             if v * inv_norm[k] > top:
                 top = v * inv_norm[k]
                 j = k
-        rest = 0.0                                  # largest w/Z outside j +- 4
+        rest = 0.0                                  # largest w/Z outside j +- 4, and where
+        j2 = -1
         for k in range(K):
             if k < j - 4 or k > j + 4:
-                rest = max(rest, np.float64(w[r, k]) * inv_norm[k])
-        for q in range(m):
-            k = j - half + q
-            wl[q] = np.float64(w[r, k]) if (k >= 0 and k < K) else 0.0
-        for s in range(S):
-            dens[s] = 0.0
-        T = table[j]
-        for q in range(m):
-            if wl[q] != 0.0:
-                for s in range(S):
-                    dens[s] += wl[q] * T[q, s]
-        dmax = 0.0
-        for s in range(S):
-            dmax = max(dmax, dens[s])
-        bound = (c_all * rest + c_far * top) / (sigma * tot)
-        if not (dmax / tot * (1.0 - 1e-5) >= bound):
+                v = np.float64(w[r, k]) * inv_norm[k]
+                if v > rest or j2 < 0:
+                    rest = v
+                    j2 = k
+        dmax = _window_density(w, r, j, table, half, wl, dens)
+        best[0] = -1.0
+        best[1] = 0.0
+        if dmax / tot * (1.0 - 1e-5) >= (c_all * rest + c_far * top) / (sigma * tot):
+            _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, sigma,
+                           zlo, zhi, wn, best)
+            out[r] = best[1]
+            ok[r] = True
+            continue
+        # two separated peaks: a second window, and the bound with both taken out
+        dmax2 = _window_density(w, r, j2, table, half, wl, dens2)
+        rest2 = 0.0
+        for k in range(K):
+            if (k < j - 4 or k > j + 4) and (k < j2 - 4 or k > j2 + 4):
+                rest2 = max(rest2, np.float64(w[r, k]) * inv_norm[k])
+        both = max(dmax, dmax2)
+        if not both / tot * (1.0 - 1e-5) >= (c_all * rest2 + c_far * top) / (sigma * tot):
             ok[r] = False
             continue
+        _polish_window(w, r, j, dens, keep, both, inv_norm, centres, offsets, near, sigma,
+                       zlo, zhi, wn, best)
+        _polish_window(w, r, j2, dens2, keep, both, inv_norm, centres, offsets, near, sigma,
+                       zlo, zhi, wn, best)
+        out[r] = best[1]
         ok[r] = True
-        best_x = 0.0
-        best_v = -1.0
-        for c in range(S):
-            d0 = dens[c]
-            if d0 < keep * dmax:
-                continue
-            if c > 0 and d0 < dens[c - 1]:
-                continue
-            if c < S - 1 and d0 < dens[c + 1]:
-                continue
-            dm = dens[c - 1] if c > 0 else 0.0
-            dp = dens[c + 1] if c < S - 1 else 0.0
-            zc = centres[j] + offsets[c]
-            shift = 0.0
-            if dm > 0.0 and dp > 0.0 and d0 > 0.0:
-                l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
-                den = l0 - 2.0 * l1 + l2
-                if den < 0.0:
-                    shift = 0.5 * (l0 - l2) / den
-            a = max(zc - h, zlo)
-            b = min(zc + h, zhi)
-            x = min(max(zc + min(max(shift, -1.0), 1.0) * h, a), b)
-            f = int(np.floor((zc - centres[0]) / step))
-            f = min(max(f, 0), K - 1)
-            k0 = f - near + 1
-            for q in range(2 * near):
-                k = k0 + q
-                wn[q] = np.float64(w[r, k]) * inv_norm[k] if (k >= 0 and k < K) else 0.0
-            mu0 = centres[0] + k0 * step
-            du = step / sigma
-            for _ in range(3):                      # safeguarded Newton steps on p' = 0
-                u0 = (x - mu0) / sigma
-                s1 = 0.0
-                s2 = 0.0
-                s0 = 0.0
-                for q in range(2 * near):
-                    u = u0 - q * du
-                    e = wn[q] * np.exp(-0.5 * u * u)
-                    s0 += e
-                    s1 += e * u
-                    s2 += e * u * u
-                d1 = -s1
-                d2 = s2 - s0
-                dx = -sigma * d1 / d2 if d2 != 0.0 else np.inf
-                good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
-                if good:
-                    x = min(max(x + dx, a), b)
-                if not (good and abs(dx) > 1e-13):
-                    break
-            px = 0.0
-            pc = 0.0
-            ux = (x - mu0) / sigma
-            uc = (zc - mu0) / sigma
-            for q in range(2 * near):
-                u = ux - q * du
-                px += wn[q] * np.exp(-0.5 * u * u)
-                u = uc - q * du
-                pc += wn[q] * np.exp(-0.5 * u * u)
-            if not px >= pc:
-                x, px = zc, pc
-            if px > best_v:
-                best_v = px
-                best_x = x
-        out[r] = best_x

@@ -960,7 +960,7 @@ class MixturePDF:
         spacings of each galaxy's heaviest component (one small matrix product per galaxy
         with :meth:`MixtureGrid.window_table`, spacing 1/8 of a centre spacing), where the
         same candidate rule and refinement apply (one compiled loop over the galaxies,
-        :func:`photozsom.kernels.mode_rows`). It is used when that tabulated maximum is
+        :func:`photozsom.kernels.mode_rows`, for this and the second window below). It is used when that tabulated maximum is
         at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
         density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
         maximum is inside. A galaxy that fails it (two separated peaks of similar height)
@@ -984,88 +984,15 @@ class MixturePDF:
         ok = np.empty(len(self), dtype=bool)
         mode_rows(np.ascontiguousarray(self._w), table, g.inv_norm, g.centres, offsets,
                   int(half), int(g.mode_near), c_all, c_far, g.sigma, g.lo, g.hi, out, ok)
-        bad = np.flatnonzero(~ok)
+        bad = np.flatnonzero(~ok)                    # three or more competing peaks
+        pad = max(int(half), g.mode_near)
         for s in range(0, bad.size, 4096):
             rows = bad[s:s + 4096]
-            out[rows] = self._mode_window(self._w[rows], tab)
+            wp = np.zeros((rows.size, g.K + 2 * pad), dtype=self._w.dtype)
+            wp[:, pad:pad + g.K] = self._w[rows]
+            out[rows] = self._mode_whole(wp, pad)
+        self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int(bad.size)
         return out
-
-    def _mode_window(self, w: np.ndarray, tab: tuple) -> np.ndarray:
-        g = self.grid
-        offsets, table, half, gid = tab
-        n, K = w.shape
-        wz = w * g.inv_norm.astype(w.dtype)
-        j = np.argmax(wz, axis=1)
-        rows = np.arange(n)
-        pad = max(half, g.mode_near)
-        wp = np.zeros((n, K + 2 * pad), dtype=w.dtype)  # column pad + k: component k
-        wp[:, pad:pad + K] = w
-        wl = sliding_window_view(wp, 2 * half + 1, axis=1)[rows, j + pad - half]
-        wl = wl.astype(np.float32, copy=False)
-        dens = np.empty((n, offsets.size), dtype=np.float32)
-        gj = gid[j]
-        order = np.argsort(gj, kind="stable")
-        for part in np.split(order, np.flatnonzero(np.diff(gj[order])) + 1):
-            dens[part] = wl[part] @ table[j[part[0]]]
-        tot = w.sum(axis=1, dtype=np.float64)
-        best = dens.max(axis=1) / tot
-        # bound on the density outside the window (|z - mu_j| > 6 spacings)
-        c_all, c_far = g.comb_bounds
-        near = np.clip(j[:, None] + np.arange(-4, 5), 0, K - 1)
-        top = wz[rows, j]
-        wz[rows[:, None], near] = 0
-        bound = (c_all * wz.max(axis=1) + c_far * top) / (g.sigma * tot)
-        ok = best * (1.0 - 1e-5) >= bound
-        res = np.empty(n)
-        if ok.any():
-            h = offsets[1] - offsets[0]
-            keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5          # 1e-5: float32 table
-            okr = np.flatnonzero(ok)
-            d = dens[okr]                           # (unnormalised: the mode does not care)
-            # candidates: tabulated local maxima within the curvature bound of the largest;
-            # each is refined over [z - h, z + h], which holds the maximum of its peak
-            r, c = self._mode_candidates(d, keep)
-            zc = g.centres[j[okr][r]] + offsets[c]
-            res[okr] = self._polish_modes(wp, pad, okr[r], zc, d, r, c, h)
-        n_whole = 0
-        if not ok.all():
-            bad = np.flatnonzero(~ok)
-            # a second window around the heaviest component outside j +- 4 (two separated
-            # peaks); outside both windows the density is below the bound with both
-            # neighbourhoods taken out, else the whole support is searched
-            j2 = np.argmax(wz[bad], axis=1)
-            wl2 = sliding_window_view(wp, 2 * half + 1, axis=1)[bad, j2 + pad - half]
-            wl2 = wl2.astype(np.float32, copy=False)
-            d2 = np.empty((bad.size, offsets.size), dtype=np.float32)
-            g2 = gid[j2]
-            order = np.argsort(g2, kind="stable")
-            for part in np.split(order, np.flatnonzero(np.diff(g2[order])) + 1):
-                d2[part] = wl2[part] @ table[j2[part[0]]]
-            d1 = dens[bad]
-            tb = tot[bad]
-            best2 = np.maximum(d1.max(axis=1), d2.max(axis=1)) / tb
-            rb = np.arange(bad.size)
-            wzb = wz[bad]
-            wzb[rb[:, None], np.clip(j2[:, None] + np.arange(-4, 5), 0, K - 1)] = 0
-            bound2 = (c_all * wzb.max(axis=1) + c_far * top[bad]) / (g.sigma * tb)
-            ok2 = best2 * (1.0 - 1e-5) >= bound2
-            if ok2.any():
-                h = offsets[1] - offsets[0]
-                keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5
-                i2 = np.flatnonzero(ok2)
-                S = offsets.size
-                d12 = np.concatenate([d1[i2], np.zeros((i2.size, 1), np.float32), d2[i2]],
-                                     axis=1)                  # a zero column between windows
-                r, c = self._mode_candidates(d12, keep)
-                zc = np.where(c < S, g.centres[j[bad[i2]][r]] + offsets[np.minimum(c, S - 1)],
-                              g.centres[j2[i2][r]] + offsets[np.maximum(c - S - 1, 0)])
-                res[bad[i2]] = self._polish_modes(wp, pad, bad[i2][r], zc, d12, r, c, h)
-            rest = bad[~ok2]
-            n_whole = rest.size
-            if rest.size:
-                res[rest] = self._mode_whole(wp[rest], pad)
-        self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int(n_whole)
-        return res
 
     @staticmethod
     def _mode_candidates(d: np.ndarray, keep: float) -> tuple[np.ndarray, np.ndarray]:
