@@ -1,13 +1,23 @@
-"""Compiled inner loops (numba): quantiles of mixtures (:mod:`photozsom.pdf`) and the projection of a recalibrated CDF onto mixture weights
-(:mod:`photozsom.calibrate`).
+"""Compiled inner loops (numba) of the P(z) summaries and of the recalibration.
 
-One loop over the galaxies, each galaxy's 200 weights read once, replaces the numpy
-passes over (galaxies x levels x window) temporaries of the quantile search: about 2.5x
-faster on one thread (``benchmarks/predict.py``), the same algorithm and the same values
-(to rounding). The loops evaluate no special function (only sums of products with the
-tables of :meth:`photozsom.pdf.MixtureGrid.quantile_tables`), so they give the same numbers on
-any CPU; numba compiles them without fast-math and caches the machine code on first use
-(``cache=True``: ``__pycache__`` next to this file, or numba's user cache directory).
+- :func:`quantile_rows`: :meth:`photozsom.pdf.MixturePDF.quantiles` (the credible intervals
+  and the median of every ``photozsom predict`` row);
+- :func:`mode_rows`: the windowed paths of :meth:`photozsom.pdf.MixturePDF.mode`;
+- :func:`midpoint_tails` and :func:`weights_from_tails`: the fast path of
+  :meth:`photozsom.calibrate.Recalibrator.project` (a recalibrated CDF as mixture weights).
+
+Each is one loop over the galaxies that reads a galaxy's 200 weights once, where the numpy
+code before made several passes over (galaxies x levels x window) temporaries; same
+algorithms, same values to rounding (the tests compare each with an exact computation).
+Measured on one thread (``benchmarks/predict.py``, 200,000 DESI rows): quantiles 2.3x and
+mode 1.3x faster than the numpy code, the projection 1.2x; ``photozsom predict`` on a
+million rows 1.25x (not recalibrated) and 1.19x (recalibrated) the throughput, for ~0.3 s
+more start-up (importing numba) and ~100 MB more memory.
+
+numba compiles without fast-math (no reassociation, no fused multiply-adds), so the sums
+are done in the order written; the quantile loop evaluates no special function. The machine
+code is cached on first use (``cache=True``: ``__pycache__`` next to this file, or numba's
+user cache directory when that is not writable).
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ __all__ = ["midpoint_tails", "mode_rows", "quantile_rows", "weights_from_tails"]
 
 
 @njit(cache=True, nogil=True)
-def quantile_rows(w, levels, tables, offsets, centres, half, ratio, zlo, out_z, out_ok):  # pragma: no cover - compiled
+def quantile_rows(w, levels, tables, offsets, centres, half, ratio, zlo, out_z,
+                  out_ok):  # pragma: no cover - compiled
     """Quantiles of mixture rows, in place (:meth:`photozsom.pdf.MixturePDF.quantiles`).
 
     Parameters
@@ -205,7 +216,8 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
 
 
 @njit(cache=True, nogil=True)
-def weights_from_tails(P, low, band_cdf, b, inv_band, spacing, out):  # pragma: no cover - compiled
+def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
+                       out):  # pragma: no cover - compiled
     """The second half of the projection: mixture weights whose CDF at the mid-points is
     ``g(F)``, from the output's smaller tails ``P`` and sides ``low`` (n, K - 1), in place.
 

@@ -960,8 +960,8 @@ class MixturePDF:
         spacings of each galaxy's heaviest component (one small matrix product per galaxy
         with :meth:`MixtureGrid.window_table`, spacing 1/8 of a centre spacing), where the
         same candidate rule and refinement apply (one compiled loop over the galaxies,
-        :func:`photozsom.kernels.mode_rows`, for this and the second window below). It is used when that tabulated maximum is
-        at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
+        :func:`photozsom.kernels.mode_rows`, for this and the second window below). It is
+        used when that tabulated maximum is at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
         density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
         maximum is inside. A galaxy that fails it (two separated peaks of similar height)
         gets a second window around its heaviest component outside ``j +- 4``, used when
