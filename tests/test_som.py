@@ -271,6 +271,40 @@ def test_default_fit_stops_when_qe_stalls_and_records_final_distances(monkeypatc
     assert last["qe"] == pytest.approx(d.mean(), rel=1e-5)
     np.testing.assert_allclose(som.distance_quantiles_, np.quantile(d, np.linspace(0, 1, 1001)),
                                rtol=1e-5)
+    # The default stops at its first full pass on this data, so the checks above cannot tell
+    # the rule's two terms apart (either alone stops it there). Pin each one:
+    # (a) the first pass stops exactly when TOL exceeds (d1 - se) / qe1, with d1 the QE drop
+    # below the last settling subsample's and se two of its standard errors: just above that
+    # TOL it stops at once, just below it never stops. A rule without the standard-error term
+    # (threshold d1 / qe1 = -0.012 here) or relative to the previous QE instead of the new one
+    # (-0.0516 against -0.0510) moves the threshold past the 2e-4 margin.
+    prev = dists[first - 1]
+    se = 2.0 * prev.std(ddof=1) / np.sqrt(prev.size)
+    threshold = (prev.mean() - qe[first] - se) / qe[first]
+    for tol, want in ((threshold + 2e-4, 1), (threshold - 2e-4, TorchBatchSOM.MAX_PASSES)):
+        monkeypatch.setattr(TorchBatchSOM, "TOL", tol)
+        run = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
+        assert run.epochs_trained == len([h for h in run.history if h["phase"] == "full"]) == want
+    monkeypatch.undo()
+    # (b) later passes, without settling steps (so no standard-error term and no check at the
+    # first pass): with TOL between two successive relative QE drops of the never-stopping
+    # run, the fit stops exactly at the first pass whose drop is below TOL (here the fifth),
+    # after retracing the never-stopping run's passes
+    monkeypatch.setattr(TorchBatchSOM, "SETTLE_STEPS", 0)
+    monkeypatch.setattr(TorchBatchSOM, "TOL", -2.0)
+    ref = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
+    q = np.array([h["qe"] for h in ref.history if h["phase"] == "full"])
+    drop = (q[:-1] - q[1:]) / q[1:]                      # pass j + 2's drop relative to its QE
+    assert np.all(np.diff(drop[:4]) < 0)                 # this data: drops shrink at first
+    tol = float(np.sqrt(drop[2] * drop[3]))
+    want = 2 + int(np.argmax(drop < tol))
+    assert want == 5
+    monkeypatch.setattr(TorchBatchSOM, "TOL", tol)
+    run = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, progress=False)
+    got = [h for h in run.history if h["phase"] == "full"]
+    assert run.epochs_trained == len(got) == want and not got[-1]["updated"]
+    np.testing.assert_allclose([h["qe"] for h in got], q[:want], rtol=1e-6)
+    monkeypatch.undo()
     # explicit epochs: exactly that many full passes, each with an update
     som3 = SOM((8, 8), 6, seed=0, batch_size=1000).fit(X, epochs=3, progress=False)
     full3 = [h for h in som3.history if h["phase"] == "full"]
