@@ -297,7 +297,7 @@ class _Projector:
         if not neg.any():
             w = np.clip(w, 0.0, None)
             w /= w.sum(axis=1, keepdims=True)
-            return w, self._residual(w, L[:, 1:-1])
+            return w, self.residual(w, L[:, 1:-1])
         # a target narrower than one component gives negative weights; two non-negative
         # candidates, the closer one at the mid-points is kept: (a) negative weights set to 0,
         # (b) alpha w + (1 - alpha) d with the plain cell masses d (>= 0) and the largest
@@ -309,7 +309,7 @@ class _Projector:
         wa /= wa.sum(axis=1, keepdims=True)
         wb = np.clip(alpha * np.where(neg, w, wa) + (1 - alpha) * d, 0.0, None)
         wb /= wb.sum(axis=1, keepdims=True)
-        ra, rb = self._residual(wa, L[:, 1:-1]), self._residual(wb, L[:, 1:-1])
+        ra, rb = self.residual(wa, L[:, 1:-1]), self.residual(wb, L[:, 1:-1])
         pick_b = rb < ra
         return np.where(pick_b[:, None], wb, wa), np.where(pick_b, rb, ra)
 
@@ -318,12 +318,6 @@ class _Projector:
         (n, K) miss a CDF ``target`` (n, K - 1) at the mid-points ``m_i`` (spacings
         ``h_i``), by one product with the components' CDF there."""
         return np.abs(w @ self.cdf_mid - target) @ self.spacing
-
-    def _residual(self, w: np.ndarray, target: np.ndarray) -> np.ndarray:
-        mass = np.asarray((self.B @ w.T).T)
-        F = np.cumsum(mass, axis=1)[:, :-1]
-        h = np.diff(self.edges)[:-1] * 0.5 + np.diff(self.edges)[1:] * 0.5
-        return np.abs(F - target) @ h
 
 
 def _c_of_x(x: np.ndarray) -> np.ndarray:
@@ -1130,19 +1124,16 @@ class RecalibratedPDF(MixturePDF):
         lv = self._levels(levels)
         out = np.empty((len(self), lv.size))
         for rc, sel, rows in self._groups():
-            if isinstance(sel, slice) and (rows is None or np.all(rows < 0)):
-                out[sel] = self._raw.quantiles(rc._backward(lv, None))   # no copy of the rows
-                continue
-            idx = np.arange(len(self))[sel]
-            glob = np.ones(idx.size, bool) if rows is None else rows < 0
-            if glob.all():
-                out[idx] = self._raw[idx].quantiles(rc._backward(lv, None))
-                continue
+            raw = self._raw if isinstance(sel, slice) else self._raw[sel]   # one map: no copy
+            dst = np.arange(len(self))[sel]
+            glob = np.ones(len(raw), bool) if rows is None else rows < 0
             if glob.any():
-                out[idx[glob]] = self._raw[idx[glob]].quantiles(rc._backward(lv, None))
-            cel = idx[~glob]
-            u = rc._backward(np.broadcast_to(lv, (cel.size, lv.size)).copy(), rows[~glob])
-            out[cel] = self._raw[cel].ppf(u)
+                part = raw if glob.all() else raw[np.flatnonzero(glob)]
+                out[dst[glob]] = part.quantiles(rc._backward(lv, None))
+            if not glob.all():
+                cel = np.flatnonzero(~glob)
+                u = rc._backward(np.broadcast_to(lv, (cel.size, lv.size)).copy(), rows[cel])
+                out[dst[cel]] = raw[cel].ppf(u)
         return out
 
 

@@ -883,9 +883,7 @@ class MixturePDF:
         if tab is None or not inner.any():
             return out
         cols = np.flatnonzero(inner)
-        for sl in _chunks(len(self), max(1, _CHUNK // 2048)):      # 2048 rows at a time
-            out[sl, cols[0]:cols[-1] + 1][:, cols - cols[0]] = self._quantile_rows(
-                self._w[sl], lv[cols][None, :])
+        out[:, cols] = self._quantile_rows(self._w, lv[cols][None, :])   # no temporaries
         return out
 
     @staticmethod
@@ -961,8 +959,8 @@ class MixturePDF:
         with :meth:`MixtureGrid.window_table`, spacing 1/8 of a centre spacing), where the
         same candidate rule and refinement apply (one compiled loop over the galaxies,
         :func:`photozsom.kernels.mode_rows`, for this and the second window below). It is
-        used when that tabulated maximum is at least the bound ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the
-        density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
+        used when that tabulated maximum is at least the bound
+        ``(c_near max_{|k-j|>=5} w_k/Z_k + c_far max w/Z) / sigma`` on the density anywhere outside the window (:attr:`MixtureGrid.comb_bounds`), so the global
         maximum is inside. A galaxy that fails it (two separated peaks of similar height)
         gets a second window around its heaviest component outside ``j +- 4``, used when
         the best tabulated density in either window is at least the same bound with both
