@@ -354,14 +354,74 @@ def _window_density(w, r, j, table, half, wl, dens):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
+def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, zhi, wn,
+                  best):  # pragma: no cover - compiled
+    """Refine one tabulated local maximum ``zc`` of row ``r`` (tabulated densities ``dm``,
+    ``d0``, ``dp`` at ``zc - h``, ``zc``, ``zc + h``; 0 past the table): a parabola through
+    ``log p``, then at most three safeguarded Newton steps on ``p'(z) = 0`` with the
+    ``2 near`` components around it (the others are more than 9.8 sigma away), in float64,
+    within ``h`` of ``zc``; the tabulated point is kept if it is higher. ``best`` (2,) holds
+    the highest (density, z) so far; ``wn`` (2 near,) is scratch."""
+    K = w.shape[1]
+    step = (centres[K - 1] - centres[0]) / (K - 1)
+    shift = 0.0
+    if dm > 0.0 and dp > 0.0 and d0 > 0.0:
+        l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
+        den = l0 - 2.0 * l1 + l2
+        if den < 0.0:
+            shift = 0.5 * (l0 - l2) / den
+    a = max(zc - h, zlo)
+    b = min(zc + h, zhi)
+    x = min(max(zc + min(max(shift, -1.0), 1.0) * h, a), b)
+    f = int(np.floor((zc - centres[0]) / step))
+    f = min(max(f, 0), K - 1)
+    k0 = f - near + 1
+    for q in range(2 * near):
+        k = k0 + q
+        wn[q] = np.float64(w[r, k]) * inv_norm[k] if (k >= 0 and k < K) else 0.0
+    mu0 = centres[0] + k0 * step
+    du = step / sigma
+    for _ in range(3):                      # safeguarded Newton steps on p' = 0
+        u0 = (x - mu0) / sigma
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for q in range(2 * near):
+            u = u0 - q * du
+            e = wn[q] * np.exp(-0.5 * u * u)
+            s0 += e
+            s1 += e * u
+            s2 += e * u * u
+        d2 = s2 - s0
+        dx = sigma * s1 / d2 if d2 != 0.0 else np.inf
+        good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
+        if good:
+            x = min(max(x + dx, a), b)
+        if not (good and abs(dx) > 1e-13):
+            break
+    px = 0.0
+    pc = 0.0
+    ux = (x - mu0) / sigma
+    uc = (zc - mu0) / sigma
+    for q in range(2 * near):
+        u = ux - q * du
+        px += wn[q] * np.exp(-0.5 * u * u)
+        u = uc - q * du
+        pc += wn[q] * np.exp(-0.5 * u * u)
+    if not px >= pc:
+        x, px = zc, pc
+    if px > best[0]:
+        best[0] = px
+        best[1] = x
+
+
+@njit(cache=True, nogil=True)
 def _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, sigma, zlo, zhi,
                    wn, best):  # pragma: no cover - compiled
     """Refine every tabulated local maximum of ``dens`` (the window around centre ``j``)
-    within ``keep`` of ``dmax``; ``best`` (2,) holds the highest (density, z) so far."""
-    K = w.shape[1]
+    within ``keep`` of ``dmax`` (:func:`_polish_point`)."""
     S = offsets.size
     h = offsets[1] - offsets[0]
-    step = (centres[K - 1] - centres[0]) / (K - 1)
     for c in range(S):
         d0 = dens[c]
         if d0 < keep * dmax:
@@ -372,56 +432,31 @@ def _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, 
             continue
         dm = dens[c - 1] if c > 0 else 0.0
         dp = dens[c + 1] if c < S - 1 else 0.0
-        zc = centres[j] + offsets[c]
-        shift = 0.0
-        if dm > 0.0 and dp > 0.0 and d0 > 0.0:
-            l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
-            den = l0 - 2.0 * l1 + l2
-            if den < 0.0:
-                shift = 0.5 * (l0 - l2) / den
-        a = max(zc - h, zlo)
-        b = min(zc + h, zhi)
-        x = min(max(zc + min(max(shift, -1.0), 1.0) * h, a), b)
-        f = int(np.floor((zc - centres[0]) / step))
-        f = min(max(f, 0), K - 1)
-        k0 = f - near + 1
-        for q in range(2 * near):
-            k = k0 + q
-            wn[q] = np.float64(w[r, k]) * inv_norm[k] if (k >= 0 and k < K) else 0.0
-        mu0 = centres[0] + k0 * step
-        du = step / sigma
-        for _ in range(3):                      # safeguarded Newton steps on p' = 0
-            u0 = (x - mu0) / sigma
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for q in range(2 * near):
-                u = u0 - q * du
-                e = wn[q] * np.exp(-0.5 * u * u)
-                s0 += e
-                s1 += e * u
-                s2 += e * u * u
-            d2 = s2 - s0
-            dx = sigma * s1 / d2 if d2 != 0.0 else np.inf
-            good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
-            if good:
-                x = min(max(x + dx, a), b)
-            if not (good and abs(dx) > 1e-13):
-                break
-        px = 0.0
-        pc = 0.0
-        ux = (x - mu0) / sigma
-        uc = (zc - mu0) / sigma
-        for q in range(2 * near):
-            u = ux - q * du
-            px += wn[q] * np.exp(-0.5 * u * u)
-            u = uc - q * du
-            pc += wn[q] * np.exp(-0.5 * u * u)
-        if not px >= pc:
-            x, px = zc, pc
-        if px > best[0]:
-            best[0] = px
-            best[1] = x
+        _polish_point(w, r, centres[j] + offsets[c], dm, d0, dp, h, inv_norm, centres, near,
+                      sigma, zlo, zhi, wn, best)
+
+
+@njit(cache=True, nogil=True)
+def polish_points(w, rows, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, zhi,
+                  out):  # pragma: no cover - compiled
+    """The refinement of the whole-support search of :meth:`photozsom.pdf.MixturePDF.mode`:
+    every candidate ``i`` (row ``rows[i]`` of ``w``, sorted, every row present; tabulated
+    maximum ``zc[i]`` with densities ``dm[i]``, ``d0[i]``, ``dp[i]`` at ``zc - h``, ``zc``,
+    ``zc + h``) refined by :func:`_polish_point`, the highest per row into ``out`` (redshift,
+    one per row of ``w``)."""
+    wn = np.empty(2 * near)
+    best = np.empty(2)
+    m = rows.size
+    i = 0
+    while i < m:
+        r = rows[i]
+        best[0] = -1.0
+        best[1] = 0.0
+        while i < m and rows[i] == r:
+            _polish_point(w, r, zc[i], dm[i], d0[i], dp[i], h, inv_norm, centres, near, sigma,
+                          zlo, zhi, wn, best)
+            i += 1
+        out[r] = best[1]
 
 
 @njit(cache=True, nogil=True)

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy import sparse
 from scipy.special import ndtr, ndtri
 
@@ -342,14 +341,9 @@ class MixtureGrid:
     @property
     def inv_norm(self) -> np.ndarray:
         """``1/Z_k``, shape (K,)."""
-        return self.padded_inv_norm(0)
-
-    def padded_inv_norm(self, pad: int) -> np.ndarray:
-        """``1/Z_k`` with ``pad`` zeros each side, shape (K + 2 pad,)."""
-        key = ("inv", int(pad))
-        if key not in self._windows:
-            self._windows[key] = np.r_[np.zeros(pad), 1.0 / self.norm, np.zeros(pad)]
-        return self._windows[key]
+        if "inv" not in self._windows:
+            self._windows["inv"] = 1.0 / self.norm
+        return self._windows["inv"]
 
     @property
     def comb_bounds(self) -> tuple[float, float]:
@@ -983,12 +977,9 @@ class MixturePDF:
         mode_rows(np.ascontiguousarray(self._w), table, g.inv_norm, g.centres, offsets,
                   int(half), int(g.mode_near), c_all, c_far, g.sigma, g.lo, g.hi, out, ok)
         bad = np.flatnonzero(~ok)                    # three or more competing peaks
-        pad = max(int(half), g.mode_near)
         for s in range(0, bad.size, 4096):
             rows = bad[s:s + 4096]
-            wp = np.zeros((rows.size, g.K + 2 * pad), dtype=self._w.dtype)
-            wp[:, pad:pad + g.K] = self._w[rows]
-            out[rows] = self._mode_whole(wp, pad)
+            out[rows] = self._mode_whole(self._w[rows])
         self._mode_fallbacks = getattr(self, "_mode_fallbacks", 0) + int(bad.size)
         return out
 
@@ -1001,81 +992,30 @@ class MixturePDF:
         cand[:, :-1] &= d[:, :-1] >= d[:, 1:]
         return np.nonzero(cand)
 
-    def _mode_whole(self, wp: np.ndarray, pad: int) -> np.ndarray:
-        """The whole-support search of :meth:`mode` (grid of spacing sigma/2), refined by
-        :meth:`_polish_modes`, for rows ``wp`` of weights padded with ``pad`` zeros."""
+    def _mode_whole(self, w: np.ndarray) -> np.ndarray:
+        """The whole-support search of :meth:`mode` (grid of spacing sigma/2) for rows ``w``
+        of weights, each tabulated local maximum refined as in the windows (one compiled
+        loop, :func:`photozsom.kernels.polish_points`)."""
+        from photozsom.kernels import polish_points
+
         g = self.grid
         zc, comp = g.mode_table
         h = zc[1] - zc[0]
         keep = 1.0 - h * h / (8.0 * g.sigma**2) - 1e-5      # 1e-5: float32 tabulation
-        out = np.empty(len(wp))
-        for sl in _chunks(len(wp), zc.size):
-            d = (comp @ wp[sl, pad:pad + g.K].T.astype(np.float32)).T          # (n, G)
+        out = np.empty(len(w))
+        for sl in _chunks(len(w), zc.size):
+            wr = np.ascontiguousarray(w[sl])
+            d = (comp @ wr.T.astype(np.float32)).T                           # (n, G)
             r, c = self._mode_candidates(d, keep)
-            out[sl] = self._polish_modes(wp[sl], pad, r, zc[c], d, r, c, h)
+            S = d.shape[1]
+            d0 = d[r, c].astype(np.float64)
+            dm = np.where(c > 0, d[r, np.maximum(c - 1, 0)], 0.0)
+            dp = np.where(c < S - 1, d[r, np.minimum(c + 1, S - 1)], 0.0)
+            res = np.empty(len(wr))
+            polish_points(wr, r.astype(np.int64), zc[c], dm, d0, dp, h, g.inv_norm, g.centres,
+                          int(g.mode_near), g.sigma, g.lo, g.hi, res)
+            out[sl] = res
         return out
-
-    def _polish_modes(self, wp: np.ndarray, pad: int, r: np.ndarray, zc: np.ndarray,
-                      d: np.ndarray, rd: np.ndarray, c: np.ndarray, h: float) -> np.ndarray:
-        """Highest density point of row ``r[i]`` of ``wp`` (weights padded with ``pad`` zeros
-        each side) within ``h`` (redshift) of the tabulated maximum ``zc[i]`` (column ``c[i]``
-        of row ``rd[i]`` of the tabulated densities ``d``), best per row; ``r`` sorted, every
-        row present (of those ``r`` names), evenly spaced centres, ``h`` <= half a spacing.
-
-        A parabola through ``log p`` at the three tabulated points (exact for one Gaussian),
-        then three safeguarded Newton steps on ``p'(z) = 0`` with the ``2 mode_near``
-        components around the point, evaluated exactly in float64 (the others are more than
-        9.8 sigma away); the tabulated point is kept if it is higher.
-        """
-        g = self.grid
-        S = d.shape[1]
-        flat = d.ravel()
-        at = rd * S + c
-        d0 = flat.take(at).astype(np.float64)
-        dm = np.where(c > 0, flat.take(np.maximum(at - 1, 0)), 0.0)
-        dp = np.where(c < S - 1, flat.take(np.minimum(at + 1, flat.size - 1)), 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            l0, l1, l2 = np.log(dm), np.log(d0), np.log(dp)
-            den = l0 - 2 * l1 + l2
-            shift = np.where(np.isfinite(den) & (den < 0), 0.5 * (l0 - l2) / den, 0.0)
-        a, b = np.maximum(zc - h, g.lo), np.minimum(zc + h, g.hi)
-        x = np.clip(zc + np.clip(shift, -1.0, 1.0) * h, a, b)
-        # the components f - near + 1 .. f + near, mu_f <= zc < mu_f+1 (padded column f + 1)
-        nm = g.mode_near
-        step = (g.centres[-1] - g.centres[0]) / (g.K - 1)
-        f = np.clip(np.floor((zc - g.centres[0]) / step).astype(np.intp), 0, g.K - 1)
-        col = f + (pad - nm + 1)
-        # w_k / Z_k of the window, float64 (only the gathered windows are converted)
-        inv = sliding_window_view(g.padded_inv_norm(pad), 2 * nm)[col]
-        wl = np.multiply(sliding_window_view(wp, 2 * nm, axis=1)[r, col], inv, dtype=np.float64)
-        mu0 = g.centres[0] + (f - nm + 1) * step
-        du = np.arange(2 * nm) * (step / g.sigma)
-        s = g.sigma
-
-        def terms(z):                        # w/Z exp(-u^2/2) and u at z (m, 2 nm)
-            u = ((z - mu0) / s)[:, None] - du
-            return wl * np.exp(-0.5 * u * u), u
-
-        for _ in range(3):                   # safeguarded Newton steps on p'(x) = 0
-            e, u = terms(x)
-            eu = e * u
-            d1 = -eu.sum(axis=1)             # p' and p'' up to positive factors
-            d2 = (eu * u).sum(axis=1) - e.sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dx = -s * d1 / d2
-            good = np.isfinite(dx) & (d2 < 0) & (np.abs(dx) < 2 * h)
-            x = np.clip(np.where(good, x + dx, x), a, b)
-            if not np.any(good & (np.abs(dx) > 1e-13)):      # converged (to 1e-13)
-                break
-        px = terms(x)[0].sum(axis=1)
-        pc = terms(zc)[0].sum(axis=1)
-        better = px >= pc
-        x, val = np.where(better, x, zc), np.where(better, px, pc)
-        if r.size and np.all(r[1:] != r[:-1]):
-            return x
-        order = np.lexsort((-val, r))        # highest candidate first within each row
-        first = order[np.r_[0, np.flatnonzero(np.diff(r[order])) + 1]]
-        return x[first]
 
     def _mode_grid(self, w: np.ndarray) -> np.ndarray:
         """The whole-support algorithm of :meth:`mode` for normalised rows ``w``."""
