@@ -1119,8 +1119,9 @@ class RecalibratedPDF(MixturePDF):
 
     def quantiles(self, levels: Sequence[float]) -> np.ndarray:
         """Quantiles of ``g(F)`` at ``levels``, shape (N, L): the raw PDF's fast
-        :meth:`MixturePDF.quantiles` at ``g^-1(levels)`` for galaxies on a global map, exact
-        ``ppf`` for those on a per-cell map."""
+        :meth:`MixturePDF.quantiles` at ``g^-1(levels)``, the same levels for the galaxies on
+        a global map, each galaxy's own (:meth:`MixturePDF.quantiles_per_row`) on a per-cell
+        map."""
         lv = self._levels(levels)
         out = np.empty((len(self), lv.size))
         for rc, sel, rows in self._groups():
@@ -1133,7 +1134,7 @@ class RecalibratedPDF(MixturePDF):
             if not glob.all():
                 cel = np.flatnonzero(~glob)
                 u = rc._backward(np.broadcast_to(lv, (cel.size, lv.size)).copy(), rows[cel])
-                out[dst[cel]] = raw[cel].ppf(u)
+                out[dst[cel]] = raw[cel].quantiles_per_row(u)
         return out
 
 

@@ -880,6 +880,34 @@ class MixturePDF:
         out[:, cols] = self._quantile_rows(self._w, lv[cols][None, :])   # no temporaries
         return out
 
+    def quantiles_per_row(self, levels: np.ndarray) -> np.ndarray:
+        """:meth:`quantiles` at levels of each galaxy's own, shape (N, L).
+
+        Parameters
+        ----------
+        levels : ndarray, shape (N, L)
+            Probabilities in [0, 1]; row ``i`` for galaxy ``i``.
+
+        Returns
+        -------
+        ndarray, shape (N, L)
+            Redshifts, as :meth:`quantiles` computes them (levels 0 and 1, and every level
+            on a grid of uneven centres, by the exact :meth:`ppf`).
+        """
+        lv = np.asarray(levels, dtype=np.float64)
+        if lv.ndim != 2 or lv.shape[0] != len(self):
+            raise ValueError(f"levels must have shape (N, L) with N = {len(self)}, got "
+                             f"{lv.shape}")
+        self._levels(lv)                                                  # checks the values
+        if self.grid.window_table("cdf", _Q_SPAN, _Q_PER_STEP) is None:
+            return self.ppf(lv)
+        inner = (lv > 0) & (lv < 1)
+        out = self._quantile_rows(self._w, np.where(inner, lv, 0.5))
+        r, c = np.nonzero(~inner)
+        if r.size:
+            out[r, c] = self[r].ppf(lv[r, c])
+        return out
+
     @staticmethod
     def _levels(levels: Sequence[float]) -> np.ndarray:
         """Quantile levels as a non-empty float64 vector of probabilities in [0, 1]."""

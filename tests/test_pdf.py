@@ -454,3 +454,24 @@ def test_fast_quantiles_rarely_need_the_exact_ppf_on_network_like_pdfs():
     # scipy's CDF at the result is the level (to the float64 tables' precision)
     err = np.abs(scipy_cdf(wn, got) - np.asarray(levels)) / MixturePDF(wn).pdf(got)
     assert np.max(err) < 1e-6 and np.median(err) < 1e-8
+
+
+def test_quantiles_per_row_match_ppf_at_each_rows_own_levels():
+    # every row its own levels (as per-cell recalibration maps give), levels 0 and 1 included
+    rng = np.random.default_rng(11)
+    w = np.r_[_bumpy_weights(300, 4), random_weights(100, 6)]
+    pdf = MixturePDF(w)
+    lv = rng.uniform(1e-4, 1 - 1e-4, (len(w), 4))
+    lv[:5, 0], lv[5:9, 3] = 0.0, 1.0
+    got = pdf.quantiles_per_row(lv)
+    exact = np.column_stack([pdf.ppf(lv[:, c]) for c in range(lv.shape[1])])
+    assert np.max(np.abs(got - exact)) < 1e-5
+    assert np.median(np.abs(got - exact)) < 1e-8
+    np.testing.assert_array_equal(got[:5, 0], pdf.ppf(np.zeros(len(w)))[:5])
+    # one row of levels repeated is quantiles() exactly
+    same = np.broadcast_to([0.025, 0.5, 0.975], (len(w), 3))
+    np.testing.assert_array_equal(pdf.quantiles_per_row(same), pdf.quantiles([0.025, 0.5, 0.975]))
+    with pytest.raises(ValueError, match="shape"):
+        pdf.quantiles_per_row(lv[:10])
+    with pytest.raises(ValueError, match="probabilities"):
+        pdf.quantiles_per_row(lv * 2)
