@@ -73,28 +73,6 @@ _WRAP = ("import resource, sys, time\n"
          "sys.exit(rc)\n")
 
 
-#: The ratio of measurement 1 in a child process whose ``sys.path`` starts with another
-#: checkout of the package (argv: checkout, model, input); prints ``RATIO predict table``.
-_RATIO = ("import sys, time\n"
-          "sys.path.insert(0, sys.argv[1])\n"
-          "import pandas as pd\n"
-          "import photozsom\n"
-          "assert photozsom.__file__.startswith(sys.argv[1]), photozsom.__file__\n"
-          "from photozsom.model import PhotoZModel\n"
-          "from photozsom.predict import predict_table\n"
-          "model = PhotoZModel.load(sys.argv[2])\n"
-          "cat = pd.read_parquet(sys.argv[3])\n"
-          "predict_table(cat.iloc[:100], model)\n"
-          "def best(f):\n"
-          "    ts = []\n"
-          "    for _ in range(3):\n"
-          "        t = time.process_time(); f(); ts.append(time.process_time() - t)\n"
-          "    return min(ts)\n"
-          "a = best(lambda: model.predict(cat))\n"
-          "b = best(lambda: predict_table(cat, model))\n"
-          "print('RATIO', a, b)\n")
-
-
 def baseline_checkout(rev: str, where: Path) -> Path:
     """A detached ``git worktree`` of this repository at ``rev`` (removed by the caller)."""
     root = Path(__file__).resolve().parents[1]
@@ -105,10 +83,29 @@ def baseline_checkout(rev: str, where: Path) -> Path:
 
 def child_ratio(checkout: Path, model_dir: Path, inp: Path) -> tuple[float, float]:
     """model.predict and predict_table CPU seconds with the package of ``checkout``."""
-    res = subprocess.run([sys.executable, "-c", _RATIO, str(checkout), str(model_dir),
+    res = subprocess.run([sys.executable, __file__, _CHILD, str(checkout), str(model_dir),
                           str(inp)], check=True, capture_output=True, text=True)
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RATIO")][-1].split()
     return float(line[1]), float(line[2])
+
+
+#: First argument of this script run as the child of :func:`child_ratio`.
+_CHILD = "--ratio-child"
+
+
+def ratio_child(checkout: str, model_dir: str, inp: str) -> None:
+    """:func:`table_ratio` with the package of ``checkout`` first on the path (the child
+    process of :func:`child_ratio`); prints ``RATIO model_seconds table_seconds``."""
+    sys.path.insert(0, checkout)
+    import pandas as pd
+
+    import photozsom
+    from photozsom.model import PhotoZModel
+
+    assert photozsom.__file__.startswith(checkout), photozsom.__file__
+    t_model, t_table, _ = table_ratio("baseline", PhotoZModel.load(model_dir),
+                                      pd.read_parquet(inp))
+    print("RATIO", t_model, t_table, flush=True)
 
 
 def base_ratio(label: str, base_co: Path | None, model_dir: Path, inp: Path) -> None:
@@ -364,4 +361,7 @@ def measure(args, model_dir: Path, raw_dir: Path, inp: Path, n: int, small: Path
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [_CHILD]:
+        ratio_child(*sys.argv[2:5])
+    else:
+        main()
