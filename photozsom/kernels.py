@@ -1,8 +1,11 @@
 """Compiled inner loops (numba) of the P(z) summaries and of the recalibration.
 
 - :func:`quantile_rows`: :meth:`photozsom.pdf.MixturePDF.quantiles` (the credible intervals
-  and the median of every ``photozsom predict`` row);
-- :func:`mode_rows`: the windowed paths of :meth:`photozsom.pdf.MixturePDF.mode`;
+  and the median of every ``photozsom predict`` row) and ``quantiles_per_row`` (the levels
+  of per-cell recalibration maps);
+- :func:`mode_rows`: the windowed paths of :meth:`photozsom.pdf.MixturePDF.mode`, and
+  :func:`polish_points` the refinement of its whole-support fallback (one refinement of a
+  tabulated maximum, ``_polish_point``, serves both);
 - :func:`midpoint_tails` and :func:`weights_from_tails`: the fast path of
   :meth:`photozsom.calibrate.Recalibrator.project` (a recalibrated CDF as mixture weights).
 
@@ -25,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["midpoint_tails", "mode_rows", "quantile_rows", "weights_from_tails"]
+__all__ = ["midpoint_tails", "mode_rows", "polish_points", "quantile_rows",
+           "weights_from_tails"]
 
 
 @njit(cache=True, nogil=True)
