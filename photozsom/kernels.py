@@ -358,14 +358,51 @@ def _window_density(w, r, j, table, half, wl, dens):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, zhi, wn,
+def _neighbour_ratios(centres, near, sigma):  # pragma: no cover - compiled
+    """``exp(-(q - 1/2) du^2)`` for q < 2 near, ``du`` the centre spacing in sigma
+    (:func:`_near_sums`)."""
+    K = centres.size
+    du = (centres[K - 1] - centres[0]) / (K - 1) / sigma
+    rq = np.empty(2 * near)
+    for q in range(2 * near):
+        rq[q] = np.exp(-(q - 0.5) * du * du)
+    return rq
+
+
+@njit(cache=True, nogil=True)
+def _near_sums(wn, u0, du, rq):  # pragma: no cover - compiled
+    """``sum_q wn[q] e_q u_q^j`` for j = 0, 1, 2, with ``u_q = u0 - q du`` and
+    ``e_q = exp(-u_q^2 / 2)``: the density and its first two derivatives (up to positive
+    factors) from the components around a point. ``e_q`` by the ratio of neighbours,
+    ``e_q = e_(q-1) exp(u0 du) rq[q]`` with ``rq[q] = exp(-(q - 1/2) du^2)``: two
+    exponentials per point instead of one per component (``u0`` is within a few spacings of
+    the first component, so no factor under- or overflows)."""
+    e = np.exp(-0.5 * u0 * u0)
+    grow = np.exp(u0 * du)
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for q in range(wn.size):
+        if q > 0:
+            e *= grow * rq[q]
+        u = u0 - q * du
+        v = wn[q] * e
+        s0 += v
+        s1 += v * u
+        s2 += v * u * u
+    return s0, s1, s2
+
+
+@njit(cache=True, nogil=True)
+def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, zhi, wn, rq,
                   best):  # pragma: no cover - compiled
     """Refine one tabulated local maximum ``zc`` of row ``r`` (tabulated densities ``dm``,
     ``d0``, ``dp`` at ``zc - h``, ``zc``, ``zc + h``; 0 past the table): a parabola through
     ``log p``, then at most three safeguarded Newton steps on ``p'(z) = 0`` with the
     ``2 near`` components around it (the others are more than 9.8 sigma away), in float64,
     within ``h`` of ``zc``; the tabulated point is kept if it is higher. ``best`` (2,) holds
-    the highest (density, z) so far; ``wn`` (2 near,) is scratch."""
+    the highest (density, z) so far; ``wn`` (2 near,) is scratch; ``rq`` (2 near,) the
+    factors of :func:`_near_sums`."""
     K = w.shape[1]
     step = (centres[K - 1] - centres[0]) / (K - 1)
     shift = 0.0
@@ -386,16 +423,7 @@ def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, 
     mu0 = centres[0] + k0 * step
     du = step / sigma
     for _ in range(3):                      # safeguarded Newton steps on p' = 0
-        u0 = (x - mu0) / sigma
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for q in range(2 * near):
-            u = u0 - q * du
-            e = wn[q] * np.exp(-0.5 * u * u)
-            s0 += e
-            s1 += e * u
-            s2 += e * u * u
+        s0, s1, s2 = _near_sums(wn, (x - mu0) / sigma, du, rq)
         d2 = s2 - s0
         dx = sigma * s1 / d2 if d2 != 0.0 else np.inf
         good = np.isfinite(dx) and d2 < 0.0 and abs(dx) < 2.0 * h
@@ -403,15 +431,8 @@ def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, 
             x = min(max(x + dx, a), b)
         if not (good and abs(dx) > 1e-13):
             break
-    px = 0.0
-    pc = 0.0
-    ux = (x - mu0) / sigma
-    uc = (zc - mu0) / sigma
-    for q in range(2 * near):
-        u = ux - q * du
-        px += wn[q] * np.exp(-0.5 * u * u)
-        u = uc - q * du
-        pc += wn[q] * np.exp(-0.5 * u * u)
+    px = _near_sums(wn, (x - mu0) / sigma, du, rq)[0]
+    pc = _near_sums(wn, (zc - mu0) / sigma, du, rq)[0]
     if not px >= pc:
         x, px = zc, pc
     if px > best[0]:
@@ -421,7 +442,7 @@ def _polish_point(w, r, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zlo, 
 
 @njit(cache=True, nogil=True)
 def _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, sigma, zlo, zhi,
-                   wn, best):  # pragma: no cover - compiled
+                   wn, rq, best):  # pragma: no cover - compiled
     """Refine every tabulated local maximum of ``dens`` (the window around centre ``j``)
     within ``keep`` of ``dmax`` (:func:`_polish_point`)."""
     S = offsets.size
@@ -437,7 +458,7 @@ def _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, 
         dm = dens[c - 1] if c > 0 else 0.0
         dp = dens[c + 1] if c < S - 1 else 0.0
         _polish_point(w, r, centres[j] + offsets[c], dm, d0, dp, h, inv_norm, centres, near,
-                      sigma, zlo, zhi, wn, best)
+                      sigma, zlo, zhi, wn, rq, best)
 
 
 @njit(cache=True, nogil=True)
@@ -449,6 +470,7 @@ def polish_points(w, rows, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zl
     ``zc + h``) refined by :func:`_polish_point`, the highest per row into ``out`` (redshift,
     one per row of ``w``)."""
     wn = np.empty(2 * near)
+    rq = _neighbour_ratios(centres, near, sigma)
     best = np.empty(2)
     m = rows.size
     i = 0
@@ -458,7 +480,7 @@ def polish_points(w, rows, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zl
         best[1] = 0.0
         while i < m and rows[i] == r:
             _polish_point(w, r, zc[i], dm[i], d0[i], dp[i], h, inv_norm, centres, near, sigma,
-                          zlo, zhi, wn, best)
+                          zlo, zhi, wn, rq, best)
             i += 1
         out[r] = best[1]
 
@@ -506,6 +528,7 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
     dens2 = np.empty(S)
     wl = np.empty(2 * half + 1)
     wn = np.empty(2 * near)
+    rq = _neighbour_ratios(centres, near, sigma)
     best = np.empty(2)
     for r in range(n):
         tot = 0.0
@@ -530,7 +553,7 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
         best[1] = 0.0
         if dmax / tot * (1.0 - 1e-5) >= (c_all * rest + c_far * top) / (sigma * tot):
             _polish_window(w, r, j, dens, keep, dmax, inv_norm, centres, offsets, near, sigma,
-                           zlo, zhi, wn, best)
+                           zlo, zhi, wn, rq, best)
             out[r] = best[1]
             ok[r] = True
             continue
@@ -545,8 +568,8 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
             ok[r] = False
             continue
         _polish_window(w, r, j, dens, keep, both, inv_norm, centres, offsets, near, sigma,
-                       zlo, zhi, wn, best)
+                       zlo, zhi, wn, rq, best)
         _polish_window(w, r, j2, dens2, keep, both, inv_norm, centres, offsets, near, sigma,
-                       zlo, zhi, wn, best)
+                       zlo, zhi, wn, rq, best)
         out[r] = best[1]
         ok[r] = True
