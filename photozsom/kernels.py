@@ -540,14 +540,19 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
             if v * inv_norm[k] > top:
                 top = v * inv_norm[k]
                 j = k
-        rest = 0.0                                  # largest w/Z outside j +- 4, and where
-        j2 = -1
-        for k in range(K):
-            if k < j - 4 or k > j + 4:
-                v = np.float64(w[r, k]) * inv_norm[k]
-                if v > rest or j2 < 0:
-                    rest = v
-                    j2 = k
+        rest = -1.0                                 # largest w/Z outside j +- 4, and where
+        j2 = -1                                     # (two branch-free runs, first index)
+        for k in range(0, max(j - 4, 0)):
+            v = np.float64(w[r, k]) * inv_norm[k]
+            if v > rest:
+                rest = v
+                j2 = k
+        for k in range(j + 5, K):
+            v = np.float64(w[r, k]) * inv_norm[k]
+            if v > rest:
+                rest = v
+                j2 = k
+        rest = max(rest, 0.0)
         dmax = _window_density(w, r, j, table, half, wl, dens)
         best[0] = -1.0
         best[1] = 0.0
