@@ -856,22 +856,27 @@ class Recalibrator:
             quick = np.flatnonzero(fast)
             contiguous = quick.size == n
             M = proj.K - 1
+            # scratch for one chunk, reused (fresh arrays each chunk cost page faults)
+            m0 = min(_FAST_ROWS, quick.size)
+            F0, S0, P0 = np.empty((m0, M)), np.empty((m0, M)), np.empty((m0, M))
+            low0 = np.empty((m0, M), dtype=bool)
+            res0 = None if contiguous else np.empty((m0, proj.K))
             for s in range(0, quick.size, _FAST_ROWS):
                 rows = slice(s, s + _FAST_ROWS) if contiguous else quick[s:s + _FAST_ROWS]
                 w = np.ascontiguousarray(W[rows])
                 k = len(w)
-                F, S, P = np.empty((k, M)), np.empty((k, M)), np.empty((k, M))
-                low = np.empty((k, M), dtype=bool)
+                F, S, P, low = F0[:k], S0[:k], P0[:k], low0[:k]
                 midpoint_tails(w, ka["band_cdf"], ka["band_sf"], ka["b"], table.table, _C_MAX,
                                table.step, table.c0, F, S, P, low)
                 ex = np.flatnonzero(np.isnan(P))
                 if ex.size:
                     P.ravel()[ex], low.ravel()[ex] = table.exact(F.ravel()[ex], S.ravel()[ex],
                                                                  self)
-                res = np.empty((k, proj.K))
+                res = out[rows] if contiguous else res0[:k]      # in place where contiguous
                 weights_from_tails(P, low, ka["band_cdf"], ka["b"], proj.inv_band,
                                    proj.spacing, res)
-                out[rows] = res
+                if not contiguous:
+                    out[rows] = res
                 if return_residual:
                     resid[rows] = proj.residual(res, np.where(low, P, 1.0 - P))
         res = MixturePDF._from_valid(out, pdf.grid, pdf._ids)
