@@ -13,7 +13,7 @@ Each is one loop over the galaxies that reads a galaxy's 200 weights once, where
 code before made several passes over (galaxies x levels x window) temporaries; same
 algorithms, same values to rounding (the tests compare each with an exact computation).
 Measured on one thread (``benchmarks/predict.py``, 200,000 DESI rows): quantiles 2.3x and
-mode 1.3x faster than the numpy code, the projection 1.2x; ``photozsom predict`` on a
+mode 2.2x faster than the numpy code, the projection 1.2x; ``photozsom predict`` on a
 million rows 1.25x (not recalibrated) and 1.19x (recalibrated) the throughput, for ~0.3 s
 more start-up (importing numba) and ~100 MB more memory.
 
