@@ -542,7 +542,7 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
                 j = k
         rest = -1.0                                 # largest w/Z outside j +- 4, and where
         j2 = -1                                     # (two branch-free runs, first index)
-        for k in range(0, max(j - 4, 0)):
+        for k in range(max(j - 4, 0)):
             v = np.float64(w[r, k]) * inv_norm[k]
             if v > rest:
                 rest = v
