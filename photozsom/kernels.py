@@ -375,8 +375,20 @@ def _near_sums(wn, u0, du, rq):  # pragma: no cover - compiled
     ``e_q = exp(-u_q^2 / 2)``: the density and its first two derivatives (up to positive
     factors) from the components around a point. ``e_q`` by the ratio of neighbours,
     ``e_q = e_(q-1) exp(u0 du) rq[q]`` with ``rq[q] = exp(-(q - 1/2) du^2)``: two
-    exponentials per point instead of one per component (``u0`` is within a few spacings of
-    the first component, so no factor under- or overflows)."""
+    exponentials per point instead of one per component. Only where no factor can leave
+    the double range (components at most 4 sigma apart, ``|u0| <= 26``: the default grid's
+    spacing is 2.2 sigma and ``u0`` ~ 9-11); otherwise one exponential per component."""
+    if du > 4.0 or abs(u0) > 26.0:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for q in range(wn.size):
+            u = u0 - q * du
+            v = wn[q] * np.exp(-0.5 * u * u)
+            s0 += v
+            s1 += v * u
+            s2 += v * u * u
+        return s0, s1, s2
     e = np.exp(-0.5 * u0 * u0)
     grow = np.exp(u0 * du)
     s0 = 0.0

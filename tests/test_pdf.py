@@ -475,3 +475,19 @@ def test_quantiles_per_row_match_ppf_at_each_rows_own_levels():
         pdf.quantiles_per_row(lv[:10])
     with pytest.raises(ValueError, match="probabilities"):
         pdf.quantiles_per_row(lv * 2)
+
+
+@pytest.mark.parametrize("K", [12, 20, 80])
+def test_mode_on_grids_of_sparse_centres_is_the_highest_density(K):
+    # centres 5-38 sigma apart (the default grid: 2.2): the refinement's Gaussian terms must
+    # not leave the double range, whatever the spacing
+    rng = np.random.default_rng(K)
+    centres = np.linspace(0.02, 1.58, K)
+    w = rng.dirichlet(np.full(K, 0.3), 300)
+    pdf = MixturePDF(w, centres=centres)
+    mode = pdf.mode()
+    zg = np.linspace(Z_MIN, Z_MAX, 160_001)
+    dens = pdf.pdf(np.broadcast_to(zg, (len(w), zg.size)))
+    at_mode = pdf.pdf(mode[:, None])[:, 0]
+    assert np.all(at_mode >= dens.max(axis=1) * (1 - 1e-9))
+    assert np.max(np.abs(mode - zg[np.argmax(dens, axis=1)])) < 1e-5
