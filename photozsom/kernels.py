@@ -192,11 +192,16 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
             F[r, i] = cum[k0] if k0 > 0 else 0.0
             k1 = i + b + 2
             S[r, i] = suf[k1] if k1 < K else 0.0
+        # (slices, not offset indices: numba wraps negative indices, which keeps LLVM
+        # from vectorising an indexed loop; over slices it does, 4.5x faster)
+        Fr, Sr = F[r], S[r]
         for q in range(nq):
             base = nq - b + q
+            src, bc, bs = wr[base:base + M], band_cdf[q], band_sf[q]
             for i in range(M):
-                F[r, i] += wr[base + i] * band_cdf[q, i]
-                S[r, i] += wr[base + i] * band_sf[q, i]
+                Fr[i] += src[i] * bc[i]
+            for i in range(M):
+                Sr[i] += src[i] * bs[i]
         for i in range(M):
             f = F[r, i]
             sv = S[r, i]
@@ -279,8 +284,9 @@ def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
             dp[hb + i] = d[i]
             y[i] = 0.0
         for q in range(2 * hb + 1):
+            iq, src = inv_band[q], dp[q:q + K]      # slices: vectorised (midpoint_tails)
             for i in range(K):
-                y[i] += inv_band[q, i] * dp[i + q]
+                y[i] += iq[i] * src[i]
         s = 0.0
         neg = False
         for i in range(K):
@@ -327,8 +333,9 @@ def _residual(v, band_cdf, b, G, spacing, cum, vp, f):  # pragma: no cover - com
         f[i] = cum[k0] if k0 > 0 else 0.0
     for q in range(nq):
         base = nq - b + q
+        src, bc = vp[base:base + K - 1], band_cdf[q]      # slices: vectorised
         for i in range(K - 1):
-            f[i] += vp[base + i] * band_cdf[q, i]
+            f[i] += src[i] * bc[i]
     out = 0.0
     for i in range(K - 1):
         out += abs(f[i] - G[i]) * spacing[i]
