@@ -170,31 +170,40 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
     wr = np.zeros(K + 2 * nq)                        # weights, nq zeros each side
     cum = np.empty(K + 1)
     suf = np.empty(K + 1)
+    tl = np.empty(M)
     inv_step = 1.0 / step
     shift = c_max / step
+    R0 = R[:, 0].copy()
+    R1 = R[:, 1].copy()
+    # (loops run over slices, not offset indices: numba wraps negative indices, and that
+    # keeps LLVM from vectorising an indexed loop; over slices it does)
     for r in range(n):
+        wrow = w[r]
         tot = 0.0
         for k in range(K):
-            tot += np.float64(w[r, k])
-        cum[0] = 0.0
+            tot += np.float64(wrow[k])
+        wv = wr[nq:nq + K]
         for k in range(K):
-            v = np.float64(w[r, k]) / tot
-            wr[nq + k] = v
-            cum[k + 1] = cum[k] + v
-        suf[K] = 0.0                                 # suffix sums: the upper tail keeps
-        for k in range(K - 1, -1, -1):               # its relative precision
-            suf[k] = suf[k + 1] + wr[nq + k]
-        # F and 1 - F at the mid-points: the components wholly left (CDF 1) and wholly
-        # right (survival 1) by prefix and suffix sums, the band by products that run
-        # along the mid-points (independent sums: vectorised)
-        for i in range(M):
-            k0 = i - b
-            F[r, i] = cum[k0] if k0 > 0 else 0.0
-            k1 = i + b + 2
-            S[r, i] = suf[k1] if k1 < K else 0.0
-        # (slices, not offset indices: numba wraps negative indices, which keeps LLVM
-        # from vectorising an indexed loop; over slices it does, 4.5x faster)
-        Fr, Sr = F[r], S[r]
+            wv[k] = np.float64(wrow[k]) / tot
+        cum[0] = 0.0                                 # suffix sums: the upper tail keeps
+        suf[K] = 0.0                                 # its relative precision
+        for k in range(K):                           # (two chains in one loop: overlapped)
+            cum[k + 1] = cum[k] + wv[k]
+            suf[K - 1 - k] = suf[K - k] + wv[K - 1 - k]
+        # F and 1 - F at the mid-points: the components wholly left (CDF 1: 0 .. i - b - 1)
+        # and wholly right (survival 1: i + b + 2 ..) by prefix and suffix sums, the band
+        # by products that run along the mid-points (independent sums: vectorised)
+        Fr, Sr, Pr, lr = F[r], S[r], P[r], low[r]
+        for i in range(b + 1):
+            Fr[i] = 0.0
+        src, dst = cum[1:M - b], Fr[b + 1:M]
+        for i in range(M - b - 1):
+            dst[i] = src[i]
+        src = suf[b + 2:K]
+        for i in range(M - b - 1):
+            Sr[i] = src[i]
+        for i in range(M - b - 1, M):
+            Sr[i] = 0.0
         for q in range(nq):
             base = nq - b + q
             src, bc, bs = wr[base:base + M], band_cdf[q], band_sf[q]
@@ -202,26 +211,26 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
                 Fr[i] += src[i] * bc[i]
             for i in range(M):
                 Sr[i] += src[i] * bs[i]
+        # the smaller tail's log (a library call) in one pass, the table in another
         for i in range(M):
-            f = F[r, i]
-            sv = S[r, i]
+            m = min(Fr[i], Sr[i])
+            tl[i] = -np.log(2.0 * m) if m > 0.0 else np.inf
+        for i in range(M):
+            f = Fr[i]
+            sv = Sr[i]
             m = min(f, sv)
-            t = -np.log(2.0 * m) if m > 0.0 else np.inf
-            t = np.sqrt(max(t, 0.0))
-            t = min(t, c_max)
-            c = t if f >= sv else -t
-            if f == sv:
-                c = 0.0
+            t = min(np.sqrt(max(tl[i], 0.0)), c_max)
+            c = t if f > sv else (-t if f < sv else 0.0)
             pos = c * inv_step
             pos += shift
             j = int(pos)
             t = pos - j
             t2 = t * t
             t3 = t2 * t
-            ratio = ((2.0 * t3 - 3.0 * t2 + 1.0) * R[j, 0] + (t3 - 2.0 * t2 + t) * R[j, 1]
-                     + (3.0 * t2 - 2.0 * t3) * R[j + 1, 0] + (t3 - t2) * R[j + 1, 1])
-            P[r, i] = ratio * m if m > 0.0 else 0.0   # g(0) = 0, g(1) = 1
-            low[r, i] = c <= c0
+            ratio = ((2.0 * t3 - 3.0 * t2 + 1.0) * R0[j] + (t3 - 2.0 * t2 + t) * R1[j]
+                     + (3.0 * t2 - 2.0 * t3) * R0[j + 1] + (t3 - t2) * R1[j + 1])
+            Pr[i] = ratio * m if m > 0.0 else 0.0    # g(0) = 0, g(1) = 1
+            lr[i] = c <= c0
 
 
 @njit(cache=True, nogil=True)
@@ -251,95 +260,106 @@ def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
     n, M = P.shape
     K = M + 1
     y = np.empty(K)
-    d = np.empty(K)
-    wa = np.empty(K)
     cand = np.empty(K)
     G = np.empty(M)
     nq = 2 * b + 2
-    vp = np.zeros(K + 2 * nq)
-    cum = np.empty(K + 1)
+    va = np.zeros(K + 2 * nq)
+    vb = np.zeros(K + 2 * nq)
+    cum_a = np.empty(K + 1)
+    cum_b = np.empty(K + 1)
+    fa = np.empty(M)
+    fb = np.empty(M)
     hb = (inv_band.shape[0] - 1) // 2
     dp = np.zeros(K + 2 * hb)
-    fs = np.empty(M)
+    d = dp[hb:hb + K]                     # the cell masses, hb zeros each side
+    # (loops over slices, not offset indices: vectorised, see midpoint_tails)
     for r in range(n):
+        Pr, lr, orow = P[r], low[r], out[r]
+        # cell masses: differences of the smaller tail on one side of the median, of
+        # g(F) where the cell holds it
+        d[0] = max(0.0, Pr[0] if lr[0] else 1.0 - Pr[0])
+        d[M] = max(0.0, Pr[M - 1] if not lr[M - 1] else 1.0 - Pr[M - 1])
+        pa_s, pb_s, la_s, lb_s, dd = Pr[:M - 1], Pr[1:], lr[:M - 1], lr[1:], d[1:M]
+        for i in range(M - 1):
+            pa, pb, la, lb = pa_s[i], pb_s[i], la_s[i], lb_s[i]
+            ga = pa if la else 1.0 - pa
+            gb = pb if lb else 1.0 - pb
+            dm = (pb - pa) if (la and lb) else ((pa - pb) if not (la or lb) else gb - ga)
+            dd[i] = max(0.0, dm)
+        # y = B^-1 d by the band of the inverse
         for i in range(K):
-            la = True if i == 0 else low[r, i - 1]
-            lb = False if i == M else low[r, i]
-            pa = 0.0 if i == 0 else P[r, i - 1]
-            pb = 0.0 if i == M else P[r, i]
-            if la and lb:
-                dm = pb - pa
-            elif (not la) and (not lb):
-                dm = pa - pb
-            else:
-                ga = pa if la else 1.0 - pa
-                gb = pb if lb else 1.0 - pb
-                dm = gb - ga
-            y[i] = max(0.0, dm)
-            d[i] = y[i]
-        for i in range(M):
-            G[i] = P[r, i] if low[r, i] else 1.0 - P[r, i]
-        # y = B^-1 d by the band of the inverse (independent sums: vectorised)
-        for i in range(K):
-            dp[hb + i] = d[i]
             y[i] = 0.0
         for q in range(2 * hb + 1):
-            iq, src = inv_band[q], dp[q:q + K]      # slices: vectorised (midpoint_tails)
+            iq, src = inv_band[q], dp[q:q + K]
             for i in range(K):
                 y[i] += iq[i] * src[i]
         s = 0.0
         neg = False
         for i in range(K):
-            if y[i] < -1e-6:
-                neg = True
+            neg |= y[i] < -1e-6
             s += max(0.0, y[i])
         for i in range(K):
-            wa[i] = (max(0.0, y[i])) / s
+            orow[i] = max(0.0, y[i]) / s
         if not neg:
-            for i in range(K):
-                out[r, i] = wa[i]
             continue
         alpha = 1.0
         for i in range(K):
             if y[i] < -1e-6:
-                ratio = d[i] / (d[i] - y[i])
-                alpha = min(alpha, ratio)
+                alpha = min(alpha, d[i] / (d[i] - y[i]))
         alpha = min(max(alpha, 0.0), 1.0)
         s = 0.0
         for i in range(K):
-            v = alpha * (y[i] if y[i] < -1e-6 else wa[i]) + (1.0 - alpha) * d[i]
+            v = alpha * (y[i] if y[i] < -1e-6 else orow[i]) + (1.0 - alpha) * d[i]
             cand[i] = max(0.0, v)
             s += cand[i]
         for i in range(K):
             cand[i] /= s
-        ra = _residual(wa, band_cdf, b, G, spacing, cum, vp, fs)
-        rb = _residual(cand, band_cdf, b, G, spacing, cum, vp, fs)
-        for i in range(K):
-            out[r, i] = cand[i] if rb < ra else wa[i]
+        for i in range(M):
+            G[i] = Pr[i] if lr[i] else 1.0 - Pr[i]
+        ra, rb = _residuals(orow, cand, band_cdf, b, G, spacing, cum_a, cum_b, va, vb, fa, fb)
+        if rb < ra:
+            for i in range(K):
+                orow[i] = cand[i]
 
 
 @njit(cache=True, nogil=True)
-def _residual(v, band_cdf, b, G, spacing, cum, vp, f):  # pragma: no cover - compiled
-    """``sum_i |F_v(m_i) - G_i| h_i`` for weights ``v`` (K,); ``cum`` (K + 1), ``vp``
-    (K + 2 (2 b + 2), zeros at both ends) and ``f`` (K - 1) are scratch."""
-    K = v.size
+def _residuals(wa, wb, band_cdf, b, G, spacing, cum_a, cum_b, va, vb, fa,
+               fb):  # pragma: no cover - compiled
+    """``sum_i |F_v(m_i) - G_i| h_i`` for weights ``v`` = ``wa`` and ``wb`` (K,), both in
+    one pass (independent chains overlap); ``cum_*`` (K + 1), ``v*`` (K + 2 (2 b + 2),
+    zeros at both ends) and ``f*`` (K - 1) are scratch."""
+    K = wa.size
+    M = K - 1
     nq = 2 * b + 2
-    cum[0] = 0.0
+    cum_a[0] = 0.0
+    cum_b[0] = 0.0
     for k in range(K):
-        cum[k + 1] = cum[k] + v[k]
-        vp[nq + k] = v[k]
-    for i in range(K - 1):
-        k0 = i - b
-        f[i] = cum[k0] if k0 > 0 else 0.0
+        cum_a[k + 1] = cum_a[k] + wa[k]
+        cum_b[k + 1] = cum_b[k] + wb[k]
+    ua, ub = va[nq:nq + K], vb[nq:nq + K]
+    for k in range(K):
+        ua[k] = wa[k]
+        ub[k] = wb[k]
+    for i in range(b + 1):
+        fa[i] = 0.0
+        fb[i] = 0.0
+    sa, sb, da, db = cum_a[1:M - b], cum_b[1:M - b], fa[b + 1:M], fb[b + 1:M]
+    for i in range(M - b - 1):
+        da[i] = sa[i]
+        db[i] = sb[i]
     for q in range(nq):
         base = nq - b + q
-        src, bc = vp[base:base + K - 1], band_cdf[q]      # slices: vectorised
-        for i in range(K - 1):
-            f[i] += src[i] * bc[i]
-    out = 0.0
-    for i in range(K - 1):
-        out += abs(f[i] - G[i]) * spacing[i]
-    return out
+        sa, sb, bc = va[base:base + M], vb[base:base + M], band_cdf[q]
+        for i in range(M):
+            fa[i] += sa[i] * bc[i]
+        for i in range(M):
+            fb[i] += sb[i] * bc[i]
+    ra = 0.0
+    rb = 0.0
+    for i in range(M):
+        ra += abs(fa[i] - G[i]) * spacing[i]
+        rb += abs(fb[i] - G[i]) * spacing[i]
+    return ra, rb
 
 
 @njit(cache=True, nogil=True)
