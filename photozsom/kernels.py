@@ -240,8 +240,8 @@ def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
     ``g(F)``, from the output's smaller tails ``P`` and sides ``low`` (n, K - 1), in place.
 
     The cell masses (differences of the smaller tail on either side of the median, of
-    ``g(F)`` where it crosses 1/2), the banded system solved with its LU bands, and where
-    that gives negative weights the closer to ``g(F)`` at the mid-points of two
+    ``g(F)`` where it crosses 1/2), the banded system solved by the band of its inverse,
+    and where that gives negative weights the closer to ``g(F)`` at the mid-points of two
     non-negative candidates (as the exact path,
     :meth:`photozsom.calibrate._Projector.weights_from_midpoint_probits`).
 
