@@ -162,6 +162,9 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
     c_max, step, c0 : float
         Range and step of the table's coordinate, and where ``g(F) = 1/2``.
     F, S, P : (n, K - 1) float64
+        ``F`` and ``1 - F`` exactly where each is the smaller tail (and within ``b + 1``
+        mid-points of the median); elsewhere a partial sum that is > 1/2 + 1e-9, so
+        ``min(F, S)`` and ``F <= S`` are exact everywhere.
     low : (n, K - 1) bool
     """
     n, K = w.shape
@@ -204,13 +207,27 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
             Sr[i] = src[i]
         for i in range(M - b - 1, M):
             Sr[i] = 0.0
+        # the band only where the tail can be the smaller one: F is > 1/2 + 1e-9 already
+        # from i_f on (its prefix alone), 1 - F from the start up to i_s - 1; there the
+        # partial sum is kept, a bound that still loses the comparison with the other tail
+        i_f = M
+        for i in range(b + 1, M):
+            if cum[i - b] > 0.5 + 1e-9:
+                i_f = i
+                break
+        i_s = 0
+        for i in range(M - b - 2, -1, -1):
+            if suf[i + b + 2] > 0.5 + 1e-9:
+                i_s = i + 1
+                break
         for q in range(nq):
             base = nq - b + q
-            src, bc, bs = wr[base:base + M], band_cdf[q], band_sf[q]
-            for i in range(M):
-                Fr[i] += src[i] * bc[i]
-            for i in range(M):
-                Sr[i] += src[i] * bs[i]
+            src, bc, dst = wr[base:base + i_f], band_cdf[q], Fr[:i_f]
+            for i in range(i_f):
+                dst[i] += src[i] * bc[i]
+            src, bs, dst = wr[base + i_s:base + M], band_sf[q, i_s:], Sr[i_s:]
+            for i in range(M - i_s):
+                dst[i] += src[i] * bs[i]
         # the smaller tail's log (a library call) in one pass, the table in another
         for i in range(M):
             m = min(Fr[i], Sr[i])
