@@ -809,7 +809,7 @@ class Recalibrator:
             reference). By default galaxies on the global map take the fast path: ``g`` read
             from a table (:class:`_TailTable`, relative error ~1e-9 in the CDF near the
             median, exact for the identity map and at the map's knots) and the banded system
-            solved by vectorised substitution; the CDF at the mid-points then agrees with
+            solved by the band of its inverse; the CDF at the mid-points then agrees with
             the reference to ~1e-8 and quantiles to ~1e-8 in redshift (tested: < 1e-6),
             about 5x faster (50,000 DESI rows). Per-cell maps always take the reference path.
 
