@@ -202,7 +202,7 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
         # and wholly right (survival 1: i + b + 2 ..) by prefix and suffix sums, the band
         # by products that run along the mid-points (independent sums: vectorised)
         Fr, Sr, Pr, lr = F[r], S[r], P[r], low[r]
-        for i in range(b + 1):
+        for i in range(min(b + 1, M)):
             Fr[i] = 0.0
         src, dst = cum[1:M - b], Fr[b + 1:M]
         for i in range(M - b - 1):
@@ -210,7 +210,7 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
         src = suf[b + 2:K]
         for i in range(M - b - 1):
             Sr[i] = src[i]
-        for i in range(M - b - 1, M):
+        for i in range(max(M - b - 1, 0), M):
             Sr[i] = 0.0
         # the band only where the tail can be the smaller one: F is > 1/2 + 1e-9 already
         # from i_f on (its prefix alone), 1 - F from the start up to i_s - 1; there the
@@ -362,7 +362,7 @@ def _residuals(wa, wb, band_cdf, b, G, spacing, cum_a, cum_b, va, vb, fa,
     for k in range(K):
         ua[k] = wa[k]
         ub[k] = wb[k]
-    for i in range(b + 1):
+    for i in range(min(b + 1, M)):
         fa[i] = 0.0
         fb[i] = 0.0
     sa, sb, da, db = cum_a[1:M - b], cum_b[1:M - b], fa[b + 1:M], fb[b + 1:M]

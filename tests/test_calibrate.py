@@ -394,6 +394,28 @@ def test_fast_projection_agrees_with_the_reference_path():
     np.testing.assert_allclose(fast.std(), ref.std(), atol=1e-6)
 
 
+@pytest.mark.parametrize(("k", "sigma"), [(8, 0.4), (12, 0.2), (8, 0.05)])
+def test_fast_projection_agrees_with_the_reference_on_grids_whose_band_spans_them(k, sigma):
+    """Coarse grids of wide components, where the band of components around a mid-point
+    is (almost) the whole grid (b = K - 2: the prefix and suffix sums are empty): the fast
+    path's weights and quantiles against the reference path's."""
+    from photozsom.calibrate import _Projector
+    from photozsom.pdf import get_grid
+
+    pdf, z = too_narrow_sample(3000, 2.0, seed=3)
+    rc = Recalibrator().fit(pdf, z)
+    grid = get_grid(np.linspace(0.0, 0.7, k), sigma, (0.0, 0.7))
+    b = _Projector.get(grid).kernel_arrays()["b"]
+    assert b >= k - 3
+    w = np.random.default_rng(k).dirichlet(np.full(k, 0.5), size=400)
+    test = MixturePDF(w, centres=grid.centres, sigma=sigma, bounds=(0.0, 0.7))
+    ref = rc.project(test, exact=True)
+    fast = rc.project(test)
+    np.testing.assert_allclose(fast.weights, ref.weights, atol=1e-6)
+    q = np.broadcast_to([0.025, 0.16, 0.5, 0.84, 0.975], (len(test), 5))
+    assert np.abs(fast.ppf(q) - ref.ppf(q)).max() < 1e-5
+
+
 def test_fast_apply_table_follows_changes_of_the_map():
     pdf, z = too_narrow_sample(3000, 2.0, seed=12)
     rc = Recalibrator().fit(pdf, z)
