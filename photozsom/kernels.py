@@ -167,9 +167,8 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
     c_max, step, c0 : float
         Range and step of the table's coordinate, and where ``g(F) = 1/2``.
     F, S, P : (n, K - 1) float64
-        ``F`` and ``1 - F`` exactly where each is the smaller tail (and within ``b + 1``
-        mid-points of the median); elsewhere a partial sum that is > 1/2 + 1e-9, so
-        ``min(F, S)`` and ``F <= S`` are exact everywhere.
+        ``F`` and ``1 - F`` exactly where each is the smaller tail; elsewhere a partial
+        sum that is > 1/2 + 1e-9, so ``min(F, S)`` and ``F <= S`` are exact everywhere.
     low : (n, K - 1) bool
     """
     n, K = w.shape
@@ -181,8 +180,6 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
     tl = np.empty(M)
     inv_step = 1.0 / step
     shift = c_max / step
-    R0 = R[:, 0].copy()
-    R1 = R[:, 1].copy()
     # (loops run over slices, not offset indices: numba wraps negative indices, and that
     # keeps LLVM from vectorising an indexed loop; over slices it does)
     for r in range(n):
@@ -249,8 +246,8 @@ def midpoint_tails(w, band_cdf, band_sf, b, R, c_max, step, c0, F, S, P, low
             t = pos - j
             t2 = t * t
             t3 = t2 * t
-            ratio = ((2.0 * t3 - 3.0 * t2 + 1.0) * R0[j] + (t3 - 2.0 * t2 + t) * R1[j]
-                     + (3.0 * t2 - 2.0 * t3) * R0[j + 1] + (t3 - t2) * R1[j + 1])
+            ratio = ((2.0 * t3 - 3.0 * t2 + 1.0) * R[j, 0] + (t3 - 2.0 * t2 + t) * R[j, 1]
+                     + (3.0 * t2 - 2.0 * t3) * R[j + 1, 0] + (t3 - t2) * R[j + 1, 1])
             Pr[i] = ratio * m if m > 0.0 else 0.0    # g(0) = 0, g(1) = 1
             lr[i] = c <= c0
 
@@ -285,12 +282,9 @@ def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
     cand = np.empty(K)
     G = np.empty(M)
     nq = 2 * b + 2
-    va = np.zeros(K + 2 * nq)
-    vb = np.zeros(K + 2 * nq)
-    cum_a = np.empty(K + 1)
-    cum_b = np.empty(K + 1)
-    fa = np.empty(M)
-    fb = np.empty(M)
+    vp = np.zeros(K + 2 * nq)
+    cum = np.empty(K + 1)
+    fs = np.empty(M)
     hb = (inv_band.shape[0] - 1) // 2
     dp = np.zeros(K + 2 * hb)
     d = dp[hb:hb + K]                     # the cell masses, hb zeros each side
@@ -338,50 +332,40 @@ def weights_from_tails(P, low, band_cdf, b, inv_band, spacing,
             cand[i] /= s
         for i in range(M):
             G[i] = Pr[i] if lr[i] else 1.0 - Pr[i]
-        ra, rb = _residuals(orow, cand, band_cdf, b, G, spacing, cum_a, cum_b, va, vb, fa, fb)
+        ra = _residual(orow, band_cdf, b, G, spacing, cum, vp, fs)
+        rb = _residual(cand, band_cdf, b, G, spacing, cum, vp, fs)
         if rb < ra:
             for i in range(K):
                 orow[i] = cand[i]
 
 
 @njit(cache=True, nogil=True)
-def _residuals(wa, wb, band_cdf, b, G, spacing, cum_a, cum_b, va, vb, fa,
-               fb):  # pragma: no cover - compiled
-    """``sum_i |F_v(m_i) - G_i| h_i`` for weights ``v`` = ``wa`` and ``wb`` (K,), both in
-    one pass (independent chains overlap); ``cum_*`` (K + 1), ``v*`` (K + 2 (2 b + 2),
-    zeros at both ends) and ``f*`` (K - 1) are scratch."""
-    K = wa.size
+def _residual(v, band_cdf, b, G, spacing, cum, vp, f):  # pragma: no cover - compiled
+    """``sum_i |F_v(m_i) - G_i| h_i`` for weights ``v`` (K,); ``cum`` (K + 1), ``vp``
+    (K + 2 (2 b + 2), zeros at both ends) and ``f`` (K - 1) are scratch."""
+    K = v.size
     M = K - 1
     nq = 2 * b + 2
-    cum_a[0] = 0.0
-    cum_b[0] = 0.0
+    cum[0] = 0.0
     for k in range(K):
-        cum_a[k + 1] = cum_a[k] + wa[k]
-        cum_b[k + 1] = cum_b[k] + wb[k]
-    ua, ub = va[nq:nq + K], vb[nq:nq + K]
+        cum[k + 1] = cum[k] + v[k]
+    vv = vp[nq:nq + K]
     for k in range(K):
-        ua[k] = wa[k]
-        ub[k] = wb[k]
+        vv[k] = v[k]
     for i in range(min(b + 1, M)):
-        fa[i] = 0.0
-        fb[i] = 0.0
-    sa, sb, da, db = cum_a[1:M - b], cum_b[1:M - b], fa[b + 1:M], fb[b + 1:M]
+        f[i] = 0.0
+    src, dst = cum[1:M - b], f[b + 1:M]
     for i in range(M - b - 1):
-        da[i] = sa[i]
-        db[i] = sb[i]
+        dst[i] = src[i]
     for q in range(nq):
         base = nq - b + q
-        sa, sb, bc = va[base:base + M], vb[base:base + M], band_cdf[q]
+        src, bc = vp[base:base + M], band_cdf[q]
         for i in range(M):
-            fa[i] += sa[i] * bc[i]
-        for i in range(M):
-            fb[i] += sb[i] * bc[i]
-    ra = 0.0
-    rb = 0.0
+            f[i] += src[i] * bc[i]
+    out = 0.0
     for i in range(M):
-        ra += abs(fa[i] - G[i]) * spacing[i]
-        rb += abs(fb[i] - G[i]) * spacing[i]
-    return ra, rb
+        out += abs(f[i] - G[i]) * spacing[i]
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -547,6 +531,18 @@ def polish_points(w, rows, zc, dm, d0, dp, h, inv_norm, centres, near, sigma, zl
 
 
 @njit(cache=True, nogil=True)
+def _heaviest(w, r, inv_norm, k0, k1, top, j):  # pragma: no cover - compiled
+    """The largest ``w[r, k] / Z_k`` over ``k0 <= k < k1`` and its first index, if above
+    ``top`` (else ``top`` and ``j`` unchanged)."""
+    for k in range(k0, k1):
+        v = np.float64(w[r, k]) * inv_norm[k]
+        if v > top:
+            top = v
+            j = k
+    return top, j
+
+
+@njit(cache=True, nogil=True)
 def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, sigma, zlo,
               zhi, out, ok):  # pragma: no cover - compiled
     """The windowed paths of :meth:`photozsom.pdf.MixturePDF.mode`, in place.
@@ -601,18 +597,9 @@ def mode_rows(w, table, inv_norm, centres, offsets, half, near, c_all, c_far, si
             if v * inv_norm[k] > top:
                 top = v * inv_norm[k]
                 j = k
-        rest = -1.0                                 # largest w/Z outside j +- 4, and where
-        j2 = -1                                     # (two branch-free runs, first index)
-        for k in range(max(j - 4, 0)):
-            v = np.float64(w[r, k]) * inv_norm[k]
-            if v > rest:
-                rest = v
-                j2 = k
-        for k in range(j + 5, K):
-            v = np.float64(w[r, k]) * inv_norm[k]
-            if v > rest:
-                rest = v
-                j2 = k
+        # largest w/Z outside j +- 4, and where (first index): the runs below and above
+        rest, j2 = _heaviest(w, r, inv_norm, 0, max(j - 4, 0), -1.0, -1)
+        rest, j2 = _heaviest(w, r, inv_norm, j + 5, K, rest, j2)
         rest = max(rest, 0.0)
         dmax = _window_density(w, r, j, table, half, wl, dens)
         best[0] = -1.0
